@@ -1,0 +1,15 @@
+//! ScaiDrive's domain: identifiers, events, aggregates as pure decide/evolve
+//! functions, and the policies (names, permissions, quotas, link access) they
+//! enforce. No I/O, no clocks, no async.
+
+pub mod aggregate;
+pub mod error;
+pub mod event;
+pub mod id;
+pub mod name;
+pub mod quota;
+pub mod tenancy;
+
+pub use aggregate::{Aggregate, Scenario};
+pub use error::DomainError;
+pub use event::{Actor, DomainEvent, EventMetadata, LogPosition, NewEvent, RecordedEvent};

@@ -1,0 +1,4 @@
+//! The ScaiDrive service: configuration, event store, command handling,
+//! projections, HTTP, auth, blobs, relay and CLI.
+
+pub mod store;

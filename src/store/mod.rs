@@ -1,0 +1,195 @@
+//! The event store: the `EventStore` trait, its request/answer types and typed
+//! errors. Backends live beside this file (`sqlite.rs`, `postgres.rs`) and all
+//! pass the one conformance suite in `tests/store/`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use scaidrive_domain::{LogPosition, NewEvent, RecordedEvent};
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+pub mod postgres;
+pub mod sqlite;
+
+/// What the writer believes the stream's version to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream's last event has exactly this version (1-based).
+    Exact(i64),
+    /// No check: append after whatever is there.
+    Any,
+}
+
+/// Events for one stream inside an [`AppendRequest`].
+#[derive(Debug, Clone)]
+pub struct StreamAppend {
+    pub stream_id: String,
+    pub expected: ExpectedVersion,
+    pub events: Vec<NewEvent>,
+}
+
+/// A unique `(scope, key)` row claimed or released in the append transaction
+/// (sibling names: scope = parent, key = normalised name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimOp {
+    /// Insert the claim; if another owner holds it the whole append fails
+    /// with [`StoreError::ClaimTaken`]. Re-claiming one's own key is a no-op.
+    Claim {
+        scope: String,
+        key: String,
+        owner: String,
+    },
+    /// Delete the claim if this owner holds it.
+    Release {
+        scope: String,
+        key: String,
+        owner: String,
+    },
+}
+
+/// An idempotency key and the outcome to store with it.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    pub key: String,
+    pub outcome: Value,
+}
+
+/// Everything one command wants committed, all-or-nothing.
+#[derive(Debug, Clone, Default)]
+pub struct AppendRequest {
+    pub streams: Vec<StreamAppend>,
+    pub claims: Vec<ClaimOp>,
+    pub idempotency: Option<Idempotency>,
+}
+
+/// What a successful append committed.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    /// The recorded events, in the order given.
+    pub events: Vec<RecordedEvent>,
+    /// The log position of the last event written (the read-your-writes token);
+    /// `None` when the request held no events.
+    pub last: Option<LogPosition>,
+}
+
+/// The answer to an append.
+#[derive(Debug, Clone)]
+pub enum AppendOutcome {
+    Committed(Appended),
+    /// The idempotency key was already used: nothing was appended and this is
+    /// the outcome stored with it the first time.
+    Duplicate(Value),
+}
+
+/// One broken link found by the hash-chain verifier.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BrokenLink {
+    pub stream_id: String,
+    pub stream_version: i64,
+    pub position: i64,
+    pub expected_hash: String,
+    pub stored_hash: String,
+}
+
+/// The verifier's report.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct VerifyReport {
+    pub events_checked: u64,
+    pub streams_checked: u64,
+    /// The first broken link in log order, if any.
+    pub first_broken: Option<BrokenLink>,
+}
+
+/// Store failures, typed so callers can decide without string matching.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "concurrency conflict on stream {stream}: expected {expected:?}, actual version {actual:?}"
+    )]
+    Conflict {
+        stream: String,
+        expected: ExpectedVersion,
+        actual: Option<i64>,
+    },
+    #[error("claim ({scope}, {key}) is held by {holder}")]
+    ClaimTaken {
+        scope: String,
+        key: String,
+        holder: String,
+    },
+    #[error("invalid append: {0}")]
+    Invalid(String),
+    #[error("event store unavailable: {0}")]
+    Unavailable(String),
+    #[error("event store error: {0}")]
+    Backend(String),
+}
+
+impl StoreError {
+    /// Maps a driver error: connection-level failures become `Unavailable`.
+    pub fn from_sqlx(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Tls(_) => Self::Unavailable(err.to_string()),
+            other => Self::Backend(other.to_string()),
+        }
+    }
+}
+
+/// The log, with its guarantees (ARCHITECTURE.md "The event store").
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends events to one or more streams, applies claims and stores the
+    /// idempotency outcome, in one transaction.
+    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError>;
+
+    /// Events of one stream with `stream_version > after_version`, in order, at most `limit`.
+    async fn read_stream(
+        &self,
+        stream_id: &str,
+        after_version: i64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The current version of a stream (`None` if it does not exist).
+    async fn stream_version(&self, stream_id: &str) -> Result<Option<i64>, StoreError>;
+
+    /// The global log strictly after `after`, in log order, at most `limit`
+    /// events, never skipping an event that commits later (gap-safe).
+    async fn read_all(
+        &self,
+        after: LogPosition,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The position of the newest event a gap-safe reader can see now.
+    async fn head(&self) -> Result<LogPosition, StoreError>;
+
+    /// The stored outcome of an idempotency key, if it was used.
+    async fn idempotent_outcome(&self, key: &str) -> Result<Option<Value>, StoreError>;
+
+    /// Who holds a claim, if anyone.
+    async fn claim_holder(&self, scope: &str, key: &str) -> Result<Option<String>, StoreError>;
+
+    /// A wake-up signal: a value is sent after new events may have become
+    /// visible (a commit in this process, or a notification from another).
+    /// Subscribers then `read_all` from their checkpoint; they should also
+    /// re-read on a timer, as a lagging receiver may miss a signal.
+    fn subscribe(&self) -> broadcast::Receiver<()>;
+
+    /// Recomputes the hash chains of all streams (optionally of one tenant)
+    /// and reports the first broken link.
+    async fn verify(&self, tenant_id: Option<&str>) -> Result<VerifyReport, StoreError>;
+
+    /// Checks the database answers (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// A shared handle to whichever backend is configured.
+pub type DynStore = Arc<dyn EventStore>;
