@@ -1,4 +1,12 @@
 //! The ScaiDrive service: configuration, event store, command handling,
 //! projections, HTTP, auth, blobs, relay and CLI.
 
+pub mod app;
+pub mod auth;
+pub mod blob;
+pub mod cli;
+pub mod command;
+pub mod config;
+pub mod http;
+pub mod projector;
 pub mod store;

@@ -1,4 +1,14 @@
 //! Read models: projections that fold the event log into SQL tables, the
 //! runner's contract, and the queries the HTTP layer reads them with.
 
+pub mod checkpoint;
 pub mod db;
+pub mod projection;
+pub mod tenancy;
+
+pub use projection::{Projection, ProjectionError};
+
+/// Every projection the service runs, in a stable order.
+pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
+    vec![std::sync::Arc::new(tenancy::TenancyProjection)]
+}

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use scaidrive_domain::{LogPosition, NewEvent, RecordedEvent};
+use scaidrive_projections::db::Db;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
@@ -193,3 +194,81 @@ pub trait EventStore: Send + Sync + 'static {
 
 /// A shared handle to whichever backend is configured.
 pub type DynStore = Arc<dyn EventStore>;
+
+/// Opens the event store on the backend the database handle points at.
+pub async fn open(db: &Db) -> Result<DynStore, StoreError> {
+    match db {
+        Db::Sqlite(s) => Ok(Arc::new(sqlite::SqliteStore::new(s.clone()))),
+        Db::Postgres(p) => Ok(Arc::new(postgres::PostgresStore::new(p.clone()).await?)),
+    }
+}
+
+/// Recomputes hash chains from events fed in stream order, remembering the
+/// earliest (by log position) broken link.
+#[derive(Debug, Default)]
+pub(crate) struct ChainVerifier {
+    current: Option<(String, String, bool)>,
+    events: u64,
+    streams: u64,
+    first_broken: Option<BrokenLink>,
+}
+
+impl ChainVerifier {
+    pub(crate) fn check(&mut self, e: &RecordedEvent) {
+        self.events += 1;
+        let same = self
+            .current
+            .as_ref()
+            .is_some_and(|(s, _, _)| *s == e.stream_id);
+        if !same {
+            self.streams += 1;
+            self.current = Some((e.stream_id.clone(), String::new(), false));
+        }
+        let Some((_, prev, broken)) = self.current.as_mut() else {
+            return;
+        };
+        if *broken {
+            return;
+        }
+        let expected = scaidrive_domain::event::chain_hash(
+            prev,
+            &scaidrive_domain::event::HashInput {
+                stream_id: &e.stream_id,
+                stream_version: e.stream_version,
+                event_id: e.event_id,
+                event_type: &e.event_type,
+                schema_version: e.schema_version,
+                tenant_id: e.tenant_id.as_deref(),
+                data: &e.data,
+                metadata: &e.metadata,
+            },
+        );
+        if expected != e.hash {
+            *broken = true;
+            let link = BrokenLink {
+                stream_id: e.stream_id.clone(),
+                stream_version: e.stream_version,
+                position: e.log.position,
+                expected_hash: expected,
+                stored_hash: e.hash.clone(),
+            };
+            if self
+                .first_broken
+                .as_ref()
+                .is_none_or(|b| link.position < b.position)
+            {
+                self.first_broken = Some(link);
+            }
+        } else {
+            *prev = e.hash.clone();
+        }
+    }
+
+    pub(crate) fn report(self) -> VerifyReport {
+        VerifyReport {
+            events_checked: self.events,
+            streams_checked: self.streams,
+            first_broken: self.first_broken,
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! Projection checkpoints: where in the log each read model has got to.
+
+use scaidrive_domain::LogPosition;
+
+use crate::db::{Db, Tx};
+use crate::{db_fetch_optional, tx_execute, tx_fetch_optional};
+
+/// A stored checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub version: i32,
+    pub position: LogPosition,
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    version: i32,
+    commit_id: i64,
+    position: i64,
+}
+
+impl From<Row> for Checkpoint {
+    fn from(r: Row) -> Self {
+        Checkpoint {
+            version: r.version,
+            position: LogPosition::new(r.commit_id, r.position),
+        }
+    }
+}
+
+const SELECT: &str =
+    "SELECT version, commit_id, position FROM projection_checkpoints WHERE name = $1";
+
+/// Reads a checkpoint inside a write transaction.
+pub async fn load(tx: &mut Tx, name: &str) -> Result<Option<Checkpoint>, sqlx::Error> {
+    Ok(tx_fetch_optional!(tx, Row, SELECT, name)?.map(Into::into))
+}
+
+/// Reads a checkpoint from the read side.
+pub async fn read(db: &Db, name: &str) -> Result<Option<Checkpoint>, sqlx::Error> {
+    Ok(db_fetch_optional!(db, Row, SELECT, name)?.map(Into::into))
+}
+
+/// Stores a checkpoint in the caller's transaction.
+pub async fn store(tx: &mut Tx, name: &str, cp: Checkpoint) -> Result<(), sqlx::Error> {
+    tx_execute!(
+        tx,
+        "INSERT INTO projection_checkpoints (name, version, commit_id, position, updated_at) \
+         VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (name) DO UPDATE SET version = excluded.version, commit_id = excluded.commit_id, \
+         position = excluded.position, updated_at = excluded.updated_at",
+        name,
+        cp.version,
+        cp.position.commit,
+        cp.position.position,
+        chrono::Utc::now()
+    )?;
+    Ok(())
+}

@@ -1,0 +1,206 @@
+//! Partners, tenants and users as rows.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use scaidrive_domain::tenancy::{PartnerEvent, TenantEvent, TenantSettings, UserEvent};
+use scaidrive_domain::{DomainEvent, RecordedEvent};
+use sqlx::types::Json;
+
+use crate::db::{Db, Tx};
+use crate::projection::{Projection, ProjectionError};
+use crate::{db_fetch_optional, tx_execute};
+
+/// Folds partner, tenant and user events into `rm_partners`, `rm_tenants`, `rm_users`.
+pub struct TenancyProjection;
+
+fn decode<E: DomainEvent>(event: &RecordedEvent) -> Result<E, ProjectionError> {
+    event
+        .decode::<E>()
+        .map_err(|e| ProjectionError::decode(event, e))
+}
+
+#[async_trait]
+impl Projection for TenancyProjection {
+    fn name(&self) -> &'static str {
+        "tenancy"
+    }
+
+    fn version(&self) -> i32 {
+        1
+    }
+
+    fn handles(&self, event_type: &str) -> bool {
+        event_type.starts_with("partner-")
+            || event_type.starts_with("tenant-")
+            || event_type.starts_with("user-")
+    }
+
+    async fn apply(&self, tx: &mut Tx, event: &RecordedEvent) -> Result<(), ProjectionError> {
+        let t = event.event_type.as_str();
+        if t.starts_with("partner-") {
+            match decode::<PartnerEvent>(event)? {
+                PartnerEvent::PartnerProvisioned {
+                    partner_id,
+                    name,
+                    at,
+                } => {
+                    tx_execute!(
+                        tx,
+                        "INSERT INTO rm_partners (id, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
+                        partner_id.to_string(),
+                        name,
+                        at
+                    )?;
+                }
+            }
+        } else if t.starts_with("tenant-") {
+            match decode::<TenantEvent>(event)? {
+                TenantEvent::TenantProvisioned {
+                    tenant_id,
+                    partner_id,
+                    name,
+                    at,
+                } => {
+                    tx_execute!(
+                        tx,
+                        "INSERT INTO rm_tenants (id, partner_id, name, display_name, settings, created_at, modified_at) \
+                         VALUES ($1, $2, $3, NULL, $4, $5, $5) ON CONFLICT (id) DO NOTHING",
+                        tenant_id.to_string(),
+                        partner_id.to_string(),
+                        name,
+                        Json(TenantSettings::default()),
+                        at
+                    )?;
+                }
+                TenantEvent::TenantUpdated {
+                    name,
+                    display_name,
+                    settings,
+                    at,
+                } => {
+                    let id = stream_suffix(event);
+                    tx_execute!(
+                        tx,
+                        "UPDATE rm_tenants SET name = COALESCE($2, name), display_name = COALESCE($3, display_name), \
+                         settings = COALESCE($4, settings), modified_at = $5 WHERE id = $1",
+                        id,
+                        name,
+                        display_name,
+                        settings.map(Json),
+                        at
+                    )?;
+                }
+            }
+        } else if t.starts_with("user-") {
+            let id = stream_suffix(event);
+            match decode::<UserEvent>(event)? {
+                UserEvent::UserProvisioned {
+                    user_id,
+                    tenant_id,
+                    email,
+                    name,
+                    admin_role,
+                    at,
+                } => {
+                    tx_execute!(
+                        tx,
+                        "INSERT INTO rm_users (id, tenant_id, email, name, status, admin_role, created_at, modified_at) \
+                         VALUES ($1, $2, $3, $4, 'active', $5, $6, $6) ON CONFLICT (id) DO NOTHING",
+                        user_id.to_string(),
+                        tenant_id.to_string(),
+                        email,
+                        name,
+                        admin_role.map(|_| "tenant_admin"),
+                        at
+                    )?;
+                }
+                UserEvent::UserProfileUpdated { email, name, at } => {
+                    tx_execute!(
+                        tx,
+                        "UPDATE rm_users SET email = $2, name = $3, modified_at = $4 WHERE id = $1",
+                        id,
+                        email,
+                        name,
+                        at
+                    )?;
+                }
+                UserEvent::UserStatusChanged { status, at } => {
+                    tx_execute!(
+                        tx,
+                        "UPDATE rm_users SET status = $2, modified_at = $3 WHERE id = $1",
+                        id,
+                        status.as_str(),
+                        at
+                    )?;
+                }
+                UserEvent::UserAdminRoleChanged { admin_role, at } => {
+                    tx_execute!(
+                        tx,
+                        "UPDATE rm_users SET admin_role = $2, modified_at = $3 WHERE id = $1",
+                        id,
+                        admin_role.map(|_| "tenant_admin"),
+                        at
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn reset(&self, tx: &mut Tx) -> Result<(), ProjectionError> {
+        tx_execute!(tx, "DELETE FROM rm_users")?;
+        tx_execute!(tx, "DELETE FROM rm_tenants")?;
+        tx_execute!(tx, "DELETE FROM rm_partners")?;
+        Ok(())
+    }
+}
+
+/// The aggregate id is the stream id.
+fn stream_suffix(event: &RecordedEvent) -> String {
+    event.stream_id.clone()
+}
+
+/// A tenant row.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TenantRow {
+    pub id: String,
+    pub partner_id: String,
+    pub name: String,
+    pub display_name: Option<String>,
+    pub settings: Json<TenantSettings>,
+    pub created_at: DateTime<Utc>,
+    pub modified_at: DateTime<Utc>,
+}
+
+/// A user row.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UserRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub status: String,
+    pub admin_role: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub modified_at: DateTime<Utc>,
+}
+
+pub async fn tenant(db: &Db, id: &str) -> Result<Option<TenantRow>, sqlx::Error> {
+    db_fetch_optional!(
+        db,
+        TenantRow,
+        "SELECT id, partner_id, name, display_name, settings, created_at, modified_at FROM rm_tenants WHERE id = $1",
+        id
+    )
+}
+
+pub async fn user(db: &Db, tenant_id: &str, id: &str) -> Result<Option<UserRow>, sqlx::Error> {
+    db_fetch_optional!(
+        db,
+        UserRow,
+        "SELECT id, tenant_id, email, name, status, admin_role, created_at, modified_at FROM rm_users \
+         WHERE id = $1 AND tenant_id = $2",
+        id,
+        tenant_id
+    )
+}

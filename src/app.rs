@@ -1,0 +1,180 @@
+//! Building the application (bind, connect, migrate, start workers) apart from
+//! running it, so tests can start it on port 0 and stop it on demand.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use scaidrive_projections::db::{ConnectOptions, Db};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{AuthConfig, Authenticator};
+use crate::command::CommandBus;
+use crate::config::Config;
+use crate::http::{self, AppState, Services};
+use crate::projector::Projector;
+use crate::store;
+
+/// Why the application could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot connect to the database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("cannot migrate the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot open the event store: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("cannot start authentication: {0}")]
+    Auth(#[from] crate::auth::AuthError),
+    #[error("cannot start projections: {0}")]
+    Projector(#[from] crate::projector::ProjectorError),
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// The database, store and command bus, without HTTP: what the CLI needs.
+pub struct Core {
+    pub db: Db,
+    pub store: store::DynStore,
+}
+
+impl Core {
+    pub async fn open(config: &Config) -> Result<Core, StartError> {
+        if config.database_url.starts_with("sqlite:") {
+            std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+                path: config.data_dir.display().to_string(),
+                source,
+            })?;
+        }
+        let opts = ConnectOptions {
+            max_connections: config.database_max_connections,
+            ..Default::default()
+        };
+        let db = Db::connect(&config.database_url, &opts).await?;
+        db.migrate().await?;
+        let store = store::open(&db).await?;
+        Ok(Core { db, store })
+    }
+}
+
+/// A built application: bound, connected, workers running.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    workers: Vec<JoinHandle<()>>,
+    stop_workers: CancellationToken,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Application, StartError> {
+        let core = Core::open(&config).await?;
+        let auth = Authenticator::new(AuthConfig {
+            scaikey_url: config.scaikey_url.clone(),
+            jwt_issuer: config.jwt_issuer.clone(),
+            data_dir: config.data_dir.clone(),
+            ..AuthConfig::default()
+        })
+        .await?;
+        let projector = Projector::new(
+            core.db.clone(),
+            core.store.clone(),
+            scaidrive_projections::all(),
+        );
+        projector.prepare().await?;
+        let stop_workers = CancellationToken::new();
+        let workers = projector.spawn(stop_workers.clone());
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.bind,
+                source,
+            })?;
+        let services = Services {
+            bus: CommandBus::new(core.store.clone(), 100_000),
+            db: core.db,
+            store: core.store,
+            projector,
+            auth,
+            config,
+            draining: AtomicBool::new(false),
+            started: AtomicBool::new(true),
+        };
+        Ok(Application {
+            listener,
+            state: AppState(Arc::new(services)),
+            workers,
+            stop_workers,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| self.state.config.bind)
+    }
+
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves: readiness turns 503 at once,
+    /// in-flight requests finish, workers stop, then it returns.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let state = self.state.clone();
+        let app = http::router(self.state.clone());
+        let drain_state = state.clone();
+        let serve = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            drain_state.draining.store(true, Ordering::SeqCst);
+            tracing::info!("draining: finishing in-flight requests");
+        });
+        let result = serve.await;
+        self.stop_workers.cancel();
+        for w in self.workers {
+            let _ = w.await;
+        }
+        state.db.close().await;
+        tracing::info!("stopped");
+        result
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

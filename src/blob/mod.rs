@@ -1,0 +1,269 @@
+//! Content-addressed chunk storage over `object_store`: a local directory by
+//! default, S3 when configured. Chunks live at
+//! `chunks/{tenant}/{h[0:2]}/{h[2:4]}/{h}`, written once per tenant; a chunk is
+//! written before any event references it.
+
+use std::ops::Range;
+use std::path::Path as FsPath;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, PutPayload};
+
+/// Blob store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("blob not found: {0}")]
+    NotFound(String),
+    #[error("blob store unavailable: {0}")]
+    Unavailable(String),
+    #[error("blob store misconfigured: {0}")]
+    Config(String),
+}
+
+impl From<object_store::Error> for BlobError {
+    fn from(e: object_store::Error) -> Self {
+        match e {
+            object_store::Error::NotFound { path, .. } => BlobError::NotFound(path),
+            other => BlobError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// One stored chunk seen by a listing (for garbage collection).
+#[derive(Debug, Clone)]
+pub struct ChunkObject {
+    pub tenant_id: String,
+    pub hash: String,
+    pub size: u64,
+    pub last_modified: chrono::DateTime<chrono::Utc>,
+}
+
+/// The chunk store.
+#[derive(Clone)]
+pub struct BlobStore {
+    inner: Arc<dyn ObjectStore>,
+    description: String,
+}
+
+impl std::fmt::Debug for BlobStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.description)
+    }
+}
+
+/// Whether a string is a lowercase hex SHA-256.
+pub fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl BlobStore {
+    /// `None` or a path/`file://` URL → local directory; `s3://bucket[/prefix]`
+    /// → S3 (credentials, region and endpoint from the standard `AWS_*`
+    /// variables; `AWS_ALLOW_HTTP=true` for plain-HTTP endpoints).
+    pub fn open(url: Option<&str>, data_dir: &FsPath) -> Result<Self, BlobError> {
+        match url {
+            Some(u) if u.starts_with("s3://") => {
+                let rest = &u["s3://".len()..];
+                let bucket = rest.split('/').next().unwrap_or_default();
+                if bucket.is_empty() {
+                    return Err(BlobError::Config("s3:// URL needs a bucket name".into()));
+                }
+                let s3 = AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .build()
+                    .map_err(|e| BlobError::Config(e.to_string()))?;
+                Ok(Self {
+                    inner: Arc::new(s3),
+                    description: format!("s3 bucket {bucket}"),
+                })
+            }
+            other => {
+                let dir = match other {
+                    Some(p) => std::path::PathBuf::from(p.strip_prefix("file://").unwrap_or(p)),
+                    None => data_dir.join("blobs"),
+                };
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| BlobError::Config(format!("{}: {e}", dir.display())))?;
+                let fs = LocalFileSystem::new_with_prefix(&dir)
+                    .map_err(|e| BlobError::Config(e.to_string()))?;
+                Ok(Self {
+                    inner: Arc::new(fs),
+                    description: format!("local directory {}", dir.display()),
+                })
+            }
+        }
+    }
+
+    /// An in-memory store (tests).
+    pub fn in_memory() -> Self {
+        Self {
+            inner: Arc::new(object_store::memory::InMemory::new()),
+            description: "memory".into(),
+        }
+    }
+
+    pub fn chunk_path(tenant_id: &str, hash: &str) -> Path {
+        let (a, b) = (
+            &hash[0..2.min(hash.len())],
+            &hash[2.min(hash.len())..4.min(hash.len())],
+        );
+        Path::from(format!("chunks/{tenant_id}/{a}/{b}/{hash}"))
+    }
+
+    /// Whether the tenant already stores this chunk.
+    pub async fn has_chunk(&self, tenant_id: &str, hash: &str) -> Result<bool, BlobError> {
+        match self.inner.head(&Self::chunk_path(tenant_id, hash)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Stores a chunk unless the tenant has it; returns whether it was
+    /// deduplicated (already present).
+    pub async fn put_chunk(
+        &self,
+        tenant_id: &str,
+        hash: &str,
+        bytes: Bytes,
+    ) -> Result<bool, BlobError> {
+        if self.has_chunk(tenant_id, hash).await? {
+            return Ok(true);
+        }
+        self.inner
+            .put(
+                &Self::chunk_path(tenant_id, hash),
+                PutPayload::from_bytes(bytes),
+            )
+            .await?;
+        Ok(false)
+    }
+
+    pub async fn get_chunk(&self, tenant_id: &str, hash: &str) -> Result<Bytes, BlobError> {
+        Ok(self
+            .inner
+            .get(&Self::chunk_path(tenant_id, hash))
+            .await?
+            .bytes()
+            .await?)
+    }
+
+    pub async fn get_chunk_range(
+        &self,
+        tenant_id: &str,
+        hash: &str,
+        range: Range<u64>,
+    ) -> Result<Bytes, BlobError> {
+        Ok(self
+            .inner
+            .get_range(&Self::chunk_path(tenant_id, hash), range)
+            .await?)
+    }
+
+    pub async fn delete_chunk(&self, tenant_id: &str, hash: &str) -> Result<(), BlobError> {
+        match self.inner.delete(&Self::chunk_path(tenant_id, hash)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every stored chunk (optionally of one tenant).
+    pub async fn list_chunks(
+        &self,
+        tenant_id: Option<&str>,
+    ) -> Result<Vec<ChunkObject>, BlobError> {
+        let prefix = match tenant_id {
+            Some(t) => Path::from(format!("chunks/{t}")),
+            None => Path::from("chunks"),
+        };
+        let mut out = Vec::new();
+        let mut listing = self.inner.list(Some(&prefix));
+        while let Some(meta) = listing.next().await {
+            let meta = meta?;
+            let parts: Vec<String> = meta
+                .location
+                .parts()
+                .map(|p| p.as_ref().to_owned())
+                .collect();
+            if parts.len() == 5 && is_sha256_hex(&parts[4]) {
+                out.push(ChunkObject {
+                    tenant_id: parts[1].clone(),
+                    hash: parts[4].clone(),
+                    size: meta.size,
+                    last_modified: meta.last_modified,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Readiness: the store answers a listing.
+    pub async fn ping(&self) -> Result<(), BlobError> {
+        let mut listing = self.inner.list(Some(&Path::from("chunks")));
+        match listing.next().await {
+            None | Some(Ok(_)) => Ok(()),
+            Some(Err(e)) => Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::{Digest, Sha256};
+
+    #[tokio::test]
+    async fn chunks_are_stored_once_per_tenant() {
+        let store = BlobStore::in_memory();
+        let data = Bytes::from_static(b"hello world");
+        let h = hex::encode(Sha256::digest(&data));
+        assert!(!store
+            .put_chunk("tnt_a", &h, data.clone())
+            .await
+            .expect("put"));
+        assert!(
+            store
+                .put_chunk("tnt_a", &h, data.clone())
+                .await
+                .expect("put"),
+            "second put dedups"
+        );
+        assert!(
+            !store
+                .put_chunk("tnt_b", &h, data.clone())
+                .await
+                .expect("put"),
+            "other tenant stores its own"
+        );
+        assert_eq!(store.get_chunk("tnt_a", &h).await.expect("get"), data);
+        assert_eq!(
+            store
+                .get_chunk_range("tnt_a", &h, 6..11)
+                .await
+                .expect("range"),
+            Bytes::from_static(b"world")
+        );
+        assert_eq!(
+            store.list_chunks(Some("tnt_a")).await.expect("list").len(),
+            1
+        );
+        store.delete_chunk("tnt_a", &h).await.expect("delete");
+        assert!(!store.has_chunk("tnt_a", &h).await.expect("head"));
+    }
+
+    #[test]
+    fn chunk_paths_fan_out_by_hash_prefix() {
+        let p = BlobStore::chunk_path("tnt_x", &"ab".repeat(32));
+        assert_eq!(
+            p.as_ref(),
+            format!("chunks/tnt_x/ab/ab/{}", "ab".repeat(32))
+        );
+    }
+}

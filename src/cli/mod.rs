@@ -1,0 +1,202 @@
+//! The command line: `serve`, `token`, `audit verify`, `bench`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::app::{shutdown_signal, Application, Core};
+use crate::auth::{DevIssuer, MintRequest};
+use crate::config::{Config, ServeArgs, StoreArgs};
+
+pub mod bench;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "scaidrive",
+    version,
+    about = "ScaiDrive server: event-sourced file sync and share"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server.
+    Serve(ServeArgs),
+    /// Mint a token from the development issuer (only without ScaiKey).
+    Token(TokenArgs),
+    /// Audit tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Measure command throughput and latency against a raw INSERT baseline.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute every stream's hash chain and report the first broken link.
+    Verify {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Only this tenant's streams.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TokenArgs {
+    /// Tenant id or name (names are mapped onto ids deterministically).
+    #[arg(long)]
+    pub tenant: String,
+    /// User subject (id or name).
+    #[arg(long)]
+    pub user: String,
+    /// Partner id or name.
+    #[arg(long)]
+    pub partner: Option<String>,
+    /// Space- or comma-separated scopes; none = tenant:admin.
+    #[arg(long)]
+    pub scope: Option<String>,
+    #[arg(long)]
+    pub email: Option<String>,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Comma-separated group names.
+    #[arg(long)]
+    pub groups: Option<String>,
+    /// Lifetime in hours.
+    #[arg(long, default_value_t = 24)]
+    pub ttl_hours: u64,
+    /// Directory holding the development key (same as the server's).
+    #[arg(long, env = "SCAIDRIVE_DATA_DIR", default_value = "./scaidrive-data")]
+    pub data_dir: std::path::PathBuf,
+    #[arg(long, env = "SCAIDRIVE_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    #[arg(long, env = "SCAIDRIVE_SCAIKEY_URL", hide = true)]
+    pub scaikey_url: Option<String>,
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SCAIDRIVE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start runtime: {e}"))
+}
+
+/// Runs a parsed command line and returns the process exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Serve(args) => {
+            init_tracing(args.log_json);
+            serve(args.into())
+        }
+        Command::Token(args) => token(args),
+        Command::Audit {
+            command: AuditCommand::Verify { store, tenant },
+        } => {
+            init_tracing(false);
+            verify(store, tenant)
+        }
+        Command::Bench(args) => {
+            init_tracing(false);
+            runtime().and_then(|rt| rt.block_on(bench::run(args)))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(config: Config) -> Result<(), String> {
+    runtime()?.block_on(async move {
+        let app = Application::build(config)
+            .await
+            .map_err(|e| e.to_string())?;
+        let addr = app.local_addr();
+        tracing::info!(%addr, "listening");
+        app.run_until(shutdown_signal())
+            .await
+            .map_err(|e| e.to_string())
+    })
+}
+
+fn token(args: TokenArgs) -> Result<(), String> {
+    if args.scaikey_url.as_deref().is_some_and(|s| !s.is_empty()) {
+        return Err(
+            "SCAIDRIVE_SCAIKEY_URL is set: tokens come from ScaiKey, the development issuer is off"
+                .into(),
+        );
+    }
+    let issuer = DevIssuer::load_or_create(&args.data_dir, args.jwt_issuer.clone())
+        .map_err(|e| e.to_string())?;
+    let split = |s: &Option<String>| -> Vec<String> {
+        s.as_deref()
+            .unwrap_or_default()
+            .split([' ', ','])
+            .filter(|x| !x.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let token = issuer
+        .mint(&MintRequest {
+            tenant_id: args.tenant.clone(),
+            user_id: args.user.clone(),
+            partner_id: args.partner.clone(),
+            scopes: split(&args.scope),
+            email: args.email.clone(),
+            name: args.name.clone(),
+            groups: split(&args.groups),
+            ttl: Duration::from_secs(args.ttl_hours.max(1) * 3600),
+            act: None,
+        })
+        .map_err(|e| e.to_string())?;
+    println!("{token}");
+    Ok(())
+}
+
+fn verify(store: StoreArgs, tenant: Option<String>) -> Result<(), String> {
+    runtime()?.block_on(async move {
+        let mut config = Config::embedded(store.data_dir.clone());
+        config.database_url = store.database_url();
+        let core = Core::open(&config).await.map_err(|e| e.to_string())?;
+        let report = core
+            .store
+            .verify(tenant.as_deref())
+            .await
+            .map_err(|e| e.to_string())?;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+        match report.first_broken {
+            None => Ok(()),
+            Some(b) => Err(format!(
+                "hash chain broken at stream {} version {}",
+                b.stream_id, b.stream_version
+            )),
+        }
+    })
+}

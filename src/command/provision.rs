@@ -1,0 +1,132 @@
+//! Just-in-time provisioning: the first valid token of an unknown partner,
+//! tenant or user creates them, in one atomic append.
+
+use scaidrive_domain::id::{PartnerId, TenantId, UserId};
+use scaidrive_domain::tenancy::{
+    AdminRole, Partner, PartnerCommand, Tenant, TenantCommand, User, UserCommand,
+};
+use scaidrive_domain::{Aggregate, DomainError, LogPosition};
+
+use super::{CommandBus, CommandContext, CommandError};
+
+/// Who a verified token says the caller is, mapped onto our ids.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub partner_id: PartnerId,
+    pub tenant_id: TenantId,
+    pub user_id: UserId,
+    pub partner_name: String,
+    pub tenant_name: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+}
+
+impl Identity {
+    /// Maps outside ids: well-formed ids are kept; other strings are hashed
+    /// (user subjects within their tenant, so equal names in two tenants are
+    /// two users).
+    pub fn from_claims(
+        partner: Option<&str>,
+        tenant: &str,
+        subject: &str,
+        email: Option<String>,
+        name: Option<String>,
+    ) -> Self {
+        let tenant_id = TenantId::from_external(tenant);
+        let user_id = match UserId::parse(subject) {
+            Ok(id) => id,
+            Err(_) => UserId::from_external(&format!("{tenant_id}/{subject}")),
+        };
+        let partner_name = partner.unwrap_or("default").to_owned();
+        Identity {
+            partner_id: PartnerId::from_external(&partner_name),
+            tenant_id,
+            user_id,
+            partner_name,
+            tenant_name: tenant.to_owned(),
+            email,
+            name,
+        }
+    }
+}
+
+/// Makes sure partner, tenant and user exist and the profile is current;
+/// returns the user's state. The user whose sign-in creates a tenant becomes
+/// its first tenant admin.
+/// Also answers the log position of what it appended, if anything.
+pub async fn provision(
+    bus: &CommandBus,
+    ctx: &CommandContext,
+    who: &Identity,
+) -> Result<(User, Option<LogPosition>), CommandError> {
+    let user_stream = who.user_id.to_string();
+    let user_cmd = |admin_role| UserCommand::Provision {
+        user_id: who.user_id,
+        tenant_id: who.tenant_id,
+        email: who.email.clone(),
+        name: who.name.clone(),
+        admin_role,
+        at: ctx.now,
+    };
+
+    // Fast path: a known user (one cached stream read, usually no append).
+    let known = bus.load::<User>(&user_stream).await?;
+    if known.exists() {
+        if known.state.tenant_id != Some(who.tenant_id) {
+            return Err(
+                DomainError::Forbidden("this user belongs to another tenant".into()).into(),
+            );
+        }
+        if known.state.decide(&user_cmd(None))?.is_empty() {
+            return Ok((known.state, None));
+        }
+        let (state, committed) = bus
+            .execute::<User, _>(&user_stream, ctx, |u| u.state.decide(&user_cmd(None)))
+            .await?;
+        return Ok((state, committed.position));
+    }
+
+    let _guard = bus.locks().lock(&who.tenant_id.to_string()).await;
+    bus.retrying(|| async {
+        let mut uow = bus.begin(ctx);
+        let partner_stream = who.partner_id.to_string();
+        let tenant_stream = who.tenant_id.to_string();
+
+        let partner = uow.load::<Partner>(&partner_stream).await?;
+        let events = partner.state.decide(&PartnerCommand::Provision {
+            partner_id: who.partner_id,
+            name: who.partner_name.clone(),
+            at: ctx.now,
+        })?;
+        uow.emit::<Partner>(&partner_stream, &events)?;
+
+        let tenant = uow.load::<Tenant>(&tenant_stream).await?;
+        if let Some(p) = tenant.state.partner_id {
+            if p != who.partner_id {
+                return Err(
+                    DomainError::Forbidden("tenant belongs to another partner".into()).into(),
+                );
+            }
+        }
+        let new_tenant = !tenant.exists();
+        let events = tenant.state.decide(&TenantCommand::Provision {
+            tenant_id: who.tenant_id,
+            partner_id: who.partner_id,
+            name: who.tenant_name.clone(),
+            at: ctx.now,
+        })?;
+        uow.emit::<Tenant>(&tenant_stream, &events)?;
+
+        let user = uow.load::<User>(&user_stream).await?;
+        let role = new_tenant.then_some(AdminRole::TenantAdmin);
+        let events = user.state.decide(&user_cmd(role))?;
+        let mut state = user.state;
+        for e in &events {
+            state.evolve(e);
+        }
+        uow.emit_with_state::<User>(&user_stream, &events, Some(state.clone()))?;
+        let committed = uow.commit().await?;
+        Ok((state, committed.position))
+    })
+    .await
+}

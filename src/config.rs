@@ -1,0 +1,109 @@
+//! Configuration: one typed struct, read from `SCAIDRIVE_*` environment
+//! variables and command-line flags in one place. Tests build it directly.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+/// Settings shared by every subcommand that opens the data store.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Directory for the embedded database, blobs and the development key.
+    #[arg(long, env = "SCAIDRIVE_DATA_DIR", default_value = "./scaidrive-data")]
+    pub data_dir: PathBuf,
+    /// `postgres://...` for PostgreSQL; default: SQLite in the data directory.
+    #[arg(long, env = "SCAIDRIVE_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Maximum database connections.
+    #[arg(long, env = "SCAIDRIVE_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    pub database_max_connections: u32,
+}
+
+impl StoreArgs {
+    /// The database URL in effect.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("scaidrive.db").display()),
+        }
+    }
+}
+
+/// `scaidrive serve` settings.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "SCAIDRIVE_BIND", default_value = "0.0.0.0:8000")]
+    pub bind: SocketAddr,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Blob store: a local directory path, `file:///path`, or `s3://bucket`.
+    #[arg(long, env = "SCAIDRIVE_BLOB_URL")]
+    pub blob_url: Option<String>,
+    /// ScaiKey base URL; when set, tokens are verified against its JWKS and
+    /// the development issuer is off.
+    #[arg(long, env = "SCAIDRIVE_SCAIKEY_URL")]
+    pub scaikey_url: Option<url::Url>,
+    /// An additional accepted token issuer (`iss`).
+    #[arg(long, env = "SCAIDRIVE_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, env = "SCAIDRIVE_LOG_JSON", default_value_t = false)]
+    pub log_json: bool,
+    /// Longest a request may run before it is answered 504 (seconds).
+    #[arg(long, env = "SCAIDRIVE_REQUEST_TIMEOUT_SECS", default_value_t = 300)]
+    pub request_timeout_secs: u64,
+    /// Longest a read waits for projections to reach the client's last write (ms).
+    #[arg(long, env = "SCAIDRIVE_CONSISTENCY_WAIT_MS", default_value_t = 5000)]
+    pub consistency_wait_ms: u64,
+}
+
+/// The resolved configuration the application is built from.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub database_max_connections: u32,
+    pub blob_url: Option<String>,
+    pub scaikey_url: Option<url::Url>,
+    pub jwt_issuer: Option<String>,
+    pub request_timeout: Duration,
+    pub consistency_wait: Duration,
+}
+
+impl From<ServeArgs> for Config {
+    fn from(a: ServeArgs) -> Self {
+        Config {
+            bind: a.bind,
+            database_url: a.store.database_url(),
+            data_dir: a.store.data_dir,
+            database_max_connections: a.store.database_max_connections,
+            blob_url: a.blob_url,
+            scaikey_url: a.scaikey_url,
+            jwt_issuer: a.jwt_issuer,
+            request_timeout: Duration::from_secs(a.request_timeout_secs.max(1)),
+            consistency_wait: Duration::from_millis(a.consistency_wait_ms),
+        }
+    }
+}
+
+impl Config {
+    /// Embedded defaults under `data_dir`, listening on an ephemeral port
+    /// (what tests start from).
+    pub fn embedded(data_dir: PathBuf) -> Self {
+        Config {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            database_url: format!("sqlite://{}", data_dir.join("scaidrive.db").display()),
+            data_dir,
+            database_max_connections: 8,
+            blob_url: None,
+            scaikey_url: None,
+            jwt_issuer: None,
+            request_timeout: Duration::from_secs(300),
+            consistency_wait: Duration::from_secs(5),
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! The one place errors become HTTP responses (SPEC §2): `{"detail": "..."}`
+//! with an optional stable `code`, or a 422 with an array of field errors.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use scaidrive_domain::DomainError;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::auth::AuthError;
+use crate::command::CommandError;
+use crate::store::StoreError;
+
+/// One failing field of a 422 answer, Pydantic-style.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FieldError {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub loc: Vec<Value>,
+    pub msg: String,
+    pub input: Value,
+}
+
+impl FieldError {
+    pub fn body(kind: &'static str, path: &[&str], msg: impl Into<String>, input: Value) -> Self {
+        let mut loc = vec![Value::from("body")];
+        loc.extend(path.iter().map(|p| Value::from(*p)));
+        Self {
+            kind,
+            loc,
+            msg: msg.into(),
+            input,
+        }
+    }
+}
+
+/// Every way a request can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error("{0}")]
+    BadGateway(String),
+    #[error("{0}")]
+    GatewayTimeout(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    NotImplemented(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn not_found(what: &str) -> Self {
+        ApiError::NotFound(format!("{what} not found"))
+    }
+
+    pub fn internal(err: impl std::fmt::Display) -> Self {
+        ApiError::Internal(err.to_string())
+    }
+
+    pub fn validation(err: FieldError) -> Self {
+        ApiError::Validation(vec![err])
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Domain(d) => domain_status(d),
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> Option<&'static str> {
+        match self {
+            ApiError::Domain(d) => Some(d.code()),
+            ApiError::Unauthorized(_) => Some("UNAUTHORIZED"),
+            ApiError::Forbidden(_) => Some("FORBIDDEN"),
+            ApiError::NotFound(_) => Some("NOT_FOUND"),
+            ApiError::PayloadTooLarge(_) => Some("PAYLOAD_TOO_LARGE"),
+            ApiError::BadGateway(_) => Some("UPSTREAM_UNAVAILABLE"),
+            ApiError::GatewayTimeout(_) => Some("UPSTREAM_TIMEOUT"),
+            ApiError::Unavailable(_) => Some("SERVICE_UNAVAILABLE"),
+            _ => None,
+        }
+    }
+}
+
+/// The status each domain condition answers with (SPEC §2).
+fn domain_status(e: &DomainError) -> StatusCode {
+    match e {
+        DomainError::NotFound(_) => StatusCode::NOT_FOUND,
+        DomainError::NameConflict(_)
+        | DomainError::VersionMismatch { .. }
+        | DomainError::AlreadyExists(_)
+        | DomainError::InvalidTransition(_) => StatusCode::CONFLICT,
+        DomainError::Gone(_) => StatusCode::GONE,
+        DomainError::Forbidden(_) => StatusCode::FORBIDDEN,
+        DomainError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+        DomainError::LimitReached(_) => StatusCode::TOO_MANY_REQUESTS,
+        DomainError::QuotaExceeded(_) => StatusCode::INSUFFICIENT_STORAGE,
+        DomainError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        DomainError::ChecksumMismatch(_) | DomainError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        DomainError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = match &self {
+            ApiError::Validation(errors) => json!({ "detail": errors }),
+            ApiError::Domain(DomainError::Invalid { field, message }) => {
+                let path: Vec<&str> = field.split('.').collect();
+                json!({ "detail": [FieldError::body("value_error", &path, message.clone(), Value::Null)] })
+            }
+            ApiError::Internal(msg) => {
+                tracing::error!(error = %msg, "request failed");
+                json!({ "detail": "Internal server error" })
+            }
+            other => {
+                let mut body = json!({ "detail": other.to_string() });
+                if let Some(code) = other.code() {
+                    body["code"] = Value::from(code);
+                }
+                body
+            }
+        };
+        let mut resp = (status, axum::Json(body)).into_response();
+        if matches!(self, ApiError::Unauthorized(_)) {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(m) => {
+                ApiError::Unavailable(format!("database unavailable: {m}"))
+            }
+            // A conflict that survived every retry: the resource is too hot.
+            StoreError::Conflict { .. } => ApiError::Domain(DomainError::InvalidTransition(
+                "concurrent modification, try again".into(),
+            )),
+            StoreError::ClaimTaken { key, .. } => ApiError::Domain(DomainError::NameConflict(key)),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::Domain(d) => ApiError::Domain(d),
+            CommandError::Store(s) => s.into(),
+            corrupt @ CommandError::Corrupt { .. } => ApiError::internal(corrupt),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::from_sqlx(e).into()
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Upstream(m) => {
+                ApiError::BadGateway(format!("identity provider unreachable: {m}"))
+            }
+            AuthError::UpstreamTimeout => {
+                ApiError::GatewayTimeout("identity provider timed out".into())
+            }
+            AuthError::Config(m) => ApiError::internal(m),
+            other => ApiError::Unauthorized(other.to_string()),
+        }
+    }
+}
+
+/// Shorthand for handler results.
+pub type ApiResult<T> = Result<T, ApiError>;

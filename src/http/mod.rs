@@ -1,0 +1,150 @@
+//! HTTP: one router module per resource, one error mapping (`error.rs`), and
+//! the middleware every request passes (request id, caller context,
+//! read-your-writes wait, timeout, panic guard).
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use chrono::{DateTime, SecondsFormat, Utc};
+use scaidrive_domain::LogPosition;
+use uuid::Uuid;
+
+pub mod admin;
+pub mod error;
+pub mod extract;
+pub mod principal;
+pub mod state;
+pub mod system;
+pub mod users;
+
+pub use error::{ApiError, ApiResult};
+pub use state::{AppState, Services};
+
+/// Echoed or generated on every response.
+pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// The log position a write reached; send it back to read your own writes.
+pub static POSITION: HeaderName = HeaderName::from_static("x-scaidrive-position");
+
+/// Per-request facts the middleware gathers for handlers and events.
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    pub request_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub device_id: Option<String>,
+}
+
+/// A response tagged with the log position of the write that produced it.
+pub struct Positioned<T>(pub Option<LogPosition>, pub T);
+
+impl<T: IntoResponse> IntoResponse for Positioned<T> {
+    fn into_response(self) -> Response {
+        let mut resp = self.1.into_response();
+        if let Some(p) = self.0 {
+            if let Ok(v) = HeaderValue::from_str(&p.to_token()) {
+                resp.headers_mut().insert(POSITION.clone(), v);
+            }
+        }
+        resp
+    }
+}
+
+/// Timestamps as SPEC §1 writes them.
+pub fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The whole API under `/api/v1`.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .merge(system::router())
+        .merge(users::router())
+        .merge(admin::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
+    Router::new()
+        .nest("/api/v1", api)
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            around_request,
+        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            ApiError::Internal("handler panicked".into()).into_response()
+        }))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("Not Found".into())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+fn header_str(req: &Request, name: &str) -> Option<String> {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+async fn around_request(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let request_id = header_str(&req, "x-request-id")
+        .filter(|v| !v.is_empty() && v.len() <= 200)
+        .unwrap_or_else(|| Uuid::now_v7().to_string());
+    let ip = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+    let ctx = RequestContext {
+        request_id: Some(request_id.clone()),
+        ip,
+        user_agent: header_str(&req, "user-agent"),
+        device_id: header_str(&req, "x-device-id").filter(|d| !d.is_empty() && d.len() <= 128),
+    };
+    req.extensions_mut().insert(ctx);
+
+    let wait_for = match header_str(&req, "x-scaidrive-position") {
+        Some(raw) => match LogPosition::parse_token(&raw) {
+            Some(p) => Some(p),
+            None => {
+                return with_request_id(
+                    ApiError::BadRequest("X-ScaiDrive-Position is not a valid position".into())
+                        .into_response(),
+                    &request_id,
+                );
+            }
+        },
+        None => None,
+    };
+    state.caught_up(wait_for).await;
+
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let started = std::time::Instant::now();
+    let resp = match tokio::time::timeout(state.config.request_timeout, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError::GatewayTimeout("request timed out".into()).into_response(),
+    };
+    let status = resp.status();
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if status == StatusCode::INTERNAL_SERVER_ERROR {
+        tracing::error!(%method, %path, status = status.as_u16(), elapsed_ms, request_id, "request");
+    } else {
+        tracing::debug!(%method, %path, status = status.as_u16(), elapsed_ms, request_id, "request");
+    }
+    with_request_id(resp, &request_id)
+}
+
+fn with_request_id(mut resp: Response, id: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(id) {
+        resp.headers_mut().insert(REQUEST_ID.clone(), v);
+    }
+    resp
+}

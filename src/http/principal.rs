@@ -1,0 +1,141 @@
+//! The authenticated caller: token verified, partner/tenant/user provisioned
+//! just in time, status checked.
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use chrono::Utc;
+use scaidrive_domain::id::{PartnerId, TenantId, UserId};
+use scaidrive_domain::tenancy::{AdminRole, UserStatus};
+use scaidrive_domain::Actor;
+
+use super::error::ApiError;
+use super::state::AppState;
+use super::RequestContext;
+use crate::auth::{Scope, Scopes};
+use crate::command::provision::{provision, Identity};
+use crate::command::CommandContext;
+
+/// A signed-in user of one tenant.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user_id: UserId,
+    pub tenant_id: TenantId,
+    pub partner_id: PartnerId,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub groups: Vec<String>,
+    pub scopes: Scopes,
+    /// The stored tenant-admin role (not just a token claim).
+    pub is_tenant_admin: bool,
+    pub actor: Actor,
+    pub correlation_id: Option<String>,
+}
+
+impl Principal {
+    /// 403 unless the token's scopes allow `scope`.
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.scopes.allows(scope) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "insufficient scope: '{}' required",
+                scope.as_str()
+            )))
+        }
+    }
+
+    /// A command context stamped with this caller.
+    pub fn context(&self) -> CommandContext {
+        CommandContext {
+            tenant_id: Some(self.tenant_id.to_string()),
+            actor: self.actor.clone(),
+            correlation_id: self.correlation_id.clone(),
+            causation_id: None,
+            now: Utc::now(),
+        }
+    }
+}
+
+/// Pulls the bearer token from `Authorization` (or `?token=`/`?access_token=`
+/// where a client cannot set headers, e.g. WebSockets).
+pub fn bearer_token(parts: &Parts) -> Option<String> {
+    if let Some(v) = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let (scheme, token) = v.split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_owned());
+    }
+    None
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(p) = parts.extensions.get::<Principal>() {
+            return Ok(p.clone());
+        }
+        let token = bearer_token(parts)
+            .ok_or_else(|| ApiError::Unauthorized("Not authenticated".into()))?;
+        let claims = state.auth.verify(&token).await?;
+        let rc = parts
+            .extensions
+            .get::<RequestContext>()
+            .cloned()
+            .unwrap_or_default();
+        let identity = Identity::from_claims(
+            claims.partner_id.as_deref(),
+            &claims.tenant_id,
+            &claims.subject,
+            claims.email.clone(),
+            claims.name.clone(),
+        );
+        let actor = Actor {
+            user_id: Some(identity.user_id.to_string()),
+            service_account: claims.service_account.clone(),
+            ip: rc.ip.clone(),
+            user_agent: rc.user_agent.clone(),
+            device_id: rc.device_id.clone(),
+        };
+        let ctx = CommandContext {
+            tenant_id: Some(identity.tenant_id.to_string()),
+            actor: actor.clone(),
+            correlation_id: rc.request_id.clone(),
+            causation_id: None,
+            now: Utc::now(),
+        };
+        let (user, position) = provision(&state.bus, &ctx, &identity).await?;
+        state.caught_up(position).await;
+        match user.status {
+            UserStatus::Active => {}
+            other => {
+                return Err(ApiError::Forbidden(format!(
+                    "user account is {}",
+                    other.as_str()
+                )))
+            }
+        }
+        let principal = Principal {
+            user_id: identity.user_id,
+            tenant_id: identity.tenant_id,
+            partner_id: identity.partner_id,
+            email: user.email.clone(),
+            name: user.name.clone(),
+            groups: claims.groups.clone(),
+            scopes: claims.scopes.clone(),
+            is_tenant_admin: user.admin_role == Some(AdminRole::TenantAdmin),
+            actor,
+            correlation_id: rc.request_id,
+        };
+        parts.extensions.insert(principal.clone());
+        Ok(principal)
+    }
+}

@@ -1,0 +1,61 @@
+//! What every handler can reach.
+
+use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use scaidrive_domain::LogPosition;
+use scaidrive_projections::db::Db;
+
+use crate::auth::Authenticator;
+use crate::command::CommandBus;
+use crate::config::Config;
+use crate::projector::Projector;
+use crate::store::DynStore;
+
+/// The services behind the HTTP layer.
+pub struct Services {
+    pub config: Config,
+    pub db: Db,
+    pub store: DynStore,
+    pub bus: CommandBus,
+    pub projector: Arc<Projector>,
+    pub auth: Authenticator,
+    pub draining: AtomicBool,
+    pub started: AtomicBool,
+}
+
+/// Cheap to clone; handed to every handler.
+#[derive(Clone)]
+pub struct AppState(pub Arc<Services>);
+
+impl Deref for AppState {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+impl Services {
+    /// Waits (bounded) until the read models include `position`.
+    pub async fn caught_up(&self, position: Option<LogPosition>) {
+        if let Some(p) = position {
+            if !self
+                .projector
+                .wait_for(p, self.config.consistency_wait)
+                .await
+            {
+                tracing::warn!(position = %p.to_token(), "read models did not catch up in time");
+            }
+        }
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    pub fn consistency_wait(&self) -> Duration {
+        self.config.consistency_wait
+    }
+}

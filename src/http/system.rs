@@ -1,0 +1,57 @@
+//! Health, readiness and the public client configuration.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use super::state::AppState;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/config", get(config))
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "status": "healthy", "version": VERSION }))
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    let database = state.store.ping().await.is_ok();
+    let scaikey = state.auth.check_upstream().await.is_ok();
+    let started = state.started.load(std::sync::atomic::Ordering::SeqCst);
+    let draining = state.is_draining();
+    let all = database && scaikey && started && !draining;
+    let body = json!({
+        "status": if all { "ready" } else if draining { "draining" } else { "not_ready" },
+        "checks": { "database": database, "scaikey": scaikey, "started": started, "draining": draining },
+    });
+    let status = if all {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn config() -> Json<serde_json::Value> {
+    Json(json!({
+        "version": VERSION,
+        "features": {
+            "semantic_search": false,
+            "external_sharing": true,
+            "smb_connector": false,
+            "sharepoint_connector": false,
+        },
+        "limits": {
+            "max_file_size_bytes": 5_368_709_120u64,
+            "max_upload_chunk_size_bytes": 5_242_880u64,
+        },
+    }))
+}

@@ -1,0 +1,205 @@
+//! Runs projections: each reads the log from its checkpoint and applies a batch
+//! plus the new checkpoint in one transaction on the read-model database.
+//! Also answers "have the read models passed position P yet?" for
+//! read-your-writes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use scaidrive_domain::LogPosition;
+use scaidrive_projections::checkpoint::{self, Checkpoint};
+use scaidrive_projections::db::Db;
+use scaidrive_projections::Projection;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::DynStore;
+
+const BATCH: usize = 500;
+/// Re-read the log this often even without a wake-up (a signal can be missed,
+/// and on Postgres an unrelated open transaction can hold back the watermark).
+const POLL: Duration = Duration::from_millis(200);
+
+/// Feeds every projection from the log.
+pub struct Projector {
+    db: Db,
+    store: DynStore,
+    projections: Vec<Arc<dyn Projection>>,
+    progress: watch::Sender<Vec<LogPosition>>,
+}
+
+impl Projector {
+    pub fn new(db: Db, store: DynStore, projections: Vec<Arc<dyn Projection>>) -> Arc<Self> {
+        let (progress, _) = watch::channel(vec![LogPosition::START; projections.len()]);
+        Arc::new(Self {
+            db,
+            store,
+            projections,
+            progress,
+        })
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.projections.iter().map(|p| p.name()).collect()
+    }
+
+    /// The position each projection has applied up to, by name.
+    pub fn positions(&self) -> Vec<(&'static str, LogPosition)> {
+        let cur = self.progress.borrow();
+        self.projections
+            .iter()
+            .zip(cur.iter())
+            .map(|(p, pos)| (p.name(), *pos))
+            .collect()
+    }
+
+    /// Loads checkpoints (resetting read models whose version changed).
+    pub async fn prepare(&self) -> Result<(), ProjectorError> {
+        for (i, p) in self.projections.iter().enumerate() {
+            let cp = self.checkpoint_of(p.as_ref()).await?;
+            self.progress.send_modify(|v| v[i] = cp.position);
+        }
+        Ok(())
+    }
+
+    async fn checkpoint_of(&self, p: &dyn Projection) -> Result<Checkpoint, ProjectorError> {
+        let mut tx = self.db.begin().await?;
+        let cp = checkpoint::load(&mut tx, p.name()).await?;
+        let cp = match cp {
+            Some(cp) if cp.version == p.version() => cp,
+            stale => {
+                if stale.is_some() {
+                    tracing::info!(
+                        projection = p.name(),
+                        version = p.version(),
+                        "projection version changed, rebuilding"
+                    );
+                }
+                p.reset(&mut tx).await?;
+                let cp = Checkpoint {
+                    version: p.version(),
+                    position: LogPosition::START,
+                };
+                checkpoint::store(&mut tx, p.name(), cp).await?;
+                cp
+            }
+        };
+        tx.commit().await?;
+        Ok(cp)
+    }
+
+    /// Spawns one task per projection; they stop when `shutdown` is cancelled.
+    pub fn spawn(self: &Arc<Self>, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
+        (0..self.projections.len())
+            .map(|i| {
+                let me = self.clone();
+                let stop = shutdown.clone();
+                tokio::spawn(async move { me.run(i, stop).await })
+            })
+            .collect()
+    }
+
+    async fn run(self: Arc<Self>, index: usize, shutdown: CancellationToken) {
+        let projection = self.projections[index].clone();
+        let mut wake = self.store.subscribe();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            match self.step(index).await {
+                Ok(0) => {
+                    backoff = Duration::from_millis(100);
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = wake.recv() => {}
+                        _ = tokio::time::sleep(POLL) => {}
+                    }
+                }
+                Ok(_) => backoff = Duration::from_millis(100),
+                Err(e) => {
+                    tracing::error!(projection = projection.name(), error = %e, "projection batch failed, retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Applies at most one batch to projection `index`; returns events read.
+    pub async fn step(&self, index: usize) -> Result<usize, ProjectorError> {
+        let projection = &self.projections[index];
+        let from = self.progress.borrow()[index];
+        let batch = self.store.read_all(from, BATCH).await?;
+        let Some(last) = batch.last().map(|e| e.log) else {
+            return Ok(0);
+        };
+        let mut tx = self.db.begin().await?;
+        // Another process (or a rebuild) may have moved the checkpoint.
+        let stored = checkpoint::load(&mut tx, projection.name()).await?;
+        if let Some(cp) = stored {
+            if cp.position != from {
+                tx.rollback().await?;
+                self.progress.send_modify(|v| v[index] = cp.position);
+                return Ok(1);
+            }
+        }
+        for event in batch.iter().filter(|e| projection.handles(&e.event_type)) {
+            projection.apply(&mut tx, event).await?;
+        }
+        checkpoint::store(
+            &mut tx,
+            projection.name(),
+            Checkpoint {
+                version: projection.version(),
+                position: last,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        self.progress.send_modify(|v| v[index] = last);
+        Ok(batch.len())
+    }
+
+    /// Drives every projection until it has nothing left to read (tests, CLI).
+    pub async fn catch_up(&self) -> Result<(), ProjectorError> {
+        for i in 0..self.projections.len() {
+            while self.step(i).await? > 0 {}
+        }
+        Ok(())
+    }
+
+    /// Waits until every projection has applied `position`, at most `timeout`.
+    /// Returns whether it got there.
+    pub async fn wait_for(&self, position: LogPosition, timeout: Duration) -> bool {
+        let mut rx = self.progress.subscribe();
+        let reached =
+            tokio::time::timeout(timeout, rx.wait_for(|v| v.iter().all(|p| *p >= position))).await;
+        matches!(reached, Ok(Ok(_)))
+    }
+
+    /// How many events each projection is behind the log head.
+    pub async fn lag(&self) -> Result<Vec<(&'static str, i64)>, ProjectorError> {
+        let head = self.store.head().await?;
+        Ok(self
+            .positions()
+            .into_iter()
+            .map(|(name, pos)| (name, (head.position - pos.position).max(0)))
+            .collect())
+    }
+}
+
+/// Why a projection step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectorError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Projection(#[from] scaidrive_projections::ProjectionError),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
