@@ -6,4 +6,5 @@ mod helpers;
 mod admin;
 mod auth;
 mod errors;
+mod postgres;
 mod system;
