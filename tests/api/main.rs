@@ -1,6 +1,8 @@
 //! Black-box HTTP tests: the real server on port 0 with a fresh database,
 //! driven with a real HTTP client.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 mod helpers;
 
 mod admin;

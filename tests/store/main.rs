@@ -1,6 +1,8 @@
 //! The event-store conformance suite: every guarantee of ARCHITECTURE.md "The
 //! event store", written once and run against every backend.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 mod harness;
 mod suite;
 
