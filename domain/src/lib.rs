@@ -3,6 +3,7 @@
 //! enforce. No I/O, no clocks, no async.
 
 pub mod aggregate;
+pub mod drive;
 pub mod error;
 pub mod event;
 pub mod id;

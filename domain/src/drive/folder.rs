@@ -1,0 +1,360 @@
+//! The Folder aggregate.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::Aggregate;
+use crate::error::DomainError;
+use crate::event::DomainEvent;
+use crate::id::{FolderId, ShareId, TenantId, UserId};
+use crate::name::{normalize, validate_item_name};
+
+#[derive(Debug, Clone, Default)]
+pub struct Folder {
+    pub id: Option<FolderId>,
+    pub tenant_id: Option<TenantId>,
+    pub share_id: Option<ShareId>,
+    pub parent_id: Option<FolderId>,
+    pub name: String,
+    pub path: String,
+    pub deleted: bool,
+    pub purged: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum FolderCommand {
+    Create {
+        folder_id: FolderId,
+        tenant_id: TenantId,
+        share_id: ShareId,
+        parent_id: Option<FolderId>,
+        name: String,
+        path: String,
+        by: UserId,
+        at: DateTime<Utc>,
+    },
+    Rename {
+        name: String,
+        new_path: String,
+        at: DateTime<Utc>,
+    },
+    /// `target_ancestors`: the new parent and all its ancestors (cycle check).
+    Move {
+        share_id: ShareId,
+        parent_id: Option<FolderId>,
+        new_path: String,
+        target_ancestors: Vec<FolderId>,
+        at: DateTime<Utc>,
+    },
+    Delete {
+        at: DateTime<Utc>,
+    },
+    Restore {
+        at: DateTime<Utc>,
+    },
+    Purge {
+        at: DateTime<Utc>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data", rename_all = "kebab-case")]
+pub enum FolderEvent {
+    FolderCreated {
+        folder_id: FolderId,
+        tenant_id: TenantId,
+        share_id: ShareId,
+        parent_id: Option<FolderId>,
+        name: String,
+        path: String,
+        by: UserId,
+        at: DateTime<Utc>,
+    },
+    FolderRenamed {
+        folder_id: FolderId,
+        share_id: ShareId,
+        name: String,
+        old_path: String,
+        path: String,
+        at: DateTime<Utc>,
+    },
+    FolderMoved {
+        folder_id: FolderId,
+        old_share_id: ShareId,
+        share_id: ShareId,
+        old_parent_id: Option<FolderId>,
+        parent_id: Option<FolderId>,
+        old_path: String,
+        path: String,
+        at: DateTime<Utc>,
+    },
+    FolderDeleted {
+        folder_id: FolderId,
+        share_id: ShareId,
+        path: String,
+        at: DateTime<Utc>,
+    },
+    FolderRestored {
+        folder_id: FolderId,
+        share_id: ShareId,
+        path: String,
+        at: DateTime<Utc>,
+    },
+    FolderPurged {
+        folder_id: FolderId,
+        share_id: ShareId,
+        path: String,
+        at: DateTime<Utc>,
+    },
+}
+impl DomainEvent for FolderEvent {}
+
+fn valid_name(name: &str) -> Result<String, DomainError> {
+    validate_item_name(name).map_err(|m| DomainError::invalid("name", m))?;
+    Ok(normalize(name))
+}
+
+impl Aggregate for Folder {
+    type Command = FolderCommand;
+    type Event = FolderEvent;
+
+    fn decide(&self, command: &FolderCommand) -> Result<Vec<FolderEvent>, DomainError> {
+        if let FolderCommand::Create {
+            folder_id,
+            tenant_id,
+            share_id,
+            parent_id,
+            name,
+            path,
+            by,
+            at,
+        } = command
+        {
+            if self.id.is_some() {
+                return Err(DomainError::AlreadyExists("folder already exists".into()));
+            }
+            return Ok(vec![FolderEvent::FolderCreated {
+                folder_id: *folder_id,
+                tenant_id: *tenant_id,
+                share_id: *share_id,
+                parent_id: *parent_id,
+                name: valid_name(name)?,
+                path: path.clone(),
+                by: *by,
+                at: *at,
+            }]);
+        }
+        let (Some(id), Some(share)) = (self.id, self.share_id) else {
+            return Err(DomainError::NotFound("folder"));
+        };
+        if self.purged {
+            return Err(DomainError::NotFound("folder"));
+        }
+        match command {
+            FolderCommand::Create { .. } => Ok(vec![]),
+            FolderCommand::Purge { at } => Ok(vec![FolderEvent::FolderPurged {
+                folder_id: id,
+                share_id: share,
+                path: self.path.clone(),
+                at: *at,
+            }]),
+            FolderCommand::Restore { at } => {
+                if !self.deleted {
+                    return Err(DomainError::InvalidTransition(
+                        "folder is not in the trash".into(),
+                    ));
+                }
+                Ok(vec![FolderEvent::FolderRestored {
+                    folder_id: id,
+                    share_id: share,
+                    path: self.path.clone(),
+                    at: *at,
+                }])
+            }
+            _ if self.deleted => Err(DomainError::Gone("folder is in the trash".into())),
+            FolderCommand::Rename { name, new_path, at } => {
+                let name = valid_name(name)?;
+                if name == self.name {
+                    return Ok(vec![]);
+                }
+                Ok(vec![FolderEvent::FolderRenamed {
+                    folder_id: id,
+                    share_id: share,
+                    name,
+                    old_path: self.path.clone(),
+                    path: new_path.clone(),
+                    at: *at,
+                }])
+            }
+            FolderCommand::Move {
+                share_id,
+                parent_id,
+                new_path,
+                target_ancestors,
+                at,
+            } => {
+                if *parent_id == Some(id) || target_ancestors.contains(&id) {
+                    return Err(DomainError::InvalidTransition(
+                        "cannot move a folder into itself or its own subtree".into(),
+                    ));
+                }
+                if *share_id == share && *parent_id == self.parent_id {
+                    return Ok(vec![]);
+                }
+                Ok(vec![FolderEvent::FolderMoved {
+                    folder_id: id,
+                    old_share_id: share,
+                    share_id: *share_id,
+                    old_parent_id: self.parent_id,
+                    parent_id: *parent_id,
+                    old_path: self.path.clone(),
+                    path: new_path.clone(),
+                    at: *at,
+                }])
+            }
+            FolderCommand::Delete { at } => Ok(vec![FolderEvent::FolderDeleted {
+                folder_id: id,
+                share_id: share,
+                path: self.path.clone(),
+                at: *at,
+            }]),
+        }
+    }
+
+    fn evolve(&mut self, event: &FolderEvent) {
+        match event {
+            FolderEvent::FolderCreated {
+                folder_id,
+                tenant_id,
+                share_id,
+                parent_id,
+                name,
+                path,
+                ..
+            } => {
+                self.id = Some(*folder_id);
+                self.tenant_id = Some(*tenant_id);
+                self.share_id = Some(*share_id);
+                self.parent_id = *parent_id;
+                self.name = name.clone();
+                self.path = path.clone();
+            }
+            FolderEvent::FolderRenamed { name, path, .. } => {
+                self.name = name.clone();
+                self.path = path.clone();
+            }
+            FolderEvent::FolderMoved {
+                share_id,
+                parent_id,
+                path,
+                ..
+            } => {
+                self.share_id = Some(*share_id);
+                self.parent_id = *parent_id;
+                self.path = path.clone();
+            }
+            FolderEvent::FolderDeleted { .. } => self.deleted = true,
+            FolderEvent::FolderRestored { .. } => self.deleted = false,
+            FolderEvent::FolderPurged { .. } => self.purged = true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::Scenario;
+    use uuid::Uuid;
+
+    fn fid(n: u128) -> FolderId {
+        FolderId::from_uuid(Uuid::from_u128(n))
+    }
+
+    fn created() -> FolderEvent {
+        FolderEvent::FolderCreated {
+            folder_id: fid(1),
+            tenant_id: TenantId::from_uuid(Uuid::from_u128(9)),
+            share_id: ShareId::from_uuid(Uuid::from_u128(8)),
+            parent_id: None,
+            name: "Docs".into(),
+            path: "/Docs".into(),
+            by: UserId::from_uuid(Uuid::from_u128(7)),
+            at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn a_folder_cannot_move_into_its_own_subtree() {
+        let share = ShareId::from_uuid(Uuid::from_u128(8));
+        Scenario::<Folder>::given([created()])
+            .when(FolderCommand::Move {
+                share_id: share,
+                parent_id: Some(fid(3)),
+                new_path: "/Docs/a/b/Docs".into(),
+                target_ancestors: vec![fid(3), fid(2), fid(1)],
+                at: Utc::now(),
+            })
+            .then_error_matches(|e| matches!(e, DomainError::InvalidTransition(_)));
+        Scenario::<Folder>::given([created()])
+            .when(FolderCommand::Move {
+                share_id: share,
+                parent_id: Some(fid(1)),
+                new_path: "/x".into(),
+                target_ancestors: vec![],
+                at: Utc::now(),
+            })
+            .then_error_matches(|e| matches!(e, DomainError::InvalidTransition(_)));
+        Scenario::<Folder>::given([created()])
+            .when(FolderCommand::Move {
+                share_id: share,
+                parent_id: Some(fid(5)),
+                new_path: "/Other/Docs".into(),
+                target_ancestors: vec![fid(5)],
+                at: Utc::now(),
+            })
+            .then_types(&["folder-moved"]);
+    }
+
+    #[test]
+    fn names_are_validated_and_normalised() {
+        Scenario::<Folder>::given([created()])
+            .when(FolderCommand::Rename {
+                name: "a/b".into(),
+                new_path: "/a/b".into(),
+                at: Utc::now(),
+            })
+            .then_error_matches(|e| matches!(e, DomainError::Invalid { .. }));
+        let ev = Scenario::<Folder>::given([created()])
+            .when(FolderCommand::Rename {
+                name: "cafe\u{301}".into(),
+                new_path: "/caf\u{e9}".into(),
+                at: Utc::now(),
+            })
+            .then_types(&["folder-renamed"]);
+        let FolderEvent::FolderRenamed { name, .. } = &ev[0] else {
+            panic!("renamed")
+        };
+        assert_eq!(name, "caf\u{e9}");
+    }
+
+    #[test]
+    fn trashed_folders_answer_gone_until_restored() {
+        let at = Utc::now();
+        let deleted = FolderEvent::FolderDeleted {
+            folder_id: fid(1),
+            share_id: ShareId::from_uuid(Uuid::from_u128(8)),
+            path: "/Docs".into(),
+            at,
+        };
+        Scenario::<Folder>::given([created(), deleted.clone()])
+            .when(FolderCommand::Rename {
+                name: "X".into(),
+                new_path: "/X".into(),
+                at,
+            })
+            .then_error(DomainError::Gone("folder is in the trash".into()));
+        Scenario::<Folder>::given([created(), deleted])
+            .when(FolderCommand::Restore { at })
+            .then_types(&["folder-restored"]);
+    }
+}
