@@ -82,8 +82,7 @@ impl Application {
         let auth = Authenticator::new(AuthConfig {
             scaikey_url: config.scaikey_url.clone(),
             jwt_issuer: config.jwt_issuer.clone(),
-            data_dir: config.data_dir.clone(),
-            ..AuthConfig::default()
+            ..AuthConfig::new(config.data_dir.clone())
         })
         .await?;
         let projector = Projector::new(

@@ -3,6 +3,8 @@
 
 pub mod checkpoint;
 pub mod db;
+pub mod drive;
+pub mod drive_queries;
 pub mod projection;
 pub mod tenancy;
 
@@ -10,5 +12,8 @@ pub use projection::{Projection, ProjectionError};
 
 /// Every projection the service runs, in a stable order.
 pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
-    vec![std::sync::Arc::new(tenancy::TenancyProjection)]
+    vec![
+        std::sync::Arc::new(tenancy::TenancyProjection),
+        std::sync::Arc::new(drive::DriveProjection),
+    ]
 }

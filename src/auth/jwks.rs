@@ -1,142 +1,253 @@
-//! ScaiKey's signing keys: fetched from its JWKS endpoint, cached, and
-//! refetched (at most every few seconds) when a token names an unknown key.
+//! ScaiKey's signing keys: fetched from its JWKS document, cached for a while,
+//! refetched (sparingly) when a token names a key we do not know.
 
-use std::collections::HashMap;
+use std::error::Error as _;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
-use tokio::sync::Mutex;
+use serde::Deserialize;
+use serde_json::Value;
+use url::Url;
 
+use super::token::VerifyKey;
 use super::AuthError;
 
-/// Shortest gap between two refetches caused by unknown key ids.
-const REFETCH_GAP: Duration = Duration::from_secs(10);
+/// A key set larger than this is not a key set.
+const MAX_JWKS_BYTES: usize = 1024 * 1024;
 
-struct Cached {
-    keys: HashMap<String, (DecodingKey, Algorithm)>,
-    /// Keys without a `kid`, tried when a token names none.
-    anonymous: Vec<(DecodingKey, Algorithm)>,
+/// The cached key set plus the bookkeeping that keeps fetches rare and shared.
+pub(crate) struct JwksCache {
+    url: Url,
+    client: reqwest::Client,
+    ttl: Duration,
+    min_refetch: Duration,
+    state: parking_lot::Mutex<State>,
+    /// Held for the whole of a fetch, so concurrent misses queue behind one request.
+    flight: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct State {
+    keys: Option<Snapshot>,
+    last_attempt: Option<Instant>,
+    /// Fetches completed so far; lets a queued caller see that one finished meanwhile.
+    attempts: u64,
+    /// Outcome of the latest fetch when it failed.
+    last_error: Option<AuthError>,
+}
+
+struct Snapshot {
+    keys: Vec<Arc<VerifyKey>>,
     fetched_at: Instant,
 }
 
-/// A JWKS client with a time-bounded cache.
-pub struct JwksClient {
-    url: String,
-    ttl: Duration,
-    http: reqwest::Client,
-    cache: Mutex<Option<Cached>>,
-    last_forced: Mutex<Option<Instant>>,
+impl Snapshot {
+    /// Keys named `kid`, or without a kid every key usable with `alg`.
+    fn find(&self, kid: Option<&str>, alg: Algorithm) -> Option<Vec<Arc<VerifyKey>>> {
+        let found: Vec<_> = match kid {
+            Some(kid) => self
+                .keys
+                .iter()
+                .filter(|k| k.kid.as_deref() == Some(kid))
+                .cloned()
+                .collect(),
+            None => self.keys.iter().filter(|k| k.alg == alg).cloned().collect(),
+        };
+        (!found.is_empty()).then_some(found)
+    }
 }
 
-impl JwksClient {
-    pub fn new(url: String, ttl: Duration, timeout: Duration) -> Result<Self, AuthError> {
-        let http = reqwest::Client::builder()
+impl JwksCache {
+    pub(crate) fn new(
+        url: Url,
+        timeout: Duration,
+        ttl: Duration,
+        min_refetch: Duration,
+    ) -> Result<Self, AuthError> {
+        let client = reqwest::Client::builder()
             .timeout(timeout)
+            .connect_timeout(timeout)
+            .user_agent(concat!("scaidrive/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| AuthError::Config(format!("cannot build HTTP client: {e}")))?;
+            .map_err(|e| AuthError::Config(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self {
             url,
+            client,
             ttl,
-            http,
-            cache: Mutex::new(None),
-            last_forced: Mutex::new(None),
+            min_refetch,
+            state: parking_lot::Mutex::new(State::default()),
+            flight: tokio::sync::Mutex::new(()),
         })
     }
 
-    async fn fetch(&self) -> Result<Cached, AuthError> {
-        let resp = self.http.get(&self.url).send().await.map_err(|e| {
-            if e.is_timeout() {
-                AuthError::UpstreamTimeout
-            } else {
-                AuthError::Upstream(format!("JWKS fetch failed: {e}"))
+    /// The keys that may have signed a token with this `kid` and `alg`.
+    pub(crate) async fn keys_for(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> Result<Vec<Arc<VerifyKey>>, AuthError> {
+        self.resolve(|snap| snap.find(kid, alg)).await
+    }
+
+    /// Succeeds when a current key set is cached or can be fetched now.
+    pub(crate) async fn ensure_fresh(&self) -> Result<(), AuthError> {
+        self.resolve(|_| Some(())).await
+    }
+
+    /// Answers `find` from the cache, fetching first when the cache is stale or
+    /// lacks the answer and no fetch happened within `min_refetch`.
+    async fn resolve<T>(&self, find: impl Fn(&Snapshot) -> Option<T>) -> Result<T, AuthError> {
+        let seen = {
+            let st = self.state.lock();
+            if let Some(done) = self.cached_answer(&st, &find) {
+                return done;
             }
-        })?;
-        if !resp.status().is_success() {
+            st.attempts
+        };
+
+        let _flight = self.flight.lock().await;
+        {
+            let st = self.state.lock();
+            if st.attempts != seen {
+                // A fetch finished while we queued: share its outcome instead of repeating it.
+                if let Some(err) = &st.last_error {
+                    return Err(err.clone());
+                }
+                return st.keys.as_ref().and_then(&find).ok_or_else(unknown_key);
+            }
+        }
+
+        let outcome = self.fetch().await;
+        let now = Instant::now();
+        let mut st = self.state.lock();
+        st.attempts += 1;
+        st.last_attempt = Some(now);
+        match outcome {
+            Ok(keys) => {
+                let snapshot = Snapshot {
+                    keys,
+                    fetched_at: now,
+                };
+                let found = find(&snapshot);
+                st.keys = Some(snapshot);
+                st.last_error = None;
+                found.ok_or_else(unknown_key)
+            }
+            Err(err) => {
+                // Not logged here: the error travels to the request that handles it.
+                st.last_error = Some(err.clone());
+                Err(err)
+            }
+        }
+    }
+
+    fn cached_answer<T>(
+        &self,
+        st: &State,
+        find: impl Fn(&Snapshot) -> Option<T>,
+    ) -> Option<Result<T, AuthError>> {
+        let snapshot = st
+            .keys
+            .as_ref()
+            .filter(|s| s.fetched_at.elapsed() < self.ttl)?;
+        if let Some(found) = find(snapshot) {
+            return Some(Ok(found));
+        }
+        let fetched_recently = st
+            .last_attempt
+            .is_some_and(|at| at.elapsed() < self.min_refetch);
+        fetched_recently.then(|| Err(unknown_key()))
+    }
+
+    async fn fetch(&self) -> Result<Vec<Arc<VerifyKey>>, AuthError> {
+        let mut response = self
+            .client
+            .get(self.url.clone())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(from_reqwest)?;
+        if !response.status().is_success() {
             return Err(AuthError::Upstream(format!(
-                "JWKS endpoint answered {}",
-                resp.status()
+                "JWKS request answered HTTP {}",
+                response.status().as_u16()
             )));
         }
-        let set: JwkSet = resp.json().await.map_err(|e| {
-            if e.is_timeout() {
-                AuthError::UpstreamTimeout
-            } else {
-                AuthError::Upstream(format!("JWKS document unreadable: {e}"))
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(from_reqwest)? {
+            if body.len() + chunk.len() > MAX_JWKS_BYTES {
+                return Err(AuthError::Upstream("JWKS answer is too large".into()));
             }
-        })?;
-        let mut keys = HashMap::new();
-        let mut anonymous = Vec::new();
-        for jwk in &set.keys {
-            let alg = match &jwk.algorithm {
-                AlgorithmParameters::RSA(_) => Algorithm::RS256,
-                AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
-                _ => continue,
-            };
-            let Ok(key) = DecodingKey::from_jwk(jwk) else {
-                continue;
-            };
-            match &jwk.common.key_id {
-                Some(kid) => {
-                    keys.insert(kid.clone(), (key, alg));
-                }
-                None => anonymous.push((key, alg)),
-            }
+            body.extend_from_slice(&chunk);
         }
-        Ok(Cached {
-            keys,
-            anonymous,
-            fetched_at: Instant::now(),
-        })
-    }
-
-    /// The key for `kid` (or the only key, when the token names none).
-    pub async fn key(&self, kid: Option<&str>) -> Result<(DecodingKey, Algorithm), AuthError> {
-        let mut cache = self.cache.lock().await;
-        let stale = cache
-            .as_ref()
-            .is_none_or(|c| c.fetched_at.elapsed() > self.ttl);
-        if stale {
-            *cache = Some(self.fetch().await?);
-        }
-        if let Some(found) = cache.as_ref().and_then(|c| lookup(c, kid)) {
-            return Ok(found);
-        }
-        // Unknown key: ScaiKey may have rotated. Refetch, but not too often.
-        if !stale {
-            let mut last = self.last_forced.lock().await;
-            if last.is_none_or(|t| t.elapsed() >= REFETCH_GAP) {
-                *last = Some(Instant::now());
-                *cache = Some(self.fetch().await?);
-                if let Some(found) = cache.as_ref().and_then(|c| lookup(c, kid)) {
-                    return Ok(found);
-                }
-            }
-        }
-        Err(AuthError::Invalid(
-            "token signed with an unknown key".into(),
-        ))
-    }
-
-    /// Readiness: the JWKS endpoint answers (uses the cache while fresh).
-    pub async fn check(&self) -> Result<(), AuthError> {
-        let mut cache = self.cache.lock().await;
-        if cache
-            .as_ref()
-            .is_none_or(|c| c.fetched_at.elapsed() > self.ttl)
-        {
-            *cache = Some(self.fetch().await?);
-        }
-        Ok(())
+        let keys = parse_jwks(&body)?;
+        tracing::debug!(url = %self.url, keys = keys.len(), "fetched scaikey jwks");
+        Ok(keys)
     }
 }
 
-fn lookup(c: &Cached, kid: Option<&str>) -> Option<(DecodingKey, Algorithm)> {
-    match kid {
-        Some(k) => c.keys.get(k).cloned(),
-        None => {
-            let all: Vec<_> = c.anonymous.iter().chain(c.keys.values()).collect();
-            (all.len() == 1).then(|| all[0].clone())
-        }
+fn unknown_key() -> AuthError {
+    AuthError::invalid("token is signed with an unknown key")
+}
+
+fn from_reqwest(err: reqwest::Error) -> AuthError {
+    if err.is_timeout() {
+        return AuthError::UpstreamTimeout;
     }
+    let err = err.without_url();
+    let mut message = format!("JWKS request failed: {err}");
+    let mut source = err.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    AuthError::Upstream(message)
+}
+
+/// The RS256/ES256 verification keys of a JWKS document; other keys are skipped.
+pub(crate) fn parse_jwks(body: &[u8]) -> Result<Vec<Arc<VerifyKey>>, AuthError> {
+    #[derive(Deserialize)]
+    struct Document {
+        keys: Vec<Value>,
+    }
+    let document: Document = serde_json::from_slice(body)
+        .map_err(|_| AuthError::Upstream("JWKS answer is not a JSON key set".into()))?;
+    let keys: Vec<_> = document
+        .keys
+        .into_iter()
+        .filter_map(verify_key)
+        .map(Arc::new)
+        .collect();
+    if keys.is_empty() {
+        return Err(AuthError::Upstream(
+            "JWKS answer has no usable RS256 or ES256 key".into(),
+        ));
+    }
+    Ok(keys)
+}
+
+fn verify_key(value: Value) -> Option<VerifyKey> {
+    let jwk: Jwk = serde_json::from_value(value).ok()?;
+    if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+        return None;
+    }
+    let (alg, declared) = match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => (Algorithm::RS256, KeyAlgorithm::RS256),
+        AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => {
+            (Algorithm::ES256, KeyAlgorithm::ES256)
+        }
+        _ => return None,
+    };
+    if jwk.common.key_algorithm.is_some_and(|a| a != declared) {
+        return None;
+    }
+    let key = DecodingKey::from_jwk(&jwk).ok()?;
+    Some(VerifyKey {
+        kid: jwk.common.key_id,
+        alg,
+        key,
+    })
 }

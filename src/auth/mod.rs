@@ -1,236 +1,215 @@
-//! Authentication: verifying bearer tokens (ScaiKey's, or the development
-//! issuer's when ScaiKey is not configured) into [`Claims`].
+//! Authentication: turns a bearer token into verified [`Claims`].
+//!
+//! Two mutually exclusive modes: with a ScaiKey URL configured, tokens are
+//! RS256/ES256 JWTs checked against ScaiKey's JWKS; without one, the server is
+//! its own development issuer ([`DevIssuer`]) with a key kept in the data directory.
 
+use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::Header;
 use serde_json::Value;
+use url::Url;
 
+mod claims;
 mod dev;
+mod error;
 mod jwks;
-mod scopes;
+mod scope;
+mod token;
 
-pub use dev::{DevIssuer, MintRequest, DEFAULT_ISSUER};
-pub use scopes::{Scope, Scopes};
+pub use claims::Claims;
+pub use dev::{DevIssuer, MintRequest, DEFAULT_ISSUER, KEY_FILE};
+pub use error::AuthError;
+pub use scope::{Scope, Scopes};
 
-/// Why a token was not accepted.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AuthError {
-    #[error("Not authenticated")]
-    Missing,
-    #[error("Invalid token: {0}")]
-    Invalid(String),
-    #[error("Token has expired")]
-    Expired,
-    #[error("Token issuer is not accepted")]
-    WrongIssuer,
-    #[error("identity provider unreachable: {0}")]
-    Upstream(String),
-    #[error("identity provider timed out")]
-    UpstreamTimeout,
-    #[error("authentication misconfigured: {0}")]
-    Config(String),
-}
+use jwks::JwksCache;
 
-/// Settings for [`Authenticator::new`].
-#[derive(Debug, Clone)]
+/// Unknown-`kid` refetches are at most this frequent, so garbage kids cannot hammer ScaiKey.
+const MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Everything the auth layer needs to start.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthConfig {
-    pub scaikey_url: Option<url::Url>,
+    /// ScaiKey's base URL; `None` turns on the development issuer.
+    pub scaikey_url: Option<Url>,
+    /// An extra accepted `iss` (ScaiKey mode) or the development issuer's name.
     pub jwt_issuer: Option<String>,
+    /// Where the development key is kept.
     pub data_dir: PathBuf,
+    /// How long a fetched JWKS is trusted.
     pub jwks_ttl: Duration,
+    /// Timeout for each JWKS request.
     pub http_timeout: Duration,
 }
 
-impl Default for AuthConfig {
-    fn default() -> Self {
+impl AuthConfig {
+    pub const DEFAULT_JWKS_TTL: Duration = Duration::from_secs(5 * 60);
+    pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// Development mode in `data_dir`, default timings; set the other fields as needed.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             scaikey_url: None,
             jwt_issuer: None,
-            data_dir: PathBuf::from("./scaidrive-data"),
-            jwks_ttl: Duration::from_secs(300),
-            http_timeout: Duration::from_secs(5),
+            data_dir: data_dir.into(),
+            jwks_ttl: Self::DEFAULT_JWKS_TTL,
+            http_timeout: Self::DEFAULT_HTTP_TIMEOUT,
         }
     }
 }
 
-/// What a verified token says about its bearer.
-#[derive(Debug, Clone)]
-pub struct Claims {
-    pub subject: String,
-    pub tenant_id: String,
-    pub partner_id: Option<String>,
-    pub email: Option<String>,
-    pub name: Option<String>,
-    pub groups: Vec<String>,
-    pub scopes: Scopes,
-    pub expires_at: i64,
-    /// `act.client_id` or `act.sub` of a delegated token.
-    pub service_account: Option<String>,
-    pub issuer: String,
+/// Verifies bearer tokens; cheap to clone.
+#[derive(Clone)]
+pub struct Authenticator {
+    mode: Arc<Mode>,
 }
 
 enum Mode {
-    ScaiKey {
-        base: String,
-        jwks: jwks::JwksClient,
-    },
-    Dev(DevIssuer),
+    ScaiKey(ScaiKey),
+    Development(DevIssuer),
 }
 
-/// Verifies tokens.
-pub struct Authenticator {
-    mode: Mode,
+struct ScaiKey {
+    /// The ScaiKey URL without trailing slash.
+    base: String,
     extra_issuer: Option<String>,
+    jwks: JwksCache,
 }
 
 impl Authenticator {
+    /// Builds the authenticator; in development mode this loads or creates the key.
     pub async fn new(cfg: AuthConfig) -> Result<Self, AuthError> {
-        let mode = match &cfg.scaikey_url {
-            Some(url) => {
-                let base = url.as_str().trim_end_matches('/').to_owned();
-                let jwks = jwks::JwksClient::new(
-                    format!("{base}/.well-known/jwks.json"),
-                    cfg.jwks_ttl,
-                    cfg.http_timeout,
-                )?;
-                Mode::ScaiKey { base, jwks }
-            }
-            None => Mode::Dev(DevIssuer::load_or_create(
-                &cfg.data_dir,
-                cfg.jwt_issuer.clone(),
+        Self::build(cfg, MIN_REFETCH_INTERVAL)
+    }
+
+    fn build(cfg: AuthConfig, min_refetch: Duration) -> Result<Self, AuthError> {
+        let mode = match cfg.scaikey_url {
+            Some(url) => Mode::ScaiKey(ScaiKey::new(
+                &url,
+                cfg.jwt_issuer,
+                cfg.http_timeout,
+                cfg.jwks_ttl,
+                min_refetch,
             )?),
+            None => {
+                let dev = DevIssuer::load_or_create(&cfg.data_dir, cfg.jwt_issuer)?;
+                tracing::warn!(
+                    issuer = dev.issuer(),
+                    kid = dev.kid(),
+                    "no scaikey configured: development token issuer is active"
+                );
+                Mode::Development(dev)
+            }
         };
         Ok(Self {
-            mode,
-            extra_issuer: cfg.jwt_issuer,
+            mode: Arc::new(mode),
         })
     }
 
-    /// The development issuer, when ScaiKey is not configured.
-    pub fn dev_issuer(&self) -> Option<&DevIssuer> {
-        match &self.mode {
-            Mode::Dev(d) => Some(d),
-            Mode::ScaiKey { .. } => None,
-        }
-    }
-
-    /// Readiness of the identity provider (always fine in development mode).
-    pub async fn check_upstream(&self) -> Result<(), AuthError> {
-        match &self.mode {
-            Mode::ScaiKey { jwks, .. } => jwks.check().await,
-            Mode::Dev(_) => Ok(()),
-        }
-    }
-
-    /// Verifies signature, algorithm, expiry and issuer; extracts the claims.
+    /// Verifies a bearer token (without the `Bearer ` prefix) and returns its claims.
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let token = token.trim();
         if token.is_empty() {
             return Err(AuthError::Missing);
         }
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
-        if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
-            return Err(AuthError::Invalid(format!(
-                "algorithm {:?} is not accepted",
-                header.alg
-            )));
+        let header = token::header(token)?;
+        match &*self.mode {
+            Mode::ScaiKey(scaikey) => scaikey.verify(token, &header).await,
+            Mode::Development(dev) => dev.verify(token, &header),
         }
-        let (key, alg): (DecodingKey, Algorithm) = match &self.mode {
-            Mode::ScaiKey { jwks, .. } => jwks.key(header.kid.as_deref()).await?,
-            Mode::Dev(d) => {
-                if header.kid.as_deref().is_some_and(|k| k != d.kid()) {
-                    return Err(AuthError::Invalid(
-                        "token signed with an unknown key".into(),
-                    ));
-                }
-                (d.decoding_key().clone(), Algorithm::ES256)
-            }
-        };
-        if alg != header.alg {
-            return Err(AuthError::Invalid(
-                "token algorithm does not match its key".into(),
+    }
+
+    /// Readiness: ScaiKey's JWKS is cached or reachable now; always Ok in development mode.
+    pub async fn check_upstream(&self) -> Result<(), AuthError> {
+        match &*self.mode {
+            Mode::ScaiKey(scaikey) => scaikey.jwks.ensure_fresh().await,
+            Mode::Development(_) => Ok(()),
+        }
+    }
+
+    /// The development issuer, present only when no ScaiKey is configured.
+    pub fn dev_issuer(&self) -> Option<&DevIssuer> {
+        match &*self.mode {
+            Mode::Development(dev) => Some(dev),
+            Mode::ScaiKey(_) => None,
+        }
+    }
+}
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &*self.mode {
+            Mode::ScaiKey(scaikey) => f
+                .debug_struct("Authenticator")
+                .field("scaikey", &scaikey.base)
+                .finish_non_exhaustive(),
+            Mode::Development(dev) => f
+                .debug_struct("Authenticator")
+                .field("dev_issuer", dev)
+                .finish(),
+        }
+    }
+}
+
+impl ScaiKey {
+    fn new(
+        url: &Url,
+        extra_issuer: Option<String>,
+        timeout: Duration,
+        ttl: Duration,
+        min_refetch: Duration,
+    ) -> Result<Self, AuthError> {
+        if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
+            return Err(AuthError::Config(
+                "the ScaiKey URL must be an http(s) URL".into(),
             ));
         }
-        let mut validation = Validation::new(alg);
-        validation.validate_aud = false;
-        validation.leeway = 30;
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        let data = jsonwebtoken::decode::<Value>(token, &key, &validation).map_err(|e| match e
-            .kind()
-        {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
-            jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(c) => {
-                AuthError::Invalid(format!("missing claim '{c}'"))
-            }
-            _ => AuthError::Invalid(e.to_string()),
-        })?;
-        let claims = extract(&data.claims)?;
-        if !self.issuer_accepted(&claims.issuer, &claims.tenant_id) {
+        let base = url.as_str().trim_end_matches('/').to_owned();
+        // Joined as text: `Url::join` would drop the last path segment of a base without slash.
+        let jwks_url = Url::parse(&format!("{base}/.well-known/jwks.json"))
+            .map_err(|e| AuthError::Config(format!("cannot derive the JWKS URL: {e}")))?;
+        Ok(Self {
+            base,
+            extra_issuer: extra_issuer
+                .map(|i| i.trim_end_matches('/').to_owned())
+                .filter(|i| !i.is_empty()),
+            jwks: JwksCache::new(jwks_url, timeout, ttl, min_refetch)?,
+        })
+    }
+
+    async fn verify(&self, token: &str, header: &Header) -> Result<Claims, AuthError> {
+        let keys = self
+            .jwks
+            .keys_for(header.kid.as_deref(), header.alg)
+            .await?;
+        let payload = token::decode(token, header.alg, keys.iter().map(AsRef::as_ref))?;
+        let issuer = payload
+            .get("iss")
+            .and_then(Value::as_str)
+            .ok_or(AuthError::WrongIssuer)?;
+        let tenant = payload.get("tenant_id").and_then(Value::as_str);
+        if !self.trusts(issuer, tenant) {
             return Err(AuthError::WrongIssuer);
         }
-        Ok(claims)
+        Claims::from_payload(&payload, issuer)
     }
 
-    fn issuer_accepted(&self, iss: &str, tenant_id: &str) -> bool {
-        if self.extra_issuer.as_deref() == Some(iss) {
-            return true;
-        }
-        match &self.mode {
-            Mode::ScaiKey { base, .. } => {
-                let iss = iss.trim_end_matches('/');
-                iss == base || iss == format!("{base}/tenants/{tenant_id}")
-            }
-            Mode::Dev(d) => iss == d.issuer(),
-        }
+    /// ScaiKey itself, its per-tenant issuer for the token's own tenant, or the configured issuer.
+    fn trusts(&self, issuer: &str, tenant: Option<&str>) -> bool {
+        let issuer = issuer.trim_end_matches('/');
+        issuer == self.base
+            || self.extra_issuer.as_deref() == Some(issuer)
+            || tenant.is_some_and(|tenant| {
+                !tenant.is_empty()
+                    && issuer
+                        .strip_prefix(self.base.as_str())
+                        .and_then(|rest| rest.strip_prefix("/tenants/"))
+                        == Some(tenant)
+            })
     }
-}
-
-fn string_claim(v: &Value, name: &str) -> Option<String> {
-    match v.get(name) {
-        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-        Some(Value::Number(n)) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-fn extract(v: &Value) -> Result<Claims, AuthError> {
-    let subject =
-        string_claim(v, "sub").ok_or_else(|| AuthError::Invalid("missing claim 'sub'".into()))?;
-    let tenant_id = string_claim(v, "tenant_id")
-        .ok_or_else(|| AuthError::Invalid("missing claim 'tenant_id'".into()))?;
-    let scope_items: Vec<String> = match (v.get("scope"), v.get("scp")) {
-        (Some(Value::String(s)), _) => s.split_whitespace().map(str::to_owned).collect(),
-        (_, Some(Value::Array(a))) | (Some(Value::Array(a)), _) => a
-            .iter()
-            .filter_map(|x| x.as_str().map(str::to_owned))
-            .collect(),
-        (_, Some(Value::String(s))) => s.split_whitespace().map(str::to_owned).collect(),
-        _ => Vec::new(),
-    };
-    let groups = match v.get("groups") {
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|x| x.as_str().map(str::to_owned))
-            .collect(),
-        _ => Vec::new(),
-    };
-    let service_account = v
-        .get("act")
-        .and_then(|a| string_claim(a, "client_id").or_else(|| string_claim(a, "sub")));
-    Ok(Claims {
-        subject,
-        tenant_id,
-        partner_id: string_claim(v, "partner_id"),
-        email: string_claim(v, "email"),
-        name: string_claim(v, "name"),
-        groups,
-        scopes: Scopes::parse(scope_items.iter().map(String::as_str)),
-        expires_at: v.get("exp").and_then(Value::as_i64).unwrap_or_default(),
-        service_account,
-        issuer: string_claim(v, "iss").unwrap_or_default(),
-    })
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use crate::store::{
     StreamAppend,
 };
 
+pub mod drive;
 pub mod provision;
 mod stripes;
 pub use stripes::StreamLocks;

@@ -1,0 +1,503 @@
+//! Shares, folders, files, versions, chunk reference counts and upload
+//! sessions as rows.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use scaidrive_domain::drive::file::{FileEvent, Version};
+use scaidrive_domain::drive::folder::FolderEvent;
+use scaidrive_domain::drive::share::ShareEvent;
+use scaidrive_domain::drive::upload::UploadEvent;
+use scaidrive_domain::drive::ChunkRef;
+use scaidrive_domain::{DomainEvent, RecordedEvent};
+
+use crate::db::Tx;
+use crate::projection::{Projection, ProjectionError};
+use crate::tx_execute;
+
+/// Folds the drive's events into `rm_shares`, `rm_folders`, `rm_files`,
+/// `rm_file_versions`, `rm_chunk_refs` and `rm_uploads`.
+pub struct DriveProjection;
+
+fn decode<E: DomainEvent>(event: &RecordedEvent) -> Result<E, ProjectionError> {
+    event
+        .decode::<E>()
+        .map_err(|e| ProjectionError::decode(event, e))
+}
+
+fn chars(s: &str) -> i32 {
+    s.chars().count() as i32
+}
+
+/// Rewrites the paths (and share) of everything below `old` to sit below `new`.
+async fn move_subtree(
+    tx: &mut Tx,
+    old_share: &str,
+    new_share: &str,
+    old: &str,
+    new: &str,
+) -> Result<(), sqlx::Error> {
+    let prefix = format!("{old}/");
+    for table in ["rm_folders", "rm_files"] {
+        let sql = format!(
+            "UPDATE {table} SET path = $1 || substr(path, $2), share_id = $3 \
+             WHERE share_id = $4 AND substr(path, 1, $5) = $6"
+        );
+        tx_execute!(
+            tx,
+            &sql,
+            new,
+            chars(old) + 1,
+            new_share,
+            old_share,
+            chars(&prefix),
+            &prefix
+        )?;
+    }
+    Ok(())
+}
+
+/// Marks (or unmarks) everything below a folder as hidden by its trashing.
+async fn hide_subtree(
+    tx: &mut Tx,
+    share: &str,
+    path: &str,
+    via: Option<&str>,
+    folder_id: &str,
+) -> Result<(), sqlx::Error> {
+    let prefix = format!("{path}/");
+    for table in ["rm_folders", "rm_files"] {
+        let sql = match via {
+            Some(_) => format!(
+                "UPDATE {table} SET trashed_via = $1 WHERE share_id = $2 AND substr(path, 1, $3) = $4 AND trashed_via IS NULL"
+            ),
+            None => format!(
+                "UPDATE {table} SET trashed_via = NULL WHERE share_id = $2 AND substr(path, 1, $3) = $4 AND trashed_via = $1"
+            ),
+        };
+        tx_execute!(tx, &sql, folder_id, share, chars(&prefix), &prefix)?;
+    }
+    Ok(())
+}
+
+async fn add_chunk_refs(
+    tx: &mut Tx,
+    tenant: &str,
+    chunks: &[ChunkRef],
+    delta: i64,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    for c in chunks {
+        tx_execute!(
+            tx,
+            "INSERT INTO rm_chunk_refs (tenant_id, hash, size, refs, released_at) VALUES ($1, $2, $3, $4, NULL) \
+             ON CONFLICT (tenant_id, hash) DO UPDATE SET refs = rm_chunk_refs.refs + excluded.refs, \
+             released_at = CASE WHEN rm_chunk_refs.refs + excluded.refs <= 0 THEN $5 ELSE NULL END",
+            tenant,
+            &c.hash,
+            c.size as i64,
+            delta,
+            at
+        )?;
+    }
+    Ok(())
+}
+
+async fn insert_version(
+    tx: &mut Tx,
+    file_id: &str,
+    tenant: &str,
+    v: &Version,
+) -> Result<(), sqlx::Error> {
+    tx_execute!(
+        tx,
+        "INSERT INTO rm_file_versions (file_id, number, version_id, tenant_id, size, checksum_sha256, mime_type, created_by, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (file_id, number) DO NOTHING",
+        file_id,
+        v.number as i64,
+        v.content.version_id.to_string(),
+        tenant,
+        v.content.size as i64,
+        &v.content.checksum_sha256,
+        &v.content.mime_type,
+        v.by.to_string(),
+        v.at
+    )?;
+    Ok(())
+}
+
+#[async_trait]
+impl Projection for DriveProjection {
+    fn name(&self) -> &'static str {
+        "drive"
+    }
+
+    fn version(&self) -> i32 {
+        1
+    }
+
+    fn handles(&self, t: &str) -> bool {
+        t.starts_with("share-")
+            || t.starts_with("folder-")
+            || t.starts_with("file-")
+            || t.starts_with("upload-")
+    }
+
+    async fn apply(&self, tx: &mut Tx, event: &RecordedEvent) -> Result<(), ProjectionError> {
+        let t = event.event_type.as_str();
+        let tenant = event.tenant_id.clone().unwrap_or_default();
+        let at = event.metadata.occurred_at;
+        if t.starts_with("share-") {
+            match decode::<ShareEvent>(event)? {
+                ShareEvent::ShareCreated {
+                    share_id,
+                    tenant_id,
+                    name,
+                    description,
+                    share_type,
+                    owner_id,
+                    quota_bytes,
+                    by,
+                    at,
+                } => {
+                    tx_execute!(
+                        tx,
+                        "INSERT INTO rm_shares (id, tenant_id, name, description, share_type, owner_id, quota_bytes, created_by, created_at, modified_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) ON CONFLICT (id) DO NOTHING",
+                        share_id.to_string(),
+                        tenant_id.to_string(),
+                        name,
+                        description,
+                        share_type.as_str(),
+                        owner_id.to_string(),
+                        quota_bytes.map(|q| q as i64),
+                        by.to_string(),
+                        at
+                    )?;
+                }
+                ShareEvent::ShareUpdated {
+                    share_id,
+                    name,
+                    description,
+                    at,
+                } => {
+                    tx_execute!(
+                        tx,
+                        "UPDATE rm_shares SET name = COALESCE($2, name), description = COALESCE($3, description), modified_at = $4 WHERE id = $1",
+                        share_id.to_string(),
+                        name,
+                        description,
+                        at
+                    )?;
+                }
+                ShareEvent::ShareDeleted { share_id, at } => {
+                    tx_execute!(tx, "UPDATE rm_shares SET is_deleted = TRUE, deleted_at = $2, modified_at = $2 WHERE id = $1", share_id.to_string(), at)?;
+                }
+                ShareEvent::ShareRestored { share_id, at } => {
+                    tx_execute!(tx, "UPDATE rm_shares SET is_deleted = FALSE, deleted_at = NULL, modified_at = $2 WHERE id = $1", share_id.to_string(), at)?;
+                }
+            }
+        } else if t.starts_with("folder-") {
+            match decode::<FolderEvent>(event)? {
+                FolderEvent::FolderCreated {
+                    folder_id,
+                    tenant_id,
+                    share_id,
+                    parent_id,
+                    name,
+                    path,
+                    by,
+                    at,
+                } => {
+                    tx_execute!(
+                        tx,
+                        "INSERT INTO rm_folders (id, tenant_id, share_id, parent_id, name, path, owner_id, created_by, created_at, modified_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $8) ON CONFLICT (id) DO NOTHING",
+                        folder_id.to_string(),
+                        tenant_id.to_string(),
+                        share_id.to_string(),
+                        parent_id.map(|p| p.to_string()),
+                        name,
+                        path,
+                        by.to_string(),
+                        at
+                    )?;
+                }
+                FolderEvent::FolderRenamed {
+                    folder_id,
+                    share_id,
+                    name,
+                    old_path,
+                    path,
+                    at,
+                } => {
+                    tx_execute!(tx, "UPDATE rm_folders SET name = $2, path = $3, modified_at = $4 WHERE id = $1", folder_id.to_string(), name, &path, at)?;
+                    move_subtree(
+                        tx,
+                        &share_id.to_string(),
+                        &share_id.to_string(),
+                        &old_path,
+                        &path,
+                    )
+                    .await?;
+                }
+                FolderEvent::FolderMoved {
+                    folder_id,
+                    old_share_id,
+                    share_id,
+                    parent_id,
+                    old_path,
+                    path,
+                    at,
+                    ..
+                } => {
+                    tx_execute!(
+                        tx,
+                        "UPDATE rm_folders SET share_id = $2, parent_id = $3, path = $4, modified_at = $5 WHERE id = $1",
+                        folder_id.to_string(),
+                        share_id.to_string(),
+                        parent_id.map(|p| p.to_string()),
+                        &path,
+                        at
+                    )?;
+                    move_subtree(
+                        tx,
+                        &old_share_id.to_string(),
+                        &share_id.to_string(),
+                        &old_path,
+                        &path,
+                    )
+                    .await?;
+                }
+                FolderEvent::FolderDeleted {
+                    folder_id,
+                    share_id,
+                    path,
+                    at,
+                } => {
+                    tx_execute!(
+                        tx,
+                        "UPDATE rm_folders SET is_deleted = TRUE, deleted_at = $2 WHERE id = $1",
+                        folder_id.to_string(),
+                        at
+                    )?;
+                    let id = folder_id.to_string();
+                    hide_subtree(tx, &share_id.to_string(), &path, Some(&id), &id).await?;
+                }
+                FolderEvent::FolderRestored {
+                    folder_id,
+                    share_id,
+                    path,
+                    ..
+                } => {
+                    tx_execute!(
+                        tx,
+                        "UPDATE rm_folders SET is_deleted = FALSE, deleted_at = NULL WHERE id = $1",
+                        folder_id.to_string()
+                    )?;
+                    let id = folder_id.to_string();
+                    hide_subtree(tx, &share_id.to_string(), &path, None, &id).await?;
+                }
+                FolderEvent::FolderPurged { folder_id, .. } => {
+                    tx_execute!(
+                        tx,
+                        "DELETE FROM rm_folders WHERE id = $1",
+                        folder_id.to_string()
+                    )?;
+                }
+            }
+        } else if t.starts_with("file-") {
+            match decode::<FileEvent>(event)? {
+                FileEvent::FileCreated {
+                    file_id,
+                    tenant_id,
+                    share_id,
+                    folder_id,
+                    name,
+                    path,
+                    version,
+                } => {
+                    let c = &version.content;
+                    tx_execute!(
+                        tx,
+                        "INSERT INTO rm_files (id, tenant_id, share_id, folder_id, name, path, mime_type, size, checksum_sha256, version, version_id, \
+                         version_bytes, owner_id, created_by, created_at, modified_by, modified_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14, $13, $14) ON CONFLICT (id) DO NOTHING",
+                        file_id.to_string(),
+                        tenant_id.to_string(),
+                        share_id.to_string(),
+                        folder_id.map(|f| f.to_string()),
+                        name,
+                        path,
+                        &c.mime_type,
+                        c.size as i64,
+                        &c.checksum_sha256,
+                        version.number as i64,
+                        c.version_id.to_string(),
+                        c.size as i64,
+                        version.by.to_string(),
+                        version.at
+                    )?;
+                    insert_version(tx, &file_id.to_string(), &tenant_id.to_string(), &version)
+                        .await?;
+                    add_chunk_refs(tx, &tenant_id.to_string(), &c.chunks, 1, at).await?;
+                }
+                FileEvent::FileVersionAdded {
+                    file_id, version, ..
+                } => {
+                    let c = &version.content;
+                    tx_execute!(
+                        tx,
+                        "UPDATE rm_files SET mime_type = $2, size = $3, checksum_sha256 = $4, version = $5, version_id = $6, \
+                         version_bytes = version_bytes + $3, modified_by = $7, modified_at = $8 WHERE id = $1",
+                        file_id.to_string(),
+                        &c.mime_type,
+                        c.size as i64,
+                        &c.checksum_sha256,
+                        version.number as i64,
+                        c.version_id.to_string(),
+                        version.by.to_string(),
+                        version.at
+                    )?;
+                    insert_version(tx, &file_id.to_string(), &tenant, &version).await?;
+                    add_chunk_refs(tx, &tenant, &c.chunks, 1, at).await?;
+                }
+                FileEvent::FileRenamed {
+                    file_id,
+                    name,
+                    path,
+                    by,
+                    at,
+                    ..
+                } => {
+                    tx_execute!(
+                        tx,
+                        "UPDATE rm_files SET name = $2, path = $3, modified_by = $4, modified_at = $5 WHERE id = $1",
+                        file_id.to_string(),
+                        name,
+                        path,
+                        by.to_string(),
+                        at
+                    )?;
+                }
+                FileEvent::FileMoved {
+                    file_id,
+                    share_id,
+                    folder_id,
+                    path,
+                    by,
+                    at,
+                    ..
+                } => {
+                    tx_execute!(
+                        tx,
+                        "UPDATE rm_files SET share_id = $2, folder_id = $3, path = $4, modified_by = $5, modified_at = $6, trashed_via = NULL WHERE id = $1",
+                        file_id.to_string(),
+                        share_id.to_string(),
+                        folder_id.map(|f| f.to_string()),
+                        path,
+                        by.to_string(),
+                        at
+                    )?;
+                }
+                FileEvent::FileDeleted { file_id, at, .. } => {
+                    tx_execute!(
+                        tx,
+                        "UPDATE rm_files SET is_deleted = TRUE, deleted_at = $2 WHERE id = $1",
+                        file_id.to_string(),
+                        at
+                    )?;
+                }
+                FileEvent::FileRestored { file_id, .. } => {
+                    tx_execute!(
+                        tx,
+                        "UPDATE rm_files SET is_deleted = FALSE, deleted_at = NULL WHERE id = $1",
+                        file_id.to_string()
+                    )?;
+                }
+                FileEvent::FilePurged {
+                    file_id, chunks, ..
+                } => {
+                    tx_execute!(
+                        tx,
+                        "DELETE FROM rm_file_versions WHERE file_id = $1",
+                        file_id.to_string()
+                    )?;
+                    tx_execute!(
+                        tx,
+                        "DELETE FROM rm_files WHERE id = $1",
+                        file_id.to_string()
+                    )?;
+                    add_chunk_refs(tx, &tenant, &chunks, -1, at).await?;
+                }
+            }
+        } else if t.starts_with("upload-") {
+            match decode::<UploadEvent>(event)? {
+                UploadEvent::UploadStarted {
+                    upload_id,
+                    plan,
+                    at,
+                    ..
+                } => {
+                    tx_execute!(
+                        tx,
+                        "INSERT INTO rm_uploads (id, tenant_id, share_id, status, file_size, last_activity, expires_at) \
+                         VALUES ($1, $2, $3, 'active', $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+                        upload_id.to_string(),
+                        plan.tenant_id.to_string(),
+                        plan.share_id.to_string(),
+                        plan.file_size as i64,
+                        at,
+                        at + chrono::Duration::hours(scaidrive_domain::drive::upload::IDLE_EXPIRY_HOURS)
+                    )?;
+                }
+                UploadEvent::UploadChunkReceived { upload_id, at, .. } => {
+                    tx_execute!(
+                        tx,
+                        "UPDATE rm_uploads SET last_activity = $2, expires_at = $3 WHERE id = $1",
+                        upload_id.to_string(),
+                        at,
+                        at + chrono::Duration::hours(
+                            scaidrive_domain::drive::upload::IDLE_EXPIRY_HOURS
+                        )
+                    )?;
+                }
+                UploadEvent::UploadCompleted { upload_id, .. } => {
+                    tx_execute!(
+                        tx,
+                        "UPDATE rm_uploads SET status = 'completed' WHERE id = $1",
+                        upload_id.to_string()
+                    )?;
+                }
+                UploadEvent::UploadAborted { upload_id, .. } => {
+                    tx_execute!(
+                        tx,
+                        "UPDATE rm_uploads SET status = 'aborted' WHERE id = $1",
+                        upload_id.to_string()
+                    )?;
+                }
+                UploadEvent::UploadExpired { upload_id, .. } => {
+                    tx_execute!(
+                        tx,
+                        "UPDATE rm_uploads SET status = 'expired' WHERE id = $1",
+                        upload_id.to_string()
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn reset(&self, tx: &mut Tx) -> Result<(), ProjectionError> {
+        for table in [
+            "rm_uploads",
+            "rm_chunk_refs",
+            "rm_file_versions",
+            "rm_files",
+            "rm_folders",
+            "rm_shares",
+        ] {
+            tx_execute!(tx, &format!("DELETE FROM {table}"))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,250 @@
+//! Queries over the drive read models.
+
+use chrono::{DateTime, Utc};
+
+use crate::db::Db;
+use crate::{db_fetch_all, db_fetch_optional, db_fetch_scalar};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ShareRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub share_type: String,
+    pub owner_id: String,
+    pub is_public: bool,
+    pub is_deleted: bool,
+    pub quota_bytes: Option<i64>,
+    pub used_bytes: i64,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub modified_at: DateTime<Utc>,
+}
+
+const SHARE_COLS: &str = "s.id, s.tenant_id, s.name, s.description, s.share_type, s.owner_id, s.is_public, s.is_deleted, \
+    s.quota_bytes, COALESCE((SELECT SUM(f.version_bytes) FROM rm_files f WHERE f.share_id = s.id), 0) AS used_bytes, \
+    s.created_by, s.created_at, s.modified_at";
+
+pub async fn share(db: &Db, tenant_id: &str, id: &str) -> Result<Option<ShareRow>, sqlx::Error> {
+    let sql = format!("SELECT {SHARE_COLS} FROM rm_shares s WHERE s.id = $1 AND s.tenant_id = $2");
+    db_fetch_optional!(db, ShareRow, &sql, id, tenant_id)
+}
+
+/// Shares the caller can see: all of the tenant's for admins, else owned ones.
+pub async fn shares(
+    db: &Db,
+    tenant_id: &str,
+    owner: Option<&str>,
+    include_trashed: bool,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<ShareRow>, i64), sqlx::Error> {
+    let filter =
+        "s.tenant_id = $1 AND ($2 IS NULL OR s.owner_id = $2) AND ($3 OR NOT s.is_deleted)";
+    let sql = format!("SELECT {SHARE_COLS} FROM rm_shares s WHERE {filter} ORDER BY s.created_at, s.id LIMIT $4 OFFSET $5");
+    let rows = db_fetch_all!(
+        db,
+        ShareRow,
+        &sql,
+        tenant_id,
+        owner,
+        include_trashed,
+        limit,
+        offset
+    )?;
+    let count = format!("SELECT COUNT(*) FROM rm_shares s WHERE {filter}");
+    let total = db_fetch_scalar!(db, i64, &count, tenant_id, owner, include_trashed)?;
+    Ok((rows, total))
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FolderRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub share_id: String,
+    pub parent_id: Option<String>,
+    pub name: String,
+    pub path: String,
+    pub owner_id: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub modified_at: DateTime<Utc>,
+    pub is_deleted: bool,
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub trashed_via: Option<String>,
+}
+
+const FOLDER_COLS: &str = "id, tenant_id, share_id, parent_id, name, path, owner_id, created_by, created_at, modified_at, \
+    is_deleted, deleted_at, trashed_via";
+
+pub async fn folder(db: &Db, tenant_id: &str, id: &str) -> Result<Option<FolderRow>, sqlx::Error> {
+    let sql = format!("SELECT {FOLDER_COLS} FROM rm_folders WHERE id = $1 AND tenant_id = $2");
+    db_fetch_optional!(db, FolderRow, &sql, id, tenant_id)
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FileRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub share_id: String,
+    pub folder_id: Option<String>,
+    pub name: String,
+    pub path: String,
+    pub mime_type: String,
+    pub size: i64,
+    pub checksum_sha256: String,
+    pub version: i64,
+    pub version_id: String,
+    pub version_bytes: i64,
+    pub owner_id: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub modified_by: String,
+    pub modified_at: DateTime<Utc>,
+    pub is_deleted: bool,
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub trashed_via: Option<String>,
+}
+
+const FILE_COLS: &str = "id, tenant_id, share_id, folder_id, name, path, mime_type, size, checksum_sha256, version, version_id, \
+    version_bytes, owner_id, created_by, created_at, modified_by, modified_at, is_deleted, deleted_at, trashed_via";
+
+pub async fn file(db: &Db, tenant_id: &str, id: &str) -> Result<Option<FileRow>, sqlx::Error> {
+    let sql = format!("SELECT {FILE_COLS} FROM rm_files WHERE id = $1 AND tenant_id = $2");
+    db_fetch_optional!(db, FileRow, &sql, id, tenant_id)
+}
+
+/// The direct children of a folder (or of a share's root when `parent` is
+/// None): folders first, then files, each by name; paginated across both.
+pub async fn children(
+    db: &Db,
+    share_id: &str,
+    parent: Option<&str>,
+    include_deleted: bool,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<FolderRow>, Vec<FileRow>, i64), sqlx::Error> {
+    let live = if include_deleted {
+        "TRUE"
+    } else {
+        "(NOT is_deleted AND trashed_via IS NULL)"
+    };
+    let fsql = format!(
+        "SELECT {FOLDER_COLS} FROM rm_folders WHERE share_id = $1 AND parent_id IS NOT DISTINCT FROM $2 AND {live} \
+         ORDER BY name, id LIMIT $3 OFFSET $4"
+    );
+    let fcount = format!("SELECT COUNT(*) FROM rm_folders WHERE share_id = $1 AND parent_id IS NOT DISTINCT FROM $2 AND {live}");
+    let nsql = format!(
+        "SELECT {FILE_COLS} FROM rm_files WHERE share_id = $1 AND folder_id IS NOT DISTINCT FROM $2 AND {live} \
+         ORDER BY name, id LIMIT $3 OFFSET $4"
+    );
+    let ncount = format!("SELECT COUNT(*) FROM rm_files WHERE share_id = $1 AND folder_id IS NOT DISTINCT FROM $2 AND {live}");
+    let folders_total = db_fetch_scalar!(db, i64, &fcount, share_id, parent)?;
+    let files_total = db_fetch_scalar!(db, i64, &ncount, share_id, parent)?;
+    let folders = if offset < folders_total {
+        db_fetch_all!(db, FolderRow, &fsql, share_id, parent, limit, offset)?
+    } else {
+        Vec::new()
+    };
+    let remaining = limit - folders.len() as i64;
+    let file_offset = (offset - folders_total).max(0);
+    let files = if remaining > 0 {
+        db_fetch_all!(db, FileRow, &nsql, share_id, parent, remaining, file_offset)?
+    } else {
+        Vec::new()
+    };
+    Ok((folders, files, folders_total + files_total))
+}
+
+/// Items trashed on their own (not hidden by a trashed ancestor) in a share.
+pub async fn trash(db: &Db, share_id: &str) -> Result<(Vec<FolderRow>, Vec<FileRow>), sqlx::Error> {
+    let fsql = format!("SELECT {FOLDER_COLS} FROM rm_folders WHERE share_id = $1 AND is_deleted AND trashed_via IS NULL ORDER BY deleted_at");
+    let nsql = format!("SELECT {FILE_COLS} FROM rm_files WHERE share_id = $1 AND is_deleted AND trashed_via IS NULL ORDER BY deleted_at");
+    Ok((
+        db_fetch_all!(db, FolderRow, &fsql, share_id)?,
+        db_fetch_all!(db, FileRow, &nsql, share_id)?,
+    ))
+}
+
+/// Every folder and file below a path (for subtree operations).
+pub async fn subtree(
+    db: &Db,
+    share_id: &str,
+    path: &str,
+) -> Result<(Vec<FolderRow>, Vec<FileRow>), sqlx::Error> {
+    let prefix = format!("{path}/");
+    let n = prefix.chars().count() as i32;
+    let fsql = format!("SELECT {FOLDER_COLS} FROM rm_folders WHERE share_id = $1 AND substr(path, 1, $2) = $3 ORDER BY path DESC");
+    let nsql = format!(
+        "SELECT {FILE_COLS} FROM rm_files WHERE share_id = $1 AND substr(path, 1, $2) = $3"
+    );
+    Ok((
+        db_fetch_all!(db, FolderRow, &fsql, share_id, n, &prefix)?,
+        db_fetch_all!(db, FileRow, &nsql, share_id, n, &prefix)?,
+    ))
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct VersionRow {
+    pub number: i64,
+    pub version_id: String,
+    pub size: i64,
+    pub checksum_sha256: String,
+    pub mime_type: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+}
+
+pub async fn versions(db: &Db, file_id: &str) -> Result<Vec<VersionRow>, sqlx::Error> {
+    db_fetch_all!(
+        db,
+        VersionRow,
+        "SELECT number, version_id, size, checksum_sha256, mime_type, created_by, created_at FROM rm_file_versions \
+         WHERE file_id = $1 ORDER BY number DESC",
+        file_id
+    )
+}
+
+/// Chunks with no references since before `cutoff` (garbage candidates).
+pub async fn unreferenced_chunks(
+    db: &Db,
+    cutoff: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    db_fetch_all!(
+        db,
+        (String, String),
+        "SELECT tenant_id, hash FROM rm_chunk_refs WHERE refs <= 0 AND released_at < $1 LIMIT $2",
+        cutoff,
+        limit
+    )
+}
+
+/// Whether any live version references a chunk.
+pub async fn chunk_referenced(db: &Db, tenant_id: &str, hash: &str) -> Result<bool, sqlx::Error> {
+    let refs: Option<i64> = db_fetch_optional!(
+        db,
+        (i64,),
+        "SELECT refs FROM rm_chunk_refs WHERE tenant_id = $1 AND hash = $2",
+        tenant_id,
+        hash
+    )?
+    .map(|r| r.0);
+    Ok(refs.is_some_and(|r| r > 0))
+}
+
+/// Active sessions idle past their expiry.
+pub async fn expired_uploads(
+    db: &Db,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    db_fetch_all!(
+        db,
+        (String, String),
+        "SELECT id, tenant_id FROM rm_uploads WHERE status = 'active' AND expires_at < $1 LIMIT $2",
+        now,
+        limit
+    )
+}

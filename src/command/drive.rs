@@ -1,0 +1,499 @@
+//! Drive commands that span several streams or need facts from outside one
+//! aggregate: paths from parents, sibling-name claims, subtree operations.
+
+use chrono::{DateTime, Utc};
+use scaidrive_domain::drive::file::{Content, File, FileCommand};
+use scaidrive_domain::drive::folder::{Folder, FolderCommand};
+use scaidrive_domain::drive::{child_path, sibling_scope};
+use scaidrive_domain::id::{FileId, FolderId, ShareId, TenantId, UserId, VersionId};
+use scaidrive_domain::name::{name_key, normalize, validate_item_name};
+use scaidrive_domain::{Aggregate, DomainError};
+use uuid::Uuid;
+
+use super::{CommandBus, CommandContext, CommandError, Committed, UnitOfWork};
+
+/// Where a new or moved item goes, resolved against live state.
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    pub share_id: ShareId,
+    pub folder_id: Option<FolderId>,
+}
+
+/// Loads the parent folder (if any) into the unit of work, so the decision
+/// is invalidated if the parent changes, and answers its path.
+async fn parent_path(uow: &mut UnitOfWork<'_>, target: Target) -> Result<String, CommandError> {
+    match target.folder_id {
+        None => Ok("/".to_owned()),
+        Some(fid) => {
+            let parent = uow.load::<Folder>(&fid.to_string()).await?;
+            let state = parent.state;
+            if state.id.is_none() || state.purged {
+                return Err(DomainError::NotFound("folder").into());
+            }
+            if state.share_id != Some(target.share_id) {
+                return Err(
+                    DomainError::invalid("folder_id", "the folder is not in that share").into(),
+                );
+            }
+            if state.deleted {
+                return Err(DomainError::Gone("the target folder is in the trash".into()).into());
+            }
+            Ok(state.path)
+        }
+    }
+}
+
+fn checked_name(name: &str) -> Result<String, CommandError> {
+    validate_item_name(name).map_err(|m| DomainError::invalid("name", m))?;
+    Ok(normalize(name))
+}
+
+pub async fn create_folder(
+    bus: &CommandBus,
+    ctx: &CommandContext,
+    tenant_id: TenantId,
+    target: Target,
+    name: &str,
+    by: UserId,
+) -> Result<(FolderId, Committed), CommandError> {
+    let name = checked_name(name)?;
+    let folder_id = FolderId::from_uuid(Uuid::now_v7());
+    let committed = bus
+        .retrying(|| async {
+            let mut uow = bus.begin(ctx);
+            let path = child_path(&parent_path(&mut uow, target).await?, &name);
+            let events = Folder::default().decide(&FolderCommand::Create {
+                folder_id,
+                tenant_id,
+                share_id: target.share_id,
+                parent_id: target.folder_id,
+                name: name.clone(),
+                path,
+                by,
+                at: ctx.now,
+            })?;
+            uow.emit::<Folder>(&folder_id.to_string(), &events)?;
+            uow.claim(
+                sibling_scope(target.share_id, target.folder_id),
+                name_key(&name),
+                folder_id.to_string(),
+            );
+            uow.commit().await
+        })
+        .await?;
+    Ok((folder_id, committed))
+}
+
+fn parent_of(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(0) | None => "/",
+        Some(i) => &path[..i],
+    }
+}
+
+pub async fn rename_folder(
+    bus: &CommandBus,
+    ctx: &CommandContext,
+    id: FolderId,
+    name: &str,
+) -> Result<Committed, CommandError> {
+    let name = checked_name(name)?;
+    bus.retrying(|| async {
+        let mut uow = bus.begin(ctx);
+        let f = uow.load::<Folder>(&id.to_string()).await?;
+        let share = f.state.share_id.ok_or(DomainError::NotFound("folder"))?;
+        let new_path = child_path(parent_of(&f.state.path), &name);
+        let events = f.state.decide(&FolderCommand::Rename {
+            name: name.clone(),
+            new_path,
+            at: ctx.now,
+        })?;
+        if !events.is_empty() {
+            let scope = sibling_scope(share, f.state.parent_id);
+            uow.release(scope.clone(), name_key(&f.state.name), id.to_string());
+            uow.claim(scope, name_key(&name), id.to_string());
+        }
+        uow.emit::<Folder>(&id.to_string(), &events)?;
+        uow.commit().await
+    })
+    .await
+}
+
+/// `ancestors` yields the target folder's ancestor chain (target first).
+pub async fn move_folder(
+    bus: &CommandBus,
+    ctx: &CommandContext,
+    id: FolderId,
+    target: Target,
+    target_ancestors: Vec<FolderId>,
+) -> Result<Committed, CommandError> {
+    bus.retrying(|| async {
+        let mut uow = bus.begin(ctx);
+        let f = uow.load::<Folder>(&id.to_string()).await?;
+        let share = f.state.share_id.ok_or(DomainError::NotFound("folder"))?;
+        if target.folder_id == Some(id) || target_ancestors.contains(&id) {
+            return Err(DomainError::InvalidTransition(
+                "cannot move a folder into itself or its own subtree".into(),
+            )
+            .into());
+        }
+        let new_path = child_path(&parent_path(&mut uow, target).await?, &f.state.name);
+        let events = f.state.decide(&FolderCommand::Move {
+            share_id: target.share_id,
+            parent_id: target.folder_id,
+            new_path,
+            target_ancestors: target_ancestors.clone(),
+            at: ctx.now,
+        })?;
+        if !events.is_empty() {
+            let key = name_key(&f.state.name);
+            uow.release(
+                sibling_scope(share, f.state.parent_id),
+                key.clone(),
+                id.to_string(),
+            );
+            uow.claim(
+                sibling_scope(target.share_id, target.folder_id),
+                key,
+                id.to_string(),
+            );
+        }
+        uow.emit::<Folder>(&id.to_string(), &events)?;
+        uow.commit().await
+    })
+    .await
+}
+
+/// Soft delete (releases the name) or restore (claims it again).
+pub async fn trash_folder(
+    bus: &CommandBus,
+    ctx: &CommandContext,
+    id: FolderId,
+    restore: bool,
+) -> Result<Committed, CommandError> {
+    bus.retrying(|| async {
+        let mut uow = bus.begin(ctx);
+        let f = uow.load::<Folder>(&id.to_string()).await?;
+        let share = f.state.share_id.ok_or(DomainError::NotFound("folder"))?;
+        let cmd = if restore {
+            FolderCommand::Restore { at: ctx.now }
+        } else {
+            FolderCommand::Delete { at: ctx.now }
+        };
+        let events = f.state.decide(&cmd)?;
+        let scope = sibling_scope(share, f.state.parent_id);
+        if restore {
+            if let Some(p) = f.state.parent_id {
+                parent_path(
+                    &mut uow,
+                    Target {
+                        share_id: share,
+                        folder_id: Some(p),
+                    },
+                )
+                .await?;
+            }
+            uow.claim(scope, name_key(&f.state.name), id.to_string());
+        } else {
+            uow.release(scope, name_key(&f.state.name), id.to_string());
+        }
+        uow.emit::<Folder>(&id.to_string(), &events)?;
+        uow.commit().await
+    })
+    .await
+}
+
+/// Permanently deletes a folder, every folder below it and every file below
+/// it (file purges drop chunk references and free quota).
+pub async fn purge_folder(
+    bus: &CommandBus,
+    ctx: &CommandContext,
+    id: FolderId,
+    folders_below: &[FolderId],
+    files_below: &[FileId],
+    by: UserId,
+) -> Result<Committed, CommandError> {
+    bus.retrying(|| async {
+        let mut uow = bus.begin(ctx);
+        for fid in std::iter::once(&id).chain(folders_below.iter()) {
+            let f = uow.load::<Folder>(&fid.to_string()).await?;
+            if f.state.id.is_none() || f.state.purged {
+                continue;
+            }
+            if let Some(share) = f.state.share_id {
+                uow.release(
+                    sibling_scope(share, f.state.parent_id),
+                    name_key(&f.state.name),
+                    fid.to_string(),
+                );
+            }
+            let events = f.state.decide(&FolderCommand::Purge { at: ctx.now })?;
+            uow.emit::<Folder>(&fid.to_string(), &events)?;
+        }
+        for file_id in files_below {
+            purge_file_in(&mut uow, *file_id, by, ctx.now).await?;
+        }
+        uow.commit().await
+    })
+    .await
+}
+
+async fn purge_file_in(
+    uow: &mut UnitOfWork<'_>,
+    id: FileId,
+    by: UserId,
+    at: DateTime<Utc>,
+) -> Result<(), CommandError> {
+    let f = uow.load::<File>(&id.to_string()).await?;
+    if f.state.id.is_none() || f.state.purged {
+        return Ok(());
+    }
+    if let Some(share) = f.state.share_id {
+        uow.release(
+            sibling_scope(share, f.state.folder_id),
+            name_key(&f.state.name),
+            id.to_string(),
+        );
+    }
+    let events = f.state.decide(&FileCommand::Purge { by, at })?;
+    uow.emit::<File>(&id.to_string(), &events)?;
+    Ok(())
+}
+
+/// Creates a file from content already in the blob store.
+#[allow(clippy::too_many_arguments)]
+pub async fn create_file(
+    bus: &CommandBus,
+    ctx: &CommandContext,
+    tenant_id: TenantId,
+    target: Target,
+    name: &str,
+    content: Content,
+    by: UserId,
+    file_id: FileId,
+) -> Result<Committed, CommandError> {
+    let name = checked_name(name)?;
+    bus.retrying(|| async {
+        let mut uow = bus.begin(ctx);
+        create_file_in(
+            &mut uow,
+            tenant_id,
+            target,
+            &name,
+            content.clone(),
+            by,
+            file_id,
+        )
+        .await?;
+        uow.commit().await
+    })
+    .await
+}
+
+/// Stages a file creation (with its name claim) in a unit of work.
+pub async fn create_file_in(
+    uow: &mut UnitOfWork<'_>,
+    tenant_id: TenantId,
+    target: Target,
+    name: &str,
+    content: Content,
+    by: UserId,
+    file_id: FileId,
+) -> Result<(), CommandError> {
+    let path = child_path(&parent_path(uow, target).await?, name);
+    let at = uow.context().now;
+    let events = File::default().decide(&FileCommand::Create {
+        file_id,
+        tenant_id,
+        share_id: target.share_id,
+        folder_id: target.folder_id,
+        name: name.to_owned(),
+        path,
+        content,
+        by,
+        at,
+    })?;
+    uow.emit::<File>(&file_id.to_string(), &events)?;
+    uow.claim(
+        sibling_scope(target.share_id, target.folder_id),
+        name_key(name),
+        file_id.to_string(),
+    );
+    Ok(())
+}
+
+pub async fn rename_file(
+    bus: &CommandBus,
+    ctx: &CommandContext,
+    id: FileId,
+    name: &str,
+    by: UserId,
+) -> Result<Committed, CommandError> {
+    let name = checked_name(name)?;
+    bus.retrying(|| async {
+        let mut uow = bus.begin(ctx);
+        let f = uow.load::<File>(&id.to_string()).await?;
+        let share = f.state.share_id.ok_or(DomainError::NotFound("file"))?;
+        let new_path = child_path(parent_of(&f.state.path), &name);
+        let events = f.state.decide(&FileCommand::Rename {
+            name: name.clone(),
+            new_path,
+            by,
+            at: ctx.now,
+        })?;
+        if !events.is_empty() {
+            let scope = sibling_scope(share, f.state.folder_id);
+            uow.release(scope.clone(), name_key(&f.state.name), id.to_string());
+            uow.claim(scope, name_key(&name), id.to_string());
+        }
+        uow.emit::<File>(&id.to_string(), &events)?;
+        uow.commit().await
+    })
+    .await
+}
+
+pub async fn move_file(
+    bus: &CommandBus,
+    ctx: &CommandContext,
+    id: FileId,
+    target: Target,
+    new_name: Option<&str>,
+    by: UserId,
+) -> Result<Committed, CommandError> {
+    let new_name = new_name.map(checked_name).transpose()?;
+    bus.retrying(|| async {
+        let mut uow = bus.begin(ctx);
+        let f = uow.load::<File>(&id.to_string()).await?;
+        let share = f.state.share_id.ok_or(DomainError::NotFound("file"))?;
+        let name = new_name.clone().unwrap_or_else(|| f.state.name.clone());
+        let new_path = child_path(&parent_path(&mut uow, target).await?, &name);
+        let mut events = Vec::new();
+        let mut state = f.state.clone();
+        if name != state.name {
+            let renamed = state.decide(&FileCommand::Rename {
+                name: name.clone(),
+                new_path: child_path(parent_of(&state.path), &name),
+                by,
+                at: ctx.now,
+            })?;
+            for e in &renamed {
+                state.evolve(e);
+            }
+            events.extend(renamed);
+        }
+        events.extend(state.decide(&FileCommand::Move {
+            share_id: target.share_id,
+            folder_id: target.folder_id,
+            new_path,
+            by,
+            at: ctx.now,
+        })?);
+        if !events.is_empty() {
+            uow.release(
+                sibling_scope(share, f.state.folder_id),
+                name_key(&f.state.name),
+                id.to_string(),
+            );
+            uow.claim(
+                sibling_scope(target.share_id, target.folder_id),
+                name_key(&name),
+                id.to_string(),
+            );
+        }
+        uow.emit::<File>(&id.to_string(), &events)?;
+        uow.commit().await
+    })
+    .await
+}
+
+/// Copies a file's current content into a new file (chunks are shared).
+pub async fn copy_file(
+    bus: &CommandBus,
+    ctx: &CommandContext,
+    id: FileId,
+    target: Target,
+    new_name: Option<&str>,
+    by: UserId,
+) -> Result<(FileId, Committed), CommandError> {
+    let new_name = new_name.map(checked_name).transpose()?;
+    let new_id = FileId::from_uuid(Uuid::now_v7());
+    let committed = bus
+        .retrying(|| async {
+            let mut uow = bus.begin(ctx);
+            let f = uow.load::<File>(&id.to_string()).await?;
+            if f.state.id.is_none() || f.state.purged {
+                return Err(DomainError::NotFound("file").into());
+            }
+            if f.state.deleted {
+                return Err(DomainError::Gone("file is in the trash".into()).into());
+            }
+            let tenant = f.state.tenant_id.ok_or(DomainError::NotFound("file"))?;
+            let mut content = f
+                .state
+                .current()
+                .ok_or(DomainError::NotFound("file"))?
+                .content
+                .clone();
+            content.version_id = VersionId::from_uuid(Uuid::now_v7());
+            let name = new_name.clone().unwrap_or_else(|| f.state.name.clone());
+            create_file_in(&mut uow, tenant, target, &name, content, by, new_id).await?;
+            uow.commit().await
+        })
+        .await?;
+    Ok((new_id, committed))
+}
+
+pub async fn trash_file(
+    bus: &CommandBus,
+    ctx: &CommandContext,
+    id: FileId,
+    restore: bool,
+    by: UserId,
+) -> Result<Committed, CommandError> {
+    bus.retrying(|| async {
+        let mut uow = bus.begin(ctx);
+        let f = uow.load::<File>(&id.to_string()).await?;
+        let share = f.state.share_id.ok_or(DomainError::NotFound("file"))?;
+        let cmd = if restore {
+            FileCommand::Restore { by, at: ctx.now }
+        } else {
+            FileCommand::Delete { by, at: ctx.now }
+        };
+        let events = f.state.decide(&cmd)?;
+        let scope = sibling_scope(share, f.state.folder_id);
+        if restore {
+            parent_path(
+                &mut uow,
+                Target {
+                    share_id: share,
+                    folder_id: f.state.folder_id,
+                },
+            )
+            .await?;
+            uow.claim(scope, name_key(&f.state.name), id.to_string());
+        } else {
+            uow.release(scope, name_key(&f.state.name), id.to_string());
+        }
+        uow.emit::<File>(&id.to_string(), &events)?;
+        uow.commit().await
+    })
+    .await
+}
+
+pub async fn purge_file(
+    bus: &CommandBus,
+    ctx: &CommandContext,
+    id: FileId,
+    by: UserId,
+) -> Result<Committed, CommandError> {
+    bus.retrying(|| async {
+        let mut uow = bus.begin(ctx);
+        let f = uow.load::<File>(&id.to_string()).await?;
+        if f.state.id.is_none() || f.state.purged {
+            return Err(DomainError::NotFound("file").into());
+        }
+        purge_file_in(&mut uow, id, by, ctx.now).await?;
+        uow.commit().await
+    })
+    .await
+}
