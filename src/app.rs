@@ -36,6 +36,8 @@ pub enum StartError {
     Auth(#[from] crate::auth::AuthError),
     #[error("cannot start projections: {0}")]
     Projector(#[from] crate::projector::ProjectorError),
+    #[error("cannot open the blob store: {0}")]
+    Blob(#[from] crate::blob::BlobError),
     #[error("cannot bind {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -85,6 +87,7 @@ impl Application {
             ..AuthConfig::new(config.data_dir.clone())
         })
         .await?;
+        let blob = crate::blob::BlobStore::open(config.blob_url.as_deref(), &config.data_dir)?;
         let projector = Projector::new(
             core.db.clone(),
             core.store.clone(),
@@ -105,6 +108,7 @@ impl Application {
             store: core.store,
             projector,
             auth,
+            blob,
             config,
             draining: AtomicBool::new(false),
             started: AtomicBool::new(true),

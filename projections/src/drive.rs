@@ -12,7 +12,8 @@ use scaidrive_domain::{DomainEvent, RecordedEvent};
 
 use crate::db::Tx;
 use crate::projection::{Projection, ProjectionError};
-use crate::tx_execute;
+use crate::{tx_execute, tx_fetch_optional};
+use scaidrive_domain::drive::child_path;
 
 /// Folds the drive's events into `rm_shares`, `rm_folders`, `rm_files`,
 /// `rm_file_versions`, `rm_chunk_refs` and `rm_uploads`.
@@ -26,6 +27,34 @@ fn decode<E: DomainEvent>(event: &RecordedEvent) -> Result<E, ProjectionError> {
 
 fn chars(s: &str) -> i32 {
     s.chars().count() as i32
+}
+
+/// A folder's stored path, or "/" for a share root. The read model derives
+/// paths from its own rows, so they stay right whatever ancestors did.
+async fn parent_path(tx: &mut Tx, folder: Option<String>) -> Result<String, sqlx::Error> {
+    match folder {
+        None => Ok("/".to_owned()),
+        Some(id) => Ok(tx_fetch_optional!(
+            tx,
+            (String,),
+            "SELECT path FROM rm_folders WHERE id = $1",
+            id
+        )?
+        .map(|r| r.0)
+        .unwrap_or_else(|| "/".to_owned())),
+    }
+}
+
+async fn stored_path(tx: &mut Tx, table: &str, id: &str) -> Result<Option<String>, sqlx::Error> {
+    let sql = format!("SELECT path FROM {table} WHERE id = $1");
+    Ok(tx_fetch_optional!(tx, (String,), &sql, id)?.map(|r| r.0))
+}
+
+fn parent_of(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(0) | None => "/",
+        Some(i) => &path[..i],
+    }
 }
 
 /// Rewrites the paths (and share) of everything below `old` to sit below `new`.
@@ -204,10 +233,15 @@ impl Projection for DriveProjection {
                     share_id,
                     parent_id,
                     name,
-                    path,
                     by,
                     at,
+                    ..
                 } => {
+                    let path = child_path(
+                        &parent_path(tx, parent_id.map(|p| p.to_string())).await?,
+                        &name,
+                    );
+
                     tx_execute!(
                         tx,
                         "INSERT INTO rm_folders (id, tenant_id, share_id, parent_id, name, path, owner_id, created_by, created_at, modified_at) \
@@ -226,10 +260,16 @@ impl Projection for DriveProjection {
                     folder_id,
                     share_id,
                     name,
-                    old_path,
-                    path,
                     at,
+                    ..
                 } => {
+                    let Some(old_path) =
+                        stored_path(tx, "rm_folders", &folder_id.to_string()).await?
+                    else {
+                        return Ok(());
+                    };
+                    let path = child_path(parent_of(&old_path), &name);
+
                     tx_execute!(tx, "UPDATE rm_folders SET name = $2, path = $3, modified_at = $4 WHERE id = $1", folder_id.to_string(), name, &path, at)?;
                     move_subtree(
                         tx,
@@ -245,11 +285,19 @@ impl Projection for DriveProjection {
                     old_share_id,
                     share_id,
                     parent_id,
-                    old_path,
-                    path,
                     at,
                     ..
                 } => {
+                    let Some(old_path) =
+                        stored_path(tx, "rm_folders", &folder_id.to_string()).await?
+                    else {
+                        return Ok(());
+                    };
+                    let name = old_path.rsplit('/').next().unwrap_or_default().to_owned();
+                    let path = child_path(
+                        &parent_path(tx, parent_id.map(|p| p.to_string())).await?,
+                        &name,
+                    );
                     tx_execute!(
                         tx,
                         "UPDATE rm_folders SET share_id = $2, parent_id = $3, path = $4, modified_at = $5 WHERE id = $1",
@@ -271,9 +319,14 @@ impl Projection for DriveProjection {
                 FolderEvent::FolderDeleted {
                     folder_id,
                     share_id,
-                    path,
                     at,
+                    ..
                 } => {
+                    let Some(path) = stored_path(tx, "rm_folders", &folder_id.to_string()).await?
+                    else {
+                        return Ok(());
+                    };
+
                     tx_execute!(
                         tx,
                         "UPDATE rm_folders SET is_deleted = TRUE, deleted_at = $2 WHERE id = $1",
@@ -286,9 +339,12 @@ impl Projection for DriveProjection {
                 FolderEvent::FolderRestored {
                     folder_id,
                     share_id,
-                    path,
                     ..
                 } => {
+                    let Some(path) = stored_path(tx, "rm_folders", &folder_id.to_string()).await?
+                    else {
+                        return Ok(());
+                    };
                     tx_execute!(
                         tx,
                         "UPDATE rm_folders SET is_deleted = FALSE, deleted_at = NULL WHERE id = $1",
@@ -313,9 +369,14 @@ impl Projection for DriveProjection {
                     share_id,
                     folder_id,
                     name,
-                    path,
                     version,
+                    ..
                 } => {
+                    let path = child_path(
+                        &parent_path(tx, folder_id.map(|p| p.to_string())).await?,
+                        &name,
+                    );
+
                     let c = &version.content;
                     tx_execute!(
                         tx,
@@ -364,11 +425,15 @@ impl Projection for DriveProjection {
                 FileEvent::FileRenamed {
                     file_id,
                     name,
-                    path,
                     by,
                     at,
                     ..
                 } => {
+                    let Some(old_path) = stored_path(tx, "rm_files", &file_id.to_string()).await?
+                    else {
+                        return Ok(());
+                    };
+                    let path = child_path(parent_of(&old_path), &name);
                     tx_execute!(
                         tx,
                         "UPDATE rm_files SET name = $2, path = $3, modified_by = $4, modified_at = $5 WHERE id = $1",
@@ -383,11 +448,19 @@ impl Projection for DriveProjection {
                     file_id,
                     share_id,
                     folder_id,
-                    path,
                     by,
                     at,
                     ..
                 } => {
+                    let Some(old_path) = stored_path(tx, "rm_files", &file_id.to_string()).await?
+                    else {
+                        return Ok(());
+                    };
+                    let name = old_path.rsplit('/').next().unwrap_or_default().to_owned();
+                    let path = child_path(
+                        &parent_path(tx, folder_id.map(|p| p.to_string())).await?,
+                        &name,
+                    );
                     tx_execute!(
                         tx,
                         "UPDATE rm_files SET share_id = $2, folder_id = $3, path = $4, modified_by = $5, modified_at = $6, trashed_via = NULL WHERE id = $1",

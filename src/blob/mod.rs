@@ -3,6 +3,8 @@
 //! `chunks/{tenant}/{h[0:2]}/{h[2:4]}/{h}`, written once per tenant; a chunk is
 //! written before any event references it.
 
+pub mod content;
+
 use std::ops::Range;
 use std::path::Path as FsPath;
 use std::sync::Arc;

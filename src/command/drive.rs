@@ -13,17 +13,20 @@ use uuid::Uuid;
 use super::{CommandBus, CommandContext, CommandError, Committed, UnitOfWork};
 
 /// Where a new or moved item goes, resolved against live state.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Target {
     pub share_id: ShareId,
     pub folder_id: Option<FolderId>,
+    /// The parent's current path ("/" for a share root), from the read model:
+    /// aggregates do not learn when an ancestor is renamed or moved.
+    pub parent_path: String,
 }
 
 /// Loads the parent folder (if any) into the unit of work, so the decision
 /// is invalidated if the parent changes, and answers its path.
-async fn parent_path(uow: &mut UnitOfWork<'_>, target: Target) -> Result<String, CommandError> {
+async fn parent_path(uow: &mut UnitOfWork<'_>, target: &Target) -> Result<String, CommandError> {
     match target.folder_id {
-        None => Ok("/".to_owned()),
+        None => Ok(target.parent_path.clone()),
         Some(fid) => {
             let parent = uow.load::<Folder>(&fid.to_string()).await?;
             let state = parent.state;
@@ -38,7 +41,7 @@ async fn parent_path(uow: &mut UnitOfWork<'_>, target: Target) -> Result<String,
             if state.deleted {
                 return Err(DomainError::Gone("the target folder is in the trash".into()).into());
             }
-            Ok(state.path)
+            Ok(target.parent_path.clone())
         }
     }
 }
@@ -61,7 +64,7 @@ pub async fn create_folder(
     let committed = bus
         .retrying(|| async {
             let mut uow = bus.begin(ctx);
-            let path = child_path(&parent_path(&mut uow, target).await?, &name);
+            let path = child_path(&parent_path(&mut uow, &target).await?, &name);
             let events = Folder::default().decide(&FolderCommand::Create {
                 folder_id,
                 tenant_id,
@@ -96,11 +99,13 @@ pub async fn rename_folder(
     ctx: &CommandContext,
     id: FolderId,
     name: &str,
+    current_path: &str,
 ) -> Result<Committed, CommandError> {
     let name = checked_name(name)?;
     bus.retrying(|| async {
         let mut uow = bus.begin(ctx);
-        let f = uow.load::<Folder>(&id.to_string()).await?;
+        let mut f = uow.load::<Folder>(&id.to_string()).await?;
+        f.state.path = current_path.to_owned();
         let share = f.state.share_id.ok_or(DomainError::NotFound("folder"))?;
         let new_path = child_path(parent_of(&f.state.path), &name);
         let events = f.state.decide(&FolderCommand::Rename {
@@ -126,10 +131,12 @@ pub async fn move_folder(
     id: FolderId,
     target: Target,
     target_ancestors: Vec<FolderId>,
+    current_path: &str,
 ) -> Result<Committed, CommandError> {
     bus.retrying(|| async {
         let mut uow = bus.begin(ctx);
-        let f = uow.load::<Folder>(&id.to_string()).await?;
+        let mut f = uow.load::<Folder>(&id.to_string()).await?;
+        f.state.path = current_path.to_owned();
         let share = f.state.share_id.ok_or(DomainError::NotFound("folder"))?;
         if target.folder_id == Some(id) || target_ancestors.contains(&id) {
             return Err(DomainError::InvalidTransition(
@@ -137,7 +144,7 @@ pub async fn move_folder(
             )
             .into());
         }
-        let new_path = child_path(&parent_path(&mut uow, target).await?, &f.state.name);
+        let new_path = child_path(&parent_path(&mut uow, &target).await?, &f.state.name);
         let events = f.state.decide(&FolderCommand::Move {
             share_id: target.share_id,
             parent_id: target.folder_id,
@@ -170,10 +177,12 @@ pub async fn trash_folder(
     ctx: &CommandContext,
     id: FolderId,
     restore: bool,
+    current_path: &str,
 ) -> Result<Committed, CommandError> {
     bus.retrying(|| async {
         let mut uow = bus.begin(ctx);
-        let f = uow.load::<Folder>(&id.to_string()).await?;
+        let mut f = uow.load::<Folder>(&id.to_string()).await?;
+        f.state.path = current_path.to_owned();
         let share = f.state.share_id.ok_or(DomainError::NotFound("folder"))?;
         let cmd = if restore {
             FolderCommand::Restore { at: ctx.now }
@@ -186,9 +195,10 @@ pub async fn trash_folder(
             if let Some(p) = f.state.parent_id {
                 parent_path(
                     &mut uow,
-                    Target {
+                    &Target {
                         share_id: share,
                         folder_id: Some(p),
+                        parent_path: String::new(),
                     },
                 )
                 .await?;
@@ -278,7 +288,7 @@ pub async fn create_file(
         create_file_in(
             &mut uow,
             tenant_id,
-            target,
+            target.clone(),
             &name,
             content.clone(),
             by,
@@ -300,7 +310,7 @@ pub async fn create_file_in(
     by: UserId,
     file_id: FileId,
 ) -> Result<(), CommandError> {
-    let path = child_path(&parent_path(uow, target).await?, name);
+    let path = child_path(&parent_path(uow, &target).await?, name);
     let at = uow.context().now;
     let events = File::default().decide(&FileCommand::Create {
         file_id,
@@ -328,11 +338,13 @@ pub async fn rename_file(
     id: FileId,
     name: &str,
     by: UserId,
+    current_path: &str,
 ) -> Result<Committed, CommandError> {
     let name = checked_name(name)?;
     bus.retrying(|| async {
         let mut uow = bus.begin(ctx);
-        let f = uow.load::<File>(&id.to_string()).await?;
+        let mut f = uow.load::<File>(&id.to_string()).await?;
+        f.state.path = current_path.to_owned();
         let share = f.state.share_id.ok_or(DomainError::NotFound("file"))?;
         let new_path = child_path(parent_of(&f.state.path), &name);
         let events = f.state.decide(&FileCommand::Rename {
@@ -359,14 +371,16 @@ pub async fn move_file(
     target: Target,
     new_name: Option<&str>,
     by: UserId,
+    current_path: &str,
 ) -> Result<Committed, CommandError> {
     let new_name = new_name.map(checked_name).transpose()?;
     bus.retrying(|| async {
         let mut uow = bus.begin(ctx);
-        let f = uow.load::<File>(&id.to_string()).await?;
+        let mut f = uow.load::<File>(&id.to_string()).await?;
+        f.state.path = current_path.to_owned();
         let share = f.state.share_id.ok_or(DomainError::NotFound("file"))?;
         let name = new_name.clone().unwrap_or_else(|| f.state.name.clone());
-        let new_path = child_path(&parent_path(&mut uow, target).await?, &name);
+        let new_path = child_path(&parent_path(&mut uow, &target).await?, &name);
         let mut events = Vec::new();
         let mut state = f.state.clone();
         if name != state.name {
@@ -436,7 +450,7 @@ pub async fn copy_file(
                 .clone();
             content.version_id = VersionId::from_uuid(Uuid::now_v7());
             let name = new_name.clone().unwrap_or_else(|| f.state.name.clone());
-            create_file_in(&mut uow, tenant, target, &name, content, by, new_id).await?;
+            create_file_in(&mut uow, tenant, target.clone(), &name, content, by, new_id).await?;
             uow.commit().await
         })
         .await?;
@@ -449,10 +463,12 @@ pub async fn trash_file(
     id: FileId,
     restore: bool,
     by: UserId,
+    current_path: &str,
 ) -> Result<Committed, CommandError> {
     bus.retrying(|| async {
         let mut uow = bus.begin(ctx);
-        let f = uow.load::<File>(&id.to_string()).await?;
+        let mut f = uow.load::<File>(&id.to_string()).await?;
+        f.state.path = current_path.to_owned();
         let share = f.state.share_id.ok_or(DomainError::NotFound("file"))?;
         let cmd = if restore {
             FileCommand::Restore { by, at: ctx.now }
@@ -464,9 +480,10 @@ pub async fn trash_file(
         if restore {
             parent_path(
                 &mut uow,
-                Target {
+                &Target {
                     share_id: share,
                     folder_id: f.state.folder_id,
+                    parent_path: String::new(),
                 },
             )
             .await?;

@@ -1,7 +1,9 @@
 //! Just-in-time provisioning: the first valid token of an unknown partner,
 //! tenant or user creates them, in one atomic append.
 
-use scaidrive_domain::id::{PartnerId, TenantId, UserId};
+use scaidrive_domain::drive::share::{Share, ShareCommand};
+use scaidrive_domain::drive::{Owner, ShareType};
+use scaidrive_domain::id::{PartnerId, ShareId, TenantId, UserId};
 use scaidrive_domain::tenancy::{
     AdminRole, Partner, PartnerCommand, Tenant, TenantCommand, User, UserCommand,
 };
@@ -120,11 +122,34 @@ pub async fn provision(
         let user = uow.load::<User>(&user_stream).await?;
         let role = new_tenant.then_some(AdminRole::TenantAdmin);
         let events = user.state.decide(&user_cmd(role))?;
+        let user_is_new = !user.exists();
         let mut state = user.state;
         for e in &events {
             state.evolve(e);
         }
         uow.emit_with_state::<User>(&user_stream, &events, Some(state.clone()))?;
+
+        // Every user gets a personal share at first sign-in; its id is derived
+        // from the user's, so racing sign-ins cannot create two.
+        if user_is_new {
+            let share_id = ShareId::from_external(&format!("personal/{}", who.user_id));
+            let share_stream = share_id.to_string();
+            let share = uow.load::<Share>(&share_stream).await?;
+            if !share.exists() {
+                let events = share.state.decide(&ShareCommand::Create {
+                    share_id,
+                    tenant_id: who.tenant_id,
+                    name: "Personal".into(),
+                    description: None,
+                    share_type: ShareType::Personal,
+                    owner: Owner::User(who.user_id),
+                    quota_bytes: None,
+                    by: who.user_id,
+                    at: ctx.now,
+                })?;
+                uow.emit::<Share>(&share_stream, &events)?;
+            }
+        }
         let committed = uow.commit().await?;
         Ok((state, committed.position))
     })

@@ -14,11 +14,16 @@ use scaidrive_domain::LogPosition;
 use uuid::Uuid;
 
 pub mod admin;
+pub mod drive;
 pub mod error;
 pub mod extract;
+pub mod files;
+pub mod folders;
 pub mod principal;
+pub mod shares;
 pub mod state;
 pub mod system;
+pub mod uploads;
 pub mod users;
 
 pub use error::{ApiError, ApiResult};
@@ -64,6 +69,10 @@ pub fn router(state: AppState) -> Router {
         .merge(system::router())
         .merge(users::router())
         .merge(admin::router())
+        .merge(shares::router())
+        .merge(folders::router())
+        .merge(files::router())
+        .merge(uploads::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()

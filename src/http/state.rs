@@ -9,6 +9,7 @@ use scaidrive_domain::LogPosition;
 use scaidrive_projections::db::Db;
 
 use crate::auth::Authenticator;
+use crate::blob::BlobStore;
 use crate::command::CommandBus;
 use crate::config::Config;
 use crate::projector::Projector;
@@ -22,6 +23,7 @@ pub struct Services {
     pub bus: CommandBus,
     pub projector: Arc<Projector>,
     pub auth: Authenticator,
+    pub blob: BlobStore,
     pub draining: AtomicBool,
     pub started: AtomicBool,
 }

@@ -25,12 +25,13 @@ async fn health() -> Json<serde_json::Value> {
 async fn ready(State(state): State<AppState>) -> Response {
     let database = state.store.ping().await.is_ok();
     let scaikey = state.auth.check_upstream().await.is_ok();
+    let storage = state.blob.ping().await.is_ok();
     let started = state.started.load(std::sync::atomic::Ordering::SeqCst);
     let draining = state.is_draining();
-    let all = database && scaikey && started && !draining;
+    let all = database && storage && scaikey && started && !draining;
     let body = json!({
         "status": if all { "ready" } else if draining { "draining" } else { "not_ready" },
-        "checks": { "database": database, "scaikey": scaikey, "started": started, "draining": draining },
+        "checks": { "database": database, "storage": storage, "scaikey": scaikey, "started": started, "draining": draining },
     });
     let status = if all {
         StatusCode::OK

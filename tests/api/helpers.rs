@@ -200,7 +200,6 @@ impl TestApp {
         self.call(Method::GET, path, Some(token), None).await
     }
 
-    #[allow(dead_code)]
     pub async fn post(&self, path: &str, token: &str, body: Value) -> Answer {
         self.call(Method::POST, path, Some(token), Some(body)).await
     }
@@ -210,7 +209,6 @@ impl TestApp {
             .await
     }
 
-    #[allow(dead_code)]
     pub async fn delete(&self, path: &str, token: &str) -> Answer {
         self.call(Method::DELETE, path, Some(token), None).await
     }

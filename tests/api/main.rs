@@ -7,6 +7,7 @@ mod helpers;
 
 mod admin;
 mod auth;
+mod drive;
 mod errors;
 mod postgres;
 mod system;

@@ -1,0 +1,579 @@
+//! Files: simple upload, metadata, streamed download with ranges, rename,
+//! restore, move, copy, trash or purge, versions.
+
+use axum::body::Body;
+use axum::extract::{Multipart, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::TryStreamExt;
+use scaidrive_domain::drive::chunking::DEFAULT_CHUNK_SIZE;
+use scaidrive_domain::drive::file::{Content, File, FileCommand};
+use scaidrive_domain::id::{FileId, FolderId, ShareId, VersionId};
+use scaidrive_domain::{Aggregate, DomainError};
+use scaidrive_projections::drive_queries as q;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::drive::{
+    file_json, live_file, live_folder, live_share, path_id, require_read, require_write,
+    resolve_target, visible_file, TargetBody,
+};
+use super::error::{ApiError, ApiResult, FieldError};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
+use super::principal::Principal;
+use super::state::AppState;
+use super::{ts, Positioned};
+use crate::blob::content::{read_range, store_stream, StoreContentError};
+use crate::command::drive as cmd;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        // The tenant's per-file cap applies while streaming, not a fixed body limit.
+        .route(
+            "/files",
+            post(upload).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route("/files/{id}", get(read).patch(update).delete(remove))
+        .route("/files/{id}/content", get(download))
+        .route("/files/{id}/copy", post(copy))
+        .route("/files/{id}/move", post(move_to))
+        .route("/files/{id}/versions", get(versions))
+        .route("/files/{id}/versions/{n}/restore", post(restore_version))
+}
+
+pub(crate) async fn fresh(state: &AppState, p: &Principal, id: &str) -> ApiResult<Value> {
+    let (row, _) = visible_file(state, p, id).await?;
+    Ok(file_json(&row))
+}
+
+/// The tenant's per-file cap.
+pub(crate) async fn max_file_size(state: &AppState, p: &Principal) -> ApiResult<u64> {
+    Ok(
+        scaidrive_projections::tenancy::tenant(&state.db, &p.tenant_id.to_string())
+            .await?
+            .map(|t| t.settings.0.max_file_size_bytes)
+            .unwrap_or(5_368_709_120),
+    )
+}
+
+fn missing(field: &str) -> ApiError {
+    ApiError::validation(FieldError::body(
+        "missing",
+        &[field],
+        "Field required",
+        Value::Null,
+    ))
+}
+
+fn bad_field(field: &str, msg: &str, input: &str) -> ApiError {
+    ApiError::validation(FieldError::body(
+        "value_error",
+        &[field],
+        format!("Value error, {msg}"),
+        Value::from(input),
+    ))
+}
+
+/// `POST /files` (multipart: share_id, folder_id?, name?, file). The file part
+/// is cut into chunks and stored as it streams in; nothing is held whole.
+async fn upload(
+    State(state): State<AppState>,
+    p: Principal,
+    mut form: Multipart,
+) -> ApiResult<impl IntoResponse> {
+    let max = max_file_size(&state, &p).await?;
+    let tenant = p.tenant_id.to_string();
+    let (mut share_id, mut folder_id, mut name, mut stored, mut mime) =
+        (None, None, None, None, None);
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| ApiError::BadRequest(format!("malformed multipart body: {e}")))?
+    {
+        let field_name = field.name().unwrap_or_default().to_owned();
+        match field_name.as_str() {
+            "file" => {
+                if name.is_none() {
+                    name = field.file_name().map(str::to_owned);
+                }
+                mime = field.content_type().map(str::to_owned);
+                let stream = field.map_err(|e| e.to_string());
+                let result = store_stream(
+                    &state.blob,
+                    &tenant,
+                    Box::pin(stream),
+                    DEFAULT_CHUNK_SIZE,
+                    max,
+                )
+                .await;
+                stored = Some(result.map_err(|e| match e {
+                    StoreContentError::TooLarge(limit) => ApiError::PayloadTooLarge(format!(
+                        "file exceeds the tenant limit of {limit} bytes"
+                    )),
+                    StoreContentError::Body(m) => {
+                        ApiError::BadRequest(format!("reading the upload failed: {m}"))
+                    }
+                    StoreContentError::Blob(b) => ApiError::BadGateway(format!("blob store: {b}")),
+                })?);
+            }
+            "share_id" | "folder_id" | "name" => {
+                let text = field
+                    .text()
+                    .await
+                    .map_err(|e| ApiError::BadRequest(format!("malformed multipart field: {e}")))?;
+                match field_name.as_str() {
+                    "share_id" => share_id = Some(text),
+                    "folder_id" => folder_id = Some(text).filter(|t| !t.is_empty()),
+                    _ => name = Some(text),
+                }
+            }
+            _ => {}
+        }
+    }
+    let share_raw = share_id.ok_or_else(|| missing("share_id"))?;
+    let share: ShareId = share_raw
+        .parse()
+        .map_err(|_| bad_field("share_id", "not a share id", &share_raw))?;
+    let folder: Option<FolderId> = match &folder_id {
+        Some(f) => Some(
+            f.parse()
+                .map_err(|_| bad_field("folder_id", "not a folder id", f))?,
+        ),
+        None => None,
+    };
+    let stored = stored.ok_or_else(|| missing("file"))?;
+    let name = name
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| missing("name"))?;
+    if let Err(m) = scaidrive_domain::name::validate_item_name(&name) {
+        return Err(bad_field("name", &m, &name));
+    }
+    live_share(&state, &p, &share.to_string()).await?;
+    let mut parent_path = "/".to_owned();
+    if let Some(f) = folder {
+        let (row, _) = live_folder(&state, &p, &f.to_string()).await?;
+        if row.share_id != share.to_string() {
+            return Err(
+                DomainError::invalid("folder_id", "the folder is not in that share").into(),
+            );
+        }
+        parent_path = row.path;
+    }
+    require_write(&p)?;
+    let content = Content {
+        version_id: VersionId::from_uuid(Uuid::now_v7()),
+        size: stored.size,
+        checksum_sha256: stored.sha256,
+        mime_type: mime
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| "application/octet-stream".into()),
+        chunk_size: DEFAULT_CHUNK_SIZE,
+        chunks: stored.chunks,
+    };
+    let ctx = p.context();
+    let file_id = FileId::from_uuid(Uuid::now_v7());
+    let target = cmd::Target {
+        share_id: share,
+        folder_id: folder,
+        parent_path,
+    };
+    let committed = cmd::create_file(
+        &state.bus,
+        &ctx,
+        p.tenant_id,
+        target,
+        &name,
+        content,
+        p.user_id,
+        file_id,
+    )
+    .await?;
+    state.caught_up(committed.position).await;
+    Ok(Positioned(
+        committed.position,
+        (
+            StatusCode::CREATED,
+            Json(fresh(&state, &p, &file_id.to_string()).await?),
+        ),
+    ))
+}
+
+async fn read(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    let _: FileId = path_id(&id, "file")?;
+    let (row, _) = live_file(&state, &p, &id).await?;
+    require_read(&p)?;
+    Ok(Json(file_json(&row)))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct DownloadQuery {
+    pub version: Option<u64>,
+}
+
+/// A parsed `Range: bytes=…` header against a length.
+pub(crate) fn parse_range(headers: &HeaderMap, len: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(raw) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
+        return Ok(None);
+    };
+    let spec = raw.trim().strip_prefix("bytes=").ok_or(())?;
+    if spec.contains(',') {
+        return Err(());
+    }
+    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (start, end) = match (a.trim(), b.trim()) {
+        ("", suffix) => {
+            let n: u64 = suffix.parse().map_err(|_| ())?;
+            if n == 0 {
+                return Err(());
+            }
+            (len.saturating_sub(n), len)
+        }
+        (s, "") => (s.parse().map_err(|_| ())?, len),
+        (s, e) => {
+            let s: u64 = s.parse().map_err(|_| ())?;
+            let e: u64 = e.parse().map_err(|_| ())?;
+            if e < s {
+                return Err(());
+            }
+            (s, (e + 1).min(len))
+        }
+    };
+    if start >= len {
+        return Err(());
+    }
+    Ok(Some((start, end)))
+}
+
+/// Streams a file's content (any version), honouring a single byte range.
+pub(crate) async fn stream_file(
+    state: &AppState,
+    p: &Principal,
+    id: &str,
+    version: Option<u64>,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
+    let (row, _) = live_file(state, p, id).await?;
+    require_read(p)?;
+    let loaded = state.bus.load::<File>(id).await?;
+    let v = match version {
+        Some(n) => loaded
+            .state
+            .version(n)
+            .ok_or_else(|| ApiError::not_found("version"))?,
+        None => loaded
+            .state
+            .current()
+            .ok_or_else(|| ApiError::not_found("file"))?,
+    };
+    let len = v.content.size;
+    let range = match parse_range(headers, len) {
+        Ok(r) => r,
+        Err(()) => {
+            let mut resp = (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                Json(json!({"detail": "Range not satisfiable"})),
+            )
+                .into_response();
+            if let Ok(h) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                resp.headers_mut().insert(header::CONTENT_RANGE, h);
+            }
+            return Ok(resp);
+        }
+    };
+    let (start, end) = range.unwrap_or((0, len));
+    let body = Body::from_stream(read_range(
+        state.blob.clone(),
+        p.tenant_id.to_string(),
+        v.content.chunks.clone(),
+        start,
+        end,
+    ));
+    let mut resp = Response::new(body);
+    *resp.status_mut() = if range.is_some() {
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
+    };
+    let h = resp.headers_mut();
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
+    if let Ok(ct) = HeaderValue::from_str(&v.content.mime_type) {
+        h.insert(header::CONTENT_TYPE, ct);
+    }
+    let ascii: String = row
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded: String = row
+        .name
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    if let Ok(cd) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"
+    )) {
+        h.insert(header::CONTENT_DISPOSITION, cd);
+    }
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", v.content.checksum_sha256)) {
+        h.insert(header::ETAG, etag);
+    }
+    if range.is_some() {
+        if let Ok(cr) =
+            HeaderValue::from_str(&format!("bytes {start}-{}/{len}", end.saturating_sub(1)))
+        {
+            h.insert(header::CONTENT_RANGE, cr);
+        }
+    }
+    Ok(resp)
+}
+
+async fn download(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<DownloadQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let _: FileId = path_id(&id, "file")?;
+    stream_file(&state, &p, &id, q.version, &headers).await
+}
+
+#[derive(Debug, Deserialize)]
+struct UpdateFile {
+    name: Option<String>,
+    restore: Option<bool>,
+}
+
+impl Validate for UpdateFile {
+    fn validate(&self, v: &mut Violations) {
+        if let Some(n) = &self.name {
+            if let Err(m) = scaidrive_domain::name::validate_item_name(n) {
+                v.push(
+                    "value_error",
+                    "name",
+                    format!("Value error, {m}"),
+                    Value::from(n.clone()),
+                );
+            }
+        }
+    }
+}
+
+async fn update(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<UpdateFile>,
+) -> ApiResult<Positioned<Json<Value>>> {
+    let file_id: FileId = path_id(&id, "file")?;
+    let ctx = p.context();
+    let mut position = None;
+    if body.restore == Some(true) {
+        let (row, share) = visible_file(&state, &p, &id).await?;
+        require_write(&p)?;
+        if share.is_deleted {
+            return Err(DomainError::Gone("share is in the trash".into()).into());
+        }
+        if row.trashed_via.is_some() && !row.is_deleted {
+            return Err(DomainError::Gone(
+                "a folder above this file is in the trash; restore that one".into(),
+            )
+            .into());
+        }
+        position = cmd::trash_file(&state.bus, &ctx, file_id, true, p.user_id, &row.path)
+            .await?
+            .position
+            .or(position);
+        state.caught_up(position).await;
+    }
+    if let Some(name) = &body.name {
+        let (row, _) = live_file(&state, &p, &id).await?;
+        require_write(&p)?;
+        position = cmd::rename_file(&state.bus, &ctx, file_id, name, p.user_id, &row.path)
+            .await?
+            .position
+            .or(position);
+        state.caught_up(position).await;
+    }
+    if body.name.is_none() && body.restore != Some(true) {
+        live_file(&state, &p, &id).await?;
+    }
+    Ok(Positioned(position, Json(fresh(&state, &p, &id).await?)))
+}
+
+#[derive(Debug, Deserialize)]
+struct DeleteQuery {
+    permanent: Option<bool>,
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<DeleteQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let file_id: FileId = path_id(&id, "file")?;
+    let ctx = p.context();
+    let committed = if q.permanent.unwrap_or(false) {
+        visible_file(&state, &p, &id).await?;
+        require_write(&p)?;
+        cmd::purge_file(&state.bus, &ctx, file_id, p.user_id).await?
+    } else {
+        let (row, _) = live_file(&state, &p, &id).await?;
+        require_write(&p)?;
+        cmd::trash_file(&state.bus, &ctx, file_id, false, p.user_id, &row.path).await?
+    };
+    state.caught_up(committed.position).await;
+    Ok(Positioned(committed.position, StatusCode::NO_CONTENT))
+}
+
+#[derive(Debug, Deserialize)]
+struct MoveBody {
+    #[serde(flatten)]
+    target: TargetBody,
+    new_name: Option<String>,
+}
+
+impl Validate for MoveBody {
+    fn validate(&self, v: &mut Violations) {
+        if let Some(n) = &self.new_name {
+            if let Err(m) = scaidrive_domain::name::validate_item_name(n) {
+                v.push(
+                    "value_error",
+                    "new_name",
+                    format!("Value error, {m}"),
+                    Value::from(n.clone()),
+                );
+            }
+        }
+    }
+}
+
+async fn copy(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<MoveBody>,
+) -> ApiResult<impl IntoResponse> {
+    let file_id: FileId = path_id(&id, "file")?;
+    live_file(&state, &p, &id).await?;
+    let target = resolve_target(&state, &p, &body.target).await?;
+    require_write(&p)?;
+    let ctx = p.context();
+    let (new_id, committed) = cmd::copy_file(
+        &state.bus,
+        &ctx,
+        file_id,
+        target,
+        body.new_name.as_deref(),
+        p.user_id,
+    )
+    .await?;
+    state.caught_up(committed.position).await;
+    Ok(Positioned(
+        committed.position,
+        (
+            StatusCode::CREATED,
+            Json(fresh(&state, &p, &new_id.to_string()).await?),
+        ),
+    ))
+}
+
+async fn move_to(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<MoveBody>,
+) -> ApiResult<Positioned<Json<Value>>> {
+    let file_id: FileId = path_id(&id, "file")?;
+    let (row, _) = live_file(&state, &p, &id).await?;
+    let target = resolve_target(&state, &p, &body.target).await?;
+    require_write(&p)?;
+    let ctx = p.context();
+    let committed = cmd::move_file(
+        &state.bus,
+        &ctx,
+        file_id,
+        target,
+        body.new_name.as_deref(),
+        p.user_id,
+        &row.path,
+    )
+    .await?;
+    state.caught_up(committed.position).await;
+    Ok(Positioned(
+        committed.position,
+        Json(fresh(&state, &p, &id).await?),
+    ))
+}
+
+async fn versions(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    let _: FileId = path_id(&id, "file")?;
+    let (row, _) = live_file(&state, &p, &id).await?;
+    require_read(&p)?;
+    let rows = q::versions(&state.db, &id).await?;
+    let items: Vec<Value> = rows
+        .iter()
+        .map(|v| {
+            json!({
+                "id": v.version_id, "version_id": v.version_id, "number": v.number, "version": v.number,
+                "size": v.size, "checksum_sha256": v.checksum_sha256, "mime_type": v.mime_type,
+                "created_by": v.created_by, "created_at": ts(v.created_at), "is_current": v.number == row.version,
+            })
+        })
+        .collect();
+    let total = items.len();
+    Ok(Json(json!({ "versions": items, "total": total })))
+}
+
+async fn restore_version(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath((id, n)): ApiPath<(String, u64)>,
+) -> ApiResult<impl IntoResponse> {
+    let _: FileId = path_id(&id, "file")?;
+    live_file(&state, &p, &id).await?;
+    require_write(&p)?;
+    let ctx = p.context();
+    let cmd = FileCommand::RestoreVersion {
+        number: n,
+        new_version_id: VersionId::from_uuid(Uuid::now_v7()),
+        by: p.user_id,
+        at: ctx.now,
+    };
+    let (_, committed) = state
+        .bus
+        .execute::<File, _>(&id, &ctx, |f| f.state.decide(&cmd))
+        .await?;
+    state.caught_up(committed.position).await;
+    Ok(Positioned(
+        committed.position,
+        (StatusCode::CREATED, Json(fresh(&state, &p, &id).await?)),
+    ))
+}
+
+impl Validate for TargetBody {}

@@ -1,0 +1,317 @@
+//! Shares: create, list, read, rename, trash and restore; root listing; trash.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use scaidrive_domain::drive::share::{Share, ShareCommand};
+use scaidrive_domain::drive::{Owner, ShareType};
+use scaidrive_domain::id::ShareId;
+use scaidrive_domain::Aggregate;
+use scaidrive_projections::drive_queries as q;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::drive::{
+    self, live_share, path_id, require_read, require_write, share_json, visible_share, Page,
+};
+use super::error::{ApiError, ApiResult};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
+use super::principal::Principal;
+use super::state::AppState;
+use super::Positioned;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/shares", get(list).post(create))
+        .route("/shares/{id}", get(read).patch(update).delete(remove))
+        .route("/shares/{id}/restore", post(restore))
+        .route("/shares/{id}/children", get(children))
+        .route("/shares/{id}/trash", get(trash))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    include_trashed: Option<bool>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    require_read(&p)?;
+    let (limit, offset) = Page {
+        limit: q.limit,
+        offset: q.offset,
+    }
+    .resolve()?;
+    let owner = (!p.is_tenant_admin).then(|| p.user_id.to_string());
+    let (rows, total) = q::shares(
+        &state.db,
+        &p.tenant_id.to_string(),
+        owner.as_deref(),
+        q.include_trashed.unwrap_or(false),
+        limit,
+        offset,
+    )
+    .await?;
+    Ok(Json(
+        json!({ "shares": rows.iter().map(share_json).collect::<Vec<_>>(), "total": total }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateShare {
+    name: String,
+    share_type: ShareType,
+    owner_id: String,
+    description: Option<String>,
+    quota_bytes: Option<u64>,
+}
+
+impl Validate for CreateShare {
+    const REQUIRED: &'static [&'static str] = &["name", "share_type", "owner_id"];
+    fn validate(&self, v: &mut Violations) {
+        v.length("name", &self.name, 1, 255);
+        if let Some(d) = &self.description {
+            v.length("description", d, 0, 2000);
+        }
+        if Owner::parse(&self.owner_id).is_none() {
+            v.push(
+                "value_error",
+                "owner_id",
+                "Value error, owner_id must be a user (usr_) or group (grp_) id",
+                Value::from(self.owner_id.clone()),
+            );
+        }
+    }
+}
+
+async fn create(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiJson(body): ApiJson<CreateShare>,
+) -> ApiResult<impl IntoResponse> {
+    require_write(&p)?;
+    let owner =
+        Owner::parse(&body.owner_id).ok_or_else(|| ApiError::BadRequest("bad owner".into()))?;
+    match owner {
+        Owner::User(u) if u == p.user_id => {}
+        Owner::User(u) => {
+            if !p.is_tenant_admin {
+                return Err(ApiError::Forbidden(
+                    "only tenant admins create shares owned by someone else".into(),
+                ));
+            }
+            let exists = scaidrive_projections::tenancy::user(
+                &state.db,
+                &p.tenant_id.to_string(),
+                &u.to_string(),
+            )
+            .await?;
+            if exists.is_none() {
+                return Err(scaidrive_domain::DomainError::invalid(
+                    "owner_id",
+                    "no such user in this tenant",
+                )
+                .into());
+            }
+        }
+        Owner::Group(_) => {
+            if !p.is_tenant_admin {
+                return Err(ApiError::Forbidden(
+                    "only tenant admins create group-owned shares".into(),
+                ));
+            }
+        }
+    }
+    let ctx = p.context();
+    let share_id = ShareId::from_uuid(Uuid::now_v7());
+    let cmd = ShareCommand::Create {
+        share_id,
+        tenant_id: p.tenant_id,
+        name: body.name,
+        description: body.description,
+        share_type: body.share_type,
+        owner,
+        quota_bytes: body.quota_bytes,
+        by: p.user_id,
+        at: ctx.now,
+    };
+    let (_, committed) = state
+        .bus
+        .execute::<Share, _>(&share_id.to_string(), &ctx, |s| s.state.decide(&cmd))
+        .await?;
+    state.caught_up(committed.position).await;
+    let row = visible_share(&state, &p, &share_id.to_string()).await?;
+    Ok(Positioned(
+        committed.position,
+        (StatusCode::CREATED, Json(share_json(&row))),
+    ))
+}
+
+async fn read(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    let _: ShareId = path_id(&id, "share")?;
+    let row = live_share(&state, &p, &id).await?;
+    require_read(&p)?;
+    Ok(Json(share_json(&row)))
+}
+
+#[derive(Debug, Deserialize)]
+struct UpdateShare {
+    name: Option<String>,
+    description: Option<String>,
+}
+
+impl Validate for UpdateShare {
+    fn validate(&self, v: &mut Violations) {
+        if let Some(n) = &self.name {
+            v.length("name", n, 1, 255);
+        }
+        if let Some(d) = &self.description {
+            v.length("description", d, 0, 2000);
+        }
+    }
+}
+
+fn is_owner(p: &Principal, row: &q::ShareRow) -> bool {
+    p.is_tenant_admin || row.owner_id == p.user_id.to_string()
+}
+
+async fn update(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<UpdateShare>,
+) -> ApiResult<Positioned<Json<Value>>> {
+    let share_id: ShareId = path_id(&id, "share")?;
+    let row = live_share(&state, &p, &id).await?;
+    require_write(&p)?;
+    if !is_owner(&p, &row) {
+        return Err(ApiError::Forbidden(
+            "managing this share needs MANAGE_PERMISSIONS".into(),
+        ));
+    }
+    let ctx = p.context();
+    let cmd = ShareCommand::Update {
+        name: body.name,
+        description: body.description,
+        at: ctx.now,
+    };
+    let (_, committed) = state
+        .bus
+        .execute::<Share, _>(&share_id.to_string(), &ctx, |s| s.state.decide(&cmd))
+        .await?;
+    state.caught_up(committed.position).await;
+    let row = visible_share(&state, &p, &id).await?;
+    Ok(Positioned(committed.position, Json(share_json(&row))))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<impl IntoResponse> {
+    let share_id: ShareId = path_id(&id, "share")?;
+    let row = visible_share(&state, &p, &id).await?;
+    require_write(&p)?;
+    if !is_owner(&p, &row) {
+        return Err(ApiError::Forbidden(
+            "only the share's owner can delete it".into(),
+        ));
+    }
+    let ctx = p.context();
+    let (_, committed) = state
+        .bus
+        .execute::<Share, _>(&share_id.to_string(), &ctx, |s| {
+            s.state.decide(&ShareCommand::Delete { at: ctx.now })
+        })
+        .await?;
+    state.caught_up(committed.position).await;
+    Ok(Positioned(committed.position, StatusCode::NO_CONTENT))
+}
+
+async fn restore(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Positioned<Json<Value>>> {
+    let share_id: ShareId = path_id(&id, "share")?;
+    let row = visible_share(&state, &p, &id).await?;
+    require_write(&p)?;
+    if !is_owner(&p, &row) {
+        return Err(ApiError::Forbidden(
+            "only the share's owner can restore it".into(),
+        ));
+    }
+    let ctx = p.context();
+    let (_, committed) = state
+        .bus
+        .execute::<Share, _>(&share_id.to_string(), &ctx, |s| {
+            s.state.decide(&ShareCommand::Restore { at: ctx.now })
+        })
+        .await?;
+    state.caught_up(committed.position).await;
+    let row = visible_share(&state, &p, &id).await?;
+    Ok(Positioned(committed.position, Json(share_json(&row))))
+}
+
+#[derive(Debug, Deserialize)]
+struct ChildrenQuery {
+    include_deleted: Option<bool>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+async fn children(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ChildrenQuery>,
+) -> ApiResult<Json<Value>> {
+    let _: ShareId = path_id(&id, "share")?;
+    live_share(&state, &p, &id).await?;
+    require_read(&p)?;
+    let page = Page {
+        limit: q.limit,
+        offset: q.offset,
+    };
+    let (items, total) =
+        drive::listing(&state, &id, None, q.include_deleted.unwrap_or(false), &page).await?;
+    Ok(Json(json!({ "items": items, "path": "/", "total": total })))
+}
+
+async fn trash(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    let _: ShareId = path_id(&id, "share")?;
+    visible_share(&state, &p, &id).await?;
+    require_read(&p)?;
+    let (folders, files) = q::trash(&state.db, &id).await?;
+    let items: Vec<Value> = folders
+        .iter()
+        .map(|f| {
+            let mut v = drive::child_folder(f);
+            v["deleted_at"] = json!(f.deleted_at.map(super::ts));
+            v
+        })
+        .chain(files.iter().map(|f| {
+            let mut v = drive::child_file(f);
+            v["deleted_at"] = json!(f.deleted_at.map(super::ts));
+            v
+        }))
+        .collect();
+    let total = items.len();
+    Ok(Json(json!({ "items": items, "total": total })))
+}

@@ -1,0 +1,405 @@
+//! Resumable uploads: start (with known-chunk negotiation), chunk PUTs in any
+//! order, progress, complete into a file or a new version, abort.
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use chrono::Utc;
+use scaidrive_domain::drive::chunking::{total_chunks, DEFAULT_CHUNK_SIZE};
+use scaidrive_domain::drive::file::{Content, File, FileCommand};
+use scaidrive_domain::drive::upload::{UploadCommand, UploadPlan, UploadSession, UploadStatus};
+use scaidrive_domain::id::{FileId, FolderId, ShareId, UploadId, VersionId};
+use scaidrive_domain::{Aggregate, DomainError};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::drive::{live_file, live_folder, live_share, path_id, require_write};
+use super::error::{ApiError, ApiResult};
+use super::extract::{ApiJson, ApiPath, Validate, Violations};
+use super::files::{fresh, max_file_size};
+use super::principal::Principal;
+use super::state::AppState;
+use super::{ts, Positioned};
+use crate::blob::content::checksum;
+use crate::command::drive as cmd;
+use crate::command::Loaded;
+
+/// Largest accepted chunk body (SPEC: `max_upload_chunk_size_bytes`).
+pub const MAX_CHUNK_BODY: usize = 5 * 1024 * 1024;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/uploads", post(start))
+        .route("/uploads/{id}", get(progress).delete(abort))
+        .route(
+            "/uploads/{id}/chunks/{index}",
+            put(chunk).layer(DefaultBodyLimit::max(MAX_CHUNK_BODY + 1024)),
+        )
+        .route("/uploads/{id}/complete", post(complete))
+}
+
+#[derive(Debug, Deserialize)]
+struct StartUpload {
+    share_id: ShareId,
+    file_name: String,
+    file_size: u64,
+    folder_id: Option<FolderId>,
+    chunk_size: Option<u64>,
+    mime_type: Option<String>,
+    checksum_sha256: Option<String>,
+    replace_file_id: Option<FileId>,
+    base_version_id: Option<VersionId>,
+    chunk_hashes: Option<Vec<String>>,
+}
+
+impl Validate for StartUpload {
+    const REQUIRED: &'static [&'static str] = &["share_id", "file_name", "file_size"];
+    fn validate(&self, v: &mut Violations) {
+        if let Err(m) = scaidrive_domain::name::validate_item_name(&self.file_name) {
+            v.push(
+                "value_error",
+                "file_name",
+                format!("Value error, {m}"),
+                Value::from(self.file_name.clone()),
+            );
+        }
+        if let Some(m) = &self.mime_type {
+            v.length("mime_type", m, 1, 255);
+        }
+    }
+}
+
+fn progress_json(id: &str, s: &UploadSession) -> Value {
+    let now = Utc::now();
+    let plan = s.plan.as_ref();
+    json!({
+        "session_id": id,
+        "id": id,
+        "status": s.status_at(now).as_str(),
+        "file_name": plan.map(|p| p.file_name.clone()),
+        "file_size": plan.map(|p| p.file_size),
+        "chunk_size": plan.map(|p| p.chunk_size),
+        "total_chunks": s.received.len(),
+        "received_chunks": s.received_count(),
+        "missing_chunks": s.missing(),
+        "expires_at": s.expires_at().map(ts),
+        "file_id": s.result.map(|r| r.0.to_string()),
+    })
+}
+
+async fn start(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiJson(body): ApiJson<StartUpload>,
+) -> ApiResult<impl IntoResponse> {
+    live_share(&state, &p, &body.share_id.to_string()).await?;
+    if let Some(f) = body.folder_id {
+        let (row, _) = live_folder(&state, &p, &f.to_string()).await?;
+        if row.share_id != body.share_id.to_string() {
+            return Err(
+                DomainError::invalid("folder_id", "the folder is not in that share").into(),
+            );
+        }
+    }
+    if let Some(f) = body.replace_file_id {
+        let (row, _) = live_file(&state, &p, &f.to_string()).await?;
+        if row.share_id != body.share_id.to_string() {
+            return Err(
+                DomainError::invalid("replace_file_id", "the file is not in that share").into(),
+            );
+        }
+    }
+    require_write(&p)?;
+    let tenant = p.tenant_id.to_string();
+    let chunk_size = body.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE);
+    // Which announced chunks the tenant already stores (delta sync).
+    let mut known = Vec::new();
+    if let Some(hashes) = &body.chunk_hashes {
+        if hashes.len() as u64 == total_chunks(body.file_size, chunk_size)
+            && hashes
+                .iter()
+                .all(|h| crate::blob::is_sha256_hex(&h.to_ascii_lowercase()))
+        {
+            let checks = hashes.iter().map(|h| {
+                let h = h.to_ascii_lowercase();
+                let (state, tenant) = (state.clone(), tenant.clone());
+                async move {
+                    // Only chunks that live versions reference count as known:
+                    // an unreferenced one may be collected any time.
+                    let referenced = scaidrive_projections::drive_queries::chunk_referenced(
+                        &state.db, &tenant, &h,
+                    )
+                    .await?;
+                    Ok::<bool, ApiError>(
+                        referenced
+                            && state
+                                .blob
+                                .has_chunk(&tenant, &h)
+                                .await
+                                .map_err(|e| ApiError::BadGateway(e.to_string()))?,
+                    )
+                }
+            });
+            known = futures::future::try_join_all(checks).await?;
+        }
+    }
+    let upload_id = UploadId::from_uuid(Uuid::now_v7());
+    let ctx = p.context();
+    let cmd = UploadCommand::Start {
+        upload_id,
+        plan: UploadPlan {
+            tenant_id: p.tenant_id,
+            share_id: body.share_id,
+            folder_id: body.folder_id,
+            file_name: body.file_name,
+            file_size: body.file_size,
+            chunk_size,
+            mime_type: body
+                .mime_type
+                .unwrap_or_else(|| "application/octet-stream".into()),
+            checksum_sha256: body.checksum_sha256,
+            replace_file_id: body.replace_file_id,
+            base_version_id: body.base_version_id,
+            chunk_hashes: body.chunk_hashes,
+        },
+        known_chunks: known,
+        max_file_size: max_file_size(&state, &p).await?,
+        by: p.user_id,
+        at: ctx.now,
+    };
+    let (session, committed) = state
+        .bus
+        .execute::<UploadSession, _>(&upload_id.to_string(), &ctx, |s| s.state.decide(&cmd))
+        .await?;
+    Ok(Positioned(
+        committed.position,
+        (
+            StatusCode::CREATED,
+            Json(progress_json(&upload_id.to_string(), &session)),
+        ),
+    ))
+}
+
+/// The session, if it belongs to the caller (404 otherwise).
+async fn own_session(
+    state: &AppState,
+    p: &Principal,
+    id: &str,
+) -> ApiResult<Loaded<UploadSession>> {
+    let _: UploadId = path_id(id, "upload session")?;
+    let loaded = state.bus.load::<UploadSession>(id).await?;
+    let mine = loaded
+        .state
+        .plan
+        .as_ref()
+        .is_some_and(|plan| plan.tenant_id == p.tenant_id)
+        && (loaded.state.created_by == Some(p.user_id) || p.is_tenant_admin);
+    if !mine {
+        return Err(ApiError::not_found("upload session"));
+    }
+    Ok(loaded)
+}
+
+async fn progress(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    let s = own_session(&state, &p, &id).await?;
+    Ok(Json(progress_json(&id, &s.state)))
+}
+
+async fn chunk(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath((id, index)): ApiPath<(String, u64)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let session = own_session(&state, &p, &id).await?;
+    require_write(&p)?;
+    // Refuse early what the session would refuse anyway, before storing bytes.
+    let now = Utc::now();
+    match session.state.status_at(now) {
+        UploadStatus::Active => {}
+        UploadStatus::Completed => {
+            return Err(DomainError::InvalidTransition(
+                "upload session is already completed".into(),
+            )
+            .into())
+        }
+        UploadStatus::Aborted => {
+            return Err(DomainError::Gone("upload session was aborted".into()).into())
+        }
+        UploadStatus::Expired => {
+            return Err(DomainError::Gone("upload session expired".into()).into())
+        }
+    }
+    let sha = hex::encode(Sha256::digest(&body));
+    if let Some(claimed) = headers.get("x-chunk-sha256").and_then(|v| v.to_str().ok()) {
+        if !claimed.trim().eq_ignore_ascii_case(&sha) {
+            return Err(DomainError::ChecksumMismatch(
+                "chunk body does not match X-Chunk-SHA256".into(),
+            )
+            .into());
+        }
+    }
+    let size = body.len() as u64;
+    let probe = session.state.decide(&UploadCommand::ReceiveChunk {
+        index,
+        sha256: sha.clone(),
+        size,
+        deduplicated: false,
+        at: now,
+    })?;
+    drop(probe);
+    let tenant = p.tenant_id.to_string();
+    let deduplicated = state
+        .blob
+        .put_chunk(&tenant, &sha, body)
+        .await
+        .map_err(|e| ApiError::BadGateway(format!("blob store: {e}")))?;
+    let ctx = p.context();
+    let cmd = UploadCommand::ReceiveChunk {
+        index,
+        sha256: sha.clone(),
+        size,
+        deduplicated,
+        at: ctx.now,
+    };
+    state
+        .bus
+        .execute::<UploadSession, _>(&id, &ctx, |s| s.state.decide(&cmd))
+        .await?;
+    Ok(Json(
+        json!({ "index": index, "size": size, "sha256": sha, "deduplicated": deduplicated }),
+    ))
+}
+
+async fn complete(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<impl IntoResponse> {
+    let session = own_session(&state, &p, &id).await?;
+    require_write(&p)?;
+    let upload_id: UploadId = path_id(&id, "upload session")?;
+    let now = Utc::now();
+    // Check the state first (410/409) so a bad session never costs a read-back.
+    session.state.decide(&UploadCommand::Complete {
+        computed_checksum: session
+            .state
+            .plan
+            .as_ref()
+            .and_then(|p| p.checksum_sha256.clone())
+            .unwrap_or_default(),
+        file_id: FileId::from_uuid(Uuid::nil()),
+        version_id: VersionId::from_uuid(Uuid::nil()),
+        at: now,
+    })?;
+    let plan = session
+        .state
+        .plan
+        .clone()
+        .ok_or_else(|| ApiError::not_found("upload session"))?;
+    let chunks = session
+        .state
+        .chunk_list()
+        .ok_or_else(|| DomainError::InvalidTransition("chunks are missing".into()))?;
+    let tenant = p.tenant_id.to_string();
+    let computed = checksum(&state.blob, &tenant, &chunks)
+        .await
+        .map_err(|e| ApiError::BadGateway(format!("blob store: {e}")))?;
+    let version_id = VersionId::from_uuid(Uuid::now_v7());
+    let file_id = plan
+        .replace_file_id
+        .unwrap_or_else(|| FileId::from_uuid(Uuid::now_v7()));
+    let content = Content {
+        version_id,
+        size: plan.file_size,
+        checksum_sha256: computed.clone(),
+        mime_type: plan.mime_type.clone(),
+        chunk_size: plan.chunk_size,
+        chunks,
+    };
+    let parent_path = match plan.folder_id {
+        Some(f) => live_folder(&state, &p, &f.to_string()).await?.0.path,
+        None => "/".to_owned(),
+    };
+    let ctx = p.context();
+    let committed = state
+        .bus
+        .retrying(|| async {
+            let mut uow = state.bus.begin(&ctx);
+            let s = uow.load::<UploadSession>(&id).await?;
+            let done = s.state.decide(&UploadCommand::Complete {
+                computed_checksum: computed.clone(),
+                file_id,
+                version_id,
+                at: ctx.now,
+            })?;
+            uow.emit::<UploadSession>(&upload_id.to_string(), &done)?;
+            match plan.replace_file_id {
+                Some(fid) => {
+                    let f = uow.load::<File>(&fid.to_string()).await?;
+                    let events = f.state.decide(&FileCommand::AddVersion {
+                        base_version_id: plan.base_version_id,
+                        content: content.clone(),
+                        by: p.user_id,
+                        at: ctx.now,
+                    })?;
+                    uow.emit::<File>(&fid.to_string(), &events)?;
+                }
+                None => {
+                    let target = cmd::Target {
+                        share_id: plan.share_id,
+                        folder_id: plan.folder_id,
+                        parent_path: parent_path.clone(),
+                    };
+                    let name = scaidrive_domain::name::normalize(&plan.file_name);
+                    cmd::create_file_in(
+                        &mut uow,
+                        p.tenant_id,
+                        target,
+                        &name,
+                        content.clone(),
+                        p.user_id,
+                        file_id,
+                    )
+                    .await?;
+                }
+            }
+            uow.commit().await
+        })
+        .await?;
+    state.caught_up(committed.position).await;
+    Ok(Positioned(
+        committed.position,
+        (
+            StatusCode::CREATED,
+            Json(fresh(&state, &p, &file_id.to_string()).await?),
+        ),
+    ))
+}
+
+async fn abort(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<impl IntoResponse> {
+    own_session(&state, &p, &id).await?;
+    require_write(&p)?;
+    let ctx = p.context();
+    let (_, committed) = state
+        .bus
+        .execute::<UploadSession, _>(&id, &ctx, |s| {
+            s.state.decide(&UploadCommand::Abort { at: ctx.now })
+        })
+        .await?;
+    Ok(Positioned(committed.position, StatusCode::NO_CONTENT))
+}
