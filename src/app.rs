@@ -138,6 +138,16 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let state = self.state.clone();
+        let mut workers = self.workers;
+        let services: Arc<dyn crate::maintenance::CommandBusHandle> = self.state.0.clone();
+        workers.push(crate::maintenance::spawn(
+            state.db.clone(),
+            services,
+            state.blob.clone(),
+            state.config.maintenance_every,
+            state.config.gc_grace,
+            self.stop_workers.clone(),
+        ));
         let app = http::router(self.state.clone());
         let drain_state = state.clone();
         let serve = axum::serve(
@@ -151,7 +161,7 @@ impl Application {
         });
         let result = serve.await;
         self.stop_workers.cancel();
-        for w in self.workers {
+        for w in workers {
             let _ = w.await;
         }
         state.db.close().await;

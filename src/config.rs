@@ -58,6 +58,12 @@ pub struct ServeArgs {
     /// Longest a read waits for projections to reach the client's last write (ms).
     #[arg(long, env = "SCAIDRIVE_CONSISTENCY_WAIT_MS", default_value_t = 5000)]
     pub consistency_wait_ms: u64,
+    /// How often upload expiry and chunk garbage collection run (seconds).
+    #[arg(long, env = "SCAIDRIVE_MAINTENANCE_EVERY_SECS", default_value_t = 600)]
+    pub maintenance_every_secs: u64,
+    /// How long an unreferenced chunk is kept before it is deleted (hours).
+    #[arg(long, env = "SCAIDRIVE_GC_GRACE_HOURS", default_value_t = 48)]
+    pub gc_grace_hours: u64,
 }
 
 /// The resolved configuration the application is built from.
@@ -72,6 +78,8 @@ pub struct Config {
     pub jwt_issuer: Option<String>,
     pub request_timeout: Duration,
     pub consistency_wait: Duration,
+    pub maintenance_every: Duration,
+    pub gc_grace: Duration,
 }
 
 impl From<ServeArgs> for Config {
@@ -86,6 +94,8 @@ impl From<ServeArgs> for Config {
             jwt_issuer: a.jwt_issuer,
             request_timeout: Duration::from_secs(a.request_timeout_secs.max(1)),
             consistency_wait: Duration::from_millis(a.consistency_wait_ms),
+            maintenance_every: Duration::from_secs(a.maintenance_every_secs.max(1)),
+            gc_grace: Duration::from_secs(a.gc_grace_hours * 3600),
         }
     }
 }
@@ -104,6 +114,8 @@ impl Config {
             jwt_issuer: None,
             request_timeout: Duration::from_secs(300),
             consistency_wait: Duration::from_secs(5),
+            maintenance_every: Duration::from_secs(600),
+            gc_grace: Duration::from_secs(48 * 3600),
         }
     }
 }

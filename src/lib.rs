@@ -8,5 +8,6 @@ pub mod cli;
 pub mod command;
 pub mod config;
 pub mod http;
+pub mod maintenance;
 pub mod projector;
 pub mod store;

@@ -33,6 +33,17 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Delete chunks no file version has referenced for longer than the grace period.
+    Gc {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Blob store URL (as for serve).
+        #[arg(long, env = "SCAIDRIVE_BLOB_URL")]
+        blob_url: Option<String>,
+        /// Keep unreferenced chunks at least this long.
+        #[arg(long, default_value_t = 48)]
+        grace_hours: u64,
+    },
     /// Measure command throughput and latency against a raw INSERT baseline.
     Bench(bench::BenchArgs),
 }
@@ -116,6 +127,14 @@ pub fn run(cli: Cli) -> ExitCode {
             init_tracing(false);
             verify(store, tenant)
         }
+        Command::Gc {
+            store,
+            blob_url,
+            grace_hours,
+        } => {
+            init_tracing(false);
+            gc(store, blob_url, grace_hours)
+        }
         Command::Bench(args) => {
             init_tracing(false);
             runtime().and_then(|rt| rt.block_on(bench::run(args)))
@@ -198,5 +217,32 @@ fn verify(store: StoreArgs, tenant: Option<String>) -> Result<(), String> {
                 b.stream_id, b.stream_version
             )),
         }
+    })
+}
+
+fn gc(store: StoreArgs, blob_url: Option<String>, grace_hours: u64) -> Result<(), String> {
+    runtime()?.block_on(async move {
+        let mut config = Config::embedded(store.data_dir.clone());
+        config.database_url = store.database_url();
+        let core = Core::open(&config).await.map_err(|e| e.to_string())?;
+        let blob = crate::blob::BlobStore::open(blob_url.as_deref(), &store.data_dir)
+            .map_err(|e| e.to_string())?;
+        let bus = crate::command::CommandBus::new(core.store.clone(), 10_000);
+        let expired = crate::maintenance::expire_uploads(&core.db, &bus)
+            .await
+            .map_err(|e| e.to_string())?;
+        let report = crate::maintenance::collect_garbage(
+            &core.db,
+            &bus,
+            &blob,
+            Duration::from_secs(grace_hours * 3600),
+        )
+        .await?;
+        println!("expired upload sessions: {expired}");
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+        Ok(())
     })
 }

@@ -694,3 +694,57 @@ async fn read_scoped_tokens_cannot_write() {
         .await
         .body;
 }
+
+#[tokio::test]
+async fn purged_content_is_collected_and_live_content_is_kept() {
+    let app = spawn().await;
+    let t = app.token("acme", "alice", "");
+    let share = new_share(&app, &t, "S").await;
+    let keep = upload(&app, &t, &share, None, "keep.txt", b"keep me".to_vec()).await;
+    let gone = upload(&app, &t, &share, None, "gone.txt", b"delete me".to_vec()).await;
+    let gone_id = gone.body["id"].as_str().expect("id");
+    let tenant = app.get("/users/me", &t).await.body["tenant_id"]
+        .as_str()
+        .expect("tenant")
+        .to_owned();
+    // Trash alone keeps the bytes (the file can come back).
+    app.delete(&format!("/files/{gone_id}"), &t).await;
+    let zero = std::time::Duration::ZERO;
+    let s = &app.state;
+    let r = scaidrive::maintenance::collect_garbage(&s.db, &s.bus, &s.blob, zero)
+        .await
+        .expect("gc");
+    assert_eq!(r.chunks_deleted, 0);
+    let resp = app
+        .call(
+            Method::DELETE,
+            &format!("/files/{gone_id}?permanent=true"),
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(resp.status, 204);
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let r = scaidrive::maintenance::collect_garbage(&s.db, &s.bus, &s.blob, zero)
+        .await
+        .expect("gc");
+    assert_eq!(r.chunks_deleted, 1, "{r:?}");
+    assert!(!s
+        .blob
+        .has_chunk(&tenant, &sha(b"delete me"))
+        .await
+        .expect("head"));
+    assert!(s
+        .blob
+        .has_chunk(&tenant, &sha(b"keep me"))
+        .await
+        .expect("head"));
+    let (_, _, body) = download(
+        &app,
+        &t,
+        &format!("/files/{}/content", keep.body["id"].as_str().expect("id")),
+        None,
+    )
+    .await;
+    assert_eq!(body, b"keep me");
+}
