@@ -23,7 +23,7 @@ pub struct ShareRow {
 }
 
 const SHARE_COLS: &str = "s.id, s.tenant_id, s.name, s.description, s.share_type, s.owner_id, s.is_public, s.is_deleted, \
-    s.quota_bytes, COALESCE((SELECT SUM(f.version_bytes) FROM rm_files f WHERE f.share_id = s.id), 0) AS used_bytes, \
+    s.quota_bytes, CAST(COALESCE((SELECT SUM(f.version_bytes) FROM rm_files f WHERE f.share_id = s.id), 0) AS BIGINT) AS used_bytes, \
     s.created_by, s.created_at, s.modified_at";
 
 pub async fn share(db: &Db, tenant_id: &str, id: &str) -> Result<Option<ShareRow>, sqlx::Error> {

@@ -33,8 +33,14 @@ pub async fn spawn() -> TestApp {
 }
 
 pub async fn spawn_on(backend: Backend) -> TestApp {
+    spawn_with(backend, |_| {}).await
+}
+
+/// Spawns a server after letting the test adjust its configuration.
+pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = Config::embedded(dir.path().to_path_buf());
+    adjust(&mut config);
     let mut pg_cleanup = None;
     if let Backend::Postgres = backend {
         let url = std::env::var("SCAIDRIVE_TEST_DATABASE_URL").expect(

@@ -10,4 +10,5 @@ mod auth;
 mod drive;
 mod errors;
 mod postgres;
+mod s3;
 mod system;

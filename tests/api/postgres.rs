@@ -92,3 +92,112 @@ async fn concurrent_settings_patches_all_land_on_postgres() {
         "provisioning + 16 distinct updates, none lost"
     );
 }
+
+#[tokio::test]
+#[ignore = "needs SCAIDRIVE_TEST_DATABASE_URL (run by scripts/test)"]
+async fn the_drive_works_end_to_end_on_postgres() {
+    let app = spawn_on(Backend::Postgres).await;
+    let t = app.token("acme", "alice", "");
+    let me = app.get("/users/me", &t).await;
+    let list = app.get("/shares", &t).await;
+    assert_eq!(list.body["total"], 1, "personal share: {}", list.body);
+    let share = app
+        .post(
+            "/shares",
+            &t,
+            json!({"name": "S", "share_type": "project", "owner_id": me.body["id"]}),
+        )
+        .await;
+    assert_eq!(share.status, 201, "{}", share.body);
+    let share = share.body["id"].as_str().expect("share").to_owned();
+    let a = app
+        .post("/folders", &t, json!({"share_id": share, "name": "A"}))
+        .await
+        .body["id"]
+        .as_str()
+        .expect("a")
+        .to_owned();
+    let b = app
+        .post(
+            "/folders",
+            &t,
+            json!({"share_id": share, "parent_id": a, "name": "B"}),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .expect("b")
+        .to_owned();
+    let form = reqwest::multipart::Form::new()
+        .text("share_id", share.clone())
+        .text("folder_id", b.clone())
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(b"hello postgres".to_vec()).file_name("x.txt"),
+        );
+    let resp = app
+        .raw(reqwest::Method::POST, "/files")
+        .bearer_auth(&t)
+        .multipart(form)
+        .send()
+        .await
+        .expect("send");
+    let f = crate::helpers::TestApp::answer(resp).await;
+    assert_eq!(f.status, 201, "{}", f.body);
+    let fid = f.body["id"].as_str().expect("fid").to_owned();
+    app.patch(&format!("/folders/{a}"), &t, json!({"name": "Alpha"}))
+        .await;
+    assert_eq!(
+        app.get(&format!("/files/{fid}"), &t).await.body["path"],
+        "/Alpha/B/x.txt"
+    );
+    app.post(
+        &format!("/folders/{a}/move"),
+        &t,
+        json!({"target_folder_id": b}),
+    )
+    .await
+    .assert_detail(409);
+    app.delete(&format!("/folders/{a}"), &t).await;
+    app.get(&format!("/files/{fid}"), &t)
+        .await
+        .assert_detail(410);
+    assert_eq!(
+        app.patch(&format!("/folders/{a}"), &t, json!({"restore": true}))
+            .await
+            .status,
+        200
+    );
+    let kids = app.get(&format!("/folders/{b}/children"), &t).await;
+    assert_eq!(kids.body["total"], 1, "{}", kids.body);
+
+    let futs =
+        (0..20).map(|_| app.post("/folders", &t, json!({"share_id": share, "name": "Race"})));
+    let created = futures::future::join_all(futs)
+        .await
+        .iter()
+        .filter(|a| a.status == 201)
+        .count();
+    assert_eq!(created, 1);
+
+    let s = app
+        .post(
+            "/uploads",
+            &t,
+            json!({"share_id": share, "file_name": "r.bin", "file_size": 3}),
+        )
+        .await;
+    let sid = s.body["session_id"].as_str().expect("sid").to_owned();
+    app.raw(reqwest::Method::PUT, &format!("/uploads/{sid}/chunks/0"))
+        .bearer_auth(&t)
+        .body(b"abc".to_vec())
+        .send()
+        .await
+        .expect("send");
+    let done = app
+        .post(&format!("/uploads/{sid}/complete"), &t, json!({}))
+        .await;
+    assert_eq!(done.status, 201, "{}", done.body);
+    let report = app.state.store.verify(None).await.expect("verify");
+    assert!(report.first_broken.is_none());
+}
