@@ -27,6 +27,19 @@ pub struct BenchArgs {
     /// without it only SQLite is measured.
     #[arg(long, env = "SCAIDRIVE_BENCH_POSTGRES_URL")]
     pub postgres_url: Option<String>,
+    /// Also run the drive benchmarks (upload/download vs raw disk, dedup,
+    /// metadata operations) through a server on loopback.
+    #[arg(long)]
+    pub drive: bool,
+    /// Size of the file the drive benchmark moves, in MiB.
+    #[arg(long, default_value_t = 1024)]
+    pub drive_size_mb: u64,
+    /// Items created in (and listed from) one folder by the drive benchmark.
+    #[arg(long, default_value_t = 10_000)]
+    pub drive_items: usize,
+    /// Skip the command/INSERT measurements (only with --drive).
+    #[arg(long)]
+    pub skip_commands: bool,
 }
 
 /// A minimal aggregate: one counter per stream.
@@ -67,6 +80,12 @@ struct Row {
 }
 
 pub async fn run(args: BenchArgs) -> Result<(), String> {
+    if args.drive {
+        super::bench_drive::run(args.drive_size_mb, args.drive_items).await?;
+        if args.skip_commands {
+            return Ok(());
+        }
+    }
     let mut rows = Vec::new();
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());

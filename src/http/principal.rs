@@ -130,7 +130,7 @@ impl FromRequestParts<AppState> for Principal {
             email: user.email.clone(),
             name: user.name.clone(),
             groups: claims.groups.clone(),
-            scopes: claims.scopes.clone(),
+            scopes: claims.scopes,
             is_tenant_admin: user.admin_role == Some(AdminRole::TenantAdmin),
             actor,
             correlation_id: rc.request_id,
