@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -45,6 +46,8 @@ pub struct PostgresStore {
     wake: broadcast::Sender<()>,
     no_watermark: AtomicBool,
     hooks: Mutex<TestHooks>,
+    /// Asks the notifier task to tell other processes about new commits.
+    notify_others: Arc<tokio::sync::Notify>,
     _listener: DropGuard,
 }
 
@@ -54,9 +57,16 @@ impl PostgresStore {
         let (wake, _) = broadcast::channel(64);
         let cancel = CancellationToken::new();
         tokio::spawn(listen(pool.clone(), wake.clone(), cancel.clone()));
+        let notify_others = Arc::new(tokio::sync::Notify::new());
+        tokio::spawn(notify_loop(
+            pool.clone(),
+            notify_others.clone(),
+            cancel.clone(),
+        ));
         Ok(Self {
             pool,
             wake,
+            notify_others,
             no_watermark: AtomicBool::new(false),
             hooks: Mutex::new(TestHooks::default()),
             _listener: cancel.drop_guard(),
@@ -83,6 +93,26 @@ impl PostgresStore {
         } else {
             "transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
         }
+    }
+}
+
+/// Sends at most one NOTIFY per few milliseconds, outside the appending
+/// transactions: a NOTIFY inside a transaction takes a global lock at commit
+/// and would serialise every writer.
+async fn notify_loop(pool: PgPool, wanted: Arc<tokio::sync::Notify>, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = wanted.notified() => {}
+        }
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
+            .bind(CHANNEL)
+            .execute(&pool)
+            .await
+        {
+            tracing::debug!(error = %e, "commit notification failed; listeners fall back to polling");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 
@@ -404,11 +434,6 @@ async fn append_in(
         .execute(&mut *conn)
         .await
         .map_err(err)?;
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(CHANNEL)
-            .execute(&mut *conn)
-            .await
-            .map_err(err)?;
     }
     let last = recorded.iter().map(|e| e.log).max();
     Ok(Ok(Appended {
@@ -440,6 +465,7 @@ impl EventStore for PostgresStore {
                 tx.commit().await.map_err(err)?;
                 if !appended.events.is_empty() {
                     let _ = self.wake.send(());
+                    self.notify_others.notify_one();
                 }
                 Ok(AppendOutcome::Committed(appended))
             }
