@@ -248,6 +248,21 @@ pub fn child_file(r: &FileRow) -> Value {
            "is_deleted": r.is_deleted || r.trashed_via.is_some()})
 }
 
+/// `PATCH` body of folders and files: rename, restore from the trash, or both.
+#[derive(Debug, Deserialize)]
+pub struct RenameOrRestore {
+    pub name: Option<String>,
+    pub restore: Option<bool>,
+}
+
+impl super::extract::Validate for RenameOrRestore {
+    fn validate(&self, v: &mut super::extract::Violations) {
+        if let Some(n) = &self.name {
+            v.item_name("name", n);
+        }
+    }
+}
+
 /// `limit`/`offset` with the SPEC defaults (50, 1–100).
 #[derive(Debug, Deserialize, Default)]
 pub struct Page {

@@ -67,6 +67,18 @@ impl Violations {
         }
     }
 
+    /// Checks a file or folder name (1–255 characters, no `/`, NUL, `.`, `..`).
+    pub fn item_name(&mut self, field: &str, value: &str) {
+        if let Err(m) = scaidrive_domain::name::validate_item_name(value) {
+            self.push(
+                "value_error",
+                field,
+                format!("Value error, {m}"),
+                Value::from(value),
+            );
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

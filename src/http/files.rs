@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::drive::{
     file_json, live_file, live_folder, live_share, path_id, require_read, require_write,
-    resolve_target, visible_file, TargetBody,
+    resolve_target, visible_file, RenameOrRestore, TargetBody,
 };
 use super::error::{ApiError, ApiResult, FieldError};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
@@ -358,32 +358,11 @@ async fn download(
     stream_file(&state, &p, &id, q.version, &headers).await
 }
 
-#[derive(Debug, Deserialize)]
-struct UpdateFile {
-    name: Option<String>,
-    restore: Option<bool>,
-}
-
-impl Validate for UpdateFile {
-    fn validate(&self, v: &mut Violations) {
-        if let Some(n) = &self.name {
-            if let Err(m) = scaidrive_domain::name::validate_item_name(n) {
-                v.push(
-                    "value_error",
-                    "name",
-                    format!("Value error, {m}"),
-                    Value::from(n.clone()),
-                );
-            }
-        }
-    }
-}
-
 async fn update(
     State(state): State<AppState>,
     p: Principal,
     ApiPath(id): ApiPath<String>,
-    ApiJson(body): ApiJson<UpdateFile>,
+    ApiJson(body): ApiJson<RenameOrRestore>,
 ) -> ApiResult<Positioned<Json<Value>>> {
     let file_id: FileId = path_id(&id, "file")?;
     let ctx = p.context();
@@ -457,14 +436,7 @@ struct MoveBody {
 impl Validate for MoveBody {
     fn validate(&self, v: &mut Violations) {
         if let Some(n) = &self.new_name {
-            if let Err(m) = scaidrive_domain::name::validate_item_name(n) {
-                v.push(
-                    "value_error",
-                    "new_name",
-                    format!("Value error, {m}"),
-                    Value::from(n.clone()),
-                );
-            }
+            v.item_name("new_name", n);
         }
     }
 }

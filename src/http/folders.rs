@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::drive::{
     self, folder_json, live_folder, live_share, path_id, require_read, require_write,
-    resolve_target, visible_folder, Page, TargetBody,
+    resolve_target, visible_folder, Page, RenameOrRestore, TargetBody,
 };
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
@@ -39,14 +39,7 @@ struct CreateFolder {
 impl Validate for CreateFolder {
     const REQUIRED: &'static [&'static str] = &["share_id", "name"];
     fn validate(&self, v: &mut Violations) {
-        if let Err(m) = scaidrive_domain::name::validate_item_name(&self.name) {
-            v.push(
-                "value_error",
-                "name",
-                format!("Value error, {m}"),
-                Value::from(self.name.clone()),
-            );
-        }
+        v.item_name("name", &self.name);
     }
 }
 
@@ -136,32 +129,11 @@ async fn children(
     ))
 }
 
-#[derive(Debug, Deserialize)]
-struct UpdateFolder {
-    name: Option<String>,
-    restore: Option<bool>,
-}
-
-impl Validate for UpdateFolder {
-    fn validate(&self, v: &mut Violations) {
-        if let Some(n) = &self.name {
-            if let Err(m) = scaidrive_domain::name::validate_item_name(n) {
-                v.push(
-                    "value_error",
-                    "name",
-                    format!("Value error, {m}"),
-                    Value::from(n.clone()),
-                );
-            }
-        }
-    }
-}
-
 async fn update(
     State(state): State<AppState>,
     p: Principal,
     ApiPath(id): ApiPath<String>,
-    ApiJson(body): ApiJson<UpdateFolder>,
+    ApiJson(body): ApiJson<RenameOrRestore>,
 ) -> ApiResult<Positioned<Json<Value>>> {
     let folder_id: FolderId = path_id(&id, "folder")?;
     let ctx = p.context();

@@ -60,14 +60,7 @@ struct StartUpload {
 impl Validate for StartUpload {
     const REQUIRED: &'static [&'static str] = &["share_id", "file_name", "file_size"];
     fn validate(&self, v: &mut Violations) {
-        if let Err(m) = scaidrive_domain::name::validate_item_name(&self.file_name) {
-            v.push(
-                "value_error",
-                "file_name",
-                format!("Value error, {m}"),
-                Value::from(self.file_name.clone()),
-            );
-        }
+        v.item_name("file_name", &self.file_name);
         if let Some(m) = &self.mime_type {
             v.length("mime_type", m, 1, 255);
         }
