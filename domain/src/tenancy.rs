@@ -108,6 +108,9 @@ pub struct RateLimits {
     pub per_tenant: Option<u64>,
 }
 
+/// The largest per-file cap a tenant may set (4 TiB).
+pub const MAX_FILE_SIZE_CEILING: u64 = 4 << 40;
+
 /// Tenant settings with the documented defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -165,10 +168,10 @@ impl TenantSettings {
     }
 
     pub fn validate(&self) -> Result<(), DomainError> {
-        if self.max_file_size_bytes == 0 {
+        if self.max_file_size_bytes == 0 || self.max_file_size_bytes > MAX_FILE_SIZE_CEILING {
             return Err(DomainError::invalid(
                 "settings.max_file_size_bytes",
-                "must be at least 1",
+                format!("must be between 1 and {MAX_FILE_SIZE_CEILING}"),
             ));
         }
         if self.trash_retention_days == 0 || self.trash_retention_days > 3650 {

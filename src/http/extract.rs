@@ -387,3 +387,25 @@ mod tests {
         assert_eq!(errors("[1]")[0].kind, "model_attributes_type");
     }
 }
+
+/// A multipart body; a malformed one answers 400 with `detail`.
+pub struct ApiMultipart(pub axum::extract::Multipart);
+
+impl<S> FromRequest<S> for ApiMultipart
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Multipart::from_request(req, state)
+            .await
+            .map(ApiMultipart)
+            .map_err(|e| {
+                ApiError::BadRequest(format!(
+                    "expected a multipart/form-data body: {}",
+                    e.body_text()
+                ))
+            })
+    }
+}

@@ -2,7 +2,7 @@
 //! restore, move, copy, trash or purge, versions.
 
 use axum::body::Body;
-use axum::extract::{Multipart, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -22,7 +22,7 @@ use super::drive::{
     resolve_target, visible_file, RenameOrRestore, TargetBody,
 };
 use super::error::{ApiError, ApiResult, FieldError};
-use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
+use super::extract::{ApiJson, ApiMultipart, ApiPath, ApiQuery, Validate, Violations};
 use super::principal::Principal;
 use super::state::AppState;
 use super::{ts, Positioned};
@@ -82,7 +82,7 @@ fn bad_field(field: &str, msg: &str, input: &str) -> ApiError {
 async fn upload(
     State(state): State<AppState>,
     p: Principal,
-    mut form: Multipart,
+    ApiMultipart(mut form): ApiMultipart,
 ) -> ApiResult<impl IntoResponse> {
     let max = max_file_size(&state, &p).await?;
     let tenant = p.tenant_id.to_string();

@@ -96,3 +96,42 @@ async fn bad_input_changes_nothing() {
     let after = app.get("/admin/tenant", &t).await;
     assert_eq!(before.body, after.body);
 }
+
+#[tokio::test]
+async fn malformed_multipart_and_absurd_sizes_are_refused_cleanly() {
+    let app = spawn().await;
+    let t = app.token("acme", "alice", "");
+    let resp = app
+        .raw(Method::POST, "/files")
+        .bearer_auth(&t)
+        .header("content-type", "multipart/form-data")
+        .body("garbage")
+        .send()
+        .await
+        .expect("send");
+    crate::helpers::TestApp::answer(resp)
+        .await
+        .assert_detail(400);
+    let d = app
+        .patch(
+            "/admin/tenant",
+            &t,
+            json!({"settings": {"max_file_size_bytes": u64::MAX}}),
+        )
+        .await;
+    d.assert_422();
+    let personal = app.get("/shares", &t).await.body["shares"][0]["id"]
+        .as_str()
+        .expect("share")
+        .to_owned();
+    app.patch(
+        "/admin/tenant",
+        &t,
+        json!({"settings": {"max_file_size_bytes": 4u64 << 40}}),
+    )
+    .await;
+    let a = app
+        .post("/uploads", &t, json!({"share_id": personal, "file_name": "x", "file_size": 4u64 << 40, "chunk_size": 65536}))
+        .await;
+    a.assert_422();
+}

@@ -11,6 +11,9 @@ use crate::error::DomainError;
 use crate::event::DomainEvent;
 use crate::id::{FileId, FolderId, ShareId, TenantId, UploadId, UserId, VersionId};
 
+/// The most chunks one session tracks (4 TiB at the default chunk size).
+pub const MAX_CHUNKS: u64 = 1 << 20;
+
 /// Sessions expire after this long without activity.
 pub const IDLE_EXPIRY_HOURS: i64 = 24;
 
@@ -230,6 +233,12 @@ impl Aggregate for UploadSession {
                 }
             }
             let total = total_chunks(plan.file_size, plan.chunk_size);
+            if total > MAX_CHUNKS {
+                return Err(DomainError::invalid(
+                    "file_size",
+                    format!("a session holds at most {MAX_CHUNKS} chunks; use a larger chunk_size"),
+                ));
+            }
             let mut known = Vec::new();
             if let Some(hashes) = &plan.chunk_hashes {
                 if hashes.len() as u64 != total {
