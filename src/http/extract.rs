@@ -333,6 +333,28 @@ where
     }
 }
 
+/// A multipart body; a malformed one answers 400 with `detail`.
+pub struct ApiMultipart(pub axum::extract::Multipart);
+
+impl<S> FromRequest<S> for ApiMultipart
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Multipart::from_request(req, state)
+            .await
+            .map(ApiMultipart)
+            .map_err(|e| {
+                ApiError::BadRequest(format!(
+                    "expected a multipart/form-data body: {}",
+                    e.body_text()
+                ))
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,27 +407,5 @@ mod tests {
         assert_eq!(errors("{nope")[0].kind, "json_invalid");
         assert_eq!(errors("")[0].kind, "missing");
         assert_eq!(errors("[1]")[0].kind, "model_attributes_type");
-    }
-}
-
-/// A multipart body; a malformed one answers 400 with `detail`.
-pub struct ApiMultipart(pub axum::extract::Multipart);
-
-impl<S> FromRequest<S> for ApiMultipart
-where
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Multipart::from_request(req, state)
-            .await
-            .map(ApiMultipart)
-            .map_err(|e| {
-                ApiError::BadRequest(format!(
-                    "expected a multipart/form-data body: {}",
-                    e.body_text()
-                ))
-            })
     }
 }
