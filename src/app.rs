@@ -111,6 +111,7 @@ impl Application {
             blob,
             config,
             draining: AtomicBool::new(false),
+            shutdown: CancellationToken::new(),
             started: AtomicBool::new(true),
         };
         Ok(Application {

@@ -16,6 +16,7 @@ use uuid::Uuid;
 pub mod admin;
 pub mod drive;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod files;
 pub mod folders;
@@ -73,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         .merge(folders::router())
         .merge(files::router())
         .merge(uploads::router())
+        .merge(events::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()

@@ -85,6 +85,14 @@ pub enum AppendOutcome {
     Duplicate(Value),
 }
 
+/// Narrows a log read (all given conditions must hold).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogFilter {
+    pub tenant_id: Option<String>,
+    pub stream_id: Option<String>,
+    pub event_type: Option<String>,
+}
+
 /// One broken link found by the hash-chain verifier.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct BrokenLink {
@@ -167,6 +175,14 @@ pub trait EventStore: Send + Sync + 'static {
         &self,
         after: LogPosition,
         limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Like [`read_all`](Self::read_all), keeping only events that match `filter`.
+    async fn read_filtered(
+        &self,
+        after: LogPosition,
+        limit: usize,
+        filter: &LogFilter,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
     /// The position of the newest event a gap-safe reader can see now.

@@ -28,7 +28,7 @@ use uuid::Uuid;
 use super::sqlite::{check_expected, validate_request};
 use super::{
     AppendOutcome, AppendRequest, Appended, ChainVerifier, ClaimOp, EventStore, ExpectedVersion,
-    StoreError, VerifyReport,
+    LogFilter, StoreError, VerifyReport,
 };
 
 const CHANNEL: &str = "scaidrive_events";
@@ -529,6 +529,33 @@ impl EventStore for PostgresStore {
             .bind(after.commit)
             .bind(after.position)
             .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        rows.iter().map(decode_row).collect()
+    }
+
+    async fn read_filtered(
+        &self,
+        after: LogPosition,
+        limit: usize,
+        filter: &LogFilter,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events \
+             WHERE (transaction_id, position) > ($1::bigint::text::xid8, $2::bigint) AND {} \
+             AND ($4::text IS NULL OR tenant_id = $4) AND ($5::text IS NULL OR stream_id = $5) \
+             AND ($6::text IS NULL OR event_type = $6) \
+             ORDER BY transaction_id, position LIMIT $3",
+            self.watermark()
+        );
+        let rows = sqlx::query(&sql)
+            .bind(after.commit)
+            .bind(after.position)
+            .bind(limit as i64)
+            .bind(&filter.tenant_id)
+            .bind(&filter.stream_id)
+            .bind(&filter.event_type)
             .fetch_all(&self.pool)
             .await
             .map_err(err)?;

@@ -18,8 +18,8 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use super::{
-    AppendOutcome, AppendRequest, Appended, ClaimOp, EventStore, ExpectedVersion, StoreError,
-    VerifyReport,
+    AppendOutcome, AppendRequest, Appended, ClaimOp, EventStore, ExpectedVersion, LogFilter,
+    StoreError, VerifyReport,
 };
 
 /// The SQLite event store.
@@ -371,6 +371,31 @@ impl EventStore for SqliteStore {
             .bind(after.commit)
             .bind(after.position)
             .bind(limit as i64)
+            .fetch_all(&self.db.read)
+            .await
+            .map_err(err)?;
+        rows.iter().map(decode_row).collect()
+    }
+
+    async fn read_filtered(
+        &self,
+        after: LogPosition,
+        limit: usize,
+        filter: &LogFilter,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events \
+             WHERE (transaction_id > $1 OR (transaction_id = $1 AND position > $2)) \
+             AND ($4 IS NULL OR tenant_id = $4) AND ($5 IS NULL OR stream_id = $5) AND ($6 IS NULL OR event_type = $6) \
+             ORDER BY transaction_id, position LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(after.commit)
+            .bind(after.position)
+            .bind(limit as i64)
+            .bind(&filter.tenant_id)
+            .bind(&filter.stream_id)
+            .bind(&filter.event_type)
             .fetch_all(&self.db.read)
             .await
             .map_err(err)?;

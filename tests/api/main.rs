@@ -9,6 +9,7 @@ mod admin;
 mod auth;
 mod drive;
 mod errors;
+mod events;
 mod postgres;
 mod s3;
 mod system;

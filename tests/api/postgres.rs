@@ -200,4 +200,11 @@ async fn the_drive_works_end_to_end_on_postgres() {
     assert_eq!(done.status, 201, "{}", done.body);
     let report = app.state.store.verify(None).await.expect("verify");
     assert!(report.first_broken.is_none());
+    let created = app.get("/events?type=share-created&limit=10", &t).await;
+    assert_eq!(created.status, 200, "{}", created.body);
+    assert_eq!(
+        created.body["events"].as_array().map(Vec::len),
+        Some(2),
+        "personal + project share"
+    );
 }
