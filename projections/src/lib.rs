@@ -1,6 +1,7 @@
 //! Read models: projections that fold the event log into SQL tables, the
 //! runner's contract, and the queries the HTTP layer reads them with.
 
+pub mod audit;
 pub mod checkpoint;
 pub mod db;
 pub mod drive;
@@ -15,5 +16,6 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
     vec![
         std::sync::Arc::new(tenancy::TenancyProjection),
         std::sync::Arc::new(drive::DriveProjection),
+        std::sync::Arc::new(audit::AuditProjection),
     ]
 }

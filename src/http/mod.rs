@@ -14,6 +14,7 @@ use scaidrive_domain::LogPosition;
 use uuid::Uuid;
 
 pub mod admin;
+pub mod audit;
 pub mod drive;
 pub mod error;
 pub mod events;
@@ -75,6 +76,7 @@ pub fn router(state: AppState) -> Router {
         .merge(files::router())
         .merge(uploads::router())
         .merge(events::router())
+        .merge(audit::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()

@@ -200,6 +200,27 @@ async fn the_drive_works_end_to_end_on_postgres() {
     assert_eq!(done.status, 201, "{}", done.body);
     let report = app.state.store.verify(None).await.expect("verify");
     assert!(report.first_broken.is_none());
+    let audit = app
+        .get(
+            "/audit/events?category=SHARING&q=share.created&from=2000-01-01T00:00:00Z",
+            &t,
+        )
+        .await;
+    assert_eq!(audit.status, 200, "{}", audit.body);
+    assert_eq!(
+        audit.body["events"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        audit.body
+    );
+    let export = app
+        .raw(reqwest::Method::GET, "/audit/export?format=csv")
+        .bearer_auth(&t)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(export.status(), 200);
+    assert_eq!(app.get("/audit/verify", &t).await.body["ok"], true);
     let created = app.get("/events?type=share-created&limit=10", &t).await;
     assert_eq!(created.status, 200, "{}", created.body);
     assert_eq!(
