@@ -21,6 +21,7 @@ pub mod events;
 pub mod extract;
 pub mod files;
 pub mod folders;
+pub mod history;
 pub mod principal;
 pub mod shares;
 pub mod state;
@@ -77,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .merge(uploads::router())
         .merge(events::router())
         .merge(audit::router())
+        .merge(history::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()

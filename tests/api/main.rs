@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
 
 mod helpers;
+mod history;
 
 mod admin;
 mod audit;

@@ -1,0 +1,299 @@
+//! Time travel: `GET /history/{resource_type}/{id}?at=` answers a resource as
+//! it was at a moment (an ISO-8601 timestamp) or log position, by replaying
+//! its events up to that point.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use scaidrive_domain::drive::file::{File, FileEvent};
+use scaidrive_domain::drive::folder::{Folder, FolderEvent};
+use scaidrive_domain::drive::share::Share;
+use scaidrive_domain::{Aggregate, DomainEvent, LogPosition, RecordedEvent};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::{ApiError, ApiResult};
+use super::extract::{ApiPath, ApiQuery};
+use super::principal::Principal;
+use super::state::AppState;
+use super::ts;
+use crate::auth::Scope;
+use crate::store::LogFilter;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/history/{resource_type}/{id}", get(history))
+}
+
+#[derive(Debug, Clone, Copy)]
+enum At {
+    Position(LogPosition),
+    Time(DateTime<Utc>),
+    Now,
+}
+
+impl At {
+    fn parse(raw: Option<&str>) -> ApiResult<At> {
+        match raw {
+            None | Some("") => Ok(At::Now),
+            Some(r) => {
+                if let Ok(t) = DateTime::parse_from_rfc3339(r) {
+                    return Ok(At::Time(t.with_timezone(&Utc)));
+                }
+                LogPosition::parse_token(r)
+                    .map(At::Position)
+                    .ok_or_else(|| {
+                        ApiError::BadRequest(format!(
+                            "at must be an ISO-8601 timestamp or a log position, not '{r}'"
+                        ))
+                    })
+            }
+        }
+    }
+
+    fn includes(&self, e: &RecordedEvent) -> bool {
+        match self {
+            At::Position(p) => e.log <= *p,
+            At::Time(t) => e.recorded_at <= *t,
+            At::Now => true,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct HistoryQuery {
+    at: Option<String>,
+}
+
+/// The events of one stream up to `at`, checked to belong to the tenant.
+async fn stream_until(
+    state: &AppState,
+    p: &Principal,
+    stream: &str,
+    at: At,
+) -> ApiResult<Vec<RecordedEvent>> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let batch = state.store.read_stream(stream, after, 1000).await?;
+        let n = batch.len();
+        for e in batch {
+            after = e.stream_version;
+            if e.tenant_id.as_deref() != Some(p.tenant_id.to_string().as_str()) {
+                return Err(ApiError::not_found("resource"));
+            }
+            if at.includes(&e) {
+                out.push(e);
+            }
+        }
+        if n < 1000 {
+            break;
+        }
+    }
+    if out.is_empty() {
+        return Err(ApiError::NotFound(
+            "resource did not exist at that point".into(),
+        ));
+    }
+    Ok(out)
+}
+
+fn fold<A: Aggregate>(events: &[RecordedEvent]) -> ApiResult<A> {
+    let mut state = A::default();
+    for e in events {
+        let ev: A::Event = e.decode().map_err(ApiError::internal)?;
+        state.evolve(&ev);
+    }
+    Ok(state)
+}
+
+fn as_of(events: &[RecordedEvent]) -> Value {
+    events
+        .last()
+        .map(|e| json!({"position": e.log.to_token(), "recorded_at": ts(e.recorded_at)}))
+        .unwrap_or(Value::Null)
+}
+
+async fn history(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath((resource_type, id)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
+) -> ApiResult<Json<Value>> {
+    p.require(Scope::TenantAdmin)?;
+    let at = At::parse(q.at.as_deref())?;
+    let body = match resource_type.as_str() {
+        "file" => {
+            let events = stream_until(&state, &p, &id, at).await?;
+            let f: File = fold(&events)?;
+            let current = f.current();
+            json!({
+                "resource_type": "file",
+                "id": id,
+                "as_of": as_of(&events),
+                "name": f.name,
+                "path": f.path,
+                "share_id": f.share_id,
+                "folder_id": f.folder_id,
+                "is_deleted": f.deleted || f.purged,
+                "size": current.map(|v| v.content.size),
+                "version": current.map(|v| v.number),
+                "version_id": current.map(|v| v.content.version_id),
+                "checksum_sha256": current.map(|v| v.content.checksum_sha256.clone()),
+                "versions": f.versions.iter().map(|v| json!({
+                    "number": v.number, "version_id": v.content.version_id, "size": v.content.size,
+                    "checksum_sha256": v.content.checksum_sha256, "created_at": ts(v.at),
+                })).collect::<Vec<_>>(),
+            })
+        }
+        "share" => {
+            let events = stream_until(&state, &p, &id, at).await?;
+            let s: Share = fold(&events)?;
+            json!({
+                "resource_type": "share",
+                "id": id,
+                "as_of": as_of(&events),
+                "name": s.name,
+                "description": s.description,
+                "share_type": s.share_type.map(|t| t.as_str()),
+                "owner_id": s.owner.map(|o| o.to_string()),
+                "members": s.owner.map(|o| vec![json!({"principal_id": o.to_string(), "role": "owner"})]).unwrap_or_default(),
+                "is_deleted": s.deleted,
+            })
+        }
+        "folder" => {
+            let events = stream_until(&state, &p, &id, at).await?;
+            let f: Folder = fold(&events)?;
+            let children = listing_at(&state, &p, &id, at).await?;
+            json!({
+                "resource_type": "folder",
+                "id": id,
+                "as_of": as_of(&events),
+                "name": f.name,
+                "path": f.path,
+                "share_id": f.share_id,
+                "parent_id": f.parent_id,
+                "is_deleted": f.deleted || f.purged,
+                "items": children,
+                "total": children.len(),
+            })
+        }
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "history is kept for file, folder and share, not '{other}'"
+            )));
+        }
+    };
+    Ok(Json(body))
+}
+
+/// The live children of a folder at `at`, by replaying the tenant's folder
+/// and file events up to that point.
+async fn listing_at(
+    state: &AppState,
+    p: &Principal,
+    folder: &str,
+    at: At,
+) -> ApiResult<Vec<Value>> {
+    // id -> (kind, parent, name, live)
+    let mut items: BTreeMap<String, (&'static str, Option<String>, String, bool)> = BTreeMap::new();
+    let filter = LogFilter {
+        tenant_id: Some(p.tenant_id.to_string()),
+        ..LogFilter::default()
+    };
+    let mut after = LogPosition::START;
+    'read: loop {
+        let batch = state.store.read_filtered(after, 1000, &filter).await?;
+        let n = batch.len();
+        for e in &batch {
+            after = e.log;
+            if !at.includes(e) {
+                break 'read;
+            }
+            if e.event_type.starts_with("folder-") {
+                let ev = FolderEvent::decode(&e.event_type, e.schema_version, e.data.clone())
+                    .map_err(ApiError::internal)?;
+                let id = e.stream_id.clone();
+                match ev {
+                    FolderEvent::FolderCreated {
+                        parent_id, name, ..
+                    } => {
+                        items.insert(id, ("folder", parent_id.map(|p| p.to_string()), name, true));
+                    }
+                    FolderEvent::FolderRenamed { name, .. } => {
+                        if let Some(i) = items.get_mut(&id) {
+                            i.2 = name;
+                        }
+                    }
+                    FolderEvent::FolderMoved { parent_id, .. } => {
+                        if let Some(i) = items.get_mut(&id) {
+                            i.1 = parent_id.map(|p| p.to_string());
+                        }
+                    }
+                    FolderEvent::FolderDeleted { .. } | FolderEvent::FolderPurged { .. } => {
+                        if let Some(i) = items.get_mut(&id) {
+                            i.3 = false;
+                        }
+                    }
+                    FolderEvent::FolderRestored { .. } => {
+                        if let Some(i) = items.get_mut(&id) {
+                            i.3 = true;
+                        }
+                    }
+                }
+            } else if e.event_type.starts_with("file-") {
+                let ev = FileEvent::decode(&e.event_type, e.schema_version, e.data.clone())
+                    .map_err(ApiError::internal)?;
+                let id = e.stream_id.clone();
+                match ev {
+                    FileEvent::FileCreated {
+                        folder_id, name, ..
+                    } => {
+                        items.insert(id, ("file", folder_id.map(|f| f.to_string()), name, true));
+                    }
+                    FileEvent::FileRenamed { name, .. } => {
+                        if let Some(i) = items.get_mut(&id) {
+                            i.2 = name;
+                        }
+                    }
+                    FileEvent::FileMoved { folder_id, .. } => {
+                        if let Some(i) = items.get_mut(&id) {
+                            i.1 = folder_id.map(|f| f.to_string());
+                        }
+                    }
+                    FileEvent::FileDeleted { .. } | FileEvent::FilePurged { .. } => {
+                        if let Some(i) = items.get_mut(&id) {
+                            i.3 = false;
+                        }
+                    }
+                    FileEvent::FileRestored { .. } => {
+                        if let Some(i) = items.get_mut(&id) {
+                            i.3 = true;
+                        }
+                    }
+                    FileEvent::FileVersionAdded { .. } => {}
+                }
+            }
+        }
+        if n < 1000 {
+            break;
+        }
+    }
+    let mut children: Vec<Value> = items
+        .into_iter()
+        .filter(|(_, (_, parent, _, live))| *live && parent.as_deref() == Some(folder))
+        .map(|(id, (kind, _, name, _))| json!({"id": id, "name": name, "type": kind}))
+        .collect();
+    children.sort_by(|a, b| {
+        let key = |v: &Value| {
+            (
+                v["type"] != "folder",
+                v["name"].as_str().unwrap_or_default().to_owned(),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    Ok(children)
+}
