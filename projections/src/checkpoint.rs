@@ -3,7 +3,7 @@
 use scaidrive_domain::LogPosition;
 
 use crate::db::{Db, Tx};
-use crate::{db_fetch_optional, tx_execute, tx_fetch_optional};
+use crate::{db_fetch_optional, tx_execute};
 
 /// A stored checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +33,25 @@ const SELECT: &str =
 
 /// Reads a checkpoint inside a write transaction.
 pub async fn load(tx: &mut Tx, name: &str) -> Result<Option<Checkpoint>, sqlx::Error> {
-    Ok(tx_fetch_optional!(tx, Row, SELECT, name)?.map(Into::into))
+    // On Postgres the row is locked: runners in several processes, and a
+    // rebuild, take turns on a projection instead of applying a batch twice.
+    // (SQLite's single writer already serialises them.)
+    let row = match tx {
+        Tx::Sqlite(t) => {
+            sqlx::query_as::<_, Row>(SELECT)
+                .bind(name)
+                .fetch_optional(&mut **t)
+                .await?
+        }
+        Tx::Postgres(t) => {
+            let sql = format!("{SELECT} FOR UPDATE");
+            sqlx::query_as::<_, Row>(&sql)
+                .bind(name)
+                .fetch_optional(&mut **t)
+                .await?
+        }
+    };
+    Ok(row.map(Into::into))
 }
 
 /// Reads a checkpoint from the read side.

@@ -38,6 +38,7 @@ pub async fn run(size_mb: u64, items: usize) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let base = format!("http://{}/api/v1", app.local_addr());
+    let services = app.state();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async move {
         let _ = stop_rx.await;
@@ -306,6 +307,23 @@ pub async fn run(size_mb: u64, items: usize) -> Result<(), String> {
             list.as_secs_f64() * 1000.0 / (seen as f64 / 100.0).ceil().max(1.0)
         ),
     ));
+
+    // Rebuilding every read model from the log this run wrote.
+    for name in services.projector.names() {
+        let t = Instant::now();
+        let events = services
+            .projector
+            .rebuild(name, |_| {})
+            .await
+            .map_err(|e| e.to_string())?;
+        rows.push((
+            format!("rebuild projection '{name}' from the log"),
+            format!(
+                "{:.0} events/s ({events} events)",
+                events as f64 / t.elapsed().as_secs_f64()
+            ),
+        ));
+    }
 
     let _ = stop_tx.send(());
     let _ = server.await;

@@ -45,8 +45,35 @@ pub enum Command {
         #[arg(long, default_value_t = 48)]
         grace_hours: u64,
     },
+    /// Read-model maintenance.
+    Projections {
+        #[command(subcommand)]
+        command: ProjectionsCommand,
+    },
+    /// Rebuild every read model from the log (same as `projections rebuild`).
+    Replay {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Measure command throughput and latency against a raw INSERT baseline.
     Bench(bench::BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsCommand {
+    /// Rebuild one read model (or all) from the start of the log; readers see
+    /// the old one until the rebuilt one replaces it.
+    Rebuild {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Projection name (tenancy, drive, audit); all when omitted.
+        name: Option<String>,
+    },
+    /// List projections and how far each has got.
+    Status {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -135,6 +162,22 @@ pub fn run(cli: Cli) -> ExitCode {
         } => {
             init_tracing(false);
             gc(store, blob_url, grace_hours)
+        }
+        Command::Projections {
+            command: ProjectionsCommand::Rebuild { store, name },
+        } => {
+            init_tracing(false);
+            rebuild(store, name)
+        }
+        Command::Replay { store } => {
+            init_tracing(false);
+            rebuild(store, None)
+        }
+        Command::Projections {
+            command: ProjectionsCommand::Status { store },
+        } => {
+            init_tracing(false);
+            projection_status(store)
         }
         Command::Bench(args) => {
             init_tracing(false);
@@ -244,6 +287,75 @@ fn gc(store: StoreArgs, blob_url: Option<String>, grace_hours: u64) -> Result<()
             "{}",
             serde_json::to_string_pretty(&report).unwrap_or_default()
         );
+        Ok(())
+    })
+}
+
+async fn open_projector(
+    store: &StoreArgs,
+) -> Result<(Core, std::sync::Arc<crate::projector::Projector>), String> {
+    let mut config = Config::embedded(store.data_dir.clone());
+    config.database_url = store.database_url();
+    let core = Core::open(&config).await.map_err(|e| e.to_string())?;
+    let projector = crate::projector::Projector::new(
+        core.db.clone(),
+        core.store.clone(),
+        scaidrive_projections::all(),
+    );
+    Ok((core, projector))
+}
+
+fn rebuild(store: StoreArgs, name: Option<String>) -> Result<(), String> {
+    runtime()?.block_on(async move {
+        let (core, projector) = open_projector(&store).await?;
+        let names: Vec<String> = match name {
+            Some(n) => vec![n],
+            None => projector.names().into_iter().map(str::to_owned).collect(),
+        };
+        let head = core.store.head().await.map_err(|e| e.to_string())?;
+        for n in names {
+            let bar = indicatif::ProgressBar::new(head.position.max(1) as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{prefix:>10} [{bar:40}] {pos}/{len} events {per_sec} {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(n.clone());
+            let started = std::time::Instant::now();
+            let events = projector
+                .rebuild(&n, |read| bar.set_position(read))
+                .await
+                .map_err(|e| e.to_string())?;
+            bar.finish();
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "{n}: rebuilt from {events} events in {secs:.2} s ({:.0} events/s)",
+                events as f64 / secs.max(1e-9)
+            );
+        }
+        core.db.close().await;
+        Ok(())
+    })
+}
+
+fn projection_status(store: StoreArgs) -> Result<(), String> {
+    runtime()?.block_on(async move {
+        let (core, projector) = open_projector(&store).await?;
+        let head = core.store.head().await.map_err(|e| e.to_string())?;
+        println!("log head: {}", head.to_token());
+        for name in projector.names() {
+            let cp = scaidrive_projections::checkpoint::read(&core.db, name)
+                .await
+                .map_err(|e| e.to_string())?;
+            let pos = cp.map(|c| c.position).unwrap_or_default();
+            println!(
+                "{name:<10} at {:<14} behind by ~{} events",
+                pos.to_token(),
+                (head.position - pos.position).max(0)
+            );
+        }
         Ok(())
     })
 }

@@ -13,5 +13,6 @@ mod drive;
 mod errors;
 mod events;
 mod postgres;
+mod rebuild;
 mod s3;
 mod system;
