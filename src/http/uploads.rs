@@ -394,5 +394,6 @@ async fn abort(
             s.state.decide(&UploadCommand::Abort { at: ctx.now })
         })
         .await?;
+    state.caught_up(committed.position).await;
     Ok(Positioned(committed.position, StatusCode::NO_CONTENT))
 }

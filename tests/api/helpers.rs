@@ -40,6 +40,9 @@ pub async fn spawn_on(backend: Backend) -> TestApp {
 pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = Config::embedded(dir.path().to_path_buf());
+    // Generous: on PostgreSQL other tests' open transactions hold the
+    // cluster-wide read watermark back for a moment.
+    config.consistency_wait = Duration::from_secs(30);
     adjust(&mut config);
     let mut pg_cleanup = None;
     if let Backend::Postgres = backend {

@@ -157,8 +157,33 @@ async fn busy_history(app: &TestApp) {
     app.delete(&format!("/uploads/{session}"), &t).await;
 }
 
+/// Waits until every projection has applied the newest committed event
+/// (looked up without the read watermark, which other tests' open
+/// transactions can hold back for a while).
+async fn settle(app: &TestApp) {
+    let sql = match &app.state.db {
+        Db::Sqlite(_) => "SELECT transaction_id, position FROM events ORDER BY transaction_id DESC, position DESC LIMIT 1",
+        Db::Postgres(_) => {
+            "SELECT transaction_id::text::bigint, position FROM events ORDER BY transaction_id DESC, position DESC LIMIT 1"
+        }
+    };
+    let (commit, position): (i64, i64) = match &app.state.db {
+        Db::Sqlite(d) => sqlx::query_as(sql).fetch_one(&d.read).await.expect("head"),
+        Db::Postgres(p) => sqlx::query_as(sql).fetch_one(p).await.expect("head"),
+    };
+    let head = scaidrive_domain::LogPosition::new(commit, position);
+    assert!(
+        app.state
+            .projector
+            .wait_for(head, std::time::Duration::from_secs(60))
+            .await,
+        "projections never caught up"
+    );
+}
+
 async fn rebuilt_equals_live(app: &TestApp) {
     busy_history(app).await;
+    settle(app).await;
     let live = snapshot(&app.state.db).await;
     assert!(
         live["rm_files"].len() >= 3 && live["rm_audit"].len() > 20,

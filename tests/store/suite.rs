@@ -1,7 +1,6 @@
 //! The guarantees, each as one async function over any backend.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -561,24 +560,33 @@ pub async fn concurrent_writers_with_slow_commits_are_seen_exactly_once(h: &Harn
     }
     let writers = 16;
     let per_writer = 25;
-    let done = Arc::new(AtomicBool::new(false));
+    // Set once every writer is done: the newest position any append got.
+    // The consumer stops only after passing it (an open transaction anywhere
+    // in the cluster, e.g. another test's, may hold the watermark back a while).
+    let target: Arc<parking_lot::Mutex<Option<LogPosition>>> =
+        Arc::new(parking_lot::Mutex::new(None));
     let consumer = {
         let s = h.store.clone();
-        let done = done.clone();
+        let target = target.clone();
         tokio::spawn(async move {
             let mut after = LogPosition::START;
             let mut seen: Vec<RecordedEvent> = Vec::new();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
             loop {
-                let finished = done.load(Ordering::SeqCst);
+                let goal = *target.lock();
                 let batch = s.read_all(after, 50).await.expect("read_all");
                 if let Some(last) = batch.last() {
                     after = last.log;
                 }
                 let empty = batch.is_empty();
                 seen.extend(batch);
-                if finished && empty {
+                if empty && goal.is_some_and(|g| after >= g) {
                     return seen;
                 }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the consumer never reached the last commit"
+                );
                 if empty {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
@@ -590,6 +598,7 @@ pub async fn concurrent_writers_with_slow_commits_are_seen_exactly_once(h: &Harn
             let s = h.store.clone();
             tokio::spawn(async move {
                 let mut ids = Vec::new();
+                let mut newest = LogPosition::START;
                 for i in 0..per_writer {
                     // Every fourth writer is slow; streams are shared in pairs
                     // so writers also contend on stream heads.
@@ -599,21 +608,28 @@ pub async fn concurrent_writers_with_slow_commits_are_seen_exactly_once(h: &Harn
                     ids.extend(req.streams[0].events.iter().map(|e| e.event_id));
                     loop {
                         match s.append(req.clone()).await {
-                            Ok(_) => break,
+                            Ok(AppendOutcome::Committed(a)) => {
+                                newest = newest.max(a.last.unwrap_or_default());
+                                break;
+                            }
+                            Ok(other) => panic!("unexpected {other:?}"),
                             Err(StoreError::Conflict { .. }) => continue,
                             Err(e) => panic!("append failed: {e}"),
                         }
                     }
                 }
-                ids
+                (ids, newest)
             })
         })
         .collect();
     let mut written = HashSet::new();
+    let mut newest = LogPosition::START;
     for t in tasks {
-        written.extend(t.await.expect("join"));
+        let (ids, n) = t.await.expect("join");
+        written.extend(ids);
+        newest = newest.max(n);
     }
-    done.store(true, Ordering::SeqCst);
+    *target.lock() = Some(newest);
     let seen = consumer.await.expect("consumer");
     if let Some(pg) = &h.pg {
         pg.set_commit_delay_for_tests(None);
