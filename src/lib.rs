@@ -9,5 +9,6 @@ pub mod command;
 pub mod config;
 pub mod http;
 pub mod maintenance;
+pub mod metrics;
 pub mod projector;
 pub mod store;

@@ -108,6 +108,7 @@ struct CacheEntry {
 /// Loads, decides and appends. One per process, shared.
 pub struct CommandBus {
     store: DynStore,
+    metrics: Arc<crate::metrics::Metrics>,
     cache: Mutex<lru::LruCache<String, CacheEntry>>,
     locks: StreamLocks,
 }
@@ -127,9 +128,15 @@ impl CommandBus {
         let cap = NonZeroUsize::new(cache_entries.max(1)).unwrap_or(NonZeroUsize::MIN);
         Self {
             store,
+            metrics: Arc::new(crate::metrics::Metrics::default()),
             cache: Mutex::new(lru::LruCache::new(cap)),
             locks: StreamLocks::new(1024),
         }
+    }
+
+    /// The process's metrics (shared with the HTTP layer).
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
     }
 
     pub fn store(&self) -> &DynStore {
@@ -411,6 +418,8 @@ impl UnitOfWork<'_> {
         };
         match bus.store.append(request).await {
             Ok(AppendOutcome::Committed(appended)) => {
+                bus.metrics
+                    .events_appended(appended.events.iter().map(|e| e.event_type.as_str()));
                 let mut cache = bus.cache.lock();
                 for (stream_id, version, state) in cache_updates {
                     cache.put(stream_id, CacheEntry { version, state });

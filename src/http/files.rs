@@ -145,6 +145,8 @@ async fn upload(
         None => None,
     };
     let stored = stored.ok_or_else(|| missing("file"))?;
+    state.bus.metrics().upload_bytes(stored.size);
+    state.bus.metrics().chunks_deduplicated(stored.deduplicated);
     let name = name
         .filter(|n| !n.is_empty())
         .ok_or_else(|| missing("name"))?;

@@ -79,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .merge(events::router())
         .merge(audit::router())
         .merge(history::router())
+        .route_layer(middleware::from_fn(tag_route))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()
@@ -92,6 +93,23 @@ pub fn router(state: AppState) -> Router {
             ApiError::Internal("handler panicked".into()).into_response()
         }))
         .with_state(state)
+}
+
+/// The matched route template, carried on the response for metrics (raw
+/// paths would give every id its own time series).
+#[derive(Clone)]
+struct RouteTag(String);
+
+async fn tag_route(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    let mut resp = next.run(req).await;
+    if let Some(r) = route {
+        resp.extensions_mut().insert(RouteTag(r));
+    }
+    resp
 }
 
 async fn not_found() -> ApiError {
@@ -149,6 +167,15 @@ async fn around_request(State(state): State<AppState>, mut req: Request, next: N
     };
     let status = resp.status();
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let route = resp
+        .extensions()
+        .get::<RouteTag>()
+        .map(|r| r.0.as_str())
+        .unwrap_or("unmatched");
+    state
+        .bus
+        .metrics()
+        .request(method.as_str(), route, status.as_u16(), elapsed_ms / 1000.0);
     if status == StatusCode::INTERNAL_SERVER_ERROR {
         tracing::error!(%method, %path, status = status.as_u16(), elapsed_ms, request_id, "request");
     } else {

@@ -16,6 +16,7 @@ pub fn router() -> Router<AppState> {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/config", get(config))
+        .route("/metrics", get(metrics))
 }
 
 async fn health() -> Json<serde_json::Value> {
@@ -55,4 +56,17 @@ async fn config() -> Json<serde_json::Value> {
             "max_upload_chunk_size_bytes": 5_242_880u64,
         },
     }))
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let lag = state.projector.lag().await.unwrap_or_default();
+    let body = state.bus.metrics().render(&lag);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        body,
+    )
+        .into_response()
 }

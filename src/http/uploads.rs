@@ -257,6 +257,11 @@ async fn chunk(
         .put_chunk(&tenant, &sha, body)
         .await
         .map_err(|e| ApiError::BadGateway(format!("blob store: {e}")))?;
+    state.bus.metrics().upload_bytes(size);
+    state
+        .bus
+        .metrics()
+        .chunks_deduplicated(u64::from(deduplicated));
     let ctx = p.context();
     let cmd = UploadCommand::ReceiveChunk {
         index,

@@ -54,3 +54,41 @@ async fn every_response_carries_a_request_id_and_echoes_the_callers() {
         .expect("send");
     assert_eq!(resp.headers()["x-request-id"], "r-404");
 }
+
+#[tokio::test]
+async fn metrics_expose_requests_events_uploads_and_projection_lag() {
+    let app = spawn().await;
+    let t = app.token("acme", "alice", "");
+    app.call(Method::GET, "/users/me", Some(&t), None).await;
+    app.call(
+        Method::GET,
+        "/shares/shr_00000000000000000000000000",
+        Some(&t),
+        None,
+    )
+    .await;
+    let resp = app.raw(Method::GET, "/metrics").send().await.expect("send");
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .expect("ct")
+        .starts_with("text/plain"));
+    let text = resp.text().await.expect("body");
+    assert!(
+        text.contains(
+            r#"scaidrive_requests_total{method="GET",path="/api/v1/users/me",status="200"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"path="/api/v1/shares/{id}",status="404""#),
+        "route templates, not raw ids: {text}"
+    );
+    assert!(text.contains("scaidrive_request_duration_seconds_bucket"));
+    assert!(
+        text.contains(r#"scaidrive_events_appended_total{event_type="user-provisioned"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains("scaidrive_uploads_bytes_total 0"));
+    assert!(text.contains(r#"scaidrive_projection_lag_events{projection="drive"}"#));
+}
