@@ -157,7 +157,17 @@ impl Application {
         )
         .with_graceful_shutdown(async move {
             shutdown.await;
+            // Readiness turns 503 at once; the listener stays open for the
+            // drain delay so load balancers see it and stop sending traffic,
+            // then in-flight requests finish and the process exits.
             drain_state.draining.store(true, Ordering::SeqCst);
+            drain_state.shutdown.cancel();
+            let delay = drain_state.config.drain_delay;
+            tracing::info!(
+                delay_ms = delay.as_millis() as u64,
+                "draining: readiness is now 503"
+            );
+            tokio::time::sleep(delay).await;
             tracing::info!("draining: finishing in-flight requests");
         });
         let result = serve.await;

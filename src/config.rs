@@ -58,6 +58,13 @@ pub struct ServeArgs {
     /// Longest a read waits for projections to reach the client's last write (ms).
     #[arg(long, env = "SCAIDRIVE_CONSISTENCY_WAIT_MS", default_value_t = 5000)]
     pub consistency_wait_ms: u64,
+    /// After SIGTERM, how long readiness answers 503 before the listener
+    /// closes (milliseconds).
+    #[arg(long, env = "SCAIDRIVE_DRAIN_DELAY_MS", default_value_t = 5000)]
+    pub drain_delay_ms: u64,
+    /// Readiness fails when a projection is this many events behind.
+    #[arg(long, env = "SCAIDRIVE_READY_MAX_LAG", default_value_t = 10_000)]
+    pub ready_max_lag: i64,
     /// How often upload expiry and chunk garbage collection run (seconds).
     #[arg(long, env = "SCAIDRIVE_MAINTENANCE_EVERY_SECS", default_value_t = 600)]
     pub maintenance_every_secs: u64,
@@ -80,6 +87,8 @@ pub struct Config {
     pub consistency_wait: Duration,
     pub maintenance_every: Duration,
     pub gc_grace: Duration,
+    pub drain_delay: Duration,
+    pub ready_max_lag: i64,
 }
 
 impl From<ServeArgs> for Config {
@@ -96,6 +105,8 @@ impl From<ServeArgs> for Config {
             consistency_wait: Duration::from_millis(a.consistency_wait_ms),
             maintenance_every: Duration::from_secs(a.maintenance_every_secs.max(1)),
             gc_grace: Duration::from_secs(a.gc_grace_hours * 3600),
+            drain_delay: Duration::from_millis(a.drain_delay_ms),
+            ready_max_lag: a.ready_max_lag.max(1),
         }
     }
 }
@@ -116,6 +127,8 @@ impl Config {
             consistency_wait: Duration::from_secs(5),
             maintenance_every: Duration::from_secs(600),
             gc_grace: Duration::from_secs(48 * 3600),
+            drain_delay: Duration::ZERO,
+            ready_max_lag: 10_000,
         }
     }
 }

@@ -29,10 +29,12 @@ async fn ready(State(state): State<AppState>) -> Response {
     let storage = state.blob.ping().await.is_ok();
     let started = state.started.load(std::sync::atomic::Ordering::SeqCst);
     let draining = state.is_draining();
-    let all = database && storage && scaikey && started && !draining;
+    let lag = state.projector.lag().await.unwrap_or_default();
+    let projections = database && lag.iter().all(|(_, l)| *l <= state.config.ready_max_lag);
+    let all = database && storage && scaikey && projections && started && !draining;
     let body = json!({
         "status": if all { "ready" } else if draining { "draining" } else { "not_ready" },
-        "checks": { "database": database, "storage": storage, "scaikey": scaikey, "started": started, "draining": draining },
+        "checks": { "database": database, "storage": storage, "scaikey": scaikey, "projections": projections, "started": started, "draining": draining },
     });
     let status = if all {
         StatusCode::OK

@@ -92,3 +92,64 @@ async fn metrics_expose_requests_events_uploads_and_projection_lag() {
     assert!(text.contains("scaidrive_uploads_bytes_total 0"));
     assert!(text.contains(r#"scaidrive_projection_lag_events{projection="drive"}"#));
 }
+
+#[tokio::test]
+async fn sigterm_turns_readiness_503_at_once_then_exits_cleanly() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_scaidrive"))
+        .arg("serve")
+        .env("SCAIDRIVE_BIND", format!("127.0.0.1:{port}"))
+        .env("SCAIDRIVE_DATA_DIR", dir.path())
+        .env("SCAIDRIVE_DRAIN_DELAY_MS", "1500")
+        .env("SCAIDRIVE_LOG", "warn")
+        .spawn()
+        .expect("start the server");
+    let client = reqwest::Client::new();
+    let ready = format!("http://127.0.0.1:{port}/api/v1/ready");
+    let mut up = false;
+    for _ in 0..200 {
+        if let Ok(r) = client.get(&ready).send().await {
+            if r.status() == 200 {
+                up = true;
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(up, "server never became ready");
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let mut saw_503 = false;
+    for _ in 0..20 {
+        if let Ok(r) = client.get(&ready).send().await {
+            if r.status() == 503 {
+                let body: serde_json::Value = r.json().await.expect("json");
+                assert_eq!(body["checks"]["draining"], true);
+                saw_503 = true;
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(saw_503, "readiness must answer 503 while draining");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server did not exit after draining"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "exit status {status}");
+}
