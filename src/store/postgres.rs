@@ -190,8 +190,31 @@ async fn append_in(
     request: &AppendRequest,
 ) -> Result<Result<Appended, ()>, StoreError> {
     let now = Utc::now();
-    // Claiming the idempotency key first makes a concurrent duplicate wait
-    // for this transaction, then see the key taken.
+    let mut ids: Vec<&str> = request
+        .streams
+        .iter()
+        .map(|s| s.stream_id.as_str())
+        .collect();
+    ids.sort_unstable();
+
+    // Serialise writers of the same stream BEFORE this transaction writes
+    // anything. A transaction gets its id (which orders the global log) at its
+    // first write, and advisory locks take no id: so whoever appends to a
+    // stream later also has the larger transaction id, and log order keeps
+    // every stream's order. (Row locks or inserts here would hand out ids
+    // while waiting, and a later waiter could then commit an earlier id.)
+    if !ids.is_empty() {
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(hashtextextended(s, 0)) FROM UNNEST($1::text[]) AS s",
+        )
+        .bind(&ids)
+        .execute(&mut *conn)
+        .await
+        .map_err(err)?;
+    }
+
+    // A concurrent duplicate of the idempotency key waits here for this
+    // transaction, then sees the key taken.
     if let Some(idem) = &request.idempotency {
         let inserted = sqlx::query("INSERT INTO idempotency (key, outcome, created_at) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING")
             .bind(&idem.key)
@@ -207,12 +230,6 @@ async fn append_in(
     }
 
     // Lock the heads that exist, in stream-id order.
-    let mut ids: Vec<&str> = request
-        .streams
-        .iter()
-        .map(|s| s.stream_id.as_str())
-        .collect();
-    ids.sort_unstable();
     let rows: Vec<(String, i64, String)> = sqlx::query_as(
         "SELECT stream_id, version, last_hash FROM streams WHERE stream_id = ANY($1) ORDER BY stream_id FOR UPDATE",
     )
