@@ -9,6 +9,7 @@ mod history;
 mod admin;
 mod audit;
 mod auth;
+mod compose;
 mod drive;
 mod errors;
 mod events;
