@@ -8,7 +8,7 @@ use axum::{Json, Router};
 use scaidrive_domain::drive::share::{Share, ShareCommand};
 use scaidrive_domain::drive::{Owner, ShareType};
 use scaidrive_domain::id::ShareId;
-use scaidrive_domain::Aggregate;
+use scaidrive_domain::{Aggregate, LogPosition};
 use scaidrive_projections::drive_queries as q;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -216,28 +216,43 @@ async fn update(
     Ok(Positioned(committed.position, Json(share_json(&row))))
 }
 
+/// Trashes or restores a share: owner (or tenant admin) only.
+async fn set_trashed(
+    state: &AppState,
+    p: &Principal,
+    id: &str,
+    trashed: bool,
+) -> ApiResult<Option<LogPosition>> {
+    let share_id: ShareId = path_id(id, "share")?;
+    let row = visible_share(state, p, id).await?;
+    require_write(p)?;
+    if !is_owner(p, &row) {
+        let verb = if trashed { "delete" } else { "restore" };
+        return Err(ApiError::Forbidden(format!(
+            "only the share's owner can {verb} it"
+        )));
+    }
+    let ctx = p.context();
+    let cmd = if trashed {
+        ShareCommand::Delete { at: ctx.now }
+    } else {
+        ShareCommand::Restore { at: ctx.now }
+    };
+    let (_, committed) = state
+        .bus
+        .execute::<Share, _>(&share_id.to_string(), &ctx, |s| s.state.decide(&cmd))
+        .await?;
+    state.caught_up(committed.position).await;
+    Ok(committed.position)
+}
+
 async fn remove(
     State(state): State<AppState>,
     p: Principal,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<impl IntoResponse> {
-    let share_id: ShareId = path_id(&id, "share")?;
-    let row = visible_share(&state, &p, &id).await?;
-    require_write(&p)?;
-    if !is_owner(&p, &row) {
-        return Err(ApiError::Forbidden(
-            "only the share's owner can delete it".into(),
-        ));
-    }
-    let ctx = p.context();
-    let (_, committed) = state
-        .bus
-        .execute::<Share, _>(&share_id.to_string(), &ctx, |s| {
-            s.state.decide(&ShareCommand::Delete { at: ctx.now })
-        })
-        .await?;
-    state.caught_up(committed.position).await;
-    Ok(Positioned(committed.position, StatusCode::NO_CONTENT))
+    let position = set_trashed(&state, &p, &id, true).await?;
+    Ok(Positioned(position, StatusCode::NO_CONTENT))
 }
 
 async fn restore(
@@ -245,24 +260,9 @@ async fn restore(
     p: Principal,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Positioned<Json<Value>>> {
-    let share_id: ShareId = path_id(&id, "share")?;
+    let position = set_trashed(&state, &p, &id, false).await?;
     let row = visible_share(&state, &p, &id).await?;
-    require_write(&p)?;
-    if !is_owner(&p, &row) {
-        return Err(ApiError::Forbidden(
-            "only the share's owner can restore it".into(),
-        ));
-    }
-    let ctx = p.context();
-    let (_, committed) = state
-        .bus
-        .execute::<Share, _>(&share_id.to_string(), &ctx, |s| {
-            s.state.decide(&ShareCommand::Restore { at: ctx.now })
-        })
-        .await?;
-    state.caught_up(committed.position).await;
-    let row = visible_share(&state, &p, &id).await?;
-    Ok(Positioned(committed.position, Json(share_json(&row))))
+    Ok(Positioned(position, Json(share_json(&row))))
 }
 
 #[derive(Debug, Deserialize)]
