@@ -110,6 +110,7 @@ impl Application {
             auth,
             blob,
             config,
+            limiter: crate::ratelimit::RateLimiter::default(),
             draining: AtomicBool::new(false),
             shutdown: CancellationToken::new(),
             started: AtomicBool::new(true),

@@ -65,6 +65,19 @@ pub struct ServeArgs {
     /// Readiness fails when a projection is this many events behind.
     #[arg(long, env = "SCAIDRIVE_READY_MAX_LAG", default_value_t = 10_000)]
     pub ready_max_lag: i64,
+    /// Default units per 60 s window for one token.
+    #[arg(long, env = "SCAIDRIVE_RATE_LIMIT_PER_TOKEN", default_value_t = 1000)]
+    pub rate_limit_per_token: u64,
+    /// Default units per 60 s window for one user.
+    #[arg(long, env = "SCAIDRIVE_RATE_LIMIT_PER_USER", default_value_t = 5000)]
+    pub rate_limit_per_user: u64,
+    /// Default units per 60 s window for one tenant.
+    #[arg(
+        long,
+        env = "SCAIDRIVE_RATE_LIMIT_PER_TENANT",
+        default_value_t = 50_000
+    )]
+    pub rate_limit_per_tenant: u64,
     /// How often upload expiry and chunk garbage collection run (seconds).
     #[arg(long, env = "SCAIDRIVE_MAINTENANCE_EVERY_SECS", default_value_t = 600)]
     pub maintenance_every_secs: u64,
@@ -89,6 +102,7 @@ pub struct Config {
     pub gc_grace: Duration,
     pub drain_delay: Duration,
     pub ready_max_lag: i64,
+    pub rate_limits: crate::ratelimit::Limits,
 }
 
 impl From<ServeArgs> for Config {
@@ -107,6 +121,11 @@ impl From<ServeArgs> for Config {
             gc_grace: Duration::from_secs(a.gc_grace_hours * 3600),
             drain_delay: Duration::from_millis(a.drain_delay_ms),
             ready_max_lag: a.ready_max_lag.max(1),
+            rate_limits: crate::ratelimit::Limits {
+                per_token: a.rate_limit_per_token.max(1),
+                per_user: a.rate_limit_per_user.max(1),
+                per_tenant: a.rate_limit_per_tenant.max(1),
+            },
         }
     }
 }
@@ -129,6 +148,7 @@ impl Config {
             gc_grace: Duration::from_secs(48 * 3600),
             drain_delay: Duration::ZERO,
             ready_max_lag: 10_000,
+            rate_limits: crate::ratelimit::Limits::default(),
         }
     }
 }

@@ -11,4 +11,5 @@ pub mod http;
 pub mod maintenance;
 pub mod metrics;
 pub mod projector;
+pub mod ratelimit;
 pub mod store;

@@ -25,6 +25,7 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<(String, String, u16), u64>>,
     durations: Mutex<BTreeMap<(String, String), Histogram>>,
     events_appended: Mutex<BTreeMap<String, u64>>,
+    rate_limit_rejections: Mutex<BTreeMap<&'static str, u64>>,
     upload_bytes: AtomicU64,
     chunks_deduplicated: AtomicU64,
 }
@@ -53,6 +54,14 @@ impl Metrics {
         for t in types {
             *m.entry(t.to_owned()).or_default() += 1;
         }
+    }
+
+    pub fn rate_limited(&self, dimension: &'static str) {
+        *self
+            .rate_limit_rejections
+            .lock()
+            .entry(dimension)
+            .or_default() += 1;
     }
 
     pub fn upload_bytes(&self, n: u64) {
@@ -110,6 +119,19 @@ impl Metrics {
                 out,
                 "scaidrive_events_appended_total{{event_type=\"{}\"}} {n}",
                 esc(t)
+            );
+        }
+        out.push_str("# HELP scaidrive_rate_limit_rejections_total Requests refused by a rate limit.\n# TYPE scaidrive_rate_limit_rejections_total counter\n");
+        for d in ["token", "user", "tenant"] {
+            let n = self
+                .rate_limit_rejections
+                .lock()
+                .get(d)
+                .copied()
+                .unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "scaidrive_rate_limit_rejections_total{{dimension=\"{d}\"}} {n}"
             );
         }
         out.push_str("# HELP scaidrive_uploads_bytes_total Content bytes received by uploads.\n# TYPE scaidrive_uploads_bytes_total counter\n");

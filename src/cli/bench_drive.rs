@@ -34,6 +34,12 @@ pub async fn run(size_mb: u64, items: usize) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let mut config = Config::embedded(dir.path().to_path_buf());
     config.consistency_wait = Duration::from_secs(30);
+    // The benchmark is one client on purpose; it measures throughput, not limits.
+    config.rate_limits = crate::ratelimit::Limits {
+        per_token: u64::MAX / 4,
+        per_user: u64::MAX / 4,
+        per_tenant: u64::MAX / 4,
+    };
     let app = Application::build(config)
         .await
         .map_err(|e| e.to_string())?;

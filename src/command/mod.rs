@@ -148,6 +148,16 @@ impl CommandBus {
         &self.locks
     }
 
+    /// The cached state of a stream, without asking the store (may be stale;
+    /// for advisory reads such as rate-limit settings).
+    pub fn peek<A: Aggregate>(&self, stream_id: &str) -> Option<A> {
+        let mut cache = self.cache.lock();
+        cache
+            .get(stream_id)
+            .and_then(|e| e.state.clone().downcast::<A>().ok())
+            .map(|s| (*s).clone())
+    }
+
     /// Loads an aggregate: the cached state (if any) caught up with the store.
     pub async fn load<A: Aggregate>(&self, stream_id: &str) -> Result<Loaded<A>, CommandError> {
         let cached = {

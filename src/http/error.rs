@@ -61,6 +61,12 @@ pub enum ApiError {
     GatewayTimeout(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error("{} rate limit exceeded", .dimension.title())]
+    RateLimited {
+        dimension: crate::ratelimit::Dimension,
+        retry_after: u64,
+        limit: u64,
+    },
     #[error("{0}")]
     NotImplemented(String),
     #[error("internal error: {0}")]
@@ -94,6 +100,7 @@ impl ApiError {
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -142,6 +149,16 @@ impl IntoResponse for ApiError {
                 let path: Vec<&str> = field.split('.').collect();
                 json!({ "detail": [FieldError::body("value_error", &path, message.clone(), Value::Null)] })
             }
+            ApiError::RateLimited {
+                dimension,
+                retry_after,
+                ..
+            } => json!({
+                "detail": self.to_string(),
+                "code": "RATE_LIMITED",
+                "retry_after": retry_after,
+                "dimension": dimension.as_str(),
+            }),
             ApiError::Internal(msg) => {
                 tracing::error!(error = %msg, "request failed");
                 json!({ "detail": "Internal server error" })
@@ -155,6 +172,17 @@ impl IntoResponse for ApiError {
             }
         };
         let mut resp = (status, axum::Json(body)).into_response();
+        if let ApiError::RateLimited {
+            retry_after, limit, ..
+        } = &self
+        {
+            let h = resp.headers_mut();
+            h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            h.insert("x-ratelimit-limit", HeaderValue::from(*limit));
+            h.insert("x-ratelimit-remaining", HeaderValue::from(0u64));
+            let reset = chrono::Utc::now().timestamp().max(0) as u64 + retry_after;
+            h.insert("x-ratelimit-reset", HeaderValue::from(reset));
+        }
         if matches!(self, ApiError::Unauthorized(_)) {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -142,6 +142,8 @@ async fn around_request(State(state): State<AppState>, mut req: Request, next: N
         device_id: header_str(&req, "x-device-id").filter(|d| !d.is_empty() && d.len() <= 128),
     };
     req.extensions_mut().insert(ctx);
+    let rate = principal::RateSlot::default();
+    req.extensions_mut().insert(rate.clone());
 
     let wait_for = match header_str(&req, "x-scaidrive-position") {
         Some(raw) => match LogPosition::parse_token(&raw) {
@@ -161,10 +163,20 @@ async fn around_request(State(state): State<AppState>, mut req: Request, next: N
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let started = std::time::Instant::now();
-    let resp = match tokio::time::timeout(state.config.request_timeout, next.run(req)).await {
+    let mut resp = match tokio::time::timeout(state.config.request_timeout, next.run(req)).await {
         Ok(r) => r,
         Err(_) => ApiError::GatewayTimeout("request timed out".into()).into_response(),
     };
+    let decision = *rate.0.lock();
+    if let Some(d) = decision.filter(|d| d.refused.is_none()) {
+        let h = resp.headers_mut();
+        h.insert("x-ratelimit-limit", HeaderValue::from(d.limit));
+        h.insert("x-ratelimit-remaining", HeaderValue::from(d.remaining));
+        h.insert(
+            "x-ratelimit-reset",
+            HeaderValue::from(Utc::now().timestamp().max(0) as u64 + d.reset_after),
+        );
+    }
     let status = resp.status();
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     let route = resp

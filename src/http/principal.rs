@@ -8,6 +8,7 @@ use chrono::Utc;
 use scaidrive_domain::id::{PartnerId, TenantId, UserId};
 use scaidrive_domain::tenancy::{AdminRole, UserStatus};
 use scaidrive_domain::Actor;
+use sha2::Digest;
 
 use super::error::ApiError;
 use super::state::AppState;
@@ -114,6 +115,7 @@ impl FromRequestParts<AppState> for Principal {
         };
         let (user, position) = provision(&state.bus, &ctx, &identity).await?;
         state.caught_up(position).await;
+        rate_limit(state, parts, &token, &identity).await?;
         match user.status {
             UserStatus::Active => {}
             other => {
@@ -137,5 +139,64 @@ impl FromRequestParts<AppState> for Principal {
         };
         parts.extensions.insert(principal.clone());
         Ok(principal)
+    }
+}
+
+/// Where the rate-limit decision of a request is left for the response headers.
+#[derive(Clone, Default)]
+pub struct RateSlot(pub std::sync::Arc<parking_lot::Mutex<Option<crate::ratelimit::Decision>>>);
+
+/// Checks and counts the request against the token, user and tenant budgets
+/// (the tenant's own settings override the server defaults).
+async fn rate_limit(
+    state: &AppState,
+    parts: &Parts,
+    token: &str,
+    who: &Identity,
+) -> Result<(), ApiError> {
+    let tenant_stream = who.tenant_id.to_string();
+    let tenant = match state
+        .bus
+        .peek::<scaidrive_domain::tenancy::Tenant>(&tenant_stream)
+    {
+        Some(t) => t,
+        None => {
+            state
+                .bus
+                .load::<scaidrive_domain::tenancy::Tenant>(&tenant_stream)
+                .await?
+                .state
+        }
+    };
+    let defaults = state.config.rate_limits;
+    let own = &tenant.settings.rate_limits;
+    let limits = crate::ratelimit::Limits {
+        per_token: own.per_token.unwrap_or(defaults.per_token),
+        per_user: own.per_user.unwrap_or(defaults.per_user),
+        per_tenant: own.per_tenant.unwrap_or(defaults.per_tenant),
+    };
+    // Budgets are keyed by a digest, never by the bearer token itself.
+    let token_key = hex::encode(&sha2::Sha256::digest(token.as_bytes())[..16]);
+    let cost = crate::ratelimit::cost(parts.method.as_str(), parts.uri.path());
+    let decision = state.limiter.check(
+        &token_key,
+        &who.user_id.to_string(),
+        &tenant_stream,
+        limits,
+        cost,
+    );
+    if let Some(slot) = parts.extensions.get::<RateSlot>() {
+        *slot.0.lock() = Some(decision);
+    }
+    match decision.refused {
+        None => Ok(()),
+        Some(dimension) => {
+            state.bus.metrics().rate_limited(dimension.as_str());
+            Err(ApiError::RateLimited {
+                dimension,
+                retry_after: decision.reset_after,
+                limit: decision.limit,
+            })
+        }
     }
 }

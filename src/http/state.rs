@@ -24,6 +24,7 @@ pub struct Services {
     pub projector: Arc<Projector>,
     pub auth: Authenticator,
     pub blob: BlobStore,
+    pub limiter: crate::ratelimit::RateLimiter,
     pub draining: AtomicBool,
     /// Cancelled when the server starts draining; long-lived responses end.
     pub shutdown: tokio_util::sync::CancellationToken,
