@@ -50,13 +50,6 @@ async fn stored_path(tx: &mut Tx, table: &str, id: &str) -> Result<Option<String
     Ok(tx_fetch_optional!(tx, (String,), &sql, id)?.map(|r| r.0))
 }
 
-fn parent_of(path: &str) -> &str {
-    match path.rfind('/') {
-        Some(0) | None => "/",
-        Some(i) => &path[..i],
-    }
-}
-
 /// Rewrites the paths (and share) of everything below `old` to sit below `new`.
 async fn move_subtree(
     tx: &mut Tx,
@@ -268,7 +261,7 @@ impl Projection for DriveProjection {
                     else {
                         return Ok(());
                     };
-                    let path = child_path(parent_of(&old_path), &name);
+                    let path = child_path(scaidrive_domain::drive::parent_path(&old_path), &name);
 
                     tx_execute!(tx, "UPDATE rm_folders SET name = $2, path = $3, modified_at = $4 WHERE id = $1", folder_id.to_string(), name, &path, at)?;
                     move_subtree(
@@ -433,7 +426,7 @@ impl Projection for DriveProjection {
                     else {
                         return Ok(());
                     };
-                    let path = child_path(parent_of(&old_path), &name);
+                    let path = child_path(scaidrive_domain::drive::parent_path(&old_path), &name);
                     tx_execute!(
                         tx,
                         "UPDATE rm_files SET name = $2, path = $3, modified_by = $4, modified_at = $5 WHERE id = $1",

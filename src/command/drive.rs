@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use scaidrive_domain::drive::file::{Content, File, FileCommand};
 use scaidrive_domain::drive::folder::{Folder, FolderCommand};
-use scaidrive_domain::drive::{child_path, sibling_scope};
+use scaidrive_domain::drive::{child_path, parent_path, sibling_scope};
 use scaidrive_domain::id::{FileId, FolderId, ShareId, TenantId, UserId, VersionId};
 use scaidrive_domain::name::{name_key, normalize, validate_item_name};
 use scaidrive_domain::{Aggregate, DomainError};
@@ -24,7 +24,7 @@ pub struct Target {
 
 /// Loads the parent folder (if any) into the unit of work, so the decision
 /// is invalidated if the parent changes, and answers its path.
-async fn parent_path(uow: &mut UnitOfWork<'_>, target: &Target) -> Result<String, CommandError> {
+async fn resolve_parent(uow: &mut UnitOfWork<'_>, target: &Target) -> Result<String, CommandError> {
     match target.folder_id {
         None => Ok(target.parent_path.clone()),
         Some(fid) => {
@@ -64,7 +64,7 @@ pub async fn create_folder(
     let committed = bus
         .retrying(|| async {
             let mut uow = bus.begin(ctx);
-            let path = child_path(&parent_path(&mut uow, &target).await?, &name);
+            let path = child_path(&resolve_parent(&mut uow, &target).await?, &name);
             let events = Folder::default().decide(&FolderCommand::Create {
                 folder_id,
                 tenant_id,
@@ -87,13 +87,6 @@ pub async fn create_folder(
     Ok((folder_id, committed))
 }
 
-fn parent_of(path: &str) -> &str {
-    match path.rfind('/') {
-        Some(0) | None => "/",
-        Some(i) => &path[..i],
-    }
-}
-
 pub async fn rename_folder(
     bus: &CommandBus,
     ctx: &CommandContext,
@@ -107,7 +100,7 @@ pub async fn rename_folder(
         let mut f = uow.load::<Folder>(&id.to_string()).await?;
         f.state.path = current_path.to_owned();
         let share = f.state.share_id.ok_or(DomainError::NotFound("folder"))?;
-        let new_path = child_path(parent_of(&f.state.path), &name);
+        let new_path = child_path(parent_path(&f.state.path), &name);
         let events = f.state.decide(&FolderCommand::Rename {
             name: name.clone(),
             new_path,
@@ -144,7 +137,7 @@ pub async fn move_folder(
             )
             .into());
         }
-        let new_path = child_path(&parent_path(&mut uow, &target).await?, &f.state.name);
+        let new_path = child_path(&resolve_parent(&mut uow, &target).await?, &f.state.name);
         let events = f.state.decide(&FolderCommand::Move {
             share_id: target.share_id,
             parent_id: target.folder_id,
@@ -193,7 +186,7 @@ pub async fn trash_folder(
         let scope = sibling_scope(share, f.state.parent_id);
         if restore {
             if let Some(p) = f.state.parent_id {
-                parent_path(
+                resolve_parent(
                     &mut uow,
                     &Target {
                         share_id: share,
@@ -310,7 +303,7 @@ pub async fn create_file_in(
     by: UserId,
     file_id: FileId,
 ) -> Result<(), CommandError> {
-    let path = child_path(&parent_path(uow, &target).await?, name);
+    let path = child_path(&resolve_parent(uow, &target).await?, name);
     let at = uow.context().now;
     let events = File::default().decide(&FileCommand::Create {
         file_id,
@@ -346,7 +339,7 @@ pub async fn rename_file(
         let mut f = uow.load::<File>(&id.to_string()).await?;
         f.state.path = current_path.to_owned();
         let share = f.state.share_id.ok_or(DomainError::NotFound("file"))?;
-        let new_path = child_path(parent_of(&f.state.path), &name);
+        let new_path = child_path(parent_path(&f.state.path), &name);
         let events = f.state.decide(&FileCommand::Rename {
             name: name.clone(),
             new_path,
@@ -380,13 +373,13 @@ pub async fn move_file(
         f.state.path = current_path.to_owned();
         let share = f.state.share_id.ok_or(DomainError::NotFound("file"))?;
         let name = new_name.clone().unwrap_or_else(|| f.state.name.clone());
-        let new_path = child_path(&parent_path(&mut uow, &target).await?, &name);
+        let new_path = child_path(&resolve_parent(&mut uow, &target).await?, &name);
         let mut events = Vec::new();
         let mut state = f.state.clone();
         if name != state.name {
             let renamed = state.decide(&FileCommand::Rename {
                 name: name.clone(),
-                new_path: child_path(parent_of(&state.path), &name),
+                new_path: child_path(parent_path(&state.path), &name),
                 by,
                 at: ctx.now,
             })?;
@@ -478,7 +471,7 @@ pub async fn trash_file(
         let events = f.state.decide(&cmd)?;
         let scope = sibling_scope(share, f.state.folder_id);
         if restore {
-            parent_path(
+            resolve_parent(
                 &mut uow,
                 &Target {
                     share_id: share,

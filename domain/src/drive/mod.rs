@@ -90,3 +90,11 @@ pub fn child_path(parent_path: &str, name: &str) -> String {
         format!("{parent_path}/{name}")
     }
 }
+
+/// The parent of a path: `/a/b` → `/a`, `/a` → `/`.
+pub fn parent_path(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(0) | None => "/",
+        Some(i) => &path[..i],
+    }
+}
