@@ -31,7 +31,7 @@ fn chars(s: &str) -> i32 {
 
 /// A folder's stored path, or "/" for a share root. The read model derives
 /// paths from its own rows, so they stay right whatever ancestors did.
-async fn parent_path(tx: &mut Tx, folder: Option<String>) -> Result<String, sqlx::Error> {
+async fn folder_path(tx: &mut Tx, folder: Option<String>) -> Result<String, sqlx::Error> {
     match folder {
         None => Ok("/".to_owned()),
         Some(id) => Ok(tx_fetch_optional!(
@@ -231,7 +231,7 @@ impl Projection for DriveProjection {
                     ..
                 } => {
                     let path = child_path(
-                        &parent_path(tx, parent_id.map(|p| p.to_string())).await?,
+                        &folder_path(tx, parent_id.map(|p| p.to_string())).await?,
                         &name,
                     );
 
@@ -288,7 +288,7 @@ impl Projection for DriveProjection {
                     };
                     let name = old_path.rsplit('/').next().unwrap_or_default().to_owned();
                     let path = child_path(
-                        &parent_path(tx, parent_id.map(|p| p.to_string())).await?,
+                        &folder_path(tx, parent_id.map(|p| p.to_string())).await?,
                         &name,
                     );
                     tx_execute!(
@@ -366,7 +366,7 @@ impl Projection for DriveProjection {
                     ..
                 } => {
                     let path = child_path(
-                        &parent_path(tx, folder_id.map(|p| p.to_string())).await?,
+                        &folder_path(tx, folder_id.map(|p| p.to_string())).await?,
                         &name,
                     );
 
@@ -451,7 +451,7 @@ impl Projection for DriveProjection {
                     };
                     let name = old_path.rsplit('/').next().unwrap_or_default().to_owned();
                     let path = child_path(
-                        &parent_path(tx, folder_id.map(|p| p.to_string())).await?,
+                        &folder_path(tx, folder_id.map(|p| p.to_string())).await?,
                         &name,
                     );
                     tx_execute!(

@@ -2,6 +2,7 @@
 //! errors. Backends live beside this file (`sqlite.rs`, `postgres.rs`) and all
 //! pass the one conformance suite in `tests/store/`.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -210,6 +211,55 @@ pub trait EventStore: Send + Sync + 'static {
 
 /// A shared handle to whichever backend is configured.
 pub type DynStore = Arc<dyn EventStore>;
+
+// Request checks shared by every backend.
+
+/// Checks a request's shape before touching the database.
+pub(crate) fn validate_request(request: &AppendRequest) -> Result<(), StoreError> {
+    let mut seen = BTreeSet::new();
+    for s in &request.streams {
+        if s.stream_id.is_empty() {
+            return Err(StoreError::Invalid("empty stream id".into()));
+        }
+        if !seen.insert(s.stream_id.as_str()) {
+            return Err(StoreError::Invalid(format!(
+                "stream {} appears twice in one append",
+                s.stream_id
+            )));
+        }
+        if let ExpectedVersion::Exact(v) = s.expected {
+            if v < 1 {
+                return Err(StoreError::Invalid(format!(
+                    "expected version {v} of {} is below 1",
+                    s.stream_id
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a stream head satisfies the expectation.
+pub(crate) fn check_expected(
+    stream: &str,
+    expected: ExpectedVersion,
+    actual: Option<i64>,
+) -> Result<(), StoreError> {
+    let ok = match expected {
+        ExpectedVersion::Any => true,
+        ExpectedVersion::NoStream => actual.is_none(),
+        ExpectedVersion::Exact(v) => actual == Some(v),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict {
+            stream: stream.to_owned(),
+            expected,
+            actual,
+        })
+    }
+}
 
 /// Opens the event store on the backend the database handle points at.
 pub async fn open(db: &Db) -> Result<DynStore, StoreError> {

@@ -25,10 +25,9 @@ use tokio::sync::broadcast;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use uuid::Uuid;
 
-use super::sqlite::{check_expected, validate_request};
 use super::{
-    AppendOutcome, AppendRequest, Appended, ChainVerifier, ClaimOp, EventStore, ExpectedVersion,
-    LogFilter, StoreError, VerifyReport,
+    check_expected, validate_request, AppendOutcome, AppendRequest, Appended, ChainVerifier,
+    ClaimOp, EventStore, ExpectedVersion, LogFilter, StoreError, VerifyReport,
 };
 
 const CHANNEL: &str = "scaidrive_events";

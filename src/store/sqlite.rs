@@ -3,8 +3,6 @@
 //! (`transaction_id`) and positions grow in commit order and a reader of the
 //! log can never skip an event that commits later.
 
-use std::collections::BTreeSet;
-
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
@@ -18,8 +16,8 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use super::{
-    AppendOutcome, AppendRequest, Appended, ClaimOp, EventStore, ExpectedVersion, LogFilter,
-    StoreError, VerifyReport,
+    check_expected, validate_request, AppendOutcome, AppendRequest, Appended, ClaimOp, EventStore,
+    LogFilter, StoreError, VerifyReport,
 };
 
 /// The SQLite event store.
@@ -69,53 +67,6 @@ fn decode_row(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
             .map_err(err)?,
         hash: row.try_get("hash").map_err(err)?,
     })
-}
-
-/// Checks a request's shape before touching the database.
-pub(super) fn validate_request(request: &AppendRequest) -> Result<(), StoreError> {
-    let mut seen = BTreeSet::new();
-    for s in &request.streams {
-        if s.stream_id.is_empty() {
-            return Err(StoreError::Invalid("empty stream id".into()));
-        }
-        if !seen.insert(s.stream_id.as_str()) {
-            return Err(StoreError::Invalid(format!(
-                "stream {} appears twice in one append",
-                s.stream_id
-            )));
-        }
-        if let ExpectedVersion::Exact(v) = s.expected {
-            if v < 1 {
-                return Err(StoreError::Invalid(format!(
-                    "expected version {v} of {} is below 1",
-                    s.stream_id
-                )));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Whether a stream head satisfies the expectation.
-pub(super) fn check_expected(
-    stream: &str,
-    expected: ExpectedVersion,
-    actual: Option<i64>,
-) -> Result<(), StoreError> {
-    let ok = match expected {
-        ExpectedVersion::Any => true,
-        ExpectedVersion::NoStream => actual.is_none(),
-        ExpectedVersion::Exact(v) => actual == Some(v),
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(StoreError::Conflict {
-            stream: stream.to_owned(),
-            expected,
-            actual,
-        })
-    }
 }
 
 async fn append_in(
