@@ -141,11 +141,8 @@ impl Application {
     ) -> std::io::Result<()> {
         let state = self.state.clone();
         let mut workers = self.workers;
-        let services: Arc<dyn crate::maintenance::CommandBusHandle> = self.state.0.clone();
         workers.push(crate::maintenance::spawn(
-            state.db.clone(),
-            services,
-            state.blob.clone(),
+            state.clone(),
             state.config.maintenance_every,
             state.config.gc_grace,
             self.stop_workers.clone(),

@@ -127,9 +127,7 @@ pub async fn collect_garbage(
 
 /// Runs both chores every `every` until cancelled.
 pub fn spawn(
-    db: Db,
-    bus: std::sync::Arc<dyn CommandBusHandle>,
-    blob: BlobStore,
+    state: crate::http::AppState,
     every: Duration,
     grace: Duration,
     stop: CancellationToken,
@@ -140,31 +138,22 @@ pub fn spawn(
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}
             }
-            match expire_uploads(&db, bus.bus()).await {
+            match expire_uploads(&state.db, &state.bus).await {
                 Ok(n) if n > 0 => tracing::info!(expired = n, "expired idle upload sessions"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "expiring upload sessions failed"),
             }
-            match collect_garbage(&db, bus.bus(), &blob, grace).await {
-                Ok(r) if r.chunks_deleted > 0 => tracing::info!(
-                    deleted = r.chunks_deleted,
-                    bytes = r.bytes_freed,
-                    "collected unreferenced chunks"
-                ),
+            match collect_garbage(&state.db, &state.bus, &state.blob, grace).await {
+                Ok(r) if r.chunks_deleted > 0 => {
+                    tracing::info!(
+                        deleted = r.chunks_deleted,
+                        bytes = r.bytes_freed,
+                        "collected unreferenced chunks"
+                    )
+                }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "chunk garbage collection failed"),
             }
         }
     })
-}
-
-/// Access to the process's command bus from a background task.
-pub trait CommandBusHandle: Send + Sync + 'static {
-    fn bus(&self) -> &CommandBus;
-}
-
-impl CommandBusHandle for crate::http::Services {
-    fn bus(&self) -> &CommandBus {
-        &self.bus
-    }
 }

@@ -58,8 +58,7 @@ impl Principal {
     }
 }
 
-/// Pulls the bearer token from `Authorization` (or `?token=`/`?access_token=`
-/// where a client cannot set headers, e.g. WebSockets).
+/// Pulls the bearer token from the `Authorization` header.
 pub fn bearer_token(parts: &Parts) -> Option<String> {
     if let Some(v) = parts
         .headers
