@@ -147,6 +147,11 @@ impl Application {
             state.config.gc_grace,
             self.stop_workers.clone(),
         ));
+        workers.push(crate::notify::spawn(
+            state.db.clone(),
+            std::time::Duration::from_millis(500),
+            self.stop_workers.clone(),
+        ));
         let app = http::router(self.state.clone());
         let drain_state = state.clone();
         let serve = axum::serve(

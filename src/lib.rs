@@ -10,6 +10,7 @@ pub mod config;
 pub mod http;
 pub mod maintenance;
 pub mod metrics;
+pub mod notify;
 pub mod projector;
 pub mod ratelimit;
 pub mod store;

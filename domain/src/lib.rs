@@ -2,6 +2,7 @@
 //! functions, and the policies (names, permissions, quotas, link access) they
 //! enforce. No I/O, no clocks, no async.
 
+pub mod access;
 pub mod aggregate;
 pub mod drive;
 pub mod error;

@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod db;
 pub mod drive;
 pub mod drive_queries;
+pub mod outbox;
 pub mod projection;
 pub mod tenancy;
 
