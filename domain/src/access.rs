@@ -409,4 +409,136 @@ mod tests {
         };
         assert_eq!(share_role(&s, "usr_9", &[m], now), Some(ShareRole::Reader));
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        const USERS: [&str; 3] = ["usr_a", "usr_b", "usr_c"];
+        const GROUPS: [&str; 3] = ["grp_x", "grp_y", "grp_z"];
+
+        fn ace() -> impl Strategy<Value = Ace> {
+            (0..3usize, 0..3usize, 1u8..64, any::<bool>(), any::<bool>()).prop_map(
+                |(kind, who, bits, deny, inherit)| {
+                    let (principal_type, principal_id) = match kind {
+                        0 => (PrincipalType::User, USERS[who].to_string()),
+                        1 => (PrincipalType::Group, GROUPS[who].to_string()),
+                        _ => (PrincipalType::Everyone, String::new()),
+                    };
+                    Ace {
+                        principal_type,
+                        principal_id,
+                        permissions: Permissions(bits),
+                        ace_type: if deny { AceType::Deny } else { AceType::Allow },
+                        inherit_to_children: inherit,
+                    }
+                },
+            )
+        }
+
+        fn levels() -> impl Strategy<Value = Vec<AclLevel>> {
+            prop::collection::vec(
+                (prop::collection::vec(ace(), 0..4), any::<bool>()).prop_map(
+                    |(entries, inherit)| AclLevel {
+                        entries,
+                        inherit_from_parent: inherit,
+                    },
+                ),
+                1..5,
+            )
+        }
+
+        fn role() -> impl Strategy<Value = Option<ShareRole>> {
+            prop::option::of(prop::sample::select(vec![
+                ShareRole::Owner,
+                ShareRole::Admin,
+                ShareRole::Contributor,
+                ShareRole::Reader,
+            ]))
+        }
+
+        fn groups() -> impl Strategy<Value = Vec<String>> {
+            prop::sample::subsequence(GROUPS.to_vec(), 0..=3)
+                .prop_map(|g| g.into_iter().map(String::from).collect())
+        }
+
+        /// The entries that reach the resource: its own, then each
+        /// ancestor's inheritable ones while inheritance holds.
+        fn reaching(levels: &[AclLevel]) -> Vec<&Ace> {
+            let mut out = vec![];
+            for (depth, l) in levels.iter().enumerate() {
+                out.extend(
+                    l.entries
+                        .iter()
+                        .filter(|e| depth == 0 || e.inherit_to_children),
+                );
+                if !l.inherit_from_parent {
+                    break;
+                }
+            }
+            out
+        }
+
+        proptest! {
+            #[test]
+            fn deny_always_beats_allow(levels in levels(), role in role(), groups in groups()) {
+                let s = Subject { user_id: "usr_a", groups: &groups, is_tenant_admin: false };
+                let p = resolve(&s, role, &levels);
+                for e in reaching(&levels) {
+                    if e.ace_type == AceType::Deny && s.matches(e.principal_type, &e.principal_id) {
+                        prop_assert!(p.minus(Permissions::ALL.minus(e.permissions)) == Permissions::NONE);
+                    }
+                }
+            }
+
+            #[test]
+            fn a_grant_comes_from_the_role_or_a_matching_reaching_allow(
+                levels in levels(), role in role(), groups in groups()
+            ) {
+                let s = Subject { user_id: "usr_a", groups: &groups, is_tenant_admin: false };
+                let p = resolve(&s, role, &levels);
+                let mut granted = role.map(ShareRole::permissions).unwrap_or_default();
+                for e in reaching(&levels) {
+                    if e.ace_type == AceType::Allow && s.matches(e.principal_type, &e.principal_id) {
+                        granted = granted.union(e.permissions);
+                    }
+                }
+                prop_assert_eq!(p.minus(granted), Permissions::NONE);
+            }
+
+            #[test]
+            fn broken_inheritance_ignores_every_ancestor(
+                levels in levels(), extra in levels(), role in role(), groups in groups()
+            ) {
+                let s = Subject { user_id: "usr_b", groups: &groups, is_tenant_admin: false };
+                let mut own = levels[..1].to_vec();
+                own[0].inherit_from_parent = false;
+                let mut longer = own.clone();
+                longer.extend(extra);
+                prop_assert_eq!(resolve(&s, role, &own), resolve(&s, role, &longer));
+            }
+
+            #[test]
+            fn entries_for_groups_the_user_is_not_in_change_nothing(
+                levels in levels(), role in role()
+            ) {
+                let none: Vec<String> = vec![];
+                let s = Subject { user_id: "usr_c", groups: &none, is_tenant_admin: false };
+                let stripped: Vec<AclLevel> = levels
+                    .iter()
+                    .map(|l| AclLevel {
+                        entries: l.entries.iter().filter(|e| e.principal_type != PrincipalType::Group).cloned().collect(),
+                        inherit_from_parent: l.inherit_from_parent,
+                    })
+                    .collect();
+                prop_assert_eq!(resolve(&s, role, &levels), resolve(&s, role, &stripped));
+            }
+
+            #[test]
+            fn tenant_admins_get_everything(levels in levels(), role in role(), groups in groups()) {
+                let s = Subject { user_id: "usr_a", groups: &groups, is_tenant_admin: true };
+                prop_assert_eq!(resolve(&s, role, &levels), Permissions::ALL);
+            }
+        }
+    }
 }

@@ -3,7 +3,10 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
 use super::{Owner, ShareType};
+use crate::access::{PrincipalType, ShareRole};
 use crate::aggregate::Aggregate;
 use crate::error::DomainError;
 use crate::event::DomainEvent;
@@ -19,6 +22,16 @@ pub struct Share {
     pub owner: Option<Owner>,
     pub quota_bytes: Option<u64>,
     pub deleted: bool,
+    /// Members other than the owner, by principal id.
+    pub members: BTreeMap<String, Member>,
+}
+
+/// A share membership (the owner is not one: it is `Share::owner`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub principal_type: PrincipalType,
+    pub role: ShareRole,
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone)]
@@ -43,6 +56,31 @@ pub enum ShareCommand {
         at: DateTime<Utc>,
     },
     Restore {
+        at: DateTime<Utc>,
+    },
+    AddMember {
+        principal_type: PrincipalType,
+        principal_id: String,
+        role: ShareRole,
+        expires_at: Option<DateTime<Utc>>,
+        by: UserId,
+        at: DateTime<Utc>,
+    },
+    /// `expires_at: Some(None)` clears the expiry.
+    UpdateMember {
+        principal_id: String,
+        role: Option<ShareRole>,
+        expires_at: Option<Option<DateTime<Utc>>>,
+        at: DateTime<Utc>,
+    },
+    RemoveMember {
+        principal_id: String,
+        at: DateTime<Utc>,
+    },
+    /// The previous owner stays on as an admin member.
+    TransferOwnership {
+        new_owner: Owner,
+        by: UserId,
         at: DateTime<Utc>,
     },
 }
@@ -75,6 +113,34 @@ pub enum ShareEvent {
     },
     ShareRestored {
         share_id: ShareId,
+        at: DateTime<Utc>,
+    },
+    ShareMemberAdded {
+        share_id: ShareId,
+        principal_type: PrincipalType,
+        principal_id: String,
+        role: ShareRole,
+        expires_at: Option<DateTime<Utc>>,
+        by: UserId,
+        at: DateTime<Utc>,
+    },
+    ShareMemberUpdated {
+        share_id: ShareId,
+        principal_id: String,
+        role: ShareRole,
+        expires_at: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    },
+    ShareMemberRemoved {
+        share_id: ShareId,
+        principal_id: String,
+        at: DateTime<Utc>,
+    },
+    ShareOwnershipTransferred {
+        share_id: ShareId,
+        previous_owner: Owner,
+        new_owner: Owner,
+        by: UserId,
         at: DateTime<Utc>,
     },
 }
@@ -176,6 +242,117 @@ impl Aggregate for Share {
                 share_id: id,
                 at: *at,
             }]),
+            ShareCommand::AddMember {
+                principal_type,
+                principal_id,
+                role,
+                expires_at,
+                by,
+                at,
+            } => {
+                if *role == ShareRole::Owner {
+                    return Err(DomainError::invalid(
+                        "role",
+                        "a share has exactly one owner; transfer ownership instead",
+                    ));
+                }
+                if *principal_type == PrincipalType::Everyone {
+                    return Err(DomainError::invalid(
+                        "principal_type",
+                        "members are users or groups",
+                    ));
+                }
+                if self.is_owner(principal_id) {
+                    return Err(DomainError::AlreadyExists(
+                        "the principal owns this share".into(),
+                    ));
+                }
+                if self.members.contains_key(principal_id) {
+                    return Err(DomainError::AlreadyExists(
+                        "the principal is already a member of this share".into(),
+                    ));
+                }
+                if expires_at.is_some_and(|e| e <= *at) {
+                    return Err(DomainError::invalid("expires_at", "must be in the future"));
+                }
+                Ok(vec![ShareEvent::ShareMemberAdded {
+                    share_id: id,
+                    principal_type: *principal_type,
+                    principal_id: principal_id.clone(),
+                    role: *role,
+                    expires_at: *expires_at,
+                    by: *by,
+                    at: *at,
+                }])
+            }
+            ShareCommand::UpdateMember {
+                principal_id,
+                role,
+                expires_at,
+                at,
+            } => {
+                if self.is_owner(principal_id) {
+                    return Err(DomainError::InvalidTransition(
+                        "the owner's role cannot change; transfer ownership instead".into(),
+                    ));
+                }
+                let Some(m) = self.members.get(principal_id) else {
+                    return Err(DomainError::NotFound("member"));
+                };
+                if *role == Some(ShareRole::Owner) {
+                    return Err(DomainError::invalid(
+                        "role",
+                        "a share has exactly one owner; transfer ownership instead",
+                    ));
+                }
+                if let Some(Some(e)) = expires_at {
+                    if *e <= *at {
+                        return Err(DomainError::invalid("expires_at", "must be in the future"));
+                    }
+                }
+                let role = role.unwrap_or(m.role);
+                let expires = expires_at.unwrap_or(m.expires_at);
+                if role == m.role && expires == m.expires_at {
+                    return Ok(vec![]);
+                }
+                Ok(vec![ShareEvent::ShareMemberUpdated {
+                    share_id: id,
+                    principal_id: principal_id.clone(),
+                    role,
+                    expires_at: expires,
+                    at: *at,
+                }])
+            }
+            ShareCommand::RemoveMember { principal_id, at } => {
+                if self.is_owner(principal_id) {
+                    return Err(DomainError::InvalidTransition(
+                        "the owner cannot be removed; transfer ownership first".into(),
+                    ));
+                }
+                if !self.members.contains_key(principal_id) {
+                    return Err(DomainError::NotFound("member"));
+                }
+                Ok(vec![ShareEvent::ShareMemberRemoved {
+                    share_id: id,
+                    principal_id: principal_id.clone(),
+                    at: *at,
+                }])
+            }
+            ShareCommand::TransferOwnership { new_owner, by, at } => {
+                let Some(previous) = self.owner else {
+                    return Err(DomainError::NotFound("share"));
+                };
+                if previous == *new_owner {
+                    return Ok(vec![]);
+                }
+                Ok(vec![ShareEvent::ShareOwnershipTransferred {
+                    share_id: id,
+                    previous_owner: previous,
+                    new_owner: *new_owner,
+                    by: *by,
+                    at: *at,
+                }])
+            }
         }
     }
 
@@ -211,7 +388,66 @@ impl Aggregate for Share {
             }
             ShareEvent::ShareDeleted { .. } => self.deleted = true,
             ShareEvent::ShareRestored { .. } => self.deleted = false,
+            ShareEvent::ShareMemberAdded {
+                principal_type,
+                principal_id,
+                role,
+                expires_at,
+                ..
+            } => {
+                self.members.insert(
+                    principal_id.clone(),
+                    Member {
+                        principal_type: *principal_type,
+                        role: *role,
+                        expires_at: *expires_at,
+                    },
+                );
+            }
+            ShareEvent::ShareMemberUpdated {
+                principal_id,
+                role,
+                expires_at,
+                ..
+            } => {
+                if let Some(m) = self.members.get_mut(principal_id) {
+                    m.role = *role;
+                    m.expires_at = *expires_at;
+                }
+            }
+            ShareEvent::ShareMemberRemoved { principal_id, .. } => {
+                self.members.remove(principal_id);
+            }
+            ShareEvent::ShareOwnershipTransferred {
+                previous_owner,
+                new_owner,
+                ..
+            } => {
+                self.members.remove(&new_owner.to_string());
+                self.members.insert(
+                    previous_owner.to_string(),
+                    previous_owner_member(previous_owner),
+                );
+                self.owner = Some(*new_owner);
+            }
         }
+    }
+}
+
+fn previous_owner_member(o: &Owner) -> Member {
+    Member {
+        principal_type: match o {
+            Owner::User(_) => PrincipalType::User,
+            Owner::Group(_) => PrincipalType::Group,
+        },
+        role: ShareRole::Admin,
+        expires_at: None,
+    }
+}
+
+impl Share {
+    fn is_owner(&self, principal_id: &str) -> bool {
+        self.owner.is_some_and(|o| o.to_string() == principal_id)
     }
 }
 
@@ -258,6 +494,70 @@ mod tests {
         Scenario::<Share>::given([created()])
             .when(ShareCommand::Restore { at })
             .then_error_matches(|e| matches!(e, DomainError::InvalidTransition(_)));
+    }
+
+    fn member(id: &str, role: ShareRole) -> ShareEvent {
+        ShareEvent::ShareMemberAdded {
+            share_id: ShareId::from_uuid(Uuid::from_u128(1)),
+            principal_type: PrincipalType::User,
+            principal_id: id.into(),
+            role,
+            expires_at: None,
+            by: UserId::from_uuid(Uuid::from_u128(3)),
+            at: Utc::now(),
+        }
+    }
+
+    fn owner_id() -> String {
+        UserId::from_uuid(Uuid::from_u128(3)).to_string()
+    }
+
+    #[test]
+    fn members_are_unique_and_the_owner_is_never_a_member() {
+        let at = Utc::now();
+        let add = |id: &str| ShareCommand::AddMember {
+            principal_type: PrincipalType::User,
+            principal_id: id.into(),
+            role: ShareRole::Reader,
+            expires_at: None,
+            by: UserId::from_uuid(Uuid::from_u128(3)),
+            at,
+        };
+        Scenario::<Share>::given([created()])
+            .when(add("usr_a"))
+            .then_types(&["share-member-added"]);
+        Scenario::<Share>::given([created(), member("usr_a", ShareRole::Reader)])
+            .when(add("usr_a"))
+            .then_error_matches(|e| matches!(e, DomainError::AlreadyExists(_)));
+        Scenario::<Share>::given([created()])
+            .when(add(&owner_id()))
+            .then_error_matches(|e| matches!(e, DomainError::AlreadyExists(_)));
+        Scenario::<Share>::given([created()])
+            .when(ShareCommand::RemoveMember {
+                principal_id: owner_id(),
+                at,
+            })
+            .then_error_matches(|e| matches!(e, DomainError::InvalidTransition(_)));
+    }
+
+    #[test]
+    fn transfer_keeps_exactly_one_owner_and_the_old_one_as_admin() {
+        let at = Utc::now();
+        let new_owner = UserId::from_uuid(Uuid::from_u128(9));
+        let mut s = Share::replay(&[created(), member(&new_owner.to_string(), ShareRole::Reader)]);
+        let events = s
+            .decide(&ShareCommand::TransferOwnership {
+                new_owner: Owner::User(new_owner),
+                by: UserId::from_uuid(Uuid::from_u128(3)),
+                at,
+            })
+            .unwrap();
+        for e in &events {
+            s.evolve(e);
+        }
+        assert_eq!(s.owner, Some(Owner::User(new_owner)));
+        assert!(!s.members.contains_key(&new_owner.to_string()));
+        assert_eq!(s.members[&owner_id()].role, ShareRole::Admin);
     }
 
     #[test]
