@@ -219,3 +219,76 @@ macro_rules! db_fetch_scalar {
         }
     };
 }
+
+/// A value bound into a statement whose shape is built at run time (an
+/// `IN (...)` over a list of ids).
+#[derive(Debug, Clone)]
+pub enum Arg {
+    Text(String),
+    Int(i64),
+    Bool(bool),
+    Time(chrono::DateTime<chrono::Utc>),
+}
+
+/// `$start, $start+1, ...` for `n` values (`NULL` for none, so `x IN (NULL)`
+/// matches nothing).
+pub fn placeholders(start: usize, n: usize) -> String {
+    if n == 0 {
+        return "NULL".into();
+    }
+    (start..start + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+macro_rules! bind_args {
+    ($q:expr, $args:expr) => {{
+        let mut q = $q;
+        for a in $args {
+            q = match a {
+                Arg::Text(s) => q.bind(s.clone()),
+                Arg::Int(i) => q.bind(*i),
+                Arg::Bool(b) => q.bind(*b),
+                Arg::Time(t) => q.bind(*t),
+            };
+        }
+        q
+    }};
+}
+
+impl Db {
+    /// `fetch_all` on the read side with run-time binds.
+    pub async fn fetch_all_args<T>(&self, sql: &str, args: &[Arg]) -> Result<Vec<T>, sqlx::Error>
+    where
+        T: Send
+            + Unpin
+            + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+    {
+        match self {
+            Db::Sqlite(d) => {
+                bind_args!(sqlx::query_as::<_, T>(sql), args)
+                    .fetch_all(&d.read)
+                    .await
+            }
+            Db::Postgres(p) => bind_args!(sqlx::query_as::<_, T>(sql), args).fetch_all(p).await,
+        }
+    }
+
+    /// A single `BIGINT` on the read side with run-time binds.
+    pub async fn fetch_i64_args(&self, sql: &str, args: &[Arg]) -> Result<i64, sqlx::Error> {
+        match self {
+            Db::Sqlite(d) => {
+                bind_args!(sqlx::query_scalar::<_, i64>(sql), args)
+                    .fetch_one(&d.read)
+                    .await
+            }
+            Db::Postgres(p) => {
+                bind_args!(sqlx::query_scalar::<_, i64>(sql), args)
+                    .fetch_one(p)
+                    .await
+            }
+        }
+    }
+}

@@ -217,6 +217,18 @@ impl Projection for DriveProjection {
                 ShareEvent::ShareRestored { share_id, at } => {
                     tx_execute!(tx, "UPDATE rm_shares SET is_deleted = FALSE, deleted_at = NULL, modified_at = $2 WHERE id = $1", share_id.to_string(), at)?;
                 }
+                ShareEvent::ShareOwnershipTransferred {
+                    share_id,
+                    new_owner,
+                    at,
+                    ..
+                } => {
+                    tx_execute!(tx, "UPDATE rm_shares SET owner_id = $2, modified_at = $3 WHERE id = $1", share_id.to_string(), new_owner.to_string(), at)?;
+                }
+                // Memberships are the access projection's.
+                ShareEvent::ShareMemberAdded { .. }
+                | ShareEvent::ShareMemberUpdated { .. }
+                | ShareEvent::ShareMemberRemoved { .. } => {}
             }
         } else if t.starts_with("folder-") {
             match decode::<FolderEvent>(event)? {

@@ -35,26 +35,31 @@ pub async fn share(db: &Db, tenant_id: &str, id: &str) -> Result<Option<ShareRow
 pub async fn shares(
     db: &Db,
     tenant_id: &str,
-    owner: Option<&str>,
+    principals: Option<&[String]>,
     include_trashed: bool,
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<ShareRow>, i64), sqlx::Error> {
-    let filter =
-        "s.tenant_id = $1 AND ($2 IS NULL OR s.owner_id = $2) AND ($3 OR NOT s.is_deleted)";
-    let sql = format!("SELECT {SHARE_COLS} FROM rm_shares s WHERE {filter} ORDER BY s.created_at, s.id LIMIT $4 OFFSET $5");
-    let rows = db_fetch_all!(
-        db,
-        ShareRow,
-        &sql,
-        tenant_id,
-        owner,
-        include_trashed,
-        limit,
-        offset
-    )?;
+    use crate::db::Arg;
+    let mut args = vec![Arg::Text(tenant_id.to_owned()), Arg::Bool(include_trashed)];
+    let mut filter = "s.tenant_id = $1 AND ($2 OR NOT s.is_deleted)".to_owned();
+    if let Some(ids) = principals {
+        filter.push_str(" AND ");
+        filter.push_str(&crate::access::member_share_filter(3, ids.len()));
+        args.extend(ids.iter().cloned().map(Arg::Text));
+        args.push(Arg::Time(Utc::now()));
+    }
+    let n = args.len();
     let count = format!("SELECT COUNT(*) FROM rm_shares s WHERE {filter}");
-    let total = db_fetch_scalar!(db, i64, &count, tenant_id, owner, include_trashed)?;
+    let total = db.fetch_i64_args(&count, &args).await?;
+    let sql = format!(
+        "SELECT {SHARE_COLS} FROM rm_shares s WHERE {filter} ORDER BY s.created_at, s.id LIMIT ${} OFFSET ${}",
+        n + 1,
+        n + 2
+    );
+    args.push(Arg::Int(limit));
+    args.push(Arg::Int(offset));
+    let rows = db.fetch_all_args(&sql, &args).await?;
     Ok((rows, total))
 }
 

@@ -1,6 +1,7 @@
 //! Read models: projections that fold the event log into SQL tables, the
 //! runner's contract, and the queries the HTTP layer reads them with.
 
+pub mod access;
 pub mod audit;
 pub mod checkpoint;
 pub mod db;
@@ -17,6 +18,7 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
     vec![
         std::sync::Arc::new(tenancy::TenancyProjection),
         std::sync::Arc::new(drive::DriveProjection),
+        std::sync::Arc::new(access::AccessProjection),
         std::sync::Arc::new(audit::AuditProjection),
     ]
 }

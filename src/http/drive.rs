@@ -1,13 +1,15 @@
 //! What the drive's routers share: finding a resource the caller may see
 //! (404 otherwise, never revealing existence), trash state (410), JSON shapes.
 //!
-//! Until share membership and ACLs exist, a share is visible to its owner
-//! and to tenant admins.
+//! Visibility is READ: a resource the caller cannot read answers 404, one
+//! they can read but not change answers 403 (`require_perm`).
 
 use std::str::FromStr;
 
-use scaidrive_domain::access::{Permission, Permissions};
+use chrono::Utc;
+use scaidrive_domain::access::{resolve, share_role, Permission, Permissions, Subject};
 use scaidrive_domain::id::{FolderId, ShareId};
+use scaidrive_projections::access;
 use scaidrive_projections::drive_queries::{self as q, FileRow, FolderRow, ShareRow};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -27,14 +29,58 @@ pub enum On<'a> {
     File(&'a FileRow),
 }
 
-/// The caller's effective permissions on a resource (SPEC §3).
-pub async fn effective(_state: &AppState, p: &Principal, on: On<'_>) -> ApiResult<Permissions> {
-    let _ = on;
-    Ok(if p.is_tenant_admin {
-        Permissions::ALL
+/// The caller's effective permissions on a resource (SPEC §3), resolved
+/// once per request and resource.
+pub async fn effective(state: &AppState, p: &Principal, on: On<'_>) -> ApiResult<Permissions> {
+    if p.is_tenant_admin {
+        return Ok(Permissions::ALL);
+    }
+    let (id, share_id, owner) = match on {
+        On::Share(s) => (&s.id, &s.id, s.owner_id.as_str()),
+        On::Folder(f) => (&f.id, &f.share_id, ""),
+        On::File(f) => (&f.id, &f.share_id, ""),
+    };
+    if let Some(hit) = p.access.get(id) {
+        return Ok(hit);
+    }
+    let principals = p.principal_ids();
+    let subject = Subject {
+        user_id: &principals[0],
+        groups: &p.groups,
+        is_tenant_admin: false,
+    };
+    let members = access::memberships_of(&state.db, share_id, &principals).await?;
+    let role = share_role(&subject, owner, &members, Utc::now());
+    let levels = if access::share_has_acls(&state.db, share_id).await? {
+        let mut chain = match on {
+            On::Share(_) => vec![],
+            On::Folder(f) => access::folder_chain(&state.db, &f.id).await?,
+            On::File(f) => {
+                let mut c = vec![f.id.clone()];
+                if let Some(parent) = &f.folder_id {
+                    c.extend(access::folder_chain(&state.db, parent).await?);
+                }
+                c
+            }
+        };
+        chain.push(share_id.clone());
+        access::levels(&state.db, &chain).await?
     } else {
-        Permissions::ALL
-    })
+        vec![]
+    };
+    let perms = resolve(&subject, role, &levels);
+    p.access.put(id, perms);
+    Ok(perms)
+}
+
+/// 404 unless the caller may at least read the resource: what one cannot
+/// read, one must not learn exists.
+async fn require_visible(state: &AppState, p: &Principal, on: On<'_>, what: &str) -> ApiResult<()> {
+    if effective(state, p, on).await?.contains(Permission::Read) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(what))
+    }
 }
 
 /// 403 unless the caller holds `need` on the resource (visibility, 404, is
@@ -61,19 +107,12 @@ pub fn path_id<T: FromStr>(raw: &str, what: &str) -> ApiResult<T> {
         .map_err(|_| ApiError::BadRequest(format!("'{raw}' is not a valid {what} id")))
 }
 
-/// Whether the caller sees a share at all.
-pub fn can_see(p: &Principal, share: &ShareRow) -> bool {
-    p.is_tenant_admin || share.owner_id == p.user_id.to_string()
-}
-
 /// The share, if the caller may see it (trashed ones included).
 pub async fn visible_share(state: &AppState, p: &Principal, id: &str) -> ApiResult<ShareRow> {
     let row = q::share(&state.db, &p.tenant_id.to_string(), id)
         .await?
         .ok_or_else(|| ApiError::not_found("share"))?;
-    if !can_see(p, &row) {
-        return Err(ApiError::not_found("share"));
-    }
+    require_visible(state, p, On::Share(&row), "share").await?;
     Ok(row)
 }
 
@@ -98,12 +137,14 @@ pub async fn visible_folder(
     p: &Principal,
     id: &str,
 ) -> ApiResult<(FolderRow, ShareRow)> {
-    let row = q::folder(&state.db, &p.tenant_id.to_string(), id)
+    let tenant = p.tenant_id.to_string();
+    let row = q::folder(&state.db, &tenant, id)
         .await?
         .ok_or_else(|| ApiError::not_found("folder"))?;
-    let share = visible_share(state, p, &row.share_id)
-        .await
-        .map_err(|_| ApiError::not_found("folder"))?;
+    let share = q::share(&state.db, &tenant, &row.share_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("folder"))?;
+    require_visible(state, p, On::Folder(&row), "folder").await?;
     Ok((row, share))
 }
 
@@ -129,12 +170,14 @@ pub async fn visible_file(
     p: &Principal,
     id: &str,
 ) -> ApiResult<(FileRow, ShareRow)> {
-    let row = q::file(&state.db, &p.tenant_id.to_string(), id)
+    let tenant = p.tenant_id.to_string();
+    let row = q::file(&state.db, &tenant, id)
         .await?
         .ok_or_else(|| ApiError::not_found("file"))?;
-    let share = visible_share(state, p, &row.share_id)
-        .await
-        .map_err(|_| ApiError::not_found("file"))?;
+    let share = q::share(&state.db, &tenant, &row.share_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("file"))?;
+    require_visible(state, p, On::File(&row), "file").await?;
     Ok((row, share))
 }
 
@@ -161,7 +204,7 @@ pub struct TargetBody {
     pub target_share_id: Option<ShareId>,
 }
 
-/// Resolves a move/copy target the caller can write into.
+/// Resolves a move/copy target the caller may create in (403 otherwise).
 pub async fn resolve_target(
     state: &AppState,
     p: &Principal,
@@ -170,6 +213,7 @@ pub async fn resolve_target(
     match (&body.target_folder_id, &body.target_share_id) {
         (Some(f), _) => {
             let (row, share) = live_folder(state, p, &f.to_string()).await?;
+            require_perm(state, p, On::Folder(&row), Permission::Create).await?;
             if body
                 .target_share_id
                 .is_some_and(|s| s.to_string() != share.id)
@@ -187,7 +231,8 @@ pub async fn resolve_target(
             })
         }
         (None, Some(s)) => {
-            live_share(state, p, &s.to_string()).await?;
+            let share = live_share(state, p, &s.to_string()).await?;
+            require_perm(state, p, On::Share(&share), Permission::Create).await?;
             Ok(Target {
                 share_id: *s,
                 folder_id: None,
@@ -323,21 +368,91 @@ impl Page {
     }
 }
 
-/// A children listing, paginated (folders first).
+/// A children listing, paginated (folders first), without the items the
+/// caller may not read.
 pub async fn listing(
     state: &AppState,
+    p: &Principal,
     share_id: &str,
     parent: Option<&str>,
     include_deleted: bool,
     page: &Page,
 ) -> ApiResult<(Vec<Value>, i64)> {
     let (limit, offset) = page.resolve()?;
-    let (folders, files, total) =
-        q::children(&state.db, share_id, parent, include_deleted, limit, offset).await?;
-    let items = folders
+    let hidden = hidden_children(state, p, share_id, parent).await?;
+    if hidden.is_empty() {
+        let (folders, files, total) =
+            q::children(&state.db, share_id, parent, include_deleted, limit, offset).await?;
+        let items = folders
+            .iter()
+            .map(child_folder)
+            .chain(files.iter().map(child_file))
+            .collect();
+        return Ok((items, total));
+    }
+    // Rare: some children deny this caller. Filter the whole listing so the
+    // pages and the total stay consistent.
+    let (folders, files, _) =
+        q::children(&state.db, share_id, parent, include_deleted, i64::MAX, 0).await?;
+    let visible: Vec<Value> = folders
         .iter()
+        .filter(|f| !hidden.contains(&f.id))
         .map(child_folder)
-        .chain(files.iter().map(child_file))
+        .chain(
+            files
+                .iter()
+                .filter(|f| !hidden.contains(&f.id))
+                .map(child_file),
+        )
+        .collect();
+    let total = visible.len() as i64;
+    let items = visible
+        .into_iter()
+        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(limit).unwrap_or(0))
         .collect();
     Ok((items, total))
+}
+
+/// Children of a folder (or share root) the caller cannot read: only those
+/// with ACL state of their own can differ from the parent, so only those are
+/// resolved, in three queries whatever their number.
+async fn hidden_children(
+    state: &AppState,
+    p: &Principal,
+    share_id: &str,
+    parent: Option<&str>,
+) -> ApiResult<std::collections::HashSet<String>> {
+    let mut hidden = std::collections::HashSet::new();
+    if p.is_tenant_admin || !access::share_has_acls(&state.db, share_id).await? {
+        return Ok(hidden);
+    }
+    let ids = access::children_with_acls(&state.db, share_id, parent).await?;
+    if ids.is_empty() {
+        return Ok(hidden);
+    }
+    let mut chain = match parent {
+        Some(f) => access::folder_chain(&state.db, f).await?,
+        None => vec![],
+    };
+    chain.push(share_id.to_owned());
+    let inherited = access::levels(&state.db, &chain).await?;
+    let own = access::levels(&state.db, &ids).await?;
+    let principals = p.principal_ids();
+    let subject = Subject {
+        user_id: &principals[0],
+        groups: &p.groups,
+        is_tenant_admin: false,
+    };
+    let members = access::memberships_of(&state.db, share_id, &principals).await?;
+    let role = share_role(&subject, "", &members, Utc::now());
+    for (id, level) in ids.iter().zip(own) {
+        let levels: Vec<_> = std::iter::once(level)
+            .chain(inherited.iter().cloned())
+            .collect();
+        if !resolve(&subject, role, &levels).contains(Permission::Read) {
+            hidden.insert(id.clone());
+        }
+    }
+    Ok(hidden)
 }

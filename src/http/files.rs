@@ -12,14 +12,15 @@ use scaidrive_domain::drive::chunking::DEFAULT_CHUNK_SIZE;
 use scaidrive_domain::drive::file::{Content, File, FileCommand};
 use scaidrive_domain::id::{FileId, FolderId, ShareId, VersionId};
 use scaidrive_domain::{Aggregate, DomainError};
+use scaidrive_domain::access::Permission;
 use scaidrive_projections::drive_queries as q;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::drive::{
-    file_json, live_file, live_folder, live_share, path_id, require_read, require_write,
-    resolve_target, visible_file, RenameOrRestore, TargetBody,
+    file_json, live_file, live_folder, live_share, path_id, require_perm, require_read,
+    require_write, resolve_target, visible_file, On, RenameOrRestore, TargetBody,
 };
 use super::error::{ApiError, ApiResult, FieldError};
 use super::extract::{ApiJson, ApiMultipart, ApiPath, ApiQuery, Validate, Violations};
@@ -153,7 +154,7 @@ async fn upload(
     if let Err(m) = scaidrive_domain::name::validate_item_name(&name) {
         return Err(bad_field("name", &m, &name));
     }
-    live_share(&state, &p, &share.to_string()).await?;
+    let share_row = live_share(&state, &p, &share.to_string()).await?;
     let mut parent_path = "/".to_owned();
     if let Some(f) = folder {
         let (row, _) = live_folder(&state, &p, &f.to_string()).await?;
@@ -162,9 +163,13 @@ async fn upload(
                 DomainError::invalid("folder_id", "the folder is not in that share").into(),
             );
         }
+        require_write(&p)?;
+        require_perm(&state, &p, On::Folder(&row), Permission::Create).await?;
         parent_path = row.path;
+    } else {
+        require_write(&p)?;
+        require_perm(&state, &p, On::Share(&share_row), Permission::Create).await?;
     }
-    require_write(&p)?;
     let content = Content {
         version_id: VersionId::from_uuid(Uuid::now_v7()),
         size: stored.size,
@@ -372,6 +377,7 @@ async fn update(
     if body.restore == Some(true) {
         let (row, share) = visible_file(&state, &p, &id).await?;
         require_write(&p)?;
+        require_perm(&state, &p, On::File(&row), Permission::Write).await?;
         if share.is_deleted {
             return Err(DomainError::Gone("share is in the trash".into()).into());
         }
@@ -390,6 +396,7 @@ async fn update(
     if let Some(name) = &body.name {
         let (row, _) = live_file(&state, &p, &id).await?;
         require_write(&p)?;
+        require_perm(&state, &p, On::File(&row), Permission::Write).await?;
         position = cmd::rename_file(&state.bus, &ctx, file_id, name, p.user_id, &row.path)
             .await?
             .position
@@ -416,12 +423,14 @@ async fn remove(
     let file_id: FileId = path_id(&id, "file")?;
     let ctx = p.context();
     let committed = if q.permanent.unwrap_or(false) {
-        visible_file(&state, &p, &id).await?;
+        let (row, _) = visible_file(&state, &p, &id).await?;
         require_write(&p)?;
+        require_perm(&state, &p, On::File(&row), Permission::Delete).await?;
         cmd::purge_file(&state.bus, &ctx, file_id, p.user_id).await?
     } else {
         let (row, _) = live_file(&state, &p, &id).await?;
         require_write(&p)?;
+        require_perm(&state, &p, On::File(&row), Permission::Delete).await?;
         cmd::trash_file(&state.bus, &ctx, file_id, false, p.user_id, &row.path).await?
     };
     state.caught_up(committed.position).await;
@@ -451,8 +460,8 @@ async fn copy(
 ) -> ApiResult<impl IntoResponse> {
     let file_id: FileId = path_id(&id, "file")?;
     live_file(&state, &p, &id).await?;
-    let target = resolve_target(&state, &p, &body.target).await?;
     require_write(&p)?;
+    let target = resolve_target(&state, &p, &body.target).await?;
     let ctx = p.context();
     let (new_id, committed) = cmd::copy_file(
         &state.bus,
@@ -481,8 +490,9 @@ async fn move_to(
 ) -> ApiResult<Positioned<Json<Value>>> {
     let file_id: FileId = path_id(&id, "file")?;
     let (row, _) = live_file(&state, &p, &id).await?;
-    let target = resolve_target(&state, &p, &body.target).await?;
     require_write(&p)?;
+    require_perm(&state, &p, On::File(&row), Permission::Delete).await?;
+    let target = resolve_target(&state, &p, &body.target).await?;
     let ctx = p.context();
     let committed = cmd::move_file(
         &state.bus,
@@ -530,8 +540,9 @@ async fn restore_version(
     ApiPath((id, n)): ApiPath<(String, u64)>,
 ) -> ApiResult<impl IntoResponse> {
     let _: FileId = path_id(&id, "file")?;
-    live_file(&state, &p, &id).await?;
+    let (row, _) = live_file(&state, &p, &id).await?;
     require_write(&p)?;
+    require_perm(&state, &p, On::File(&row), Permission::Write).await?;
     let ctx = p.context();
     let cmd = FileCommand::RestoreVersion {
         number: n,

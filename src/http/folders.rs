@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use scaidrive_domain::access::Permission;
 use scaidrive_domain::id::{FileId, FolderId, ShareId};
 use scaidrive_projections::drive_queries as q;
 use serde::Deserialize;
@@ -12,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::drive::{
     self, folder_json, live_folder, live_share, path_id, require_read, require_write,
-    resolve_target, visible_folder, Page, RenameOrRestore, TargetBody,
+    require_perm, resolve_target, visible_folder, On, Page, RenameOrRestore, TargetBody,
 };
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
@@ -53,7 +54,7 @@ async fn create(
     p: Principal,
     ApiJson(body): ApiJson<CreateFolder>,
 ) -> ApiResult<impl IntoResponse> {
-    live_share(&state, &p, &body.share_id.to_string()).await?;
+    let share = live_share(&state, &p, &body.share_id.to_string()).await?;
     let mut parent_path = "/".to_owned();
     if let Some(parent) = body.parent_id {
         let (row, _) = live_folder(&state, &p, &parent.to_string()).await?;
@@ -64,9 +65,13 @@ async fn create(
             )
             .into());
         }
+        require_write(&p)?;
+        require_perm(&state, &p, On::Folder(&row), Permission::Create).await?;
         parent_path = row.path;
+    } else {
+        require_write(&p)?;
+        require_perm(&state, &p, On::Share(&share), Permission::Create).await?;
     }
-    require_write(&p)?;
     let ctx = p.context();
     let target = cmd::Target {
         share_id: body.share_id,
@@ -118,6 +123,7 @@ async fn children(
     };
     let (items, total) = drive::listing(
         &state,
+        &p,
         &row.share_id,
         Some(&id),
         q.include_deleted.unwrap_or(false),
@@ -141,6 +147,7 @@ async fn update(
     if body.restore == Some(true) {
         let (row, share) = visible_folder(&state, &p, &id).await?;
         require_write(&p)?;
+        require_perm(&state, &p, On::Folder(&row), Permission::Write).await?;
         if share.is_deleted {
             return Err(ApiError::Domain(scaidrive_domain::DomainError::Gone(
                 "share is in the trash".into(),
@@ -158,6 +165,7 @@ async fn update(
     if let Some(name) = &body.name {
         let (row, _) = live_folder(&state, &p, &id).await?;
         require_write(&p)?;
+        require_perm(&state, &p, On::Folder(&row), Permission::Write).await?;
         let c = cmd::rename_folder(&state.bus, &ctx, folder_id, name, &row.path).await?;
         position = c.position.or(position);
         state.caught_up(position).await;
@@ -195,8 +203,9 @@ async fn move_to(
 ) -> ApiResult<Positioned<Json<Value>>> {
     let folder_id: FolderId = path_id(&id, "folder")?;
     let (row, _) = live_folder(&state, &p, &id).await?;
-    let target = resolve_target(&state, &p, &body).await?;
     require_write(&p)?;
+    require_perm(&state, &p, On::Folder(&row), Permission::Delete).await?;
+    let target = resolve_target(&state, &p, &body).await?;
     let chain = ancestors(&state, &p, target.folder_id).await?;
     let ctx = p.context();
     let committed = cmd::move_folder(&state.bus, &ctx, folder_id, target, chain, &row.path).await?;
@@ -223,6 +232,7 @@ async fn remove(
     let committed = if q.permanent.unwrap_or(false) {
         let (row, _) = visible_folder(&state, &p, &id).await?;
         require_write(&p)?;
+        require_perm(&state, &p, On::Folder(&row), Permission::Delete).await?;
         let (folders, files) = q::subtree(&state.db, &row.share_id, &row.path).await?;
         let folders: Vec<FolderId> = folders.iter().filter_map(|f| f.id.parse().ok()).collect();
         let files: Vec<FileId> = files.iter().filter_map(|f| f.id.parse().ok()).collect();
@@ -230,6 +240,7 @@ async fn remove(
     } else {
         let (row, _) = live_folder(&state, &p, &id).await?;
         require_write(&p)?;
+        require_perm(&state, &p, On::Folder(&row), Permission::Delete).await?;
         cmd::trash_folder(&state.bus, &ctx, folder_id, false, &row.path).await?
     };
     state.caught_up(committed.position).await;

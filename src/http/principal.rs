@@ -31,6 +31,27 @@ pub struct Principal {
     pub is_tenant_admin: bool,
     pub actor: Actor,
     pub correlation_id: Option<String>,
+    /// Permissions already resolved in this request, by resource id.
+    pub access: AccessCache,
+}
+
+/// Per-request memo of resolved permissions (a handler checks visibility and
+/// then a permission on the same resource).
+#[derive(Debug, Clone, Default)]
+pub struct AccessCache(
+    std::sync::Arc<
+        parking_lot::Mutex<std::collections::HashMap<String, scaidrive_domain::access::Permissions>>,
+    >,
+);
+
+impl AccessCache {
+    pub fn get(&self, id: &str) -> Option<scaidrive_domain::access::Permissions> {
+        self.0.lock().get(id).copied()
+    }
+
+    pub fn put(&self, id: &str, p: scaidrive_domain::access::Permissions) {
+        self.0.lock().insert(id.to_owned(), p);
+    }
 }
 
 impl Principal {
@@ -44,6 +65,14 @@ impl Principal {
                 scope.as_str()
             )))
         }
+    }
+
+    /// The ids an ACL entry or membership may name for this caller: the
+    /// user and each of their groups.
+    pub fn principal_ids(&self) -> Vec<String> {
+        std::iter::once(self.user_id.to_string())
+            .chain(self.groups.iter().cloned())
+            .collect()
     }
 
     /// A command context stamped with this caller.
@@ -135,6 +164,7 @@ impl FromRequestParts<AppState> for Principal {
             is_tenant_admin: user.admin_role == Some(AdminRole::TenantAdmin),
             actor,
             correlation_id: rc.request_id,
+            access: AccessCache::default(),
         };
         parts.extensions.insert(principal.clone());
         Ok(principal)

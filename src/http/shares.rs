@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use scaidrive_domain::access::Permission;
 use scaidrive_domain::drive::share::{Share, ShareCommand};
 use scaidrive_domain::drive::{Owner, ShareType};
 use scaidrive_domain::id::ShareId;
@@ -15,7 +16,8 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::drive::{
-    self, live_share, path_id, require_read, require_write, share_json, visible_share, Page,
+    self, live_share, path_id, require_perm, require_read, require_write, share_json,
+    visible_share, On, Page,
 };
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
@@ -50,11 +52,11 @@ async fn list(
         offset: q.offset,
     }
     .resolve()?;
-    let owner = (!p.is_tenant_admin).then(|| p.user_id.to_string());
+    let principals = (!p.is_tenant_admin).then(|| p.principal_ids());
     let (rows, total) = q::shares(
         &state.db,
         &p.tenant_id.to_string(),
-        owner.as_deref(),
+        principals.as_deref(),
         q.include_trashed.unwrap_or(false),
         limit,
         offset,
@@ -183,8 +185,9 @@ impl Validate for UpdateShare {
     }
 }
 
-fn is_owner(p: &Principal, row: &q::ShareRow) -> bool {
-    p.is_tenant_admin || row.owner_id == p.user_id.to_string()
+/// The owner (a user, or a member of the owning group) or a tenant admin.
+pub fn is_owner(p: &Principal, row: &q::ShareRow) -> bool {
+    p.is_tenant_admin || row.owner_id == p.user_id.to_string() || p.groups.contains(&row.owner_id)
 }
 
 async fn update(
@@ -196,11 +199,7 @@ async fn update(
     let share_id: ShareId = path_id(&id, "share")?;
     let row = live_share(&state, &p, &id).await?;
     require_write(&p)?;
-    if !is_owner(&p, &row) {
-        return Err(ApiError::Forbidden(
-            "managing this share needs MANAGE_PERMISSIONS".into(),
-        ));
-    }
+    require_perm(&state, &p, On::Share(&row), Permission::ManagePermissions).await?;
     let ctx = p.context();
     let cmd = ShareCommand::Update {
         name: body.name,
@@ -286,7 +285,7 @@ async fn children(
         offset: q.offset,
     };
     let (items, total) =
-        drive::listing(&state, &id, None, q.include_deleted.unwrap_or(false), &page).await?;
+        drive::listing(&state, &p, &id, None, q.include_deleted.unwrap_or(false), &page).await?;
     Ok(Json(json!({ "items": items, "path": "/", "total": total })))
 }
 

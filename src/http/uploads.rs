@@ -8,6 +8,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use chrono::Utc;
+use scaidrive_domain::access::Permission;
 use scaidrive_domain::drive::chunking::{total_chunks, DEFAULT_CHUNK_SIZE};
 use scaidrive_domain::drive::file::{Content, File, FileCommand};
 use scaidrive_domain::drive::upload::{UploadCommand, UploadPlan, UploadSession, UploadStatus};
@@ -18,7 +19,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::drive::{live_file, live_folder, live_share, path_id, require_write};
+use super::drive::{live_file, live_folder, live_share, path_id, require_perm, require_write, On};
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, Validate, Violations};
 use super::files::{fresh, max_file_size};
@@ -90,7 +91,8 @@ async fn start(
     p: Principal,
     ApiJson(body): ApiJson<StartUpload>,
 ) -> ApiResult<impl IntoResponse> {
-    live_share(&state, &p, &body.share_id.to_string()).await?;
+    let share = live_share(&state, &p, &body.share_id.to_string()).await?;
+    let mut folder_row = None;
     if let Some(f) = body.folder_id {
         let (row, _) = live_folder(&state, &p, &f.to_string()).await?;
         if row.share_id != body.share_id.to_string() {
@@ -98,7 +100,9 @@ async fn start(
                 DomainError::invalid("folder_id", "the folder is not in that share").into(),
             );
         }
+        folder_row = Some(row);
     }
+    let mut file_row = None;
     if let Some(f) = body.replace_file_id {
         let (row, _) = live_file(&state, &p, &f.to_string()).await?;
         if row.share_id != body.share_id.to_string() {
@@ -106,8 +110,14 @@ async fn start(
                 DomainError::invalid("replace_file_id", "the file is not in that share").into(),
             );
         }
+        file_row = Some(row);
     }
     require_write(&p)?;
+    match (&file_row, &folder_row) {
+        (Some(f), _) => require_perm(&state, &p, On::File(f), Permission::Write).await?,
+        (None, Some(f)) => require_perm(&state, &p, On::Folder(f), Permission::Create).await?,
+        (None, None) => require_perm(&state, &p, On::Share(&share), Permission::Create).await?,
+    }
     let tenant = p.tenant_id.to_string();
     let chunk_size = body.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE);
     // Which announced chunks the tenant already stores (delta sync).
@@ -325,10 +335,27 @@ async fn complete(
         chunk_size: plan.chunk_size,
         chunks,
     };
+    // Access may have been withdrawn since the session began.
     let parent_path = match plan.folder_id {
-        Some(f) => live_folder(&state, &p, &f.to_string()).await?.0.path,
-        None => "/".to_owned(),
+        Some(f) => {
+            let (row, _) = live_folder(&state, &p, &f.to_string()).await?;
+            if plan.replace_file_id.is_none() {
+                require_perm(&state, &p, On::Folder(&row), Permission::Create).await?;
+            }
+            row.path
+        }
+        None => {
+            let share = live_share(&state, &p, &plan.share_id.to_string()).await?;
+            if plan.replace_file_id.is_none() {
+                require_perm(&state, &p, On::Share(&share), Permission::Create).await?;
+            }
+            "/".to_owned()
+        }
     };
+    if let Some(f) = plan.replace_file_id {
+        let (row, _) = live_file(&state, &p, &f.to_string()).await?;
+        require_perm(&state, &p, On::File(&row), Permission::Write).await?;
+    }
     let ctx = p.context();
     let committed = state
         .bus
