@@ -660,3 +660,27 @@ pub fn role_rank(r: &str) -> u8 {
         Err(_) => 4,
     }
 }
+
+/// Whether a group id belongs to the tenant.
+pub async fn group_in_tenant(db: &Db, tenant_id: &str, group_id: &str) -> Result<bool, sqlx::Error> {
+    let n = db_fetch_scalar!(
+        db,
+        i64,
+        "SELECT COUNT(*) FROM rm_groups WHERE tenant_id = $1 AND id = $2",
+        tenant_id.to_owned(),
+        group_id.to_owned()
+    )?;
+    Ok(n > 0)
+}
+
+/// A group's name, if it belongs to the tenant.
+pub async fn group_name(db: &Db, tenant_id: &str, group_id: &str) -> Result<Option<String>, sqlx::Error> {
+    Ok(db_fetch_optional!(
+        db,
+        (String,),
+        "SELECT name FROM rm_groups WHERE tenant_id = $1 AND id = $2",
+        tenant_id.to_owned(),
+        group_id.to_owned()
+    )?
+    .map(|r| r.0))
+}

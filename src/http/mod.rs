@@ -24,6 +24,7 @@ pub mod folders;
 pub mod history;
 pub mod principal;
 pub mod shares;
+pub mod sharing;
 pub mod state;
 pub mod system;
 pub mod uploads;
@@ -73,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         .merge(users::router())
         .merge(admin::router())
         .merge(shares::router())
+        .merge(sharing::router())
         .merge(folders::router())
         .merge(files::router())
         .merge(uploads::router())
