@@ -185,7 +185,10 @@ impl Projection for AccessProjection {
                     let body = format!(
                         "You have been invited to the share '{share_name}' as {role}.{}\n\
                          Invitation {invitation_id}; accept it in ScaiDrive before {expires_at}.",
-                        message.as_deref().map(|m| format!("\n\n{m}")).unwrap_or_default(),
+                        message
+                            .as_deref()
+                            .map(|m| format!("\n\n{m}"))
+                            .unwrap_or_default(),
                         role = role.as_str(),
                     );
                     let event_id = event.event_id.to_string();
@@ -223,11 +226,31 @@ impl Projection for AccessProjection {
                     entry,
                     at,
                 } => {
-                    touch_acl(tx, &tenant, &share_id.to_string(), resource_type.as_str(), &resource_id).await?;
-                    insert_entry(tx, &tenant, &share_id.to_string(), resource_type.as_str(), &resource_id, &entry, at).await?;
+                    touch_acl(
+                        tx,
+                        &tenant,
+                        &share_id.to_string(),
+                        resource_type.as_str(),
+                        &resource_id,
+                    )
+                    .await?;
+                    insert_entry(
+                        tx,
+                        &tenant,
+                        &share_id.to_string(),
+                        resource_type.as_str(),
+                        &resource_id,
+                        &entry,
+                        at,
+                    )
+                    .await?;
                 }
                 AclEvent::AclEntryRemoved { entry_id, .. } => {
-                    tx_execute!(tx, "DELETE FROM rm_acl_entries WHERE id = $1", entry_id.to_string())?;
+                    tx_execute!(
+                        tx,
+                        "DELETE FROM rm_acl_entries WHERE id = $1",
+                        entry_id.to_string()
+                    )?;
                 }
                 AclEvent::AclInheritanceChanged {
                     resource_type,
@@ -246,7 +269,16 @@ impl Projection for AccessProjection {
                         inherit_from_parent
                     )?;
                     for entry in &copied {
-                        insert_entry(tx, &tenant, &sid, resource_type.as_str(), &resource_id, entry, at).await?;
+                        insert_entry(
+                            tx,
+                            &tenant,
+                            &sid,
+                            resource_type.as_str(),
+                            &resource_id,
+                            entry,
+                            at,
+                        )
+                        .await?;
                     }
                 }
             }
@@ -255,7 +287,12 @@ impl Projection for AccessProjection {
     }
 
     async fn reset(&self, tx: &mut Tx) -> Result<(), ProjectionError> {
-        for t in ["rm_share_members", "rm_invitations", "rm_acls", "rm_acl_entries"] {
+        for t in [
+            "rm_share_members",
+            "rm_invitations",
+            "rm_acls",
+            "rm_acl_entries",
+        ] {
             tx_execute!(tx, &format!("DELETE FROM {t}"))?;
         }
         Ok(())
@@ -415,7 +452,9 @@ pub async fn member(
     db_fetch_optional!(
         db,
         MemberRow,
-        &format!("SELECT {MEMBER_COLS} FROM rm_share_members WHERE share_id = $1 AND principal_id = $2"),
+        &format!(
+            "SELECT {MEMBER_COLS} FROM rm_share_members WHERE share_id = $1 AND principal_id = $2"
+        ),
         share_id.to_owned(),
         principal_id.to_owned()
     )
@@ -585,7 +624,11 @@ pub struct InvitationRow {
 const INV_COLS: &str =
     "id, tenant_id, share_id, email, role, message, status, expires_at, invited_by, created_at, responded_at";
 
-pub async fn invitation(db: &Db, tenant_id: &str, id: &str) -> Result<Option<InvitationRow>, sqlx::Error> {
+pub async fn invitation(
+    db: &Db,
+    tenant_id: &str,
+    id: &str,
+) -> Result<Option<InvitationRow>, sqlx::Error> {
     db_fetch_optional!(
         db,
         InvitationRow,
@@ -662,7 +705,11 @@ pub fn role_rank(r: &str) -> u8 {
 }
 
 /// Whether a group id belongs to the tenant.
-pub async fn group_in_tenant(db: &Db, tenant_id: &str, group_id: &str) -> Result<bool, sqlx::Error> {
+pub async fn group_in_tenant(
+    db: &Db,
+    tenant_id: &str,
+    group_id: &str,
+) -> Result<bool, sqlx::Error> {
     let n = db_fetch_scalar!(
         db,
         i64,
@@ -674,7 +721,11 @@ pub async fn group_in_tenant(db: &Db, tenant_id: &str, group_id: &str) -> Result
 }
 
 /// A group's name, if it belongs to the tenant.
-pub async fn group_name(db: &Db, tenant_id: &str, group_id: &str) -> Result<Option<String>, sqlx::Error> {
+pub async fn group_name(
+    db: &Db,
+    tenant_id: &str,
+    group_id: &str,
+) -> Result<Option<String>, sqlx::Error> {
     Ok(db_fetch_optional!(
         db,
         (String,),

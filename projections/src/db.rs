@@ -272,7 +272,11 @@ impl Db {
                     .fetch_all(&d.read)
                     .await
             }
-            Db::Postgres(p) => bind_args!(sqlx::query_as::<_, T>(sql), args).fetch_all(p).await,
+            Db::Postgres(p) => {
+                bind_args!(sqlx::query_as::<_, T>(sql), args)
+                    .fetch_all(p)
+                    .await
+            }
         }
     }
 

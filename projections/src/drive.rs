@@ -223,7 +223,13 @@ impl Projection for DriveProjection {
                     at,
                     ..
                 } => {
-                    tx_execute!(tx, "UPDATE rm_shares SET owner_id = $2, modified_at = $3 WHERE id = $1", share_id.to_string(), new_owner.to_string(), at)?;
+                    tx_execute!(
+                        tx,
+                        "UPDATE rm_shares SET owner_id = $2, modified_at = $3 WHERE id = $1",
+                        share_id.to_string(),
+                        new_owner.to_string(),
+                        at
+                    )?;
                 }
                 // Memberships are the access projection's.
                 ShareEvent::ShareMemberAdded { .. }

@@ -33,8 +33,8 @@ pub async fn accept_invitation(
             return Err(DomainError::Gone("the share is in the trash".into()).into());
         }
         let uid = user_id.to_string();
-        let already = share.owner.is_some_and(|o| o.to_string() == uid)
-            || share.members.contains_key(&uid);
+        let already =
+            share.owner.is_some_and(|o| o.to_string() == uid) || share.members.contains_key(&uid);
         if !already {
             let added = share.decide(&ShareCommand::AddMember {
                 principal_type: PrincipalType::User,

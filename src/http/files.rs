@@ -8,11 +8,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::TryStreamExt;
+use scaidrive_domain::access::Permission;
 use scaidrive_domain::drive::chunking::DEFAULT_CHUNK_SIZE;
 use scaidrive_domain::drive::file::{Content, File, FileCommand};
 use scaidrive_domain::id::{FileId, FolderId, ShareId, VersionId};
 use scaidrive_domain::{Aggregate, DomainError};
-use scaidrive_domain::access::Permission;
 use scaidrive_projections::drive_queries as q;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -154,7 +154,6 @@ async fn upload(
     if let Err(m) = scaidrive_domain::name::validate_item_name(&name) {
         return Err(bad_field("name", &m, &name));
     }
-    let share_row = live_share(&state, &p, &share.to_string()).await?;
     let mut parent_path = "/".to_owned();
     if let Some(f) = folder {
         let (row, _) = live_folder(&state, &p, &f.to_string()).await?;
@@ -167,6 +166,7 @@ async fn upload(
         require_perm(&state, &p, On::Folder(&row), Permission::Create).await?;
         parent_path = row.path;
     } else {
+        let share_row = live_share(&state, &p, &share.to_string()).await?;
         require_write(&p)?;
         require_perm(&state, &p, On::Share(&share_row), Permission::Create).await?;
     }

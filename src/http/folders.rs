@@ -12,8 +12,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::drive::{
-    self, folder_json, live_folder, live_share, path_id, require_read, require_write,
-    require_perm, resolve_target, visible_folder, On, Page, RenameOrRestore, TargetBody,
+    self, folder_json, live_folder, live_share, path_id, require_perm, require_read, require_write,
+    resolve_target, visible_folder, On, Page, RenameOrRestore, TargetBody,
 };
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
@@ -54,7 +54,6 @@ async fn create(
     p: Principal,
     ApiJson(body): ApiJson<CreateFolder>,
 ) -> ApiResult<impl IntoResponse> {
-    let share = live_share(&state, &p, &body.share_id.to_string()).await?;
     let mut parent_path = "/".to_owned();
     if let Some(parent) = body.parent_id {
         let (row, _) = live_folder(&state, &p, &parent.to_string()).await?;
@@ -69,6 +68,7 @@ async fn create(
         require_perm(&state, &p, On::Folder(&row), Permission::Create).await?;
         parent_path = row.path;
     } else {
+        let share = live_share(&state, &p, &body.share_id.to_string()).await?;
         require_write(&p)?;
         require_perm(&state, &p, On::Share(&share), Permission::Create).await?;
     }

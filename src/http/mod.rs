@@ -22,6 +22,7 @@ pub mod extract;
 pub mod files;
 pub mod folders;
 pub mod history;
+pub mod permissions;
 pub mod principal;
 pub mod shares;
 pub mod sharing;
@@ -75,6 +76,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::router())
         .merge(shares::router())
         .merge(sharing::router())
+        .merge(permissions::router())
         .merge(folders::router())
         .merge(files::router())
         .merge(uploads::router())

@@ -40,7 +40,9 @@ pub struct Principal {
 #[derive(Debug, Clone, Default)]
 pub struct AccessCache(
     std::sync::Arc<
-        parking_lot::Mutex<std::collections::HashMap<String, scaidrive_domain::access::Permissions>>,
+        parking_lot::Mutex<
+            std::collections::HashMap<String, scaidrive_domain::access::Permissions>,
+        >,
     >,
 );
 

@@ -284,8 +284,15 @@ async fn children(
         limit: q.limit,
         offset: q.offset,
     };
-    let (items, total) =
-        drive::listing(&state, &p, &id, None, q.include_deleted.unwrap_or(false), &page).await?;
+    let (items, total) = drive::listing(
+        &state,
+        &p,
+        &id,
+        None,
+        q.include_deleted.unwrap_or(false),
+        &page,
+    )
+    .await?;
     Ok(Json(json!({ "items": items, "path": "/", "total": total })))
 }
 

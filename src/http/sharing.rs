@@ -17,7 +17,9 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::drive::{live_share, path_id, require_perm, require_read, require_write, visible_share, On, Page};
+use super::drive::{
+    live_share, path_id, require_perm, require_read, require_write, visible_share, On, Page,
+};
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
 use super::principal::Principal;
@@ -54,11 +56,16 @@ where
 
 async fn member_json(state: &AppState, tenant: &str, m: &MemberRow) -> ApiResult<Value> {
     let (name, email) = match m.principal_type.as_str() {
-        "user" => match scaidrive_projections::tenancy::user(&state.db, tenant, &m.principal_id).await? {
-            Some(u) => (u.name.or(u.email.clone()), u.email),
-            None => (None, None),
-        },
-        _ => (access::group_name(&state.db, tenant, &m.principal_id).await?, None),
+        "user" => {
+            match scaidrive_projections::tenancy::user(&state.db, tenant, &m.principal_id).await? {
+                Some(u) => (u.name.or(u.email.clone()), u.email),
+                None => (None, None),
+            }
+        }
+        _ => (
+            access::group_name(&state.db, tenant, &m.principal_id).await?,
+            None,
+        ),
     };
     Ok(json!({
         "share_id": m.share_id,
@@ -104,7 +111,9 @@ async fn read_member(
     let m = access::member(&state.db, &id, &principal_id)
         .await?
         .ok_or_else(|| ApiError::not_found("member"))?;
-    Ok(Json(member_json(&state, &p.tenant_id.to_string(), &m).await?))
+    Ok(Json(
+        member_json(&state, &p.tenant_id.to_string(), &m).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -209,7 +218,10 @@ async fn add_member(
         .await?
         .ok_or_else(|| ApiError::internal("membership not projected"))?;
     let body = member_json(&state, &p.tenant_id.to_string(), &m).await?;
-    Ok(Positioned(committed.position, (StatusCode::CREATED, Json(body))))
+    Ok(Positioned(
+        committed.position,
+        (StatusCode::CREATED, Json(body)),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -324,12 +336,16 @@ impl Validate for Invite {
     fn validate(&self, v: &mut Violations) {
         v.length("email", &self.email, 3, 320);
         let e = self.email.trim();
-        let valid = e
-            .split_once('@')
-            .is_some_and(|(a, d)| !a.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.'))
-            && !e.contains(char::is_whitespace);
+        let valid = e.split_once('@').is_some_and(|(a, d)| {
+            !a.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.')
+        }) && !e.contains(char::is_whitespace);
         if !valid {
-            v.push("value_error", "email", "not a valid email address", json!(self.email));
+            v.push(
+                "value_error",
+                "email",
+                "not a valid email address",
+                json!(self.email),
+            );
         }
         if self.role == ShareRole::Owner {
             v.push(
@@ -372,14 +388,16 @@ async fn invite(
     };
     let (_, committed) = state
         .bus
-        .execute::<Invitation, _>(&invitation_id.to_string(), &ctx, |s| {
-            s.state.decide(&cmd)
-        })
+        .execute::<Invitation, _>(&invitation_id.to_string(), &ctx, |s| s.state.decide(&cmd))
         .await?;
     state.caught_up(committed.position).await;
-    let row = access::invitation(&state.db, &p.tenant_id.to_string(), &invitation_id.to_string())
-        .await?
-        .ok_or_else(|| ApiError::internal("invitation not projected"))?;
+    let row = access::invitation(
+        &state.db,
+        &p.tenant_id.to_string(),
+        &invitation_id.to_string(),
+    )
+    .await?
+    .ok_or_else(|| ApiError::internal("invitation not projected"))?;
     Ok(Positioned(
         committed.position,
         (StatusCode::CREATED, Json(invitation_json(&row))),
@@ -469,7 +487,11 @@ async fn my_invitations(
 }
 
 /// The caller's own invitation (404 for anyone else's).
-async fn own_invitation(state: &AppState, p: &Principal, id: &str) -> ApiResult<(InvitationId, String)> {
+async fn own_invitation(
+    state: &AppState,
+    p: &Principal,
+    id: &str,
+) -> ApiResult<(InvitationId, String)> {
     let inv_id: InvitationId = path_id(id, "invitation")?;
     let email = p
         .email
@@ -566,7 +588,8 @@ async fn my_shares(
             groups: &p.groups,
             is_tenant_admin: false,
         };
-        let role = scaidrive_domain::access::share_role(&subject, &r.owner_id, &members, Utc::now());
+        let role =
+            scaidrive_domain::access::share_role(&subject, &r.owner_id, &members, Utc::now());
         shares.push(json!({
             "id": r.id,
             "name": r.name,

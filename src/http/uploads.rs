@@ -91,7 +91,6 @@ async fn start(
     p: Principal,
     ApiJson(body): ApiJson<StartUpload>,
 ) -> ApiResult<impl IntoResponse> {
-    let share = live_share(&state, &p, &body.share_id.to_string()).await?;
     let mut folder_row = None;
     if let Some(f) = body.folder_id {
         let (row, _) = live_folder(&state, &p, &f.to_string()).await?;
@@ -116,7 +115,10 @@ async fn start(
     match (&file_row, &folder_row) {
         (Some(f), _) => require_perm(&state, &p, On::File(f), Permission::Write).await?,
         (None, Some(f)) => require_perm(&state, &p, On::Folder(f), Permission::Create).await?,
-        (None, None) => require_perm(&state, &p, On::Share(&share), Permission::Create).await?,
+        (None, None) => {
+            let share = live_share(&state, &p, &body.share_id.to_string()).await?;
+            require_perm(&state, &p, On::Share(&share), Permission::Create).await?
+        }
     }
     let tenant = p.tenant_id.to_string();
     let chunk_size = body.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE);

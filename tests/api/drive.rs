@@ -10,7 +10,7 @@ fn sha(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-async fn new_share(app: &TestApp, t: &str, name: &str) -> String {
+pub(crate) async fn new_share(app: &TestApp, t: &str, name: &str) -> String {
     let me = app.get("/users/me", t).await;
     let a = app
         .post(
@@ -23,7 +23,7 @@ async fn new_share(app: &TestApp, t: &str, name: &str) -> String {
     a.body["id"].as_str().expect("id").to_owned()
 }
 
-async fn upload(
+pub(crate) async fn upload(
     app: &TestApp,
     t: &str,
     share: &str,

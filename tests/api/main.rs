@@ -17,4 +17,5 @@ mod postgres;
 mod ratelimit;
 mod rebuild;
 mod s3;
+mod sharing;
 mod system;

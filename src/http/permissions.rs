@@ -1,0 +1,630 @@
+//! Permission checks, effective permissions, ACL editing and ownership
+//! transfer (SPEC §4.2, §4.5).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use scaidrive_domain::access::{AceType, Permission, Permissions, PrincipalType};
+use scaidrive_domain::drive::share::{Share, ShareCommand};
+use scaidrive_domain::drive::Owner;
+use scaidrive_domain::id::AceId;
+use scaidrive_domain::sharing::{acl_stream, AceRecord, Acl, AclCommand, ResourceType};
+use scaidrive_domain::{Aggregate, DomainError};
+use scaidrive_projections::access::{self, AceRow};
+use scaidrive_projections::drive_queries::{self as q, FileRow, FolderRow, ShareRow};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::drive::{
+    effective, path_id, require_perm, require_read, require_write, share_json, visible_file,
+    visible_folder, visible_share, On,
+};
+use super::error::{ApiError, ApiResult};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
+use super::principal::Principal;
+use super::sharing::principal_exists;
+use super::state::AppState;
+use super::Positioned;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/permissions/check", get(check_query).post(check_body))
+        .route("/permissions/check/batch", post(check_batch))
+        .route("/permissions/effective", get(effective_permissions))
+        .route(
+            "/permissions/acl/{resource_type}/{id}",
+            get(read_acl).post(add_entry).delete(remove_entry),
+        )
+        .route(
+            "/permissions/acl/{resource_type}/{id}/inheritance",
+            put(set_inheritance),
+        )
+        .route(
+            "/permissions/ownership/{resource_type}/{id}/transfer",
+            post(transfer),
+        )
+}
+
+/// A resource with the share it lives in.
+enum Resource {
+    Share(ShareRow),
+    Folder(FolderRow, ShareRow),
+    File(FileRow, ShareRow),
+}
+
+impl Resource {
+    fn on(&self) -> On<'_> {
+        match self {
+            Resource::Share(s) => On::Share(s),
+            Resource::Folder(f, _) => On::Folder(f),
+            Resource::File(f, _) => On::File(f),
+        }
+    }
+
+    fn kind(&self) -> ResourceType {
+        match self {
+            Resource::Share(_) => ResourceType::Share,
+            Resource::Folder(..) => ResourceType::Folder,
+            Resource::File(..) => ResourceType::File,
+        }
+    }
+
+    fn id(&self) -> &str {
+        match self {
+            Resource::Share(s) => &s.id,
+            Resource::Folder(f, _) => &f.id,
+            Resource::File(f, _) => &f.id,
+        }
+    }
+
+    fn share(&self) -> &ShareRow {
+        match self {
+            Resource::Share(s) | Resource::Folder(_, s) | Resource::File(_, s) => s,
+        }
+    }
+
+    /// The resource's ancestors, nearest first, ending at the share root.
+    async fn ancestors(&self, state: &AppState) -> ApiResult<Vec<String>> {
+        let mut chain = match self {
+            Resource::Share(_) => return Ok(vec![]),
+            Resource::Folder(f, _) => match &f.parent_id {
+                Some(parent) => access::folder_chain(&state.db, parent).await?,
+                None => vec![],
+            },
+            Resource::File(f, _) => match &f.folder_id {
+                Some(parent) => access::folder_chain(&state.db, parent).await?,
+                None => vec![],
+            },
+        };
+        chain.push(self.share().id.clone());
+        Ok(chain)
+    }
+}
+
+fn resource_type(raw: &str) -> ApiResult<ResourceType> {
+    ResourceType::parse(raw).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "resource_type must be share, folder or file, not '{raw}'"
+        ))
+    })
+}
+
+/// The resource if the caller can see it (404 otherwise; trashed included).
+async fn visible(
+    state: &AppState,
+    p: &Principal,
+    t: ResourceType,
+    id: &str,
+) -> ApiResult<Resource> {
+    Ok(match t {
+        ResourceType::Share => {
+            let _: scaidrive_domain::id::ShareId = path_id(id, "share")?;
+            Resource::Share(visible_share(state, p, id).await?)
+        }
+        ResourceType::Folder => {
+            let _: scaidrive_domain::id::FolderId = path_id(id, "folder")?;
+            let (f, s) = visible_folder(state, p, id).await?;
+            Resource::Folder(f, s)
+        }
+        ResourceType::File => {
+            let _: scaidrive_domain::id::FileId = path_id(id, "file")?;
+            let (f, s) = visible_file(state, p, id).await?;
+            Resource::File(f, s)
+        }
+    })
+}
+
+// -------------------------------------------------------------------- checks
+
+#[derive(Debug, Deserialize)]
+struct Check {
+    resource_type: ResourceType,
+    resource_id: String,
+    permission: String,
+}
+
+impl Validate for Check {
+    const REQUIRED: &'static [&'static str] = &["resource_type", "resource_id", "permission"];
+    fn validate(&self, v: &mut Violations) {
+        check_fields(v, "", &self.permission);
+    }
+}
+
+fn check_fields(v: &mut Violations, prefix: &str, permission: &str) {
+    if permission.parse::<Permission>().is_err() {
+        v.push(
+            "enum",
+            &format!("{prefix}permission"),
+            "Input should be 'READ', 'WRITE', 'DELETE', 'CREATE', 'SHARE' or 'MANAGE_PERMISSIONS'",
+            json!(permission),
+        );
+    }
+}
+
+/// Whether the caller holds `permission`; a resource that does not exist or
+/// that the caller cannot see answers `false` alike.
+async fn allowed(state: &AppState, p: &Principal, c: &Check) -> ApiResult<bool> {
+    let Ok(permission) = c.permission.parse::<Permission>() else {
+        return Ok(false);
+    };
+    match visible(state, p, c.resource_type, &c.resource_id).await {
+        Ok(r) => Ok(effective(state, p, r.on()).await?.contains(permission)),
+        Err(ApiError::NotFound(_)) | Err(ApiError::BadRequest(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn check_json(c: &Check, allowed: bool) -> Value {
+    json!({
+        "resource_type": c.resource_type.as_str(),
+        "resource_id": c.resource_id,
+        "permission": c.permission.to_ascii_uppercase(),
+        "allowed": allowed,
+    })
+}
+
+async fn check_query(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiQuery(c): ApiQuery<Check>,
+) -> ApiResult<Json<Value>> {
+    require_read(&p)?;
+    if c.permission.parse::<Permission>().is_err() {
+        return Err(ApiError::BadRequest(format!(
+            "permission must be one of READ, WRITE, DELETE, CREATE, SHARE, MANAGE_PERMISSIONS, not '{}'",
+            c.permission
+        )));
+    }
+    let ok = allowed(&state, &p, &c).await?;
+    Ok(Json(check_json(&c, ok)))
+}
+
+async fn check_body(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiJson(c): ApiJson<Check>,
+) -> ApiResult<Json<Value>> {
+    require_read(&p)?;
+    let ok = allowed(&state, &p, &c).await?;
+    Ok(Json(check_json(&c, ok)))
+}
+
+#[derive(Debug, Deserialize)]
+struct Batch {
+    checks: Vec<Check>,
+}
+
+impl Validate for Batch {
+    const REQUIRED: &'static [&'static str] = &["checks"];
+    fn validate(&self, v: &mut Violations) {
+        if self.checks.len() > 100 {
+            v.push(
+                "too_long",
+                "checks",
+                "List should have at most 100 items",
+                json!(self.checks.len()),
+            );
+        }
+        for (i, c) in self.checks.iter().enumerate() {
+            check_fields(v, &format!("checks.{i}."), &c.permission);
+        }
+    }
+}
+
+async fn check_batch(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiJson(b): ApiJson<Batch>,
+) -> ApiResult<Json<Value>> {
+    require_read(&p)?;
+    let mut results = Vec::with_capacity(b.checks.len());
+    for c in &b.checks {
+        let ok = allowed(&state, &p, c).await?;
+        results.push(check_json(c, ok));
+    }
+    Ok(Json(json!({ "results": results })))
+}
+
+#[derive(Debug, Deserialize)]
+struct ResourceQuery {
+    resource_type: ResourceType,
+    resource_id: String,
+}
+
+fn effective_json(r: &Resource, perms: Permissions) -> Value {
+    json!({
+        "resource_type": r.kind().as_str(),
+        "resource_id": r.id(),
+        "can_read": perms.contains(Permission::Read),
+        "can_write": perms.contains(Permission::Write),
+        "can_delete": perms.contains(Permission::Delete),
+        "can_create": perms.contains(Permission::Create),
+        "can_share": perms.contains(Permission::Share),
+        "can_manage_permissions": perms.contains(Permission::ManagePermissions),
+        "permissions": perms.list(),
+    })
+}
+
+async fn effective_permissions(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiQuery(q): ApiQuery<ResourceQuery>,
+) -> ApiResult<Json<Value>> {
+    require_read(&p)?;
+    let r = visible(&state, &p, q.resource_type, &q.resource_id).await?;
+    let perms = effective(&state, &p, r.on()).await?;
+    Ok(Json(effective_json(&r, perms)))
+}
+
+// ---------------------------------------------------------------------- ACLs
+
+fn entry_json(e: &AceRow) -> Value {
+    let perms = Permissions(u8::try_from(e.permissions).unwrap_or(0));
+    json!({
+        "id": e.id,
+        "principal_type": e.principal_type,
+        "principal_id": if e.principal_type == "everyone" { Value::Null } else { json!(e.principal_id) },
+        "permissions": perms.list(),
+        "ace_type": e.ace_type,
+        "inherit_to_children": e.inherit_to_children,
+    })
+}
+
+/// The entries that reach a resource from its ancestors, with where each
+/// comes from (what breaking inheritance with `copy_inherited` copies).
+async fn inherited(state: &AppState, r: &Resource) -> ApiResult<Vec<AceRow>> {
+    let (own_inherits, _) = access::acl(&state.db, r.id()).await?;
+    if !own_inherits {
+        return Ok(vec![]);
+    }
+    let chain = r.ancestors(state).await?;
+    let entries = access::entries_on(&state.db, &chain).await?;
+    let broken = access::not_inheriting(&state.db, &chain).await?;
+    let mut out = vec![];
+    for id in &chain {
+        out.extend(
+            entries
+                .iter()
+                .filter(|e| &e.resource_id == id && e.inherit_to_children)
+                .cloned(),
+        );
+        if broken.contains(id) {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+async fn acl_json(state: &AppState, r: &Resource) -> ApiResult<Value> {
+    let (inherit, entries) = access::acl(&state.db, r.id()).await?;
+    let from_parents = inherited(state, r).await?;
+    Ok(json!({
+        "resource_type": r.kind().as_str(),
+        "resource_id": r.id(),
+        "share_id": r.share().id,
+        "inherit_from_parent": inherit,
+        "entries": entries.iter().map(entry_json).collect::<Vec<_>>(),
+        "inherited_entries": from_parents.iter().map(|e| {
+            let mut v = entry_json(e);
+            v["inherited_from"] = json!(e.resource_id);
+            v
+        }).collect::<Vec<_>>(),
+    }))
+}
+
+async fn read_acl(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath((t, id)): ApiPath<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let t = resource_type(&t)?;
+    let r = visible(&state, &p, t, &id).await?;
+    require_read(&p)?;
+    Ok(Json(acl_json(&state, &r).await?))
+}
+
+#[derive(Debug, Deserialize)]
+struct AddEntry {
+    principal_type: PrincipalType,
+    principal_id: Option<String>,
+    permissions: Vec<String>,
+    ace_type: Option<AceType>,
+    inherit_to_children: Option<bool>,
+}
+
+impl Validate for AddEntry {
+    const REQUIRED: &'static [&'static str] = &["principal_type", "permissions"];
+    fn validate(&self, v: &mut Violations) {
+        principal_fields(v, self.principal_type, self.principal_id.as_deref());
+        if self.permissions.is_empty() {
+            v.push(
+                "too_short",
+                "permissions",
+                "List should have at least 1 item",
+                json!([]),
+            );
+        }
+        for (i, perm) in self.permissions.iter().enumerate() {
+            if perm.parse::<Permission>().is_err() {
+                v.push(
+                    "enum",
+                    &format!("permissions.{i}"),
+                    "Input should be 'READ', 'WRITE', 'DELETE', 'CREATE', 'SHARE' or 'MANAGE_PERMISSIONS'",
+                    json!(perm),
+                );
+            }
+        }
+    }
+}
+
+fn principal_fields(v: &mut Violations, t: PrincipalType, id: Option<&str>) {
+    match (t, id) {
+        (PrincipalType::Everyone, Some(id)) if !id.is_empty() => v.push(
+            "value_error",
+            "principal_id",
+            "must be empty for principal_type everyone",
+            json!(id),
+        ),
+        (PrincipalType::Everyone, _) => {}
+        (_, None) => v.push("missing", "principal_id", "Field required", Value::Null),
+        (t, Some(id)) => {
+            let ok = match t {
+                PrincipalType::User => id.parse::<scaidrive_domain::id::UserId>().is_ok(),
+                _ => id.parse::<scaidrive_domain::id::GroupId>().is_ok(),
+            };
+            if !ok {
+                v.push(
+                    "value_error",
+                    "principal_id",
+                    format!("not a valid {} id", t.as_str()),
+                    json!(id),
+                );
+            }
+        }
+    }
+}
+
+/// 403 unless the caller may edit the resource's permissions.
+async fn managed(state: &AppState, p: &Principal, t: &str, id: &str) -> ApiResult<Resource> {
+    let t = resource_type(t)?;
+    let r = visible(state, p, t, id).await?;
+    require_write(p)?;
+    require_perm(state, p, r.on(), Permission::ManagePermissions).await?;
+    Ok(r)
+}
+
+async fn add_entry(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath((t, id)): ApiPath<(String, String)>,
+    ApiJson(body): ApiJson<AddEntry>,
+) -> ApiResult<impl IntoResponse> {
+    let r = managed(&state, &p, &t, &id).await?;
+    let principal_id = body.principal_id.clone().unwrap_or_default();
+    principal_exists(&state, &p, body.principal_type, &principal_id).await?;
+    let share_id = path_id(&r.share().id, "share")?;
+    let entry = AceRecord {
+        id: AceId::from_uuid(Uuid::now_v7()),
+        principal_type: body.principal_type,
+        principal_id,
+        permissions: body
+            .permissions
+            .iter()
+            .filter_map(|s| s.parse().ok())
+            .collect(),
+        ace_type: body.ace_type.unwrap_or(AceType::Allow),
+        inherit_to_children: body.inherit_to_children.unwrap_or(true),
+    };
+    let ctx = p.context();
+    let cmd = AclCommand::AddEntry {
+        resource_type: r.kind(),
+        resource_id: r.id().to_owned(),
+        share_id,
+        entry: entry.clone(),
+        at: ctx.now,
+    };
+    let (_, committed) = state
+        .bus
+        .execute::<Acl, _>(&acl_stream(r.id()), &ctx, |a| a.state.decide(&cmd))
+        .await?;
+    state.caught_up(committed.position).await;
+    let row = access::entries_on(&state.db, &[r.id().to_owned()])
+        .await?
+        .into_iter()
+        .find(|e| e.id == entry.id.to_string())
+        .ok_or_else(|| ApiError::internal("ACL entry not projected"))?;
+    Ok(Positioned(
+        committed.position,
+        (StatusCode::CREATED, Json(entry_json(&row))),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct RemoveEntry {
+    principal_type: PrincipalType,
+    principal_id: Option<String>,
+    ace_type: AceType,
+}
+
+impl Validate for RemoveEntry {
+    const REQUIRED: &'static [&'static str] = &["principal_type", "ace_type"];
+    fn validate(&self, v: &mut Violations) {
+        principal_fields(v, self.principal_type, self.principal_id.as_deref());
+    }
+}
+
+async fn remove_entry(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath((t, id)): ApiPath<(String, String)>,
+    ApiJson(body): ApiJson<RemoveEntry>,
+) -> ApiResult<impl IntoResponse> {
+    let r = managed(&state, &p, &t, &id).await?;
+    let share_id = path_id(&r.share().id, "share")?;
+    let ctx = p.context();
+    let cmd = AclCommand::RemoveEntry {
+        resource_type: r.kind(),
+        resource_id: r.id().to_owned(),
+        share_id,
+        principal_type: body.principal_type,
+        principal_id: body.principal_id.unwrap_or_default(),
+        ace_type: body.ace_type,
+        at: ctx.now,
+    };
+    let (_, committed) = state
+        .bus
+        .execute::<Acl, _>(&acl_stream(r.id()), &ctx, |a| a.state.decide(&cmd))
+        .await?;
+    state.caught_up(committed.position).await;
+    Ok(Positioned(committed.position, StatusCode::NO_CONTENT))
+}
+
+#[derive(Debug, Deserialize)]
+struct Inheritance {
+    inherit_from_parent: bool,
+    copy_inherited: Option<bool>,
+}
+
+impl Validate for Inheritance {
+    const REQUIRED: &'static [&'static str] = &["inherit_from_parent"];
+}
+
+async fn set_inheritance(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath((t, id)): ApiPath<(String, String)>,
+    ApiJson(body): ApiJson<Inheritance>,
+) -> ApiResult<Positioned<Json<Value>>> {
+    let r = managed(&state, &p, &t, &id).await?;
+    let share_id = path_id(&r.share().id, "share")?;
+    let copied = if !body.inherit_from_parent && body.copy_inherited.unwrap_or(false) {
+        inherited(&state, &r)
+            .await?
+            .iter()
+            .filter_map(|e| {
+                Some(AceRecord {
+                    id: AceId::from_uuid(Uuid::now_v7()),
+                    principal_type: e.principal_type()?,
+                    principal_id: e.principal_id.clone(),
+                    permissions: Permissions(u8::try_from(e.permissions).ok()?).list(),
+                    ace_type: if e.ace_type == "deny" {
+                        AceType::Deny
+                    } else {
+                        AceType::Allow
+                    },
+                    inherit_to_children: e.inherit_to_children,
+                })
+            })
+            .collect()
+    } else {
+        vec![]
+    };
+    let ctx = p.context();
+    let cmd = AclCommand::SetInheritance {
+        resource_type: r.kind(),
+        resource_id: r.id().to_owned(),
+        share_id,
+        inherit_from_parent: body.inherit_from_parent,
+        copied,
+        at: ctx.now,
+    };
+    let (_, committed) = state
+        .bus
+        .execute::<Acl, _>(&acl_stream(r.id()), &ctx, |a| a.state.decide(&cmd))
+        .await?;
+    state.caught_up(committed.position).await;
+    Ok(Positioned(
+        committed.position,
+        Json(acl_json(&state, &r).await?),
+    ))
+}
+
+// ----------------------------------------------------------------- ownership
+
+#[derive(Debug, Deserialize)]
+struct Transfer {
+    new_owner_id: String,
+}
+
+impl Validate for Transfer {
+    const REQUIRED: &'static [&'static str] = &["new_owner_id"];
+    fn validate(&self, v: &mut Violations) {
+        if Owner::parse(&self.new_owner_id).is_none() {
+            v.push(
+                "value_error",
+                "new_owner_id",
+                "must be a user (usr_…) or group (grp_…) id",
+                json!(self.new_owner_id),
+            );
+        }
+    }
+}
+
+async fn transfer(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath((t, id)): ApiPath<(String, String)>,
+    ApiJson(body): ApiJson<Transfer>,
+) -> ApiResult<Positioned<Json<Value>>> {
+    let t = resource_type(&t)?;
+    if t != ResourceType::Share {
+        // Folders and files carry their creator as owner; shares are what
+        // ownership governs.
+        return Err(ApiError::BadRequest(
+            "ownership is transferred on shares; resource_type must be 'share'".into(),
+        ));
+    }
+    let r = visible(&state, &p, t, &id).await?;
+    require_write(&p)?;
+    let share = r.share();
+    if !super::shares::is_owner(&p, share) {
+        return Err(ApiError::Forbidden(
+            "only the share's owner or a tenant admin can transfer ownership".into(),
+        ));
+    }
+    let new_owner = Owner::parse(&body.new_owner_id)
+        .ok_or_else(|| DomainError::invalid("new_owner_id", "not a user or group id"))?;
+    let kind = match new_owner {
+        Owner::User(_) => PrincipalType::User,
+        Owner::Group(_) => PrincipalType::Group,
+    };
+    principal_exists(&state, &p, kind, &body.new_owner_id).await?;
+    let ctx = p.context();
+    let cmd = ShareCommand::TransferOwnership {
+        new_owner,
+        by: p.user_id,
+        at: ctx.now,
+    };
+    let (_, committed) = state
+        .bus
+        .execute::<Share, _>(&id, &ctx, |s| s.state.decide(&cmd))
+        .await?;
+    state.caught_up(committed.position).await;
+    let row = q::share(&state.db, &p.tenant_id.to_string(), &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("share"))?;
+    Ok(Positioned(committed.position, Json(share_json(&row))))
+}
