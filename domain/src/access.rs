@@ -402,7 +402,7 @@ mod tests {
             role: ShareRole::Reader,
             expires_at: Some(now - chrono::Duration::seconds(1)),
         };
-        assert_eq!(share_role(&s, "usr_9", &[m.clone()], now), None);
+        assert_eq!(share_role(&s, "usr_9", std::slice::from_ref(&m), now), None);
         let m = Membership {
             expires_at: Some(now + chrono::Duration::seconds(60)),
             ..m
