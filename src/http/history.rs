@@ -159,7 +159,12 @@ async fn history(
                 "description": s.description,
                 "share_type": s.share_type.map(|t| t.as_str()),
                 "owner_id": s.owner.map(|o| o.to_string()),
-                "members": s.owner.map(|o| vec![json!({"principal_id": o.to_string(), "role": "owner"})]).unwrap_or_default(),
+                "members": s.owner.map(|o| json!({"principal_id": o.to_string(), "role": "owner"})).into_iter()
+                    .chain(s.members.iter().map(|(id, m)| json!({
+                        "principal_type": m.principal_type.as_str(), "principal_id": id,
+                        "role": m.role.as_str(), "expires_at": m.expires_at.map(ts),
+                    })))
+                    .collect::<Vec<_>>(),
                 "is_deleted": s.deleted,
             })
         }
@@ -180,9 +185,26 @@ async fn history(
                 "total": children.len(),
             })
         }
+        "acl" => {
+            let events =
+                stream_until(&state, &p, &scaidrive_domain::sharing::acl_stream(&id), at).await?;
+            let a: scaidrive_domain::sharing::Acl = fold(&events)?;
+            json!({
+                "resource_type": "acl",
+                "id": id,
+                "as_of": as_of(&events),
+                "inherit_from_parent": a.inherit_from_parent,
+                "entries": a.entries.iter().map(|e| json!({
+                    "id": e.id, "principal_type": e.principal_type.as_str(),
+                    "principal_id": (!e.principal_id.is_empty()).then_some(&e.principal_id),
+                    "permissions": e.permissions, "ace_type": e.ace_type.as_str(),
+                    "inherit_to_children": e.inherit_to_children,
+                })).collect::<Vec<_>>(),
+            })
+        }
         other => {
             return Err(ApiError::BadRequest(format!(
-                "history is kept for file, folder and share, not '{other}'"
+                "history is kept for file, folder, share and acl, not '{other}'"
             )));
         }
     };

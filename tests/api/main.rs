@@ -5,6 +5,7 @@
 
 mod helpers;
 mod history;
+mod isolation;
 
 mod admin;
 mod audit;
