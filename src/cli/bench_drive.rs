@@ -282,36 +282,72 @@ pub async fn run(size_mb: u64, items: usize) -> Result<(), String> {
         format!("create file (small, 8 clients), {items} files"),
         format!("{:.0} ops/s", items as f64 / create.as_secs_f64()),
     ));
-    let t = Instant::now();
-    let mut seen = 0usize;
-    let mut offset = 0usize;
-    loop {
-        let page: Value = http
-            .get(format!(
-                "{base}/folders/{folder_id}/children?limit=100&offset={offset}"
-            ))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
-        let n = page["items"].as_array().map(|a| a.len()).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        seen += n;
-        offset += n;
-    }
-    let list = t.elapsed();
+    let (list, seen) = list_all(&http, &base, &token, &folder_id).await?;
     rows.push((
         format!("list a {items}-item folder (pages of 100)"),
-        format!(
-            "{:.0} ms total, {:.1} ms/page, {seen} items",
-            list.as_secs_f64() * 1000.0,
-            list.as_secs_f64() * 1000.0 / (seen as f64 / 100.0).ceil().max(1.0)
-        ),
+        per_page(list, seen),
+    ));
+
+    // The permission index: a regular member lists the same folder, first
+    // with no ACLs in the share, then with one child in 50 denying them.
+    let member = issuer
+        .mint(&MintRequest {
+            scopes: vec!["files:read".into(), "files:write".into()],
+            ttl: Duration::from_secs(7200),
+            ..MintRequest::new("bench", "member")
+        })
+        .map_err(|e| e.to_string())?;
+    let member_me: Value = get_json(&http, &format!("{base}/users/me"), &member).await?;
+    let added = http
+        .post(format!("{base}/shares/{share_id}/members"))
+        .bearer_auth(&token)
+        .json(&json!({"principal_type": "user", "principal_id": member_me["id"], "role": "contributor"}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !added.status().is_success() {
+        return Err(format!("adding the member: {}", added.status()));
+    }
+    let (list, seen) = list_all(&http, &base, &member, &folder_id).await?;
+    rows.push((
+        "list it as a member (role only, no ACLs)".to_string(),
+        per_page(list, seen),
+    ));
+    let mut denied = 0usize;
+    let mut offset = 0usize;
+    while offset < items {
+        let page: Value = get_json(
+            &http,
+            &format!("{base}/folders/{folder_id}/children?limit=100&offset={offset}"),
+            &token,
+        )
+        .await?;
+        let ids: Vec<String> = page["items"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|i| i["id"].as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        if ids.is_empty() {
+            break;
+        }
+        for id in ids.iter().step_by(50) {
+            let r = http
+                .post(format!("{base}/permissions/acl/file/{id}"))
+                .bearer_auth(&token)
+                .json(&json!({"principal_type": "user", "principal_id": member_me["id"], "permissions": ["READ"], "ace_type": "deny"}))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if !r.status().is_success() {
+                return Err(format!("adding an ACL entry: {}", r.status()));
+            }
+            denied += 1;
+        }
+        offset += ids.len();
+    }
+    let (list, seen) = list_all(&http, &base, &member, &folder_id).await?;
+    rows.push((
+        format!("list it as a member with {denied} children denying them"),
+        per_page(list, seen),
     ));
 
     // Rebuilding every read model from the log this run wrote.
@@ -345,6 +381,49 @@ pub async fn run(size_mb: u64, items: usize) -> Result<(), String> {
         println!("{k:<68} {v}");
     }
     Ok(())
+}
+
+async fn get_json(http: &reqwest::Client, url: &str, token: &str) -> Result<Value, String> {
+    http.get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Pages through a folder's children; answers the time taken and items seen.
+async fn list_all(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    folder_id: &str,
+) -> Result<(Duration, usize), String> {
+    let t = Instant::now();
+    let mut seen = 0usize;
+    loop {
+        let page = get_json(
+            http,
+            &format!("{base}/folders/{folder_id}/children?limit=100&offset={seen}"),
+            token,
+        )
+        .await?;
+        let n = page["items"].as_array().map(|a| a.len()).unwrap_or(0);
+        if n == 0 {
+            return Ok((t.elapsed(), seen));
+        }
+        seen += n;
+    }
+}
+
+fn per_page(list: Duration, seen: usize) -> String {
+    format!(
+        "{:.0} ms total, {:.1} ms/page, {seen} items",
+        list.as_secs_f64() * 1000.0,
+        list.as_secs_f64() * 1000.0 / (seen as f64 / 100.0).ceil().max(1.0)
+    )
 }
 
 /// The process's peak resident set size (Linux), in MiB.
