@@ -183,7 +183,8 @@ async fn rate_limit(
         &tenant_stream,
         limits,
         cost,
-    );
+    )
+    .await;
     if let Some(slot) = parts.extensions.get::<RateSlot>() {
         *slot.0.lock() = Some(decision);
     }
