@@ -39,7 +39,11 @@ pub struct KafkaArgs {
     #[arg(long, env = "SCAIDRIVE_KAFKA_BROKERS")]
     pub kafka_brokers: Option<String>,
     /// The topic events are published to.
-    #[arg(long, env = "SCAIDRIVE_KAFKA_TOPIC", default_value = "scaidrive.events")]
+    #[arg(
+        long,
+        env = "SCAIDRIVE_KAFKA_TOPIC",
+        default_value = "scaidrive.events"
+    )]
     pub kafka_topic: String,
 }
 

@@ -182,7 +182,8 @@ mod tests {
     use super::*;
 
     fn redis_url() -> String {
-        std::env::var("SCAIDRIVE_TEST_REDIS_URL").expect("SCAIDRIVE_TEST_REDIS_URL (scripts/test sets it)")
+        std::env::var("SCAIDRIVE_TEST_REDIS_URL")
+            .expect("SCAIDRIVE_TEST_REDIS_URL (scripts/test sets it)")
     }
 
     fn prefix() -> String {
@@ -202,14 +203,22 @@ mod tests {
         };
         for i in 0..6 {
             let l = if i % 2 == 0 { &a } else { &b };
-            let d = l.check(&format!("t{i}"), "u", "x", limits, 1).await.unwrap();
+            let d = l
+                .check(&format!("t{i}"), "u", "x", limits, 1)
+                .await
+                .unwrap();
             assert!(d.refused.is_none(), "unit {i} fits");
         }
         let d = b.check("t9", "u", "x", limits, 1).await.unwrap();
         assert_eq!(d.refused, Some(Dimension::User));
         assert!((1..=60).contains(&d.reset_after), "{}", d.reset_after);
         // Another user of the tenant is unaffected.
-        assert!(a.check("t9", "v", "x", limits, 1).await.unwrap().refused.is_none());
+        assert!(a
+            .check("t9", "v", "x", limits, 1)
+            .await
+            .unwrap()
+            .refused
+            .is_none());
     }
 
     #[tokio::test]
@@ -231,7 +240,12 @@ mod tests {
         // Two whole windows later nothing of the first one is left.
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if l.check("t", "u", "x", limits, 4).await.unwrap().refused.is_none() {
+            if l.check("t", "u", "x", limits, 4)
+                .await
+                .unwrap()
+                .refused
+                .is_none()
+            {
                 break;
             }
             assert!(Instant::now() < deadline, "the window never slid");

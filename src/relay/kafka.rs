@@ -34,7 +34,7 @@ fn producer(config: &KafkaConfig) -> Result<FutureProducer, KafkaError> {
         // and the relay keeps waiting, rather than failing and re-sending.
         .set("message.timeout.ms", "0")
         .set("linger.ms", "5")
-        .set("compression.type", "zstd")
+        .set("compression.type", "lz4")
         .create()
 }
 
@@ -258,9 +258,9 @@ impl KafkaProbe {
                 .client()
                 .fetch_metadata(Some(&topic), Duration::from_secs(1))
                 .map(|m| {
-                    m.topics()
-                        .iter()
-                        .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+                    m.topics().iter().any(|t| {
+                        t.name() == topic && t.error().is_none() && !t.partitions().is_empty()
+                    })
                 })
                 .unwrap_or(false)
         })
@@ -278,8 +278,17 @@ pub async fn tail(
 ) -> Result<(), String> {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", &config.brokers)
+        // librdkafka wants a group id, but assigned partitions never join it
+        // (a join takes many seconds on some brokers) and nothing is committed.
+        .set(
+            "group.id",
+            format!("scaidrive-tail-{}", uuid::Uuid::now_v7().simple()),
+        )
         .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", if from_start { "earliest" } else { "latest" })
+        .set(
+            "auto.offset.reset",
+            if from_start { "earliest" } else { "latest" },
+        )
         .create()
         .map_err(|e| format!("cannot create a Kafka consumer: {e}"))?;
     let topic = config.topic.clone();
@@ -296,7 +305,11 @@ pub async fn tail(
         return Err(format!("topic {topic} does not exist"));
     }
     let mut tpl = TopicPartitionList::new();
-    let offset = if from_start { Offset::Beginning } else { Offset::End };
+    let offset = if from_start {
+        Offset::Beginning
+    } else {
+        Offset::End
+    };
     for p in partitions {
         tpl.add_partition_offset(&topic, p, offset)
             .map_err(|e| e.to_string())?;

@@ -124,6 +124,11 @@ mod relay {
     fn collect(brokers: &str, topic: &str) -> (Arc<Mutex<Vec<Got>>>, CancellationToken) {
         let consumer: StreamConsumer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
+            // librdkafka wants a group id, but assigned partitions never join it.
+            .set(
+                "group.id",
+                format!("scaidrive-test-{}", uuid::Uuid::now_v7().simple()),
+            )
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .create()
@@ -218,7 +223,10 @@ mod relay {
             let stream = g.envelope["stream_id"].as_str().expect("stream").to_owned();
             let v = g.envelope["stream_version"].as_i64().expect("version");
             let prev = last_version.insert(stream.clone(), v).unwrap_or(0);
-            assert!(v > prev, "stream {stream}: version {v} arrived after {prev}");
+            assert!(
+                v > prev,
+                "stream {stream}: version {v} arrived after {prev}"
+            );
         }
         records
     }
@@ -255,8 +263,14 @@ mod relay {
             }
             assert_eq!(g.key, g.envelope["stream_id"].as_str().expect("stream"));
             assert_eq!(g.headers["event_id"], id);
-            assert_eq!(g.headers["event_type"], g.envelope["event_type"].as_str().expect("type"));
-            assert_eq!(g.headers["schema_version"], g.envelope["schema_version"].to_string());
+            assert_eq!(
+                g.headers["event_type"],
+                g.envelope["event_type"].as_str().expect("type")
+            );
+            assert_eq!(
+                g.headers["schema_version"],
+                g.envelope["schema_version"].to_string()
+            );
             if let Some(tenant) = g.envelope["tenant_id"].as_str() {
                 assert_eq!(g.headers["tenant_id"], tenant);
             }
@@ -264,8 +278,15 @@ mod relay {
         // The checkpoint reaches the head once everything is acknowledged.
         let head = app.state.store.head().await.expect("head");
         let deadline = Instant::now() + Duration::from_secs(30);
-        while scaidrive::relay::load_checkpoint(&app.state.db).await.expect("checkpoint") != head {
-            assert!(Instant::now() < deadline, "checkpoint never reached the head");
+        while scaidrive::relay::load_checkpoint(&app.state.db)
+            .await
+            .expect("checkpoint")
+            != head
+        {
+            assert!(
+                Instant::now() < deadline,
+                "checkpoint never reached the head"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let ready = app.call(reqwest::Method::GET, "/ready", None, None).await;
@@ -299,8 +320,15 @@ mod relay {
         all_arrive(&app, &got, Duration::from_secs(60)).await;
         let deadline = Instant::now() + Duration::from_secs(30);
         let head = app.state.store.head().await.expect("head");
-        while scaidrive::relay::load_checkpoint(&app.state.db).await.expect("cp") != head {
-            assert!(Instant::now() < deadline, "checkpoint never reached the head");
+        while scaidrive::relay::load_checkpoint(&app.state.db)
+            .await
+            .expect("cp")
+            != head
+        {
+            assert!(
+                Instant::now() < deadline,
+                "checkpoint never reached the head"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         first.cancel();
@@ -342,7 +370,8 @@ mod relay {
         async fn start() -> Broker {
             let bin = std::env::var("SCAIDRIVE_TEST_TANSU")
                 .expect("SCAIDRIVE_TEST_TANSU must name the tansu binary (scripts/test sets it)");
-            let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL (S3 stand-in)");
+            let endpoint =
+                std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL (S3 stand-in)");
             let bucket = format!("tansu-{}", uuid::Uuid::now_v7().simple());
             let r = reqwest::Client::new()
                 .put(format!("{endpoint}/{bucket}"))
@@ -447,7 +476,11 @@ mod relay {
             if r.body["checks"]["kafka"] == true {
                 break;
             }
-            assert!(Instant::now() < deadline, "kafka never ready again: {}", r.body);
+            assert!(
+                Instant::now() < deadline,
+                "kafka never ready again: {}",
+                r.body
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
