@@ -38,6 +38,10 @@ pub enum StartError {
     Projector(#[from] crate::projector::ProjectorError),
     #[error("cannot open the blob store: {0}")]
     Blob(#[from] crate::blob::BlobError),
+    #[error("cannot start the Kafka relay: {0}")]
+    Kafka(String),
+    #[error("cannot use Redis: {0}")]
+    Redis(String),
     #[error("cannot bind {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -95,7 +99,40 @@ impl Application {
         );
         projector.prepare().await?;
         let stop_workers = CancellationToken::new();
-        let workers = projector.spawn(stop_workers.clone());
+        #[allow(unused_mut)] // only the kafka feature adds a worker here
+        let mut workers = projector.spawn(stop_workers.clone());
+        #[cfg(not(feature = "kafka"))]
+        if config.kafka.is_some() {
+            return Err(StartError::Kafka(
+                "SCAIDRIVE_KAFKA_BROKERS is set but this build has no Kafka support (cargo feature `kafka`)".into(),
+            ));
+        }
+        #[cfg(feature = "kafka")]
+        let kafka = match &config.kafka {
+            None => None,
+            Some(k) => {
+                let probe = crate::relay::KafkaProbe::new(k)
+                    .map_err(|e| StartError::Kafka(e.to_string()))?;
+                workers.push(crate::relay::spawn(
+                    core.db.clone(),
+                    core.store.clone(),
+                    k.clone(),
+                    stop_workers.clone(),
+                ));
+                Some(probe)
+            }
+        };
+        let limiter = match &config.redis_url {
+            None => crate::ratelimit::RateLimiter::new(config.rate_limit_window),
+            Some(url) => crate::ratelimit::RateLimiter::shared(
+                crate::ratelimit::RedisLimiter::new(
+                    url,
+                    &config.redis_prefix,
+                    config.rate_limit_window,
+                )
+                .map_err(|e| StartError::Redis(e.to_string()))?,
+            ),
+        };
         let listener = TcpListener::bind(config.bind)
             .await
             .map_err(|source| StartError::Bind {
@@ -110,7 +147,9 @@ impl Application {
             auth,
             blob,
             config,
-            limiter: crate::ratelimit::RateLimiter::default(),
+            limiter,
+            #[cfg(feature = "kafka")]
+            kafka,
             draining: AtomicBool::new(false),
             shutdown: CancellationToken::new(),
             started: AtomicBool::new(true),

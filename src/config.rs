@@ -31,6 +31,43 @@ impl StoreArgs {
     }
 }
 
+/// Where the event log is published (SPEC §4.10).
+#[derive(Debug, Clone, Args)]
+pub struct KafkaArgs {
+    /// Comma-separated Kafka bootstrap servers; when set, every event is
+    /// published (needs a build with the `kafka` feature).
+    #[arg(long, env = "SCAIDRIVE_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// The topic events are published to.
+    #[arg(
+        long,
+        env = "SCAIDRIVE_KAFKA_TOPIC",
+        default_value = "scaidrive.events"
+    )]
+    pub kafka_topic: String,
+}
+
+impl KafkaArgs {
+    /// The relay settings, when brokers are configured.
+    pub fn config(&self) -> Option<KafkaConfig> {
+        let brokers = self.kafka_brokers.as_deref()?.trim();
+        if brokers.is_empty() {
+            return None;
+        }
+        Some(KafkaConfig {
+            brokers: brokers.to_owned(),
+            topic: self.kafka_topic.clone(),
+        })
+    }
+}
+
+/// A Kafka cluster and the topic events go to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub topic: String,
+}
+
 /// `scaidrive serve` settings.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -78,6 +115,15 @@ pub struct ServeArgs {
         default_value_t = 50_000
     )]
     pub rate_limit_per_tenant: u64,
+    /// Redis URL; when set, rate-limit windows live there and every
+    /// instance shares them.
+    #[arg(long, env = "SCAIDRIVE_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Prefix of every key this server writes to Redis.
+    #[arg(long, env = "SCAIDRIVE_REDIS_PREFIX", default_value = "scaidrive:")]
+    pub redis_prefix: String,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
     /// How often upload expiry and chunk garbage collection run (seconds).
     #[arg(long, env = "SCAIDRIVE_MAINTENANCE_EVERY_SECS", default_value_t = 600)]
     pub maintenance_every_secs: u64,
@@ -103,6 +149,11 @@ pub struct Config {
     pub drain_delay: Duration,
     pub ready_max_lag: i64,
     pub rate_limits: crate::ratelimit::Limits,
+    /// Length of a rate-limit window (60 s; tests shorten it).
+    pub rate_limit_window: Duration,
+    pub redis_url: Option<String>,
+    pub redis_prefix: String,
+    pub kafka: Option<KafkaConfig>,
 }
 
 impl From<ServeArgs> for Config {
@@ -126,6 +177,10 @@ impl From<ServeArgs> for Config {
                 per_user: a.rate_limit_per_user.max(1),
                 per_tenant: a.rate_limit_per_tenant.max(1),
             },
+            rate_limit_window: Duration::from_secs(60),
+            redis_url: a.redis_url.filter(|u| !u.trim().is_empty()),
+            redis_prefix: a.redis_prefix,
+            kafka: a.kafka.config(),
         }
     }
 }
@@ -149,6 +204,10 @@ impl Config {
             drain_delay: Duration::ZERO,
             ready_max_lag: 10_000,
             rate_limits: crate::ratelimit::Limits::default(),
+            rate_limit_window: Duration::from_secs(60),
+            redis_url: None,
+            redis_prefix: "scaidrive:".into(),
+            kafka: None,
         }
     }
 }

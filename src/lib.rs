@@ -13,4 +13,5 @@ pub mod metrics;
 pub mod notify;
 pub mod projector;
 pub mod ratelimit;
+pub mod relay;
 pub mod store;

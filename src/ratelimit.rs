@@ -1,11 +1,18 @@
 //! Sliding-window rate limits per token, per user and per tenant (SPEC
-//! §4.11), kept in-process. A request is checked and counted against all
-//! three at once; the most specific exhausted dimension is reported.
+//! §4.11). A request is checked and counted against all three at once; the
+//! most specific exhausted dimension is reported. Windows live in this
+//! process, or in Redis when one is configured so that every instance shares
+//! them (`shared.rs`); an unreachable Redis falls back to this process's own
+//! windows (fail open) instead of refusing traffic.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+
+mod shared;
+
+pub use self::shared::RedisLimiter;
 
 /// Which budget a request was refused by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -97,10 +104,11 @@ impl Window {
     }
 }
 
-/// The in-process limiter.
+/// The limiter the HTTP layer asks: Redis-shared when configured, with this
+/// process's windows as the fallback.
 pub struct RateLimiter {
-    span: Duration,
-    windows: Mutex<HashMap<(Dimension, String), Window>>,
+    local: LocalLimiter,
+    shared: Option<RedisLimiter>,
 }
 
 impl Default for RateLimiter {
@@ -110,6 +118,53 @@ impl Default for RateLimiter {
 }
 
 impl RateLimiter {
+    /// An in-process limiter with windows of `span`.
+    pub fn new(span: Duration) -> Self {
+        Self {
+            local: LocalLimiter::new(span),
+            shared: None,
+        }
+    }
+
+    /// A limiter whose windows live in Redis, shared by every instance.
+    pub fn shared(redis: RedisLimiter) -> Self {
+        Self {
+            local: LocalLimiter::new(redis.span()),
+            shared: Some(redis),
+        }
+    }
+
+    /// The Redis backend, when configured (readiness pings it).
+    pub fn redis(&self) -> Option<&RedisLimiter> {
+        self.shared.as_ref()
+    }
+
+    /// Checks `cost` against the token, user and tenant budgets and, when all
+    /// have room, counts it against each.
+    pub async fn check(
+        &self,
+        token: &str,
+        user: &str,
+        tenant: &str,
+        limits: Limits,
+        cost: u64,
+    ) -> Decision {
+        if let Some(shared) = &self.shared {
+            if let Some(decision) = shared.check(token, user, tenant, limits, cost).await {
+                return decision;
+            }
+        }
+        self.local.check(token, user, tenant, limits, cost)
+    }
+}
+
+/// Windows kept in this process.
+pub struct LocalLimiter {
+    span: Duration,
+    windows: Mutex<HashMap<(Dimension, String), Window>>,
+}
+
+impl LocalLimiter {
     pub fn new(span: Duration) -> Self {
         Self {
             span,
@@ -226,7 +281,7 @@ mod tests {
 
     #[test]
     fn budgets_are_shared_by_dimension_and_refuse_the_most_specific() {
-        let rl = RateLimiter::default();
+        let rl = LocalLimiter::new(Duration::from_secs(60));
         let limits = Limits {
             per_token: 5,
             per_user: 8,
@@ -251,7 +306,7 @@ mod tests {
 
     #[test]
     fn windows_slide() {
-        let rl = RateLimiter::new(Duration::from_millis(50));
+        let rl = LocalLimiter::new(Duration::from_millis(50));
         let limits = Limits {
             per_token: 2,
             per_user: 10,

@@ -1,4 +1,4 @@
-//! The command line: `serve`, `token`, `audit verify`, `bench`.
+//! The command line: `serve`, `token`, `audit verify`, `events tail`, `bench`.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -11,6 +11,7 @@ use crate::config::{Config, ServeArgs, StoreArgs};
 
 pub mod bench;
 pub mod bench_drive;
+pub mod events;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -55,6 +56,11 @@ pub enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// The event log for operators.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
     /// Measure command throughput and latency against a raw INSERT baseline.
     Bench(bench::BenchArgs),
 }
@@ -74,6 +80,12 @@ pub enum ProjectionsCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Print events as they are appended, one JSON envelope per line.
+    Tail(events::TailArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -178,6 +190,12 @@ pub fn run(cli: Cli) -> ExitCode {
         } => {
             init_tracing(false);
             projection_status(store)
+        }
+        Command::Events {
+            command: EventsCommand::Tail(args),
+        } => {
+            init_tracing(false);
+            runtime().and_then(|rt| rt.block_on(events::tail(args)))
         }
         Command::Bench(args) => {
             init_tracing(false);

@@ -209,13 +209,16 @@ async fn rate_limit(
     // Budgets are keyed by a digest, never by the bearer token itself.
     let token_key = hex::encode(&sha2::Sha256::digest(token.as_bytes())[..16]);
     let cost = crate::ratelimit::cost(parts.method.as_str(), parts.uri.path());
-    let decision = state.limiter.check(
-        &token_key,
-        &who.user_id.to_string(),
-        &tenant_stream,
-        limits,
-        cost,
-    );
+    let decision = state
+        .limiter
+        .check(
+            &token_key,
+            &who.user_id.to_string(),
+            &tenant_stream,
+            limits,
+            cost,
+        )
+        .await;
     if let Some(slot) = parts.extensions.get::<RateSlot>() {
         *slot.0.lock() = Some(decision);
     }

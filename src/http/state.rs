@@ -25,6 +25,9 @@ pub struct Services {
     pub auth: Authenticator,
     pub blob: BlobStore,
     pub limiter: crate::ratelimit::RateLimiter,
+    /// The configured Kafka cluster, for readiness.
+    #[cfg(feature = "kafka")]
+    pub kafka: Option<crate::relay::KafkaProbe>,
     pub draining: AtomicBool,
     /// Cancelled when the server starts draining; long-lived responses end.
     pub shutdown: tokio_util::sync::CancellationToken,

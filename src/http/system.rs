@@ -31,10 +31,23 @@ async fn ready(State(state): State<AppState>) -> Response {
     let draining = state.is_draining();
     let lag = state.projector.lag().await.unwrap_or_default();
     let projections = database && lag.iter().all(|(_, l)| *l <= state.config.ready_max_lag);
-    let all = database && storage && scaikey && projections && started && !draining;
+    let mut checks = json!({ "database": database, "storage": storage, "scaikey": scaikey, "projections": projections, "started": started, "draining": draining });
+    let mut all = database && storage && scaikey && projections && started && !draining;
+    // Optional dependencies appear only when configured.
+    if let Some(redis) = state.limiter.redis() {
+        let ok = redis.ping().await.is_ok();
+        checks["redis"] = ok.into();
+        all &= ok;
+    }
+    #[cfg(feature = "kafka")]
+    if let Some(kafka) = &state.kafka {
+        let ok = kafka.check().await;
+        checks["kafka"] = ok.into();
+        all &= ok;
+    }
     let body = json!({
         "status": if all { "ready" } else if draining { "draining" } else { "not_ready" },
-        "checks": { "database": database, "storage": storage, "scaikey": scaikey, "projections": projections, "started": started, "draining": draining },
+        "checks": checks,
     });
     let status = if all {
         StatusCode::OK
