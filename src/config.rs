@@ -84,6 +84,30 @@ pub struct ServeArgs {
     /// How long an unreferenced chunk is kept before it is deleted (hours).
     #[arg(long, env = "SCAIDRIVE_GC_GRACE_HOURS", default_value_t = 48)]
     pub gc_grace_hours: u64,
+    /// Shared secret of ScaiKey's directory webhook (`POST /webhooks/scaikey`);
+    /// unset, the webhook answers 404.
+    #[arg(long, env = "SCAIDRIVE_SCAIKEY_WEBHOOK_SECRET", hide_env_values = true)]
+    pub scaikey_webhook_secret: Option<String>,
+}
+
+/// A secret value: usable, but never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
 }
 
 /// The resolved configuration the application is built from.
@@ -103,6 +127,8 @@ pub struct Config {
     pub drain_delay: Duration,
     pub ready_max_lag: i64,
     pub rate_limits: crate::ratelimit::Limits,
+    /// HMAC key of ScaiKey's directory webhook; `None` turns the webhook off.
+    pub scaikey_webhook_secret: Option<Secret>,
 }
 
 impl From<ServeArgs> for Config {
@@ -126,6 +152,10 @@ impl From<ServeArgs> for Config {
                 per_user: a.rate_limit_per_user.max(1),
                 per_tenant: a.rate_limit_per_tenant.max(1),
             },
+            scaikey_webhook_secret: a
+                .scaikey_webhook_secret
+                .filter(|s| !s.is_empty())
+                .map(Secret::new),
         }
     }
 }
@@ -149,6 +179,7 @@ impl Config {
             drain_delay: Duration::ZERO,
             ready_max_lag: 10_000,
             rate_limits: crate::ratelimit::Limits::default(),
+            scaikey_webhook_secret: None,
         }
     }
 }
