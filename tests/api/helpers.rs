@@ -174,6 +174,11 @@ impl TestApp {
             .expect("mint")
     }
 
+    /// A token from a full mint request (groups, partner, ...).
+    pub fn mint(&self, req: &MintRequest) -> String {
+        self.issuer.mint(req).expect("mint")
+    }
+
     pub async fn call(
         &self,
         method: Method,

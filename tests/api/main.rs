@@ -13,6 +13,7 @@ mod compose;
 mod drive;
 mod errors;
 mod events;
+mod groups;
 mod postgres;
 mod ratelimit;
 mod rebuild;
