@@ -198,7 +198,9 @@ impl Aggregate for Group {
                 at,
             } => {
                 if self.id.is_some() {
-                    return Err(DomainError::AlreadyExists("the group already exists".into()));
+                    return Err(DomainError::AlreadyExists(
+                        "the group already exists".into(),
+                    ));
                 }
                 let name = checked_name(name)?;
                 checked_description(description)?;
@@ -371,7 +373,9 @@ mod tests {
                     external_id: None,
                     at: at(),
                 })
-                .then_error_matches(|e| matches!(e, DomainError::Invalid { field, .. } if field == "name"));
+                .then_error_matches(
+                    |e| matches!(e, DomainError::Invalid { field, .. } if field == "name"),
+                );
         }
     }
 

@@ -255,10 +255,7 @@ pub enum TenantCommand {
         at: DateTime<Utc>,
     },
     /// Gives the admin seat of a tenant that waits for one to `user_id`.
-    SeatAdmin {
-        user_id: UserId,
-        at: DateTime<Utc>,
-    },
+    SeatAdmin { user_id: UserId, at: DateTime<Utc> },
     Update {
         name: Option<String>,
         display_name: Option<String>,
@@ -279,10 +276,7 @@ pub enum TenantEvent {
         at: DateTime<Utc>,
     },
     /// The first user of a tenant created without one took its admin seat.
-    TenantAdminSeated {
-        user_id: UserId,
-        at: DateTime<Utc>,
-    },
+    TenantAdminSeated { user_id: UserId, at: DateTime<Utc> },
     TenantUpdated {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         name: Option<String>,

@@ -243,9 +243,8 @@ pub async fn user_group_ids(
 ) -> Result<Vec<String>, sqlx::Error> {
     // Bounded: a token naming thousands of groups should not build a huge query.
     let claims: Vec<&String> = claims.iter().filter(|c| !c.is_empty()).take(200).collect();
-    let mut sql = String::from(
-        "SELECT group_id FROM rm_group_members WHERE tenant_id = $1 AND user_id = $2",
-    );
+    let mut sql =
+        String::from("SELECT group_id FROM rm_group_members WHERE tenant_id = $1 AND user_id = $2");
     if !claims.is_empty() {
         let n = claims.len();
         let ext: Vec<String> = (0..n).map(|i| format!("${}", i + 3)).collect();

@@ -261,15 +261,7 @@ pub async fn users(
         "SELECT {USER_COLS} FROM rm_users WHERE {filter} ORDER BY lower(COALESCE(email, '')), id LIMIT $5 OFFSET $6"
     );
     let rows = db_fetch_all!(
-        db,
-        UserRow,
-        &sql,
-        tenant_id,
-        &pattern,
-        &f.status,
-        f.is_admin,
-        limit,
-        offset
+        db, UserRow, &sql, tenant_id, &pattern, &f.status, f.is_admin, limit, offset
     )?;
     let count = format!("SELECT COUNT(*) FROM rm_users WHERE {filter}");
     let total = db_fetch_scalar!(db, i64, &count, tenant_id, &pattern, &f.status, f.is_admin)?;
@@ -305,5 +297,7 @@ pub async fn search_users(
         status: Some("active".into()),
         is_admin: None,
     };
-    users(db, tenant_id, &f, limit, 0).await.map(|(rows, _)| rows)
+    users(db, tenant_id, &f, limit, 0)
+        .await
+        .map(|(rows, _)| rows)
 }

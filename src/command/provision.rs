@@ -217,10 +217,9 @@ pub async fn create_tenant(
         }
         let tenant = uow.load::<Tenant>(&tenant_stream).await?;
         if tenant.exists() {
-            return Err(DomainError::AlreadyExists(format!(
-                "tenant {tenant_id} already exists"
-            ))
-            .into());
+            return Err(
+                DomainError::AlreadyExists(format!("tenant {tenant_id} already exists")).into(),
+            );
         }
         let mut state = tenant.state;
         let mut events = state.decide(&TenantCommand::Provision {

@@ -181,7 +181,9 @@ async fn list_users(
     }
     let q_text = q.q.as_deref().map(str::trim).filter(|t| !t.is_empty());
     if q_text.is_some_and(|t| t.chars().count() > 200) {
-        return Err(ApiError::BadRequest("q must be at most 200 characters".into()));
+        return Err(ApiError::BadRequest(
+            "q must be at most 200 characters".into(),
+        ));
     }
     let filter = tenancy::UserFilter {
         q: q_text.map(str::to_owned),
@@ -254,8 +256,8 @@ async fn change_user(
     let row = tenant_user(state, p, raw_id).await?;
     let tenant = p.tenant_id.to_string();
     let is_active_admin = row.admin_role.is_some() && row.status == "active";
-    let loses_admin = matches!(status, Some(s) if s != UserStatus::Active)
-        || matches!(admin_role, Some(None));
+    let loses_admin =
+        matches!(status, Some(s) if s != UserStatus::Active) || matches!(admin_role, Some(None));
     // Admin changes in one tenant take turns, so two admins demoting each
     // other at once cannot leave the tenant without one (in this process).
     let _guard = state.bus.locks().lock(&format!("admins:{tenant}")).await;
@@ -276,7 +278,10 @@ async fn change_user(
             let mut s = u.state.clone();
             let mut events = Vec::new();
             if let Some(status) = status {
-                events.extend(s.decide(&UserCommand::ChangeStatus { status, at: ctx.now })?);
+                events.extend(s.decide(&UserCommand::ChangeStatus {
+                    status,
+                    at: ctx.now,
+                })?);
             }
             for e in &events {
                 s.evolve(e);
@@ -333,7 +338,9 @@ async fn list_groups(
     .resolve()?;
     let q_text = q.q.as_deref().map(str::trim).filter(|t| !t.is_empty());
     if q_text.is_some_and(|t| t.chars().count() > 200) {
-        return Err(ApiError::BadRequest("q must be at most 200 characters".into()));
+        return Err(ApiError::BadRequest(
+            "q must be at most 200 characters".into(),
+        ));
     }
     let (rows, total) =
         groups::groups(&state.db, &p.tenant_id.to_string(), q_text, limit, offset).await?;
@@ -354,12 +361,27 @@ impl Validate for CreateGroup {
     const REQUIRED: &'static [&'static str] = &["name"];
 
     fn validate(&self, v: &mut Violations) {
-        v.length("name", self.name.trim(), 1, scaidrive_domain::group::MAX_NAME);
+        v.length(
+            "name",
+            self.name.trim(),
+            1,
+            scaidrive_domain::group::MAX_NAME,
+        );
         if let Some(d) = &self.description {
-            v.length("description", d, 0, scaidrive_domain::group::MAX_DESCRIPTION);
+            v.length(
+                "description",
+                d,
+                0,
+                scaidrive_domain::group::MAX_DESCRIPTION,
+            );
         }
         if let Some(e) = &self.external_id {
-            v.length("external_id", e, 1, scaidrive_domain::group::MAX_EXTERNAL_ID);
+            v.length(
+                "external_id",
+                e,
+                1,
+                scaidrive_domain::group::MAX_EXTERNAL_ID,
+            );
         }
     }
 }
@@ -402,7 +424,10 @@ async fn create_group(
         crate::command::groups::create(&state.bus, &ctx, p.tenant_id, id, &new).await?;
     state.caught_up(committed.position).await;
     let body = group_after(&state, &p, id).await?;
-    Ok((StatusCode::CREATED, Positioned(committed.position, Json(body))))
+    Ok((
+        StatusCode::CREATED,
+        Positioned(committed.position, Json(body)),
+    ))
 }
 
 async fn get_group(
@@ -430,10 +455,20 @@ impl Validate for PatchGroup {
             v.length("name", n.trim(), 1, scaidrive_domain::group::MAX_NAME);
         }
         if let Some(Some(d)) = &self.description {
-            v.length("description", d, 0, scaidrive_domain::group::MAX_DESCRIPTION);
+            v.length(
+                "description",
+                d,
+                0,
+                scaidrive_domain::group::MAX_DESCRIPTION,
+            );
         }
         if let Some(Some(e)) = &self.external_id {
-            v.length("external_id", e, 1, scaidrive_domain::group::MAX_EXTERNAL_ID);
+            v.length(
+                "external_id",
+                e,
+                1,
+                scaidrive_domain::group::MAX_EXTERNAL_ID,
+            );
         }
     }
 }
@@ -526,7 +561,10 @@ async fn add_member(
         "status": user.status,
         "added_at": super::ts(p.context().now),
     });
-    Ok((StatusCode::CREATED, Positioned(committed.position, Json(body))))
+    Ok((
+        StatusCode::CREATED,
+        Positioned(committed.position, Json(body)),
+    ))
 }
 
 async fn remove_member(

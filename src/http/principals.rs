@@ -40,11 +40,15 @@ async fn search(
     require_read(&p)?;
     let limit = q.limit.unwrap_or(20);
     if !(1..=50).contains(&limit) {
-        return Err(ApiError::BadRequest("limit must be between 1 and 50".into()));
+        return Err(ApiError::BadRequest(
+            "limit must be between 1 and 50".into(),
+        ));
     }
     let text = q.q.as_deref().map(str::trim).filter(|t| !t.is_empty());
     if text.is_some_and(|t| t.chars().count() > 200) {
-        return Err(ApiError::BadRequest("q must be at most 200 characters".into()));
+        return Err(ApiError::BadRequest(
+            "q must be at most 200 characters".into(),
+        ));
     }
     let tenant = p.tenant_id.to_string();
     let want_users = !matches!(q.principal_type, Some(PrincipalType::Group));

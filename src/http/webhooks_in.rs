@@ -240,13 +240,7 @@ fn later(a: Option<LogPosition>, b: Option<LogPosition>) -> Option<LogPosition> 
 
 impl Hook<'_> {
     fn identity(&self, subject: &str, email: Option<String>, name: Option<String>) -> Identity {
-        Identity::from_claims(
-            self.partner.as_deref(),
-            &self.tenant,
-            subject,
-            email,
-            name,
-        )
+        Identity::from_claims(self.partner.as_deref(), &self.tenant, subject, email, name)
     }
 
     /// Loads a user of this tenant; `None` if unknown (or of another tenant).
@@ -342,15 +336,9 @@ impl Hook<'_> {
                 description: d.description.clone(),
                 external_id: None,
             };
-            crate::command::groups::update(
-                &self.state.bus,
-                &self.ctx,
-                self.tenant_id,
-                id,
-                &change,
-            )
-            .await?
-            .1
+            crate::command::groups::update(&self.state.bus, &self.ctx, self.tenant_id, id, &change)
+                .await?
+                .1
         } else {
             let name = d
                 .name

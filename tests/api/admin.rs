@@ -1,6 +1,7 @@
 use serde_json::json;
 
-use crate::helpers::spawn;
+use crate::both_backends;
+use crate::helpers::{spawn, spawn_on, Backend};
 
 #[tokio::test]
 async fn tenant_admin_reads_and_patches_settings() {
@@ -91,9 +92,8 @@ async fn admin_endpoints_need_the_stored_admin_role_not_just_the_scope() {
     assert_eq!(app.get("/admin/users", &admin).await.status, 200);
 }
 
-#[tokio::test]
-async fn admins_search_users_by_text_status_and_role() {
-    let app = spawn().await;
+async fn admins_search_users_by_text_status_and_role(backend: Backend) {
+    let app = spawn_on(backend).await;
     let admin = app.token("acme", "alice", "");
     my_id(&app, &admin).await;
     for u in ["bob", "carol", "dave"] {
@@ -103,9 +103,22 @@ async fn admins_search_users_by_text_status_and_role() {
 
     let all = app.get("/admin/users", &admin).await;
     assert_eq!(all.status, 200, "{}", all.body);
-    assert_eq!(all.body["total"], 4, "only this tenant's users: {}", all.body);
+    assert_eq!(
+        all.body["total"], 4,
+        "only this tenant's users: {}",
+        all.body
+    );
     let u = &all.body["users"][0];
-    for field in ["id", "email", "name", "display_name", "status", "is_admin", "admin_role", "created_at"] {
+    for field in [
+        "id",
+        "email",
+        "name",
+        "display_name",
+        "status",
+        "is_admin",
+        "admin_role",
+        "created_at",
+    ] {
         assert!(u.get(field).is_some(), "user has {field}: {u}");
     }
 
@@ -120,14 +133,18 @@ async fn admins_search_users_by_text_status_and_role() {
     let admins = app.get("/admin/users?is_admin=true", &admin).await;
     assert_eq!(admins.body["total"], 1);
     assert_eq!(admins.body["users"][0]["admin_role"], "tenant_admin");
-    let page = app.get("/admin/users?is_admin=false&limit=2&offset=1", &admin).await;
+    let page = app
+        .get("/admin/users?is_admin=false&limit=2&offset=1", &admin)
+        .await;
     assert_eq!(page.body["total"], 3);
     assert_eq!(page.body["users"].as_array().unwrap().len(), 2);
 
     app.get("/admin/users?status=bogus", &admin)
         .await
         .assert_detail(400);
-    app.get("/admin/users?limit=0", &admin).await.assert_detail(400);
+    app.get("/admin/users?limit=0", &admin)
+        .await
+        .assert_detail(400);
     let none = app.get("/admin/users?status=suspended", &admin).await;
     assert_eq!(none.body["total"], 0);
 }
@@ -141,7 +158,11 @@ async fn suspension_locks_a_user_out_until_activation() {
     let bob_id = my_id(&app, &bob).await;
 
     let s = app
-        .patch(&format!("/admin/users/{bob_id}"), &admin, json!({"status": "suspended"}))
+        .patch(
+            &format!("/admin/users/{bob_id}"),
+            &admin,
+            json!({"status": "suspended"}),
+        )
         .await;
     assert_eq!(s.status, 200, "{}", s.body);
     assert_eq!(s.body["status"], "suspended");
@@ -153,27 +174,38 @@ async fn suspension_locks_a_user_out_until_activation() {
     assert_eq!(listed.body["users"][0]["id"], bob_id.as_str());
 
     let a = app
-        .post(&format!("/admin/users/{bob_id}/activate"), &admin, json!({}))
+        .post(
+            &format!("/admin/users/{bob_id}/activate"),
+            &admin,
+            json!({}),
+        )
         .await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.body["status"], "active");
     assert_eq!(app.get("/users/me", &bob).await.status, 200);
 
     let i = app
-        .patch(&format!("/admin/users/{bob_id}"), &admin, json!({"status": "inactive"}))
+        .patch(
+            &format!("/admin/users/{bob_id}"),
+            &admin,
+            json!({"status": "inactive"}),
+        )
         .await;
     assert_eq!(i.body["status"], "inactive");
     app.get("/users/me", &bob).await.assert_detail(403);
 
     let bad = app
-        .patch(&format!("/admin/users/{bob_id}"), &admin, json!({"status": "gone"}))
+        .patch(
+            &format!("/admin/users/{bob_id}"),
+            &admin,
+            json!({"status": "gone"}),
+        )
         .await;
     assert_eq!(bad.assert_422()[0]["type"], "enum");
 }
 
-#[tokio::test]
-async fn admin_role_can_be_granted_and_the_last_admin_is_protected() {
-    let app = spawn().await;
+async fn admin_role_can_be_granted_and_the_last_admin_is_protected(backend: Backend) {
+    let app = spawn_on(backend).await;
     let admin = app.token("acme", "alice", "");
     let alice_id = my_id(&app, &admin).await;
     let bob = app.token("acme", "bob", "");
@@ -184,17 +216,26 @@ async fn admin_role_can_be_granted_and_the_last_admin_is_protected() {
         json!({"status": "suspended"}),
         json!({"status": "inactive", "admin_role": null}),
     ] {
-        let r = app.patch(&format!("/admin/users/{alice_id}"), &admin, body).await;
+        let r = app
+            .patch(&format!("/admin/users/{alice_id}"), &admin, body)
+            .await;
         r.assert_detail(409);
         assert!(
-            r.body["detail"].as_str().unwrap().contains("last active tenant admin"),
+            r.body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("last active tenant admin"),
             "{}",
             r.body
         );
     }
 
     let g = app
-        .patch(&format!("/admin/users/{bob_id}"), &admin, json!({"admin_role": "tenant_admin"}))
+        .patch(
+            &format!("/admin/users/{bob_id}"),
+            &admin,
+            json!({"admin_role": "tenant_admin"}),
+        )
         .await;
     assert_eq!(g.status, 200, "{}", g.body);
     assert_eq!(g.body["is_admin"], true);
@@ -204,17 +245,29 @@ async fn admin_role_can_be_granted_and_the_last_admin_is_protected() {
 
     // With a second admin, alice may step down; then bob is the last one.
     let d = app
-        .patch(&format!("/admin/users/{alice_id}"), &bob, json!({"admin_role": null}))
+        .patch(
+            &format!("/admin/users/{alice_id}"),
+            &bob,
+            json!({"admin_role": null}),
+        )
         .await;
     assert_eq!(d.status, 200, "{}", d.body);
     assert_eq!(d.body["admin_role"], serde_json::Value::Null);
     app.get("/admin/users", &admin).await.assert_detail(403);
-    app.patch(&format!("/admin/users/{bob_id}"), &bob, json!({"status": "suspended"}))
-        .await
-        .assert_detail(409);
+    app.patch(
+        &format!("/admin/users/{bob_id}"),
+        &bob,
+        json!({"status": "suspended"}),
+    )
+    .await
+    .assert_detail(409);
 
     let wrong = app
-        .patch(&format!("/admin/users/{bob_id}"), &bob, json!({"admin_role": "root"}))
+        .patch(
+            &format!("/admin/users/{bob_id}"),
+            &bob,
+            json!({"admin_role": "root"}),
+        )
         .await;
     wrong.assert_422();
 }
@@ -228,12 +281,20 @@ async fn users_of_other_tenants_are_not_found() {
     app.get(&format!("/admin/users/{eve_id}"), &admin)
         .await
         .assert_detail(404);
-    app.patch(&format!("/admin/users/{eve_id}"), &admin, json!({"status": "suspended"}))
-        .await
-        .assert_detail(404);
-    app.post(&format!("/admin/users/{eve_id}/activate"), &admin, json!({}))
-        .await
-        .assert_detail(404);
+    app.patch(
+        &format!("/admin/users/{eve_id}"),
+        &admin,
+        json!({"status": "suspended"}),
+    )
+    .await
+    .assert_detail(404);
+    app.post(
+        &format!("/admin/users/{eve_id}/activate"),
+        &admin,
+        json!({}),
+    )
+    .await
+    .assert_detail(404);
     app.get("/admin/users/not-an-id", &admin)
         .await
         .assert_detail(400);
@@ -254,9 +315,12 @@ async fn partner_admins_create_and_list_their_tenants() {
     let mut req2 = MintRequest::new("acme", "tina");
     req2.partner_id = Some("resellerco".into());
     let tenant_admin = app.mint(&req2);
-    app.get(&format!("/admin/partners/{partner_id}/tenants"), &tenant_admin)
-        .await
-        .assert_detail(403);
+    app.get(
+        &format!("/admin/partners/{partner_id}/tenants"),
+        &tenant_admin,
+    )
+    .await
+    .assert_detail(403);
 
     let c = app
         .post(
@@ -324,3 +388,7 @@ async fn partner_admins_create_and_list_their_tenants() {
     assert_eq!(me.body["is_admin"], false);
     assert_eq!(app.get("/admin/tenant", &gina).await.body["name"], "Globex");
 }
+
+both_backends!(admins_search_users_by_text_status_and_role => admins_search_users_by_text_status_and_role_sqlite, admins_search_users_by_text_status_and_role_postgres);
+
+both_backends!(admin_role_can_be_granted_and_the_last_admin_is_protected => admin_role_can_be_granted_and_the_last_admin_is_protected_sqlite, admin_role_can_be_granted_and_the_last_admin_is_protected_postgres);

@@ -8,12 +8,13 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use crate::admin::my_id;
-use crate::helpers::{spawn, spawn_with, Answer, Backend, TestApp};
+use crate::both_backends;
+use crate::helpers::{spawn, spawn_on, spawn_with, Answer, Backend, TestApp};
 
 const SECRET: &str = "whsec-test-0123456789";
 
-async fn spawn_hooked() -> TestApp {
-    spawn_with(Backend::Sqlite, |c| {
+async fn spawn_hooked(backend: Backend) -> TestApp {
+    spawn_with(backend, |c| {
         c.scaikey_webhook_secret = Some(scaidrive::config::Secret::new(SECRET));
     })
     .await
@@ -55,9 +56,8 @@ async fn create_group(app: &TestApp, token: &str, body: Value) -> Value {
     a.body
 }
 
-#[tokio::test]
-async fn groups_are_created_read_renamed_and_deleted() {
-    let app = spawn().await;
+async fn groups_are_created_read_renamed_and_deleted(backend: Backend) {
+    let app = spawn_on(backend).await;
     let admin = app.token("acme", "alice", "");
     let g = create_group(
         &app,
@@ -82,7 +82,11 @@ async fn groups_are_created_read_renamed_and_deleted() {
         .await
         .assert_detail(409);
     let dup = app
-        .post("/admin/groups", &admin, json!({"name": "Other", "external_id": "eng-1"}))
+        .post(
+            "/admin/groups",
+            &admin,
+            json!({"name": "Other", "external_id": "eng-1"}),
+        )
         .await;
     dup.assert_detail(409);
     assert!(dup.body["detail"].as_str().unwrap().contains("external_id"));
@@ -91,9 +95,13 @@ async fn groups_are_created_read_renamed_and_deleted() {
     create_group(&app, &other, json!({"name": "Engineering"})).await;
 
     create_group(&app, &admin, json!({"name": "Sales"})).await;
-    app.patch(&format!("/admin/groups/{id}"), &admin, json!({"name": "SALES"}))
-        .await
-        .assert_detail(409);
+    app.patch(
+        &format!("/admin/groups/{id}"),
+        &admin,
+        json!({"name": "SALES"}),
+    )
+    .await
+    .assert_detail(409);
     let p = app
         .patch(
             &format!("/admin/groups/{id}"),
@@ -128,13 +136,22 @@ async fn groups_are_created_read_renamed_and_deleted() {
     app.delete(&format!("/admin/groups/{id}"), &admin)
         .await
         .assert_detail(404);
-    create_group(&app, &admin, json!({"name": "Platform", "external_id": "eng-1"})).await;
+    create_group(
+        &app,
+        &admin,
+        json!({"name": "Platform", "external_id": "eng-1"}),
+    )
+    .await;
 
-    app.post("/admin/groups", &admin, json!({})).await.assert_422();
+    app.post("/admin/groups", &admin, json!({}))
+        .await
+        .assert_422();
     app.post("/admin/groups", &admin, json!({"name": "   "}))
         .await
         .assert_422();
-    app.get("/admin/groups/nope", &admin).await.assert_detail(400);
+    app.get("/admin/groups/nope", &admin)
+        .await
+        .assert_detail(400);
 }
 
 #[tokio::test]
@@ -149,20 +166,34 @@ async fn members_are_added_once_and_removed() {
     let gid = g["id"].as_str().unwrap();
 
     let a = app
-        .post(&format!("/admin/groups/{gid}/members/{bob_id}"), &admin, json!({}))
+        .post(
+            &format!("/admin/groups/{gid}/members/{bob_id}"),
+            &admin,
+            json!({}),
+        )
         .await;
     assert_eq!(a.status, 201, "{}", a.body);
     assert_eq!(a.body["user_id"], bob_id.as_str());
-    app.post(&format!("/admin/groups/{gid}/members/{bob_id}"), &admin, json!({}))
-        .await
-        .assert_detail(409);
-    app.post(&format!("/admin/groups/{gid}/members/{eve_id}"), &admin, json!({}))
-        .await
-        .assert_detail(404);
+    app.post(
+        &format!("/admin/groups/{gid}/members/{bob_id}"),
+        &admin,
+        json!({}),
+    )
+    .await
+    .assert_detail(409);
+    app.post(
+        &format!("/admin/groups/{gid}/members/{eve_id}"),
+        &admin,
+        json!({}),
+    )
+    .await
+    .assert_detail(404);
 
     let got = app.get(&format!("/admin/groups/{gid}"), &admin).await;
     assert_eq!(got.body["member_count"], 1);
-    let m = app.get(&format!("/admin/groups/{gid}/members"), &admin).await;
+    let m = app
+        .get(&format!("/admin/groups/{gid}/members"), &admin)
+        .await;
     assert_eq!(m.body["total"], 1);
     assert_eq!(m.body["members"][0]["email"], "bob@acme.test");
 
@@ -184,8 +215,12 @@ async fn members_are_added_once_and_removed() {
     );
 
     // Deleting a group ends its memberships.
-    app.post(&format!("/admin/groups/{gid}/members/{bob_id}"), &admin, json!({}))
-        .await;
+    app.post(
+        &format!("/admin/groups/{gid}/members/{bob_id}"),
+        &admin,
+        json!({}),
+    )
+    .await;
     app.delete(&format!("/admin/groups/{gid}"), &admin).await;
     assert_eq!(app.get("/users/me", &bob).await.body["groups"], json!([]));
 }
@@ -201,31 +236,51 @@ async fn groups_of_other_tenants_are_not_found() {
     app.get(&format!("/admin/groups/{gid}"), &admin)
         .await
         .assert_detail(404);
-    app.patch(&format!("/admin/groups/{gid}"), &admin, json!({"name": "Mine"}))
-        .await
-        .assert_detail(404);
+    app.patch(
+        &format!("/admin/groups/{gid}"),
+        &admin,
+        json!({"name": "Mine"}),
+    )
+    .await
+    .assert_detail(404);
     app.delete(&format!("/admin/groups/{gid}"), &admin)
         .await
         .assert_detail(404);
-    app.post(&format!("/admin/groups/{gid}/members/{alice_id}"), &admin, json!({}))
-        .await
-        .assert_detail(404);
+    app.post(
+        &format!("/admin/groups/{gid}/members/{alice_id}"),
+        &admin,
+        json!({}),
+    )
+    .await
+    .assert_detail(404);
     assert_eq!(app.get("/admin/groups", &admin).await.body["total"], 0);
 }
 
-#[tokio::test]
-async fn token_group_claims_count_only_for_stored_groups() {
-    let app = spawn().await;
+async fn token_group_claims_count_only_for_stored_groups(backend: Backend) {
+    let app = spawn_on(backend).await;
     let admin = app.token("acme", "alice", "");
     my_id(&app, &admin).await;
     let eng = create_group(&app, &admin, json!({"name": "Engineering"})).await;
-    let ops = create_group(&app, &admin, json!({"name": "Ops", "external_id": "sk-ops"})).await;
+    let ops = create_group(
+        &app,
+        &admin,
+        json!({"name": "Ops", "external_id": "sk-ops"}),
+    )
+    .await;
     let stored = create_group(&app, &admin, json!({"name": "Stored"})).await;
 
-    let t = token_with_groups(&app, "acme", "bob", &["ENGINEERING", "sk-ops", "unknown-group"]);
+    let t = token_with_groups(
+        &app,
+        "acme",
+        "bob",
+        &["ENGINEERING", "sk-ops", "unknown-group"],
+    );
     let bob_id = my_id(&app, &t).await;
     app.post(
-        &format!("/admin/groups/{}/members/{bob_id}", stored["id"].as_str().unwrap()),
+        &format!(
+            "/admin/groups/{}/members/{bob_id}",
+            stored["id"].as_str().unwrap()
+        ),
         &admin,
         json!({}),
     )
@@ -238,7 +293,10 @@ async fn token_group_claims_count_only_for_stored_groups() {
         .map(|g| g["id"].as_str().unwrap().to_owned())
         .collect();
     want.sort();
-    assert_eq!(got, want, "claims matched by name and external id, plus stored membership");
+    assert_eq!(
+        got, want,
+        "claims matched by name and external id, plus stored membership"
+    );
 
     // Another tenant's group of the same name is not the caller's.
     let other = app.token("other", "olga", "");
@@ -247,9 +305,8 @@ async fn token_group_claims_count_only_for_stored_groups() {
     assert_eq!(app.get("/users/me", &t).await.body["groups"], json!([]));
 }
 
-#[tokio::test]
-async fn principal_search_finds_users_and_groups_of_the_tenant() {
-    let app = spawn().await;
+async fn principal_search_finds_users_and_groups_of_the_tenant(backend: Backend) {
+    let app = spawn_on(backend).await;
     let admin = app.token("acme", "alice", "");
     my_id(&app, &admin).await;
     let reader = app.token("acme", "marta", "files:read");
@@ -275,12 +332,18 @@ async fn principal_search_finds_users_and_groups_of_the_tenant() {
     assert_eq!(r.body["groups"][0]["member_count"], 0);
 
     let only_groups = app
-        .get("/shares/search/principals?q=mar&principal_type=group", &reader)
+        .get(
+            "/shares/search/principals?q=mar&principal_type=group",
+            &reader,
+        )
         .await;
     assert_eq!(only_groups.body["users"], json!([]));
     assert_eq!(only_groups.body["groups"].as_array().unwrap().len(), 1);
     let one = app
-        .get("/shares/search/principals?q=mar&principal_type=user&limit=1", &reader)
+        .get(
+            "/shares/search/principals?q=mar&principal_type=user&limit=1",
+            &reader,
+        )
         .await;
     assert_eq!(one.body["users"].as_array().unwrap().len(), 1);
     assert_eq!(one.body["groups"], json!([]));
@@ -298,14 +361,20 @@ async fn principal_search_finds_users_and_groups_of_the_tenant() {
 
 #[tokio::test]
 async fn the_webhook_checks_its_signature_and_event_type() {
-    let app = spawn_hooked().await;
+    let app = spawn_hooked(Backend::Sqlite).await;
     let body = json!({"event": "user.created", "tenant_id": "acme",
                       "data": {"id": "u-1", "email": "u1@acme.test", "name": "U One"}});
     hook(&app, &body, None).await.assert_detail(401);
-    hook(&app, &body, Some("00".repeat(32))).await.assert_detail(401);
-    hook(&app, &body, Some("not hex".into())).await.assert_detail(401);
+    hook(&app, &body, Some("00".repeat(32)))
+        .await
+        .assert_detail(401);
+    hook(&app, &body, Some("not hex".into()))
+        .await
+        .assert_detail(401);
     // A signature over other bytes does not match.
-    hook(&app, &body, Some(sign(b"{}"))).await.assert_detail(401);
+    hook(&app, &body, Some(sign(b"{}")))
+        .await
+        .assert_detail(401);
 
     let raw = serde_json::to_vec(&body).unwrap();
     let ok = hook(&app, &body, Some(format!("sha256={}", sign(&raw)))).await;
@@ -319,10 +388,22 @@ async fn the_webhook_checks_its_signature_and_event_type() {
     )
     .await;
     unsupported.assert_detail(400);
-    assert!(unsupported.body["detail"].as_str().unwrap().contains("user.teleported"));
-    signed(&app, json!({"tenant_id": "acme"})).await.assert_422();
-    let missing = signed(&app, json!({"event": "user.created", "tenant_id": "acme", "data": {}})).await;
-    assert_eq!(missing.assert_422()[0]["loc"], json!(["body", "data", "id"]));
+    assert!(unsupported.body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("user.teleported"));
+    signed(&app, json!({"tenant_id": "acme"}))
+        .await
+        .assert_422();
+    let missing = signed(
+        &app,
+        json!({"event": "user.created", "tenant_id": "acme", "data": {}}),
+    )
+    .await;
+    assert_eq!(
+        missing.assert_422()[0]["loc"],
+        json!(["body", "data", "id"])
+    );
 }
 
 #[tokio::test]
@@ -333,9 +414,8 @@ async fn without_a_secret_the_webhook_is_not_there() {
     hook(&app, &body, Some(sig)).await.assert_detail(404);
 }
 
-#[tokio::test]
-async fn webhook_users_are_provisioned_updated_and_deactivated() {
-    let app = spawn_hooked().await;
+async fn webhook_users_are_provisioned_updated_and_deactivated(backend: Backend) {
+    let app = spawn_hooked(backend).await;
     // An unknown tenant is provisioned on the way; nobody signed in yet.
     let c = signed(
         &app,
@@ -367,7 +447,11 @@ async fn webhook_users_are_provisioned_updated_and_deactivated() {
     let peter = app.mint(&req);
     let me = app.get("/users/me", &peter).await;
     assert_eq!(me.status, 200, "{}", me.body);
-    assert_eq!(me.body["id"], peter_id.as_str(), "same user as the token's subject");
+    assert_eq!(
+        me.body["id"],
+        peter_id.as_str(),
+        "same user as the token's subject"
+    );
     assert_eq!(me.body["email"], "peter@initech.test");
     assert_eq!(me.body["is_admin"], false);
 
@@ -403,9 +487,7 @@ async fn webhook_users_are_provisioned_updated_and_deactivated() {
     r.assert_detail(403);
     assert!(r.body["detail"].as_str().unwrap().contains("inactive"));
     // Deactivated, not removed: the admin still sees the user and their data.
-    let listed = app
-        .get(&format!("/admin/users/{peter_id}"), &bill)
-        .await;
+    let listed = app.get(&format!("/admin/users/{peter_id}"), &bill).await;
     assert_eq!(listed.body["status"], "inactive", "{}", listed.body);
 
     let unknown = signed(
@@ -417,9 +499,8 @@ async fn webhook_users_are_provisioned_updated_and_deactivated() {
     assert_eq!(unknown.body["changed"], false);
 }
 
-#[tokio::test]
-async fn webhook_groups_and_memberships_feed_the_callers_groups() {
-    let app = spawn_hooked().await;
+async fn webhook_groups_and_memberships_feed_the_callers_groups(backend: Backend) {
+    let app = spawn_hooked(backend).await;
     let admin = app.token("acme", "alice", "");
     my_id(&app, &admin).await;
     let c = signed(
@@ -460,9 +541,16 @@ async fn webhook_groups_and_memberships_feed_the_callers_groups() {
                "data": {"group_id": "sk-grp-9", "user_id": "dana"}}),
     )
     .await;
-    assert_eq!(again.status, 200, "redelivery is not a conflict: {}", again.body);
+    assert_eq!(
+        again.status, 200,
+        "redelivery is not a conflict: {}",
+        again.body
+    );
     let dana = app.token("acme", "dana", "files:read");
-    assert_eq!(app.get("/users/me", &dana).await.body["groups"], json!([gid]));
+    assert_eq!(
+        app.get("/users/me", &dana).await.body["groups"],
+        json!([gid])
+    );
     assert_eq!(
         app.get(&format!("/admin/groups/{gid}"), &admin).await.body["member_count"],
         1
@@ -513,3 +601,13 @@ async fn webhook_groups_and_memberships_feed_the_callers_groups() {
     assert_eq!(e["category"], "SECURITY", "{e}");
     assert_eq!(e["service_account"], "scaikey-webhook", "{e}");
 }
+
+both_backends!(groups_are_created_read_renamed_and_deleted => groups_are_created_read_renamed_and_deleted_sqlite, groups_are_created_read_renamed_and_deleted_postgres);
+
+both_backends!(token_group_claims_count_only_for_stored_groups => token_group_claims_count_only_for_stored_groups_sqlite, token_group_claims_count_only_for_stored_groups_postgres);
+
+both_backends!(principal_search_finds_users_and_groups_of_the_tenant => principal_search_finds_users_and_groups_of_the_tenant_sqlite, principal_search_finds_users_and_groups_of_the_tenant_postgres);
+
+both_backends!(webhook_groups_and_memberships_feed_the_callers_groups => webhook_groups_and_memberships_feed_the_callers_groups_sqlite, webhook_groups_and_memberships_feed_the_callers_groups_postgres);
+
+both_backends!(webhook_users_are_provisioned_updated_and_deactivated => webhook_users_are_provisioned_updated_and_deactivated_sqlite, webhook_users_are_provisioned_updated_and_deactivated_postgres);
