@@ -611,3 +611,43 @@ both_backends!(principal_search_finds_users_and_groups_of_the_tenant => principa
 both_backends!(webhook_groups_and_memberships_feed_the_callers_groups => webhook_groups_and_memberships_feed_the_callers_groups_sqlite, webhook_groups_and_memberships_feed_the_callers_groups_postgres);
 
 both_backends!(webhook_users_are_provisioned_updated_and_deactivated => webhook_users_are_provisioned_updated_and_deactivated_sqlite, webhook_users_are_provisioned_updated_and_deactivated_postgres);
+
+#[tokio::test]
+async fn racing_creates_of_one_group_name_make_one_group() {
+    let app = spawn().await;
+    let admin = app.token("acme", "alice", "");
+    my_id(&app, &admin).await;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let client = app.client.clone();
+        let url = format!("{}/admin/groups", app.base);
+        let token = admin.clone();
+        // Different spellings of one name: the claim is case-folded.
+        let name = if i % 2 == 0 { "Ops" } else { "OPS" };
+        tasks.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({"name": name}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 409),
+        "{statuses:?}"
+    );
+    assert_eq!(app.get("/admin/groups", &admin).await.body["total"], 1);
+}
