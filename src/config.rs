@@ -130,6 +130,30 @@ pub struct ServeArgs {
     /// How long an unreferenced chunk is kept before it is deleted (hours).
     #[arg(long, env = "SCAIDRIVE_GC_GRACE_HOURS", default_value_t = 48)]
     pub gc_grace_hours: u64,
+    /// Shared secret of ScaiKey's directory webhook (`POST /webhooks/scaikey`);
+    /// unset, the webhook answers 404.
+    #[arg(long, env = "SCAIDRIVE_SCAIKEY_WEBHOOK_SECRET", hide_env_values = true)]
+    pub scaikey_webhook_secret: Option<String>,
+}
+
+/// A secret value: usable, but never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
 }
 
 /// The resolved configuration the application is built from.
@@ -154,6 +178,8 @@ pub struct Config {
     pub redis_url: Option<String>,
     pub redis_prefix: String,
     pub kafka: Option<KafkaConfig>,
+    /// HMAC key of ScaiKey's directory webhook; `None` turns the webhook off.
+    pub scaikey_webhook_secret: Option<Secret>,
 }
 
 impl From<ServeArgs> for Config {
@@ -181,6 +207,10 @@ impl From<ServeArgs> for Config {
             redis_url: a.redis_url.filter(|u| !u.trim().is_empty()),
             redis_prefix: a.redis_prefix,
             kafka: a.kafka.config(),
+            scaikey_webhook_secret: a
+                .scaikey_webhook_secret
+                .filter(|s| !s.is_empty())
+                .map(Secret::new),
         }
     }
 }
@@ -208,6 +238,7 @@ impl Config {
             redis_url: None,
             redis_prefix: "scaidrive:".into(),
             kafka: None,
+            scaikey_webhook_secret: None,
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod aggregate;
 pub mod drive;
 pub mod error;
 pub mod event;
+pub mod group;
 pub mod id;
 pub mod name;
 pub mod quota;

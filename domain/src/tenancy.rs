@@ -239,6 +239,9 @@ pub struct Tenant {
     pub name: String,
     pub display_name: Option<String>,
     pub settings: TenantSettings,
+    /// Created without a signing-in user (by a partner admin or the ScaiKey
+    /// webhook): the next new user to sign in becomes its tenant admin.
+    pub awaiting_admin: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -247,8 +250,12 @@ pub enum TenantCommand {
         tenant_id: TenantId,
         partner_id: PartnerId,
         name: String,
+        /// No user is signing in with this provisioning (see [`Tenant::awaiting_admin`]).
+        awaiting_admin: bool,
         at: DateTime<Utc>,
     },
+    /// Gives the admin seat of a tenant that waits for one to `user_id`.
+    SeatAdmin { user_id: UserId, at: DateTime<Utc> },
     Update {
         name: Option<String>,
         display_name: Option<String>,
@@ -264,8 +271,12 @@ pub enum TenantEvent {
         tenant_id: TenantId,
         partner_id: PartnerId,
         name: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        awaiting_admin: bool,
         at: DateTime<Utc>,
     },
+    /// The first user of a tenant created without one took its admin seat.
+    TenantAdminSeated { user_id: UserId, at: DateTime<Utc> },
     TenantUpdated {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         name: Option<String>,
@@ -296,6 +307,7 @@ impl Aggregate for Tenant {
                 tenant_id,
                 partner_id,
                 name,
+                awaiting_admin,
                 at,
             } => {
                 if self.id.is_some() {
@@ -305,6 +317,19 @@ impl Aggregate for Tenant {
                     tenant_id: *tenant_id,
                     partner_id: *partner_id,
                     name: name.clone(),
+                    awaiting_admin: *awaiting_admin,
+                    at: *at,
+                }])
+            }
+            TenantCommand::SeatAdmin { user_id, at } => {
+                if self.id.is_none() {
+                    return Err(DomainError::NotFound("tenant"));
+                }
+                if !self.awaiting_admin {
+                    return Ok(vec![]);
+                }
+                Ok(vec![TenantEvent::TenantAdminSeated {
+                    user_id: *user_id,
                     at: *at,
                 }])
             }
@@ -351,12 +376,15 @@ impl Aggregate for Tenant {
                 tenant_id,
                 partner_id,
                 name,
+                awaiting_admin,
                 ..
             } => {
                 self.id = Some(*tenant_id);
                 self.partner_id = Some(*partner_id);
                 self.name = name.clone();
+                self.awaiting_admin = *awaiting_admin;
             }
+            TenantEvent::TenantAdminSeated { .. } => self.awaiting_admin = false,
             TenantEvent::TenantUpdated {
                 name,
                 display_name,
@@ -569,6 +597,7 @@ mod tests {
             tenant_id: TenantId::from_uuid(Uuid::from_u128(1)),
             partner_id: PartnerId::from_uuid(Uuid::from_u128(2)),
             name: "acme".into(),
+            awaiting_admin: false,
             at: at(),
         }
     }
@@ -580,6 +609,40 @@ mod tests {
                 tenant_id: TenantId::from_uuid(Uuid::from_u128(1)),
                 partner_id: PartnerId::from_uuid(Uuid::from_u128(2)),
                 name: "acme".into(),
+                awaiting_admin: false,
+                at: at(),
+            })
+            .then([]);
+    }
+
+    #[test]
+    fn a_tenant_created_without_a_user_seats_exactly_one_admin() {
+        let waiting = TenantEvent::TenantProvisioned {
+            tenant_id: TenantId::from_uuid(Uuid::from_u128(1)),
+            partner_id: PartnerId::from_uuid(Uuid::from_u128(2)),
+            name: "acme".into(),
+            awaiting_admin: true,
+            at: at(),
+        };
+        let seated = TenantEvent::TenantAdminSeated {
+            user_id: UserId::from_uuid(Uuid::from_u128(3)),
+            at: at(),
+        };
+        Scenario::<Tenant>::given([waiting.clone()])
+            .when(TenantCommand::SeatAdmin {
+                user_id: UserId::from_uuid(Uuid::from_u128(3)),
+                at: at(),
+            })
+            .then([seated.clone()]);
+        Scenario::<Tenant>::given([waiting, seated])
+            .when(TenantCommand::SeatAdmin {
+                user_id: UserId::from_uuid(Uuid::from_u128(4)),
+                at: at(),
+            })
+            .then([]);
+        Scenario::<Tenant>::given([provisioned()])
+            .when(TenantCommand::SeatAdmin {
+                user_id: UserId::from_uuid(Uuid::from_u128(4)),
                 at: at(),
             })
             .then([]);

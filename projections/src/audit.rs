@@ -37,6 +37,9 @@ pub fn classify(event_type: &str) -> Classification {
         ("link" | "member" | "invitation" | "acl", _) => ("SHARING", "info"),
         ("file" | "folder" | "upload", _) => ("FILE_MODIFICATION", "info"),
         ("quota", _) => ("COMPLIANCE", "info"),
+        // Groups: membership decides access, so its changes are security events.
+        ("group", "member_added" | "member_removed") => ("SECURITY", "warning"),
+        ("group", _) => ("ADMIN", "info"),
         _ => ("ADMIN", "info"),
     };
     let resource_type = match resource_type {
@@ -47,6 +50,7 @@ pub fn classify(event_type: &str) -> Classification {
         "folder" => "folder",
         "file" => "file",
         "upload" => "upload",
+        "group" => "group",
         _ => "other",
     };
     Classification {
@@ -196,5 +200,12 @@ mod tests {
         let c = classify("file-purged");
         assert_eq!((c.category, c.severity), ("FILE_MODIFICATION", "warning"));
         assert_eq!(classify("file-version-added").action, "file.version_added");
+        let c = classify("group-member-added");
+        assert_eq!(
+            (c.category, c.action.as_str(), c.severity, c.resource_type),
+            ("SECURITY", "group.member_added", "warning", "group")
+        );
+        let c = classify("group-created");
+        assert_eq!((c.category, c.resource_type), ("ADMIN", "group"));
     }
 }

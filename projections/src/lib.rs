@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod db;
 pub mod drive;
 pub mod drive_queries;
+pub mod groups;
 pub mod outbox;
 pub mod projection;
 pub mod tenancy;
@@ -20,5 +21,6 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(drive::DriveProjection),
         std::sync::Arc::new(access::AccessProjection),
         std::sync::Arc::new(audit::AuditProjection),
+        std::sync::Arc::new(groups::GroupsProjection),
     ]
 }

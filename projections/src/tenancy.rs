@@ -8,7 +8,7 @@ use sqlx::types::Json;
 
 use crate::db::{Db, Tx};
 use crate::projection::{Projection, ProjectionError};
-use crate::{db_fetch_optional, tx_execute};
+use crate::{db_fetch_all, db_fetch_optional, db_fetch_scalar, tx_execute};
 
 /// Folds partner, tenant and user events into `rm_partners`, `rm_tenants`, `rm_users`.
 pub struct TenancyProjection;
@@ -60,6 +60,7 @@ impl Projection for TenancyProjection {
                     partner_id,
                     name,
                     at,
+                    ..
                 } => {
                     tx_execute!(
                         tx,
@@ -72,6 +73,8 @@ impl Projection for TenancyProjection {
                         at
                     )?;
                 }
+                // The seat shows in the seated user's own admin-role event.
+                TenantEvent::TenantAdminSeated { .. } => {}
                 TenantEvent::TenantUpdated {
                     name,
                     display_name,
@@ -203,4 +206,98 @@ pub async fn user(db: &Db, tenant_id: &str, id: &str) -> Result<Option<UserRow>,
         id,
         tenant_id
     )
+}
+
+/// The tenants of a partner, oldest first.
+pub async fn partner_tenants(
+    db: &Db,
+    partner_id: &str,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<TenantRow>, i64), sqlx::Error> {
+    let rows = db_fetch_all!(
+        db,
+        TenantRow,
+        "SELECT id, partner_id, name, display_name, settings, created_at, modified_at FROM rm_tenants \
+         WHERE partner_id = $1 ORDER BY created_at, id LIMIT $2 OFFSET $3",
+        partner_id,
+        limit,
+        offset
+    )?;
+    let total = db_fetch_scalar!(
+        db,
+        i64,
+        "SELECT COUNT(*) FROM rm_tenants WHERE partner_id = $1",
+        partner_id
+    )?;
+    Ok((rows, total))
+}
+
+/// Filters of `GET /admin/users`.
+#[derive(Debug, Clone, Default)]
+pub struct UserFilter {
+    /// Case-insensitive substring of the email or the name.
+    pub q: Option<String>,
+    pub status: Option<String>,
+    pub is_admin: Option<bool>,
+}
+
+const USER_COLS: &str = "id, tenant_id, email, name, status, admin_role, created_at, modified_at";
+
+/// A page of the tenant's users (by email, then id) and how many match.
+pub async fn users(
+    db: &Db,
+    tenant_id: &str,
+    f: &UserFilter,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<UserRow>, i64), sqlx::Error> {
+    let pattern = f.q.as_deref().map(crate::groups::like_pattern);
+    let filter = "tenant_id = $1 \
+        AND ($2 IS NULL OR lower(COALESCE(email, '')) LIKE $2 ESCAPE '\\' OR lower(COALESCE(name, '')) LIKE $2 ESCAPE '\\') \
+        AND ($3 IS NULL OR status = $3) \
+        AND ($4 IS NULL OR (admin_role IS NOT NULL) = $4)";
+    let sql = format!(
+        "SELECT {USER_COLS} FROM rm_users WHERE {filter} ORDER BY lower(COALESCE(email, '')), id LIMIT $5 OFFSET $6"
+    );
+    let rows = db_fetch_all!(
+        db, UserRow, &sql, tenant_id, &pattern, &f.status, f.is_admin, limit, offset
+    )?;
+    let count = format!("SELECT COUNT(*) FROM rm_users WHERE {filter}");
+    let total = db_fetch_scalar!(db, i64, &count, tenant_id, &pattern, &f.status, f.is_admin)?;
+    Ok((rows, total))
+}
+
+/// Active tenant admins of the tenant other than `except`.
+pub async fn other_active_admins(
+    db: &Db,
+    tenant_id: &str,
+    except: &str,
+) -> Result<i64, sqlx::Error> {
+    db_fetch_scalar!(
+        db,
+        i64,
+        "SELECT COUNT(*) FROM rm_users WHERE tenant_id = $1 AND id <> $2 \
+         AND admin_role IS NOT NULL AND status = 'active'",
+        tenant_id,
+        except
+    )
+}
+
+/// Active users of the tenant whose email or name contains `q` (any case),
+/// for sharing dialogs.
+pub async fn search_users(
+    db: &Db,
+    tenant_id: &str,
+    q: Option<&str>,
+    limit: i64,
+) -> Result<Vec<UserRow>, sqlx::Error> {
+    let f = UserFilter {
+        q: q.map(str::to_owned),
+        status: Some("active".into()),
+        is_admin: None,
+    };
+    users(db, tenant_id, &f, limit, 0)
+        .await
+        .map(|(rows, _)| rows)
 }

@@ -324,7 +324,11 @@ pub async fn run(size_mb: u64, items: usize) -> Result<(), String> {
         .await?;
         let ids: Vec<String> = page["items"]
             .as_array()
-            .map(|a| a.iter().filter_map(|i| i["id"].as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|i| i["id"].as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
         if ids.is_empty() {
             break;

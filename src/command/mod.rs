@@ -22,6 +22,7 @@ use crate::store::{
 };
 
 pub mod drive;
+pub mod groups;
 pub mod provision;
 pub mod sharing;
 mod stripes;

@@ -52,6 +52,18 @@ impl Identity {
     }
 }
 
+/// How a user comes to be provisioned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The user signs in: the user whose sign-in creates a tenant, or the
+    /// first new user of a tenant that waits for an admin, becomes its admin.
+    SignIn,
+    /// ScaiKey's directory announces the user (webhook): nobody signs in, the
+    /// role is what the directory says, and a tenant created on the way waits
+    /// for its first signing-in user to take the admin seat.
+    Directory { admin_role: Option<AdminRole> },
+}
+
 /// Makes sure partner, tenant and user exist and the profile is current;
 /// returns the user's state. The user whose sign-in creates a tenant becomes
 /// its first tenant admin.
@@ -60,6 +72,16 @@ pub async fn provision(
     bus: &CommandBus,
     ctx: &CommandContext,
     who: &Identity,
+) -> Result<(User, Option<LogPosition>), CommandError> {
+    provision_as(bus, ctx, who, Origin::SignIn).await
+}
+
+/// [`provision`] for a given [`Origin`].
+pub async fn provision_as(
+    bus: &CommandBus,
+    ctx: &CommandContext,
+    who: &Identity,
+    origin: Origin,
 ) -> Result<(User, Option<LogPosition>), CommandError> {
     let user_stream = who.user_id.to_string();
     let user_cmd = |admin_role| UserCommand::Provision {
@@ -111,18 +133,36 @@ pub async fn provision(
             }
         }
         let new_tenant = !tenant.exists();
-        let events = tenant.state.decide(&TenantCommand::Provision {
+        let mut tenant_state = tenant.state;
+        let mut events = tenant_state.decide(&TenantCommand::Provision {
             tenant_id: who.tenant_id,
             partner_id: who.partner_id,
             name: who.tenant_name.clone(),
+            awaiting_admin: origin != Origin::SignIn,
             at: ctx.now,
         })?;
-        uow.emit::<Tenant>(&tenant_stream, &events)?;
+        for e in &events {
+            tenant_state.evolve(e);
+        }
 
         let user = uow.load::<User>(&user_stream).await?;
-        let role = new_tenant.then_some(AdminRole::TenantAdmin);
-        let events = user.state.decide(&user_cmd(role))?;
         let user_is_new = !user.exists();
+        let role = match origin {
+            Origin::SignIn if new_tenant => Some(AdminRole::TenantAdmin),
+            // The seat is an event on the tenant stream, so two first users
+            // signing in at once conflict there and only one gets it.
+            Origin::SignIn if user_is_new && tenant_state.awaiting_admin => {
+                events.extend(tenant_state.decide(&TenantCommand::SeatAdmin {
+                    user_id: who.user_id,
+                    at: ctx.now,
+                })?);
+                Some(AdminRole::TenantAdmin)
+            }
+            Origin::SignIn => None,
+            Origin::Directory { admin_role } => admin_role,
+        };
+        uow.emit::<Tenant>(&tenant_stream, &events)?;
+        let events = user.state.decide(&user_cmd(role))?;
         let mut state = user.state;
         for e in &events {
             state.evolve(e);
@@ -152,6 +192,103 @@ pub async fn provision(
         }
         let committed = uow.commit().await?;
         Ok((state, committed.position))
+    })
+    .await
+}
+
+/// A tenant a partner admin creates: the partner must exist; the tenant must
+/// not. It waits for its first signing-in user to become its admin.
+pub async fn create_tenant(
+    bus: &CommandBus,
+    ctx: &CommandContext,
+    partner_id: PartnerId,
+    tenant_id: TenantId,
+    name: &str,
+    display_name: Option<String>,
+    settings: Option<serde_json::Value>,
+) -> Result<(Tenant, Option<LogPosition>), CommandError> {
+    let tenant_stream = tenant_id.to_string();
+    let _guard = bus.locks().lock(&tenant_stream).await;
+    bus.retrying(|| async {
+        let mut uow = bus.begin(ctx);
+        let partner = uow.load::<Partner>(&partner_id.to_string()).await?;
+        if !partner.exists() {
+            return Err(DomainError::NotFound("partner").into());
+        }
+        let tenant = uow.load::<Tenant>(&tenant_stream).await?;
+        if tenant.exists() {
+            return Err(
+                DomainError::AlreadyExists(format!("tenant {tenant_id} already exists")).into(),
+            );
+        }
+        let mut state = tenant.state;
+        let mut events = state.decide(&TenantCommand::Provision {
+            tenant_id,
+            partner_id,
+            name: name.to_owned(),
+            awaiting_admin: true,
+            at: ctx.now,
+        })?;
+        for e in &events {
+            state.evolve(e);
+        }
+        if display_name.is_some() || settings.is_some() {
+            let more = state.decide(&TenantCommand::Update {
+                name: None,
+                display_name: display_name.clone(),
+                settings: settings.clone(),
+                at: ctx.now,
+            })?;
+            for e in &more {
+                state.evolve(e);
+            }
+            events.extend(more);
+        }
+        uow.emit_with_state::<Tenant>(&tenant_stream, &events, Some(state.clone()))?;
+        let committed = uow.commit().await?;
+        Ok((state, committed.position))
+    })
+    .await
+}
+
+/// Makes sure a partner and a tenant exist without anyone signing in (the
+/// ScaiKey directory names a tenant first seen); a tenant created here waits
+/// for its first signing-in user to become its admin.
+pub async fn ensure_tenant(
+    bus: &CommandBus,
+    ctx: &CommandContext,
+    who: &Identity,
+) -> Result<Option<LogPosition>, CommandError> {
+    let tenant_stream = who.tenant_id.to_string();
+    let _guard = bus.locks().lock(&tenant_stream).await;
+    bus.retrying(|| async {
+        let mut uow = bus.begin(ctx);
+        let partner_stream = who.partner_id.to_string();
+        let tenant = uow.load::<Tenant>(&tenant_stream).await?;
+        if let Some(p) = tenant.state.partner_id {
+            if p != who.partner_id {
+                return Err(
+                    DomainError::Forbidden("tenant belongs to another partner".into()).into(),
+                );
+            }
+            return Ok(None);
+        }
+        let partner = uow.load::<Partner>(&partner_stream).await?;
+        let events = partner.state.decide(&PartnerCommand::Provision {
+            partner_id: who.partner_id,
+            name: who.partner_name.clone(),
+            at: ctx.now,
+        })?;
+        uow.emit::<Partner>(&partner_stream, &events)?;
+        let events = tenant.state.decide(&TenantCommand::Provision {
+            tenant_id: who.tenant_id,
+            partner_id: who.partner_id,
+            name: who.tenant_name.clone(),
+            awaiting_admin: true,
+            at: ctx.now,
+        })?;
+        uow.emit::<Tenant>(&tenant_stream, &events)?;
+        Ok(uow.commit().await?.position)
     })
     .await
 }

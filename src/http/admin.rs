@@ -1,22 +1,59 @@
-//! Tenant administration: `GET/PATCH /admin/tenant`.
+//! Administration (SPEC §4.1): the tenant (`/admin/tenant`), its users
+//! (search, status, admin role), its groups and their members — all for
+//! tenant admins — and a partner's tenants (`/admin/partners/{id}/tenants`,
+//! for partner admins).
 
 use axum::extract::State;
-use axum::routing::get;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use scaidrive_domain::tenancy::{Tenant, TenantCommand};
-use scaidrive_projections::tenancy;
-use serde::Deserialize;
+use scaidrive_domain::id::{GroupId, PartnerId, TenantId, UserId};
+use scaidrive_domain::tenancy::{AdminRole, Tenant, TenantCommand, User, UserCommand, UserStatus};
+use scaidrive_domain::{Aggregate, DomainError};
+use scaidrive_projections::{groups, tenancy};
+use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
+use uuid::Uuid;
 
+use super::drive::{path_id, Page};
 use super::error::{ApiError, ApiResult};
-use super::extract::{ApiJson, Validate, Violations};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
 use super::principal::Principal;
 use super::state::AppState;
 use super::Positioned;
 use crate::auth::Scope;
+use crate::command::groups::{GroupChange, NewGroup};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/admin/tenant", get(get_tenant).patch(patch_tenant))
+    Router::new()
+        .route("/admin/tenant", get(get_tenant).patch(patch_tenant))
+        .route("/admin/users", get(list_users))
+        .route("/admin/users/{user_id}", get(get_user).patch(patch_user))
+        .route("/admin/users/{user_id}/activate", post(activate_user))
+        .route("/admin/groups", get(list_groups).post(create_group))
+        .route(
+            "/admin/groups/{group_id}",
+            get(get_group).patch(patch_group).delete(delete_group),
+        )
+        .route("/admin/groups/{group_id}/members", get(list_members))
+        .route(
+            "/admin/groups/{group_id}/members/{user_id}",
+            post(add_member).delete(remove_member),
+        )
+        .route(
+            "/admin/partners/{partner_id}/tenants",
+            get(list_partner_tenants).post(create_partner_tenant),
+        )
+}
+
+/// A field that is present (possibly `null`) becomes `Some`, so `null`
+/// (clear) and absent (leave alone) stay apart.
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }
 
 fn tenant_json(row: &tenancy::TenantRow) -> Value {
@@ -32,7 +69,7 @@ fn tenant_json(row: &tenancy::TenantRow) -> Value {
 }
 
 async fn get_tenant(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Value>> {
-    p.require(Scope::TenantAdmin)?;
+    p.require_tenant_admin()?;
     let row = tenancy::tenant(&state.db, &p.tenant_id.to_string())
         .await?
         .ok_or_else(|| ApiError::not_found("tenant"))?;
@@ -72,7 +109,7 @@ async fn patch_tenant(
     p: Principal,
     ApiJson(body): ApiJson<PatchTenant>,
 ) -> ApiResult<Positioned<Json<Value>>> {
-    p.require(Scope::TenantAdmin)?;
+    p.require_tenant_admin()?;
     let ctx = p.context();
     let cmd = TenantCommand::Update {
         name: body.name,
@@ -91,4 +128,560 @@ async fn patch_tenant(
         .await?
         .ok_or_else(|| ApiError::not_found("tenant"))?;
     Ok(Positioned(committed.position, Json(tenant_json(&row))))
+}
+
+// ---------------------------------------------------------------- users
+
+fn user_json(row: &tenancy::UserRow) -> Value {
+    let display = row
+        .name
+        .clone()
+        .or_else(|| row.email.clone())
+        .unwrap_or_else(|| row.id.clone());
+    json!({
+        "id": row.id,
+        "tenant_id": row.tenant_id,
+        "email": row.email,
+        "name": row.name,
+        "display_name": display,
+        "status": row.status,
+        "is_admin": row.admin_role.is_some(),
+        "admin_role": row.admin_role,
+        "created_at": super::ts(row.created_at),
+        "modified_at": super::ts(row.modified_at),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct UserQuery {
+    q: Option<String>,
+    status: Option<String>,
+    is_admin: Option<bool>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+async fn list_users(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiQuery(q): ApiQuery<UserQuery>,
+) -> ApiResult<Json<Value>> {
+    p.require_tenant_admin()?;
+    let (limit, offset) = Page {
+        limit: q.limit,
+        offset: q.offset,
+    }
+    .resolve()?;
+    if let Some(s) = &q.status {
+        if !matches!(s.as_str(), "active" | "inactive" | "suspended") {
+            return Err(ApiError::BadRequest(
+                "status must be active, inactive or suspended".into(),
+            ));
+        }
+    }
+    let q_text = q.q.as_deref().map(str::trim).filter(|t| !t.is_empty());
+    if q_text.is_some_and(|t| t.chars().count() > 200) {
+        return Err(ApiError::BadRequest(
+            "q must be at most 200 characters".into(),
+        ));
+    }
+    let filter = tenancy::UserFilter {
+        q: q_text.map(str::to_owned),
+        status: q.status,
+        is_admin: q.is_admin,
+    };
+    let (rows, total) =
+        tenancy::users(&state.db, &p.tenant_id.to_string(), &filter, limit, offset).await?;
+    Ok(Json(json!({
+        "users": rows.iter().map(user_json).collect::<Vec<_>>(),
+        "total": total,
+    })))
+}
+
+/// A user of the caller's tenant (404 for any other).
+async fn tenant_user(state: &AppState, p: &Principal, raw: &str) -> ApiResult<tenancy::UserRow> {
+    let id: UserId = path_id(raw, "user")?;
+    tenancy::user(&state.db, &p.tenant_id.to_string(), &id.to_string())
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))
+}
+
+async fn get_user(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(user_id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    p.require_tenant_admin()?;
+    let row = tenant_user(&state, &p, &user_id).await?;
+    Ok(Json(user_json(&row)))
+}
+
+#[derive(Debug, Deserialize)]
+struct PatchUser {
+    status: Option<UserStatus>,
+    #[serde(default, deserialize_with = "present")]
+    admin_role: Option<Option<AdminRole>>,
+}
+
+impl Validate for PatchUser {}
+
+async fn patch_user(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(user_id): ApiPath<String>,
+    ApiJson(body): ApiJson<PatchUser>,
+) -> ApiResult<Positioned<Json<Value>>> {
+    p.require_tenant_admin()?;
+    change_user(&state, &p, &user_id, body.status, body.admin_role).await
+}
+
+async fn activate_user(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(user_id): ApiPath<String>,
+) -> ApiResult<Positioned<Json<Value>>> {
+    p.require_tenant_admin()?;
+    change_user(&state, &p, &user_id, Some(UserStatus::Active), None).await
+}
+
+/// Applies a status and/or admin-role change, refusing (409) to take away
+/// the tenant's last active admin.
+async fn change_user(
+    state: &AppState,
+    p: &Principal,
+    raw_id: &str,
+    status: Option<UserStatus>,
+    admin_role: Option<Option<AdminRole>>,
+) -> ApiResult<Positioned<Json<Value>>> {
+    let row = tenant_user(state, p, raw_id).await?;
+    let tenant = p.tenant_id.to_string();
+    let is_active_admin = row.admin_role.is_some() && row.status == "active";
+    let loses_admin =
+        matches!(status, Some(s) if s != UserStatus::Active) || matches!(admin_role, Some(None));
+    // Admin changes in one tenant take turns, so two admins demoting each
+    // other at once cannot leave the tenant without one (in this process).
+    let _guard = state.bus.locks().lock(&format!("admins:{tenant}")).await;
+    if is_active_admin && loses_admin {
+        let others = tenancy::other_active_admins(&state.db, &tenant, &row.id).await?;
+        if others == 0 {
+            return Err(DomainError::InvalidTransition(format!(
+                "{} is the last active tenant admin; make another user tenant admin first",
+                row.email.as_deref().unwrap_or(&row.id)
+            ))
+            .into());
+        }
+    }
+    let ctx = p.context();
+    let (_, committed) = state
+        .bus
+        .execute::<User, _>(&row.id, &ctx, |u| {
+            let mut s = u.state.clone();
+            let mut events = Vec::new();
+            if let Some(status) = status {
+                events.extend(s.decide(&UserCommand::ChangeStatus {
+                    status,
+                    at: ctx.now,
+                })?);
+            }
+            for e in &events {
+                s.evolve(e);
+            }
+            if let Some(role) = admin_role {
+                events.extend(s.decide(&UserCommand::SetAdminRole {
+                    admin_role: role,
+                    at: ctx.now,
+                })?);
+            }
+            Ok(events)
+        })
+        .await?;
+    state.caught_up(committed.position).await;
+    let row = tenancy::user(&state.db, &tenant, &row.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    Ok(Positioned(committed.position, Json(user_json(&row))))
+}
+
+// ---------------------------------------------------------------- groups
+
+/// The JSON form of a group.
+pub fn group_json(row: &groups::GroupRow) -> Value {
+    json!({
+        "id": row.id,
+        "tenant_id": row.tenant_id,
+        "name": row.name,
+        "description": row.description,
+        "external_id": row.external_id,
+        "member_count": row.member_count,
+        "created_at": super::ts(row.created_at),
+        "modified_at": super::ts(row.modified_at),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct GroupQuery {
+    q: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+async fn list_groups(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiQuery(q): ApiQuery<GroupQuery>,
+) -> ApiResult<Json<Value>> {
+    p.require_tenant_admin()?;
+    let (limit, offset) = Page {
+        limit: q.limit,
+        offset: q.offset,
+    }
+    .resolve()?;
+    let q_text = q.q.as_deref().map(str::trim).filter(|t| !t.is_empty());
+    if q_text.is_some_and(|t| t.chars().count() > 200) {
+        return Err(ApiError::BadRequest(
+            "q must be at most 200 characters".into(),
+        ));
+    }
+    let (rows, total) =
+        groups::groups(&state.db, &p.tenant_id.to_string(), q_text, limit, offset).await?;
+    Ok(Json(json!({
+        "groups": rows.iter().map(group_json).collect::<Vec<_>>(),
+        "total": total,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateGroup {
+    name: String,
+    description: Option<String>,
+    external_id: Option<String>,
+}
+
+impl Validate for CreateGroup {
+    const REQUIRED: &'static [&'static str] = &["name"];
+
+    fn validate(&self, v: &mut Violations) {
+        v.length(
+            "name",
+            self.name.trim(),
+            1,
+            scaidrive_domain::group::MAX_NAME,
+        );
+        if let Some(d) = &self.description {
+            v.length(
+                "description",
+                d,
+                0,
+                scaidrive_domain::group::MAX_DESCRIPTION,
+            );
+        }
+        if let Some(e) = &self.external_id {
+            v.length(
+                "external_id",
+                e,
+                1,
+                scaidrive_domain::group::MAX_EXTERNAL_ID,
+            );
+        }
+    }
+}
+
+/// A live group of the caller's tenant (404 for any other).
+async fn tenant_group(
+    state: &AppState,
+    p: &Principal,
+    raw: &str,
+) -> ApiResult<(GroupId, groups::GroupRow)> {
+    let id: GroupId = path_id(raw, "group")?;
+    let row = groups::group(&state.db, &p.tenant_id.to_string(), &id.to_string())
+        .await?
+        .ok_or_else(|| ApiError::not_found("group"))?;
+    Ok((id, row))
+}
+
+/// Reads a group back after a write (the handler waited for the projection).
+async fn group_after(state: &AppState, p: &Principal, id: GroupId) -> ApiResult<Value> {
+    let row = groups::group(&state.db, &p.tenant_id.to_string(), &id.to_string())
+        .await?
+        .ok_or_else(|| ApiError::not_found("group"))?;
+    Ok(group_json(&row))
+}
+
+async fn create_group(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiJson(body): ApiJson<CreateGroup>,
+) -> ApiResult<(StatusCode, Positioned<Json<Value>>)> {
+    p.require_tenant_admin()?;
+    let ctx = p.context();
+    let id = GroupId::from_uuid(Uuid::now_v7());
+    let new = NewGroup {
+        name: body.name,
+        description: body.description,
+        external_id: body.external_id,
+    };
+    let (_, committed) =
+        crate::command::groups::create(&state.bus, &ctx, p.tenant_id, id, &new).await?;
+    state.caught_up(committed.position).await;
+    let body = group_after(&state, &p, id).await?;
+    Ok((
+        StatusCode::CREATED,
+        Positioned(committed.position, Json(body)),
+    ))
+}
+
+async fn get_group(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(group_id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    p.require_tenant_admin()?;
+    let (_, row) = tenant_group(&state, &p, &group_id).await?;
+    Ok(Json(group_json(&row)))
+}
+
+#[derive(Debug, Deserialize)]
+struct PatchGroup {
+    name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    external_id: Option<Option<String>>,
+}
+
+impl Validate for PatchGroup {
+    fn validate(&self, v: &mut Violations) {
+        if let Some(n) = &self.name {
+            v.length("name", n.trim(), 1, scaidrive_domain::group::MAX_NAME);
+        }
+        if let Some(Some(d)) = &self.description {
+            v.length(
+                "description",
+                d,
+                0,
+                scaidrive_domain::group::MAX_DESCRIPTION,
+            );
+        }
+        if let Some(Some(e)) = &self.external_id {
+            v.length(
+                "external_id",
+                e,
+                1,
+                scaidrive_domain::group::MAX_EXTERNAL_ID,
+            );
+        }
+    }
+}
+
+async fn patch_group(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(group_id): ApiPath<String>,
+    ApiJson(body): ApiJson<PatchGroup>,
+) -> ApiResult<Positioned<Json<Value>>> {
+    p.require_tenant_admin()?;
+    let (id, _) = tenant_group(&state, &p, &group_id).await?;
+    let change = GroupChange {
+        name: body.name,
+        description: body.description,
+        external_id: body.external_id,
+    };
+    let (_, committed) =
+        crate::command::groups::update(&state.bus, &p.context(), p.tenant_id, id, &change).await?;
+    state.caught_up(committed.position).await;
+    let body = group_after(&state, &p, id).await?;
+    Ok(Positioned(committed.position, Json(body)))
+}
+
+async fn delete_group(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(group_id): ApiPath<String>,
+) -> ApiResult<Positioned<StatusCode>> {
+    p.require_tenant_admin()?;
+    let (id, _) = tenant_group(&state, &p, &group_id).await?;
+    let committed =
+        crate::command::groups::delete(&state.bus, &p.context(), p.tenant_id, id).await?;
+    state.caught_up(committed.position).await;
+    Ok(Positioned(committed.position, StatusCode::NO_CONTENT))
+}
+
+fn member_json(group_id: &str, m: &groups::MemberRow) -> Value {
+    json!({
+        "group_id": group_id,
+        "user_id": m.user_id,
+        "email": m.email,
+        "name": m.name,
+        "status": m.status,
+        "added_at": super::ts(m.added_at),
+    })
+}
+
+async fn list_members(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(group_id): ApiPath<String>,
+    ApiQuery(page): ApiQuery<Page>,
+) -> ApiResult<Json<Value>> {
+    p.require_tenant_admin()?;
+    let (limit, offset) = page.resolve()?;
+    let (_, row) = tenant_group(&state, &p, &group_id).await?;
+    let members = groups::members(&state.db, &row.id, limit, offset).await?;
+    Ok(Json(json!({
+        "members": members.iter().map(|m| member_json(&row.id, m)).collect::<Vec<_>>(),
+        "total": row.member_count,
+    })))
+}
+
+async fn add_member(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath((group_id, user_id)): ApiPath<(String, String)>,
+) -> ApiResult<(StatusCode, Positioned<Json<Value>>)> {
+    p.require_tenant_admin()?;
+    let (gid, _) = tenant_group(&state, &p, &group_id).await?;
+    let user = tenant_user(&state, &p, &user_id).await?;
+    let uid: UserId = path_id(&user.id, "user")?;
+    let committed = crate::command::groups::set_member(
+        &state.bus,
+        &p.context(),
+        p.tenant_id,
+        gid,
+        uid,
+        true,
+        false,
+    )
+    .await?;
+    state.caught_up(committed.position).await;
+    let body = json!({
+        "group_id": gid,
+        "user_id": uid,
+        "email": user.email,
+        "name": user.name,
+        "status": user.status,
+        "added_at": super::ts(p.context().now),
+    });
+    Ok((
+        StatusCode::CREATED,
+        Positioned(committed.position, Json(body)),
+    ))
+}
+
+async fn remove_member(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath((group_id, user_id)): ApiPath<(String, String)>,
+) -> ApiResult<Positioned<StatusCode>> {
+    p.require_tenant_admin()?;
+    let (gid, _) = tenant_group(&state, &p, &group_id).await?;
+    let user = tenant_user(&state, &p, &user_id).await?;
+    let uid: UserId = path_id(&user.id, "user")?;
+    let committed = crate::command::groups::set_member(
+        &state.bus,
+        &p.context(),
+        p.tenant_id,
+        gid,
+        uid,
+        false,
+        false,
+    )
+    .await?;
+    state.caught_up(committed.position).await;
+    Ok(Positioned(committed.position, StatusCode::NO_CONTENT))
+}
+
+// ---------------------------------------------------------------- partners
+
+/// The caller's partner, when the path names it (any other answers 404).
+fn own_partner(p: &Principal, raw: &str) -> ApiResult<PartnerId> {
+    p.require(Scope::PartnerAdmin)?;
+    // Both our `prt_` id and the partner id of the token's claim name it.
+    if PartnerId::from_external(raw) == p.partner_id {
+        Ok(p.partner_id)
+    } else {
+        Err(ApiError::not_found("partner"))
+    }
+}
+
+async fn list_partner_tenants(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(partner_id): ApiPath<String>,
+    ApiQuery(page): ApiQuery<Page>,
+) -> ApiResult<Json<Value>> {
+    let partner = own_partner(&p, &partner_id)?;
+    let (limit, offset) = page.resolve()?;
+    let (rows, total) =
+        tenancy::partner_tenants(&state.db, &partner.to_string(), limit, offset).await?;
+    Ok(Json(json!({
+        "tenants": rows.iter().map(tenant_json).collect::<Vec<_>>(),
+        "total": total,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateTenant {
+    name: String,
+    display_name: Option<String>,
+    settings: Option<Value>,
+    /// ScaiKey's id for the tenant (what its tokens carry as `tenant_id`);
+    /// default: a new `tnt_` id.
+    tenant_id: Option<String>,
+}
+
+impl Validate for CreateTenant {
+    const REQUIRED: &'static [&'static str] = &["name"];
+
+    fn validate(&self, v: &mut Violations) {
+        v.length("name", &self.name, 1, 255);
+        if let Some(n) = &self.display_name {
+            v.length("display_name", n, 1, 255);
+        }
+        if let Some(t) = &self.tenant_id {
+            v.length("tenant_id", t, 1, 255);
+        }
+        if let Some(s) = &self.settings {
+            if !s.is_object() {
+                v.push(
+                    "model_attributes_type",
+                    "settings",
+                    "Input should be a valid object",
+                    s.clone(),
+                );
+            }
+        }
+    }
+}
+
+async fn create_partner_tenant(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(partner_id): ApiPath<String>,
+    ApiJson(body): ApiJson<CreateTenant>,
+) -> ApiResult<(StatusCode, Positioned<Json<Value>>)> {
+    let partner = own_partner(&p, &partner_id)?;
+    let tenant_id = match &body.tenant_id {
+        Some(t) => TenantId::from_external(t),
+        None => TenantId::from_uuid(Uuid::now_v7()),
+    };
+    let mut ctx = p.context();
+    ctx.tenant_id = Some(tenant_id.to_string());
+    let (_, position) = crate::command::provision::create_tenant(
+        &state.bus,
+        &ctx,
+        partner,
+        tenant_id,
+        &body.name,
+        body.display_name,
+        body.settings,
+    )
+    .await?;
+    state.caught_up(position).await;
+    let row = tenancy::tenant(&state.db, &tenant_id.to_string())
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    Ok((
+        StatusCode::CREATED,
+        Positioned(position, Json(tenant_json(&row))),
+    ))
 }

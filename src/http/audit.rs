@@ -18,7 +18,6 @@ use super::extract::ApiQuery;
 use super::principal::Principal;
 use super::state::AppState;
 use super::ts;
-use crate::auth::Scope;
 
 const CATEGORIES: [&str; 8] = [
     "AUTHENTICATION",
@@ -114,7 +113,7 @@ async fn list(
     p: Principal,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> ApiResult<Json<Value>> {
-    p.require(Scope::TenantAdmin)?;
+    p.require_tenant_admin()?;
     let f = filter(&q)?;
     let from = after(&q)?;
     let limit = q.limit.unwrap_or(100);
@@ -179,7 +178,7 @@ async fn export(
     p: Principal,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> ApiResult<Response> {
-    p.require(Scope::TenantAdmin)?;
+    p.require_tenant_admin()?;
     let f = filter(&q)?;
     let csv = match q.format.as_deref().unwrap_or("ndjson") {
         "ndjson" => false,
@@ -235,7 +234,7 @@ async fn export(
 }
 
 async fn verify(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Value>> {
-    p.require(Scope::TenantAdmin)?;
+    p.require_tenant_admin()?;
     let report = state.store.verify(Some(&p.tenant_id.to_string())).await?;
     Ok(Json(json!({
         "ok": report.first_broken.is_none(),

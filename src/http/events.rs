@@ -19,7 +19,6 @@ use super::error::{ApiError, ApiResult};
 use super::extract::ApiQuery;
 use super::principal::Principal;
 use super::state::AppState;
-use crate::auth::Scope;
 use crate::store::LogFilter;
 
 pub fn router() -> Router<AppState> {
@@ -50,7 +49,7 @@ async fn list(
     p: Principal,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Value>> {
-    p.require(Scope::TenantAdmin)?;
+    p.require_tenant_admin()?;
     let after = position(q.after.as_deref())?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
@@ -83,7 +82,7 @@ async fn stream(
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<StreamQuery>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    p.require(Scope::TenantAdmin)?;
+    p.require_tenant_admin()?;
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())

@@ -20,7 +20,6 @@ use super::extract::{ApiPath, ApiQuery};
 use super::principal::Principal;
 use super::state::AppState;
 use super::ts;
-use crate::auth::Scope;
 use crate::store::LogFilter;
 
 pub fn router() -> Router<AppState> {
@@ -122,7 +121,7 @@ async fn history(
     ApiPath((resource_type, id)): ApiPath<(String, String)>,
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> ApiResult<Json<Value>> {
-    p.require(Scope::TenantAdmin)?;
+    p.require_tenant_admin()?;
     let at = At::parse(q.at.as_deref())?;
     let body = match resource_type.as_str() {
         "file" => {

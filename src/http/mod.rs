@@ -24,12 +24,14 @@ pub mod folders;
 pub mod history;
 pub mod permissions;
 pub mod principal;
+pub mod principals;
 pub mod shares;
 pub mod sharing;
 pub mod state;
 pub mod system;
 pub mod uploads;
 pub mod users;
+pub mod webhooks_in;
 
 pub use error::{ApiError, ApiResult};
 pub use state::{AppState, Services};
@@ -83,6 +85,8 @@ pub fn router(state: AppState) -> Router {
         .merge(events::router())
         .merge(audit::router())
         .merge(history::router())
+        .merge(principals::router())
+        .merge(webhooks_in::router())
         .route_layer(middleware::from_fn(tag_route))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);

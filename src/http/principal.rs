@@ -25,6 +25,9 @@ pub struct Principal {
     pub partner_id: PartnerId,
     pub email: Option<String>,
     pub name: Option<String>,
+    /// `grp_` ids of every group the caller belongs to: stored memberships
+    /// and the token's `groups` claims that name a stored group (by external
+    /// id or name); claims naming no stored group are left out.
     pub groups: Vec<String>,
     pub scopes: Scopes,
     /// The stored tenant-admin role (not just a token claim).
@@ -75,6 +78,20 @@ impl Principal {
         std::iter::once(self.user_id.to_string())
             .chain(self.groups.iter().cloned())
             .collect()
+    }
+
+    /// 403 unless the caller may administer its tenant: the `tenant:admin`
+    /// scope and the stored tenant-admin role (a token claim alone is not
+    /// enough), or a `partner:admin` token of the tenant's partner.
+    pub fn require_tenant_admin(&self) -> Result<(), ApiError> {
+        self.require(Scope::TenantAdmin)?;
+        if self.is_tenant_admin || self.scopes.allows(Scope::PartnerAdmin) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(
+                "tenant administrator role required".into(),
+            ))
+        }
     }
 
     /// A command context stamped with this caller.
@@ -155,13 +172,20 @@ impl FromRequestParts<AppState> for Principal {
                 )))
             }
         }
+        let groups = scaidrive_projections::groups::user_group_ids(
+            &state.db,
+            &identity.tenant_id.to_string(),
+            &identity.user_id.to_string(),
+            &claims.groups,
+        )
+        .await?;
         let principal = Principal {
             user_id: identity.user_id,
             tenant_id: identity.tenant_id,
             partner_id: identity.partner_id,
             email: user.email.clone(),
             name: user.name.clone(),
-            groups: claims.groups.clone(),
+            groups,
             scopes: claims.scopes,
             is_tenant_admin: user.admin_role == Some(AdminRole::TenantAdmin),
             actor,

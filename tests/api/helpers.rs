@@ -28,6 +28,24 @@ pub enum Backend {
     Postgres,
 }
 
+/// One test body as two tests: on SQLite, and on PostgreSQL (ignored unless
+/// `scripts/test` runs the ignored ones with a database).
+#[macro_export]
+macro_rules! both_backends {
+    ($body:ident => $sqlite:ident, $pg:ident) => {
+        #[tokio::test]
+        async fn $sqlite() {
+            $body($crate::helpers::Backend::Sqlite).await
+        }
+
+        #[tokio::test]
+        #[ignore = "needs SCAIDRIVE_TEST_DATABASE_URL (run by scripts/test)"]
+        async fn $pg() {
+            $body($crate::helpers::Backend::Postgres).await
+        }
+    };
+}
+
 pub async fn spawn() -> TestApp {
     spawn_on(Backend::Sqlite).await
 }
@@ -172,6 +190,11 @@ impl TestApp {
                 act: None,
             })
             .expect("mint")
+    }
+
+    /// A token from a full mint request (groups, partner, ...).
+    pub fn mint(&self, req: &MintRequest) -> String {
+        self.issuer.mint(req).expect("mint")
     }
 
     pub async fn call(

@@ -14,6 +14,7 @@ mod compose;
 mod drive;
 mod errors;
 mod events;
+mod groups;
 mod kafka;
 mod postgres;
 mod ratelimit;

@@ -9,7 +9,7 @@ use sqlx::Row;
 
 use crate::helpers::{spawn, spawn_on, Backend, TestApp};
 
-const TABLES: [&str; 10] = [
+const TABLES: [&str; 12] = [
     "rm_partners",
     "rm_tenants",
     "rm_users",
@@ -20,6 +20,8 @@ const TABLES: [&str; 10] = [
     "rm_chunk_refs",
     "rm_uploads",
     "rm_audit",
+    "rm_groups",
+    "rm_group_members",
 ];
 
 /// Every read-model row as text, table by table, sorted.
@@ -155,6 +157,45 @@ async fn busy_history(app: &TestApp) {
         .await;
     let session = s.body["session_id"].as_str().expect("session").to_owned();
     app.delete(&format!("/uploads/{session}"), &t).await;
+    group_history(app, &t, me.body["id"].as_str().expect("me")).await;
+}
+
+/// Groups: created, renamed, described and cleared, members in and out, one deleted.
+async fn group_history(app: &TestApp, t: &str, me: &str) {
+    let bob = app.token("acme", "bob", "files:read");
+    let bob_id = app.get("/users/me", &bob).await.body["id"]
+        .as_str()
+        .expect("bob")
+        .to_owned();
+    let g = app
+        .post(
+            "/admin/groups",
+            t,
+            json!({"name": "Eng", "description": "d", "external_id": "x-1"}),
+        )
+        .await;
+    let gid = g.body["id"].as_str().expect("group").to_owned();
+    app.patch(
+        &format!("/admin/groups/{gid}"),
+        t,
+        json!({"name": "Engineering", "description": null}),
+    )
+    .await;
+    for u in [me, bob_id.as_str()] {
+        app.post(&format!("/admin/groups/{gid}/members/{u}"), t, json!({}))
+            .await;
+    }
+    app.delete(&format!("/admin/groups/{gid}/members/{me}"), t)
+        .await;
+    let h = app.post("/admin/groups", t, json!({"name": "Temp"})).await;
+    let hid = h.body["id"].as_str().expect("group").to_owned();
+    app.post(
+        &format!("/admin/groups/{hid}/members/{bob_id}"),
+        t,
+        json!({}),
+    )
+    .await;
+    app.delete(&format!("/admin/groups/{hid}"), t).await;
 }
 
 /// Waits until every projection has applied the newest committed event
@@ -186,7 +227,10 @@ async fn rebuilt_equals_live(app: &TestApp) {
     settle(app).await;
     let live = snapshot(&app.state.db).await;
     assert!(
-        live["rm_files"].len() >= 3 && live["rm_audit"].len() > 20,
+        live["rm_files"].len() >= 3
+            && live["rm_audit"].len() > 20
+            && live["rm_groups"].len() == 1
+            && live["rm_group_members"].len() == 1,
         "{live:?}"
     );
     for name in app.state.projector.names() {
@@ -204,7 +248,8 @@ async fn rebuilt_equals_live(app: &TestApp) {
     }
     // The server keeps working on the rebuilt models.
     let t = app.token("acme", "alice", "");
-    assert_eq!(app.get("/shares", &t).await.body["total"], 2);
+    // (An admin sees every share: S and the personal shares of alice and bob.)
+    assert_eq!(app.get("/shares", &t).await.body["total"], 3);
 }
 
 #[tokio::test]

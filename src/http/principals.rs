@@ -1,0 +1,79 @@
+//! `GET /shares/search/principals`: users and groups of the caller's tenant
+//! to share with or name in an ACL.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use scaidrive_projections::{groups, tenancy};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::drive::require_read;
+use super::error::{ApiError, ApiResult};
+use super::extract::ApiQuery;
+use super::principal::Principal;
+use super::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/shares/search/principals", get(search))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum PrincipalType {
+    User,
+    Group,
+}
+
+#[derive(Debug, Deserialize)]
+struct SearchQuery {
+    q: Option<String>,
+    principal_type: Option<PrincipalType>,
+    limit: Option<i64>,
+}
+
+async fn search(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiQuery(q): ApiQuery<SearchQuery>,
+) -> ApiResult<Json<Value>> {
+    require_read(&p)?;
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=50).contains(&limit) {
+        return Err(ApiError::BadRequest(
+            "limit must be between 1 and 50".into(),
+        ));
+    }
+    let text = q.q.as_deref().map(str::trim).filter(|t| !t.is_empty());
+    if text.is_some_and(|t| t.chars().count() > 200) {
+        return Err(ApiError::BadRequest(
+            "q must be at most 200 characters".into(),
+        ));
+    }
+    let tenant = p.tenant_id.to_string();
+    let want_users = !matches!(q.principal_type, Some(PrincipalType::Group));
+    let want_groups = !matches!(q.principal_type, Some(PrincipalType::User));
+    let users = if want_users {
+        tenancy::search_users(&state.db, &tenant, text, limit).await?
+    } else {
+        Vec::new()
+    };
+    let found_groups = if want_groups {
+        groups::groups(&state.db, &tenant, text, limit, 0).await?.0
+    } else {
+        Vec::new()
+    };
+    Ok(Json(json!({
+        "users": users.iter().map(|u| json!({
+            "id": u.id,
+            "email": u.email,
+            "name": u.name,
+            "display_name": u.name.clone().or_else(|| u.email.clone()).unwrap_or_else(|| u.id.clone()),
+        })).collect::<Vec<_>>(),
+        "groups": found_groups.iter().map(|g| json!({
+            "id": g.id,
+            "name": g.name,
+            "member_count": g.member_count,
+        })).collect::<Vec<_>>(),
+    })))
+}
