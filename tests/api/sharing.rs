@@ -612,3 +612,70 @@ async fn permission_checks_answer_per_resource_and_in_batches() {
     .await
     .assert_detail(404);
 }
+
+#[tokio::test]
+async fn groups_grant_through_memberships_and_acls() {
+    let app = spawn().await;
+    let c = cast(&app).await;
+    let admin = app.token("acme", "root", "");
+    let g = app
+        .post("/admin/groups", &admin, json!({"name": "Design"}))
+        .await;
+    assert_eq!(g.status, 201, "{}", g.body);
+    let group = g.body["id"].as_str().unwrap().to_owned();
+    let m = app
+        .post(
+            &format!("/admin/groups/{group}/members/{}", c.bea_id),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert!(m.status == 201 || m.status == 200, "{}", m.body);
+
+    let share = new_share(&app, &c.owner, "Design docs").await;
+    app.get(&format!("/shares/{share}"), &c.bea)
+        .await
+        .assert_detail(404);
+    let a = app
+        .post(
+            &format!("/shares/{share}/members"),
+            &c.owner,
+            json!({"principal_type": "group", "principal_id": group, "role": "contributor"}),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    assert_eq!(a.body["name"], "Design");
+    assert_eq!(
+        app.get(&format!("/shares/{share}"), &c.bea).await.status,
+        200
+    );
+    app.get(&format!("/shares/{share}"), &c.cal)
+        .await
+        .assert_detail(404);
+
+    // A deny for the group beats the group's own role.
+    let f = folder(&app, &c.owner, &share, None, "drafts").await;
+    let d = app
+        .post(
+            &format!("/permissions/acl/folder/{f}"),
+            &c.owner,
+            json!({"principal_type": "group", "principal_id": group, "permissions": ["READ"], "ace_type": "deny"}),
+        )
+        .await;
+    assert_eq!(d.status, 201, "{}", d.body);
+    app.get(&format!("/folders/{f}"), &c.bea)
+        .await
+        .assert_detail(404);
+
+    // Leaving the group takes the access with it.
+    let r = app
+        .delete(
+            &format!("/admin/groups/{group}/members/{}", c.bea_id),
+            &admin,
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    app.get(&format!("/shares/{share}"), &c.bea)
+        .await
+        .assert_detail(404);
+}
