@@ -10,6 +10,7 @@ pub mod event;
 pub mod id;
 pub mod name;
 pub mod quota;
+pub mod sync;
 pub mod tenancy;
 
 pub use aggregate::{Aggregate, Scenario};
