@@ -95,7 +95,9 @@ impl Application {
         );
         projector.prepare().await?;
         let stop_workers = CancellationToken::new();
-        let workers = projector.spawn(stop_workers.clone());
+        let mut workers = projector.spawn(stop_workers.clone());
+        let hub = Arc::new(crate::hub::Hub::default());
+        workers.push(hub.spawn(core.db.clone(), projector.clone(), stop_workers.clone()));
         let listener = TcpListener::bind(config.bind)
             .await
             .map_err(|source| StartError::Bind {
@@ -111,6 +113,7 @@ impl Application {
             blob,
             config,
             limiter: crate::ratelimit::RateLimiter::default(),
+            hub,
             draining: AtomicBool::new(false),
             shutdown: CancellationToken::new(),
             started: AtomicBool::new(true),

@@ -37,6 +37,10 @@ pub fn classify(event_type: &str) -> Classification {
         ("link" | "member" | "invitation" | "acl", _) => ("SHARING", "info"),
         ("file" | "folder" | "upload", _) => ("FILE_MODIFICATION", "info"),
         ("quota", _) => ("COMPLIANCE", "info"),
+        // Sync: devices and their cursors, versions written by devices, conflicts.
+        ("device" | "sync", _) => ("FILE_ACCESS", "info"),
+        ("conflict", "detected") => ("FILE_MODIFICATION", "warning"),
+        ("conflict", _) => ("FILE_MODIFICATION", "info"),
         _ => ("ADMIN", "info"),
     };
     let resource_type = match resource_type {
@@ -47,6 +51,9 @@ pub fn classify(event_type: &str) -> Classification {
         "folder" => "folder",
         "file" => "file",
         "upload" => "upload",
+        // Sync.
+        "device" | "sync" => "device",
+        "conflict" => "conflict",
         _ => "other",
     };
     Classification {

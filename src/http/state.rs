@@ -25,6 +25,8 @@ pub struct Services {
     pub auth: Authenticator,
     pub blob: BlobStore,
     pub limiter: crate::ratelimit::RateLimiter,
+    /// Live changes for WebSockets.
+    pub hub: Arc<crate::hub::Hub>,
     pub draining: AtomicBool,
     /// Cancelled when the server starts draining; long-lived responses end.
     pub shutdown: tokio_util::sync::CancellationToken,
