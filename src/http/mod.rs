@@ -23,8 +23,10 @@ pub mod files;
 pub mod folders;
 pub mod history;
 pub mod principal;
+pub mod realtime;
 pub mod shares;
 pub mod state;
+pub mod sync;
 pub mod system;
 pub mod uploads;
 pub mod users;
@@ -79,6 +81,8 @@ pub fn router(state: AppState) -> Router {
         .merge(events::router())
         .merge(audit::router())
         .merge(history::router())
+        .merge(sync::router())
+        .merge(realtime::router())
         .route_layer(middleware::from_fn(tag_route))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
