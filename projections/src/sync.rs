@@ -123,7 +123,9 @@ async fn commit_events(
             .bind(stream)
             .fetch_all(&mut **t)
             .await?;
-            rows.into_iter().map(|(s, v, t, d)| (s, v, t, d.0)).collect()
+            rows.into_iter()
+                .map(|(s, v, t, d)| (s, v, t, d.0))
+                .collect()
         }
     };
     Ok(rows
@@ -158,8 +160,11 @@ async fn folder_parents(
                 .await?
                 .map(|d| d.0),
         };
-        let parent = data
-            .and_then(|d| d.get("parent_id").and_then(Value::as_str).map(str::to_owned));
+        let parent = data.and_then(|d| {
+            d.get("parent_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
         out.insert(f.clone(), parent);
     }
     Ok(out)
@@ -198,12 +203,8 @@ fn drive_change(event: &RecordedEvent) -> Result<Option<Draft>, ProjectionError>
             ShareEvent::ShareCreated {
                 share_id, name, by, ..
             } => {
-                let mut d = Draft::new(
-                    share_id,
-                    ResourceType::Share,
-                    share_id,
-                    ChangeType::Created,
-                );
+                let mut d =
+                    Draft::new(share_id, ResourceType::Share, share_id, ChangeType::Created);
                 d.name = Some(name);
                 d.new_path = Some("/".into());
                 d.by = Some(by.to_string());
@@ -458,6 +459,10 @@ async fn carried(
     event: &RecordedEvent,
     mut d: Draft,
 ) -> Result<Option<Draft>, ProjectionError> {
+    let purge = matches!(event.event_type.as_str(), "folder-purged" | "file-purged");
+    if purge && !is_top_purge(tx, event).await? {
+        return Ok(None);
+    }
     match event.event_type.as_str() {
         // A move with a new name is a rename then a move of the same file in
         // one commit: the move carries it, from the path before the rename.
@@ -478,11 +483,6 @@ async fn carried(
                 if let Some(p) = renamed.data.get("old_path").and_then(Value::as_str) {
                     d.old_path = Some(p.to_owned());
                 }
-            }
-        }
-        "folder-purged" | "file-purged" => {
-            if !is_top_purge(tx, event).await? {
-                return Ok(None);
             }
         }
         _ => {}

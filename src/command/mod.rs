@@ -23,8 +23,8 @@ use crate::store::{
 
 pub mod drive;
 pub mod provision;
-pub mod sync;
 mod stripes;
+pub mod sync;
 pub use stripes::StreamLocks;
 
 /// How many times a command is decided again after a concurrency conflict.

@@ -176,7 +176,14 @@ pub async fn write_content(
             };
             record_version(&mut uow, w, file_id, base).await?;
             if let Some(c) = &w.conflict {
-                stage_conflict(&mut uow, c, Some(file_id.to_string()), Some(w.content.version_id.to_string()), w.by).await?;
+                stage_conflict(
+                    &mut uow,
+                    c,
+                    Some(file_id.to_string()),
+                    Some(w.content.version_id.to_string()),
+                    w.by,
+                )
+                .await?;
             }
             uow.commit().await
         })

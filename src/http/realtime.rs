@@ -78,7 +78,10 @@ async fn refuse(mut socket: WebSocket, code: u16, reason: String) {
 }
 
 async fn send(socket: &mut WebSocket, v: Value) -> bool {
-    socket.send(Message::Text(v.to_string().into())).await.is_ok()
+    socket
+        .send(Message::Text(v.to_string().into()))
+        .await
+        .is_ok()
 }
 
 async fn device_socket(
@@ -233,7 +236,9 @@ async fn handle(
 ) -> Vec<Value> {
     let msg: ClientMessage = match serde_json::from_str(text) {
         Ok(m) => m,
-        Err(e) => return vec![json!({"type": "error", "detail": format!("unreadable message: {e}")})],
+        Err(e) => {
+            return vec![json!({"type": "error", "detail": format!("unreadable message: {e}")})]
+        }
     };
     let mut wanted: Vec<String> = msg.share_ids.unwrap_or_default();
     wanted.extend(msg.share_id);
@@ -245,10 +250,16 @@ async fn handle(
                     // A sync client follows the shares it keeps a cursor in.
                     match sq::cursors(&state.db, &p.user_id.to_string(), device).await {
                         Ok(c) => wanted = c.into_iter().map(|c| c.share_id).collect(),
-                        Err(e) => return vec![json!({"type": "error", "detail": format!("cannot read cursors: {e}")})],
+                        Err(e) => {
+                            return vec![
+                                json!({"type": "error", "detail": format!("cannot read cursors: {e}")}),
+                            ]
+                        }
                     }
                 } else {
-                    return vec![json!({"type": "error", "detail": "subscribe needs share_id or share_ids"})];
+                    return vec![
+                        json!({"type": "error", "detail": "subscribe needs share_id or share_ids"}),
+                    ];
                 }
             }
             let mut out = Vec::new();
@@ -262,7 +273,10 @@ async fn handle(
                     Err(e) => out.push(json!({"type": "error", "share_id": s, "status": e.status().as_u16(), "detail": e.to_string()})),
                 }
             }
-            out.insert(0, json!({"type": "subscribed", "share_ids": added, "share_id": added.first()}));
+            out.insert(
+                0,
+                json!({"type": "subscribed", "share_ids": added, "share_id": added.first()}),
+            );
             out
         }
         "unsubscribe" => {
@@ -273,6 +287,8 @@ async fn handle(
             };
             vec![json!({"type": "unsubscribed", "share_ids": removed, "share_id": removed.first()})]
         }
-        other => vec![json!({"type": "error", "detail": format!("unknown message type '{other}'")})],
+        other => {
+            vec![json!({"type": "error", "detail": format!("unknown message type '{other}'")})]
+        }
     }
 }

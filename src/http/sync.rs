@@ -226,7 +226,9 @@ async fn own_device(state: &AppState, p: &Principal, device_id: &str) -> ApiResu
     }
     sq::device(&state.db, &p.user_id.to_string(), device_id)
         .await?
-        .ok_or_else(|| ApiError::NotFound("device not found; register it with POST /sync/devices".into()))
+        .ok_or_else(|| {
+            ApiError::NotFound("device not found; register it with POST /sync/devices".into())
+        })
 }
 
 #[derive(Debug, Deserialize)]
@@ -473,7 +475,11 @@ struct Outcome {
 }
 
 impl Outcome {
-    fn applied(resource_id: String, version_id: Option<String>, position: Option<LogPosition>) -> Self {
+    fn applied(
+        resource_id: String,
+        version_id: Option<String>,
+        position: Option<LogPosition>,
+    ) -> Self {
         Self {
             status: "applied",
             resource_id: Some(resource_id),
@@ -556,9 +562,7 @@ async fn uploaded(cx: &Cx<'_>, id: UploadId) -> ApiResult<Uploaded> {
         .into());
     }
     match s.status_at(Utc::now()) {
-        UploadStatus::Aborted => {
-            Err(DomainError::Gone("upload session was aborted".into()).into())
-        }
+        UploadStatus::Aborted => Err(DomainError::Gone("upload session was aborted".into()).into()),
         UploadStatus::Expired => Err(DomainError::Gone("upload session expired".into()).into()),
         UploadStatus::Completed => {
             let (file_id, version_id) = s
@@ -615,7 +619,9 @@ async fn target_in(cx: &Cx<'_>, parent: Option<FolderId>) -> ApiResult<Target> {
         Some(f) => {
             let (row, _) = live_folder(cx.state, cx.p, &f.to_string()).await?;
             if row.share_id != cx.share.id {
-                return Err(DomainError::invalid("parent_id", "the folder is not in this share").into());
+                return Err(
+                    DomainError::invalid("parent_id", "the folder is not in this share").into(),
+                );
             }
             require_perm(cx.state, cx.p, On::Folder(&row), Permission::Create).await?;
             Ok(Target {
@@ -668,7 +674,9 @@ fn in_share(cx: &Cx<'_>, share_id: &str, what: &str) -> ApiResult<()> {
 
 fn who(cx: &Cx<'_>) -> String {
     if cx.device.device_name.trim().is_empty() {
-        cx.p.name.clone().unwrap_or_else(|| cx.p.user_id.to_string())
+        cx.p.name
+            .clone()
+            .unwrap_or_else(|| cx.p.user_id.to_string())
     } else {
         cx.device.device_name.clone()
     }
@@ -683,11 +691,19 @@ async fn apply_one(
 ) -> Result<Outcome, Stop> {
     let force = existing.is_some();
     match ch.resource_type {
-        ResourceType::Share => Err(ApiError::BadRequest("sync applies to files and folders".into()).into()),
+        ResourceType::Share => {
+            Err(ApiError::BadRequest("sync applies to files and folders".into()).into())
+        }
         ResourceType::Folder => {
             let out = apply_folder(cx, ch).await?;
             if let Some((id, r)) = existing {
-                settle_record(cx, ConflictRecord::Existing { id, resolution: r }, &out, None).await?;
+                settle_record(
+                    cx,
+                    ConflictRecord::Existing { id, resolution: r },
+                    &out,
+                    None,
+                )
+                .await?;
                 return Ok(Outcome {
                     conflict_id: Some(id.to_string()),
                     resolution: Some(r),
@@ -762,14 +778,18 @@ async fn apply_file(
 ) -> Result<Outcome, Stop> {
     let (bus, ctx) = (&cx.state.bus, &cx.ctx);
     if ch.change_type == ChangeType::Created {
-        let upload = ch
-            .upload_session_id
-            .ok_or_else(|| ApiError::from(DomainError::invalid("upload_session_id", "Field required")))?;
+        let upload = ch.upload_session_id.ok_or_else(|| {
+            ApiError::from(DomainError::invalid("upload_session_id", "Field required"))
+        })?;
         let target = target_in(cx, ch.parent_id).await?;
         let up = uploaded(cx, upload).await?;
         if let Some((file_id, version_id)) = up.completed_into {
             // The session was completed on its own: the file exists already.
-            return Ok(Outcome::applied(file_id.to_string(), Some(version_id.to_string()), None));
+            return Ok(Outcome::applied(
+                file_id.to_string(),
+                Some(version_id.to_string()),
+                None,
+            ));
         }
         let name = ch.name.clone().unwrap_or_else(|| up.file_name.clone());
         let write = ContentWrite {
@@ -815,11 +835,18 @@ async fn apply_file(
     if let Some((done_file, done_version)) = up.as_ref().and_then(|u| u.completed_into) {
         if done_file == id {
             // Completed on its own as a version of this very file.
-            return Ok(Outcome::applied(id.to_string(), Some(done_version.to_string()), None));
+            return Ok(Outcome::applied(
+                id.to_string(),
+                Some(done_version.to_string()),
+                None,
+            ));
         }
     }
     let file = bus.load::<File>(raw).await?.state;
-    let current = file.current().cloned().ok_or_else(|| ApiError::not_found("file"))?;
+    let current = file
+        .current()
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("file"))?;
     let stale = ch
         .base_version_id
         .is_some_and(|b| b != current.content.version_id);
@@ -862,7 +889,10 @@ async fn apply_file(
     };
     let record = |resolution: ConflictStrategy| -> Option<ConflictRecord> {
         match existing {
-            Some((cid, r)) => Some(ConflictRecord::Existing { id: cid, resolution: r }),
+            Some((cid, r)) => Some(ConflictRecord::Existing {
+                id: cid,
+                resolution: r,
+            }),
             None if stale => Some(ConflictRecord::New {
                 facts: Box::new(facts(cx, ch, &row.name, id, current.content.version_id)),
                 resolution: Some(resolution),
@@ -889,7 +919,10 @@ async fn apply_file(
             };
             let position = match rec {
                 Some(r) => {
-                    let abort = up.as_ref().filter(|u| u.complete_with.is_some()).map(|u| u.id);
+                    let abort = up
+                        .as_ref()
+                        .filter(|u| u.complete_with.is_some())
+                        .map(|u| u.id);
                     settle_record(cx, r, &out, abort).await?
                 }
                 None => None,
@@ -897,7 +930,9 @@ async fn apply_file(
             Ok(Outcome { position, ..out })
         }
         Settlement::KeepBoth => {
-            let up = up.ok_or_else(|| ApiError::from(DomainError::invalid("upload_session_id", "Field required")))?;
+            let up = up.ok_or_else(|| {
+                ApiError::from(DomainError::invalid("upload_session_id", "Field required"))
+            })?;
             let rec = record(chosen);
             let name = conflicted_copy_name(&row.name, &who(cx), cx.ctx.now.date_naive());
             let folder_id = row
@@ -938,10 +973,16 @@ async fn apply_file(
         Settlement::ApplyClient => {
             let rec = record(chosen);
             // A forced write no longer checks the base: the conflict is settled for the client.
-            let base = if stale || force { None } else { ch.base_version_id };
+            let base = if stale || force {
+                None
+            } else {
+                ch.base_version_id
+            };
             let (version_id, position) = match ch.change_type {
                 ChangeType::Updated => {
-                    let up = up.ok_or_else(|| ApiError::from(DomainError::invalid("upload_session_id", "Field required")))?;
+                    let up = up.ok_or_else(|| {
+                        ApiError::from(DomainError::invalid("upload_session_id", "Field required"))
+                    })?;
                     let write = ContentWrite {
                         upload: up.complete_with.clone().map(|c| (up.id, c)),
                         content: up.content.clone(),
@@ -955,9 +996,9 @@ async fn apply_file(
                     match sync_cmd::write_content(bus, ctx, &write).await {
                         Ok((_, c)) => (Some(up.content.version_id.to_string()), c.position),
                         // Someone wrote a version between our check and our append.
-                        Err(crate::command::CommandError::Domain(DomainError::VersionMismatch { .. }))
-                            if !force =>
-                        {
+                        Err(crate::command::CommandError::Domain(
+                            DomainError::VersionMismatch { .. },
+                        )) if !force => {
                             return Box::pin(apply_file(cx, ch, false, None)).await;
                         }
                         Err(e) => return Err(e.into()),
@@ -970,8 +1011,19 @@ async fn apply_file(
                             cmd::rename_file(bus, ctx, id, &name, cx.p.user_id, &row.path).await?
                         }
                         ChangeType::Moved => {
-                            let target = move_target.clone().ok_or_else(|| ApiError::internal("move without target"))?;
-                            cmd::move_file(bus, ctx, id, target, ch.name.as_deref(), cx.p.user_id, &row.path).await?
+                            let target = move_target
+                                .clone()
+                                .ok_or_else(|| ApiError::internal("move without target"))?;
+                            cmd::move_file(
+                                bus,
+                                ctx,
+                                id,
+                                target,
+                                ch.name.as_deref(),
+                                cx.p.user_id,
+                                &row.path,
+                            )
+                            .await?
                         }
                         _ => cmd::trash_file(bus, ctx, id, false, cx.p.user_id, &row.path).await?,
                     };
@@ -1033,7 +1085,11 @@ async fn apply(
     ApiJson(body): ApiJson<ApplyBody>,
 ) -> ApiResult<Response> {
     if validate_device_id(&body.device_id).is_err() {
-        return Err(DomainError::invalid("device_id", "must be 1 to 128 characters without control characters").into());
+        return Err(DomainError::invalid(
+            "device_id",
+            "must be 1 to 128 characters without control characters",
+        )
+        .into());
     }
     let share = readable_share(&state, &p, &body.share_id.to_string()).await?;
     require_write(&p)?;
@@ -1067,7 +1123,11 @@ async fn apply(
                     "conflict_id": out.conflict_id,
                     "result": out.json(i),
                 });
-                return Ok(Positioned(out.position.max(last), stopped(StatusCode::CONFLICT, body, i, &results)).into_response());
+                return Ok(Positioned(
+                    out.position.max(last),
+                    stopped(StatusCode::CONFLICT, body, i, &results),
+                )
+                .into_response());
             }
             Err(Stop::Failed(e)) => {
                 if results.is_empty() {
@@ -1085,9 +1145,14 @@ async fn apply(
         }
     }
     state.caught_up(last).await;
-    let cursor = sq::cursor(&state.db, &p.user_id.to_string(), &cx.device.device_id, &cx.share.id)
-        .await?
-        .map(|c| c.log().to_token());
+    let cursor = sq::cursor(
+        &state.db,
+        &p.user_id.to_string(),
+        &cx.device.device_id,
+        &cx.share.id,
+    )
+    .await?
+    .map(|c| c.log().to_token());
     Ok(Positioned(
         last,
         Json(json!({

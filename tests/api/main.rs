@@ -15,7 +15,7 @@ mod errors;
 mod events;
 mod postgres;
 mod ratelimit;
-mod sync;
 mod rebuild;
 mod s3;
+mod sync;
 mod system;

@@ -82,7 +82,13 @@ async fn content(app: &TestApp, t: &str, file: &str) -> Vec<u8> {
 
 /// Every change of a share from `cursor`, paged by `limit`; returns the
 /// changes and the final cursor.
-async fn feed(app: &TestApp, t: &str, share: &str, cursor: &str, limit: usize) -> (Vec<Value>, String) {
+async fn feed(
+    app: &TestApp,
+    t: &str,
+    share: &str,
+    cursor: &str,
+    limit: usize,
+) -> (Vec<Value>, String) {
     let mut out = Vec::new();
     let mut cursor = cursor.to_owned();
     loop {
@@ -93,7 +99,13 @@ async fn feed(app: &TestApp, t: &str, share: &str, cursor: &str, limit: usize) -
             )
             .await;
         assert_eq!(r.status, 200, "{}", r.body);
-        out.extend(r.body["changes"].as_array().expect("changes").iter().cloned());
+        out.extend(
+            r.body["changes"]
+                .as_array()
+                .expect("changes")
+                .iter()
+                .cloned(),
+        );
         cursor = r.body["cursor"].as_str().expect("cursor").to_owned();
         if r.body["has_more"] == false {
             return (out, cursor);
@@ -127,7 +139,11 @@ async fn the_feed_holds_exactly_one_change_per_mutation_in_order() {
         .await;
     let fid = folder.body["id"].as_str().expect("id").to_owned();
     let sub = app
-        .post("/folders", &t, json!({"share_id": share, "parent_id": fid, "name": "sub"}))
+        .post(
+            "/folders",
+            &t,
+            json!({"share_id": share, "parent_id": fid, "name": "sub"}),
+        )
         .await;
     assert_eq!(sub.status, 201);
     let file = upload_file(&app, &t, &share, "a.txt", b"hello").await;
@@ -147,7 +163,10 @@ async fn the_feed_holds_exactly_one_change_per_mutation_in_order() {
         )
         .await;
     assert_eq!(mv.status, 200, "{}", mv.body);
-    assert_eq!(app.delete(&format!("/files/{file_id}"), &t).await.status, 204);
+    assert_eq!(
+        app.delete(&format!("/files/{file_id}"), &t).await.status,
+        204
+    );
     // A permanent delete of a folder purges its subtree: one change.
     assert_eq!(
         app.delete(&format!("/folders/{fid}?permanent=true"), &t)
@@ -190,7 +209,9 @@ async fn the_feed_holds_exactly_one_change_per_mutation_in_order() {
     let (rest, _) = feed(&app, &t, &share, &end, 10).await;
     assert!(rest.is_empty());
     // No cursor: the end of the feed, only newer changes.
-    let now = app.get(&format!("/sync/changes?share_id={share}"), &t).await;
+    let now = app
+        .get(&format!("/sync/changes?share_id={share}"), &t)
+        .await;
     assert_eq!(now.body["changes"], json!([]));
     assert_eq!(now.body["has_more"], false);
 
@@ -202,9 +223,12 @@ async fn the_feed_holds_exactly_one_change_per_mutation_in_order() {
     }
     app.get("/sync/changes", &t).await.assert_detail(400);
     let mallory = app.token("acme", "mallory", "files:read files:write");
-    app.get(&format!("/sync/changes?share_id={share}&cursor=0"), &mallory)
-        .await
-        .assert_detail(404);
+    app.get(
+        &format!("/sync/changes?share_id={share}&cursor=0"),
+        &mallory,
+    )
+    .await
+    .assert_detail(404);
     let other = app.token("globex", "bob", "");
     app.get(&format!("/sync/changes?share_id={share}&cursor=0"), &other)
         .await
@@ -226,7 +250,11 @@ async fn devices_status_and_cursors_follow_the_feed() {
     assert_eq!(d.status, 201, "{}", d.body);
     assert_eq!(d.body["device_name"], "Alice's laptop");
     let again = app
-        .post("/sync/devices", &t, json!({"device_id": "laptop-1", "device_name": "Laptop"}))
+        .post(
+            "/sync/devices",
+            &t,
+            json!({"device_id": "laptop-1", "device_name": "Laptop"}),
+        )
         .await;
     assert_eq!(again.status, 200);
     assert_eq!(again.body["device_name"], "Laptop");
@@ -237,23 +265,35 @@ async fn devices_status_and_cursors_follow_the_feed() {
     let list = app.get("/sync/devices", &t).await;
     assert_eq!(list.body["total"], 1);
 
-    app.get(&format!("/sync/status?share_id={share}&device_id=ghost"), &t)
-        .await
-        .assert_detail(404);
+    app.get(
+        &format!("/sync/status?share_id={share}&device_id=ghost"),
+        &t,
+    )
+    .await
+    .assert_detail(404);
     // The first status creates the cursor at the end of the feed.
     let s = app
-        .get(&format!("/sync/status?share_id={share}&device_id=laptop-1"), &t)
+        .get(
+            &format!("/sync/status?share_id={share}&device_id=laptop-1"),
+            &t,
+        )
         .await;
     assert_eq!(s.status, 200, "{}", s.body);
     assert_eq!(s.body["pending_changes"], 0);
     assert_eq!(s.body["has_conflicts"], false);
-    let start = s.body["cursor_position"].as_str().expect("cursor").to_owned();
+    let start = s.body["cursor_position"]
+        .as_str()
+        .expect("cursor")
+        .to_owned();
 
     upload_file(&app, &t, &share, "x.txt", b"x").await;
     app.post("/folders", &t, json!({"share_id": share, "name": "f"}))
         .await;
     let s = app
-        .get(&format!("/sync/status?share_id={share}&device_id=laptop-1"), &t)
+        .get(
+            &format!("/sync/status?share_id={share}&device_id=laptop-1"),
+            &t,
+        )
         .await;
     assert_eq!(s.body["pending_changes"], 2);
     assert_eq!(s.body["cursor_position"], start.as_str());
@@ -269,7 +309,10 @@ async fn devices_status_and_cursors_follow_the_feed() {
     assert_eq!(c.status, 200, "{}", c.body);
     assert_eq!(c.body["cursor_position"], end.as_str());
     let s = app
-        .get(&format!("/sync/status?share_id={share}&device_id=laptop-1"), &t)
+        .get(
+            &format!("/sync/status?share_id={share}&device_id=laptop-1"),
+            &t,
+        )
         .await;
     assert_eq!(s.body["pending_changes"], 0);
     app.post(
@@ -287,12 +330,19 @@ async fn devices_status_and_cursors_follow_the_feed() {
     .await
     .assert_detail(400);
     let list = app.get("/sync/devices", &t).await;
-    assert_eq!(list.body["devices"][0]["cursors"][0]["cursor_position"], end.as_str());
+    assert_eq!(
+        list.body["devices"][0]["cursors"][0]["cursor_position"],
+        end.as_str()
+    );
 }
 
 async fn register(app: &TestApp, t: &str, device: &str, name: &str) {
     let d = app
-        .post("/sync/devices", t, json!({"device_id": device, "device_name": name}))
+        .post(
+            "/sync/devices",
+            t,
+            json!({"device_id": device, "device_name": name}),
+        )
         .await;
     assert!(d.status == 201 || d.status == 200, "{}", d.body);
 }
@@ -315,9 +365,18 @@ async fn apply_creates_updates_renames_moves_and_deletes_with_base_checks() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let folder = r.body["results"][0]["resource_id"].as_str().expect("folder").to_owned();
-    let file = r.body["results"][1]["resource_id"].as_str().expect("file").to_owned();
-    let v1 = r.body["results"][1]["version_id"].as_str().expect("v1").to_owned();
+    let folder = r.body["results"][0]["resource_id"]
+        .as_str()
+        .expect("folder")
+        .to_owned();
+    let file = r.body["results"][1]["resource_id"]
+        .as_str()
+        .expect("file")
+        .to_owned();
+    let v1 = r.body["results"][1]["version_id"]
+        .as_str()
+        .expect("v1")
+        .to_owned();
     assert_eq!(r.body["results"][1]["status"], "applied");
     assert_eq!(content(&app, &t, &file).await, b"v1");
 
@@ -334,7 +393,10 @@ async fn apply_creates_updates_renames_moves_and_deletes_with_base_checks() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let v2 = r.body["results"][0]["version_id"].as_str().expect("v2").to_owned();
+    let v2 = r.body["results"][0]["version_id"]
+        .as_str()
+        .expect("v2")
+        .to_owned();
     assert_ne!(v1, v2);
     assert_eq!(content(&app, &t, &file).await, b"v2");
     let f = app.get(&format!("/files/{file}"), &t).await;
@@ -361,9 +423,13 @@ async fn apply_creates_updates_renames_moves_and_deletes_with_base_checks() {
     )
     .await
     .assert_422();
-    app.post("/sync/apply", &t, json!({"device_id": "pc", "share_id": share, "changes": []}))
-        .await
-        .assert_422();
+    app.post(
+        "/sync/apply",
+        &t,
+        json!({"device_id": "pc", "share_id": share, "changes": []}),
+    )
+    .await
+    .assert_422();
     app.post(
         "/sync/apply",
         &t,
@@ -392,7 +458,9 @@ async fn apply_creates_updates_renames_moves_and_deletes_with_base_checks() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    app.get(&format!("/files/{file}"), &t).await.assert_detail(410);
+    app.get(&format!("/files/{file}"), &t)
+        .await
+        .assert_detail(410);
 }
 
 /// Two devices hold `name` at v1; both edit offline; A syncs first, then B
@@ -420,7 +488,10 @@ async fn two_devices_edit_one_file(
         .await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.body["results"][0]["status"], "applied");
-    let va = a.body["results"][0]["version_id"].as_str().expect("va").to_owned();
+    let va = a.body["results"][0]["version_id"]
+        .as_str()
+        .expect("va")
+        .to_owned();
     let b = app
         .post(
             "/sync/apply",
@@ -440,63 +511,91 @@ async fn two_devices_editing_offline_end_as_each_strategy_promises() {
     register(&app, &t, "dev-a", "Desk").await;
     register(&app, &t, "dev-b", "Laptop").await;
     let start = app
-        .get(&format!("/sync/status?share_id={share}&device_id=dev-a"), &t)
+        .get(
+            &format!("/sync/status?share_id={share}&device_id=dev-a"),
+            &t,
+        )
         .await
         .body["cursor_position"]
         .as_str()
         .expect("cursor")
         .to_owned();
-    app.get(&format!("/sync/status?share_id={share}&device_id=dev-b"), &t)
-        .await;
+    app.get(
+        &format!("/sync/status?share_id={share}&device_id=dev-b"),
+        &t,
+    )
+    .await;
 
     // MANUAL: 409, the conflict is stored; resolving it as CLIENT_WINS
     // writes B's content as a new version.
-    let (file, _, va, b) = two_devices_edit_one_file(&app, &t, &share, "manual.txt", "MANUAL").await;
+    let (file, _, va, b) =
+        two_devices_edit_one_file(&app, &t, &share, "manual.txt", "MANUAL").await;
     b.assert_detail(409);
     assert_eq!(b.body["code"], "SYNC_CONFLICT");
     let cid = b.body["conflict_id"].as_str().expect("cid").to_owned();
     assert!(cid.starts_with("cfl_"));
     assert_eq!(content(&app, &t, &file).await, b"from A");
     let open = app
-        .get(&format!("/sync/conflicts?device_id=dev-b&share_id={share}"), &t)
+        .get(
+            &format!("/sync/conflicts?device_id=dev-b&share_id={share}"),
+            &t,
+        )
         .await;
     assert_eq!(open.body["total"], 1, "{}", open.body);
     assert_eq!(open.body["conflicts"][0]["server_version_id"], va.as_str());
     let st = app
-        .get(&format!("/sync/status?share_id={share}&device_id=dev-b"), &t)
+        .get(
+            &format!("/sync/status?share_id={share}&device_id=dev-b"),
+            &t,
+        )
         .await;
     assert_eq!(st.body["has_conflicts"], true);
-    app.post(&format!("/sync/conflicts/{cid}/resolve?resolution=MANUAL"), &t, json!({}))
-        .await
-        .assert_detail(400);
+    app.post(
+        &format!("/sync/conflicts/{cid}/resolve?resolution=MANUAL"),
+        &t,
+        json!({}),
+    )
+    .await
+    .assert_detail(400);
     let res = app
-        .post(&format!("/sync/conflicts/{cid}/resolve?resolution=CLIENT_WINS"), &t, json!({}))
+        .post(
+            &format!("/sync/conflicts/{cid}/resolve?resolution=CLIENT_WINS"),
+            &t,
+            json!({}),
+        )
         .await;
     assert_eq!(res.status, 200, "{}", res.body);
     assert_eq!(res.body["status"], "resolved");
     assert_eq!(content(&app, &t, &file).await, b"from B");
-    app.post(&format!("/sync/conflicts/{cid}/resolve?resolution=SERVER_WINS"), &t, json!({}))
-        .await
-        .assert_detail(409);
+    app.post(
+        &format!("/sync/conflicts/{cid}/resolve?resolution=SERVER_WINS"),
+        &t,
+        json!({}),
+    )
+    .await
+    .assert_detail(409);
     let all = app
-        .get(&format!("/sync/conflicts?device_id=dev-b&include_resolved=true"), &t)
+        .get("/sync/conflicts?device_id=dev-b&include_resolved=true", &t)
         .await;
     assert_eq!(all.body["total"], 1);
 
     // LAST_WRITER_WINS: B wrote last, so B's content is current.
-    let (file, _, _, b) = two_devices_edit_one_file(&app, &t, &share, "lww.txt", "LAST_WRITER_WINS").await;
+    let (file, _, _, b) =
+        two_devices_edit_one_file(&app, &t, &share, "lww.txt", "LAST_WRITER_WINS").await;
     assert_eq!(b.status, 200, "{}", b.body);
     assert_eq!(b.body["results"][0]["status"], "applied");
     assert_eq!(b.body["results"][0]["resolution"], "LAST_WRITER_WINS");
     assert_eq!(content(&app, &t, &file).await, b"from B");
 
     // CLIENT_WINS: the same, recorded as such.
-    let (file, _, _, b) = two_devices_edit_one_file(&app, &t, &share, "cw.txt", "CLIENT_WINS").await;
+    let (file, _, _, b) =
+        two_devices_edit_one_file(&app, &t, &share, "cw.txt", "CLIENT_WINS").await;
     assert_eq!(b.body["results"][0]["status"], "applied", "{}", b.body);
     assert_eq!(content(&app, &t, &file).await, b"from B");
 
     // SERVER_WINS: A's content stays; B is told so.
-    let (file, _, va, b) = two_devices_edit_one_file(&app, &t, &share, "sw.txt", "SERVER_WINS").await;
+    let (file, _, va, b) =
+        two_devices_edit_one_file(&app, &t, &share, "sw.txt", "SERVER_WINS").await;
     assert_eq!(b.status, 200, "{}", b.body);
     assert_eq!(b.body["results"][0]["status"], "conflict");
     assert_eq!(b.body["results"][0]["version_id"], va.as_str());
@@ -506,20 +605,29 @@ async fn two_devices_editing_offline_end_as_each_strategy_promises() {
     let (file, _, _, b) = two_devices_edit_one_file(&app, &t, &share, "kb.txt", "KEEP_BOTH").await;
     assert_eq!(b.status, 200, "{}", b.body);
     assert_eq!(b.body["results"][0]["status"], "conflict");
-    let copy = b.body["results"][0]["resource_id"].as_str().expect("copy").to_owned();
+    let copy = b.body["results"][0]["resource_id"]
+        .as_str()
+        .expect("copy")
+        .to_owned();
     assert_ne!(copy, file);
     assert_eq!(content(&app, &t, &file).await, b"from A");
     assert_eq!(content(&app, &t, &copy).await, b"from B");
     let copy_row = app.get(&format!("/files/{copy}"), &t).await;
     let copy_name = copy_row.body["name"].as_str().expect("name");
-    assert!(copy_name.starts_with("kb (conflicted copy Laptop "), "{copy_name}");
+    assert!(
+        copy_name.starts_with("kb (conflicted copy Laptop "),
+        "{copy_name}"
+    );
     assert!(copy_name.ends_with(").txt"), "{copy_name}");
 
     // Both devices page the feed from where they started: the same story,
     // ending in the states above.
     let (seen_a, _) = feed(&app, &t, &share, &start, 3).await;
     let b_cursor = app
-        .get(&format!("/sync/status?share_id={share}&device_id=dev-b"), &t)
+        .get(
+            &format!("/sync/status?share_id={share}&device_id=dev-b"),
+            &t,
+        )
         .await
         .body["cursor_position"]
         .as_str()
@@ -554,7 +662,11 @@ async fn two_devices_editing_offline_end_as_each_strategy_promises() {
             s("/sw.txt", "updated", Some("dev-a")),
             s("/kb.txt", "created", None),
             s("/kb.txt", "updated", Some("dev-a")),
-            s(copy_row.body["path"].as_str().expect("path"), "created", Some("dev-b")),
+            s(
+                copy_row.body["path"].as_str().expect("path"),
+                "created",
+                Some("dev-b")
+            ),
         ]
     );
     // The last version in the feed of each file is what the server holds.
@@ -562,8 +674,7 @@ async fn two_devices_editing_offline_end_as_each_strategy_promises() {
         let id = c["resource_id"].as_str().expect("id");
         let last = seen_a
             .iter()
-            .filter(|x| x["resource_id"] == id)
-            .next_back()
+            .rfind(|x| x["resource_id"] == id)
             .expect("last");
         let now = app.get(&format!("/files/{id}"), &t).await;
         assert_eq!(now.body["version_id"], last["version_id"]);
@@ -579,7 +690,11 @@ async fn two_devices_editing_offline_end_as_each_strategy_promises() {
     assert!(
         metrics.contains("scaidrive_sync_conflicts_total 5"),
         "{}",
-        metrics.lines().filter(|l| l.contains("conflict")).collect::<Vec<_>>().join("\n")
+        metrics
+            .lines()
+            .filter(|l| l.contains("conflict"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 
@@ -608,11 +723,15 @@ async fn sync_download_serves_ranges() {
         .assert_detail(404);
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn ws_connect(app: &TestApp, path: &str) -> Ws {
     let url = format!("{}{}", app.base.replacen("http://", "ws://", 1), path);
-    tokio_tungstenite::connect_async(url).await.expect("connect").0
+    tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect")
+        .0
 }
 
 /// The next JSON text frame (or the close code), waiting at most 20 s.
@@ -631,7 +750,9 @@ async fn next_frame(ws: &mut Ws) -> Result<Value, Option<u16>> {
 }
 
 async fn send_json(ws: &mut Ws, v: Value) {
-    ws.send(Message::Text(v.to_string().into())).await.expect("send");
+    ws.send(Message::Text(v.to_string().into()))
+        .await
+        .expect("send");
 }
 
 #[tokio::test]
@@ -640,8 +761,11 @@ async fn websockets_push_changes_to_subscribers_and_refuse_bad_tokens() {
     let t = app.token("acme", "alice", "");
     let share = new_share(&app, &t, "Live").await;
     register(&app, &t, "ws-dev", "WS").await;
-    app.get(&format!("/sync/status?share_id={share}&device_id=ws-dev"), &t)
-        .await;
+    app.get(
+        &format!("/sync/status?share_id={share}&device_id=ws-dev"),
+        &t,
+    )
+    .await;
 
     let mut bad = ws_connect(&app, "/sync/ws/ws-dev?token=garbage").await;
     assert_eq!(next_frame(&mut bad).await, Err(Some(4401)));
@@ -659,14 +783,26 @@ async fn websockets_push_changes_to_subscribers_and_refuse_bad_tokens() {
 
     // Realtime socket with the token in the header.
     let url = format!("{}/realtime/ws", app.base.replacen("http://", "ws://", 1));
-    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url)
-        .expect("request");
-    req.headers_mut()
-        .insert("authorization", format!("Bearer {t}").parse().expect("header"));
-    let mut rt = tokio_tungstenite::connect_async(req).await.expect("connect").0;
-    assert_eq!(next_frame(&mut rt).await.expect("hello")["type"], "connected");
+    let mut req =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url)
+            .expect("request");
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {t}").parse().expect("header"),
+    );
+    let mut rt = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("connect")
+        .0;
+    assert_eq!(
+        next_frame(&mut rt).await.expect("hello")["type"],
+        "connected"
+    );
     send_json(&mut rt, json!({"type": "subscribe", "share_id": share})).await;
-    assert_eq!(next_frame(&mut rt).await.expect("sub")["type"], "subscribed");
+    assert_eq!(
+        next_frame(&mut rt).await.expect("sub")["type"],
+        "subscribed"
+    );
     // Another tenant's share looks like no share at all.
     let stranger = new_share(&app, &app.token("globex", "bob", ""), "Bob's").await;
     send_json(&mut rt, json!({"type": "subscribe", "share_id": stranger})).await;
@@ -690,9 +826,15 @@ async fn websockets_push_changes_to_subscribers_and_refuse_bad_tokens() {
 
     app.delete(&format!("/files/{}", f["id"].as_str().expect("id")), &t)
         .await;
-    assert_eq!(next_frame(&mut rt).await.expect("deleted")["type"], "file_deleted");
+    assert_eq!(
+        next_frame(&mut rt).await.expect("deleted")["type"],
+        "file_deleted"
+    );
     send_json(&mut rt, json!({"type": "unsubscribe", "share_id": share})).await;
-    assert_eq!(next_frame(&mut rt).await.expect("unsub")["type"], "unsubscribed");
+    assert_eq!(
+        next_frame(&mut rt).await.expect("unsub")["type"],
+        "unsubscribed"
+    );
 }
 
 /// 16 writers mutate one share while a reader pages the feed with a small
@@ -754,22 +896,39 @@ async fn the_feed_never_skips_or_repeats_under_concurrent_writers_on_postgres() 
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let r = app
-            .get(&format!("/sync/changes?share_id={share}&cursor={cursor}&limit=7"), &t)
+            .get(
+                &format!("/sync/changes?share_id={share}&cursor={cursor}&limit=7"),
+                &t,
+            )
             .await;
         assert_eq!(r.status, 200, "{}", r.body);
-        seen.extend(r.body["changes"].as_array().expect("changes").iter().cloned());
+        seen.extend(
+            r.body["changes"]
+                .as_array()
+                .expect("changes")
+                .iter()
+                .cloned(),
+        );
         cursor = r.body["cursor"].as_str().expect("cursor").to_owned();
-        if handles.as_ref().is_some_and(|h| h.iter().all(|j| j.is_finished())) {
+        if handles
+            .as_ref()
+            .is_some_and(|h| h.iter().all(|j| j.is_finished()))
+        {
             for h in handles.take().unwrap_or_default() {
                 writes += h.await.expect("writer");
             }
             done = true;
         }
         // One change for the share's creation plus one per write.
-        if done && seen.len() >= writes + 1 && r.body["has_more"] == false {
+        if done && seen.len() > writes && r.body["has_more"] == false {
             break;
         }
-        assert!(Instant::now() < deadline, "feed did not catch up: {} of {}", seen.len(), writes + 1);
+        assert!(
+            Instant::now() < deadline,
+            "feed did not catch up: {} of {}",
+            seen.len(),
+            writes + 1
+        );
         if r.body["has_more"] == false {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -785,7 +944,11 @@ async fn the_feed_never_skips_or_repeats_under_concurrent_writers_on_postgres() 
     let positions: Vec<(i64, i64)> = full
         .iter()
         .map(|c| {
-            let (a, b) = c["cursor"].as_str().expect("cursor").split_once('.').expect("dot");
+            let (a, b) = c["cursor"]
+                .as_str()
+                .expect("cursor")
+                .split_once('.')
+                .expect("dot");
             (a.parse().expect("commit"), b.parse().expect("pos"))
         })
         .collect();
