@@ -2,7 +2,7 @@
 //! every WebSocket. It wakes when the sync projection commits (and on a short
 //! timer, in case a wake-up was missed) and broadcasts each new change once.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use scaidrive_domain::LogPosition;
@@ -20,9 +20,17 @@ const BUFFER: usize = 4096;
 const BATCH: i64 = 1000;
 const POLL: Duration = Duration::from_millis(250);
 
+/// A change on its way to sockets, with its frames rendered once and shared
+/// by every socket that sends them.
+pub struct LiveChange {
+    pub row: ChangeRow,
+    pub device_frame: OnceLock<String>,
+    pub realtime_frame: OnceLock<String>,
+}
+
 /// Fans the change feed out to live subscribers.
 pub struct Hub {
-    tx: broadcast::Sender<Arc<ChangeRow>>,
+    tx: broadcast::Sender<Arc<LiveChange>>,
 }
 
 impl Default for Hub {
@@ -35,7 +43,7 @@ impl Default for Hub {
 impl Hub {
     /// A receiver of every change committed from now on (all tenants: the
     /// socket filters). `Lagged` means changes were dropped for this receiver.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<ChangeRow>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveChange>> {
         self.tx.subscribe()
     }
 
@@ -86,7 +94,11 @@ impl Hub {
                 at = row.log();
                 moved = Some(at);
                 // No receivers is fine: nobody is listening.
-                let _ = self.tx.send(Arc::new(row));
+                let _ = self.tx.send(Arc::new(LiveChange {
+                    row,
+                    device_frame: OnceLock::new(),
+                    realtime_frame: OnceLock::new(),
+                }));
             }
             if n < BATCH {
                 return Ok(moved);

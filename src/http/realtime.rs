@@ -25,6 +25,7 @@ use super::error::ApiError;
 use super::principal::{bearer_token, Principal};
 use super::state::AppState;
 use super::sync::readable_share;
+use crate::hub::LiveChange;
 
 /// Close code for a missing or bad token (SPEC §4.6).
 pub const CLOSE_UNAUTHORIZED: u16 = 4401;
@@ -179,33 +180,48 @@ async fn serve(state: AppState, p: Principal, mut socket: WebSocket, kind: Kind)
                 }
             }
             change = rx.recv() => {
-                let frames = match change {
-                    Ok(c) => {
+                let frames: Vec<String> = match change {
+                    Ok(live) => {
+                        let c = &live.row;
                         let share = [Some(&c.share_id), c.old_share_id.as_ref()]
                             .into_iter()
                             .flatten()
                             .find(|s| shares.contains(*s))
                             .cloned();
                         match share {
-                            Some(share) if c.tenant_id == tenant => vec![frame(&kind, &share, &c)],
+                            Some(share) if c.tenant_id == tenant => vec![rendered(&kind, &share, &live)],
                             _ => vec![],
                         }
                     }
                     // Changes were dropped for this socket: tell it to page the feed.
                     Err(RecvError::Lagged(_)) => shares
                         .iter()
-                        .map(|s| json!({"event_type": "force_sync", "type": "force_sync", "share_id": s}))
+                        .map(|s| json!({"event_type": "force_sync", "type": "force_sync", "share_id": s}).to_string())
                         .collect(),
                     Err(RecvError::Closed) => return,
                 };
                 for f in frames {
-                    if !send(&mut socket, f).await {
+                    if socket.send(Message::Text(f.into())).await.is_err() {
                         return;
                     }
                 }
             }
         }
     }
+}
+
+/// A change's frame text; the common case (the change's own share) is
+/// rendered once per change and shared by every socket.
+fn rendered(kind: &Kind, share: &str, live: &LiveChange) -> String {
+    if share != live.row.share_id {
+        return frame(kind, share, &live.row).to_string();
+    }
+    let cell = match kind {
+        Kind::Device(_) => &live.device_frame,
+        Kind::Realtime => &live.realtime_frame,
+    };
+    cell.get_or_init(|| frame(kind, share, &live.row).to_string())
+        .clone()
 }
 
 fn frame(kind: &Kind, share: &str, c: &ChangeRow) -> Value {

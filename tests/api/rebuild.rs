@@ -9,7 +9,7 @@ use sqlx::Row;
 
 use crate::helpers::{spawn, spawn_on, Backend, TestApp};
 
-const TABLES: [&str; 10] = [
+const TABLES: [&str; 11] = [
     "rm_partners",
     "rm_tenants",
     "rm_users",
@@ -20,6 +20,7 @@ const TABLES: [&str; 10] = [
     "rm_chunk_refs",
     "rm_uploads",
     "rm_audit",
+    "rm_changes",
 ];
 
 /// Every read-model row as text, table by table, sorted.
