@@ -25,7 +25,8 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::drive::{
-    live_file, live_folder, live_share, path_id, require_perm, require_read, require_write, On,
+    live_file, live_folder, live_share, path_id, require_perm, require_read, require_write,
+    visible_share, On,
 };
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
@@ -102,7 +103,11 @@ async fn changes(
         .filter(|c| !c.is_empty())
         .map(|c| parse_position(c, "cursor"))
         .transpose()?;
-    readable_share(&state, &p, &q.share_id).await?;
+    // A trashed share's feed stays readable: its last change says so.
+    let _: ShareId = path_id(&q.share_id, "share")?;
+    let share = visible_share(&state, &p, &q.share_id).await?;
+    require_read(&p)?;
+    require_perm(&state, &p, On::Share(&share), Permission::Read).await?;
     // Read the end first: every change at or before it is in the table now,
     // so a cursor moved up to it skips nothing.
     let end = feed_end(&state).await?;

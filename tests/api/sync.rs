@@ -215,6 +215,14 @@ async fn the_feed_holds_exactly_one_change_per_mutation_in_order() {
     assert_eq!(now.body["changes"], json!([]));
     assert_eq!(now.body["has_more"], false);
 
+    // A trashed share's feed still tells its last change.
+    assert_eq!(
+        app.delete(&format!("/shares/{share}"), &t).await.status,
+        204
+    );
+    let (last, _) = feed(&app, &t, &share, &end, 10).await;
+    assert_eq!(kinds(&last), vec![kind("share", "deleted")]);
+
     // Bad input and strangers.
     for bad in ["limit=0", "limit=5001", "cursor=nope", "cursor=1.x"] {
         app.get(&format!("/sync/changes?share_id={share}&{bad}"), &t)
@@ -953,4 +961,80 @@ async fn the_feed_never_skips_or_repeats_under_concurrent_writers_on_postgres() 
         })
         .collect();
     assert!(positions.windows(2).all(|w| w[0] < w[1]));
+}
+
+#[tokio::test]
+async fn stale_deletes_and_renames_settle_by_strategy() {
+    let app = spawn().await;
+    let t = app.token("acme", "alice", "");
+    let share = new_share(&app, &t, "S").await;
+    register(&app, &t, "pc", "PC").await;
+    let f = upload_file(&app, &t, &share, "keep.txt", b"one").await;
+    let file = f["id"].as_str().expect("id").to_owned();
+    let v1 = f["version_id"].as_str().expect("v1").to_owned();
+    let sid = staged(&app, &t, &share, "keep.txt", b"two").await;
+    let up = app
+        .post(
+            "/sync/apply",
+            &t,
+            json!({"device_id": "pc", "share_id": share, "changes": [
+                {"change_type": "updated", "resource_type": "file", "resource_id": file, "base_version_id": v1, "upload_session_id": sid}]}),
+        )
+        .await;
+    assert_eq!(up.status, 200, "{}", up.body);
+
+    // A delete based on v1 meets v2: KEEP_BOTH keeps the edited file.
+    let del = app
+        .post(
+            "/sync/apply",
+            &t,
+            json!({"device_id": "pc", "share_id": share, "conflict_resolution": "KEEP_BOTH", "changes": [
+                {"change_type": "deleted", "resource_type": "file", "resource_id": file, "base_version_id": v1}]}),
+        )
+        .await;
+    assert_eq!(del.status, 200, "{}", del.body);
+    assert_eq!(del.body["results"][0]["status"], "conflict");
+    assert_eq!(app.get(&format!("/files/{file}"), &t).await.status, 200);
+
+    // A stale rename under MANUAL is stored; resolving it KEEP_BOTH applies it.
+    let ren = app
+        .post(
+            "/sync/apply",
+            &t,
+            json!({"device_id": "pc", "share_id": share, "changes": [
+                {"change_type": "renamed", "resource_type": "file", "resource_id": file, "base_version_id": v1, "name": "kept.txt"}]}),
+        )
+        .await;
+    ren.assert_detail(409);
+    let cid = ren.body["conflict_id"].as_str().expect("cid").to_owned();
+    assert_eq!(
+        app.get(&format!("/files/{file}"), &t).await.body["name"],
+        "keep.txt"
+    );
+    let res = app
+        .post(
+            &format!("/sync/conflicts/{cid}/resolve?resolution=KEEP_BOTH"),
+            &t,
+            json!({}),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(res.body["resolution"], "KEEP_BOTH");
+    assert_eq!(
+        app.get(&format!("/files/{file}"), &t).await.body["name"],
+        "kept.txt"
+    );
+    // Someone else's conflict is not there for another user.
+    let bob = app.token("acme", "bob", "");
+    app.post(
+        &format!("/sync/conflicts/{cid}/resolve?resolution=SERVER_WINS"),
+        &bob,
+        json!({}),
+    )
+    .await
+    .assert_detail(404);
+
+    // A socket for an unknown device closes with 4404.
+    let mut ws = ws_connect(&app, &format!("/sync/ws/ghost?token={t}")).await;
+    assert_eq!(next_frame(&mut ws).await, Err(Some(4404)));
 }
