@@ -99,7 +99,6 @@ impl Application {
         );
         projector.prepare().await?;
         let stop_workers = CancellationToken::new();
-        #[allow(unused_mut)] // only the kafka feature adds a worker here
         let mut workers = projector.spawn(stop_workers.clone());
         #[cfg(not(feature = "kafka"))]
         if config.kafka.is_some() {
@@ -133,6 +132,8 @@ impl Application {
                 .map_err(|e| StartError::Redis(e.to_string()))?,
             ),
         };
+        let hub = Arc::new(crate::hub::Hub::default());
+        workers.push(hub.spawn(core.db.clone(), projector.clone(), stop_workers.clone()));
         let listener = TcpListener::bind(config.bind)
             .await
             .map_err(|source| StartError::Bind {
@@ -150,6 +151,7 @@ impl Application {
             limiter,
             #[cfg(feature = "kafka")]
             kafka,
+            hub,
             draining: AtomicBool::new(false),
             shutdown: CancellationToken::new(),
             started: AtomicBool::new(true),

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod command;
 pub mod config;
 pub mod http;
+pub mod hub;
 pub mod maintenance;
 pub mod metrics;
 pub mod notify;

@@ -28,6 +28,7 @@ pub struct Metrics {
     rate_limit_rejections: Mutex<BTreeMap<&'static str, u64>>,
     upload_bytes: AtomicU64,
     chunks_deduplicated: AtomicU64,
+    sync_conflicts: AtomicU64,
 }
 
 impl Metrics {
@@ -70,6 +71,11 @@ impl Metrics {
 
     pub fn chunks_deduplicated(&self, n: u64) {
         self.chunks_deduplicated.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A device's change met a newer server state (whatever the strategy).
+    pub fn sync_conflict(&self) {
+        self.sync_conflicts.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition, with `lag` per projection added.
@@ -145,6 +151,12 @@ impl Metrics {
             out,
             "scaidrive_chunks_deduplicated_total {}",
             self.chunks_deduplicated.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP scaidrive_sync_conflicts_total Sync changes that met a newer server version.\n# TYPE scaidrive_sync_conflicts_total counter\n");
+        let _ = writeln!(
+            out,
+            "scaidrive_sync_conflicts_total {}",
+            self.sync_conflicts.load(Ordering::Relaxed)
         );
         out.push_str("# HELP scaidrive_projection_lag_events Events the read model is behind the log.\n# TYPE scaidrive_projection_lag_events gauge\n");
         for (name, l) in lag {

@@ -12,6 +12,7 @@ pub mod id;
 pub mod name;
 pub mod quota;
 pub mod sharing;
+pub mod sync;
 pub mod tenancy;
 
 pub use aggregate::{Aggregate, Scenario};

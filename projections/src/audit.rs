@@ -40,6 +40,10 @@ pub fn classify(event_type: &str) -> Classification {
         // Groups: membership decides access, so its changes are security events.
         ("group", "member_added" | "member_removed") => ("SECURITY", "warning"),
         ("group", _) => ("ADMIN", "info"),
+        // Sync: devices and their cursors, versions written by devices, conflicts.
+        ("device" | "sync", _) => ("FILE_ACCESS", "info"),
+        ("conflict", "detected") => ("FILE_MODIFICATION", "warning"),
+        ("conflict", _) => ("FILE_MODIFICATION", "info"),
         _ => ("ADMIN", "info"),
     };
     let resource_type = match resource_type {
@@ -51,6 +55,9 @@ pub fn classify(event_type: &str) -> Classification {
         "file" => "file",
         "upload" => "upload",
         "group" => "group",
+        // Sync.
+        "device" | "sync" => "device",
+        "conflict" => "conflict",
         _ => "other",
     };
     Classification {

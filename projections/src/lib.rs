@@ -10,6 +10,8 @@ pub mod drive_queries;
 pub mod groups;
 pub mod outbox;
 pub mod projection;
+pub mod sync;
+pub mod sync_queries;
 pub mod tenancy;
 
 pub use projection::{Projection, ProjectionError};
@@ -22,5 +24,6 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(access::AccessProjection),
         std::sync::Arc::new(audit::AuditProjection),
         std::sync::Arc::new(groups::GroupsProjection),
+        std::sync::Arc::new(sync::SyncProjection),
     ]
 }

@@ -37,7 +37,16 @@ pub struct BenchArgs {
     /// Items created in (and listed from) one folder by the drive benchmark.
     #[arg(long, default_value_t = 10_000)]
     pub drive_items: usize,
-    /// Skip the command/INSERT measurements (only with --drive).
+    /// Also measure commit → WebSocket frame latency with many sockets open.
+    #[arg(long)]
+    pub sync: bool,
+    /// Sockets the sync benchmark keeps open.
+    #[arg(long, default_value_t = 100)]
+    pub sync_sockets: usize,
+    /// Writes the sync benchmark commits (one at a time).
+    #[arg(long, default_value_t = 200)]
+    pub sync_writes: usize,
+    /// Skip the command/INSERT measurements (only with --drive or --sync).
     #[arg(long)]
     pub skip_commands: bool,
 }
@@ -82,9 +91,25 @@ struct Row {
 pub async fn run(args: BenchArgs) -> Result<(), String> {
     if args.drive {
         super::bench_drive::run(args.drive_size_mb, args.drive_items).await?;
-        if args.skip_commands {
-            return Ok(());
-        }
+    }
+    if args.sync {
+        eprintln!(
+            "sync: {} sockets, {} writes …",
+            args.sync_sockets, args.sync_writes
+        );
+        let f = super::bench_sync::run(args.sync_sockets, args.sync_writes).await?;
+        println!();
+        println!(
+            "{:<34} {:>7} {:>7} {:>9} {:>9} {:>9}",
+            "operation", "sockets", "writes", "p50 µs", "p99 µs", "max µs"
+        );
+        println!(
+            "{:<34} {:>7} {:>7} {:>9} {:>9} {:>9}",
+            "sync: commit → WebSocket frame", f.sockets, f.writes, f.p50_us, f.p99_us, f.max_us
+        );
+    }
+    if (args.drive || args.sync) && args.skip_commands {
+        return Ok(());
     }
     let mut rows = Vec::new();
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;

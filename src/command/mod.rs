@@ -26,6 +26,7 @@ pub mod groups;
 pub mod provision;
 pub mod sharing;
 mod stripes;
+pub mod sync;
 pub use stripes::StreamLocks;
 
 /// How many times a command is decided again after a concurrency conflict.

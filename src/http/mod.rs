@@ -25,9 +25,11 @@ pub mod history;
 pub mod permissions;
 pub mod principal;
 pub mod principals;
+pub mod realtime;
 pub mod shares;
 pub mod sharing;
 pub mod state;
+pub mod sync;
 pub mod system;
 pub mod uploads;
 pub mod users;
@@ -87,6 +89,8 @@ pub fn router(state: AppState) -> Router {
         .merge(history::router())
         .merge(principals::router())
         .merge(webhooks_in::router())
+        .merge(sync::router())
+        .merge(realtime::router())
         .route_layer(middleware::from_fn(tag_route))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);

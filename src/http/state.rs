@@ -28,6 +28,8 @@ pub struct Services {
     /// The configured Kafka cluster, for readiness.
     #[cfg(feature = "kafka")]
     pub kafka: Option<crate::relay::KafkaProbe>,
+    /// Live changes for WebSockets.
+    pub hub: Arc<crate::hub::Hub>,
     pub draining: AtomicBool,
     /// Cancelled when the server starts draining; long-lived responses end.
     pub shutdown: tokio_util::sync::CancellationToken,

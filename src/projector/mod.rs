@@ -54,6 +54,20 @@ impl Projector {
             .collect()
     }
 
+    /// Progress of every projection (in [`names`](Self::names) order), for
+    /// live tails that follow a read model.
+    pub fn watch(&self) -> watch::Receiver<Vec<LogPosition>> {
+        self.progress.subscribe()
+    }
+
+    /// Where one projection has got to.
+    pub fn position_of(&self, name: &str) -> Option<LogPosition> {
+        self.positions()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, p)| p)
+    }
+
     /// Loads checkpoints (resetting read models whose version changed).
     pub async fn prepare(&self) -> Result<(), ProjectorError> {
         for (i, p) in self.projections.iter().enumerate() {

@@ -21,4 +21,5 @@ mod ratelimit;
 mod rebuild;
 mod s3;
 mod sharing;
+mod sync;
 mod system;

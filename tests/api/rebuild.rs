@@ -9,7 +9,7 @@ use sqlx::Row;
 
 use crate::helpers::{spawn, spawn_on, Backend, TestApp};
 
-const TABLES: [&str; 12] = [
+const TABLES: [&str; 17] = [
     "rm_partners",
     "rm_tenants",
     "rm_users",
@@ -22,6 +22,11 @@ const TABLES: [&str; 12] = [
     "rm_audit",
     "rm_groups",
     "rm_group_members",
+    "rm_changes",
+    "rm_share_members",
+    "rm_invitations",
+    "rm_acls",
+    "rm_acl_entries",
 ];
 
 /// Every read-model row as text, table by table, sorted.
@@ -117,6 +122,49 @@ async fn busy_history(app: &TestApp) {
                 .to_owned(),
         );
     }
+    // Sharing: a member, an invitation answered, ACL entries and broken
+    // inheritance.
+    let bob = app.token("acme", "bob", "files:read files:write");
+    let bob_id = app.get("/users/me", &bob).await.body["id"]
+        .as_str()
+        .expect("bob")
+        .to_owned();
+    app.post(
+        &format!("/shares/{sid}/members"),
+        &t,
+        json!({"principal_type": "user", "principal_id": bob_id, "role": "reader"}),
+    )
+    .await;
+    let inv = app
+        .post(
+            &format!("/shares/{sid}/invitations"),
+            &t,
+            json!({"email": "carl@acme.test", "role": "contributor"}),
+        )
+        .await;
+    let carl = app.token("acme", "carl", "files:read");
+    app.post(
+        &format!(
+            "/users/me/invitations/{}/accept",
+            inv.body["id"].as_str().expect("inv")
+        ),
+        &carl,
+        json!({}),
+    )
+    .await;
+    app.post(
+        &format!("/permissions/acl/folder/{a}"),
+        &t,
+        json!({"principal_type": "user", "principal_id": bob_id, "permissions": ["READ"], "ace_type": "deny"}),
+    )
+    .await;
+    app.call(
+        Method::PUT,
+        &format!("/permissions/acl/folder/{b}/inheritance"),
+        Some(&t),
+        Some(json!({"inherit_from_parent": false, "copy_inherited": true})),
+    )
+    .await;
     app.patch(&format!("/folders/{a}"), &t, json!({"name": "Alpha"}))
         .await;
     app.post(
@@ -249,7 +297,7 @@ async fn rebuilt_equals_live(app: &TestApp) {
     // The server keeps working on the rebuilt models.
     let t = app.token("acme", "alice", "");
     // (An admin sees every share: S and the personal shares of alice and bob.)
-    assert_eq!(app.get("/shares", &t).await.body["total"], 3);
+    assert_eq!(app.get("/shares", &t).await.body["total"], 4);
 }
 
 #[tokio::test]

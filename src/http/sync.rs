@@ -1,0 +1,1279 @@
+//! Sync (SPEC §4.6): the change feed paged by an opaque cursor, devices and
+//! their cursors, applying a device's changes with conflict detection,
+//! conflicts, and downloads with ranges.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use scaidrive_domain::access::Permission;
+use scaidrive_domain::drive::file::{Content, File};
+use scaidrive_domain::drive::upload::{UploadSession, UploadStatus};
+use scaidrive_domain::id::{ConflictId, FileId, FolderId, ShareId, UploadId, VersionId};
+use scaidrive_domain::sync::{
+    conflicted_copy_name, settle, validate_device_id, ChangeType, ClientChange, ConflictFacts,
+    ConflictStrategy, DeviceInfo, ResourceType, Settlement,
+};
+use scaidrive_domain::{DomainError, LogPosition};
+use scaidrive_projections::drive_queries::{self as q, ShareRow};
+use scaidrive_projections::sync::NAME as FEED;
+use scaidrive_projections::sync_queries as sq;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::drive::{
+    live_file, live_folder, live_share, path_id, require_perm, require_read, require_write,
+    visible_share, On,
+};
+use super::error::{ApiError, ApiResult};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
+use super::principal::Principal;
+use super::state::AppState;
+use super::{ts, Positioned};
+use crate::blob::content::checksum;
+use crate::command::drive::{self as cmd, Target};
+use crate::command::sync::{self as sync_cmd, ConflictRecord, ContentTarget, ContentWrite};
+use crate::command::CommandContext;
+
+/// Largest page of the change feed.
+pub const MAX_CHANGES: i64 = 5000;
+/// Most changes one apply request may carry.
+pub const MAX_APPLY: usize = 1000;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/sync/changes", get(changes))
+        .route("/sync/devices", get(devices).post(register))
+        .route("/sync/status", get(status))
+        .route("/sync/cursor", post(move_cursor))
+        .route("/sync/apply", post(apply))
+        .route("/sync/conflicts", get(conflicts))
+        .route("/sync/conflicts/{id}/resolve", post(resolve))
+        .route("/sync/download/{file_id}", get(download))
+}
+
+/// The end of the feed: every change at or before it is already stored.
+pub async fn feed_end(state: &AppState) -> ApiResult<LogPosition> {
+    let here = state.projector.position_of(FEED).unwrap_or_default();
+    let stored = scaidrive_projections::checkpoint::read(&state.db, FEED)
+        .await?
+        .map(|c| c.position)
+        .unwrap_or_default();
+    Ok(here.max(stored))
+}
+
+/// A live share the caller may read (404, 410, 403 in SPEC order).
+pub async fn readable_share(state: &AppState, p: &Principal, id: &str) -> ApiResult<ShareRow> {
+    let _: ShareId = path_id(id, "share")?;
+    let share = live_share(state, p, id).await?;
+    require_read(p)?;
+    require_perm(state, p, On::Share(&share), Permission::Read).await?;
+    Ok(share)
+}
+
+fn parse_position(raw: &str, what: &str) -> ApiResult<LogPosition> {
+    LogPosition::parse_token(raw.trim())
+        .ok_or_else(|| ApiError::BadRequest(format!("'{raw}' is not a valid {what}")))
+}
+
+#[derive(Debug, Deserialize)]
+struct ChangesQuery {
+    share_id: String,
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn changes(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiQuery(q): ApiQuery<ChangesQuery>,
+) -> ApiResult<Json<Value>> {
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=MAX_CHANGES).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be between 1 and {MAX_CHANGES}"
+        )));
+    }
+    let cursor = q
+        .cursor
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .map(|c| parse_position(c, "cursor"))
+        .transpose()?;
+    // A trashed share's feed stays readable: its last change says so.
+    let _: ShareId = path_id(&q.share_id, "share")?;
+    let share = visible_share(&state, &p, &q.share_id).await?;
+    require_read(&p)?;
+    require_perm(&state, &p, On::Share(&share), Permission::Read).await?;
+    // Read the end first: every change at or before it is in the table now,
+    // so a cursor moved up to it skips nothing.
+    let end = feed_end(&state).await?;
+    let after = cursor.unwrap_or(end);
+    let mut rows = sq::changes(
+        &state.db,
+        &p.tenant_id.to_string(),
+        &q.share_id,
+        after,
+        limit + 1,
+    )
+    .await?;
+    let has_more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let last = rows.last().map(|r| r.log()).unwrap_or(after);
+    let next = if has_more { last } else { last.max(end) };
+    Ok(Json(json!({
+        "changes": rows.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
+        "cursor": next.to_token(),
+        "has_more": has_more,
+        "share_id": q.share_id,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct RegisterDevice {
+    device_id: String,
+    device_name: Option<String>,
+    platform: Option<String>,
+    client_version: Option<String>,
+}
+
+impl Validate for RegisterDevice {
+    const REQUIRED: &'static [&'static str] = &["device_id"];
+    fn validate(&self, v: &mut Violations) {
+        v.length("device_id", &self.device_id, 1, 128);
+        for (f, val) in [
+            ("device_name", &self.device_name),
+            ("platform", &self.platform),
+            ("client_version", &self.client_version),
+        ] {
+            if let Some(s) = val {
+                v.length(f, s, 0, 255);
+            }
+        }
+    }
+}
+
+fn device_json(d: &sq::DeviceRow, cursors: &[sq::CursorRow]) -> Value {
+    json!({
+        "device_id": d.device_id,
+        "id": d.device_id,
+        "user_id": d.user_id,
+        "device_name": d.device_name,
+        "platform": d.platform,
+        "client_version": d.client_version,
+        "created_at": ts(d.created_at),
+        "last_seen_at": ts(d.last_seen_at),
+        "cursors": cursors.iter().map(|c| json!({
+            "share_id": c.share_id,
+            "cursor_position": c.log().to_token(),
+            "last_sync_at": ts(c.last_sync_at),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+async fn register(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiJson(body): ApiJson<RegisterDevice>,
+) -> ApiResult<impl IntoResponse> {
+    require_read(&p)?;
+    let info = DeviceInfo {
+        device_name: body
+            .device_name
+            .clone()
+            .unwrap_or_else(|| body.device_id.clone()),
+        platform: body.platform.clone().unwrap_or_default(),
+        client_version: body.client_version.clone().unwrap_or_default(),
+    };
+    let (created, committed) = sync_cmd::register_device(
+        &state.bus,
+        &p.context(),
+        p.user_id,
+        p.tenant_id,
+        &body.device_id,
+        info,
+    )
+    .await?;
+    state.caught_up(committed.position).await;
+    let row = own_device(&state, &p, &body.device_id).await?;
+    let cursors = sq::cursors(&state.db, &p.user_id.to_string(), &body.device_id).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(Positioned(
+        committed.position,
+        (status, Json(device_json(&row, &cursors))),
+    ))
+}
+
+async fn devices(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Value>> {
+    require_read(&p)?;
+    let rows = sq::devices(&state.db, &p.user_id.to_string()).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for d in &rows {
+        let cursors = sq::cursors(&state.db, &d.user_id, &d.device_id).await?;
+        out.push(device_json(d, &cursors));
+    }
+    Ok(Json(json!({ "devices": out, "total": rows.len() })))
+}
+
+/// The caller's registered device (404 otherwise, also for malformed ids).
+async fn own_device(state: &AppState, p: &Principal, device_id: &str) -> ApiResult<sq::DeviceRow> {
+    if validate_device_id(device_id).is_err() {
+        return Err(ApiError::BadRequest(
+            "device_id must be 1 to 128 characters without control characters".into(),
+        ));
+    }
+    sq::device(&state.db, &p.user_id.to_string(), device_id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::NotFound("device not found; register it with POST /sync/devices".into())
+        })
+}
+
+#[derive(Debug, Deserialize)]
+struct StatusQuery {
+    share_id: String,
+    device_id: String,
+}
+
+async fn status(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiQuery(q): ApiQuery<StatusQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let share = readable_share(&state, &p, &q.share_id).await?;
+    own_device(&state, &p, &q.device_id).await?;
+    let user = p.user_id.to_string();
+    let mut position = None;
+    let cursor = match sq::cursor(&state.db, &user, &q.device_id, &share.id).await? {
+        Some(c) => c,
+        None => {
+            // A device's first look at a share starts at the end of the feed:
+            // it lists the share, then follows changes from here.
+            let end = feed_end(&state).await?;
+            let committed = sync_cmd::move_cursor(
+                &state.bus,
+                &p.context(),
+                p.user_id,
+                &q.device_id,
+                path_id(&share.id, "share")?,
+                end,
+                end,
+            )
+            .await?;
+            state.caught_up(committed.position).await;
+            position = committed.position;
+            sq::cursor(&state.db, &user, &q.device_id, &share.id)
+                .await?
+                .ok_or_else(|| ApiError::internal("cursor was not stored"))?
+        }
+    };
+    let tenant = p.tenant_id.to_string();
+    let pending = sq::pending(&state.db, &tenant, &share.id, cursor.log()).await?;
+    let open = sq::conflicts(
+        &state.db,
+        &tenant,
+        Some(&user),
+        Some(&q.device_id),
+        Some(&share.id),
+        false,
+    )
+    .await?;
+    Ok(Positioned(
+        position,
+        Json(json!({
+            "share_id": share.id,
+            "device_id": q.device_id,
+            "cursor_position": cursor.log().to_token(),
+            "last_sync_at": ts(cursor.last_sync_at),
+            "pending_changes": pending,
+            "has_conflicts": !open.is_empty(),
+            "open_conflicts": open.len(),
+        })),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct CursorQuery {
+    share_id: String,
+    device_id: String,
+    position: String,
+}
+
+async fn move_cursor(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiQuery(q): ApiQuery<CursorQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let to = parse_position(&q.position, "position")?;
+    let share = readable_share(&state, &p, &q.share_id).await?;
+    own_device(&state, &p, &q.device_id).await?;
+    let end = feed_end(&state).await?;
+    let committed = sync_cmd::move_cursor(
+        &state.bus,
+        &p.context(),
+        p.user_id,
+        &q.device_id,
+        path_id(&share.id, "share")?,
+        to,
+        end,
+    )
+    .await?;
+    state.caught_up(committed.position).await;
+    let cursor = sq::cursor(&state.db, &p.user_id.to_string(), &q.device_id, &share.id)
+        .await?
+        .ok_or_else(|| ApiError::internal("cursor was not stored"))?;
+    Ok(Positioned(
+        committed.position,
+        Json(json!({
+            "share_id": share.id,
+            "device_id": q.device_id,
+            "cursor_position": cursor.log().to_token(),
+            "last_sync_at": ts(cursor.last_sync_at),
+        })),
+    ))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct ApplyChange {
+    change_type: ChangeType,
+    resource_type: ResourceType,
+    resource_id: Option<String>,
+    parent_id: Option<FolderId>,
+    name: Option<String>,
+    base_version_id: Option<VersionId>,
+    upload_session_id: Option<UploadId>,
+    /// When the device made the change (LAST_WRITER_WINS compares it).
+    modified_at: Option<DateTime<Utc>>,
+}
+
+impl ApplyChange {
+    fn client(&self) -> ClientChange {
+        ClientChange {
+            change_type: self.change_type,
+            resource_type: self.resource_type,
+            resource_id: self.resource_id.clone(),
+            parent_id: self.parent_id.map(|p| p.to_string()),
+            name: self.name.clone(),
+            base_version_id: self.base_version_id.map(|b| b.to_string()),
+            upload_session_id: self.upload_session_id.map(|u| u.to_string()),
+            modified_at: self.modified_at,
+        }
+    }
+
+    fn from_client(c: &ClientChange) -> ApiResult<Self> {
+        let bad = |f: &str| ApiError::internal(format!("stored conflict has a malformed {f}"));
+        Ok(Self {
+            change_type: c.change_type,
+            resource_type: c.resource_type,
+            resource_id: c.resource_id.clone(),
+            parent_id: c
+                .parent_id
+                .as_deref()
+                .map(|s| s.parse().map_err(|_| bad("parent_id")))
+                .transpose()?,
+            name: c.name.clone(),
+            base_version_id: c
+                .base_version_id
+                .as_deref()
+                .map(|s| s.parse().map_err(|_| bad("base_version_id")))
+                .transpose()?,
+            upload_session_id: c
+                .upload_session_id
+                .as_deref()
+                .map(|s| s.parse().map_err(|_| bad("upload_session_id")))
+                .transpose()?,
+            modified_at: c.modified_at,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ApplyBody {
+    device_id: String,
+    share_id: ShareId,
+    conflict_resolution: Option<ConflictStrategy>,
+    changes: Vec<ApplyChange>,
+}
+
+impl Validate for ApplyBody {
+    const REQUIRED: &'static [&'static str] = &["device_id", "share_id", "changes"];
+    fn validate(&self, v: &mut Violations) {
+        v.length("device_id", &self.device_id, 1, 128);
+        if self.changes.is_empty() || self.changes.len() > MAX_APPLY {
+            v.push(
+                "value_error",
+                "changes",
+                format!("Value error, between 1 and {MAX_APPLY} changes are accepted"),
+                Value::from(self.changes.len()),
+            );
+        }
+        for (i, c) in self.changes.iter().enumerate() {
+            let at = |f: &str| format!("changes.{i}.{f}");
+            let missing = |v: &mut Violations, f: &str| {
+                v.push("missing", &at(f), "Field required", Value::Null)
+            };
+            if c.resource_type == ResourceType::Share {
+                v.push(
+                    "value_error",
+                    &at("resource_type"),
+                    "Value error, sync applies changes to files and folders",
+                    Value::from("share"),
+                );
+                continue;
+            }
+            let file = c.resource_type == ResourceType::File;
+            match c.change_type {
+                ChangeType::Created => {
+                    if !file && c.name.is_none() {
+                        missing(v, "name");
+                    }
+                    if file && c.upload_session_id.is_none() {
+                        missing(v, "upload_session_id");
+                    }
+                }
+                ChangeType::Updated => {
+                    if !file {
+                        v.push(
+                            "value_error",
+                            &at("change_type"),
+                            "Value error, folders have no content to update; rename or move them",
+                            Value::from("updated"),
+                        );
+                    }
+                    if c.upload_session_id.is_none() {
+                        missing(v, "upload_session_id");
+                    }
+                }
+                ChangeType::Renamed => {
+                    if c.name.is_none() {
+                        missing(v, "name");
+                    }
+                }
+                ChangeType::Moved | ChangeType::Deleted => {}
+            }
+            if c.change_type != ChangeType::Created && c.resource_id.is_none() {
+                missing(v, "resource_id");
+            }
+            if let Some(n) = &c.name {
+                v.item_name(&at("name"), n);
+            }
+        }
+    }
+}
+
+/// What one change became.
+#[derive(Debug, Clone)]
+struct Outcome {
+    status: &'static str,
+    resource_id: Option<String>,
+    version_id: Option<String>,
+    conflict_id: Option<String>,
+    resolution: Option<ConflictStrategy>,
+    position: Option<LogPosition>,
+}
+
+impl Outcome {
+    fn applied(
+        resource_id: String,
+        version_id: Option<String>,
+        position: Option<LogPosition>,
+    ) -> Self {
+        Self {
+            status: "applied",
+            resource_id: Some(resource_id),
+            version_id,
+            conflict_id: None,
+            resolution: None,
+            position,
+        }
+    }
+
+    fn json(&self, index: usize) -> Value {
+        json!({
+            "index": index,
+            "status": self.status,
+            "resource_id": self.resource_id,
+            "version_id": self.version_id,
+            "conflict_id": self.conflict_id,
+            "resolution": self.resolution.map(|r| r.as_str()),
+        })
+    }
+}
+
+/// Why applying stopped before the end of the batch.
+enum Stop {
+    /// MANUAL: the conflict is stored for a person to resolve.
+    Manual(Outcome),
+    Failed(ApiError),
+}
+
+impl From<ApiError> for Stop {
+    fn from(e: ApiError) -> Self {
+        Stop::Failed(e)
+    }
+}
+
+impl From<crate::command::CommandError> for Stop {
+    fn from(e: crate::command::CommandError) -> Self {
+        Stop::Failed(e.into())
+    }
+}
+
+/// What every change of one apply request shares.
+struct Cx<'a> {
+    state: &'a AppState,
+    p: &'a Principal,
+    ctx: CommandContext,
+    share: ShareRow,
+    share_id: ShareId,
+    device: sq::DeviceRow,
+    strategy: ConflictStrategy,
+}
+
+/// Content a device uploaded for a change.
+struct Uploaded {
+    id: UploadId,
+    content: Content,
+    /// `Some(checksum)` while the session still has to be completed.
+    complete_with: Option<String>,
+    /// The file and version a session completed earlier produced.
+    completed_into: Option<(FileId, VersionId)>,
+    file_name: String,
+}
+
+async fn uploaded(cx: &Cx<'_>, id: UploadId) -> ApiResult<Uploaded> {
+    let loaded = cx.state.bus.load::<UploadSession>(&id.to_string()).await?;
+    let s = loaded.state;
+    let plan = s
+        .plan
+        .clone()
+        .filter(|plan| {
+            plan.tenant_id == cx.p.tenant_id
+                && (s.created_by == Some(cx.p.user_id) || cx.p.is_tenant_admin)
+        })
+        .ok_or_else(|| ApiError::not_found("upload session"))?;
+    if plan.share_id != cx.share_id {
+        return Err(DomainError::invalid(
+            "upload_session_id",
+            "the upload session belongs to another share",
+        )
+        .into());
+    }
+    match s.status_at(Utc::now()) {
+        UploadStatus::Aborted => Err(DomainError::Gone("upload session was aborted".into()).into()),
+        UploadStatus::Expired => Err(DomainError::Gone("upload session expired".into()).into()),
+        UploadStatus::Completed => {
+            let (file_id, version_id) = s
+                .result
+                .ok_or_else(|| ApiError::internal("completed session without a result"))?;
+            let f = cx.state.bus.load::<File>(&file_id.to_string()).await?;
+            let v = f
+                .state
+                .versions
+                .iter()
+                .find(|v| v.content.version_id == version_id)
+                .ok_or_else(|| ApiError::not_found("version"))?;
+            let mut content = v.content.clone();
+            content.version_id = VersionId::from_uuid(Uuid::now_v7());
+            Ok(Uploaded {
+                id,
+                content,
+                complete_with: None,
+                completed_into: Some((file_id, version_id)),
+                file_name: plan.file_name,
+            })
+        }
+        UploadStatus::Active => {
+            let chunks = s.chunk_list().ok_or_else(|| {
+                DomainError::InvalidTransition(format!(
+                    "upload session {id} is missing chunks {:?}",
+                    s.missing()
+                ))
+            })?;
+            let computed = checksum(&cx.state.blob, &cx.p.tenant_id.to_string(), &chunks)
+                .await
+                .map_err(|e| ApiError::BadGateway(format!("blob store: {e}")))?;
+            Ok(Uploaded {
+                id,
+                content: Content {
+                    version_id: VersionId::from_uuid(Uuid::now_v7()),
+                    size: plan.file_size,
+                    checksum_sha256: computed.clone(),
+                    mime_type: plan.mime_type.clone(),
+                    chunk_size: plan.chunk_size,
+                    chunks,
+                },
+                complete_with: Some(computed),
+                completed_into: None,
+                file_name: plan.file_name,
+            })
+        }
+    }
+}
+
+/// Where a created or moved item goes, with CREATE checked there.
+async fn target_in(cx: &Cx<'_>, parent: Option<FolderId>) -> ApiResult<Target> {
+    match parent {
+        Some(f) => {
+            let (row, _) = live_folder(cx.state, cx.p, &f.to_string()).await?;
+            if row.share_id != cx.share.id {
+                return Err(
+                    DomainError::invalid("parent_id", "the folder is not in this share").into(),
+                );
+            }
+            require_perm(cx.state, cx.p, On::Folder(&row), Permission::Create).await?;
+            Ok(Target {
+                share_id: cx.share_id,
+                folder_id: Some(f),
+                parent_path: row.path,
+            })
+        }
+        None => {
+            require_perm(cx.state, cx.p, On::Share(&cx.share), Permission::Create).await?;
+            Ok(Target {
+                share_id: cx.share_id,
+                folder_id: None,
+                parent_path: "/".into(),
+            })
+        }
+    }
+}
+
+/// The target folder and its ancestors, nearest first (cycle checks).
+async fn ancestors(cx: &Cx<'_>, start: Option<FolderId>) -> ApiResult<Vec<FolderId>> {
+    let mut out = Vec::new();
+    let mut cur = start;
+    while let Some(f) = cur {
+        if out.len() > 10_000 || out.contains(&f) {
+            break;
+        }
+        out.push(f);
+        let row = q::folder(&cx.state.db, &cx.p.tenant_id.to_string(), &f.to_string()).await?;
+        cur = row.and_then(|r| r.parent_id).and_then(|s| s.parse().ok());
+    }
+    Ok(out)
+}
+
+fn resource_id(ch: &ApplyChange) -> ApiResult<&str> {
+    ch.resource_id
+        .as_deref()
+        .ok_or_else(|| DomainError::invalid("resource_id", "Field required").into())
+}
+
+/// 404 unless the item lives in the request's share (an id from elsewhere
+/// must not be reachable through this share's apply).
+fn in_share(cx: &Cx<'_>, share_id: &str, what: &str) -> ApiResult<()> {
+    if share_id == cx.share.id {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(what))
+    }
+}
+
+fn who(cx: &Cx<'_>) -> String {
+    if cx.device.device_name.trim().is_empty() {
+        cx.p.name
+            .clone()
+            .unwrap_or_else(|| cx.p.user_id.to_string())
+    } else {
+        cx.device.device_name.clone()
+    }
+}
+
+/// Applies one change. `existing` is set when a stored conflict is being
+/// resolved: the change then skips its base check and carries the resolution.
+async fn apply_one(
+    cx: &Cx<'_>,
+    ch: &ApplyChange,
+    existing: Option<(ConflictId, ConflictStrategy)>,
+) -> Result<Outcome, Stop> {
+    let force = existing.is_some();
+    match ch.resource_type {
+        ResourceType::Share => {
+            Err(ApiError::BadRequest("sync applies to files and folders".into()).into())
+        }
+        ResourceType::Folder => {
+            let out = apply_folder(cx, ch).await?;
+            if let Some((id, r)) = existing {
+                settle_record(
+                    cx,
+                    ConflictRecord::Existing { id, resolution: r },
+                    &out,
+                    None,
+                )
+                .await?;
+                return Ok(Outcome {
+                    conflict_id: Some(id.to_string()),
+                    resolution: Some(r),
+                    ..out
+                });
+            }
+            Ok(out)
+        }
+        ResourceType::File => apply_file(cx, ch, force, existing).await,
+    }
+}
+
+async fn settle_record(
+    cx: &Cx<'_>,
+    record: ConflictRecord,
+    out: &Outcome,
+    abort: Option<UploadId>,
+) -> Result<Option<LogPosition>, Stop> {
+    let committed = sync_cmd::record_conflict(
+        &cx.state.bus,
+        &cx.ctx,
+        &record,
+        (out.resource_id.clone(), out.version_id.clone()),
+        cx.p.user_id,
+        abort,
+    )
+    .await?;
+    Ok(committed.position)
+}
+
+async fn apply_folder(cx: &Cx<'_>, ch: &ApplyChange) -> Result<Outcome, Stop> {
+    let (bus, ctx) = (&cx.state.bus, &cx.ctx);
+    if ch.change_type == ChangeType::Created {
+        let name = ch.name.clone().unwrap_or_default();
+        let target = target_in(cx, ch.parent_id).await?;
+        let (id, committed) =
+            cmd::create_folder(bus, ctx, cx.p.tenant_id, target, &name, cx.p.user_id).await?;
+        return Ok(Outcome::applied(id.to_string(), None, committed.position));
+    }
+    let raw = resource_id(ch)?;
+    let id: FolderId = path_id(raw, "folder")?;
+    let (row, _) = live_folder(cx.state, cx.p, raw).await?;
+    in_share(cx, &row.share_id, "folder")?;
+    let committed = match ch.change_type {
+        ChangeType::Renamed => {
+            require_perm(cx.state, cx.p, On::Folder(&row), Permission::Write).await?;
+            let name = ch.name.clone().unwrap_or_default();
+            cmd::rename_folder(bus, ctx, id, &name, &row.path).await?
+        }
+        ChangeType::Moved => {
+            require_perm(cx.state, cx.p, On::Folder(&row), Permission::Delete).await?;
+            let target = target_in(cx, ch.parent_id).await?;
+            let chain = ancestors(cx, target.folder_id).await?;
+            cmd::move_folder(bus, ctx, id, target, chain, &row.path).await?
+        }
+        ChangeType::Deleted => {
+            require_perm(cx.state, cx.p, On::Folder(&row), Permission::Delete).await?;
+            cmd::trash_folder(bus, ctx, id, false, &row.path).await?
+        }
+        ChangeType::Created | ChangeType::Updated => {
+            return Err(ApiError::BadRequest("folders have no content to update".into()).into())
+        }
+    };
+    Ok(Outcome::applied(id.to_string(), None, committed.position))
+}
+
+async fn apply_file(
+    cx: &Cx<'_>,
+    ch: &ApplyChange,
+    force: bool,
+    existing: Option<(ConflictId, ConflictStrategy)>,
+) -> Result<Outcome, Stop> {
+    let (bus, ctx) = (&cx.state.bus, &cx.ctx);
+    if ch.change_type == ChangeType::Created {
+        let upload = ch.upload_session_id.ok_or_else(|| {
+            ApiError::from(DomainError::invalid("upload_session_id", "Field required"))
+        })?;
+        let target = target_in(cx, ch.parent_id).await?;
+        let up = uploaded(cx, upload).await?;
+        if let Some((file_id, version_id)) = up.completed_into {
+            // The session was completed on its own: the file exists already.
+            return Ok(Outcome::applied(
+                file_id.to_string(),
+                Some(version_id.to_string()),
+                None,
+            ));
+        }
+        let name = ch.name.clone().unwrap_or_else(|| up.file_name.clone());
+        let write = ContentWrite {
+            upload: up.complete_with.clone().map(|c| (up.id, c)),
+            content: up.content.clone(),
+            target: ContentTarget::NewFile {
+                tenant: cx.p.tenant_id,
+                target,
+                name,
+                file_id: FileId::from_uuid(Uuid::now_v7()),
+            },
+            device_id: cx.device.device_id.clone(),
+            share_id: cx.share_id,
+            change_type: ChangeType::Created,
+            by: cx.p.user_id,
+            conflict: None,
+        };
+        let (file_id, committed) = sync_cmd::write_content(bus, ctx, &write).await?;
+        return Ok(Outcome::applied(
+            file_id.to_string(),
+            Some(up.content.version_id.to_string()),
+            committed.position,
+        ));
+    }
+    let raw = resource_id(ch)?;
+    let id: FileId = path_id(raw, "file")?;
+    let (row, _) = live_file(cx.state, cx.p, raw).await?;
+    in_share(cx, &row.share_id, "file")?;
+    let need = match ch.change_type {
+        ChangeType::Updated | ChangeType::Renamed => Permission::Write,
+        _ => Permission::Delete,
+    };
+    require_perm(cx.state, cx.p, On::File(&row), need).await?;
+    let move_target = if ch.change_type == ChangeType::Moved {
+        Some(target_in(cx, ch.parent_id).await?)
+    } else {
+        None
+    };
+    let up = match ch.upload_session_id {
+        Some(u) if ch.change_type == ChangeType::Updated => Some(uploaded(cx, u).await?),
+        _ => None,
+    };
+    if let Some((done_file, done_version)) = up.as_ref().and_then(|u| u.completed_into) {
+        if done_file == id {
+            // Completed on its own as a version of this very file.
+            return Ok(Outcome::applied(
+                id.to_string(),
+                Some(done_version.to_string()),
+                None,
+            ));
+        }
+    }
+    let file = bus.load::<File>(raw).await?.state;
+    let current = file
+        .current()
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("file"))?;
+    let stale = ch
+        .base_version_id
+        .is_some_and(|b| b != current.content.version_id);
+    let settlement = if force {
+        match existing.map(|e| e.1) {
+            Some(r) => settle(r, ch.change_type, ch.modified_at, current.at)
+                .unwrap_or(Settlement::ApplyClient),
+            None => Settlement::ApplyClient,
+        }
+    } else if stale {
+        cx.state.bus.metrics().sync_conflict();
+        match settle(cx.strategy, ch.change_type, ch.modified_at, current.at) {
+            Some(s) => s,
+            None => {
+                let facts = facts(cx, ch, &row.name, id, current.content.version_id);
+                let conflict_id = facts.conflict_id.to_string();
+                let out = Outcome {
+                    status: "conflict",
+                    resource_id: Some(id.to_string()),
+                    version_id: Some(current.content.version_id.to_string()),
+                    conflict_id: Some(conflict_id),
+                    resolution: None,
+                    position: None,
+                };
+                let position = settle_record(
+                    cx,
+                    ConflictRecord::New {
+                        facts: Box::new(facts),
+                        resolution: None,
+                    },
+                    &out,
+                    None,
+                )
+                .await?;
+                return Err(Stop::Manual(Outcome { position, ..out }));
+            }
+        }
+    } else {
+        Settlement::ApplyClient
+    };
+    let record = |resolution: ConflictStrategy| -> Option<ConflictRecord> {
+        match existing {
+            Some((cid, r)) => Some(ConflictRecord::Existing {
+                id: cid,
+                resolution: r,
+            }),
+            None if stale => Some(ConflictRecord::New {
+                facts: Box::new(facts(cx, ch, &row.name, id, current.content.version_id)),
+                resolution: Some(resolution),
+            }),
+            None => None,
+        }
+    };
+    let chosen = existing.map(|e| e.1).unwrap_or(cx.strategy);
+    let conflict_of = |r: &Option<ConflictRecord>| match r {
+        Some(ConflictRecord::New { facts, .. }) => Some(facts.conflict_id.to_string()),
+        Some(ConflictRecord::Existing { id, .. }) => Some(id.to_string()),
+        None => None,
+    };
+    match settlement {
+        Settlement::KeepServer => {
+            let rec = record(chosen);
+            let out = Outcome {
+                status: "conflict",
+                resource_id: Some(id.to_string()),
+                version_id: Some(current.content.version_id.to_string()),
+                conflict_id: conflict_of(&rec),
+                resolution: Some(chosen),
+                position: None,
+            };
+            let position = match rec {
+                Some(r) => {
+                    let abort = up
+                        .as_ref()
+                        .filter(|u| u.complete_with.is_some())
+                        .map(|u| u.id);
+                    settle_record(cx, r, &out, abort).await?
+                }
+                None => None,
+            };
+            Ok(Outcome { position, ..out })
+        }
+        Settlement::KeepBoth => {
+            let up = up.ok_or_else(|| {
+                ApiError::from(DomainError::invalid("upload_session_id", "Field required"))
+            })?;
+            let rec = record(chosen);
+            let name = conflicted_copy_name(&row.name, &who(cx), cx.ctx.now.date_naive());
+            let folder_id = row
+                .folder_id
+                .as_deref()
+                .map(|f| path_id::<FolderId>(f, "folder"))
+                .transpose()?;
+            let parent_path = scaidrive_domain::drive::parent_path(&row.path).to_owned();
+            let write = ContentWrite {
+                upload: up.complete_with.clone().map(|c| (up.id, c)),
+                content: up.content.clone(),
+                target: ContentTarget::NewFile {
+                    tenant: cx.p.tenant_id,
+                    target: Target {
+                        share_id: cx.share_id,
+                        folder_id,
+                        parent_path,
+                    },
+                    name,
+                    file_id: FileId::from_uuid(Uuid::now_v7()),
+                },
+                device_id: cx.device.device_id.clone(),
+                share_id: cx.share_id,
+                change_type: ChangeType::Created,
+                by: cx.p.user_id,
+                conflict: rec.clone(),
+            };
+            let (copy, committed) = sync_cmd::write_content(bus, ctx, &write).await?;
+            Ok(Outcome {
+                status: "conflict",
+                resource_id: Some(copy.to_string()),
+                version_id: Some(up.content.version_id.to_string()),
+                conflict_id: conflict_of(&rec),
+                resolution: Some(chosen),
+                position: committed.position,
+            })
+        }
+        Settlement::ApplyClient => {
+            let rec = record(chosen);
+            // A forced write no longer checks the base: the conflict is settled for the client.
+            let base = if stale || force {
+                None
+            } else {
+                ch.base_version_id
+            };
+            let (version_id, position) = match ch.change_type {
+                ChangeType::Updated => {
+                    let up = up.ok_or_else(|| {
+                        ApiError::from(DomainError::invalid("upload_session_id", "Field required"))
+                    })?;
+                    let write = ContentWrite {
+                        upload: up.complete_with.clone().map(|c| (up.id, c)),
+                        content: up.content.clone(),
+                        target: ContentTarget::NewVersion { file_id: id, base },
+                        device_id: cx.device.device_id.clone(),
+                        share_id: cx.share_id,
+                        change_type: ChangeType::Updated,
+                        by: cx.p.user_id,
+                        conflict: rec.clone(),
+                    };
+                    match sync_cmd::write_content(bus, ctx, &write).await {
+                        Ok((_, c)) => (Some(up.content.version_id.to_string()), c.position),
+                        // Someone wrote a version between our check and our append.
+                        Err(crate::command::CommandError::Domain(
+                            DomainError::VersionMismatch { .. },
+                        )) if !force => {
+                            return Box::pin(apply_file(cx, ch, false, None)).await;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                other => {
+                    let committed = match other {
+                        ChangeType::Renamed => {
+                            let name = ch.name.clone().unwrap_or_default();
+                            cmd::rename_file(bus, ctx, id, &name, cx.p.user_id, &row.path).await?
+                        }
+                        ChangeType::Moved => {
+                            let target = move_target
+                                .clone()
+                                .ok_or_else(|| ApiError::internal("move without target"))?;
+                            cmd::move_file(
+                                bus,
+                                ctx,
+                                id,
+                                target,
+                                ch.name.as_deref(),
+                                cx.p.user_id,
+                                &row.path,
+                            )
+                            .await?
+                        }
+                        _ => cmd::trash_file(bus, ctx, id, false, cx.p.user_id, &row.path).await?,
+                    };
+                    let mut position = committed.position;
+                    let version = Some(current.content.version_id.to_string());
+                    if let Some(r) = rec.clone() {
+                        let out = Outcome::applied(id.to_string(), version.clone(), None);
+                        position = settle_record(cx, r, &out, None).await?.or(position);
+                    }
+                    (version, position)
+                }
+            };
+            Ok(Outcome {
+                status: "applied",
+                resource_id: Some(id.to_string()),
+                version_id,
+                conflict_id: conflict_of(&rec),
+                resolution: rec.as_ref().map(|_| chosen),
+                position,
+            })
+        }
+    }
+}
+
+fn facts(
+    cx: &Cx<'_>,
+    ch: &ApplyChange,
+    name: &str,
+    file: FileId,
+    server_version: VersionId,
+) -> ConflictFacts {
+    ConflictFacts {
+        conflict_id: ConflictId::from_uuid(Uuid::now_v7()),
+        tenant_id: cx.p.tenant_id,
+        share_id: cx.share_id,
+        device_id: cx.device.device_id.clone(),
+        user_id: cx.p.user_id,
+        resource_type: ResourceType::File,
+        resource_id: file.to_string(),
+        name: name.to_owned(),
+        change: ch.client(),
+        base_version_id: ch.base_version_id.map(|b| b.to_string()),
+        server_version_id: Some(server_version.to_string()),
+        strategy: cx.strategy,
+        at: cx.ctx.now,
+    }
+}
+
+/// A partial batch: the changes applied before the one that stopped it.
+fn stopped(status: StatusCode, mut body: Value, index: usize, results: &[Value]) -> Response {
+    body["index"] = Value::from(index);
+    body["results"] = Value::from(results.to_vec());
+    (status, Json(body)).into_response()
+}
+
+async fn apply(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiJson(body): ApiJson<ApplyBody>,
+) -> ApiResult<Response> {
+    if validate_device_id(&body.device_id).is_err() {
+        return Err(DomainError::invalid(
+            "device_id",
+            "must be 1 to 128 characters without control characters",
+        )
+        .into());
+    }
+    let share = readable_share(&state, &p, &body.share_id.to_string()).await?;
+    require_write(&p)?;
+    let device = own_device(&state, &p, &body.device_id).await?;
+    let mut ctx = p.context();
+    ctx.actor.device_id = Some(body.device_id.clone());
+    let cx = Cx {
+        state: &state,
+        p: &p,
+        ctx,
+        share,
+        share_id: body.share_id,
+        device,
+        strategy: body.conflict_resolution.unwrap_or_default(),
+    };
+    let mut results = Vec::with_capacity(body.changes.len());
+    let mut last = None;
+    for (i, ch) in body.changes.iter().enumerate() {
+        match apply_one(&cx, ch, None).await {
+            Ok(out) => {
+                last = out.position.max(last);
+                results.push(out.json(i));
+            }
+            Err(Stop::Manual(out)) => {
+                state.caught_up(out.position.max(last)).await;
+                // A documented outcome of apply rather than a failure: the
+                // conflict is stored and named, with what was applied before it.
+                let body = json!({
+                    "detail": format!("change {i} conflicts with a newer version on the server; resolve conflict {}", out.conflict_id.clone().unwrap_or_default()),
+                    "code": "SYNC_CONFLICT",
+                    "conflict_id": out.conflict_id,
+                    "result": out.json(i),
+                });
+                return Ok(Positioned(
+                    out.position.max(last),
+                    stopped(StatusCode::CONFLICT, body, i, &results),
+                )
+                .into_response());
+            }
+            Err(Stop::Failed(e)) => {
+                if results.is_empty() {
+                    return Err(e);
+                }
+                state.caught_up(last).await;
+                let status = e.status();
+                let resp = e.into_response();
+                let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                    .await
+                    .map_err(ApiError::internal)?;
+                let body: Value = serde_json::from_slice(&bytes).unwrap_or(json!({}));
+                return Ok(Positioned(last, stopped(status, body, i, &results)).into_response());
+            }
+        }
+    }
+    state.caught_up(last).await;
+    let cursor = sq::cursor(
+        &state.db,
+        &p.user_id.to_string(),
+        &cx.device.device_id,
+        &cx.share.id,
+    )
+    .await?
+    .map(|c| c.log().to_token());
+    Ok(Positioned(
+        last,
+        Json(json!({
+            "results": results,
+            "cursor": cursor,
+            "position": last.map(|l| l.to_token()),
+        })),
+    )
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct ConflictsQuery {
+    device_id: Option<String>,
+    share_id: Option<String>,
+    include_resolved: Option<bool>,
+}
+
+async fn conflicts(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiQuery(q): ApiQuery<ConflictsQuery>,
+) -> ApiResult<Json<Value>> {
+    require_read(&p)?;
+    if let Some(s) = &q.share_id {
+        readable_share(&state, &p, s).await?;
+    }
+    // Tenant admins see every user's conflicts; others their own.
+    let user = (!p.is_tenant_admin).then(|| p.user_id.to_string());
+    let rows = sq::conflicts(
+        &state.db,
+        &p.tenant_id.to_string(),
+        user.as_deref(),
+        q.device_id.as_deref(),
+        q.share_id.as_deref(),
+        q.include_resolved.unwrap_or(false),
+    )
+    .await?;
+    Ok(Json(json!({
+        "conflicts": rows.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
+        "total": rows.len(),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct ResolveQuery {
+    resolution: String,
+}
+
+async fn resolve(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ResolveQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let conflict_id: ConflictId = path_id(&id, "conflict")?;
+    let resolution = ConflictStrategy::parse(&q.resolution)
+        .filter(|r| *r != ConflictStrategy::Manual)
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "resolution must be one of LAST_WRITER_WINS, KEEP_BOTH, SERVER_WINS, CLIENT_WINS"
+                    .into(),
+            )
+        })?;
+    let tenant = p.tenant_id.to_string();
+    let row = sq::conflict(&state.db, &tenant, &id)
+        .await?
+        .filter(|r| p.is_tenant_admin || r.user_id == p.user_id.to_string())
+        .ok_or_else(|| ApiError::not_found("conflict"))?;
+    let share = readable_share(&state, &p, &row.share_id).await?;
+    require_write(&p)?;
+    if row.status == "resolved" {
+        return Err(DomainError::InvalidTransition("conflict is already resolved".into()).into());
+    }
+    let change: ClientChange = serde_json::from_str(&row.client_change)
+        .map_err(|e| ApiError::internal(format!("stored conflict change: {e}")))?;
+    let ch = ApplyChange::from_client(&change)?;
+    let device = match sq::device(&state.db, &row.user_id, &row.device_id).await? {
+        Some(d) => d,
+        None => own_device(&state, &p, &row.device_id).await?,
+    };
+    let mut ctx = p.context();
+    ctx.actor.device_id = Some(row.device_id.clone());
+    let cx = Cx {
+        state: &state,
+        p: &p,
+        ctx,
+        share_id: path_id(&share.id, "share")?,
+        share,
+        device,
+        strategy: resolution,
+    };
+    let out = match apply_one(&cx, &ch, Some((conflict_id, resolution))).await {
+        Ok(out) => out,
+        Err(Stop::Manual(out)) => out,
+        Err(Stop::Failed(e)) => return Err(e),
+    };
+    state.caught_up(out.position).await;
+    let row = sq::conflict(&state.db, &tenant, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("conflict"))?;
+    let mut body = row.to_json();
+    body["result"] = out.json(0);
+    Ok(Positioned(out.position, Json(body)))
+}
+
+async fn download(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let _: FileId = path_id(&id, "file")?;
+    let (row, share) = live_file(&state, &p, &id).await?;
+    require_read(&p)?;
+    require_perm(&state, &p, On::File(&row), Permission::Read).await?;
+    drop(share);
+    super::files::stream_file(&state, &p, &id, None, &headers).await
+}
