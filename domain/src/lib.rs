@@ -8,6 +8,7 @@ pub mod drive;
 pub mod error;
 pub mod event;
 pub mod id;
+pub mod link;
 pub mod name;
 pub mod quota;
 pub mod tenancy;
