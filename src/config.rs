@@ -84,6 +84,23 @@ pub struct ServeArgs {
     /// How long an unreferenced chunk is kept before it is deleted (hours).
     #[arg(long, env = "SCAIDRIVE_GC_GRACE_HOURS", default_value_t = 48)]
     pub gc_grace_hours: u64,
+    /// Comma-separated CIDRs of reverse proxies whose `X-Forwarded-For` is
+    /// believed; from anyone else the socket address is the client.
+    #[arg(long, env = "SCAIDRIVE_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Public base URL (e.g. `https://drive.example.com`) for links' `url`
+    /// and `short_url`; default: the scheme-less Host of the request.
+    #[arg(long, env = "SCAIDRIVE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Key for signing external-link access tokens; default: a random key
+    /// kept in the data directory (`link-secret`). Set it when several
+    /// processes serve the same database.
+    #[arg(long, env = "SCAIDRIVE_LINK_SECRET", hide_env_values = true)]
+    pub link_secret: Option<String>,
+}
+
+fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    scaidrive_domain::link::parse_cidr(s)
 }
 
 /// The resolved configuration the application is built from.
@@ -103,6 +120,12 @@ pub struct Config {
     pub drain_delay: Duration,
     pub ready_max_lag: i64,
     pub rate_limits: crate::ratelimit::Limits,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Base URL for links' `url`/`short_url` (no trailing slash).
+    pub public_url: Option<String>,
+    /// Overrides the data-directory key for link access tokens.
+    pub link_secret: Option<String>,
 }
 
 impl From<ServeArgs> for Config {
@@ -126,6 +149,12 @@ impl From<ServeArgs> for Config {
                 per_user: a.rate_limit_per_user.max(1),
                 per_tenant: a.rate_limit_per_tenant.max(1),
             },
+            trusted_proxies: a.trusted_proxies,
+            public_url: a
+                .public_url
+                .map(|u| u.trim_end_matches('/').to_owned())
+                .filter(|u| !u.is_empty()),
+            link_secret: a.link_secret.filter(|s| !s.is_empty()),
         }
     }
 }
@@ -149,6 +178,9 @@ impl Config {
             drain_delay: Duration::ZERO,
             ready_max_lag: 10_000,
             rate_limits: crate::ratelimit::Limits::default(),
+            trusted_proxies: Vec::new(),
+            public_url: None,
+            link_secret: None,
         }
     }
 }

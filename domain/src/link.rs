@@ -113,6 +113,32 @@ pub fn ip_allowed(nets: &[IpNet], ip: IpAddr) -> bool {
     nets.iter().any(|n| n.contains(&ip))
 }
 
+/// The client's address: the socket peer, unless that peer is a trusted
+/// proxy, in which case `X-Forwarded-For` is read from the right and the first
+/// hop that is not a trusted proxy wins (entries further left are whatever the
+/// client claimed and are never believed).
+pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpNet]) -> IpAddr {
+    if !ip_allowed(trusted, peer) {
+        return peer;
+    }
+    let Some(header) = forwarded_for else {
+        return peer;
+    };
+    let mut last = peer;
+    for hop in header.rsplit(',') {
+        let hop = hop.trim().trim_start_matches('[');
+        let hop = hop.split(']').next().unwrap_or(hop);
+        let Ok(ip) = hop.parse::<IpAddr>() else {
+            return last;
+        };
+        if !ip_allowed(trusted, ip) {
+            return ip;
+        }
+        last = ip;
+    }
+    last
+}
+
 /// Normalises an extension list entry: `.PDF` → `pdf`.
 pub fn normalize_extension(e: &str) -> String {
     e.trim().trim_start_matches('.').to_lowercase()
@@ -1060,6 +1086,23 @@ mod tests {
         assert!(parse_cidr("10.0.0.0/33").is_err());
         assert!(parse_cidr("nope").is_err());
         assert_eq!(parse_cidr("10.1.2.3/8").unwrap().to_string(), "10.0.0.0/8");
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted = vec![parse_cidr("10.0.0.0/8").unwrap()];
+        let peer: IpAddr = "10.0.0.5".parse().unwrap();
+        let outsider: IpAddr = "203.0.113.9".parse().unwrap();
+        assert_eq!(
+            client_ip(peer, Some("198.51.100.1, 203.0.113.9, 10.0.0.7"), &trusted),
+            outsider,
+            "rightmost untrusted hop wins"
+        );
+        assert_eq!(client_ip(outsider, Some("1.1.1.1"), &trusted), outsider);
+        assert_eq!(client_ip(peer, None, &trusted), peer);
+        assert_eq!(client_ip(peer, Some("junk"), &trusted), peer);
+        assert_eq!(client_ip(peer, Some("10.0.0.9"), &trusted), "10.0.0.9".parse::<IpAddr>().unwrap());
+        assert_eq!(client_ip(peer, Some("1.2.3.4"), &[]), peer);
     }
 
     #[test]

@@ -34,6 +34,11 @@ pub fn classify(event_type: &str) -> Classification {
         (_, "purged") => ("FILE_MODIFICATION", "warning"),
         ("share", "deleted") => ("SHARING", "warning"),
         ("share", _) => ("SHARING", "info"),
+        // External links: recipient access is FILE_ACCESS; refusals are
+        // recorded in the event's data (outcome), owner changes are SHARING.
+        ("link", "accessed" | "download_counted" | "view_counted") => ("FILE_ACCESS", "info"),
+        ("link", "email_code_issued") => ("AUTHENTICATION", "info"),
+        ("link", "revoked" | "regenerated") => ("SHARING", "warning"),
         ("link" | "member" | "invitation" | "acl", _) => ("SHARING", "info"),
         ("file" | "folder" | "upload", _) => ("FILE_MODIFICATION", "info"),
         ("quota", _) => ("COMPLIANCE", "info"),
@@ -47,6 +52,7 @@ pub fn classify(event_type: &str) -> Classification {
         "folder" => "folder",
         "file" => "file",
         "upload" => "upload",
+        "link" => "link",
         _ => "other",
     };
     Classification {

@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod db;
 pub mod drive;
 pub mod drive_queries;
+pub mod links;
 pub mod outbox;
 pub mod projection;
 pub mod tenancy;
@@ -18,5 +19,6 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(tenancy::TenancyProjection),
         std::sync::Arc::new(drive::DriveProjection),
         std::sync::Arc::new(audit::AuditProjection),
+        std::sync::Arc::new(links::LinksProjection),
     ]
 }

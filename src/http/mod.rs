@@ -134,7 +134,14 @@ async fn around_request(State(state): State<AppState>, mut req: Request, next: N
     let ip = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
+        .map(|c| {
+            scaidrive_domain::link::client_ip(
+                c.0.ip(),
+                header_str(&req, "x-forwarded-for").as_deref(),
+                &state.config.trusted_proxies,
+            )
+            .to_string()
+        });
     let ctx = RequestContext {
         request_id: Some(request_id.clone()),
         ip,
