@@ -22,6 +22,7 @@ use crate::store::{
 };
 
 pub mod drive;
+pub mod links;
 pub mod provision;
 mod stripes;
 pub use stripes::StreamLocks;

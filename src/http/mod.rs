@@ -22,7 +22,9 @@ pub mod extract;
 pub mod files;
 pub mod folders;
 pub mod history;
+pub mod links;
 pub mod principal;
+pub mod public_links;
 pub mod shares;
 pub mod state;
 pub mod system;
@@ -79,6 +81,8 @@ pub fn router(state: AppState) -> Router {
         .merge(events::router())
         .merge(audit::router())
         .merge(history::router())
+        .merge(links::router())
+        .merge(public_links::router())
         .route_layer(middleware::from_fn(tag_route))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
