@@ -25,7 +25,7 @@ use super::drive::{
     live_file, live_folder, live_share, path_id, require_perm, require_write, visible_file,
     visible_folder, visible_share, On, Page,
 };
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, FieldError};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
 use super::principal::Principal;
 use super::public_links::hash_password;
@@ -54,6 +54,16 @@ where
     T: Deserialize<'de>,
 {
     Option::<T>::deserialize(d).map(Some)
+}
+
+/// A failing list entry, located Pydantic-style with its numeric index.
+fn item_error(field: &str, index: usize, msg: String, input: &str) -> FieldError {
+    FieldError {
+        kind: "value_error",
+        loc: vec![Value::from("body"), Value::from(field), Value::from(index)],
+        msg,
+        input: Value::from(input),
+    }
 }
 
 /// The option fields shared by create and patch bodies.
@@ -115,22 +125,17 @@ impl OptionFields {
         }
         for (i, ip) in self.allowed_ips.iter().flatten().enumerate() {
             if let Err(m) = parse_cidr(ip) {
-                v.push(
-                    "value_error",
-                    &format!("allowed_ips.{i}"),
-                    format!("Value error, {m}"),
-                    Value::from(ip.as_str()),
-                );
+                v.0.push(item_error("allowed_ips", i, format!("Value error, {m}"), ip));
             }
         }
         for (i, e) in self.allowed_emails.iter().flatten().enumerate() {
             if !looks_like_email(e) {
-                v.push(
-                    "value_error",
-                    &format!("allowed_emails.{i}"),
-                    "Value error, not an email address",
-                    Value::from(e.as_str()),
-                );
+                v.0.push(item_error(
+                    "allowed_emails",
+                    i,
+                    "Value error, not an email address".into(),
+                    e,
+                ));
             }
         }
         if let Some(Some(e)) = &self.notification_email {
@@ -150,7 +155,15 @@ impl OptionFields {
             v.length("custom_message", m, 0, 2000);
         }
         for (i, e) in self.allowed_extensions.iter().flatten().enumerate() {
-            v.length(&format!("allowed_extensions.{i}"), e, 1, 32);
+            let n = e.trim().trim_start_matches('.').chars().count();
+            if n == 0 || n > 32 {
+                v.0.push(item_error(
+                    "allowed_extensions",
+                    i,
+                    "Value error, an extension has 1 to 32 characters".into(),
+                    e,
+                ));
+            }
         }
     }
 
@@ -358,6 +371,11 @@ fn render(v: View<'_>, base: &str) -> Value {
 
 /// A link as the owner sees it (never the password hash).
 pub(crate) fn link_json(l: &Link, base: &str) -> Value {
+    link_json_at(l, base, Utc::now())
+}
+
+/// A link with its status as of `now` (history shows past states).
+pub(crate) fn link_json_at(l: &Link, base: &str, now: DateTime<Utc>) -> Value {
     let mut options = serde_json::to_value(&l.options).unwrap_or(Value::Null);
     if let Value::Object(m) = &mut options {
         m.remove("password_hash");
@@ -372,7 +390,7 @@ pub(crate) fn link_json(l: &Link, base: &str) -> Value {
             link_type: l.link_type.map(|t| t.as_str()).unwrap_or_default(),
             token: &l.token,
             short_code: &l.short_code,
-            status: l.status(Utc::now()),
+            status: l.status(now),
             password_required: l.password_required(),
             download_count: l.download_count as i64,
             view_count: l.view_count as i64,
@@ -550,8 +568,8 @@ struct ListQuery {
     share_id: Option<String>,
     resource_id: Option<String>,
     status: Option<String>,
-    #[serde(flatten)]
-    page: Page,
+    limit: Option<i64>,
+    offset: Option<i64>,
 }
 
 async fn list(
@@ -560,7 +578,7 @@ async fn list(
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Value>> {
-    let (limit, offset) = q.page.resolve()?;
+    let (limit, offset) = Page { limit: q.limit, offset: q.offset }.resolve()?;
     if let Some(s) = &q.status {
         if !matches!(s.as_str(), "active" | "expired" | "revoked" | "disabled") {
             return Err(ApiError::BadRequest(
@@ -772,8 +790,8 @@ async fn regenerate(
 #[derive(Debug, Deserialize)]
 struct SessionsQuery {
     outcome: Option<String>,
-    #[serde(flatten)]
-    page: Page,
+    limit: Option<i64>,
+    offset: Option<i64>,
 }
 
 /// Every recipient attempt on the link, newest first, read from its stream.
@@ -783,7 +801,7 @@ async fn sessions(
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<SessionsQuery>,
 ) -> ApiResult<Json<Value>> {
-    let (limit, offset) = q.page.resolve()?;
+    let (limit, offset) = Page { limit: q.limit, offset: q.offset }.resolve()?;
     manageable(&state, &p, &id).await?;
     let mut all = Vec::new();
     let mut after = 0;

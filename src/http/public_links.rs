@@ -701,8 +701,8 @@ async fn preview(
 struct ChildrenQuery {
     folder_id: Option<String>,
     access_token: Option<String>,
-    #[serde(flatten)]
-    page: Page,
+    limit: Option<i64>,
+    offset: Option<i64>,
 }
 
 async fn children(
@@ -712,7 +712,11 @@ async fn children(
     ApiPath(token): ApiPath<String>,
     ApiQuery(cq): ApiQuery<ChildrenQuery>,
 ) -> ApiResult<Json<Value>> {
-    cq.page.resolve()?;
+    let page = Page {
+        limit: cq.limit,
+        offset: cq.offset,
+    };
+    page.resolve()?;
     if let Some(f) = &cq.folder_id {
         let _: FolderId = f
             .parse()
@@ -740,7 +744,7 @@ async fn children(
         &share_id,
         folder.as_ref().map(|f| f.id.as_str()),
         false,
-        &cq.page,
+        &page,
     )
     .await?;
     // Paths are shown relative to the link, never the owner's tree above it.

@@ -13,6 +13,7 @@ mod compose;
 mod drive;
 mod errors;
 mod events;
+mod links;
 mod postgres;
 mod ratelimit;
 mod rebuild;
