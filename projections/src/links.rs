@@ -4,14 +4,14 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use scaidrive_domain::link::LinkEvent;
+use scaidrive_domain::link::{AccessAction, AccessOutcome, LinkEvent};
 use scaidrive_domain::RecordedEvent;
 use serde_json::Value;
 use sqlx::types::Json;
 
 use crate::db::{Db, Tx};
 use crate::projection::{Projection, ProjectionError};
-use crate::{db_fetch_all, db_fetch_scalar, tx_execute};
+use crate::{db_fetch_all, db_fetch_scalar, tx_execute, tx_fetch_optional};
 
 /// Folds `link-*` events into `rm_links`.
 pub struct LinksProjection;
@@ -116,13 +116,24 @@ impl Projection for LinksProjection {
                     at
                 )?;
             }
-            LinkEvent::LinkAccessed { link_id, at, .. } => {
+            LinkEvent::LinkAccessed {
+                link_id,
+                action,
+                outcome,
+                ip,
+                email,
+                at,
+                ..
+            } => {
                 tx_execute!(
                     tx,
                     "UPDATE rm_links SET last_access_at = $2 WHERE id = $1",
                     link_id.to_string(),
                     at
                 )?;
+                if outcome == AccessOutcome::Allowed {
+                    notify_owner(tx, event, &link_id.to_string(), action, ip, email).await?;
+                }
             }
             LinkEvent::LinkDownloadCounted { link_id, count, .. } => {
                 tx_execute!(
@@ -149,6 +160,67 @@ impl Projection for LinksProjection {
         tx_execute!(tx, "DELETE FROM rm_links")?;
         Ok(())
     }
+}
+
+/// Queues the owner's notification for an allowed access, download or
+/// upload when the link asks for one (in this transaction, so exactly once).
+async fn notify_owner(
+    tx: &mut Tx,
+    event: &RecordedEvent,
+    link_id: &str,
+    action: AccessAction,
+    ip: Option<String>,
+    email: Option<String>,
+) -> Result<(), sqlx::Error> {
+    let Some((options, short_code)) = tx_fetch_optional!(
+        tx,
+        (Json<Value>, String),
+        "SELECT options, short_code FROM rm_links WHERE id = $1",
+        link_id
+    )?
+    else {
+        return Ok(());
+    };
+    let o = &options.0;
+    let flag = match action {
+        AccessAction::Landing => "notify_on_access",
+        AccessAction::Download => "notify_on_download",
+        AccessAction::Upload => "notify_on_upload",
+        _ => return Ok(()),
+    };
+    let (Some(true), Some(to)) = (
+        o.get(flag).and_then(Value::as_bool),
+        o.get("notification_email").and_then(Value::as_str),
+    ) else {
+        return Ok(());
+    };
+    let what = match action {
+        AccessAction::Landing => "opened",
+        AccessAction::Download => "downloaded from",
+        _ => "uploaded to",
+    };
+    let who = email.unwrap_or_else(|| "someone".into());
+    let from = ip.unwrap_or_else(|| "an unknown address".into());
+    let subject = format!("Your link {short_code} was {what}");
+    let body = format!(
+        "{who} {what} your link {short_code} from {from} at {}.",
+        event.metadata.occurred_at.to_rfc3339()
+    );
+    let event_id = scaidrive_domain::id::EventId::from_uuid(event.event_id).to_string();
+    crate::outbox::enqueue(
+        tx,
+        &crate::outbox::Message {
+            id: format!("{event_id}:{to}"),
+            tenant_id: event.tenant_id.as_deref(),
+            kind: "link-activity",
+            recipient: to,
+            subject: &subject,
+            body: &body,
+            source_event_id: Some(&event_id),
+            at: event.metadata.occurred_at,
+        },
+    )
+    .await
 }
 
 /// Options as kept in the read model: the password hash stays in the log.

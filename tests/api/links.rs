@@ -843,3 +843,35 @@ async fn expiry_is_decided_at_access_time() {
     let list = f.app.get("/external/links?status=expired", &f.t).await;
     assert_eq!(list.body["total"], 1);
 }
+
+#[tokio::test]
+async fn owners_are_notified_of_downloads_when_they_ask() {
+    let f = share_with_file(spawn().await).await;
+    let link = f
+        .file_link(
+            "DOWNLOAD",
+            json!({"notify_on_download": true, "notification_email": "owner@acme.test"}),
+        )
+        .await;
+    let quiet = f.file_link("DOWNLOAD", json!({})).await;
+    for l in [&link, &quiet] {
+        let (s, _) = f
+            .public_bytes(&format!("/links/{}/content", tok(l)), None)
+            .await;
+        assert_eq!(s, 200);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mail = loop {
+        let mail = scaidrive_projections::outbox::to_recipient(&f.app.state.db, "owner@acme.test")
+            .await
+            .unwrap();
+        if !mail.is_empty() {
+            break mail;
+        }
+        assert!(Instant::now() < deadline, "no notification queued");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(mail.len(), 1, "only the link that asked notifies");
+    assert_eq!(mail[0].kind, "link-activity");
+    assert!(mail[0].subject.contains(link["short_code"].as_str().unwrap()));
+}
