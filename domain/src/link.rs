@@ -420,7 +420,9 @@ impl Link {
             return O::Expired;
         }
         if !self.options.allowed_ips.is_empty()
-            && !r.ip.is_some_and(|ip| ip_allowed(&self.options.allowed_ips, ip))
+            && !r
+                .ip
+                .is_some_and(|ip| ip_allowed(&self.options.allowed_ips, ip))
         {
             return O::IpNotAllowed;
         }
@@ -671,10 +673,7 @@ pub fn check_options(
     }
     if let Some(e) = o.expires_at {
         if e <= at {
-            return Err(DomainError::invalid(
-                "expires_at",
-                "must be in the future",
-            ));
+            return Err(DomainError::invalid("expires_at", "must be in the future"));
         }
     }
     if policy.require_password && o.password_hash.is_none() {
@@ -699,7 +698,10 @@ pub fn check_options(
             ));
         }
     }
-    for (field, v) in [("max_downloads", o.max_downloads), ("max_views", o.max_views)] {
+    for (field, v) in [
+        ("max_downloads", o.max_downloads),
+        ("max_views", o.max_views),
+    ] {
         if v == Some(0) {
             return Err(DomainError::invalid(field, "must be at least 1"));
         }
@@ -716,14 +718,16 @@ pub fn check_options(
             None => o.max_downloads = Some(ceiling),
         }
     }
-    if o.custom_name.as_ref().is_some_and(|n| n.chars().count() > 255) {
+    if o.custom_name
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > 255)
+    {
         return Err(DomainError::invalid(
             "custom_name",
             "must be at most 255 characters",
         ));
     }
-    if o
-        .custom_message
+    if o.custom_message
         .as_ref()
         .is_some_and(|n| n.chars().count() > 2000)
     {
@@ -1064,9 +1068,7 @@ mod tests {
     }
 
     fn decide(given: Vec<LinkEvent>, cmd: LinkCommand) -> Vec<LinkEvent> {
-        Link::replay(given.iter())
-            .decide(&cmd)
-            .expect("decision")
+        Link::replay(given.iter()).decide(&cmd).expect("decision")
     }
 
     #[test]
@@ -1101,7 +1103,10 @@ mod tests {
         assert_eq!(client_ip(outsider, Some("1.1.1.1"), &trusted), outsider);
         assert_eq!(client_ip(peer, None, &trusted), peer);
         assert_eq!(client_ip(peer, Some("junk"), &trusted), peer);
-        assert_eq!(client_ip(peer, Some("10.0.0.9"), &trusted), "10.0.0.9".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            client_ip(peer, Some("10.0.0.9"), &trusted),
+            "10.0.0.9".parse::<IpAddr>().unwrap()
+        );
         assert_eq!(client_ip(peer, Some("1.2.3.4"), &[]), peer);
     }
 
@@ -1125,11 +1130,20 @@ mod tests {
             },
         ];
         // Revoked beats everything, even a foreign IP.
-        let e = decide(revoked, access(AccessAction::Download, "8.8.8.8", Credential::None));
+        let e = decide(
+            revoked,
+            access(AccessAction::Download, "8.8.8.8", Credential::None),
+        );
         assert_eq!(outcome_of(&e), AccessOutcome::Revoked);
-        let e = decide(base.clone(), access(AccessAction::Download, "8.8.8.8", Credential::None));
+        let e = decide(
+            base.clone(),
+            access(AccessAction::Download, "8.8.8.8", Credential::None),
+        );
         assert_eq!(outcome_of(&e), AccessOutcome::IpNotAllowed);
-        let e = decide(base.clone(), access(AccessAction::Download, "10.0.0.1", Credential::None));
+        let e = decide(
+            base.clone(),
+            access(AccessAction::Download, "10.0.0.1", Credential::None),
+        );
         assert_eq!(outcome_of(&e), AccessOutcome::EmailUnverified);
         let e = decide(
             base.clone(),
@@ -1170,16 +1184,33 @@ mod tests {
             ..Default::default()
         };
         let given = vec![created(LinkType::Download, opts)];
-        let check = |c: Credential| outcome_of(&decide(given.clone(), access(AccessAction::Unlock, "1.2.3.4", c)));
+        let check = |c: Credential| {
+            outcome_of(&decide(
+                given.clone(),
+                access(AccessAction::Unlock, "1.2.3.4", c),
+            ))
+        };
         let unlock = |p| Credential::Unlock {
             password: p,
             email: None,
             code_hash: None,
         };
-        assert_eq!(check(unlock(PasswordCheck::Absent)), AccessOutcome::PasswordRequired);
-        assert_eq!(check(unlock(PasswordCheck::Wrong)), AccessOutcome::PasswordWrong);
-        assert_eq!(check(unlock(PasswordCheck::Correct)), AccessOutcome::Allowed);
-        let e = decide(given.clone(), access(AccessAction::Download, "1.2.3.4", Credential::None));
+        assert_eq!(
+            check(unlock(PasswordCheck::Absent)),
+            AccessOutcome::PasswordRequired
+        );
+        assert_eq!(
+            check(unlock(PasswordCheck::Wrong)),
+            AccessOutcome::PasswordWrong
+        );
+        assert_eq!(
+            check(unlock(PasswordCheck::Correct)),
+            AccessOutcome::Allowed
+        );
+        let e = decide(
+            given.clone(),
+            access(AccessAction::Download, "1.2.3.4", Credential::None),
+        );
         assert_eq!(outcome_of(&e), AccessOutcome::PasswordRequired);
     }
 
@@ -1217,7 +1248,10 @@ mod tests {
     #[test]
     fn view_links_never_download_and_expiry_is_checked_at_access() {
         let given = vec![created(LinkType::View, LinkOptions::default())];
-        let e = decide(given, access(AccessAction::Download, "1.2.3.4", Credential::None));
+        let e = decide(
+            given,
+            access(AccessAction::Download, "1.2.3.4", Credential::None),
+        );
         assert_eq!(outcome_of(&e), AccessOutcome::WrongLinkType);
         let expiring = LinkOptions {
             expires_at: Some(Utc::now() - Duration::seconds(1)),
@@ -1253,14 +1287,27 @@ mod tests {
             email: Some(email.into()),
             code_hash: Some(h.into()),
         };
-        let e = decide(given.clone(), access(AccessAction::Unlock, "1.1.1.1", unlock("b@y.test", "bad")));
+        let e = decide(
+            given.clone(),
+            access(AccessAction::Unlock, "1.1.1.1", unlock("b@y.test", "bad")),
+        );
         assert_eq!(outcome_of(&e), AccessOutcome::EmailUnverified);
-        let e = decide(given.clone(), access(AccessAction::Unlock, "1.1.1.1", unlock("B@Y.test", &hash)));
+        let e = decide(
+            given.clone(),
+            access(AccessAction::Unlock, "1.1.1.1", unlock("B@Y.test", &hash)),
+        );
         assert_eq!(outcome_of(&e), AccessOutcome::Allowed);
         let mut after = given.clone();
         after.extend(e);
-        let e = decide(after, access(AccessAction::Unlock, "1.1.1.1", unlock("b@y.test", &hash)));
-        assert_eq!(outcome_of(&e), AccessOutcome::EmailUnverified, "codes are single use");
+        let e = decide(
+            after,
+            access(AccessAction::Unlock, "1.1.1.1", unlock("b@y.test", &hash)),
+        );
+        assert_eq!(
+            outcome_of(&e),
+            AccessOutcome::EmailUnverified,
+            "codes are single use"
+        );
     }
 
     #[test]
@@ -1285,7 +1332,9 @@ mod tests {
         };
         Scenario::<Link>::given_nothing()
             .when(cmd(LinkOptions::default(), policy, LinkType::View))
-            .then_error_matches(|e| matches!(e, DomainError::Invalid { field, .. } if field == "password"));
+            .then_error_matches(
+                |e| matches!(e, DomainError::Invalid { field, .. } if field == "password"),
+            );
         let off = SharingPolicy {
             external_sharing_enabled: false,
             ..Default::default()
@@ -1294,8 +1343,14 @@ mod tests {
             .when(cmd(LinkOptions::default(), off, LinkType::View))
             .then_error_matches(|e| matches!(e, DomainError::Forbidden(_)));
         Scenario::<Link>::given_nothing()
-            .when(cmd(LinkOptions::default(), SharingPolicy::default(), LinkType::Upload))
-            .then_error_matches(|e| matches!(e, DomainError::Invalid { field, .. } if field == "upload_folder_id"));
+            .when(cmd(
+                LinkOptions::default(),
+                SharingPolicy::default(),
+                LinkType::Upload,
+            ))
+            .then_error_matches(
+                |e| matches!(e, DomainError::Invalid { field, .. } if field == "upload_folder_id"),
+            );
         let ceiling = SharingPolicy {
             max_downloads_ceiling: Some(5),
             ..Default::default()

@@ -82,7 +82,8 @@ impl Projection for LinksProjection {
                     at
                 )?;
             }
-            LinkEvent::LinkDisabled { link_id, at, .. } | LinkEvent::LinkEnabled { link_id, at, .. } => {
+            LinkEvent::LinkDisabled { link_id, at, .. }
+            | LinkEvent::LinkEnabled { link_id, at, .. } => {
                 let disabled = event.event_type == "link-disabled";
                 tx_execute!(
                     tx,

@@ -186,6 +186,7 @@ pub struct Dropped {
 /// Records the upload attempt and, when allowed, creates the file in the
 /// link's upload folder in the same append. A taken name is retried as
 /// `name (1).ext`, `name (2).ext`, ...
+#[allow(clippy::too_many_arguments)]
 pub async fn upload_via_link(
     bus: &CommandBus,
     ctx: &CommandContext,
@@ -209,10 +210,7 @@ pub async fn upload_via_link(
             .retrying(|| async {
                 let mut uow = bus.begin(ctx);
                 let link = uow.load::<Link>(&stream).await?;
-                let by = link
-                    .state
-                    .created_by
-                    .ok_or(DomainError::NotFound("link"))?;
+                let by = link.state.created_by.ok_or(DomainError::NotFound("link"))?;
                 let events = link.state.decide(&LinkCommand::Access {
                     request: request.clone(),
                     code: None,

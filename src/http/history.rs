@@ -187,7 +187,10 @@ async fn history(
             // Expiry is a matter of time, so the status is the one at `at`.
             let when = match at {
                 At::Time(t) => t,
-                At::Position(_) => events.last().map(|e| e.recorded_at).unwrap_or_else(Utc::now),
+                At::Position(_) => events
+                    .last()
+                    .map(|e| e.recorded_at)
+                    .unwrap_or_else(Utc::now),
                 At::Now => Utc::now(),
             };
             let mut body = super::links::link_json_at(&l, "", when);

@@ -11,8 +11,7 @@ use chrono::{DateTime, Duration, Utc};
 use scaidrive_domain::access::Permission;
 use scaidrive_domain::id::{FileId, FolderId, LinkId, ShareId};
 use scaidrive_domain::link::{
-    looks_like_email, parse_cidr, Link, LinkCommand, LinkEvent, LinkOptions, LinkResource,
-    LinkType,
+    looks_like_email, parse_cidr, Link, LinkCommand, LinkEvent, LinkOptions, LinkResource, LinkType,
 };
 use scaidrive_domain::tenancy::{SharingPolicy, Tenant};
 use scaidrive_domain::{Aggregate, DomainError, DomainEvent};
@@ -125,7 +124,12 @@ impl OptionFields {
         }
         for (i, ip) in self.allowed_ips.iter().flatten().enumerate() {
             if let Err(m) = parse_cidr(ip) {
-                v.0.push(item_error("allowed_ips", i, format!("Value error, {m}"), ip));
+                v.0.push(item_error(
+                    "allowed_ips",
+                    i,
+                    format!("Value error, {m}"),
+                    ip,
+                ));
             }
         }
         for (i, e) in self.allowed_emails.iter().flatten().enumerate() {
@@ -168,7 +172,12 @@ impl OptionFields {
     }
 
     /// Applies the fields to `o` (a password arrives already hashed).
-    fn apply(&self, o: &mut LinkOptions, password_hash: Option<Option<String>>, now: DateTime<Utc>) {
+    fn apply(
+        &self,
+        o: &mut LinkOptions,
+        password_hash: Option<Option<String>>,
+        now: DateTime<Utc>,
+    ) {
         if let Some(h) = password_hash {
             o.password_hash = h;
         }
@@ -488,7 +497,9 @@ async fn create(
         LinkResource::File => {
             let (row, _) = live_file(&state, &p, &body.resource_id).await?;
             if row.share_id != share {
-                return Err(DomainError::invalid("resource_id", "the file is not in share_id").into());
+                return Err(
+                    DomainError::invalid("resource_id", "the file is not in share_id").into(),
+                );
             }
             require_perm(&state, &p, On::File(&row), Permission::Share).await?;
         }
@@ -578,7 +589,11 @@ async fn list(
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Value>> {
-    let (limit, offset) = Page { limit: q.limit, offset: q.offset }.resolve()?;
+    let (limit, offset) = Page {
+        limit: q.limit,
+        offset: q.offset,
+    }
+    .resolve()?;
     if let Some(s) = &q.status {
         if !matches!(s.as_str(), "active" | "expired" | "revoked" | "disabled") {
             return Err(ApiError::BadRequest(
@@ -594,7 +609,15 @@ async fn list(
         created_by: (!p.is_tenant_admin).then(|| p.user_id.to_string()),
     };
     let now = Utc::now();
-    let (rows, total) = rm::list(&state.db, &p.tenant_id.to_string(), &filter, now, limit, offset).await?;
+    let (rows, total) = rm::list(
+        &state.db,
+        &p.tenant_id.to_string(),
+        &filter,
+        now,
+        limit,
+        offset,
+    )
+    .await?;
     let base = public_base(&state, &headers);
     let links: Vec<Value> = rows.iter().map(|r| row_json(r, &base, now)).collect();
     Ok(Json(json!({ "links": links, "total": total })))
@@ -614,15 +637,21 @@ async fn manageable(state: &AppState, p: &Principal, id: &str) -> ApiResult<Link
     let hidden = |_| ApiError::not_found("link");
     match link.resource_type {
         Some(LinkResource::File) => {
-            let (row, _) = visible_file(state, p, &link.resource_id).await.map_err(hidden)?;
+            let (row, _) = visible_file(state, p, &link.resource_id)
+                .await
+                .map_err(hidden)?;
             require_perm(state, p, On::File(&row), Permission::Share).await?;
         }
         Some(LinkResource::Folder) => {
-            let (row, _) = visible_folder(state, p, &link.resource_id).await.map_err(hidden)?;
+            let (row, _) = visible_folder(state, p, &link.resource_id)
+                .await
+                .map_err(hidden)?;
             require_perm(state, p, On::Folder(&row), Permission::Share).await?;
         }
         _ => {
-            let row = visible_share(state, p, &link.resource_id).await.map_err(hidden)?;
+            let row = visible_share(state, p, &link.resource_id)
+                .await
+                .map_err(hidden)?;
             require_perm(state, p, On::Share(&row), Permission::Share).await?;
         }
     }
@@ -801,7 +830,11 @@ async fn sessions(
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<SessionsQuery>,
 ) -> ApiResult<Json<Value>> {
-    let (limit, offset) = Page { limit: q.limit, offset: q.offset }.resolve()?;
+    let (limit, offset) = Page {
+        limit: q.limit,
+        offset: q.offset,
+    }
+    .resolve()?;
     manageable(&state, &p, &id).await?;
     let mut all = Vec::new();
     let mut after = 0;

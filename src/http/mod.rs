@@ -135,17 +135,14 @@ async fn around_request(State(state): State<AppState>, mut req: Request, next: N
     let request_id = header_str(&req, "x-request-id")
         .filter(|v| !v.is_empty() && v.len() <= 200)
         .unwrap_or_else(|| Uuid::now_v7().to_string());
-    let ip = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| {
-            scaidrive_domain::link::client_ip(
-                c.0.ip(),
-                header_str(&req, "x-forwarded-for").as_deref(),
-                &state.config.trusted_proxies,
-            )
-            .to_string()
-        });
+    let ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| {
+        scaidrive_domain::link::client_ip(
+            c.0.ip(),
+            header_str(&req, "x-forwarded-for").as_deref(),
+            &state.config.trusted_proxies,
+        )
+        .to_string()
+    });
     let ctx = RequestContext {
         request_id: Some(request_id.clone()),
         ip,

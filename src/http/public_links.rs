@@ -132,9 +132,9 @@ fn signing_key(state: &AppState) -> ApiResult<[u8; 32]> {
                     key
                 }
                 // Another request created it first: use theirs.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => decode_key(
-                    &std::fs::read_to_string(&path).map_err(ApiError::internal)?,
-                )?,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    decode_key(&std::fs::read_to_string(&path).map_err(ApiError::internal)?)?
+                }
                 Err(e) => return Err(ApiError::internal(e)),
             }
         }
@@ -383,7 +383,13 @@ async fn target_file(state: &AppState, v: &Visit, file_id: Option<&str>) -> ApiR
 
 // ---------------------------------------------------------------- handlers
 
-fn landing_json(state: &AppState, v: &Visit, name: String, size: Option<i64>, mime: Option<String>) -> Value {
+fn landing_json(
+    state: &AppState,
+    v: &Visit,
+    name: String,
+    size: Option<i64>,
+    mime: Option<String>,
+) -> Value {
     let _ = state;
     let l = &v.link;
     json!({
@@ -446,7 +452,15 @@ async fn landing(
     ApiPath(token): ApiPath<String>,
     ApiQuery(tq): ApiQuery<TokenQuery>,
 ) -> ApiResult<Json<Value>> {
-    let v = visit(&state, &rc, &headers, TOKEN_SCOPE, &token, tq.access_token.as_deref()).await?;
+    let v = visit(
+        &state,
+        &rc,
+        &headers,
+        TOKEN_SCOPE,
+        &token,
+        tq.access_token.as_deref(),
+    )
+    .await?;
     show_landing(&state, v, false).await
 }
 
@@ -647,7 +661,15 @@ async fn serve(
     fq: FileQuery,
     action: AccessAction,
 ) -> ApiResult<Response> {
-    let v = visit(&state, &rc, &headers, TOKEN_SCOPE, &token, fq.access_token.as_deref()).await?;
+    let v = visit(
+        &state,
+        &rc,
+        &headers,
+        TOKEN_SCOPE,
+        &token,
+        fq.access_token.as_deref(),
+    )
+    .await?;
     let request = v.request(action);
     // Resolve the item first when the link would serve it, so a missing item
     // answers 404/410 without using up a download.
@@ -722,7 +744,15 @@ async fn children(
             .parse()
             .map_err(|_| ApiError::BadRequest(format!("'{f}' is not a valid folder id")))?;
     }
-    let v = visit(&state, &rc, &headers, TOKEN_SCOPE, &token, cq.access_token.as_deref()).await?;
+    let v = visit(
+        &state,
+        &rc,
+        &headers,
+        TOKEN_SCOPE,
+        &token,
+        cq.access_token.as_deref(),
+    )
+    .await?;
     v.record(&state, v.request(AccessAction::List)).await?;
     let root = link_root(&state, &v).await?;
     let tenant = v.tenant.to_string();
@@ -774,7 +804,9 @@ async fn children(
 }
 
 fn too_large(limit: u64) -> ApiError {
-    ApiError::PayloadTooLarge(format!("the file exceeds this link's limit of {limit} bytes"))
+    ApiError::PayloadTooLarge(format!(
+        "the file exceeds this link's limit of {limit} bytes"
+    ))
 }
 
 /// `POST /public/links/{token}/upload` (multipart: `file`, optional `name`).
@@ -786,7 +818,15 @@ async fn upload(
     ApiQuery(tq): ApiQuery<TokenQuery>,
     ApiMultipart(mut form): ApiMultipart,
 ) -> ApiResult<impl IntoResponse> {
-    let v = visit(&state, &rc, &headers, TOKEN_SCOPE, &token, tq.access_token.as_deref()).await?;
+    let v = visit(
+        &state,
+        &rc,
+        &headers,
+        TOKEN_SCOPE,
+        &token,
+        tq.access_token.as_deref(),
+    )
+    .await?;
     let request = v.request(AccessAction::Upload);
     if v.link.evaluate(&request) != AccessOutcome::Allowed {
         // Recorded and refused before a byte of the body is read (should
@@ -831,9 +871,14 @@ async fn upload(
                 check_name(&file_name, &v.link.options.allowed_extensions)?;
                 mime = field.content_type().map(str::to_owned);
                 let stream = field.map_err(|e| e.to_string());
-                let result =
-                    store_stream(&state.blob, &tenant, Box::pin(stream), DEFAULT_CHUNK_SIZE, max)
-                        .await;
+                let result = store_stream(
+                    &state.blob,
+                    &tenant,
+                    Box::pin(stream),
+                    DEFAULT_CHUNK_SIZE,
+                    max,
+                )
+                .await;
                 stored = Some(result.map_err(|e| match e {
                     StoreContentError::TooLarge(limit) => too_large(limit),
                     StoreContentError::Body(m) => {
@@ -855,7 +900,12 @@ async fn upload(
         }
     }
     let stored = stored.ok_or_else(|| {
-        ApiError::validation(FieldError::body("missing", &["file"], "Field required", Value::Null))
+        ApiError::validation(FieldError::body(
+            "missing",
+            &["file"],
+            "Field required",
+            Value::Null,
+        ))
     })?;
     let name = scaidrive_domain::name::normalize(&name.unwrap_or_default());
     check_name(&name, &v.link.options.allowed_extensions)?;

@@ -28,7 +28,15 @@ async fn share_with_file(app: TestApp) -> Fixture {
         .await;
     assert_eq!(s.status, 201, "{}", s.body);
     let share = s.body["id"].as_str().unwrap().to_owned();
-    let f = upload_file(&app, &t, &share, None, "report.txt", b"hello links".to_vec()).await;
+    let f = upload_file(
+        &app,
+        &t,
+        &share,
+        None,
+        "report.txt",
+        b"hello links".to_vec(),
+    )
+    .await;
     assert_eq!(f.status, 201, "{}", f.body);
     let file = f.body["id"].as_str().unwrap().to_owned();
     Fixture {
@@ -156,21 +164,33 @@ async fn owners_create_list_patch_regenerate_and_revoke_links() {
     let code = link["short_code"].as_str().unwrap();
     assert_eq!(code.len(), 8);
     assert!(!code.contains(['0', 'O', 'o', '1', 'I', 'l']), "{code}");
-    assert!(link["url"].as_str().unwrap().ends_with(&format!("/public/links/{token}")));
-    assert!(link["short_url"].as_str().unwrap().ends_with(&format!("/public/s/{code}")));
+    assert!(link["url"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/public/links/{token}")));
+    assert!(link["short_url"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/public/s/{code}")));
     assert_eq!(link["status"], "active");
     assert_eq!(link["password_required"], true);
     assert_eq!(link["allowed_ips"], json!(["10.0.0.0/8", "2001:db8::/32"]));
     assert_eq!(link["download_count"], 0);
     let text = link.to_string();
-    assert!(!text.contains("s3cret") && !text.contains("argon2"), "{text}");
+    assert!(
+        !text.contains("s3cret") && !text.contains("argon2"),
+        "{text}"
+    );
 
     let got = f.app.get(&format!("/external/links/{id}"), &f.t).await;
     assert_eq!(got.status, 200);
     assert_eq!(got.body["token"], link["token"]);
     let list = f
         .app
-        .get(&format!("/external/links?share_id={}&status=active", f.share), &f.t)
+        .get(
+            &format!("/external/links?share_id={}&status=active", f.share),
+            &f.t,
+        )
         .await;
     assert_eq!(list.status, 200, "{}", list.body);
     assert_eq!(list.body["total"], 1);
@@ -178,12 +198,19 @@ async fn owners_create_list_patch_regenerate_and_revoke_links() {
     assert!(!list.body.to_string().contains("argon2"));
     let none = f.app.get("/external/links?status=revoked", &f.t).await;
     assert_eq!(none.body["total"], 0);
-    assert_eq!(f.app.get("/external/links?status=nope", &f.t).await.status, 400);
+    assert_eq!(
+        f.app.get("/external/links?status=nope", &f.t).await.status,
+        400
+    );
 
     // Resource and type are fixed; other fields change.
     let bad = f
         .app
-        .patch(&format!("/external/links/{id}"), &f.t, json!({"link_type": "VIEW"}))
+        .patch(
+            &format!("/external/links/{id}"),
+            &f.t,
+            json!({"link_type": "VIEW"}),
+        )
         .await;
     bad.assert_422();
     let p = f
@@ -199,23 +226,38 @@ async fn owners_create_list_patch_regenerate_and_revoke_links() {
     assert_eq!(p.body["password_required"], false);
     assert_eq!(p.body["max_downloads"], Value::Null);
     assert_eq!(
-        f.public(Method::GET, &format!("/links/{token}/content"), None).await.status,
+        f.public(Method::GET, &format!("/links/{token}/content"), None)
+            .await
+            .status,
         200
     );
 
     // Disabled → 410 until enabled again.
     let d = f
         .app
-        .patch(&format!("/external/links/{id}"), &f.t, json!({"status": "disabled"}))
+        .patch(
+            &format!("/external/links/{id}"),
+            &f.t,
+            json!({"status": "disabled"}),
+        )
         .await;
     assert_eq!(d.body["status"], "disabled");
     f.public(Method::GET, &format!("/links/{token}"), None)
         .await
         .assert_detail(410);
     f.app
-        .patch(&format!("/external/links/{id}"), &f.t, json!({"status": "active"}))
+        .patch(
+            &format!("/external/links/{id}"),
+            &f.t,
+            json!({"status": "active"}),
+        )
         .await;
-    assert_eq!(f.public(Method::GET, &format!("/links/{token}"), None).await.status, 200);
+    assert_eq!(
+        f.public(Method::GET, &format!("/links/{token}"), None)
+            .await
+            .status,
+        200
+    );
 
     // Regenerate: the old token and code stop working at once.
     let r = f
@@ -226,8 +268,18 @@ async fn owners_create_list_patch_regenerate_and_revoke_links() {
     let fresh = tok(&r.body);
     assert_ne!(fresh, token);
     assert_eq!(r.body["custom_name"], "Q4", "same options");
-    assert_eq!(f.public(Method::GET, &format!("/links/{token}"), None).await.status, 404);
-    assert_eq!(f.public(Method::GET, &format!("/s/{code}"), None).await.status, 404);
+    assert_eq!(
+        f.public(Method::GET, &format!("/links/{token}"), None)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        f.public(Method::GET, &format!("/s/{code}"), None)
+            .await
+            .status,
+        404
+    );
     let by_code = f
         .public(
             Method::GET,
@@ -245,10 +297,20 @@ async fn owners_create_list_patch_regenerate_and_revoke_links() {
         .await
         .assert_detail(410);
     f.app
-        .patch(&format!("/external/links/{id}"), &f.t, json!({"status": "active"}))
+        .patch(
+            &format!("/external/links/{id}"),
+            &f.t,
+            json!({"status": "active"}),
+        )
         .await
         .assert_detail(410);
-    assert_eq!(f.app.delete(&format!("/external/links/{id}"), &f.t).await.status, 410);
+    assert_eq!(
+        f.app
+            .delete(&format!("/external/links/{id}"), &f.t)
+            .await
+            .status,
+        410
+    );
     let revoked = f.app.get("/external/links?status=revoked", &f.t).await;
     assert_eq!(revoked.body["total"], 1);
 
@@ -284,23 +346,34 @@ async fn create_checks_body_resource_and_permission() {
     let base = json!({"resource_type": "file", "resource_id": f.file, "share_id": f.share});
     let with = |extra: Value| {
         let mut b = base.clone();
-        b.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        b.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         b
     };
     let e = f.link(json!({})).await;
     assert_eq!(e.assert_422().len(), 4, "{}", e.body);
-    f.link(with(json!({"link_type": "SOMETIMES"}))).await.assert_422();
+    f.link(with(json!({"link_type": "SOMETIMES"})))
+        .await
+        .assert_422();
     let e = f
-        .link(with(json!({"link_type": "VIEW", "allowed_ips": ["10.0.0.0/8", "999.1.1.1"]})))
+        .link(with(
+            json!({"link_type": "VIEW", "allowed_ips": ["10.0.0.0/8", "999.1.1.1"]}),
+        ))
         .await;
     assert_eq!(e.assert_422()[0]["loc"], json!(["body", "allowed_ips", 1]));
     let e = f
         .link(json!({"resource_type": "share", "resource_id": f.share, "share_id": f.share, "link_type": "UPLOAD"}))
         .await;
-    assert_eq!(e.assert_422()[0]["loc"], json!(["body", "upload_folder_id"]));
-    f.link(with(json!({"link_type": "VIEW", "expires_at": "2001-01-01T00:00:00Z"})))
-        .await
-        .assert_422();
+    assert_eq!(
+        e.assert_422()[0]["loc"],
+        json!(["body", "upload_folder_id"])
+    );
+    f.link(with(
+        json!({"link_type": "VIEW", "expires_at": "2001-01-01T00:00:00Z"}),
+    ))
+    .await
+    .assert_422();
     f.link(with(json!({"link_type": "VIEW", "max_downloads": 0})))
         .await
         .assert_422();
@@ -313,18 +386,32 @@ async fn create_checks_body_resource_and_permission() {
     let other = f.app.token("globex", "mallory", "");
     let e = f
         .app
-        .post("/external/links", &other, with(json!({"link_type": "VIEW"})))
+        .post(
+            "/external/links",
+            &other,
+            with(json!({"link_type": "VIEW"})),
+        )
         .await;
     e.assert_detail(404);
     let link = f.file_link("VIEW", json!({})).await;
     let id = link["id"].as_str().unwrap();
-    assert_eq!(f.app.get(&format!("/external/links/{id}"), &other).await.status, 404);
+    assert_eq!(
+        f.app
+            .get(&format!("/external/links/{id}"), &other)
+            .await
+            .status,
+        404
+    );
     assert_eq!(f.app.get("/external/links", &other).await.body["total"], 0);
     // Reading needs no write scope; creating does.
     let reader = f.app.token("acme", "alice", "files:read");
     assert_eq!(
         f.app
-            .post("/external/links", &reader, with(json!({"link_type": "VIEW"})))
+            .post(
+                "/external/links",
+                &reader,
+                with(json!({"link_type": "VIEW"}))
+            )
             .await
             .status,
         403
@@ -334,16 +421,22 @@ async fn create_checks_body_resource_and_permission() {
 #[tokio::test]
 async fn recipients_download_and_preview_and_every_attempt_is_logged() {
     let f = share_with_file(spawn().await).await;
-    let dl = f.file_link("DOWNLOAD", json!({"custom_message": "enjoy"})).await;
+    let dl = f
+        .file_link("DOWNLOAD", json!({"custom_message": "enjoy"}))
+        .await;
     let token = tok(&dl);
-    let landing = f.public(Method::GET, &format!("/links/{token}"), None).await;
+    let landing = f
+        .public(Method::GET, &format!("/links/{token}"), None)
+        .await;
     assert_eq!(landing.status, 200, "{}", landing.body);
     assert_eq!(landing.body["name"], "report.txt");
     assert_eq!(landing.body["size"], 11);
     assert_eq!(landing.body["password_required"], false);
     assert_eq!(landing.body["custom_message"], "enjoy");
     assert!(landing.body.get("token").is_none());
-    let (s, body) = f.public_bytes(&format!("/links/{token}/content"), None).await;
+    let (s, body) = f
+        .public_bytes(&format!("/links/{token}/content"), None)
+        .await;
     assert_eq!((s, body.as_slice()), (200, b"hello links".as_slice()));
     let resp = f
         .app
@@ -356,7 +449,12 @@ async fn recipients_download_and_preview_and_every_attempt_is_logged() {
         .to_str()
         .unwrap()
         .starts_with("inline"));
-    assert_eq!(f.public(Method::GET, "/links/not-a-token", None).await.status, 404);
+    assert_eq!(
+        f.public(Method::GET, "/links/not-a-token", None)
+            .await
+            .status,
+        404
+    );
 
     // A VIEW link never serves a download.
     let view = f.file_link("VIEW", json!({"max_views": 1})).await;
@@ -364,7 +462,12 @@ async fn recipients_download_and_preview_and_every_attempt_is_logged() {
     f.public(Method::GET, &format!("/links/{vt}/content"), None)
         .await
         .assert_detail(403);
-    assert_eq!(f.public_bytes(&format!("/links/{vt}/preview"), None).await.0, 200);
+    assert_eq!(
+        f.public_bytes(&format!("/links/{vt}/preview"), None)
+            .await
+            .0,
+        200
+    );
     f.public(Method::GET, &format!("/links/{vt}/preview"), None)
         .await
         .assert_detail(429);
@@ -392,7 +495,10 @@ async fn recipients_download_and_preview_and_every_attempt_is_logged() {
     assert_eq!(log[0]["ip"], "127.0.0.1");
     let got = f
         .app
-        .get(&format!("/external/links/{}", view["id"].as_str().unwrap()), &f.t)
+        .get(
+            &format!("/external/links/{}", view["id"].as_str().unwrap()),
+            &f.t,
+        )
         .await;
     assert_eq!(got.body["view_count"], 1);
 }
@@ -400,9 +506,13 @@ async fn recipients_download_and_preview_and_every_attempt_is_logged() {
 #[tokio::test]
 async fn passwords_unlock_into_a_short_lived_token_and_failures_are_throttled() {
     let f = share_with_file(spawn().await).await;
-    let link = f.file_link("DOWNLOAD", json!({"password": "open sesame"})).await;
+    let link = f
+        .file_link("DOWNLOAD", json!({"password": "open sesame"}))
+        .await;
     let token = tok(&link);
-    let landing = f.public(Method::GET, &format!("/links/{token}"), None).await;
+    let landing = f
+        .public(Method::GET, &format!("/links/{token}"), None)
+        .await;
     assert_eq!(landing.body["password_required"], true);
     f.public(Method::GET, &format!("/links/{token}/content"), None)
         .await
@@ -410,11 +520,17 @@ async fn passwords_unlock_into_a_short_lived_token_and_failures_are_throttled() 
     f.public_json(&format!("/links/{token}/unlock"), json!({}))
         .await
         .assert_detail(401);
-    f.public_json(&format!("/links/{token}/unlock"), json!({"password": "nope"}))
-        .await
-        .assert_detail(401);
+    f.public_json(
+        &format!("/links/{token}/unlock"),
+        json!({"password": "nope"}),
+    )
+    .await
+    .assert_detail(401);
     let u = f
-        .public_json(&format!("/links/{token}/unlock"), json!({"password": "open sesame"}))
+        .public_json(
+            &format!("/links/{token}/unlock"),
+            json!({"password": "open sesame"}),
+        )
         .await;
     assert_eq!(u.status, 200, "{}", u.body);
     assert_eq!(u.body["expires_in"], 900);
@@ -424,35 +540,48 @@ async fn passwords_unlock_into_a_short_lived_token_and_failures_are_throttled() 
         .await;
     assert_eq!((s, body.as_slice()), (200, b"hello links".as_slice()));
     let (s, _) = f
-        .public_bytes(&format!("/links/{token}/content?access_token={access}"), None)
+        .public_bytes(
+            &format!("/links/{token}/content?access_token={access}"),
+            None,
+        )
         .await;
     assert_eq!(s, 200, "plain browser links carry the token in the query");
     // A token for one link opens no other.
     let other = tok(&f.file_link("DOWNLOAD", json!({"password": "x"})).await);
-    f.public(Method::GET, &format!("/links/{other}/content"), Some(&access))
-        .await
-        .assert_detail(401);
-    f.public(Method::GET, &format!("/links/{token}/content"), Some("forged.token"))
-        .await
-        .assert_detail(401);
+    f.public(
+        Method::GET,
+        &format!("/links/{other}/content"),
+        Some(&access),
+    )
+    .await
+    .assert_detail(401);
+    f.public(
+        Method::GET,
+        &format!("/links/{token}/content"),
+        Some("forged.token"),
+    )
+    .await
+    .assert_detail(401);
 
     // Ten failed unlocks from one address: the next is 429, even with the
     // right password; the log holds every attempt.
     let locked = tok(&f.file_link("DOWNLOAD", json!({"password": "right"})).await);
     for _ in 0..10 {
-        f.public_json(&format!("/links/{locked}/unlock"), json!({"password": "wrong"}))
-            .await
-            .assert_detail(401);
+        f.public_json(
+            &format!("/links/{locked}/unlock"),
+            json!({"password": "wrong"}),
+        )
+        .await
+        .assert_detail(401);
     }
     let t = f
-        .public_json(&format!("/links/{locked}/unlock"), json!({"password": "right"}))
+        .public_json(
+            &format!("/links/{locked}/unlock"),
+            json!({"password": "right"}),
+        )
         .await;
     t.assert_detail(429);
-    let id = f
-        .app
-        .get("/external/links?limit=100", &f.t)
-        .await
-        .body["links"]
+    let id = f.app.get("/external/links?limit=100", &f.t).await.body["links"]
         .as_array()
         .unwrap()
         .iter()
@@ -465,7 +594,9 @@ async fn passwords_unlock_into_a_short_lived_token_and_failures_are_throttled() 
     assert_eq!(log.len(), 11);
     assert_eq!(log[0]["outcome"], "throttled");
     assert_eq!(
-        log.iter().filter(|s| s["outcome"] == "password-wrong").count(),
+        log.iter()
+            .filter(|s| s["outcome"] == "password-wrong")
+            .count(),
         10
     );
 }
@@ -484,14 +615,23 @@ async fn email_codes_arrive_through_the_outbox_and_verify_once() {
     f.public(Method::GET, &format!("/links/{token}/content"), None)
         .await
         .assert_detail(403);
-    f.public_json(&format!("/links/{token}/email-code"), json!({"email": "eve@evil.test"}))
-        .await
-        .assert_detail(403);
-    f.public_json(&format!("/links/{token}/email-code"), json!({"email": "nope"}))
-        .await
-        .assert_422();
+    f.public_json(
+        &format!("/links/{token}/email-code"),
+        json!({"email": "eve@evil.test"}),
+    )
+    .await
+    .assert_detail(403);
+    f.public_json(
+        &format!("/links/{token}/email-code"),
+        json!({"email": "nope"}),
+    )
+    .await
+    .assert_422();
     let sent = f
-        .public_json(&format!("/links/{token}/email-code"), json!({"email": "bob@ext.test"}))
+        .public_json(
+            &format!("/links/{token}/email-code"),
+            json!({"email": "bob@ext.test"}),
+        )
         .await;
     assert_eq!(sent.status, 202, "{}", sent.body);
     let mail = scaidrive_projections::outbox::to_recipient(&f.app.state.db, "bob@ext.test")
@@ -502,7 +642,10 @@ async fn email_codes_arrive_through_the_outbox_and_verify_once() {
     let code: String = mail[0]
         .body
         .split_whitespace()
-        .find(|w| w.trim_end_matches('.').len() == 6 && w.trim_end_matches('.').chars().all(|c| c.is_ascii_digit()))
+        .find(|w| {
+            w.trim_end_matches('.').len() == 6
+                && w.trim_end_matches('.').chars().all(|c| c.is_ascii_digit())
+        })
         .unwrap()
         .trim_end_matches('.')
         .to_owned();
@@ -531,7 +674,9 @@ async fn email_codes_arrive_through_the_outbox_and_verify_once() {
     assert_eq!(u.status, 200, "{}", u.body);
     let access = u.body["access_token"].as_str().unwrap();
     assert_eq!(
-        f.public_bytes(&format!("/links/{token}/content"), Some(access)).await.0,
+        f.public_bytes(&format!("/links/{token}/content"), Some(access))
+            .await
+            .0,
         200
     );
     f.public_json(
@@ -552,7 +697,10 @@ async fn allowed_ips_use_the_socket_unless_a_trusted_proxy_forwards() {
     .await;
     let f = share_with_file(app).await;
     let link = f
-        .file_link("DOWNLOAD", json!({"allowed_ips": ["203.0.113.0/24", "2001:db8::/32"]}))
+        .file_link(
+            "DOWNLOAD",
+            json!({"allowed_ips": ["203.0.113.0/24", "2001:db8::/32"]}),
+        )
         .await;
     let token = tok(&link);
     let get = |xff: Option<&'static str>| {
@@ -581,7 +729,10 @@ async fn allowed_ips_use_the_socket_unless_a_trusted_proxy_forwards() {
         .await;
     let resp = g
         .app
-        .raw(Method::GET, &format!("/public/links/{}/content", tok(&link)))
+        .raw(
+            Method::GET,
+            &format!("/public/links/{}/content", tok(&link)),
+        )
         .header("x-forwarded-for", "203.0.113.77")
         .send()
         .await
@@ -629,7 +780,10 @@ async fn racing_downloads_hit_the_cap_exactly(backend: Backend) {
     assert_eq!(log.body["total"], 50);
     let allowed = f
         .app
-        .get(&format!("/external/links/{id}/sessions?outcome=allowed"), &f.t)
+        .get(
+            &format!("/external/links/{id}/sessions?outcome=allowed"),
+            &f.t,
+        )
         .await;
     assert_eq!(allowed.body["total"], 10);
 }
@@ -681,16 +835,15 @@ async fn upload_links_take_files_within_limits_and_rename_on_conflict() {
     assert_eq!(b.status, 201, "{}", b.body);
     assert_eq!(b.body["name"], "notes (1).txt");
     assert_eq!(b.body["renamed"], true);
-    drop_file(&f, &token, "virus.exe", b"MZ".to_vec()).await.assert_422();
+    drop_file(&f, &token, "virus.exe", b"MZ".to_vec())
+        .await
+        .assert_422();
     let big = drop_file(&f, &token, "big.csv", vec![b'x'; 101]).await;
     assert_eq!(big.status, 413, "{}", big.body);
     f.public(Method::GET, &format!("/links/{token}/content"), None)
         .await
         .assert_detail(403);
-    let listing = f
-        .app
-        .get(&format!("/folders/{inbox}/children"), &f.t)
-        .await;
+    let listing = f.app.get(&format!("/folders/{inbox}/children"), &f.t).await;
     let names: Vec<&str> = listing.body["items"]
         .as_array()
         .unwrap()
@@ -714,20 +867,37 @@ async fn folder_links_list_and_serve_only_what_is_inside() {
     let f = share_with_file(spawn().await).await;
     let docs = folder(&f.app, &f.t, &f.share, None, "Docs").await;
     let sub = folder(&f.app, &f.t, &f.share, Some(&docs), "Sub").await;
-    let inside = upload_file(&f.app, &f.t, &f.share, Some(&sub), "in.txt", b"inside".to_vec()).await;
+    let inside = upload_file(
+        &f.app,
+        &f.t,
+        &f.share,
+        Some(&sub),
+        "in.txt",
+        b"inside".to_vec(),
+    )
+    .await;
     let inside = inside.body["id"].as_str().unwrap().to_owned();
     let link = f
         .link(json!({"resource_type": "folder", "resource_id": docs, "share_id": f.share, "link_type": "DOWNLOAD"}))
         .await;
     assert_eq!(link.status, 201, "{}", link.body);
     let token = tok(&link.body);
-    let top = f.public(Method::GET, &format!("/links/{token}/children"), None).await;
+    let top = f
+        .public(Method::GET, &format!("/links/{token}/children"), None)
+        .await;
     assert_eq!(top.status, 200, "{}", top.body);
     assert_eq!(top.body["total"], 1);
     assert_eq!(top.body["items"][0]["name"], "Sub");
-    assert_eq!(top.body["items"][0]["path"], "/Sub", "paths are relative to the link");
+    assert_eq!(
+        top.body["items"][0]["path"], "/Sub",
+        "paths are relative to the link"
+    );
     let below = f
-        .public(Method::GET, &format!("/links/{token}/children?folder_id={sub}"), None)
+        .public(
+            Method::GET,
+            &format!("/links/{token}/children?folder_id={sub}"),
+            None,
+        )
         .await;
     assert_eq!(below.body["items"][0]["name"], "in.txt");
     let (s, body) = f
@@ -770,7 +940,11 @@ async fn tenant_sharing_policy_is_enforced_at_create_and_patch() {
         let t = f.t.clone();
         async move {
             let a = app
-                .patch("/admin/tenant", &t, json!({"settings": {"sharing": sharing}}))
+                .patch(
+                    "/admin/tenant",
+                    &t,
+                    json!({"settings": {"sharing": sharing}}),
+                )
                 .await;
             assert_eq!(a.status, 200, "{}", a.body);
         }
@@ -788,21 +962,31 @@ async fn tenant_sharing_policy_is_enforced_at_create_and_patch() {
         .link(json!({"resource_type": "file", "resource_id": f.file, "share_id": f.share, "link_type": "VIEW", "password": "pw", "expires_in_days": 30}))
         .await;
     e.assert_422();
-    f.file_link("VIEW", json!({"password": "pw", "expires_in_days": 7})).await;
+    f.file_link("VIEW", json!({"password": "pw", "expires_in_days": 7}))
+        .await;
     // A patch of an old link must bring it in line with the policy.
     f.app
-        .patch(&format!("/external/links/{id}"), &f.t, json!({"custom_name": "x"}))
+        .patch(
+            &format!("/external/links/{id}"),
+            &f.t,
+            json!({"custom_name": "x"}),
+        )
         .await
         .assert_422();
 
-    set(json!({"require_password": false, "require_expiry": false, "max_expiry_days": null,
-               "allowed_link_types": ["VIEW"], "max_downloads_ceiling": 5}))
+    set(
+        json!({"require_password": false, "require_expiry": false, "max_expiry_days": null,
+               "allowed_link_types": ["VIEW"], "max_downloads_ceiling": 5}),
+    )
     .await;
     f.link(json!({"resource_type": "file", "resource_id": f.file, "share_id": f.share, "link_type": "DOWNLOAD"}))
         .await
         .assert_detail(403);
     let v = f.file_link("VIEW", json!({})).await;
-    assert_eq!(v["max_downloads"], 5, "the ceiling applies when no cap is given");
+    assert_eq!(
+        v["max_downloads"], 5,
+        "the ceiling applies when no cap is given"
+    );
     f.link(json!({"resource_type": "file", "resource_id": f.file, "share_id": f.share, "link_type": "VIEW", "max_downloads": 6}))
         .await
         .assert_422();
@@ -824,7 +1008,9 @@ async fn expiry_is_decided_at_access_time() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut seen_ok = false;
     loop {
-        let a = f.public(Method::GET, &format!("/links/{token}"), None).await;
+        let a = f
+            .public(Method::GET, &format!("/links/{token}"), None)
+            .await;
         match a.status.as_u16() {
             200 => seen_ok = true,
             410 => break,
@@ -837,7 +1023,10 @@ async fn expiry_is_decided_at_access_time() {
     assert!(seen_ok || chrono::Utc::now() >= soon);
     let got = f
         .app
-        .get(&format!("/external/links/{}", link["id"].as_str().unwrap()), &f.t)
+        .get(
+            &format!("/external/links/{}", link["id"].as_str().unwrap()),
+            &f.t,
+        )
         .await;
     assert_eq!(got.body["status"], "expired");
     let list = f.app.get("/external/links?status=expired", &f.t).await;
@@ -873,5 +1062,7 @@ async fn owners_are_notified_of_downloads_when_they_ask() {
     };
     assert_eq!(mail.len(), 1, "only the link that asked notifies");
     assert_eq!(mail[0].kind, "link-activity");
-    assert!(mail[0].subject.contains(link["short_code"].as_str().unwrap()));
+    assert!(mail[0]
+        .subject
+        .contains(link["short_code"].as_str().unwrap()));
 }
