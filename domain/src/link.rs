@@ -961,7 +961,17 @@ impl Aggregate for Link {
                 self.created_by = Some(*by);
                 self.created_at = Some(*at);
             }
-            LinkEvent::LinkUpdated { options, .. } => self.options = options.clone(),
+            LinkEvent::LinkUpdated { options, .. } => {
+                // Tightening who may open the link ends the sessions that
+                // were unlocked under the old rules.
+                if options.password_hash != self.options.password_hash
+                    || options.require_email != self.options.require_email
+                    || options.allowed_emails != self.options.allowed_emails
+                {
+                    self.generation += 1;
+                }
+                self.options = options.clone();
+            }
             LinkEvent::LinkDisabled { .. } => self.disabled = true,
             LinkEvent::LinkEnabled { .. } => self.disabled = false,
             LinkEvent::LinkRevoked { .. } => self.revoked = true,
