@@ -182,6 +182,7 @@ async fn history(
             })
         }
         "link" => {
+            let _: scaidrive_domain::id::LinkId = super::drive::path_id(&id, "link")?;
             let events = stream_until(&state, &p, &id, at).await?;
             let l: Link = fold(&events)?;
             // Expiry is a matter of time, so the status is the one at `at`.
