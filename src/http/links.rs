@@ -21,8 +21,8 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::drive::{
-    live_file, live_folder, live_share, path_id, require_perm, require_write, visible_file,
-    visible_folder, visible_share, On, Page,
+    live_file, live_folder, live_share, path_id, require_perm, require_read, require_write,
+    visible_file, visible_folder, visible_share, On, Page,
 };
 use super::error::{ApiError, ApiResult, FieldError};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
@@ -589,6 +589,7 @@ async fn list(
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Value>> {
+    require_read(&p)?;
     let (limit, offset) = Page {
         limit: q.limit,
         offset: q.offset,
@@ -664,6 +665,7 @@ async fn read(
     headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
+    require_read(&p)?;
     let link = manageable(&state, &p, &id).await?;
     Ok(Json(link_json(&link, &public_base(&state, &headers))))
 }
@@ -835,6 +837,7 @@ async fn sessions(
         offset: q.offset,
     }
     .resolve()?;
+    require_read(&p)?;
     manageable(&state, &p, &id).await?;
     let mut all = Vec::new();
     let mut after = 0;

@@ -786,6 +786,28 @@ async fn racing_downloads_hit_the_cap_exactly(backend: Backend) {
         )
         .await;
     assert_eq!(allowed.body["total"], 10);
+    let listed = f
+        .app
+        .get(
+            &format!("/external/links?share_id={}&status=active", f.share),
+            &f.t,
+        )
+        .await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert_eq!(listed.body["total"], 1);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let l = f.app.get("/external/links?status=active", &f.t).await;
+        if l.body["links"][0]["download_count"] == 10 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "read model never counted 10: {}",
+            l.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]
