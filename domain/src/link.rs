@@ -360,6 +360,9 @@ pub struct Link {
     /// (client IP, time) of failed unlocks inside the throttle window of the
     /// newest event; older ones are dropped as events arrive.
     failed_unlocks: Vec<(String, DateTime<Utc>)>,
+    /// (client IP, time) of codes sent, same window: a link must not become
+    /// a way to flood an allowed address with mail.
+    code_requests: Vec<(String, DateTime<Utc>)>,
     email_codes: Vec<EmailCode>,
 }
 
@@ -387,11 +390,7 @@ impl Link {
     }
 
     fn failed_unlocks_from(&self, ip: &str, at: DateTime<Utc>) -> usize {
-        let since = at - Duration::minutes(THROTTLE_WINDOW_MINUTES);
-        self.failed_unlocks
-            .iter()
-            .filter(|(i, t)| i == ip && *t > since)
-            .count()
+        recent(&self.failed_unlocks, ip, at)
     }
 
     fn email_ok(&self, email: &str) -> bool {
@@ -444,6 +443,11 @@ impl Link {
         if matches!(r.action, A::Unlock | A::EmailCode) {
             let ip = ip_key(r.ip);
             if self.failed_unlocks_from(&ip, r.at) >= MAX_FAILED_UNLOCKS {
+                return O::Throttled;
+            }
+            if r.action == A::EmailCode
+                && recent(&self.code_requests, &ip, r.at) >= MAX_FAILED_UNLOCKS
+            {
                 return O::Throttled;
             }
         }
@@ -506,6 +510,11 @@ impl Link {
             _ => O::Allowed,
         }
     }
+}
+
+fn recent(log: &[(String, DateTime<Utc>)], ip: &str, at: DateTime<Utc>) -> usize {
+    let since = at - Duration::minutes(THROTTLE_WINDOW_MINUTES);
+    log.iter().filter(|(i, t)| i == ip && *t > since).count()
 }
 
 fn ip_key(ip: Option<IpAddr>) -> String {
@@ -993,7 +1002,12 @@ impl Aggregate for Link {
             } => {
                 let since = *at - Duration::minutes(THROTTLE_WINDOW_MINUTES);
                 self.failed_unlocks.retain(|(_, t)| *t > since);
+                self.code_requests.retain(|(_, t)| *t > since);
                 self.email_codes.retain(|c| c.expires_at > *at);
+                if *action == AccessAction::EmailCode && *outcome == AccessOutcome::Allowed {
+                    let ip = ip.clone().unwrap_or_else(|| "unknown".to_owned());
+                    self.code_requests.push((ip, *at));
+                }
                 if *action == AccessAction::Unlock {
                     if outcome.is_failed_unlock() {
                         let ip = ip.clone().unwrap_or_else(|| "unknown".to_owned());
@@ -1253,6 +1267,39 @@ mod tests {
             .decide(&access(AccessAction::Unlock, "5.6.7.8", wrong))
             .unwrap();
         assert_eq!(outcome_of(&events), AccessOutcome::PasswordWrong);
+    }
+
+    #[test]
+    fn email_codes_are_throttled_per_address_of_the_requester() {
+        let opts = LinkOptions {
+            require_email: true,
+            ..Default::default()
+        };
+        let mut link = Link::replay([created(LinkType::View, opts)].iter());
+        let ask = || LinkCommand::Access {
+            request: AccessRequest {
+                action: AccessAction::EmailCode,
+                ip: "1.2.3.4".parse().ok(),
+                email: Some("a@x.test".into()),
+                credential: Credential::None,
+                at: Utc::now(),
+            },
+            code: Some(IssuedCode {
+                code_hash: "h".into(),
+                expires_at: Utc::now() + Duration::minutes(EMAIL_CODE_MINUTES),
+            }),
+        };
+        for _ in 0..MAX_FAILED_UNLOCKS {
+            let events = link.decide(&ask()).unwrap();
+            assert_eq!(outcome_of(&events), AccessOutcome::Allowed);
+            for e in &events {
+                link.evolve(e);
+            }
+        }
+        assert_eq!(
+            outcome_of(&link.decide(&ask()).unwrap()),
+            AccessOutcome::Throttled
+        );
     }
 
     #[test]
