@@ -134,6 +134,19 @@ pub struct ServeArgs {
     /// unset, the webhook answers 404.
     #[arg(long, env = "SCAIDRIVE_SCAIKEY_WEBHOOK_SECRET", hide_env_values = true)]
     pub scaikey_webhook_secret: Option<String>,
+    /// Comma-separated CIDRs of reverse proxies whose `X-Forwarded-For` is
+    /// believed; from anyone else the socket address is the client.
+    #[arg(long, env = "SCAIDRIVE_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Public base URL (e.g. `https://drive.example.com`) for links' `url`
+    /// and `short_url`; default: the scheme-less Host of the request.
+    #[arg(long, env = "SCAIDRIVE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Key for signing external-link access tokens; default: a random key
+    /// kept in the data directory (`link-secret`). Set it when several
+    /// processes serve the same database.
+    #[arg(long, env = "SCAIDRIVE_LINK_SECRET", hide_env_values = true)]
+    pub link_secret: Option<String>,
 }
 
 /// A secret value: usable, but never printed by `Debug`.
@@ -154,6 +167,10 @@ impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Secret(***)")
     }
+}
+
+fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    scaidrive_domain::link::parse_cidr(s)
 }
 
 /// The resolved configuration the application is built from.
@@ -180,6 +197,12 @@ pub struct Config {
     pub kafka: Option<KafkaConfig>,
     /// HMAC key of ScaiKey's directory webhook; `None` turns the webhook off.
     pub scaikey_webhook_secret: Option<Secret>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Base URL for links' `url`/`short_url` (no trailing slash).
+    pub public_url: Option<String>,
+    /// Overrides the data-directory key for link access tokens.
+    pub link_secret: Option<String>,
 }
 
 impl From<ServeArgs> for Config {
@@ -211,6 +234,12 @@ impl From<ServeArgs> for Config {
                 .scaikey_webhook_secret
                 .filter(|s| !s.is_empty())
                 .map(Secret::new),
+            trusted_proxies: a.trusted_proxies,
+            public_url: a
+                .public_url
+                .map(|u| u.trim_end_matches('/').to_owned())
+                .filter(|u| !u.is_empty()),
+            link_secret: a.link_secret.filter(|s| !s.is_empty()),
         }
     }
 }
@@ -239,6 +268,9 @@ impl Config {
             redis_prefix: "scaidrive:".into(),
             kafka: None,
             scaikey_webhook_secret: None,
+            trusted_proxies: Vec::new(),
+            public_url: None,
+            link_secret: None,
         }
     }
 }

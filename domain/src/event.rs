@@ -131,7 +131,7 @@ impl RecordedEvent {
             "actor": self.metadata.actor,
             "correlation_id": self.metadata.correlation_id,
             "causation_id": self.metadata.causation_id,
-            "data": self.data,
+            "data": redacted(&self.data),
             "hash": self.hash,
         })
     }
@@ -139,6 +139,31 @@ impl RecordedEvent {
     /// Decodes the payload into an aggregate's event type, upcasting old schemas.
     pub fn decode<E: DomainEvent>(&self) -> Result<E, serde_json::Error> {
         E::decode(&self.event_type, self.schema_version, self.data.clone())
+    }
+}
+
+/// Payload fields that stay in the log (the aggregates need them) but never
+/// leave it: readers of events, audit rows and the Kafka topic see a marker.
+/// A one-time code's hash is as good as the code (a million guesses).
+pub const SECRET_FIELDS: [&str; 2] = ["password_hash", "code_hash"];
+
+/// A payload with every [`SECRET_FIELDS`] value replaced, at any depth.
+pub fn redacted(data: &Value) -> Value {
+    match data {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let v = if SECRET_FIELDS.contains(&k.as_str()) && !v.is_null() {
+                        Value::String("[redacted]".into())
+                    } else {
+                        redacted(v)
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(redacted).collect()),
+        other => other.clone(),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod error;
 pub mod event;
 pub mod group;
 pub mod id;
+pub mod link;
 pub mod name;
 pub mod quota;
 pub mod sharing;

@@ -34,6 +34,11 @@ pub fn classify(event_type: &str) -> Classification {
         (_, "purged") => ("FILE_MODIFICATION", "warning"),
         ("share", "deleted") => ("SHARING", "warning"),
         ("share", _) => ("SHARING", "info"),
+        // External links: recipient access is FILE_ACCESS; refusals are
+        // recorded in the event's data (outcome), owner changes are SHARING.
+        ("link", "accessed" | "download_counted" | "view_counted") => ("FILE_ACCESS", "info"),
+        ("link", "email_code_issued") => ("AUTHENTICATION", "info"),
+        ("link", "revoked" | "regenerated") => ("SHARING", "warning"),
         ("link" | "member" | "invitation" | "acl", _) => ("SHARING", "info"),
         ("file" | "folder" | "upload", _) => ("FILE_MODIFICATION", "info"),
         ("quota", _) => ("COMPLIANCE", "info"),
@@ -58,6 +63,7 @@ pub fn classify(event_type: &str) -> Classification {
         // Sync.
         "device" | "sync" => "device",
         "conflict" => "conflict",
+        "link" => "link",
         _ => "other",
     };
     Classification {
@@ -78,7 +84,7 @@ impl Projection for AuditProjection {
     }
 
     fn version(&self) -> i32 {
-        1
+        2
     }
 
     fn handles(&self, _event_type: &str) -> bool {
@@ -108,7 +114,7 @@ impl Projection for AuditProjection {
             &a.user_agent,
             c.resource_type,
             &e.stream_id,
-            Json(&e.data)
+            Json(scaidrive_domain::event::redacted(&e.data))
         )?;
         Ok(())
     }

@@ -8,6 +8,7 @@ pub mod db;
 pub mod drive;
 pub mod drive_queries;
 pub mod groups;
+pub mod links;
 pub mod outbox;
 pub mod projection;
 pub mod sync;
@@ -25,5 +26,6 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(audit::AuditProjection),
         std::sync::Arc::new(groups::GroupsProjection),
         std::sync::Arc::new(sync::SyncProjection),
+        std::sync::Arc::new(links::LinksProjection),
     ]
 }

@@ -23,6 +23,7 @@ use crate::store::{
 
 pub mod drive;
 pub mod groups;
+pub mod links;
 pub mod provision;
 pub mod sharing;
 mod stripes;

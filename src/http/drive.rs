@@ -370,16 +370,21 @@ impl Page {
 
 /// A children listing, paginated (folders first), without the items the
 /// caller may not read.
+/// With no caller (an external link's recipient), nothing is hidden: the
+/// link grants its whole resource.
 pub async fn listing(
     state: &AppState,
-    p: &Principal,
+    p: Option<&Principal>,
     share_id: &str,
     parent: Option<&str>,
     include_deleted: bool,
     page: &Page,
 ) -> ApiResult<(Vec<Value>, i64)> {
     let (limit, offset) = page.resolve()?;
-    let hidden = hidden_children(state, p, share_id, parent).await?;
+    let hidden = match p {
+        Some(p) => hidden_children(state, p, share_id, parent).await?,
+        None => Default::default(),
+    };
     if hidden.is_empty() {
         let (folders, files, total) =
             q::children(&state.db, share_id, parent, include_deleted, limit, offset).await?;

@@ -279,7 +279,27 @@ pub(crate) async fn stream_file(
             .current()
             .ok_or_else(|| ApiError::not_found("file"))?,
     };
-    let len = v.content.size;
+    Ok(content_response(
+        state,
+        &p.tenant_id.to_string(),
+        &row.name,
+        &v.content,
+        headers,
+        "attachment",
+    ))
+}
+
+/// Streams stored content as a response (single byte range honoured) with
+/// the name in `Content-Disposition` (`attachment` or `inline`).
+pub(crate) fn content_response(
+    state: &AppState,
+    tenant: &str,
+    name: &str,
+    content: &Content,
+    headers: &HeaderMap,
+    disposition: &str,
+) -> Response {
+    let len = content.size;
     let range = match parse_range(headers, len) {
         Ok(r) => r,
         Err(()) => {
@@ -291,14 +311,14 @@ pub(crate) async fn stream_file(
             if let Ok(h) = HeaderValue::from_str(&format!("bytes */{len}")) {
                 resp.headers_mut().insert(header::CONTENT_RANGE, h);
             }
-            return Ok(resp);
+            return resp;
         }
     };
     let (start, end) = range.unwrap_or((0, len));
     let body = Body::from_stream(read_range(
         state.blob.clone(),
-        p.tenant_id.to_string(),
-        v.content.chunks.clone(),
+        tenant.to_owned(),
+        content.chunks.clone(),
         start,
         end,
     ));
@@ -311,11 +331,10 @@ pub(crate) async fn stream_file(
     let h = resp.headers_mut();
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
-    if let Ok(ct) = HeaderValue::from_str(&v.content.mime_type) {
+    if let Ok(ct) = HeaderValue::from_str(&content.mime_type) {
         h.insert(header::CONTENT_TYPE, ct);
     }
-    let ascii: String = row
-        .name
+    let ascii: String = name
         .chars()
         .map(|c| {
             if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
@@ -325,8 +344,7 @@ pub(crate) async fn stream_file(
             }
         })
         .collect();
-    let encoded: String = row
-        .name
+    let encoded: String = name
         .bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
@@ -337,11 +355,11 @@ pub(crate) async fn stream_file(
         })
         .collect();
     if let Ok(cd) = HeaderValue::from_str(&format!(
-        "attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"
+        "{disposition}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"
     )) {
         h.insert(header::CONTENT_DISPOSITION, cd);
     }
-    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", v.content.checksum_sha256)) {
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", content.checksum_sha256)) {
         h.insert(header::ETAG, etag);
     }
     if range.is_some() {
@@ -351,7 +369,7 @@ pub(crate) async fn stream_file(
             h.insert(header::CONTENT_RANGE, cr);
         }
     }
-    Ok(resp)
+    resp
 }
 
 async fn download(

@@ -123,7 +123,7 @@ async fn children(
     };
     let (items, total) = drive::listing(
         &state,
-        &p,
+        Some(&p),
         &row.share_id,
         Some(&id),
         q.include_deleted.unwrap_or(false),

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use scaidrive_domain::drive::file::{File, FileEvent};
 use scaidrive_domain::drive::folder::{Folder, FolderEvent};
 use scaidrive_domain::drive::share::Share;
+use scaidrive_domain::link::Link;
 use scaidrive_domain::{Aggregate, DomainEvent, LogPosition, RecordedEvent};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -201,9 +202,26 @@ async fn history(
                 })).collect::<Vec<_>>(),
             })
         }
+        "link" => {
+            let _: scaidrive_domain::id::LinkId = super::drive::path_id(&id, "link")?;
+            let events = stream_until(&state, &p, &id, at).await?;
+            let l: Link = fold(&events)?;
+            // Expiry is a matter of time, so the status is the one at `at`.
+            let when = match at {
+                At::Time(t) => t,
+                At::Position(_) => events
+                    .last()
+                    .map(|e| e.recorded_at)
+                    .unwrap_or_else(Utc::now),
+                At::Now => Utc::now(),
+            };
+            let mut body = super::links::link_json_at(&l, "", when);
+            body["as_of"] = as_of(&events);
+            body
+        }
         other => {
             return Err(ApiError::BadRequest(format!(
-                "history is kept for file, folder, share and acl, not '{other}'"
+                "history is kept for file, folder, share, acl and link, not '{other}'"
             )));
         }
     };

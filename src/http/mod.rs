@@ -22,9 +22,11 @@ pub mod extract;
 pub mod files;
 pub mod folders;
 pub mod history;
+pub mod links;
 pub mod permissions;
 pub mod principal;
 pub mod principals;
+pub mod public_links;
 pub mod realtime;
 pub mod shares;
 pub mod sharing;
@@ -87,10 +89,12 @@ pub fn router(state: AppState) -> Router {
         .merge(events::router())
         .merge(audit::router())
         .merge(history::router())
+        .merge(links::router())
         .merge(principals::router())
-        .merge(webhooks_in::router())
-        .merge(sync::router())
+        .merge(public_links::router())
         .merge(realtime::router())
+        .merge(sync::router())
+        .merge(webhooks_in::router())
         .route_layer(middleware::from_fn(tag_route))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
@@ -143,10 +147,14 @@ async fn around_request(State(state): State<AppState>, mut req: Request, next: N
     let request_id = header_str(&req, "x-request-id")
         .filter(|v| !v.is_empty() && v.len() <= 200)
         .unwrap_or_else(|| Uuid::now_v7().to_string());
-    let ip = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
+    let ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| {
+        scaidrive_domain::link::client_ip(
+            c.0.ip(),
+            header_str(&req, "x-forwarded-for").as_deref(),
+            &state.config.trusted_proxies,
+        )
+        .to_string()
+    });
     let ctx = RequestContext {
         request_id: Some(request_id.clone()),
         ip,

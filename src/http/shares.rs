@@ -286,7 +286,7 @@ async fn children(
     };
     let (items, total) = drive::listing(
         &state,
-        &p,
+        Some(&p),
         &id,
         None,
         q.include_deleted.unwrap_or(false),

@@ -16,6 +16,7 @@ mod errors;
 mod events;
 mod groups;
 mod kafka;
+mod links;
 mod postgres;
 mod ratelimit;
 mod rebuild;
