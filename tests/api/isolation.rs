@@ -18,6 +18,9 @@ struct Acme {
     upload: String,
     invitation: String,
     user: String,
+    group: String,
+    link: String,
+    partner: String,
 }
 
 async fn acme(app: &TestApp) -> Acme {
@@ -83,6 +86,32 @@ async fn acme(app: &TestApp) -> Acme {
         )
         .await;
     assert_eq!(a.status, 201, "{}", a.body);
+    let g = app
+        .post("/admin/groups", &t, json!({"name": "Acme staff"}))
+        .await;
+    assert_eq!(g.status, 201, "{}", g.body);
+    let group = g.body["id"].as_str().unwrap().to_owned();
+    let l = app
+        .post(
+            "/external/links",
+            &t,
+            json!({"resource_type": "file", "resource_id": file, "share_id": share, "link_type": "DOWNLOAD"}),
+        )
+        .await;
+    assert_eq!(l.status, 201, "{}", l.body);
+    let link = l.body["id"].as_str().unwrap().to_owned();
+    let d = app
+        .post(
+            "/sync/devices",
+            &t,
+            json!({"device_id": "acme-laptop", "device_name": "Laptop", "platform": "linux", "client_version": "1"}),
+        )
+        .await;
+    assert_eq!(d.status, 201, "{}", d.body);
+    let partner = app.get("/users/me", &t).await.body["partner_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     Acme {
         ids: vec![
             tenant,
@@ -94,6 +123,9 @@ async fn acme(app: &TestApp) -> Acme {
             upload.clone(),
             invitation.clone(),
             ann,
+            group.clone(),
+            link.clone(),
+            l.body["token"].as_str().unwrap().to_owned(),
         ],
         share,
         folder,
@@ -102,6 +134,9 @@ async fn acme(app: &TestApp) -> Acme {
         upload,
         invitation,
         user,
+        group,
+        link,
+        partner,
     }
 }
 
@@ -110,7 +145,11 @@ async fn another_tenants_token_reaches_nothing_on_any_endpoint() {
     let app = spawn().await;
     let a = acme(&app).await;
     // Tenant B's first user: a tenant admin with every scope.
-    let b = app.token("globex", "root", "*");
+    let b = app.mint(&scaidrive::auth::MintRequest {
+        partner_id: Some("rival".into()),
+        scopes: vec!["*".into()],
+        ..scaidrive::auth::MintRequest::new("globex", "root")
+    });
     assert_eq!(app.get("/users/me", &b).await.status, 200);
     let (s, d, f, u, i, v) = (
         &a.share,
@@ -269,6 +308,109 @@ async fn another_tenants_token_reaches_nothing_on_any_endpoint() {
         (Method::GET, format!("/history/folder/{d}"), Value::Null),
         (Method::GET, format!("/history/share/{s}"), Value::Null),
         (Method::GET, format!("/history/acl/{d}"), Value::Null),
+        (
+            Method::GET,
+            format!("/history/link/{}", a.link),
+            Value::Null,
+        ),
+        (Method::GET, format!("/admin/users/{user}"), Value::Null),
+        (
+            Method::PATCH,
+            format!("/admin/users/{user}"),
+            json!({"status": "suspended"}),
+        ),
+        (
+            Method::POST,
+            format!("/admin/users/{user}/activate"),
+            json!({}),
+        ),
+        (
+            Method::GET,
+            format!("/admin/groups/{}", a.group),
+            Value::Null,
+        ),
+        (
+            Method::PATCH,
+            format!("/admin/groups/{}", a.group),
+            json!({"name": "pwned"}),
+        ),
+        (
+            Method::DELETE,
+            format!("/admin/groups/{}", a.group),
+            Value::Null,
+        ),
+        (
+            Method::GET,
+            format!("/admin/groups/{}/members", a.group),
+            Value::Null,
+        ),
+        (
+            Method::POST,
+            format!("/admin/groups/{}/members/{user}", a.group),
+            json!({}),
+        ),
+        (
+            Method::DELETE,
+            format!("/admin/groups/{}/members/{user}", a.group),
+            Value::Null,
+        ),
+        (
+            Method::GET,
+            format!("/admin/partners/{}/tenants", a.partner),
+            Value::Null,
+        ),
+        (
+            Method::POST,
+            "/external/links".into(),
+            json!({"resource_type": "file", "resource_id": f, "share_id": s, "link_type": "DOWNLOAD"}),
+        ),
+        (
+            Method::GET,
+            format!("/external/links/{}", a.link),
+            Value::Null,
+        ),
+        (
+            Method::PATCH,
+            format!("/external/links/{}", a.link),
+            json!({"custom_name": "pwned"}),
+        ),
+        (
+            Method::DELETE,
+            format!("/external/links/{}", a.link),
+            Value::Null,
+        ),
+        (
+            Method::POST,
+            format!("/external/links/{}/regenerate", a.link),
+            json!({}),
+        ),
+        (
+            Method::GET,
+            format!("/external/links/{}/sessions", a.link),
+            Value::Null,
+        ),
+        (
+            Method::GET,
+            format!("/sync/changes?share_id={s}&cursor=0"),
+            Value::Null,
+        ),
+        (
+            Method::GET,
+            format!("/sync/status?share_id={s}&device_id=acme-laptop"),
+            Value::Null,
+        ),
+        (Method::GET, format!("/sync/download/{f}"), Value::Null),
+        (
+            Method::POST,
+            format!("/sync/cursor?share_id={s}&device_id=acme-laptop&position=0"),
+            json!({}),
+        ),
+        (
+            Method::POST,
+            "/sync/apply".into(),
+            json!({"device_id": "acme-laptop", "share_id": s, "changes": [
+            {"change_type": "deleted", "resource_type": "file", "resource_id": f}]}),
+        ),
     ];
     for (method, path, body) in &id_routes {
         let mut req = app.raw(method.clone(), path).bearer_auth(&b);
@@ -317,6 +459,25 @@ async fn another_tenants_token_reaches_nothing_on_any_endpoint() {
             Value::Null,
         ),
         (Method::GET, "/audit/verify".into(), Value::Null),
+        (Method::GET, "/admin/users".into(), Value::Null),
+        (Method::GET, "/admin/groups".into(), Value::Null),
+        (Method::GET, "/external/links".into(), Value::Null),
+        (
+            Method::GET,
+            format!("/external/links?share_id={s}"),
+            Value::Null,
+        ),
+        (Method::GET, "/sync/devices".into(), Value::Null),
+        (
+            Method::GET,
+            "/sync/conflicts?include_resolved=true".into(),
+            Value::Null,
+        ),
+        (
+            Method::GET,
+            "/shares/search/principals?q=a".into(),
+            Value::Null,
+        ),
         (
             Method::GET,
             format!("/permissions/check?resource_type=file&resource_id={f}&permission=READ"),
