@@ -34,11 +34,22 @@ pub fn router() -> Router<AppState> {
         .route("/shares/{id}/trash", get(trash))
 }
 
+/// `?include_trashed=&limit=&offset=` of share listings.
 #[derive(Debug, Deserialize)]
-struct ListQuery {
-    include_trashed: Option<bool>,
+pub(crate) struct ListQuery {
+    pub include_trashed: Option<bool>,
     limit: Option<i64>,
     offset: Option<i64>,
+}
+
+impl ListQuery {
+    pub fn page(&self) -> ApiResult<(i64, i64)> {
+        Page {
+            limit: self.limit,
+            offset: self.offset,
+        }
+        .resolve()
+    }
 }
 
 async fn list(
@@ -47,11 +58,7 @@ async fn list(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     require_read(&p)?;
-    let (limit, offset) = Page {
-        limit: q.limit,
-        offset: q.offset,
-    }
-    .resolve()?;
+    let (limit, offset) = q.page()?;
     let principals = (!p.is_tenant_admin).then(|| p.principal_ids());
     let (rows, total) = q::shares(
         &state.db,

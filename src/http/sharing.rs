@@ -189,16 +189,22 @@ pub(crate) async fn principal_exists(
     }
 }
 
+/// A live share whose members and invitations the caller may manage.
+async fn managed_share(state: &AppState, p: &Principal, id: &str) -> ApiResult<ShareId> {
+    let share_id: ShareId = path_id(id, "share")?;
+    let share = live_share(state, p, id).await?;
+    require_write(p)?;
+    require_perm(state, p, On::Share(&share), Permission::ManagePermissions).await?;
+    Ok(share_id)
+}
+
 async fn add_member(
     State(state): State<AppState>,
     p: Principal,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<AddMember>,
 ) -> ApiResult<impl IntoResponse> {
-    let share_id: ShareId = path_id(&id, "share")?;
-    let share = live_share(&state, &p, &id).await?;
-    require_write(&p)?;
-    require_perm(&state, &p, On::Share(&share), Permission::ManagePermissions).await?;
+    let share_id = managed_share(&state, &p, &id).await?;
     principal_exists(&state, &p, body.principal_type, &body.principal_id).await?;
     let ctx = p.context();
     let cmd = ShareCommand::AddMember {
@@ -250,10 +256,7 @@ async fn update_member(
     ApiPath((id, principal_id)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<UpdateMember>,
 ) -> ApiResult<Positioned<Json<Value>>> {
-    let share_id: ShareId = path_id(&id, "share")?;
-    let share = live_share(&state, &p, &id).await?;
-    require_write(&p)?;
-    require_perm(&state, &p, On::Share(&share), Permission::ManagePermissions).await?;
+    let share_id = managed_share(&state, &p, &id).await?;
     let ctx = p.context();
     let cmd = ShareCommand::UpdateMember {
         principal_id: principal_id.clone(),
@@ -370,10 +373,7 @@ async fn invite(
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<Invite>,
 ) -> ApiResult<impl IntoResponse> {
-    let share_id: ShareId = path_id(&id, "share")?;
-    let share = live_share(&state, &p, &id).await?;
-    require_write(&p)?;
-    require_perm(&state, &p, On::Share(&share), Permission::ManagePermissions).await?;
+    let share_id = managed_share(&state, &p, &id).await?;
     let ctx = p.context();
     let invitation_id = InvitationId::from_uuid(Uuid::now_v7());
     let cmd = InvitationCommand::Create {
@@ -551,24 +551,13 @@ async fn decline(
 
 // ------------------------------------------------------------ the caller's shares
 
-#[derive(Debug, Deserialize)]
-struct MySharesQuery {
-    include_trashed: Option<bool>,
-    limit: Option<i64>,
-    offset: Option<i64>,
-}
-
 async fn my_shares(
     State(state): State<AppState>,
     p: Principal,
-    ApiQuery(q): ApiQuery<MySharesQuery>,
+    ApiQuery(q): ApiQuery<super::shares::ListQuery>,
 ) -> ApiResult<Json<Value>> {
     require_read(&p)?;
-    let (limit, offset) = Page {
-        limit: q.limit,
-        offset: q.offset,
-    }
-    .resolve()?;
+    let (limit, offset) = q.page()?;
     // Shares the caller holds a role on (tenant admins too: "my" shares).
     let principals = p.principal_ids();
     let (rows, total) = q::shares(
