@@ -407,6 +407,24 @@ fn principal_fields(v: &mut Violations, t: PrincipalType, id: Option<&str>) {
     }
 }
 
+/// Decides and appends one ACL command on the resource's ACL stream, then
+/// waits for the permission index to show it.
+async fn run_acl(
+    state: &AppState,
+    p: &Principal,
+    r: &Resource,
+    command: impl Fn(chrono::DateTime<chrono::Utc>) -> AclCommand,
+) -> ApiResult<Option<scaidrive_domain::LogPosition>> {
+    let ctx = p.context();
+    let cmd = command(ctx.now);
+    let (_, committed) = state
+        .bus
+        .execute::<Acl, _>(&acl_stream(r.id()), &ctx, |a| a.state.decide(&cmd))
+        .await?;
+    state.caught_up(committed.position).await;
+    Ok(committed.position)
+}
+
 /// 403 unless the caller may edit the resource's permissions.
 async fn managed(state: &AppState, p: &Principal, t: &str, id: &str) -> ApiResult<Resource> {
     let t = resource_type(t)?;
@@ -438,26 +456,21 @@ async fn add_entry(
         ace_type: body.ace_type.unwrap_or(AceType::Allow),
         inherit_to_children: body.inherit_to_children.unwrap_or(true),
     };
-    let ctx = p.context();
-    let cmd = AclCommand::AddEntry {
+    let position = run_acl(&state, &p, &r, |at| AclCommand::AddEntry {
         resource_type: r.kind(),
         resource_id: r.id().to_owned(),
         share_id,
         entry: entry.clone(),
-        at: ctx.now,
-    };
-    let (_, committed) = state
-        .bus
-        .execute::<Acl, _>(&acl_stream(r.id()), &ctx, |a| a.state.decide(&cmd))
-        .await?;
-    state.caught_up(committed.position).await;
+        at,
+    })
+    .await?;
     let row = access::entries_on(&state.db, &[r.id().to_owned()])
         .await?
         .into_iter()
         .find(|e| e.id == entry.id.to_string())
         .ok_or_else(|| ApiError::internal("ACL entry not projected"))?;
     Ok(Positioned(
-        committed.position,
+        position,
         (StatusCode::CREATED, Json(entry_json(&row))),
     ))
 }
@@ -484,22 +497,17 @@ async fn remove_entry(
 ) -> ApiResult<impl IntoResponse> {
     let r = managed(&state, &p, &t, &id).await?;
     let share_id = path_id(&r.share().id, "share")?;
-    let ctx = p.context();
-    let cmd = AclCommand::RemoveEntry {
+    let position = run_acl(&state, &p, &r, |at| AclCommand::RemoveEntry {
         resource_type: r.kind(),
         resource_id: r.id().to_owned(),
         share_id,
         principal_type: body.principal_type,
-        principal_id: body.principal_id.unwrap_or_default(),
+        principal_id: body.principal_id.clone().unwrap_or_default(),
         ace_type: body.ace_type,
-        at: ctx.now,
-    };
-    let (_, committed) = state
-        .bus
-        .execute::<Acl, _>(&acl_stream(r.id()), &ctx, |a| a.state.decide(&cmd))
-        .await?;
-    state.caught_up(committed.position).await;
-    Ok(Positioned(committed.position, StatusCode::NO_CONTENT))
+        at,
+    })
+    .await?;
+    Ok(Positioned(position, StatusCode::NO_CONTENT))
 }
 
 #[derive(Debug, Deserialize)]
@@ -542,24 +550,16 @@ async fn set_inheritance(
     } else {
         vec![]
     };
-    let ctx = p.context();
-    let cmd = AclCommand::SetInheritance {
+    let position = run_acl(&state, &p, &r, |at| AclCommand::SetInheritance {
         resource_type: r.kind(),
         resource_id: r.id().to_owned(),
         share_id,
         inherit_from_parent: body.inherit_from_parent,
-        copied,
-        at: ctx.now,
-    };
-    let (_, committed) = state
-        .bus
-        .execute::<Acl, _>(&acl_stream(r.id()), &ctx, |a| a.state.decide(&cmd))
-        .await?;
-    state.caught_up(committed.position).await;
-    Ok(Positioned(
-        committed.position,
-        Json(acl_json(&state, &r).await?),
-    ))
+        copied: copied.clone(),
+        at,
+    })
+    .await?;
+    Ok(Positioned(position, Json(acl_json(&state, &r).await?)))
 }
 
 // ----------------------------------------------------------------- ownership
