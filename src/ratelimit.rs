@@ -246,9 +246,11 @@ pub fn cost(method: &str, path: &str) -> u64 {
         || p.contains("/search/context")
     {
         20
-    } else if p.ends_with("/search") || p.contains("/search?") {
+    } else if p.ends_with("/search") || p.contains("/search/principals") {
         10
     } else if p.ends_with("/content")
+        || p.ends_with("/preview")
+        || p.ends_with("/upload")
         || p.contains("/chunks/")
         || p.contains("/sync/download/")
         || (method == "POST" && p.ends_with("/files"))
@@ -264,6 +266,15 @@ pub fn cost(method: &str, path: &str) -> u64 {
             "/audit/events",
             "/members",
             "/invitations",
+            "/sync/changes",
+            "/sync/conflicts",
+            "/sync/devices",
+            "/external/links",
+            "/sessions",
+            "/deliveries",
+            "/admin/users",
+            "/admin/groups",
+            "/tenants",
         ]
         .iter()
         .any(|s| p.ends_with(s))
@@ -327,6 +338,9 @@ mod tests {
         assert_eq!(cost("PUT", "/api/v1/uploads/upl_x/chunks/3"), 5);
         assert_eq!(cost("POST", "/api/v1/files"), 5);
         assert_eq!(cost("GET", "/api/v1/search"), 10);
+        assert_eq!(cost("GET", "/api/v1/shares/search/principals"), 10);
+        assert_eq!(cost("GET", "/api/v1/sync/changes"), 2);
+        assert_eq!(cost("GET", "/api/v1/public/links/abc/content"), 5);
         assert_eq!(cost("POST", "/api/v1/search/semantic"), 20);
     }
 }
