@@ -36,6 +36,10 @@ pub fn classify(event_type: &str) -> Classification {
         ("share", _) => ("SHARING", "info"),
         ("link" | "member" | "invitation" | "acl", _) => ("SHARING", "info"),
         ("file" | "folder" | "upload", _) => ("FILE_MODIFICATION", "info"),
+        // Quotas: settings are administration; crossed thresholds and grace
+        // overruns are flagged.
+        ("quota", "warning_reached" | "grace_started") => ("COMPLIANCE", "warning"),
+        ("quota", "limit_set" | "limit_removed" | "exemption_changed") => ("ADMIN", "info"),
         ("quota", _) => ("COMPLIANCE", "info"),
         _ => ("ADMIN", "info"),
     };
@@ -47,6 +51,7 @@ pub fn classify(event_type: &str) -> Classification {
         "folder" => "folder",
         "file" => "file",
         "upload" => "upload",
+        "quota" => "quota",
         _ => "other",
     };
     Classification {

@@ -8,6 +8,7 @@ pub mod drive;
 pub mod drive_queries;
 pub mod outbox;
 pub mod projection;
+pub mod quota;
 pub mod tenancy;
 
 pub use projection::{Projection, ProjectionError};
@@ -18,5 +19,6 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(tenancy::TenancyProjection),
         std::sync::Arc::new(drive::DriveProjection),
         std::sync::Arc::new(audit::AuditProjection),
+        std::sync::Arc::new(quota::QuotaProjection),
     ]
 }

@@ -260,6 +260,9 @@ async fn purge_file_in(
     }
     let events = f.state.decide(&FileCommand::Purge { by, at })?;
     uow.emit::<File>(&id.to_string(), &events)?;
+    if let Some(share) = f.state.share_id {
+        super::quota::free_in(uow, share, &id.to_string(), f.state.version_bytes(), at).await?;
+    }
     Ok(())
 }
 

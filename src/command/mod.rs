@@ -23,6 +23,7 @@ use crate::store::{
 
 pub mod drive;
 pub mod provision;
+pub mod quota;
 mod stripes;
 pub use stripes::StreamLocks;
 

@@ -28,6 +28,7 @@ use super::state::AppState;
 use super::{ts, Positioned};
 use crate::blob::content::{read_range, store_stream, StoreContentError};
 use crate::command::drive as cmd;
+use crate::command::quota;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -182,17 +183,32 @@ async fn upload(
         folder_id: folder,
         parent_path,
     };
-    let committed = cmd::create_file(
-        &state.bus,
-        &ctx,
-        p.tenant_id,
-        target,
-        &name,
-        content,
-        p.user_id,
-        file_id,
-    )
-    .await?;
+    // The file and its quota charge on every limited level are one append.
+    let accounts = quota::enforcing_for_share(&state.bus, share).await?;
+    let account_ids: Vec<String> = accounts.iter().map(|a| a.stream_id()).collect();
+    let keys: Vec<&str> = account_ids.iter().map(String::as_str).collect();
+    let _queue = state.bus.locks().lock_many(&keys).await;
+    let name = scaidrive_domain::name::normalize(&name);
+    let reservation = content.version_id.to_string();
+    let size = content.size;
+    let committed = state
+        .bus
+        .retrying(|| async {
+            let mut uow = state.bus.begin(&ctx);
+            cmd::create_file_in(
+                &mut uow,
+                p.tenant_id,
+                target.clone(),
+                &name,
+                content.clone(),
+                p.user_id,
+                file_id,
+            )
+            .await?;
+            quota::charge_in(&mut uow, &state.db, &accounts, &reservation, size).await?;
+            uow.commit().await
+        })
+        .await?;
     state.caught_up(committed.position).await;
     Ok(Positioned(
         committed.position,

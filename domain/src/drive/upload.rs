@@ -53,6 +53,10 @@ pub struct UploadPlan {
     pub replace_file_id: Option<FileId>,
     pub base_version_id: Option<VersionId>,
     pub chunk_hashes: Option<Vec<String>>,
+    /// Quota accounts (stream ids) that may hold a reservation for this
+    /// session; completion commits and abort/expiry release on them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quota_accounts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -442,6 +446,7 @@ mod tests {
             replace_file_id: None,
             base_version_id: None,
             chunk_hashes: hashes,
+            quota_accounts: vec![],
         }
     }
 
