@@ -23,6 +23,7 @@ pub mod files;
 pub mod folders;
 pub mod history;
 pub mod principal;
+pub mod quotas;
 pub mod shares;
 pub mod state;
 pub mod system;
@@ -76,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         .merge(folders::router())
         .merge(files::router())
         .merge(uploads::router())
+        .merge(quotas::router())
         .merge(events::router())
         .merge(audit::router())
         .merge(history::router())
