@@ -12,7 +12,7 @@ use scaidrive_domain::drive::upload::{UploadCommand, UploadSession};
 use scaidrive_domain::drive::Owner;
 use scaidrive_domain::id::{ShareId, TenantId};
 use scaidrive_domain::quota::account::QuotaTarget;
-use scaidrive_domain::quota::{QuotaAccount, QuotaCommand, QuotaLevel, QuotaLimit};
+use scaidrive_domain::quota::{QuotaAccount, QuotaCommand, QuotaEvent, QuotaLevel, QuotaLimit};
 use scaidrive_domain::tenancy::Tenant;
 use scaidrive_domain::{Aggregate, DomainError};
 use scaidrive_projections::db::Db;
@@ -114,8 +114,24 @@ pub async fn reserve_in(
     reservation_id: &str,
     bytes: u64,
 ) -> Result<Vec<String>, CommandError> {
+    let staged = stage_reservations(uow, db, accounts, reservation_id, bytes).await?;
+    for (stream, events, state) in &staged {
+        uow.emit_with_state::<QuotaAccount>(stream, events, Some(state.clone()))?;
+    }
+    Ok(staged.into_iter().map(|s| s.0).collect())
+}
+
+type Staged = (String, Vec<QuotaEvent>, QuotaAccount);
+
+async fn stage_reservations(
+    uow: &mut UnitOfWork<'_>,
+    db: &Db,
+    accounts: &[AccountRef],
+    reservation_id: &str,
+    bytes: u64,
+) -> Result<Vec<Staged>, CommandError> {
     let at = uow.context().now;
-    let mut held = Vec::new();
+    let mut staged = Vec::new();
     for r in accounts {
         let stream = r.stream_id();
         let acc = uow.load::<QuotaAccount>(&stream).await?;
@@ -139,10 +155,9 @@ pub async fn reserve_in(
         for e in &events {
             state.evolve(e);
         }
-        uow.emit_with_state::<QuotaAccount>(&stream, &events, Some(state))?;
-        held.push(stream);
+        staged.push((stream, events, state));
     }
-    Ok(held)
+    Ok(staged)
 }
 
 /// Reserves and at once commits (a write whose bytes are already stored).
@@ -153,8 +168,21 @@ pub async fn charge_in(
     reservation_id: &str,
     bytes: u64,
 ) -> Result<(), CommandError> {
-    let held = reserve_in(uow, db, accounts, reservation_id, bytes).await?;
-    settle_in(uow, &held, reservation_id, None).await
+    let at = uow.context().now;
+    for (stream, mut events, mut state) in
+        stage_reservations(uow, db, accounts, reservation_id, bytes).await?
+    {
+        let committed = state.decide(&QuotaCommand::Commit {
+            reservation_id: reservation_id.to_owned(),
+            at,
+        })?;
+        for e in &committed {
+            state.evolve(e);
+        }
+        events.extend(committed);
+        uow.emit_with_state::<QuotaAccount>(&stream, &events, Some(state))?;
+    }
+    Ok(())
 }
 
 /// Commits (`release_reason` None) or releases a reservation on the accounts

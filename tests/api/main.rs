@@ -14,6 +14,7 @@ mod drive;
 mod errors;
 mod events;
 mod postgres;
+mod quota;
 mod ratelimit;
 mod rebuild;
 mod s3;
