@@ -33,7 +33,11 @@ const SUBTREE: &str = "WITH RECURSIVE sub(id) AS (\
      SELECT folder_id FROM rm_quota_folders WHERE parent_id = $1 \
      UNION ALL SELECT f.folder_id FROM rm_quota_folders f JOIN sub ON f.parent_id = sub.id) ";
 
-async fn upsert_account(tx: &mut Tx, t: &QuotaTarget, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
+async fn upsert_account(
+    tx: &mut Tx,
+    t: &QuotaTarget,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
     tx_execute!(
         tx,
         "INSERT INTO rm_quota_accounts (quota_id, tenant_id, target_type, target_id, modified_at) \
@@ -426,10 +430,7 @@ impl QuotaProjection {
                     .tenant_id
                     .map(|t| t.to_string())
                     .unwrap_or_else(|| tenant.to_owned());
-                let subject = format!(
-                    "{} quota {threshold}% used",
-                    target.target_type.title()
-                );
+                let subject = format!("{} quota {threshold}% used", target.target_type.title());
                 let body = format!(
                     "The {} quota of {} has reached {threshold}% ({used_bytes} of {limit_bytes} bytes).",
                     target.target_type.as_str(),

@@ -37,7 +37,11 @@ pub struct BenchArgs {
     /// Items created in (and listed from) one folder by the drive benchmark.
     #[arg(long, default_value_t = 10_000)]
     pub drive_items: usize,
-    /// Skip the command/INSERT measurements (only with --drive).
+    /// Also run the quota hot-path benchmark: uploads/s into one tenant with
+    /// 32 writers against 32 writers over 32 tenants, hard quota in force.
+    #[arg(long)]
+    pub quota: bool,
+    /// Skip the command/INSERT measurements (only with --drive or --quota).
     #[arg(long)]
     pub skip_commands: bool,
 }
@@ -82,9 +86,12 @@ struct Row {
 pub async fn run(args: BenchArgs) -> Result<(), String> {
     if args.drive {
         super::bench_drive::run(args.drive_size_mb, args.drive_items).await?;
-        if args.skip_commands {
-            return Ok(());
-        }
+    }
+    if args.quota {
+        super::bench_quota::run(args.postgres_url.as_deref(), args.seconds).await?;
+    }
+    if (args.drive || args.quota) && args.skip_commands {
+        return Ok(());
     }
     let mut rows = Vec::new();
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;

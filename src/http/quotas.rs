@@ -29,10 +29,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/quotas/tenant", get(get_own_tenant).put(put_own_tenant))
         .route("/quotas/partner", get(get_own_partner).put(put_own_partner))
-        .route(
-            "/quotas/partners/{id}",
-            get(get_partner).put(put_partner),
-        )
+        .route("/quotas/partners/{id}", get(get_partner).put(put_partner))
         .route("/quotas/tenants/{id}", get(get_tenant).put(put_tenant))
         .route("/quotas/users", get(list_users))
         .route(
@@ -57,7 +54,9 @@ pub fn router() -> Router<AppState> {
 pub(crate) fn require_tenant_admin(p: &Principal) -> ApiResult<()> {
     p.require(Scope::TenantAdmin)?;
     if !p.is_tenant_admin {
-        return Err(ApiError::Forbidden("tenant administrator role required".into()));
+        return Err(ApiError::Forbidden(
+            "tenant administrator role required".into(),
+        ));
     }
     Ok(())
 }
@@ -81,9 +80,9 @@ fn quota_json(t: &QuotaTarget, acc: &QuotaAccount, default: Option<u64>, u: &Usa
     let limit = acc.effective_limit(default);
     let shown = limit.clone().unwrap_or_else(|| QuotaLimit::hard(0));
     let limit_bytes = limit.as_ref().map(|l| l.limit_bytes);
-    let percent = limit_bytes.filter(|l| *l > 0).map(|l| {
-        ((u.used_bytes.max(0) as f64) * 10000.0 / l as f64).round() / 100.0
-    });
+    let percent = limit_bytes
+        .filter(|l| *l > 0)
+        .map(|l| ((u.used_bytes.max(0) as f64) * 10000.0 / l as f64).round() / 100.0);
     json!({
         "id": t.quota_id.to_string(),
         "tenant_id": t.tenant_id.map(|x| x.to_string()),
@@ -190,7 +189,10 @@ async fn put_limit(
     let (_, committed) =
         cmd::set_limit(&state.bus, &state.db, &p.context(), t.clone(), body.limit()).await?;
     state.caught_up(committed.position).await;
-    Ok(Positioned(committed.position, Json(show(state, &t, default).await?)))
+    Ok(Positioned(
+        committed.position,
+        Json(show(state, &t, default).await?),
+    ))
 }
 
 // Tenant and partner levels.
@@ -325,10 +327,16 @@ async fn tenant_group(state: &AppState, p: &Principal, id: &str) -> ApiResult<Qu
     Ok(t)
 }
 
-async fn list_level(state: &AppState, p: &Principal, level: QuotaLevel, q: &Page) -> ApiResult<Json<Value>> {
+async fn list_level(
+    state: &AppState,
+    p: &Principal,
+    level: QuotaLevel,
+    q: &Page,
+) -> ApiResult<Json<Value>> {
     require_tenant_admin(p)?;
     let (limit, offset) = q.bounds();
-    let (rows, total) = rm::accounts(&state.db, &p.tenant_id.to_string(), level, limit, offset).await?;
+    let (rows, total) =
+        rm::accounts(&state.db, &p.tenant_id.to_string(), level, limit, offset).await?;
     let mut items = Vec::with_capacity(rows.len());
     for r in rows {
         let t = cmd::target(level, &r.target_id, Some(p.tenant_id));
@@ -442,10 +450,20 @@ async fn exempt(
         state.caught_up(Some(head)).await;
     }
     let reason = body.reason.filter(|_| body.exempt);
-    let (_, committed) =
-        cmd::set_exempt(&state.bus, &state.db, &p.context(), t.clone(), body.exempt, reason).await?;
+    let (_, committed) = cmd::set_exempt(
+        &state.bus,
+        &state.db,
+        &p.context(),
+        t.clone(),
+        body.exempt,
+        reason,
+    )
+    .await?;
     state.caught_up(committed.position).await;
-    Ok(Positioned(committed.position, Json(show(state, &t, None).await?)))
+    Ok(Positioned(
+        committed.position,
+        Json(show(state, &t, None).await?),
+    ))
 }
 
 async fn exempt_user(

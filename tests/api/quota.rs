@@ -68,9 +68,18 @@ async fn concurrent_uploads_never_overshoot(app: TestApp) {
     let admin = app.token("acme", "alice", "");
     let partner = app.token("acme", "alice", "partner:admin");
     let share = new_share(&app, &admin, "big").await;
-    assert_eq!(upload(&app, &admin, &share, "seed.bin", 1000).await.status, 201);
+    assert_eq!(
+        upload(&app, &admin, &share, "seed.bin", 1000).await.status,
+        201
+    );
     // Room for exactly 10 more uploads of 100 bytes.
-    let set = put(&app, "/quotas/tenant", &partner, json!({"limit_bytes": 2000})).await;
+    let set = put(
+        &app,
+        "/quotas/tenant",
+        &partner,
+        json!({"limit_bytes": 2000}),
+    )
+    .await;
     assert_eq!(set.status, 200, "{}", set.body);
     assert_eq!(set.body["used_bytes"], 1000);
     let tasks: Vec<_> = (0..64)
@@ -89,7 +98,9 @@ async fn concurrent_uploads_never_overshoot(app: TestApp) {
     assert_eq!(created, 10);
     let usage = app.get("/quotas/usage/tenant", &admin).await;
     assert_eq!(usage.body["used_bytes"], 2000, "{}", usage.body);
-    let recalculated = app.get("/quotas/usage/tenant?recalculate=true", &admin).await;
+    let recalculated = app
+        .get("/quotas/usage/tenant?recalculate=true", &admin)
+        .await;
     assert_eq!(recalculated.body["used_bytes"], 2000);
     assert_eq!(recalculated.body["file_count"], usage.body["file_count"]);
 }
@@ -111,9 +122,21 @@ async fn the_507_names_the_most_specific_refusing_level() {
     let admin = app.token("acme", "alice", "");
     let share = new_share(&app, &admin, "s").await;
     let alice = me(&app, &admin).await;
-    let a = put(&app, &format!("/quotas/shares/{share}"), &admin, json!({"limit_bytes": 150})).await;
+    let a = put(
+        &app,
+        &format!("/quotas/shares/{share}"),
+        &admin,
+        json!({"limit_bytes": 150}),
+    )
+    .await;
     assert_eq!(a.status, 200, "{}", a.body);
-    let a = put(&app, &format!("/quotas/users/{alice}"), &admin, json!({"limit_bytes": 100})).await;
+    let a = put(
+        &app,
+        &format!("/quotas/users/{alice}"),
+        &admin,
+        json!({"limit_bytes": 100}),
+    )
+    .await;
     assert_eq!(a.status, 200, "{}", a.body);
     let refused = upload(&app, &admin, &share, "a.bin", 200).await;
     refused.assert_detail(507);
@@ -123,7 +146,11 @@ async fn the_507_names_the_most_specific_refusing_level() {
     assert_eq!(upload(&app, &admin, &share, "a.bin", 100).await.status, 201);
     // Exempting the user leaves the share's limit.
     let ex = app
-        .post(&format!("/quotas/users/{alice}/exempt"), &admin, json!({"exempt": true, "reason": "ceo"}))
+        .post(
+            &format!("/quotas/users/{alice}/exempt"),
+            &admin,
+            json!({"exempt": true, "reason": "ceo"}),
+        )
         .await;
     assert_eq!(ex.status, 200, "{}", ex.body);
     assert_eq!(ex.body["exempt"], true);
@@ -141,7 +168,13 @@ async fn upload_sessions_reserve_at_creation_and_abort_releases() {
     let admin = app.token("acme", "alice", "");
     let share = new_share(&app, &admin, "s").await;
     let alice = me(&app, &admin).await;
-    put(&app, &format!("/quotas/users/{alice}"), &admin, json!({"limit_bytes": 1000})).await;
+    put(
+        &app,
+        &format!("/quotas/users/{alice}"),
+        &admin,
+        json!({"limit_bytes": 1000}),
+    )
+    .await;
     let start = |size: u64, name: &str| {
         app.post(
             "/uploads",
@@ -154,10 +187,20 @@ async fn upload_sessions_reserve_at_creation_and_abort_releases() {
     let refused = start(300, "b.bin").await;
     refused.assert_detail(507);
     assert_eq!(refused.body["detail"], "User quota exceeded");
-    let usage = eventually(&app, &format!("/quotas/usage/users/{alice}"), &admin, "reserved_bytes", json!(800)).await;
+    let usage = eventually(
+        &app,
+        &format!("/quotas/usage/users/{alice}"),
+        &admin,
+        "reserved_bytes",
+        json!(800),
+    )
+    .await;
     assert_eq!(usage.body["reserved_bytes"], 800, "{}", usage.body);
     let id = first.body["session_id"].as_str().expect("id").to_owned();
-    assert_eq!(app.delete(&format!("/uploads/{id}"), &admin).await.status, 204);
+    assert_eq!(
+        app.delete(&format!("/uploads/{id}"), &admin).await.status,
+        204
+    );
     let second = start(300, "b.bin").await;
     assert_eq!(second.status, 201, "{}", second.body);
     // Completing commits: the bytes move from reserved to used.
@@ -170,7 +213,9 @@ async fn upload_sessions_reserve_at_creation_and_abort_releases() {
         .await
         .expect("send");
     assert_eq!(chunk.status(), 200);
-    let done = app.post(&format!("/uploads/{sid}/complete"), &admin, json!({})).await;
+    let done = app
+        .post(&format!("/uploads/{sid}/complete"), &admin, json!({}))
+        .await;
     assert_eq!(done.status, 201, "{}", done.body);
     let mine = app.get("/users/me/quota", &admin).await;
     assert_eq!(mine.status, 200);
@@ -189,33 +234,66 @@ async fn trash_keeps_bytes_counted_purge_frees_them_and_versions_count() {
     let admin = app.token("acme", "alice", "");
     let share = new_share(&app, &admin, "s").await;
     let alice = me(&app, &admin).await;
-    put(&app, &format!("/quotas/users/{alice}"), &admin, json!({"limit_bytes": 300})).await;
+    put(
+        &app,
+        &format!("/quotas/users/{alice}"),
+        &admin,
+        json!({"limit_bytes": 300}),
+    )
+    .await;
     let a = upload(&app, &admin, &share, "a.bin", 150).await;
     let b = upload(&app, &admin, &share, "b.bin", 50).await;
     let a_id = a.body["id"].as_str().expect("id").to_owned();
     let b_id = b.body["id"].as_str().expect("id").to_owned();
-    assert_eq!(app.delete(&format!("/files/{a_id}"), &admin).await.status, 204);
-    let u = app.get(&format!("/quotas/usage/shares/{share}"), &admin).await;
+    assert_eq!(
+        app.delete(&format!("/files/{a_id}"), &admin).await.status,
+        204
+    );
+    let u = app
+        .get(&format!("/quotas/usage/shares/{share}"), &admin)
+        .await;
     assert_eq!(u.status, 200, "{}", u.body);
-    assert_eq!((u.body["used_bytes"].clone(), u.body["trash_bytes"].clone()), (json!(200), json!(150)));
+    assert_eq!(
+        (u.body["used_bytes"].clone(), u.body["trash_bytes"].clone()),
+        (json!(200), json!(150))
+    );
     assert_eq!(u.body["file_count"], 1);
     // Trash still counts against the limit.
     assert_eq!(upload(&app, &admin, &share, "c.bin", 101).await.status, 507);
     assert_eq!(
-        app.delete(&format!("/files/{a_id}?permanent=true"), &admin).await.status,
+        app.delete(&format!("/files/{a_id}?permanent=true"), &admin)
+            .await
+            .status,
         204
     );
     let c = upload(&app, &admin, &share, "c.bin", 101).await;
     assert_eq!(c.status, 201, "{}", c.body);
     // A restored version adds version bytes.
-    let r = app.post(&format!("/files/{b_id}/versions/1/restore"), &admin, json!({})).await;
+    let r = app
+        .post(
+            &format!("/files/{b_id}/versions/1/restore"),
+            &admin,
+            json!({}),
+        )
+        .await;
     assert!(r.status.is_success(), "{}", r.body);
-    let u = app.get(&format!("/quotas/usage/users/{alice}"), &admin).await;
+    let u = app
+        .get(&format!("/quotas/usage/users/{alice}"), &admin)
+        .await;
     assert_eq!(u.body["used_bytes"], 201, "{}", u.body);
     assert_eq!(u.body["version_bytes"], 50);
     let live = app.get("/quotas/usage/tenant", &admin).await;
-    let rebuilt = app.get("/quotas/usage/tenant?recalculate=true", &admin).await;
-    for k in ["used_bytes", "file_count", "folder_count", "version_bytes", "trash_bytes", "reserved_bytes"] {
+    let rebuilt = app
+        .get("/quotas/usage/tenant?recalculate=true", &admin)
+        .await;
+    for k in [
+        "used_bytes",
+        "file_count",
+        "folder_count",
+        "version_bytes",
+        "trash_bytes",
+        "reserved_bytes",
+    ] {
         assert_eq!(live.body[k], rebuilt.body[k], "{k}");
     }
 }
@@ -226,7 +304,13 @@ async fn crossing_a_threshold_appends_an_event_and_queues_an_email() {
     let admin = app.token("acme", "alice", "");
     let share = new_share(&app, &admin, "s").await;
     let alice = me(&app, &admin).await;
-    put(&app, &format!("/quotas/users/{alice}"), &admin, json!({"limit_bytes": 1000})).await;
+    put(
+        &app,
+        &format!("/quotas/users/{alice}"),
+        &admin,
+        json!({"limit_bytes": 1000}),
+    )
+    .await;
     assert_eq!(upload(&app, &admin, &share, "a.bin", 720).await.status, 201);
     let events = app.get("/events?type=quota-warning-reached", &admin).await;
     assert_eq!(events.status, 200, "{}", events.body);
@@ -237,7 +321,8 @@ async fn crossing_a_threshold_appends_an_event_and_queues_an_email() {
         .await
         .expect("outbox");
     assert!(
-        mail.iter().any(|m| m.kind == "quota-warning" && m.subject.contains("70%")),
+        mail.iter()
+            .any(|m| m.kind == "quota-warning" && m.subject.contains("70%")),
         "{mail:?}"
     );
 }
@@ -254,59 +339,153 @@ async fn quota_endpoints_keep_their_permission_gates_and_validate_input() {
 
     assert_eq!(app.get("/quotas/tenant", &admin).await.status, 200);
     app.get("/quotas/tenant", &bob).await.assert_detail(403);
-    put(&app, "/quotas/tenant", &admin, json!({"limit_bytes": 5})).await.assert_detail(403);
+    put(&app, "/quotas/tenant", &admin, json!({"limit_bytes": 5}))
+        .await
+        .assert_detail(403);
     app.get("/quotas/partner", &admin).await.assert_detail(403);
     let partner = app.token("acme", "alice", "partner:admin");
     assert_eq!(app.get("/quotas/partner", &partner).await.status, 200);
-    let pid = app.get("/users/me", &partner).await.body["partner_id"].as_str().expect("p").to_owned();
-    put(&app, &format!("/quotas/partners/{pid}"), &partner, json!({"limit_bytes": 5}))
-        .await
-        .assert_detail(403);
+    let pid = app.get("/users/me", &partner).await.body["partner_id"]
+        .as_str()
+        .expect("p")
+        .to_owned();
+    put(
+        &app,
+        &format!("/quotas/partners/{pid}"),
+        &partner,
+        json!({"limit_bytes": 5}),
+    )
+    .await
+    .assert_detail(403);
     let star = app.token("acme", "alice", "*");
-    let p = put(&app, &format!("/quotas/partners/{pid}"), &star, json!({"limit_bytes": 1_000_000})).await;
+    let p = put(
+        &app,
+        &format!("/quotas/partners/{pid}"),
+        &star,
+        json!({"limit_bytes": 1_000_000}),
+    )
+    .await;
     assert_eq!(p.status, 200, "{}", p.body);
     assert_eq!(p.body["target_type"], "partner");
-    let tid = app.get("/users/me", &admin).await.body["tenant_id"].as_str().expect("t").to_owned();
-    let t = put(&app, &format!("/quotas/tenants/{tid}"), &partner, json!({"limit_bytes": 500_000, "limit_type": "soft"})).await;
+    let tid = app.get("/users/me", &admin).await.body["tenant_id"]
+        .as_str()
+        .expect("t")
+        .to_owned();
+    let t = put(
+        &app,
+        &format!("/quotas/tenants/{tid}"),
+        &partner,
+        json!({"limit_bytes": 500_000, "limit_type": "soft"}),
+    )
+    .await;
     assert_eq!(t.status, 200, "{}", t.body);
     assert_eq!(t.body["limit_type"], "soft");
-    let other_tid = app.get("/users/me", &other).await.body["tenant_id"].as_str().expect("t").to_owned();
+    let other_tid = app.get("/users/me", &other).await.body["tenant_id"]
+        .as_str()
+        .expect("t")
+        .to_owned();
     let other_partner = app.token("other", "olga", "partner:admin");
     // Same default partner in tests: visible; a made-up tenant id is not.
-    assert_eq!(app.get(&format!("/quotas/tenants/{other_tid}"), &other_partner).await.status, 200);
-    app.get("/quotas/tenants/tnt_00000000000000000000000000", &partner).await.assert_detail(404);
+    assert_eq!(
+        app.get(&format!("/quotas/tenants/{other_tid}"), &other_partner)
+            .await
+            .status,
+        200
+    );
+    app.get("/quotas/tenants/tnt_00000000000000000000000000", &partner)
+        .await
+        .assert_detail(404);
 
     // Users: admins manage, a user reads their own, other tenants' users are invisible.
-    assert_eq!(app.get(&format!("/quotas/users/{bob_id}"), &bob).await.status, 200);
-    app.get(&format!("/quotas/users/{alice}"), &bob).await.assert_detail(403);
-    put(&app, &format!("/quotas/users/{bob_id}"), &bob, json!({"limit_bytes": 5})).await.assert_detail(403);
-    app.get(&format!("/quotas/users/{olga}"), &admin).await.assert_detail(404);
-    app.get("/quotas/users/nonsense", &admin).await.assert_detail(400);
-    let set = put(&app, &format!("/quotas/users/{bob_id}"), &admin, json!({"limit_bytes": 5000})).await;
+    assert_eq!(
+        app.get(&format!("/quotas/users/{bob_id}"), &bob)
+            .await
+            .status,
+        200
+    );
+    app.get(&format!("/quotas/users/{alice}"), &bob)
+        .await
+        .assert_detail(403);
+    put(
+        &app,
+        &format!("/quotas/users/{bob_id}"),
+        &bob,
+        json!({"limit_bytes": 5}),
+    )
+    .await
+    .assert_detail(403);
+    app.get(&format!("/quotas/users/{olga}"), &admin)
+        .await
+        .assert_detail(404);
+    app.get("/quotas/users/nonsense", &admin)
+        .await
+        .assert_detail(400);
+    let set = put(
+        &app,
+        &format!("/quotas/users/{bob_id}"),
+        &admin,
+        json!({"limit_bytes": 5000}),
+    )
+    .await;
     assert_eq!(set.status, 200, "{}", set.body);
     let list = app.get("/quotas/users", &admin).await;
     assert_eq!(list.body["total"], 1, "{}", list.body);
-    assert_eq!(app.delete(&format!("/quotas/users/{bob_id}"), &admin).await.status, 204);
+    assert_eq!(
+        app.delete(&format!("/quotas/users/{bob_id}"), &admin)
+            .await
+            .status,
+        204
+    );
     let after = app.get(&format!("/quotas/users/{bob_id}"), &admin).await;
     assert_eq!(after.body["limit_bytes"], Value::Null);
-    app.get("/quotas/usage/users", &bob).await.assert_detail(403);
-    assert_eq!(app.get("/quotas/usage/users", &admin).await.body["total"], 2);
+    app.get("/quotas/usage/users", &bob)
+        .await
+        .assert_detail(403);
+    assert_eq!(
+        app.get("/quotas/usage/users", &admin).await.body["total"],
+        2
+    );
 
     // Groups and shares.
-    let g = put(&app, "/quotas/groups/grp_01J3KXQ0N6R8V2T4Y6W8Z0B2C4", &admin, json!({"limit_bytes": 10})).await;
+    let g = put(
+        &app,
+        "/quotas/groups/grp_01J3KXQ0N6R8V2T4Y6W8Z0B2C4",
+        &admin,
+        json!({"limit_bytes": 10}),
+    )
+    .await;
     assert_eq!(g.status, 200, "{}", g.body);
-    app.get("/quotas/groups/grp_01J3KXQ0N6R8V2T4Y6W8Z0B2C4", &other).await.assert_detail(404);
+    app.get("/quotas/groups/grp_01J3KXQ0N6R8V2T4Y6W8Z0B2C4", &other)
+        .await
+        .assert_detail(404);
     let share = new_share(&app, &admin, "s").await;
-    app.get(&format!("/quotas/shares/{share}"), &bob).await.assert_detail(404);
-    app.get(&format!("/quotas/shares/{share}"), &other).await.assert_detail(404);
+    app.get(&format!("/quotas/shares/{share}"), &bob)
+        .await
+        .assert_detail(404);
+    app.get(&format!("/quotas/shares/{share}"), &other)
+        .await
+        .assert_detail(404);
 
     // Validation.
-    let bad = put(&app, &format!("/quotas/users/{alice}"), &admin, json!({"limit_bytes": -1})).await;
+    let bad = put(
+        &app,
+        &format!("/quotas/users/{alice}"),
+        &admin,
+        json!({"limit_bytes": -1}),
+    )
+    .await;
     bad.assert_422();
-    put(&app, &format!("/quotas/users/{alice}"), &admin, json!({})).await.assert_422();
-    put(&app, &format!("/quotas/users/{alice}"), &admin, json!({"limit_bytes": 1, "limit_type": "fuzzy"}))
+    put(&app, &format!("/quotas/users/{alice}"), &admin, json!({}))
         .await
         .assert_422();
+    put(
+        &app,
+        &format!("/quotas/users/{alice}"),
+        &admin,
+        json!({"limit_bytes": 1, "limit_type": "fuzzy"}),
+    )
+    .await
+    .assert_422();
     put(
         &app,
         &format!("/quotas/users/{alice}"),
