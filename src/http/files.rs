@@ -183,32 +183,24 @@ async fn upload(
         folder_id: folder,
         parent_path,
     };
-    // The file and its quota charge on every limited level are one append.
+    // The file and its quota charge on every limited level are one append
+    // (batched with other writes queued behind the same accounts).
     let accounts = quota::enforcing_for_share(&state.bus, share).await?;
-    let account_ids: Vec<String> = accounts.iter().map(|a| a.stream_id()).collect();
-    let keys: Vec<&str> = account_ids.iter().map(String::as_str).collect();
-    let _queue = state.bus.locks().lock_many(&keys).await;
-    let name = scaidrive_domain::name::normalize(&name);
-    let reservation = content.version_id.to_string();
-    let size = content.size;
-    let committed = state
-        .bus
-        .retrying(|| async {
-            let mut uow = state.bus.begin(&ctx);
-            cmd::create_file_in(
-                &mut uow,
-                p.tenant_id,
-                target.clone(),
-                &name,
-                content.clone(),
-                p.user_id,
-                file_id,
-            )
-            .await?;
-            quota::charge_in(&mut uow, &state.db, &accounts, &reservation, size).await?;
-            uow.commit().await
-        })
-        .await?;
+    let job = quota::Job {
+        ctx: ctx.clone(),
+        reservation_id: content.version_id.to_string(),
+        bytes: content.size,
+        write: quota::Write::CreateFile {
+            tenant_id: p.tenant_id,
+            target,
+            name: scaidrive_domain::name::normalize(&name),
+            content,
+            by: p.user_id,
+            file_id,
+        },
+        accounts,
+    };
+    let (committed, _) = quota::submit(&state.bus, &state.db, job).await?;
     state.caught_up(committed.position).await;
     Ok(Positioned(
         committed.position,

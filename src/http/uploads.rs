@@ -170,26 +170,20 @@ async fn start(
         by: p.user_id,
         at: ctx.now,
     };
-    // The session and its reservation on every limited level are one append;
-    // writers to the same accounts queue in-process rather than conflict.
-    let account_ids: Vec<String> = accounts.iter().map(|a| a.stream_id()).collect();
-    let keys: Vec<&str> = account_ids.iter().map(String::as_str).collect();
-    let _queue = state.bus.locks().lock_many(&keys).await;
-    let (session, committed) = state
-        .bus
-        .retrying(|| async {
-            let mut uow = state.bus.begin(&ctx);
-            let s = uow.load::<UploadSession>(&upload_stream).await?;
-            let events = s.state.decide(&cmd)?;
-            let mut session = s.state;
-            for e in &events {
-                session.evolve(e);
-            }
-            uow.emit_with_state::<UploadSession>(&upload_stream, &events, Some(session.clone()))?;
-            quota::reserve_in(&mut uow, &state.db, &accounts, &upload_stream, file_size).await?;
-            Ok((session, uow.commit().await?))
-        })
-        .await?;
+    // The session and its reservation on every limited level are one append
+    // (batched with other writes queued behind the same accounts).
+    let job = quota::Job {
+        ctx: ctx.clone(),
+        write: quota::Write::StartUpload {
+            upload_id,
+            command: cmd,
+        },
+        accounts,
+        reservation_id: upload_stream,
+        bytes: file_size,
+    };
+    let (committed, session) = quota::submit(&state.bus, &state.db, job).await?;
+    let session = session.unwrap_or_default();
     Ok(Positioned(
         committed.position,
         (
