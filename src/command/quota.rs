@@ -566,9 +566,9 @@ async fn try_batch(
     for (job, _) in batch {
         for r in &job.accounts {
             let stream = r.stream_id();
-            if !states.contains_key(&stream) {
-                let loaded = uow.load::<QuotaAccount>(&stream).await?;
-                states.insert(stream, loaded.state);
+            if let std::collections::btree_map::Entry::Vacant(v) = states.entry(stream) {
+                let loaded = uow.load::<QuotaAccount>(v.key()).await?;
+                v.insert(loaded.state);
             }
         }
     }

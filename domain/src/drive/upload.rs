@@ -163,6 +163,8 @@ pub enum UploadCommand {
     },
 }
 
+// Events are built once per write and serialised at once; boxing the plan buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data", rename_all = "kebab-case")]
 pub enum UploadEvent {
