@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::TryStreamExt;
 use scaidrive_domain::drive::chunking::DEFAULT_CHUNK_SIZE;
-use scaidrive_domain::drive::file::{Content, File, FileCommand};
+use scaidrive_domain::drive::file::{Content, File, FileCommand, FileEvent};
 use scaidrive_domain::id::{FileId, FolderId, ShareId, VersionId};
 use scaidrive_domain::{Aggregate, DomainError};
 use scaidrive_projections::drive_queries as q;
@@ -538,7 +538,7 @@ async fn restore_version(
     ApiPath((id, n)): ApiPath<(String, u64)>,
 ) -> ApiResult<impl IntoResponse> {
     let _: FileId = path_id(&id, "file")?;
-    live_file(&state, &p, &id).await?;
+    let (row, _) = live_file(&state, &p, &id).await?;
     require_write(&p)?;
     let ctx = p.context();
     let cmd = FileCommand::RestoreVersion {
@@ -547,9 +547,29 @@ async fn restore_version(
         by: p.user_id,
         at: ctx.now,
     };
-    let (_, committed) = state
+    // The new version's bytes are charged on the limited levels in the same append.
+    let share: ShareId = path_id(&row.share_id, "share")?;
+    let accounts = quota::enforcing_for_share(&state.bus, share).await?;
+    let committed = state
         .bus
-        .execute::<File, _>(&id, &ctx, |f| f.state.decide(&cmd))
+        .retrying(|| async {
+            let mut uow = state.bus.begin(&ctx);
+            let f = uow.load::<File>(&id).await?;
+            let events = f.state.decide(&cmd)?;
+            let added: u64 = events
+                .iter()
+                .map(|e| match e {
+                    FileEvent::FileVersionAdded { version, .. } => version.content.size,
+                    _ => 0,
+                })
+                .sum();
+            uow.emit::<File>(&id, &events)?;
+            if let FileCommand::RestoreVersion { new_version_id, .. } = &cmd {
+                let reservation = new_version_id.to_string();
+                quota::charge_in(&mut uow, &state.db, &accounts, &reservation, added).await?;
+            }
+            uow.commit().await
+        })
         .await?;
     state.caught_up(committed.position).await;
     Ok(Positioned(

@@ -282,6 +282,18 @@ async fn trash_keeps_bytes_counted_purge_frees_them_and_versions_count() {
         .await;
     assert_eq!(u.body["used_bytes"], 201, "{}", u.body);
     assert_eq!(u.body["version_bytes"], 50);
+    // ...and are charged: 201 of 300 used, so 99 more fit and 100 do not.
+    assert_eq!(upload(&app, &admin, &share, "d.bin", 100).await.status, 507);
+    assert_eq!(upload(&app, &admin, &share, "d.bin", 99).await.status, 201);
+    let r = app
+        .post(
+            &format!("/files/{b_id}/versions/1/restore"),
+            &admin,
+            json!({}),
+        )
+        .await;
+    r.assert_detail(507);
+    assert_eq!(r.body["detail"], "User quota exceeded");
     let live = app.get("/quotas/usage/tenant", &admin).await;
     let rebuilt = app
         .get("/quotas/usage/tenant?recalculate=true", &admin)
