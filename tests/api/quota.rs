@@ -507,3 +507,55 @@ async fn quota_endpoints_keep_their_permission_gates_and_validate_input() {
     .await
     .assert_422();
 }
+
+#[tokio::test]
+async fn share_limits_default_to_the_share_quota_then_the_tenant_setting() {
+    let app = spawn().await;
+    let admin = app.token("acme", "alice", "");
+    let alice = me(&app, &admin).await;
+    let created = app
+        .post(
+            "/shares",
+            &admin,
+            json!({"name": "small", "share_type": "project", "owner_id": alice, "quota_bytes": 100}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let small = created.body["id"].as_str().expect("id").to_owned();
+    assert_eq!(upload(&app, &admin, &small, "a.bin", 60).await.status, 201);
+    let refused = upload(&app, &admin, &small, "b.bin", 41).await;
+    refused.assert_detail(507);
+    assert_eq!(refused.body["detail"], "Share quota exceeded");
+    let q = app.get(&format!("/quotas/shares/{small}"), &admin).await;
+    assert_eq!(q.body["limit_bytes"], 100, "{}", q.body);
+    assert_eq!(q.body["limit_source"], "default");
+
+    // The tenant's default applies to shares created without a quota.
+    let patched = app
+        .patch(
+            "/admin/tenant",
+            &admin,
+            json!({"settings": {"default_share_quota_bytes": 50}}),
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    let other = new_share(&app, &admin, "other").await;
+    assert_eq!(upload(&app, &admin, &other, "a.bin", 51).await.status, 507);
+    assert_eq!(upload(&app, &admin, &other, "a.bin", 50).await.status, 201);
+
+    // An explicit limit wins and shows in the share itself.
+    let set = put(
+        &app,
+        &format!("/quotas/shares/{other}"),
+        &admin,
+        json!({"limit_bytes": 80}),
+    )
+    .await;
+    assert_eq!(set.status, 200, "{}", set.body);
+    assert_eq!(set.body["limit_source"], "explicit");
+    let share = app.get(&format!("/shares/{other}"), &admin).await;
+    assert_eq!(share.body["quota_bytes"], 80, "{}", share.body);
+    assert_eq!(share.body["used_bytes"], 50);
+    assert_eq!(upload(&app, &admin, &other, "b.bin", 30).await.status, 201);
+    assert_eq!(upload(&app, &admin, &other, "c.bin", 1).await.status, 507);
+}
