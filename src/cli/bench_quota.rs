@@ -1,7 +1,9 @@
 //! `scaidrive bench --quota`: simple uploads per second through the real HTTP
 //! server with a hard tenant quota in force, 32 writers into ONE tenant (all
 //! reserving on the same tenant account) against 32 writers spread over 32
-//! tenants (one account each), and the ratio between the two.
+//! tenants (one account each), and the ratio between the two. Every writer
+//! has its own share in both setups, so only the tenant (and its quota
+//! account) is shared or not.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,7 +22,9 @@ const FILE_BYTES: usize = 4096;
 
 struct Tenant {
     token: String,
-    share: String,
+    /// One share per writer of this tenant, so both setups differ only in
+    /// how many tenants (and tenant accounts) the writers share.
+    shares: Vec<String>,
 }
 
 async fn json_ok(resp: reqwest::Response) -> Result<Value, String> {
@@ -32,12 +36,13 @@ async fn json_ok(resp: reqwest::Response) -> Result<Value, String> {
     Ok(body)
 }
 
-/// Provisions a tenant, gives it a (large) hard quota and a share.
+/// Provisions a tenant, gives it a (large) hard quota and `shares` shares.
 async fn tenant(
     http: &reqwest::Client,
     base: &str,
     issuer: &DevIssuer,
     name: &str,
+    shares: usize,
 ) -> Result<Tenant, String> {
     let mint = |scopes: Vec<String>| {
         issuer
@@ -69,19 +74,20 @@ async fn tenant(
             .map_err(|e| e.to_string())?,
     )
     .await?;
-    let share = json_ok(
-        http.post(format!("{base}/shares"))
-            .bearer_auth(&token)
-            .json(&json!({"name": "bench", "share_type": "project", "owner_id": me["id"]}))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?,
-    )
-    .await?;
-    Ok(Tenant {
-        token,
-        share: share["id"].as_str().unwrap_or_default().to_owned(),
-    })
+    let mut ids = Vec::with_capacity(shares);
+    for i in 0..shares {
+        let share = json_ok(
+            http.post(format!("{base}/shares"))
+                .bearer_auth(&token)
+                .json(&json!({"name": format!("bench-{i}"), "share_type": "project", "owner_id": me["id"]}))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?,
+        )
+        .await?;
+        ids.push(share["id"].as_str().unwrap_or_default().to_owned());
+    }
+    Ok(Tenant { token, shares: ids })
 }
 
 /// Runs `WRITERS` writers for `seconds`, writer `i` into `tenants[i % len]`;
@@ -98,6 +104,7 @@ async fn measure(
     let mut tasks = Vec::new();
     for w in 0..WRITERS {
         let t = tenants[w % tenants.len()].clone();
+        let share = t.shares[w / tenants.len() % t.shares.len()].clone();
         let (http, base) = (http.clone(), base.to_owned());
         let (stop, done, failed) = (stop.clone(), done.clone(), failed.clone());
         tasks.push(tokio::spawn(async move {
@@ -105,7 +112,7 @@ async fn measure(
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
                 let form = reqwest::multipart::Form::new()
-                    .text("share_id", t.share.clone())
+                    .text("share_id", share.clone())
                     .part(
                         "file",
                         reqwest::multipart::Part::bytes(vec![(w % 251) as u8; FILE_BYTES])
@@ -176,11 +183,13 @@ pub async fn run_backend(database_url: Option<String>, seconds: u64) -> Result<(
         .pool_max_idle_per_host(WRITERS * 2)
         .build()
         .map_err(|e| e.to_string())?;
-    let one = vec![Arc::new(tenant(&http, &base, &issuer, "bench-one").await?)];
+    let one = vec![Arc::new(
+        tenant(&http, &base, &issuer, "bench-one", WRITERS).await?,
+    )];
     let mut many = Vec::new();
     for i in 0..WRITERS {
         many.push(Arc::new(
-            tenant(&http, &base, &issuer, &format!("bench-{i}")).await?,
+            tenant(&http, &base, &issuer, &format!("bench-{i}"), 1).await?,
         ));
     }
     // Warm up connections and caches on both setups before measuring.
