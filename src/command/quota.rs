@@ -250,6 +250,107 @@ pub async fn free_in(
     Ok(())
 }
 
+/// Charges bytes a drive operation adds to a share (a copy, a move from
+/// another share) on the share's levels that track bytes now, refusing past
+/// a limit. Levels in `except` (shared with the source) are left alone; levels
+/// not yet tracking need nothing: their baseline, taken when tracking starts,
+/// is the read model's usage, which includes these bytes.
+pub async fn charge_tracked_in(
+    uow: &mut UnitOfWork<'_>,
+    share_id: ShareId,
+    except: &[String],
+    reservation_id: &str,
+    bytes: u64,
+) -> Result<(), CommandError> {
+    let bus = uow.bus;
+    let at = uow.context().now;
+    for r in levels_for_share(bus, share_id).await? {
+        let stream = r.stream_id();
+        if except.contains(&stream) {
+            continue;
+        }
+        let peek = bus.load::<QuotaAccount>(&stream).await?.state;
+        if !(peek.tracking && peek.enforces(r.default_limit)) {
+            continue;
+        }
+        let acc = uow.load::<QuotaAccount>(&stream).await?;
+        let mut state = acc.state;
+        let mut events = state.decide(&QuotaCommand::Reserve {
+            target: r.target.clone(),
+            reservation_id: reservation_id.to_owned(),
+            bytes,
+            default_limit: r.default_limit,
+            baseline: 0,
+            at,
+        })?;
+        for e in &events {
+            state.evolve(e);
+        }
+        let committed = state.decide(&QuotaCommand::Commit {
+            reservation_id: reservation_id.to_owned(),
+            at,
+        })?;
+        for e in &committed {
+            state.evolve(e);
+        }
+        events.extend(committed);
+        uow.emit_with_state::<QuotaAccount>(&stream, &events, Some(state))?;
+    }
+    Ok(())
+}
+
+/// Moves a file's bytes between shares: charged on the target's levels that
+/// the source does not share, freed on the source's levels the target does
+/// not share.
+pub async fn transfer_in(
+    uow: &mut UnitOfWork<'_>,
+    from: ShareId,
+    to: ShareId,
+    file_id: &str,
+    bytes: u64,
+) -> Result<(), CommandError> {
+    if from == to || bytes == 0 {
+        return Ok(());
+    }
+    let bus = uow.bus;
+    let source: Vec<String> = levels_for_share(bus, from)
+        .await?
+        .iter()
+        .map(AccountRef::stream_id)
+        .collect();
+    let target: Vec<String> = levels_for_share(bus, to)
+        .await?
+        .iter()
+        .map(AccountRef::stream_id)
+        .collect();
+    charge_tracked_in(
+        uow,
+        to,
+        &source,
+        &format!("move:{file_id}:{}", uow.context().now.timestamp_micros()),
+        bytes,
+    )
+    .await?;
+    let at = uow.context().now;
+    for stream in source.iter().filter(|s| !target.contains(s)) {
+        if !bus.load::<QuotaAccount>(stream).await?.state.tracking {
+            continue;
+        }
+        let acc = uow.load::<QuotaAccount>(stream).await?;
+        let events = acc.state.decide(&QuotaCommand::Free {
+            bytes,
+            file_id: file_id.to_owned(),
+            at,
+        })?;
+        let mut state = acc.state;
+        for e in &events {
+            state.evolve(e);
+        }
+        uow.emit_with_state::<QuotaAccount>(stream, &events, Some(state))?;
+    }
+    Ok(())
+}
+
 /// Aborts (or expires) an upload session and releases its reservation in the
 /// same append.
 pub async fn end_upload(

@@ -559,3 +559,66 @@ async fn share_limits_default_to_the_share_quota_then_the_tenant_setting() {
     assert_eq!(upload(&app, &admin, &other, "b.bin", 30).await.status, 201);
     assert_eq!(upload(&app, &admin, &other, "c.bin", 1).await.status, 507);
 }
+
+#[tokio::test]
+async fn copies_are_charged_and_moves_carry_bytes_between_share_limits() {
+    let app = spawn().await;
+    let admin = app.token("acme", "alice", "");
+    let a = new_share(&app, &admin, "a").await;
+    let b = new_share(&app, &admin, "b").await;
+    for s in [&a, &b] {
+        let set = put(
+            &app,
+            &format!("/quotas/shares/{s}"),
+            &admin,
+            json!({"limit_bytes": 100}),
+        )
+        .await;
+        assert_eq!(set.status, 200, "{}", set.body);
+    }
+    let f = upload(&app, &admin, &a, "f.bin", 60).await;
+    let f_id = f.body["id"].as_str().expect("id").to_owned();
+    let copy = app
+        .post(
+            &format!("/files/{f_id}/copy"),
+            &admin,
+            json!({"target_share_id": b}),
+        )
+        .await;
+    assert_eq!(copy.status, 201, "{}", copy.body);
+    let again = app
+        .post(
+            &format!("/files/{f_id}/copy"),
+            &admin,
+            json!({"target_share_id": b, "new_name": "g.bin"}),
+        )
+        .await;
+    again.assert_detail(507);
+    assert_eq!(again.body["detail"], "Share quota exceeded");
+    // Moving the original into b would need 120 of b's 100 bytes.
+    let moved = app
+        .post(
+            &format!("/files/{f_id}/move"),
+            &admin,
+            json!({"target_share_id": b, "new_name": "h.bin"}),
+        )
+        .await;
+    assert_eq!(moved.status, 507, "{}", moved.body);
+    // Once the original is purged, moving the copy out of b frees b and fills a.
+    let purged = app
+        .delete(&format!("/files/{f_id}?permanent=true"), &admin)
+        .await;
+    assert_eq!(purged.status, 204);
+    let copy_id = copy.body["id"].as_str().expect("id").to_owned();
+    let back = app
+        .post(
+            &format!("/files/{copy_id}/move"),
+            &admin,
+            json!({"target_share_id": a}),
+        )
+        .await;
+    assert_eq!(back.status, 200, "{}", back.body);
+    assert_eq!(upload(&app, &admin, &b, "x.bin", 100).await.status, 201);
+    assert_eq!(upload(&app, &admin, &a, "y.bin", 41).await.status, 507);
+    assert_eq!(upload(&app, &admin, &a, "y.bin", 40).await.status, 201);
+}
