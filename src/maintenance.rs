@@ -5,8 +5,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::Utc;
-use scaidrive_domain::drive::upload::{UploadCommand, UploadSession};
-use scaidrive_domain::Aggregate;
+use scaidrive_domain::drive::upload::UploadSession;
 use scaidrive_projections::db::Db;
 use scaidrive_projections::drive_queries as q;
 use scaidrive_projections::{db_fetch_all, db_fetch_optional};
@@ -32,11 +31,8 @@ pub async fn expire_uploads(db: &Db, bus: &CommandBus) -> Result<u64, CommandErr
         .map_err(|e| CommandError::Store(crate::store::StoreError::from_sqlx(e)))?
     {
         let ctx = CommandContext::system(Some(tenant));
-        let (_, c) = bus
-            .execute::<UploadSession, _>(&id, &ctx, |s| {
-                s.state.decide(&UploadCommand::Expire { at: now })
-            })
-            .await?;
+        // Expiry releases the session's quota reservation in the same append.
+        let c = crate::command::quota::end_upload(bus, &ctx, &id, true).await?;
         if !c.events.is_empty() {
             n += 1;
         }

@@ -41,6 +41,10 @@ pub fn classify(event_type: &str) -> Classification {
         ("link", "revoked" | "regenerated") => ("SHARING", "warning"),
         ("link" | "member" | "invitation" | "acl", _) => ("SHARING", "info"),
         ("file" | "folder" | "upload", _) => ("FILE_MODIFICATION", "info"),
+        // Quotas: settings are administration; crossed thresholds and grace
+        // overruns are flagged.
+        ("quota", "warning_reached" | "grace_started") => ("COMPLIANCE", "warning"),
+        ("quota", "limit_set" | "limit_removed" | "exemption_changed") => ("ADMIN", "info"),
         ("quota", _) => ("COMPLIANCE", "info"),
         // Groups: membership decides access, so its changes are security events.
         ("group", "member_added" | "member_removed") => ("SECURITY", "warning"),
@@ -64,6 +68,7 @@ pub fn classify(event_type: &str) -> Classification {
         "device" | "sync" => "device",
         "conflict" => "conflict",
         "link" => "link",
+        "quota" => "quota",
         _ => "other",
     };
     Classification {

@@ -15,7 +15,9 @@ pub struct ShareRow {
     pub owner_id: String,
     pub is_public: bool,
     pub is_deleted: bool,
+    /// The share's quota limit (set through /quotas/shares, else at creation).
     pub quota_bytes: Option<i64>,
+    /// Every version of every file in the share, trash included.
     pub used_bytes: i64,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
@@ -23,7 +25,8 @@ pub struct ShareRow {
 }
 
 const SHARE_COLS: &str = "s.id, s.tenant_id, s.name, s.description, s.share_type, s.owner_id, s.is_public, s.is_deleted, \
-    s.quota_bytes, CAST(COALESCE((SELECT SUM(f.version_bytes) FROM rm_files f WHERE f.share_id = s.id), 0) AS BIGINT) AS used_bytes, \
+    COALESCE((SELECT q.limit_bytes FROM rm_quota_accounts q WHERE q.target_type = 'share' AND q.target_id = s.id AND NOT q.exempt), s.quota_bytes) AS quota_bytes, \
+    CAST(COALESCE((SELECT SUM(f.version_bytes) FROM rm_files f WHERE f.share_id = s.id), 0) AS BIGINT) AS used_bytes, \
     s.created_by, s.created_at, s.modified_at";
 
 pub async fn share(db: &Db, tenant_id: &str, id: &str) -> Result<Option<ShareRow>, sqlx::Error> {

@@ -11,6 +11,7 @@ pub mod groups;
 pub mod links;
 pub mod outbox;
 pub mod projection;
+pub mod quota;
 pub mod sync;
 pub mod sync_queries;
 pub mod tenancy;
@@ -27,5 +28,6 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(groups::GroupsProjection),
         std::sync::Arc::new(sync::SyncProjection),
         std::sync::Arc::new(links::LinksProjection),
+        std::sync::Arc::new(quota::QuotaProjection),
     ]
 }

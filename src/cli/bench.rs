@@ -46,7 +46,11 @@ pub struct BenchArgs {
     /// Writes the sync benchmark commits (one at a time).
     #[arg(long, default_value_t = 200)]
     pub sync_writes: usize,
-    /// Skip the command/INSERT measurements (only with --drive or --sync).
+    /// Also run the quota hot-path benchmark: uploads/s into one tenant with
+    /// 32 writers against 32 writers over 32 tenants, hard quota in force.
+    #[arg(long)]
+    pub quota: bool,
+    /// Skip the command/INSERT measurements (only with --drive, --sync or --quota).
     #[arg(long)]
     pub skip_commands: bool,
 }
@@ -108,7 +112,10 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
             "sync: commit → WebSocket frame", f.sockets, f.writes, f.p50_us, f.p99_us, f.max_us
         );
     }
-    if (args.drive || args.sync) && args.skip_commands {
+    if args.quota {
+        super::bench_quota::run(args.postgres_url.as_deref(), args.seconds).await?;
+    }
+    if (args.drive || args.sync || args.quota) && args.skip_commands {
         return Ok(());
     }
     let mut rows = Vec::new();

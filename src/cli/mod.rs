@@ -11,6 +11,7 @@ use crate::config::{Config, ServeArgs, StoreArgs};
 
 pub mod bench;
 pub mod bench_drive;
+pub mod bench_quota;
 pub mod bench_sync;
 pub mod events;
 

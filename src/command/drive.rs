@@ -260,6 +260,9 @@ async fn purge_file_in(
     }
     let events = f.state.decide(&FileCommand::Purge { by, at })?;
     uow.emit::<File>(&id.to_string(), &events)?;
+    if let Some(share) = f.state.share_id {
+        super::quota::free_in(uow, share, &id.to_string(), f.state.version_bytes(), at).await?;
+    }
     Ok(())
 }
 
@@ -406,6 +409,9 @@ pub async fn move_file(
                 name_key(&name),
                 id.to_string(),
             );
+            let bytes = f.state.version_bytes();
+            super::quota::transfer_in(&mut uow, share, target.share_id, &id.to_string(), bytes)
+                .await?;
         }
         uow.emit::<File>(&id.to_string(), &events)?;
         uow.commit().await
@@ -443,7 +449,9 @@ pub async fn copy_file(
                 .clone();
             content.version_id = VersionId::from_uuid(Uuid::now_v7());
             let name = new_name.clone().unwrap_or_else(|| f.state.name.clone());
+            let (version, size) = (content.version_id.to_string(), content.size);
             create_file_in(&mut uow, tenant, target.clone(), &name, content, by, new_id).await?;
+            super::quota::charge_tracked_in(&mut uow, target.share_id, &[], &version, size).await?;
             uow.commit().await
         })
         .await?;

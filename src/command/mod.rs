@@ -25,6 +25,7 @@ pub mod drive;
 pub mod groups;
 pub mod links;
 pub mod provision;
+pub mod quota;
 pub mod sharing;
 mod stripes;
 pub mod sync;

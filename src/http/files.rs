@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use futures::TryStreamExt;
 use scaidrive_domain::access::Permission;
 use scaidrive_domain::drive::chunking::DEFAULT_CHUNK_SIZE;
-use scaidrive_domain::drive::file::{Content, File, FileCommand};
+use scaidrive_domain::drive::file::{Content, File, FileCommand, FileEvent};
 use scaidrive_domain::id::{FileId, FolderId, ShareId, VersionId};
 use scaidrive_domain::{Aggregate, DomainError};
 use scaidrive_projections::drive_queries as q;
@@ -29,6 +29,7 @@ use super::state::AppState;
 use super::{ts, Positioned};
 use crate::blob::content::{read_range, store_stream, StoreContentError};
 use crate::command::drive as cmd;
+use crate::command::quota;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -187,17 +188,24 @@ async fn upload(
         folder_id: folder,
         parent_path,
     };
-    let committed = cmd::create_file(
-        &state.bus,
-        &ctx,
-        p.tenant_id,
-        target,
-        &name,
-        content,
-        p.user_id,
-        file_id,
-    )
-    .await?;
+    // The file and its quota charge on every limited level are one append
+    // (batched with other writes queued behind the same accounts).
+    let accounts = quota::enforcing_for_share(&state.bus, share).await?;
+    let job = quota::Job {
+        ctx: ctx.clone(),
+        reservation_id: content.version_id.to_string(),
+        bytes: content.size,
+        write: quota::Write::CreateFile {
+            tenant_id: p.tenant_id,
+            target,
+            name: scaidrive_domain::name::normalize(&name),
+            content,
+            by: p.user_id,
+            file_id,
+        },
+        accounts,
+    };
+    let (committed, _) = quota::submit(&state.bus, &state.db, job).await?;
     state.caught_up(committed.position).await;
     Ok(Positioned(
         committed.position,
@@ -568,9 +576,29 @@ async fn restore_version(
         by: p.user_id,
         at: ctx.now,
     };
-    let (_, committed) = state
+    // The new version's bytes are charged on the limited levels in the same append.
+    let share: ShareId = path_id(&row.share_id, "share")?;
+    let accounts = quota::enforcing_for_share(&state.bus, share).await?;
+    let committed = state
         .bus
-        .execute::<File, _>(&id, &ctx, |f| f.state.decide(&cmd))
+        .retrying(|| async {
+            let mut uow = state.bus.begin(&ctx);
+            let f = uow.load::<File>(&id).await?;
+            let events = f.state.decide(&cmd)?;
+            let added: u64 = events
+                .iter()
+                .map(|e| match e {
+                    FileEvent::FileVersionAdded { version, .. } => version.content.size,
+                    _ => 0,
+                })
+                .sum();
+            uow.emit::<File>(&id, &events)?;
+            if let FileCommand::RestoreVersion { new_version_id, .. } = &cmd {
+                let reservation = new_version_id.to_string();
+                quota::charge_in(&mut uow, &state.db, &accounts, &reservation, added).await?;
+            }
+            uow.commit().await
+        })
         .await?;
     state.caught_up(committed.position).await;
     Ok(Positioned(

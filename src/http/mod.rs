@@ -27,6 +27,7 @@ pub mod permissions;
 pub mod principal;
 pub mod principals;
 pub mod public_links;
+pub mod quotas;
 pub mod realtime;
 pub mod shares;
 pub mod sharing;
@@ -86,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         .merge(folders::router())
         .merge(files::router())
         .merge(uploads::router())
+        .merge(quotas::router())
         .merge(events::router())
         .merge(audit::router())
         .merge(history::router())

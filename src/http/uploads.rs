@@ -28,6 +28,7 @@ use super::state::AppState;
 use super::{ts, Positioned};
 use crate::blob::content::checksum;
 use crate::command::drive as cmd;
+use crate::command::quota;
 use crate::command::Loaded;
 
 /// Largest accepted chunk body (SPEC: `max_upload_chunk_size_bytes`).
@@ -154,6 +155,9 @@ async fn start(
         }
     }
     let upload_id = UploadId::from_uuid(Uuid::now_v7());
+    let upload_stream = upload_id.to_string();
+    let file_size = body.file_size;
+    let accounts = quota::enforcing_for_share(&state.bus, body.share_id).await?;
     let ctx = p.context();
     let cmd = UploadCommand::Start {
         upload_id,
@@ -171,16 +175,27 @@ async fn start(
             replace_file_id: body.replace_file_id,
             base_version_id: body.base_version_id,
             chunk_hashes: body.chunk_hashes,
+            quota_accounts: accounts.iter().map(|a| a.stream_id()).collect(),
         },
         known_chunks: known,
         max_file_size: max_file_size(&state, &p).await?,
         by: p.user_id,
         at: ctx.now,
     };
-    let (session, committed) = state
-        .bus
-        .execute::<UploadSession, _>(&upload_id.to_string(), &ctx, |s| s.state.decide(&cmd))
-        .await?;
+    // The session and its reservation on every limited level are one append
+    // (batched with other writes queued behind the same accounts).
+    let job = quota::Job {
+        ctx: ctx.clone(),
+        write: quota::Write::StartUpload {
+            upload_id,
+            command: cmd,
+        },
+        accounts,
+        reservation_id: upload_stream,
+        bytes: file_size,
+    };
+    let (committed, session) = quota::submit(&state.bus, &state.db, job).await?;
+    let session = session.unwrap_or_default();
     Ok(Positioned(
         committed.position,
         (
@@ -358,11 +373,19 @@ async fn complete(
         let (row, _) = live_file(&state, &p, &f.to_string()).await?;
         require_perm(&state, &p, On::File(&row), Permission::Write).await?;
     }
+    // Levels limited since the session started have no reservation: charge them now.
+    let late: Vec<_> = quota::enforcing_for_share(&state.bus, plan.share_id)
+        .await?
+        .into_iter()
+        .filter(|a| !plan.quota_accounts.contains(&a.stream_id()))
+        .collect();
     let ctx = p.context();
     let committed = state
         .bus
         .retrying(|| async {
             let mut uow = state.bus.begin(&ctx);
+            quota::settle_in(&mut uow, &plan.quota_accounts, &id, None).await?;
+            quota::charge_in(&mut uow, &state.db, &late, &id, plan.file_size).await?;
             let s = uow.load::<UploadSession>(&id).await?;
             let done = s.state.decide(&UploadCommand::Complete {
                 computed_checksum: computed.clone(),
@@ -422,12 +445,7 @@ async fn abort(
     own_session(&state, &p, &id).await?;
     require_write(&p)?;
     let ctx = p.context();
-    let (_, committed) = state
-        .bus
-        .execute::<UploadSession, _>(&id, &ctx, |s| {
-            s.state.decide(&UploadCommand::Abort { at: ctx.now })
-        })
-        .await?;
+    let committed = quota::end_upload(&state.bus, &ctx, &id, false).await?;
     state.caught_up(committed.position).await;
     Ok(Positioned(committed.position, StatusCode::NO_CONTENT))
 }

@@ -1,14 +1,23 @@
 //! `GET /users/me`.
 
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use super::error::ApiResult;
 use super::principal::Principal;
 use super::state::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/users/me", get(me))
+    Router::new()
+        .route("/users/me", get(me))
+        .route("/users/me/quota", get(my_quota))
+}
+
+/// `GET /users/me/quota` → `{user_id, used_bytes, quota_bytes, percent_used}`.
+async fn my_quota(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Value>> {
+    Ok(Json(super::quotas::my_quota(&state, &p).await?))
 }
 
 async fn me(p: Principal) -> Json<Value> {

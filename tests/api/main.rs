@@ -18,6 +18,7 @@ mod groups;
 mod kafka;
 mod links;
 mod postgres;
+mod quota;
 mod ratelimit;
 mod rebuild;
 mod s3;

@@ -53,6 +53,10 @@ pub struct UploadPlan {
     pub replace_file_id: Option<FileId>,
     pub base_version_id: Option<VersionId>,
     pub chunk_hashes: Option<Vec<String>>,
+    /// Quota accounts (stream ids) that may hold a reservation for this
+    /// session; completion commits and abort/expiry release on them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quota_accounts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -159,6 +163,8 @@ pub enum UploadCommand {
     },
 }
 
+// Events are built once per write and serialised at once; boxing the plan buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data", rename_all = "kebab-case")]
 pub enum UploadEvent {
@@ -442,6 +448,7 @@ mod tests {
             replace_file_id: None,
             base_version_id: None,
             chunk_hashes: hashes,
+            quota_accounts: vec![],
         }
     }
 

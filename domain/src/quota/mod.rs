@@ -35,3 +35,27 @@ impl QuotaLevel {
         }
     }
 }
+
+impl std::str::FromStr for QuotaLevel {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "share" => Ok(Self::Share),
+            "user" => Ok(Self::User),
+            "group" => Ok(Self::Group),
+            "tenant" => Ok(Self::Tenant),
+            "partner" => Ok(Self::Partner),
+            _ => Err(()),
+        }
+    }
+}
+
+pub mod account;
+
+pub use account::{LimitType, QuotaAccount, QuotaCommand, QuotaEvent, QuotaLimit};
+
+/// The quota account of one target: the deterministic id (and stream) of
+/// `(level, target_id)`, so every writer finds the same account without a lookup.
+pub fn account_id(level: QuotaLevel, target_id: &str) -> crate::id::QuotaId {
+    crate::id::QuotaId::from_external(&format!("quota/{}/{target_id}", level.as_str()))
+}

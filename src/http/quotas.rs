@@ -1,0 +1,656 @@
+//! Quotas (SPEC §4.8): limits per partner, tenant, group, user and share,
+//! exemptions, and usage from the quota read model (`recalculate` rebuilds it
+//! from the log first).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use scaidrive_domain::access::Permission;
+use scaidrive_domain::id::{GroupId, PartnerId, TenantId, UserId};
+use scaidrive_domain::quota::account::QuotaTarget;
+use scaidrive_domain::quota::{LimitType, QuotaAccount, QuotaLevel, QuotaLimit};
+use scaidrive_projections::quota::{self as rm, Usage};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::drive::{path_id, require_perm, visible_share, On};
+use super::error::{ApiError, ApiResult};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
+use super::principal::Principal;
+use super::state::AppState;
+use super::{ts, Positioned};
+use crate::auth::Scope;
+use crate::command::quota as cmd;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/quotas/tenant", get(get_own_tenant).put(put_own_tenant))
+        .route("/quotas/partner", get(get_own_partner).put(put_own_partner))
+        .route("/quotas/partners/{id}", get(get_partner).put(put_partner))
+        .route("/quotas/tenants/{id}", get(get_tenant).put(put_tenant))
+        .route("/quotas/users", get(list_users))
+        .route(
+            "/quotas/users/{id}",
+            get(get_user).put(put_user).delete(delete_user),
+        )
+        .route("/quotas/users/{id}/exempt", post(exempt_user))
+        .route("/quotas/groups", get(list_groups))
+        .route(
+            "/quotas/groups/{id}",
+            get(get_group).put(put_group).delete(delete_group),
+        )
+        .route("/quotas/groups/{id}/exempt", post(exempt_group))
+        .route("/quotas/shares/{id}", get(get_share).put(put_share))
+        .route("/quotas/usage/tenant", get(usage_tenant))
+        .route("/quotas/usage/users", get(usage_users))
+        .route("/quotas/usage/users/{id}", get(usage_user))
+        .route("/quotas/usage/shares/{id}", get(usage_share))
+}
+
+/// 403 unless the caller is a stored tenant admin with an admin-capable token.
+pub(crate) fn require_tenant_admin(p: &Principal) -> ApiResult<()> {
+    p.require(Scope::TenantAdmin)?;
+    if !p.is_tenant_admin {
+        return Err(ApiError::Forbidden(
+            "tenant administrator role required".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn usage_json(level: QuotaLevel, target_id: &str, u: &Usage) -> Value {
+    json!({
+        "target_type": level.as_str(),
+        "target_id": target_id,
+        "used_bytes": u.used_bytes,
+        "file_count": u.file_count,
+        "folder_count": u.folder_count,
+        "version_bytes": u.version_bytes,
+        "trash_bytes": u.trash_bytes,
+        "reserved_bytes": u.reserved_bytes,
+        "calculated_at": ts(Utc::now()),
+    })
+}
+
+/// The quota object of SPEC §4.8 (with its usage and the limit's source).
+fn quota_json(t: &QuotaTarget, acc: &QuotaAccount, default: Option<u64>, u: &Usage) -> Value {
+    let limit = acc.effective_limit(default);
+    let shown = limit.clone().unwrap_or_else(|| QuotaLimit::hard(0));
+    let limit_bytes = limit.as_ref().map(|l| l.limit_bytes);
+    let percent = limit_bytes
+        .filter(|l| *l > 0)
+        .map(|l| ((u.used_bytes.max(0) as f64) * 10000.0 / l as f64).round() / 100.0);
+    json!({
+        "id": t.quota_id.to_string(),
+        "tenant_id": t.tenant_id.map(|x| x.to_string()),
+        "target_type": t.target_type.as_str(),
+        "target_id": t.target_id,
+        "limit_bytes": limit_bytes,
+        "limit_type": shown.limit_type.as_str(),
+        "limit_source": if acc.limit.is_some() { "explicit" } else if limit.is_some() { "default" } else { "none" },
+        "warning_threshold_1": shown.warning_thresholds[0],
+        "warning_threshold_2": shown.warning_thresholds[1],
+        "warning_threshold_3": shown.warning_thresholds[2],
+        "grace_period_days": shown.grace_period_days,
+        "grace_extra_percent": shown.grace_extra_percent,
+        "grace_started_at": acc.grace_started_at.map(ts),
+        "exempt": acc.exempt,
+        "exempt_reason": acc.exempt_reason,
+        "used_bytes": u.used_bytes,
+        "reserved_bytes": u.reserved_bytes,
+        "percent_used": percent,
+        "usage": usage_json(t.target_type, &t.target_id, u),
+    })
+}
+
+async fn show(state: &AppState, t: &QuotaTarget, default: Option<u64>) -> ApiResult<Value> {
+    let acc = state
+        .bus
+        .load::<QuotaAccount>(&t.quota_id.to_string())
+        .await?;
+    let u = rm::usage(&state.db, t.target_type, &t.target_id).await?;
+    // An account created by another tenant's writes keeps its own tenant.
+    let t = acc.state.target.clone().unwrap_or_else(|| t.clone());
+    Ok(quota_json(&t, &acc.state, default, &u))
+}
+
+#[derive(Debug, Deserialize)]
+struct QuotaBody {
+    limit_bytes: i64,
+    #[serde(default)]
+    limit_type: LimitType,
+    warning_threshold_1: Option<i64>,
+    warning_threshold_2: Option<i64>,
+    warning_threshold_3: Option<i64>,
+    grace_period_days: Option<i64>,
+    grace_extra_percent: Option<i64>,
+}
+
+impl Validate for QuotaBody {
+    const REQUIRED: &'static [&'static str] = &["limit_bytes"];
+    fn validate(&self, v: &mut Violations) {
+        v.range("limit_bytes", self.limit_bytes, 0, i64::MAX);
+        for (name, value) in [
+            ("warning_threshold_1", self.warning_threshold_1),
+            ("warning_threshold_2", self.warning_threshold_2),
+            ("warning_threshold_3", self.warning_threshold_3),
+        ] {
+            if let Some(x) = value {
+                v.range(name, x, 1, 100);
+            }
+        }
+        if let Some(x) = self.grace_period_days {
+            v.range("grace_period_days", x, 0, 365);
+        }
+        if let Some(x) = self.grace_extra_percent {
+            v.range("grace_extra_percent", x, 0, 100);
+        }
+    }
+}
+
+impl QuotaBody {
+    fn limit(&self) -> QuotaLimit {
+        let d = QuotaLimit::hard(self.limit_bytes.max(0) as u64);
+        let pct = |v: Option<i64>, dflt: u8| v.map(|x| x.clamp(0, 100) as u8).unwrap_or(dflt);
+        QuotaLimit {
+            limit_type: self.limit_type,
+            warning_thresholds: [
+                pct(self.warning_threshold_1, d.warning_thresholds[0]),
+                pct(self.warning_threshold_2, d.warning_thresholds[1]),
+                pct(self.warning_threshold_3, d.warning_thresholds[2]),
+            ],
+            grace_period_days: self
+                .grace_period_days
+                .map(|x| x.clamp(0, 365) as u32)
+                .unwrap_or(d.grace_period_days),
+            grace_extra_percent: self
+                .grace_extra_percent
+                .map(|x| x.clamp(0, 100) as u32)
+                .unwrap_or(d.grace_extra_percent),
+            ..d
+        }
+    }
+}
+
+/// Sets a limit once the read model includes every write so far (the
+/// baseline the account starts tracking from), then answers the quota.
+async fn put_limit(
+    state: &AppState,
+    p: &Principal,
+    t: QuotaTarget,
+    body: &QuotaBody,
+    default: Option<u64>,
+) -> ApiResult<impl IntoResponse> {
+    let head = state.store.head().await?;
+    state.caught_up(Some(head)).await;
+    let (_, committed) =
+        cmd::set_limit(&state.bus, &state.db, &p.context(), t.clone(), body.limit()).await?;
+    state.caught_up(committed.position).await;
+    Ok(Positioned(
+        committed.position,
+        Json(show(state, &t, default).await?),
+    ))
+}
+
+// Tenant and partner levels.
+
+fn tenant_target(id: TenantId) -> QuotaTarget {
+    cmd::target(QuotaLevel::Tenant, &id.to_string(), Some(id))
+}
+
+fn partner_target(id: &str) -> QuotaTarget {
+    cmd::target(QuotaLevel::Partner, id, None)
+}
+
+async fn get_own_tenant(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Value>> {
+    require_tenant_admin(&p)?;
+    Ok(Json(show(&state, &tenant_target(p.tenant_id), None).await?))
+}
+
+async fn put_own_tenant(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiJson(body): ApiJson<QuotaBody>,
+) -> ApiResult<impl IntoResponse> {
+    p.require(Scope::PartnerAdmin)?;
+    put_limit(&state, &p, tenant_target(p.tenant_id), &body, None).await
+}
+
+async fn get_own_partner(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Value>> {
+    p.require(Scope::PartnerAdmin)?;
+    Ok(Json(
+        show(&state, &partner_target(&p.partner_id.to_string()), None).await?,
+    ))
+}
+
+async fn put_own_partner(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiJson(body): ApiJson<QuotaBody>,
+) -> ApiResult<impl IntoResponse> {
+    p.require(Scope::All)?;
+    let t = partner_target(&p.partner_id.to_string());
+    put_limit(&state, &p, t, &body, None).await
+}
+
+async fn get_partner(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    let _: PartnerId = path_id(&id, "partner")?;
+    p.require(Scope::All)?;
+    Ok(Json(show(&state, &partner_target(&id), None).await?))
+}
+
+async fn put_partner(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<QuotaBody>,
+) -> ApiResult<impl IntoResponse> {
+    let _: PartnerId = path_id(&id, "partner")?;
+    p.require(Scope::All)?;
+    put_limit(&state, &p, partner_target(&id), &body, None).await
+}
+
+/// A tenant of the caller's partner (404 for any other; `*` reaches all).
+async fn partner_tenant(state: &AppState, p: &Principal, id: &str) -> ApiResult<TenantId> {
+    let tid: TenantId = path_id(id, "tenant")?;
+    p.require(Scope::PartnerAdmin)?;
+    let partner = rm::tenant_partner(&state.db, id).await?;
+    match partner {
+        Some(pid) if pid == p.partner_id.to_string() || p.scopes.allows(Scope::All) => Ok(tid),
+        _ => Err(ApiError::not_found("tenant")),
+    }
+}
+
+async fn get_tenant(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    let tid = partner_tenant(&state, &p, &id).await?;
+    Ok(Json(show(&state, &tenant_target(tid), None).await?))
+}
+
+async fn put_tenant(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<QuotaBody>,
+) -> ApiResult<impl IntoResponse> {
+    let tid = partner_tenant(&state, &p, &id).await?;
+    put_limit(&state, &p, tenant_target(tid), &body, None).await
+}
+
+// User and group levels.
+
+/// A user of the caller's tenant (404 otherwise).
+async fn tenant_user(state: &AppState, p: &Principal, id: &str) -> ApiResult<QuotaTarget> {
+    let _: UserId = path_id(id, "user")?;
+    scaidrive_projections::tenancy::user(&state.db, &p.tenant_id.to_string(), id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    Ok(cmd::target(QuotaLevel::User, id, Some(p.tenant_id)))
+}
+
+/// A group id usable in the caller's tenant: not one whose shares or quota
+/// account belong to another tenant (404 then).
+async fn tenant_group(state: &AppState, p: &Principal, id: &str) -> ApiResult<QuotaTarget> {
+    let _: GroupId = path_id(id, "group")?;
+    let t = cmd::target(QuotaLevel::Group, id, Some(p.tenant_id));
+    let acc = state
+        .bus
+        .load::<QuotaAccount>(&t.quota_id.to_string())
+        .await?;
+    let foreign_account = acc
+        .state
+        .target
+        .as_ref()
+        .and_then(|x| x.tenant_id)
+        .is_some_and(|x| x != p.tenant_id);
+    let foreign_share = scaidrive_projections::db_fetch_optional!(
+        &state.db,
+        (String,),
+        "SELECT share_id FROM rm_quota_shares WHERE owner_id = $1 AND tenant_id <> $2",
+        id,
+        p.tenant_id.to_string()
+    )?
+    .is_some();
+    if foreign_account || foreign_share {
+        return Err(ApiError::not_found("group"));
+    }
+    Ok(t)
+}
+
+async fn list_level(
+    state: &AppState,
+    p: &Principal,
+    level: QuotaLevel,
+    q: &Page,
+) -> ApiResult<Json<Value>> {
+    require_tenant_admin(p)?;
+    let (limit, offset) = q.bounds();
+    let (rows, total) =
+        rm::accounts(&state.db, &p.tenant_id.to_string(), level, limit, offset).await?;
+    let mut items = Vec::with_capacity(rows.len());
+    for r in rows {
+        let t = cmd::target(level, &r.target_id, Some(p.tenant_id));
+        items.push(show(state, &t, None).await?);
+    }
+    Ok(Json(json!({ "quotas": items, "total": total })))
+}
+
+#[derive(Debug, Deserialize)]
+struct Page {
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+impl Validate for Page {
+    fn validate(&self, v: &mut Violations) {
+        if let Some(l) = self.limit {
+            v.range("limit", l, 1, 100);
+        }
+        if let Some(o) = self.offset {
+            v.range("offset", o, 0, i64::MAX);
+        }
+    }
+}
+
+impl Page {
+    fn bounds(&self) -> (i64, i64) {
+        (self.limit.unwrap_or(50), self.offset.unwrap_or(0))
+    }
+}
+
+async fn list_users(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiQuery(q): ApiQuery<Page>,
+) -> ApiResult<Json<Value>> {
+    list_level(&state, &p, QuotaLevel::User, &q).await
+}
+
+async fn list_groups(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiQuery(q): ApiQuery<Page>,
+) -> ApiResult<Json<Value>> {
+    list_level(&state, &p, QuotaLevel::Group, &q).await
+}
+
+async fn get_user(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    let t = tenant_user(&state, &p, &id).await?;
+    if id != p.user_id.to_string() {
+        require_tenant_admin(&p)?;
+    }
+    Ok(Json(show(&state, &t, None).await?))
+}
+
+async fn put_user(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<QuotaBody>,
+) -> ApiResult<impl IntoResponse> {
+    let t = tenant_user(&state, &p, &id).await?;
+    require_tenant_admin(&p)?;
+    put_limit(&state, &p, t, &body, None).await
+}
+
+async fn remove(state: &AppState, p: &Principal, t: &QuotaTarget) -> ApiResult<impl IntoResponse> {
+    require_tenant_admin(p)?;
+    let committed = cmd::remove_limit(&state.bus, &p.context(), t).await?;
+    state.caught_up(committed.position).await;
+    Ok(Positioned(committed.position, StatusCode::NO_CONTENT))
+}
+
+async fn delete_user(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<impl IntoResponse> {
+    let t = tenant_user(&state, &p, &id).await?;
+    remove(&state, &p, &t).await
+}
+
+#[derive(Debug, Deserialize)]
+struct ExemptBody {
+    exempt: bool,
+    reason: Option<String>,
+}
+
+impl Validate for ExemptBody {
+    const REQUIRED: &'static [&'static str] = &["exempt"];
+    fn validate(&self, v: &mut Violations) {
+        if let Some(r) = &self.reason {
+            v.length("reason", r, 1, 1000);
+        }
+    }
+}
+
+async fn exempt(
+    state: &AppState,
+    p: &Principal,
+    t: QuotaTarget,
+    body: ExemptBody,
+) -> ApiResult<impl IntoResponse> {
+    require_tenant_admin(p)?;
+    if !body.exempt {
+        let head = state.store.head().await?;
+        state.caught_up(Some(head)).await;
+    }
+    let reason = body.reason.filter(|_| body.exempt);
+    let (_, committed) = cmd::set_exempt(
+        &state.bus,
+        &state.db,
+        &p.context(),
+        t.clone(),
+        body.exempt,
+        reason,
+    )
+    .await?;
+    state.caught_up(committed.position).await;
+    Ok(Positioned(
+        committed.position,
+        Json(show(state, &t, None).await?),
+    ))
+}
+
+async fn exempt_user(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<ExemptBody>,
+) -> ApiResult<impl IntoResponse> {
+    let t = tenant_user(&state, &p, &id).await?;
+    exempt(&state, &p, t, body).await
+}
+
+async fn get_group(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    let t = tenant_group(&state, &p, &id).await?;
+    require_tenant_admin(&p)?;
+    Ok(Json(show(&state, &t, None).await?))
+}
+
+async fn put_group(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<QuotaBody>,
+) -> ApiResult<impl IntoResponse> {
+    let t = tenant_group(&state, &p, &id).await?;
+    require_tenant_admin(&p)?;
+    put_limit(&state, &p, t, &body, None).await
+}
+
+async fn delete_group(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<impl IntoResponse> {
+    let t = tenant_group(&state, &p, &id).await?;
+    remove(&state, &p, &t).await
+}
+
+async fn exempt_group(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<ExemptBody>,
+) -> ApiResult<impl IntoResponse> {
+    let t = tenant_group(&state, &p, &id).await?;
+    exempt(&state, &p, t, body).await
+}
+
+// Share level.
+
+/// The share's target and its default limit (share `quota_bytes`, else the
+/// tenant's `default_share_quota_bytes`); gated by MANAGE_PERMISSIONS (or a
+/// tenant admin), or `need` for reads.
+async fn share_target(
+    state: &AppState,
+    p: &Principal,
+    id: &str,
+    need: Permission,
+) -> ApiResult<(QuotaTarget, Option<u64>)> {
+    let share_id = path_id(id, "share")?;
+    let row = visible_share(state, p, id).await?;
+    if !p.is_tenant_admin {
+        require_perm(state, p, On::Share(&row), need).await?;
+    }
+    let default = cmd::levels_for_share(&state.bus, share_id)
+        .await?
+        .into_iter()
+        .find(|r| r.target.target_type == QuotaLevel::Share)
+        .and_then(|r| r.default_limit);
+    Ok((
+        cmd::target(QuotaLevel::Share, id, Some(p.tenant_id)),
+        default,
+    ))
+}
+
+async fn get_share(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    let (t, default) = share_target(&state, &p, &id, Permission::ManagePermissions).await?;
+    Ok(Json(show(&state, &t, default).await?))
+}
+
+async fn put_share(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<QuotaBody>,
+) -> ApiResult<impl IntoResponse> {
+    let (t, default) = share_target(&state, &p, &id, Permission::ManagePermissions).await?;
+    put_limit(&state, &p, t, &body, default).await
+}
+
+// Usage.
+
+#[derive(Debug, Deserialize)]
+struct Recalculate {
+    #[serde(default)]
+    recalculate: bool,
+}
+
+impl Validate for Recalculate {}
+
+async fn usage_tenant(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiQuery(q): ApiQuery<Recalculate>,
+) -> ApiResult<Json<Value>> {
+    require_tenant_admin(&p)?;
+    if q.recalculate {
+        state
+            .projector
+            .rebuild("quota", |_| {})
+            .await
+            .map_err(|e| ApiError::Internal(format!("rebuilding the quota read model: {e}")))?;
+    }
+    let id = p.tenant_id.to_string();
+    let u = rm::usage(&state.db, QuotaLevel::Tenant, &id).await?;
+    Ok(Json(usage_json(QuotaLevel::Tenant, &id, &u)))
+}
+
+async fn usage_users(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiQuery(q): ApiQuery<Page>,
+) -> ApiResult<Json<Value>> {
+    require_tenant_admin(&p)?;
+    let (limit, offset) = q.bounds();
+    let (ids, total) = rm::user_targets(&state.db, &p.tenant_id.to_string(), limit, offset).await?;
+    let mut items = Vec::with_capacity(ids.len());
+    for id in ids {
+        let u = rm::usage(&state.db, QuotaLevel::User, &id).await?;
+        items.push(usage_json(QuotaLevel::User, &id, &u));
+    }
+    Ok(Json(json!({ "usage": items, "total": total })))
+}
+
+async fn usage_user(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    tenant_user(&state, &p, &id).await?;
+    if id != p.user_id.to_string() {
+        require_tenant_admin(&p)?;
+    }
+    let u = rm::usage(&state.db, QuotaLevel::User, &id).await?;
+    Ok(Json(usage_json(QuotaLevel::User, &id, &u)))
+}
+
+async fn usage_share(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    share_target(&state, &p, &id, Permission::Read).await?;
+    let u = rm::usage(&state.db, QuotaLevel::Share, &id).await?;
+    Ok(Json(usage_json(QuotaLevel::Share, &id, &u)))
+}
+
+/// `GET /users/me/quota`: the caller's user-level usage and limit.
+pub(crate) async fn my_quota(state: &AppState, p: &Principal) -> ApiResult<Value> {
+    let id = p.user_id.to_string();
+    let t = cmd::target(QuotaLevel::User, &id, Some(p.tenant_id));
+    let acc = state
+        .bus
+        .load::<QuotaAccount>(&t.quota_id.to_string())
+        .await?;
+    let u = rm::usage(&state.db, QuotaLevel::User, &id).await?;
+    let limit = acc.state.effective_limit(None).map(|l| l.limit_bytes);
+    let percent = limit
+        .filter(|l| *l > 0)
+        .map(|l| ((u.used_bytes.max(0) as f64) * 10000.0 / l as f64).round() / 100.0)
+        .unwrap_or(0.0);
+    Ok(json!({
+        "user_id": id,
+        "used_bytes": u.used_bytes,
+        "quota_bytes": limit,
+        "percent_used": percent,
+        "reserved_bytes": u.reserved_bytes,
+        "trash_bytes": u.trash_bytes,
+        "version_bytes": u.version_bytes,
+        "exempt": acc.state.exempt,
+    }))
+}
