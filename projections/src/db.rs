@@ -225,6 +225,8 @@ macro_rules! db_fetch_scalar {
 #[derive(Debug, Clone)]
 pub enum Arg {
     Text(String),
+    /// A NULL text value.
+    Null,
     Int(i64),
     Bool(bool),
     Time(chrono::DateTime<chrono::Utc>),
@@ -248,6 +250,7 @@ macro_rules! bind_args {
         for a in $args {
             q = match a {
                 Arg::Text(s) => q.bind(s.clone()),
+                Arg::Null => q.bind(None::<String>),
                 Arg::Int(i) => q.bind(*i),
                 Arg::Bool(b) => q.bind(*b),
                 Arg::Time(t) => q.bind(*t),

@@ -165,6 +165,79 @@ pub async fn children(
     Ok((folders, files, folders_total + files_total))
 }
 
+/// A children listing without some ids (the ones a caller may not read),
+/// paginated in SQL like [`children`].
+pub async fn children_except(
+    db: &Db,
+    share_id: &str,
+    parent: Option<&str>,
+    include_deleted: bool,
+    limit: i64,
+    offset: i64,
+    except: &[String],
+) -> Result<(Vec<FolderRow>, Vec<FileRow>, i64), sqlx::Error> {
+    use crate::db::{placeholders, Arg};
+    let live = if include_deleted {
+        "TRUE"
+    } else {
+        "(NOT is_deleted AND trashed_via IS NULL)"
+    };
+    let not_in = format!("id NOT IN ({})", placeholders(3, except.len()));
+    let mut args = vec![
+        Arg::Text(share_id.to_owned()),
+        match parent {
+            Some(p) => Arg::Text(p.to_owned()),
+            None => Arg::Null,
+        },
+    ];
+    args.extend(except.iter().cloned().map(Arg::Text));
+    let n = args.len();
+    let fwhere =
+        format!("share_id = $1 AND parent_id IS NOT DISTINCT FROM $2 AND {live} AND {not_in}");
+    let nwhere =
+        format!("share_id = $1 AND folder_id IS NOT DISTINCT FROM $2 AND {live} AND {not_in}");
+    let folders_total = db
+        .fetch_i64_args(
+            &format!("SELECT COUNT(*) FROM rm_folders WHERE {fwhere}"),
+            &args,
+        )
+        .await?;
+    let files_total = db
+        .fetch_i64_args(
+            &format!("SELECT COUNT(*) FROM rm_files WHERE {nwhere}"),
+            &args,
+        )
+        .await?;
+    let page = |w: &str, cols: &str, table: &str| {
+        format!(
+            "SELECT {cols} FROM {table} WHERE {w} ORDER BY name, id LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        )
+    };
+    let folders = if offset < folders_total {
+        let mut a = args.clone();
+        a.extend([Arg::Int(limit), Arg::Int(offset)]);
+        db.fetch_all_args(&page(&fwhere, FOLDER_COLS, "rm_folders"), &a)
+            .await?
+    } else {
+        Vec::new()
+    };
+    let remaining = limit - folders.len() as i64;
+    let files = if remaining > 0 {
+        let mut a = args.clone();
+        a.extend([
+            Arg::Int(remaining),
+            Arg::Int((offset - folders_total).max(0)),
+        ]);
+        db.fetch_all_args(&page(&nwhere, FILE_COLS, "rm_files"), &a)
+            .await?
+    } else {
+        Vec::new()
+    };
+    Ok((folders, files, folders_total + files_total))
+}
+
 /// Items trashed on their own (not hidden by a trashed ancestor) in a share.
 pub async fn trash(db: &Db, share_id: &str) -> Result<(Vec<FolderRow>, Vec<FileRow>), sqlx::Error> {
     let fsql = format!("SELECT {FOLDER_COLS} FROM rm_folders WHERE share_id = $1 AND is_deleted AND trashed_via IS NULL ORDER BY deleted_at");

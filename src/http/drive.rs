@@ -395,26 +395,23 @@ pub async fn listing(
             .collect();
         return Ok((items, total));
     }
-    // Rare: some children deny this caller. Filter the whole listing so the
-    // pages and the total stay consistent.
-    let (folders, files, _) =
-        q::children(&state.db, share_id, parent, include_deleted, i64::MAX, 0).await?;
-    let visible: Vec<Value> = folders
+    // Some children deny this caller: leave them out in SQL, so pages and
+    // the total stay consistent.
+    let hidden: Vec<String> = hidden.into_iter().collect();
+    let (folders, files, total) = q::children_except(
+        &state.db,
+        share_id,
+        parent,
+        include_deleted,
+        limit,
+        offset,
+        &hidden,
+    )
+    .await?;
+    let items = folders
         .iter()
-        .filter(|f| !hidden.contains(&f.id))
         .map(child_folder)
-        .chain(
-            files
-                .iter()
-                .filter(|f| !hidden.contains(&f.id))
-                .map(child_file),
-        )
-        .collect();
-    let total = visible.len() as i64;
-    let items = visible
-        .into_iter()
-        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
-        .take(usize::try_from(limit).unwrap_or(0))
+        .chain(files.iter().map(child_file))
         .collect();
     Ok((items, total))
 }

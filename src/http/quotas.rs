@@ -298,33 +298,15 @@ async fn tenant_user(state: &AppState, p: &Principal, id: &str) -> ApiResult<Quo
     Ok(cmd::target(QuotaLevel::User, id, Some(p.tenant_id)))
 }
 
-/// A group id usable in the caller's tenant: not one whose shares or quota
-/// account belong to another tenant (404 then).
+/// A group of the caller's tenant (404 for any other id).
 async fn tenant_group(state: &AppState, p: &Principal, id: &str) -> ApiResult<QuotaTarget> {
     let _: GroupId = path_id(id, "group")?;
-    let t = cmd::target(QuotaLevel::Group, id, Some(p.tenant_id));
-    let acc = state
-        .bus
-        .load::<QuotaAccount>(&t.quota_id.to_string())
-        .await?;
-    let foreign_account = acc
-        .state
-        .target
-        .as_ref()
-        .and_then(|x| x.tenant_id)
-        .is_some_and(|x| x != p.tenant_id);
-    let foreign_share = scaidrive_projections::db_fetch_optional!(
-        &state.db,
-        (String,),
-        "SELECT share_id FROM rm_quota_shares WHERE owner_id = $1 AND tenant_id <> $2",
-        id,
-        p.tenant_id.to_string()
-    )?
-    .is_some();
-    if foreign_account || foreign_share {
+    if !scaidrive_projections::access::group_in_tenant(&state.db, &p.tenant_id.to_string(), id)
+        .await?
+    {
         return Err(ApiError::not_found("group"));
     }
-    Ok(t)
+    Ok(cmd::target(QuotaLevel::Group, id, Some(p.tenant_id)))
 }
 
 async fn list_level(

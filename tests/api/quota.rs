@@ -458,16 +458,28 @@ async fn quota_endpoints_keep_their_permission_gates_and_validate_input() {
         2
     );
 
-    // Groups and shares.
-    let g = put(
+    // Groups (only the tenant's own) and shares.
+    put(
         &app,
         "/quotas/groups/grp_01J3KXQ0N6R8V2T4Y6W8Z0B2C4",
         &admin,
         json!({"limit_bytes": 10}),
     )
+    .await
+    .assert_detail(404);
+    let group = app
+        .post("/admin/groups", &admin, json!({"name": "Ops"}))
+        .await;
+    let gid = group.body["id"].as_str().expect("group").to_owned();
+    let g = put(
+        &app,
+        &format!("/quotas/groups/{gid}"),
+        &admin,
+        json!({"limit_bytes": 10}),
+    )
     .await;
     assert_eq!(g.status, 200, "{}", g.body);
-    app.get("/quotas/groups/grp_01J3KXQ0N6R8V2T4Y6W8Z0B2C4", &other)
+    app.get(&format!("/quotas/groups/{gid}"), &other)
         .await
         .assert_detail(404);
     let share = new_share(&app, &admin, "s").await;
