@@ -56,7 +56,19 @@ impl Services {
                 .wait_for(p, self.config.consistency_wait)
                 .await
             {
-                tracing::warn!(position = %p.to_token(), "read models did not catch up in time");
+                // The runners may be backing off after a database outage that
+                // outlasted the wait: drive the projections here once, so a
+                // write committed just before the outage is not answered from
+                // a read model that lacks it (a 404 for a create). If the
+                // database is still down, the read that follows answers 503.
+                let driven =
+                    tokio::time::timeout(self.config.consistency_wait, self.projector.catch_up())
+                        .await;
+                if !matches!(driven, Ok(Ok(())))
+                    || !self.projector.wait_for(p, Duration::ZERO).await
+                {
+                    tracing::warn!(position = %p.to_token(), "read models did not catch up in time");
+                }
             }
         }
     }
