@@ -68,7 +68,9 @@ impl Default for ConnectOptions {
     fn default() -> Self {
         Self {
             max_connections: 16,
-            acquire_timeout: Duration::from_secs(10),
+            // Short: while the database is down every request waits this
+            // long for a connection before answering 503.
+            acquire_timeout: Duration::from_secs(5),
         }
     }
 }

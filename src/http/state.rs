@@ -50,14 +50,29 @@ impl Deref for AppState {
 impl Services {
     /// Waits (bounded) until the read models include `position`.
     pub async fn caught_up(&self, position: Option<LogPosition>) {
-        if let Some(p) = position {
-            if !self
-                .projector
-                .wait_for(p, self.config.consistency_wait)
-                .await
-            {
-                tracing::warn!(position = %p.to_token(), "read models did not catch up in time");
+        let Some(p) = position else { return };
+        let wait = self.config.consistency_wait;
+        if self.projector.wait_for(p, wait).await {
+            return;
+        }
+        // The runners may be stalled by a database outage that outlasted the
+        // wait. Drive the projections from here until they pass `p` (or a
+        // second wait is over), so a write committed just before the outage
+        // is not answered from a read model that lacks it (a 404 for a
+        // create) once the database is back; while it is still down, the
+        // read that follows answers 503.
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let driven = tokio::time::timeout(left, self.projector.catch_up()).await;
+            if matches!(driven, Ok(Ok(()))) && self.projector.wait_for(p, Duration::ZERO).await {
+                return;
             }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(position = %p.to_token(), "read models did not catch up in time");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100).min(left)).await;
         }
     }
 

@@ -11,6 +11,9 @@ use super::state::AppState;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// How long `/ready` waits for each database check.
+const READY_DB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
@@ -24,12 +27,25 @@ async fn health() -> Json<serde_json::Value> {
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
-    let database = state.store.ping().await.is_ok();
+    // Bounded: with the database down a ping would wait the whole pool
+    // acquire timeout, and a probe wants its answer sooner.
+    let database = matches!(
+        tokio::time::timeout(READY_DB_TIMEOUT, state.store.ping()).await,
+        Ok(Ok(()))
+    );
     let scaikey = state.auth.check_upstream().await.is_ok();
     let storage = state.blob.ping().await.is_ok();
     let started = state.started.load(std::sync::atomic::Ordering::SeqCst);
     let draining = state.is_draining();
-    let lag = state.projector.lag().await.unwrap_or_default();
+    let lag = if database {
+        tokio::time::timeout(READY_DB_TIMEOUT, state.projector.lag())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let projections = database && lag.iter().all(|(_, l)| *l <= state.config.ready_max_lag);
     let mut checks = json!({ "database": database, "storage": storage, "scaikey": scaikey, "projections": projections, "started": started, "draining": draining });
     let mut all = database && storage && scaikey && projections && started && !draining;

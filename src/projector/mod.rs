@@ -134,11 +134,15 @@ impl Projector {
                 Ok(_) => backoff = Duration::from_millis(100),
                 Err(e) => {
                     tracing::error!(projection = projection.name(), error = %e, "projection batch failed, retrying");
+                    // A wake-up also ends the pause: after an outage the
+                    // store's listener reconnects and signals, so the read
+                    // models resume as soon as the database is back.
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
+                        _ = wake.recv() => {}
                         _ = tokio::time::sleep(backoff) => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
             }
         }

@@ -147,9 +147,21 @@ impl StoreError {
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed
             | sqlx::Error::Tls(_) => Self::Unavailable(err.to_string()),
+            sqlx::Error::Database(ref d) if d.code().as_deref().is_some_and(server_unavailable) => {
+                Self::Unavailable(err.to_string())
+            }
             other => Self::Backend(other.to_string()),
         }
     }
+}
+
+/// SQLSTATEs saying the server itself is going away, starting up or out of
+/// connections (a PostgreSQL shutdown or crash reports these on open
+/// connections before they drop): the request may succeed once it is back.
+fn server_unavailable(code: &str) -> bool {
+    code.starts_with("08") // connection_exception
+        || code.starts_with("53") // insufficient_resources (too many connections, ...)
+        || matches!(code, "57P01" | "57P02" | "57P03") // admin/crash shutdown, cannot connect now
 }
 
 /// The log, with its guarantees (ARCHITECTURE.md "The event store").

@@ -11,6 +11,7 @@ mod admin;
 mod audit;
 mod auth;
 mod compose;
+mod dbfault;
 mod drive;
 mod errors;
 mod events;

@@ -9,7 +9,7 @@ use sqlx::Row;
 
 use crate::helpers::{spawn, spawn_on, Backend, TestApp};
 
-const TABLES: [&str; 17] = [
+pub(crate) const TABLES: [&str; 17] = [
     "rm_partners",
     "rm_tenants",
     "rm_users",
@@ -30,7 +30,7 @@ const TABLES: [&str; 17] = [
 ];
 
 /// Every read-model row as text, table by table, sorted.
-async fn snapshot(db: &Db) -> BTreeMap<&'static str, Vec<String>> {
+pub(crate) async fn snapshot(db: &Db) -> BTreeMap<&'static str, Vec<String>> {
     let mut out = BTreeMap::new();
     for t in TABLES {
         let mut rows: Vec<String> = match db {
@@ -249,7 +249,7 @@ async fn group_history(app: &TestApp, t: &str, me: &str) {
 /// Waits until every projection has applied the newest committed event
 /// (looked up without the read watermark, which other tests' open
 /// transactions can hold back for a while).
-async fn settle(app: &TestApp) {
+pub(crate) async fn settle(app: &TestApp) {
     let sql = match &app.state.db {
         Db::Sqlite(_) => "SELECT transaction_id, position FROM events ORDER BY transaction_id DESC, position DESC LIMIT 1",
         Db::Postgres(_) => {
