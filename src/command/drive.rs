@@ -117,7 +117,9 @@ pub async fn rename_folder(
     .await
 }
 
-/// `ancestors` yields the target folder's ancestor chain (target first).
+/// `ancestors` yields the target folder's ancestor chain (target first);
+/// `subtree_bytes` is what the folder holds (version bytes of every file
+/// below it), moved between the shares' quota accounts when it changes share.
 pub async fn move_folder(
     bus: &CommandBus,
     ctx: &CommandContext,
@@ -125,6 +127,7 @@ pub async fn move_folder(
     target: Target,
     target_ancestors: Vec<FolderId>,
     current_path: &str,
+    subtree_bytes: u64,
 ) -> Result<Committed, CommandError> {
     bus.retrying(|| async {
         let mut uow = bus.begin(ctx);
@@ -157,6 +160,14 @@ pub async fn move_folder(
                 key,
                 id.to_string(),
             );
+            super::quota::transfer_in(
+                &mut uow,
+                share,
+                target.share_id,
+                &id.to_string(),
+                subtree_bytes,
+            )
+            .await?;
         }
         uow.emit::<Folder>(&id.to_string(), &events)?;
         uow.commit().await

@@ -208,7 +208,17 @@ async fn move_to(
     let target = resolve_target(&state, &p, &body).await?;
     let chain = ancestors(&state, &p, target.folder_id).await?;
     let ctx = p.context();
-    let committed = cmd::move_folder(&state.bus, &ctx, folder_id, target, chain, &row.path).await?;
+    let bytes = if target.share_id.to_string() != row.share_id {
+        let (_, files) = q::subtree(&state.db, &row.share_id, &row.path).await?;
+        files
+            .iter()
+            .map(|f| u64::try_from(f.version_bytes).unwrap_or(0))
+            .sum()
+    } else {
+        0
+    };
+    let committed =
+        cmd::move_folder(&state.bus, &ctx, folder_id, target, chain, &row.path, bytes).await?;
     state.caught_up(committed.position).await;
     Ok(Positioned(
         committed.position,
