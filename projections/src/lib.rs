@@ -14,6 +14,7 @@ pub mod projection;
 pub mod sync;
 pub mod sync_queries;
 pub mod tenancy;
+pub mod webhooks;
 
 pub use projection::{Projection, ProjectionError};
 
@@ -27,5 +28,6 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(groups::GroupsProjection),
         std::sync::Arc::new(sync::SyncProjection),
         std::sync::Arc::new(links::LinksProjection),
+        std::sync::Arc::new(webhooks::WebhooksProjection),
     ]
 }
