@@ -78,7 +78,7 @@ impl Projection for WebhooksProjection {
                 continue;
             }
             let categories: Vec<String> = serde_json::from_str(&t.categories).unwrap_or_default();
-            if !categories.is_empty() && !categories.iter().any(|c| *c == row.category) {
+            if !categories.is_empty() && !categories.contains(&row.category) {
                 continue;
             }
             tx_execute!(

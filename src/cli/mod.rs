@@ -28,7 +28,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Mint a token from the development issuer (only without ScaiKey).
     Token(TokenArgs),
     /// Audit tools.
@@ -159,7 +159,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => {
             init_tracing(args.log_json);
-            serve(args.into())
+            serve((*args).into())
         }
         Command::Token(args) => token(args),
         Command::Audit {

@@ -344,10 +344,9 @@ async fn a_failing_receiver_gets_the_delivery_on_the_retry_after_the_schedule() 
     }
 }
 
-#[tokio::test]
-async fn a_receiver_that_always_fails_loses_the_delivery_with_a_security_event() {
+async fn a_receiver_that_always_fails_loses_the_delivery(backend: Backend) {
     // The whole schedule (about 31 h) in about 1.1 s.
-    let app = app_with(Backend::Sqlite, 100_000, 10_000).await;
+    let app = app_with(backend, 100_000, 10_000).await;
     let rx = Receiver::start(usize::MAX).await;
     let (t, uid) = admin_of(&app, "acme", "alice").await;
     let w = create_webhook(
@@ -402,6 +401,10 @@ async fn a_receiver_that_always_fails_loses_the_delivery_with_a_security_event()
     );
 }
 
+crate::both_backends!(a_receiver_that_always_fails_loses_the_delivery
+    => a_receiver_that_always_fails_loses_the_delivery_with_a_security_event_sqlite,
+       a_receiver_that_always_fails_loses_the_delivery_with_a_security_event_pg);
+
 #[tokio::test]
 async fn a_paused_webhook_queues_and_delivers_on_resume() {
     let app = app_with(Backend::Sqlite, 1, 10_000).await;
@@ -448,9 +451,8 @@ async fn a_paused_webhook_queues_and_delivers_on_resume() {
     assert_eq!(actions, ["webhook.created", "webhook.resumed"]);
 }
 
-#[tokio::test]
-async fn a_full_queue_drops_the_newest_deliveries_with_security_events() {
-    let app = app_with(Backend::Sqlite, 1, 2).await;
+async fn a_full_queue_drops_the_newest(backend: Backend) {
+    let app = app_with(backend, 1, 2).await;
     let rx = Receiver::start(0).await;
     let (t, uid) = admin_of(&app, "acme", "alice").await;
     let w = create_webhook(
@@ -510,6 +512,10 @@ async fn a_full_queue_drops_the_newest_deliveries_with_security_events() {
     want.sort();
     assert_eq!(got, want);
 }
+
+crate::both_backends!(a_full_queue_drops_the_newest
+    => a_full_queue_drops_the_newest_deliveries_with_security_events_sqlite,
+       a_full_queue_drops_the_newest_deliveries_with_security_events_pg);
 
 #[tokio::test]
 async fn webhooks_are_tenant_scoped_validated_and_keep_their_secret() {
