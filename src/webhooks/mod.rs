@@ -154,12 +154,18 @@ impl Sender {
                 reason: d.drop_reason.clone().unwrap_or_else(|| "dropped".into()),
                 at: ctx.now,
             };
-            self.state
+            // One row that cannot be recorded must not hold up the others.
+            if let Err(e) = self
+                .state
                 .bus
                 .execute::<Webhook, _>(&webhook_id.to_string(), &ctx, |w| {
                     scaidrive_domain::Aggregate::decide(&w.state, &cmd)
                 })
-                .await?;
+                .await
+            {
+                tracing::warn!(delivery = %d.id, error = %e, "recording a dropped webhook delivery failed");
+                continue;
+            }
             tracing::warn!(delivery = %d.id, webhook = %d.webhook_id, reason = ?d.drop_reason, "webhook delivery dropped");
             webhooks::mark_dropped(&self.db, &d.id).await?;
         }

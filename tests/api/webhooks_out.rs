@@ -577,6 +577,13 @@ async fn webhooks_are_tenant_scoped_validated_and_keep_their_secret() {
     app.get("/admin/webhooks", &bob).await.assert_detail(403);
     app.get("/admin/webhooks/nope", &t).await.assert_detail(400);
 
+    // A change to nothing is fine and records nothing.
+    let same = app
+        .patch(&path, &t, json!({"status": "active", "name": "mine"}))
+        .await;
+    assert_eq!(same.status, 200, "{}", same.body);
+    assert_eq!(same.body["status"], "active");
+
     // A new secret is accepted and still never shown.
     let rotated = app
         .patch(
