@@ -41,3 +41,14 @@ CREATE TABLE webhook_deliveries (
 );
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);
 CREATE INDEX webhook_deliveries_by_webhook ON webhook_deliveries (webhook_id, commit_id, position);
+
+-- Every attempt of a delivery, for the delivery's detail view.
+CREATE TABLE webhook_delivery_attempts (
+    delivery_id   TEXT NOT NULL,
+    attempt       INTEGER NOT NULL,
+    attempted_at  TEXT NOT NULL,
+    response_code INTEGER,
+    error         TEXT,
+    duration_ms   BIGINT NOT NULL,
+    PRIMARY KEY (delivery_id, attempt)
+);

@@ -328,14 +328,76 @@ pub async fn due(db: &Db, now: DateTime<Utc>, limit: i64) -> Result<Vec<DueDeliv
     )
 }
 
-/// Records a successful attempt.
-pub async fn mark_delivered(
+/// One attempt's outcome.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AttemptRow {
+    pub attempt: i32,
+    pub attempted_at: DateTime<Utc>,
+    pub response_code: Option<i32>,
+    pub error: Option<String>,
+    pub duration_ms: i64,
+}
+
+/// What one attempt did, recorded with the delivery's new state.
+#[derive(Debug, Clone)]
+pub struct Attempt<'a> {
+    /// 1-based.
+    pub number: i32,
+    pub at: DateTime<Utc>,
+    pub response_code: Option<i32>,
+    pub error: Option<&'a str>,
+    pub duration_ms: i64,
+}
+
+async fn record_attempt(tx: &mut Tx, id: &str, a: &Attempt<'_>) -> Result<(), sqlx::Error> {
+    tx_execute!(
+        tx,
+        "INSERT INTO webhook_delivery_attempts (delivery_id, attempt, attempted_at, response_code, error, duration_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (delivery_id, attempt) DO NOTHING",
+        id.to_owned(),
+        a.number,
+        a.at,
+        a.response_code,
+        a.error.map(str::to_owned),
+        a.duration_ms
+    )?;
+    Ok(())
+}
+
+/// The attempts of a delivery, first first.
+pub async fn attempts(db: &Db, delivery_id: &str) -> Result<Vec<AttemptRow>, sqlx::Error> {
+    db_fetch_all!(
+        db,
+        AttemptRow,
+        "SELECT attempt, attempted_at, response_code, error, duration_ms FROM webhook_delivery_attempts \
+         WHERE delivery_id = $1 ORDER BY attempt",
+        delivery_id.to_owned()
+    )
+}
+
+/// One delivery of a webhook.
+pub async fn delivery(
     db: &Db,
+    webhook_id: &str,
     id: &str,
-    code: i32,
-    at: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
+) -> Result<Option<DeliveryRow>, sqlx::Error> {
+    db_fetch_optional!(
+        db,
+        DeliveryRow,
+        &format!(
+            "SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE webhook_id = $1 AND id = $2"
+        ),
+        webhook_id.to_owned(),
+        id.to_owned()
+    )
+}
+
+/// Records a successful attempt.
+pub async fn mark_delivered(db: &Db, id: &str, a: &Attempt<'_>) -> Result<(), sqlx::Error> {
+    let code = a.response_code;
+    let at = a.at;
     let mut tx = db.begin().await?;
+    record_attempt(&mut tx, id, a).await?;
     tx_execute!(
         &mut tx,
         "UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, last_response_code = $2, \
@@ -352,12 +414,14 @@ pub async fn mark_delivered(
 pub async fn mark_failed(
     db: &Db,
     id: &str,
-    code: Option<i32>,
-    error: &str,
-    at: DateTime<Utc>,
+    a: &Attempt<'_>,
     next: Option<DateTime<Utc>>,
 ) -> Result<(), sqlx::Error> {
+    let code = a.response_code;
+    let error = a.error.unwrap_or("failed");
+    let at = a.at;
     let mut tx = db.begin().await?;
+    record_attempt(&mut tx, id, a).await?;
     tx_execute!(
         &mut tx,
         "UPDATE webhook_deliveries SET attempts = attempts + 1, last_response_code = $2, last_error = $3, last_attempt_at = $4, \

@@ -31,6 +31,10 @@ pub fn router() -> Router<AppState> {
             get(read).patch(patch).delete(remove),
         )
         .route("/admin/webhooks/{webhook_id}/deliveries", get(deliveries))
+        .route(
+            "/admin/webhooks/{webhook_id}/deliveries/{delivery_id}",
+            get(delivery),
+        )
 }
 
 /// The JSON form of a webhook; the secret never leaves the service.
@@ -280,4 +284,34 @@ async fn deliveries(
     Ok(Json(json!({
         "deliveries": rows.iter().map(delivery_json).collect::<Vec<_>>(),
     })))
+}
+
+/// One delivery with every attempt (time, response code, error, duration).
+async fn delivery(
+    State(state): State<AppState>,
+    p: Principal,
+    ApiPath((webhook_id, delivery_id)): ApiPath<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    p.require_tenant_admin()?;
+    let (id, _) = tenant_webhook(&state, &p, &webhook_id).await?;
+    let row = rm::delivery(&state.db, &id.to_string(), &delivery_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("delivery"))?;
+    let attempts = rm::attempts(&state.db, &row.id).await?;
+    let mut body = delivery_json(&row);
+    body["attempt_log"] = Value::Array(
+        attempts
+            .iter()
+            .map(|a| {
+                json!({
+                    "attempt": a.attempt,
+                    "attempted_at": a.attempted_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    "response_code": a.response_code,
+                    "error": a.error,
+                    "duration_ms": a.duration_ms,
+                })
+            })
+            .collect(),
+    );
+    Ok(Json(body))
 }

@@ -13,7 +13,7 @@ use scaidrive_domain::id::WebhookId;
 use scaidrive_domain::webhook::{Webhook, WebhookCommand, RETRY_SCHEDULE_SECS};
 use scaidrive_domain::Actor;
 use scaidrive_projections::db::Db;
-use scaidrive_projections::webhooks::{self, DueDelivery};
+use scaidrive_projections::webhooks::{self, Attempt, DueDelivery};
 use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 
@@ -113,12 +113,21 @@ impl Sender {
             .header("X-ScaiDrive-Delivery-Id", d.id.as_str())
             .header("X-ScaiDrive-Signature", signature(&d.secret, &body))
             .body(body);
+        let at = Utc::now();
+        let started = std::time::Instant::now();
         let result = req.send().await;
         let now = Utc::now();
+        let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
         let (code, error) = match result {
             Ok(resp) if resp.status().is_success() => {
-                let code = i32::from(resp.status().as_u16());
-                return webhooks::mark_delivered(&self.db, &d.id, code, now).await;
+                let attempt = Attempt {
+                    number: d.attempts + 1,
+                    at,
+                    response_code: Some(i32::from(resp.status().as_u16())),
+                    error: None,
+                    duration_ms,
+                };
+                return webhooks::mark_delivered(&self.db, &d.id, &attempt).await;
             }
             Ok(resp) => (
                 Some(i32::from(resp.status().as_u16())),
@@ -129,7 +138,14 @@ impl Sender {
         };
         let next = next_attempt(d.attempts + 1, now, self.settings.retry_scale);
         tracing::debug!(delivery = %d.id, webhook = %d.webhook_id, attempts = d.attempts + 1, %error, "webhook delivery failed");
-        webhooks::mark_failed(&self.db, &d.id, code, &error, now, next).await
+        let attempt = Attempt {
+            number: d.attempts + 1,
+            at,
+            response_code: code,
+            error: Some(&error),
+            duration_ms,
+        };
+        webhooks::mark_failed(&self.db, &d.id, &attempt, next).await
     }
 
     /// Appends a `webhook-delivery-dropped` (SECURITY) event for every

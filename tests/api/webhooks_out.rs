@@ -334,6 +334,21 @@ async fn a_failing_receiver_gets_the_delivery_on_the_retry_after_the_schedule() 
     assert!(tries
         .iter()
         .all(|h| verify(SECRET, &h.body, h.header("x-scaidrive-signature"))));
+    // The server's own record of each attempt.
+    let detail = app
+        .get(&format!("/admin/webhooks/{w}/deliveries/{id}"), &t)
+        .await;
+    assert_eq!(detail.status, 200, "{}", detail.body);
+    let codes: Vec<i64> = detail.body["attempt_log"]
+        .as_array()
+        .expect("attempt_log")
+        .iter()
+        .map(|a| a["response_code"].as_i64().unwrap_or_default())
+        .collect();
+    assert_eq!(codes, [500, 500, 500, 200]);
+    app.get(&format!("/admin/webhooks/{w}/deliveries/dlv_nope"), &t)
+        .await
+        .assert_detail(404);
     for (i, min_ms) in [3u64, 6, 30].into_iter().enumerate() {
         let gap = tries[i + 1].at - tries[i].at;
         assert!(
