@@ -193,6 +193,10 @@ impl Application {
             std::time::Duration::from_millis(500),
             self.stop_workers.clone(),
         ));
+        match crate::webhooks::Sender::new(state.clone(), state.config.webhooks) {
+            Ok(sender) => workers.push(crate::webhooks::spawn(sender, self.stop_workers.clone())),
+            Err(e) => tracing::error!(error = %e, "outbound webhooks are off: no HTTP client"),
+        }
         let app = http::router(self.state.clone());
         let drain_state = state.clone();
         let serve = axum::serve(

@@ -147,6 +147,16 @@ pub struct ServeArgs {
     /// processes serve the same database.
     #[arg(long, env = "SCAIDRIVE_LINK_SECRET", hide_env_values = true)]
     pub link_secret: Option<String>,
+    /// Most pending deliveries an outbound webhook may hold (beyond it the
+    /// newest are dropped with a SECURITY event).
+    #[arg(long, env = "SCAIDRIVE_WEBHOOK_QUEUE_MAX", default_value_t = 10_000)]
+    pub webhook_queue_max: i64,
+    /// Divides every webhook retry delay (1 = the SPEC schedule).
+    #[arg(long, env = "SCAIDRIVE_WEBHOOK_RETRY_SCALE", default_value_t = 1)]
+    pub webhook_retry_scale: u32,
+    /// How often the webhook sender looks at its queue.
+    #[arg(long, env = "SCAIDRIVE_WEBHOOK_POLL_MS", default_value_t = 1000)]
+    pub webhook_poll_ms: u64,
 }
 
 /// A secret value: usable, but never printed by `Debug`.
@@ -203,6 +213,8 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Overrides the data-directory key for link access tokens.
     pub link_secret: Option<String>,
+    /// Outbound webhook sender: queue bound, retry-delay divisor, poll period.
+    pub webhooks: crate::webhooks::Settings,
 }
 
 impl From<ServeArgs> for Config {
@@ -240,6 +252,11 @@ impl From<ServeArgs> for Config {
                 .map(|u| u.trim_end_matches('/').to_owned())
                 .filter(|u| !u.is_empty()),
             link_secret: a.link_secret.filter(|s| !s.is_empty()),
+            webhooks: crate::webhooks::Settings {
+                retry_scale: a.webhook_retry_scale.max(1),
+                queue_max: a.webhook_queue_max.max(1),
+                poll: Duration::from_millis(a.webhook_poll_ms.max(10)),
+            },
         }
     }
 }
@@ -271,6 +288,11 @@ impl Config {
             trusted_proxies: Vec::new(),
             public_url: None,
             link_secret: None,
+            webhooks: crate::webhooks::Settings {
+                retry_scale: 1,
+                queue_max: 10_000,
+                poll: Duration::from_secs(1),
+            },
         }
     }
 }

@@ -16,3 +16,4 @@ pub mod projector;
 pub mod ratelimit;
 pub mod relay;
 pub mod store;
+pub mod webhooks;

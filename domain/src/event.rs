@@ -145,7 +145,7 @@ impl RecordedEvent {
 /// Payload fields that stay in the log (the aggregates need them) but never
 /// leave it: readers of events, audit rows and the Kafka topic see a marker.
 /// A one-time code's hash is as good as the code (a million guesses).
-pub const SECRET_FIELDS: [&str; 2] = ["password_hash", "code_hash"];
+pub const SECRET_FIELDS: [&str; 3] = ["password_hash", "code_hash", "secret"];
 
 /// A payload with every [`SECRET_FIELDS`] value replaced, at any depth.
 pub fn redacted(data: &Value) -> Value {

@@ -15,6 +15,7 @@ pub mod quota;
 pub mod sharing;
 pub mod sync;
 pub mod tenancy;
+pub mod webhook;
 
 pub use aggregate::{Aggregate, Scenario};
 pub use error::DomainError;

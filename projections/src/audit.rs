@@ -53,6 +53,9 @@ pub fn classify(event_type: &str) -> Classification {
         ("device" | "sync", _) => ("FILE_ACCESS", "info"),
         ("conflict", "detected") => ("FILE_MODIFICATION", "warning"),
         ("conflict", _) => ("FILE_MODIFICATION", "info"),
+        // Outbound webhooks: configuration is ADMIN; a lost delivery is SECURITY.
+        ("webhook", "delivery_dropped") => ("SECURITY", "warning"),
+        ("webhook", _) => ("ADMIN", "info"),
         _ => ("ADMIN", "info"),
     };
     let resource_type = match resource_type {
@@ -69,6 +72,8 @@ pub fn classify(event_type: &str) -> Classification {
         "conflict" => "conflict",
         "link" => "link",
         "quota" => "quota",
+        // Outbound webhooks.
+        "webhook" => "webhook",
         _ => "other",
     };
     Classification {
@@ -149,6 +154,52 @@ pub struct AuditRow {
     pub resource_type: Option<String>,
     pub resource_id: String,
     pub details: Json<Value>,
+}
+
+/// The JSON of one audit entry, as `GET /audit/events` lists it and as
+/// outbound webhooks POST it.
+pub fn entry_json(r: &AuditRow) -> Value {
+    serde_json::json!({
+        "id": r.event_id,
+        "event_id": r.event_id,
+        "position": r.position,
+        "timestamp": r.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "category": r.category,
+        "action": r.action,
+        "severity": r.severity,
+        "event_type": r.event_type,
+        "user_id": r.user_id,
+        "service_account": r.service_account,
+        "ip_address": r.ip,
+        "user_agent": r.user_agent,
+        "resource_type": r.resource_type,
+        "resource_id": r.resource_id,
+        "details": r.details.0,
+    })
+}
+
+/// The audit entry of an event, built the way [`AuditProjection`] stores it.
+pub fn row_of(e: &RecordedEvent) -> AuditRow {
+    let c = classify(&e.event_type);
+    let a = &e.metadata.actor;
+    AuditRow {
+        position: e.log.position,
+        commit_id: e.log.commit,
+        event_id: scaidrive_domain::id::EventId::from_uuid(e.event_id).to_string(),
+        tenant_id: e.tenant_id.clone(),
+        occurred_at: e.metadata.occurred_at,
+        category: c.category.to_owned(),
+        action: c.action,
+        severity: c.severity.to_owned(),
+        event_type: e.event_type.clone(),
+        user_id: a.user_id.clone(),
+        service_account: a.service_account.clone(),
+        ip: a.ip.clone(),
+        user_agent: a.user_agent.clone(),
+        resource_type: Some(c.resource_type.to_owned()),
+        resource_id: e.stream_id.clone(),
+        details: Json(scaidrive_domain::event::redacted(&e.data)),
+    }
 }
 
 /// Filters of `GET /audit/events`.

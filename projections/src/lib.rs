@@ -15,6 +15,7 @@ pub mod quota;
 pub mod sync;
 pub mod sync_queries;
 pub mod tenancy;
+pub mod webhooks;
 
 pub use projection::{Projection, ProjectionError};
 
@@ -29,5 +30,6 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(sync::SyncProjection),
         std::sync::Arc::new(links::LinksProjection),
         std::sync::Arc::new(quota::QuotaProjection),
+        std::sync::Arc::new(webhooks::WebhooksProjection),
     ]
 }

@@ -89,23 +89,7 @@ fn after(q: &AuditQuery) -> ApiResult<LogPosition> {
 }
 
 fn entry(r: &AuditRow) -> Value {
-    json!({
-        "id": r.event_id,
-        "event_id": r.event_id,
-        "position": r.position,
-        "timestamp": ts(r.occurred_at),
-        "category": r.category,
-        "action": r.action,
-        "severity": r.severity,
-        "event_type": r.event_type,
-        "user_id": r.user_id,
-        "service_account": r.service_account,
-        "ip_address": r.ip,
-        "user_agent": r.user_agent,
-        "resource_type": r.resource_type,
-        "resource_id": r.resource_id,
-        "details": r.details.0,
-    })
+    audit::entry_json(r)
 }
 
 async fn list(

@@ -37,6 +37,7 @@ pub mod system;
 pub mod uploads;
 pub mod users;
 pub mod webhooks_in;
+pub mod webhooks_out;
 
 pub use error::{ApiError, ApiResult};
 pub use state::{AppState, Services};
@@ -97,6 +98,7 @@ pub fn router(state: AppState) -> Router {
         .merge(realtime::router())
         .merge(sync::router())
         .merge(webhooks_in::router())
+        .merge(webhooks_out::router())
         .route_layer(middleware::from_fn(tag_route))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);

@@ -26,3 +26,4 @@ mod s3;
 mod sharing;
 mod sync;
 mod system;
+mod webhooks_out;
