@@ -21,6 +21,7 @@ struct Acme {
     group: String,
     link: String,
     partner: String,
+    webhook: String,
 }
 
 async fn acme(app: &TestApp) -> Acme {
@@ -108,6 +109,15 @@ async fn acme(app: &TestApp) -> Acme {
         )
         .await;
     assert_eq!(d.status, 201, "{}", d.body);
+    let w = app
+        .post(
+            "/admin/webhooks",
+            &t,
+            json!({"name": "siem", "url": "http://127.0.0.1:9/hook", "secret": "0123456789abcdef0123456789abcdef"}),
+        )
+        .await;
+    assert_eq!(w.status, 201, "{}", w.body);
+    let webhook = w.body["id"].as_str().unwrap().to_owned();
     let partner = app.get("/users/me", &t).await.body["partner_id"]
         .as_str()
         .unwrap()
@@ -125,6 +135,7 @@ async fn acme(app: &TestApp) -> Acme {
             ann,
             group.clone(),
             link.clone(),
+            webhook.clone(),
             l.body["token"].as_str().unwrap().to_owned(),
         ],
         share,
@@ -137,6 +148,7 @@ async fn acme(app: &TestApp) -> Acme {
         group,
         link,
         partner,
+        webhook,
     }
 }
 
