@@ -173,6 +173,64 @@ async fn another_tenants_token_reaches_nothing_on_any_endpoint() {
     );
     let user = &a.user;
     let id_routes: Vec<(Method, String, Value)> = vec![
+        (
+            Method::GET,
+            format!("/admin/webhooks/{}", a.webhook),
+            Value::Null,
+        ),
+        (
+            Method::PATCH,
+            format!("/admin/webhooks/{}", a.webhook),
+            json!({"status": "paused"}),
+        ),
+        (
+            Method::DELETE,
+            format!("/admin/webhooks/{}", a.webhook),
+            Value::Null,
+        ),
+        (
+            Method::GET,
+            format!("/admin/webhooks/{}/deliveries", a.webhook),
+            Value::Null,
+        ),
+        (Method::GET, format!("/quotas/shares/{s}"), Value::Null),
+        (
+            Method::PUT,
+            format!("/quotas/shares/{s}"),
+            json!({"limit_bytes": 1, "limit_type": "hard"}),
+        ),
+        (
+            Method::GET,
+            format!("/quotas/usage/shares/{s}"),
+            Value::Null,
+        ),
+        (Method::GET, format!("/quotas/users/{user}"), Value::Null),
+        (
+            Method::PUT,
+            format!("/quotas/users/{user}"),
+            json!({"limit_bytes": 1, "limit_type": "hard"}),
+        ),
+        (Method::DELETE, format!("/quotas/users/{user}"), Value::Null),
+        (
+            Method::POST,
+            format!("/quotas/users/{user}/exempt"),
+            json!({"exempt": true, "reason": "x"}),
+        ),
+        (
+            Method::GET,
+            format!("/quotas/usage/users/{user}"),
+            Value::Null,
+        ),
+        (
+            Method::GET,
+            format!("/quotas/groups/{}", a.group),
+            Value::Null,
+        ),
+        (
+            Method::PUT,
+            format!("/quotas/groups/{}", a.group),
+            json!({"limit_bytes": 1, "limit_type": "hard"}),
+        ),
         (Method::GET, format!("/shares/{s}"), Value::Null),
         (
             Method::PATCH,
@@ -449,6 +507,17 @@ async fn another_tenants_token_reaches_nothing_on_any_endpoint() {
 
     // Answers about B's own world: fine, as long as nothing of A's is in them.
     let own_routes: Vec<(Method, String, Value)> = vec![
+        (Method::GET, "/quotas/tenant".into(), Value::Null),
+        (Method::GET, "/admin/webhooks".into(), Value::Null),
+        (Method::GET, "/quotas/users".into(), Value::Null),
+        (Method::GET, "/quotas/groups".into(), Value::Null),
+        (
+            Method::GET,
+            "/quotas/usage/tenant?recalculate=true".into(),
+            Value::Null,
+        ),
+        (Method::GET, "/quotas/usage/users".into(), Value::Null),
+        (Method::GET, "/users/me/quota".into(), Value::Null),
         (Method::GET, "/shares".into(), Value::Null),
         (
             Method::GET,
