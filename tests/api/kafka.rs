@@ -9,19 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::drive::new_share;
 use crate::helpers::{spawn, TestApp};
-
-async fn new_share(app: &TestApp, t: &str, name: &str) {
-    let me = app.get("/users/me", t).await;
-    let a = app
-        .post(
-            "/shares",
-            t,
-            json!({"name": name, "share_type": "project", "owner_id": me.body["id"]}),
-        )
-        .await;
-    assert_eq!(a.status, 201, "{}", a.body);
-}
 
 #[tokio::test]
 async fn events_tail_prints_each_appended_event_as_its_envelope() {

@@ -4,20 +4,8 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use crate::drive::new_share;
 use crate::helpers::{spawn, spawn_on, Answer, Backend, TestApp};
-
-async fn new_share(app: &TestApp, t: &str, name: &str) -> String {
-    let me = app.get("/users/me", t).await;
-    let a = app
-        .post(
-            "/shares",
-            t,
-            json!({"name": name, "share_type": "project", "owner_id": me.body["id"]}),
-        )
-        .await;
-    assert_eq!(a.status, 201, "{}", a.body);
-    a.body["id"].as_str().expect("id").to_owned()
-}
 
 async fn upload(app: &TestApp, t: &str, share: &str, name: &str, size: usize) -> Answer {
     let form = reqwest::multipart::Form::new()

@@ -10,20 +10,8 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::drive::new_share;
 use crate::helpers::{spawn, spawn_on, Backend, TestApp};
-
-async fn new_share(app: &TestApp, t: &str, name: &str) -> String {
-    let me = app.get("/users/me", t).await;
-    let a = app
-        .post(
-            "/shares",
-            t,
-            json!({"name": name, "share_type": "project", "owner_id": me.body["id"]}),
-        )
-        .await;
-    assert_eq!(a.status, 201, "{}", a.body);
-    a.body["id"].as_str().expect("id").to_owned()
-}
 
 async fn upload_file(app: &TestApp, t: &str, share: &str, name: &str, data: &[u8]) -> Value {
     let form = reqwest::multipart::Form::new()
