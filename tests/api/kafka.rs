@@ -7,10 +7,10 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::drive::new_share;
-use crate::helpers::{spawn, TestApp};
+use crate::helpers::spawn;
 
 #[tokio::test]
 async fn events_tail_prints_each_appended_event_as_its_envelope() {
@@ -73,7 +73,7 @@ mod relay {
     use tokio_util::sync::CancellationToken;
 
     use super::*;
-    use crate::helpers::{spawn_with, Backend};
+    use crate::helpers::{spawn_with, Backend, TestApp};
 
     fn brokers() -> String {
         std::env::var("SCAIDRIVE_TEST_KAFKA_BROKERS")
