@@ -339,19 +339,49 @@ pub async fn create_file_in(
     Ok(())
 }
 
+/// Which file an edit is on, by whom, where the read model has it, and
+/// (for sync clients) the version the edit was based on.
+#[derive(Debug, Clone, Copy)]
+pub struct FileEdit<'a> {
+    pub id: FileId,
+    pub by: UserId,
+    pub current_path: &'a str,
+    /// Checked inside the append's unit of work: a version written in
+    /// between makes the edit fail with `VersionMismatch`.
+    pub base: Option<VersionId>,
+}
+
+/// Loads the file into the unit of work and checks the edit's base version.
+async fn load_for_edit(
+    uow: &mut UnitOfWork<'_>,
+    edit: &FileEdit<'_>,
+) -> Result<crate::command::Loaded<File>, CommandError> {
+    let mut f = uow.load::<File>(&edit.id.to_string()).await?;
+    f.state.path = edit.current_path.to_owned();
+    if let Some(base) = edit.base {
+        let current = f.state.current().map(|v| v.content.version_id);
+        if current != Some(base) {
+            return Err(DomainError::VersionMismatch {
+                expected: base.to_string(),
+                actual: current.map(|c| c.to_string()).unwrap_or_default(),
+            }
+            .into());
+        }
+    }
+    Ok(f)
+}
+
 pub async fn rename_file(
     bus: &CommandBus,
     ctx: &CommandContext,
-    id: FileId,
+    edit: FileEdit<'_>,
     name: &str,
-    by: UserId,
-    current_path: &str,
 ) -> Result<Committed, CommandError> {
+    let (id, by) = (edit.id, edit.by);
     let name = checked_name(name)?;
     bus.retrying(|| async {
         let mut uow = bus.begin(ctx);
-        let mut f = uow.load::<File>(&id.to_string()).await?;
-        f.state.path = current_path.to_owned();
+        let f = load_for_edit(&mut uow, &edit).await?;
         let share = f.state.share_id.ok_or(DomainError::NotFound("file"))?;
         let new_path = child_path(parent_path(&f.state.path), &name);
         let events = f.state.decide(&FileCommand::Rename {
@@ -374,17 +404,15 @@ pub async fn rename_file(
 pub async fn move_file(
     bus: &CommandBus,
     ctx: &CommandContext,
-    id: FileId,
+    edit: FileEdit<'_>,
     target: Target,
     new_name: Option<&str>,
-    by: UserId,
-    current_path: &str,
 ) -> Result<Committed, CommandError> {
+    let (id, by) = (edit.id, edit.by);
     let new_name = new_name.map(checked_name).transpose()?;
     bus.retrying(|| async {
         let mut uow = bus.begin(ctx);
-        let mut f = uow.load::<File>(&id.to_string()).await?;
-        f.state.path = current_path.to_owned();
+        let f = load_for_edit(&mut uow, &edit).await?;
         let share = f.state.share_id.ok_or(DomainError::NotFound("file"))?;
         let name = new_name.clone().unwrap_or_else(|| f.state.name.clone());
         let new_path = child_path(&resolve_parent(&mut uow, &target).await?, &name);
@@ -472,15 +500,13 @@ pub async fn copy_file(
 pub async fn trash_file(
     bus: &CommandBus,
     ctx: &CommandContext,
-    id: FileId,
+    edit: FileEdit<'_>,
     restore: bool,
-    by: UserId,
-    current_path: &str,
 ) -> Result<Committed, CommandError> {
+    let (id, by) = (edit.id, edit.by);
     bus.retrying(|| async {
         let mut uow = bus.begin(ctx);
-        let mut f = uow.load::<File>(&id.to_string()).await?;
-        f.state.path = current_path.to_owned();
+        let f = load_for_edit(&mut uow, &edit).await?;
         let share = f.state.share_id.ok_or(DomainError::NotFound("file"))?;
         let cmd = if restore {
             FileCommand::Restore { by, at: ctx.now }

@@ -413,20 +413,40 @@ async fn update(
             )
             .into());
         }
-        position = cmd::trash_file(&state.bus, &ctx, file_id, true, p.user_id, &row.path)
-            .await?
-            .position
-            .or(position);
+        position = cmd::trash_file(
+            &state.bus,
+            &ctx,
+            cmd::FileEdit {
+                id: file_id,
+                by: p.user_id,
+                current_path: &row.path,
+                base: None,
+            },
+            true,
+        )
+        .await?
+        .position
+        .or(position);
         state.caught_up(position).await;
     }
     if let Some(name) = &body.name {
         let (row, _) = live_file(&state, &p, &id).await?;
         require_write(&p)?;
         require_perm(&state, &p, On::File(&row), Permission::Write).await?;
-        position = cmd::rename_file(&state.bus, &ctx, file_id, name, p.user_id, &row.path)
-            .await?
-            .position
-            .or(position);
+        position = cmd::rename_file(
+            &state.bus,
+            &ctx,
+            cmd::FileEdit {
+                id: file_id,
+                by: p.user_id,
+                current_path: &row.path,
+                base: None,
+            },
+            name,
+        )
+        .await?
+        .position
+        .or(position);
         state.caught_up(position).await;
     }
     if body.name.is_none() && body.restore != Some(true) {
@@ -457,7 +477,18 @@ async fn remove(
         let (row, _) = live_file(&state, &p, &id).await?;
         require_write(&p)?;
         require_perm(&state, &p, On::File(&row), Permission::Delete).await?;
-        cmd::trash_file(&state.bus, &ctx, file_id, false, p.user_id, &row.path).await?
+        cmd::trash_file(
+            &state.bus,
+            &ctx,
+            cmd::FileEdit {
+                id: file_id,
+                by: p.user_id,
+                current_path: &row.path,
+                base: None,
+            },
+            false,
+        )
+        .await?
     };
     state.caught_up(committed.position).await;
     Ok(Positioned(committed.position, StatusCode::NO_CONTENT))
@@ -520,16 +551,14 @@ async fn move_to(
     require_perm(&state, &p, On::File(&row), Permission::Delete).await?;
     let target = resolve_target(&state, &p, &body.target).await?;
     let ctx = p.context();
-    let committed = cmd::move_file(
-        &state.bus,
-        &ctx,
-        file_id,
-        target,
-        body.new_name.as_deref(),
-        p.user_id,
-        &row.path,
-    )
-    .await?;
+    let edit = cmd::FileEdit {
+        id: file_id,
+        by: p.user_id,
+        current_path: &row.path,
+        base: None,
+    };
+    let committed =
+        cmd::move_file(&state.bus, &ctx, edit, target, body.new_name.as_deref()).await?;
     state.caught_up(committed.position).await;
     Ok(Positioned(
         committed.position,

@@ -1011,27 +1011,35 @@ async fn apply_file(
                     }
                 }
                 other => {
-                    let committed = match other {
+                    let edit = cmd::FileEdit {
+                        id,
+                        by: cx.p.user_id,
+                        current_path: &row.path,
+                        base,
+                    };
+                    let result = match other {
                         ChangeType::Renamed => {
                             let name = ch.name.clone().unwrap_or_default();
-                            cmd::rename_file(bus, ctx, id, &name, cx.p.user_id, &row.path).await?
+                            cmd::rename_file(bus, ctx, edit, &name).await
                         }
                         ChangeType::Moved => {
                             let target = move_target
                                 .clone()
                                 .ok_or_else(|| ApiError::internal("move without target"))?;
-                            cmd::move_file(
-                                bus,
-                                ctx,
-                                id,
-                                target,
-                                ch.name.as_deref(),
-                                cx.p.user_id,
-                                &row.path,
-                            )
-                            .await?
+                            cmd::move_file(bus, ctx, edit, target, ch.name.as_deref()).await
                         }
-                        _ => cmd::trash_file(bus, ctx, id, false, cx.p.user_id, &row.path).await?,
+                        _ => cmd::trash_file(bus, ctx, edit, false).await,
+                    };
+                    let committed = match result {
+                        Ok(c) => c,
+                        // A version landed between the check above and the
+                        // append: decide again against it.
+                        Err(crate::command::CommandError::Domain(
+                            DomainError::VersionMismatch { .. },
+                        )) if !force => {
+                            return Box::pin(apply_file(cx, ch, false, None)).await;
+                        }
+                        Err(e) => return Err(e.into()),
                     };
                     let mut position = committed.position;
                     let version = Some(current.content.version_id.to_string());
