@@ -157,6 +157,11 @@ pub struct ServeArgs {
     /// How often the webhook sender looks at its queue.
     #[arg(long, env = "SCAIDRIVE_WEBHOOK_POLL_MS", default_value_t = 1000)]
     pub webhook_poll_ms: u64,
+    /// Let webhooks reach loopback, private and link-local addresses (off:
+    /// a tenant admin must not be able to make the server call its own
+    /// network).
+    #[arg(long, env = "SCAIDRIVE_WEBHOOK_ALLOW_PRIVATE", default_value_t = false)]
+    pub webhook_allow_private: bool,
 }
 
 /// A secret value: usable, but never printed by `Debug`.
@@ -256,6 +261,7 @@ impl From<ServeArgs> for Config {
                 retry_scale: a.webhook_retry_scale.max(1),
                 queue_max: a.webhook_queue_max.max(1),
                 poll: Duration::from_millis(a.webhook_poll_ms.max(10)),
+                allow_private: a.webhook_allow_private,
             },
         }
     }
@@ -292,6 +298,8 @@ impl Config {
                 retry_scale: 1,
                 queue_max: 10_000,
                 poll: Duration::from_secs(1),
+                // Tests and benchmarks deliver to receivers on loopback.
+                allow_private: true,
             },
         }
     }

@@ -36,6 +36,58 @@ pub struct Settings {
     pub queue_max: i64,
     /// How often the queue is looked at.
     pub poll: Duration,
+    /// Whether deliveries may go to loopback, private or link-local addresses.
+    pub allow_private: bool,
+}
+
+/// Addresses a webhook must not reach unless allowed: loopback, private,
+/// link-local, carrier-grade NAT, unique-local, unspecified, multicast and
+/// documentation ranges (IPv4-mapped IPv6 judged as IPv4).
+pub fn is_private(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || (o[0] == 100 && (64..128).contains(&o[1]))
+                || o[0] == 0
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_private(IpAddr::V4(v4)),
+            None => {
+                let s = v6.segments();
+                v6.is_loopback()
+                    || v6.is_unspecified()
+                    || v6.is_multicast()
+                    || (s[0] & 0xfe00) == 0xfc00
+                    || (s[0] & 0xffc0) == 0xfe80
+            }
+        },
+    }
+}
+
+/// Refuses a destination whose host resolves to a private address.
+async fn destination_allowed(url: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("bad url: {e}"))?;
+    let host = parsed.host_str().ok_or("url has no host")?;
+    let port = parsed.port_or_known_default().unwrap_or(443);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .collect();
+    if addrs.is_empty() || addrs.iter().any(|a| is_private(a.ip())) {
+        return Err(format!(
+            "destination {host} is a private, loopback or link-local address (SCAIDRIVE_WEBHOOK_ALLOW_PRIVATE is off)"
+        ));
+    }
+    Ok(())
 }
 
 /// Hex HMAC-SHA256 of `body` under `secret` (the `X-ScaiDrive-Signature`).
@@ -115,9 +167,31 @@ impl Sender {
             .body(body);
         let at = Utc::now();
         let started = std::time::Instant::now();
-        let result = req.send().await;
+        let guard = if self.settings.allow_private {
+            Ok(())
+        } else {
+            destination_allowed(&d.url).await
+        };
+        let result = match guard {
+            Ok(()) => Ok(req.send().await),
+            Err(refused) => Err(refused),
+        };
         let now = Utc::now();
         let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let result = match result {
+            Ok(r) => r,
+            Err(refused) => {
+                let next = next_attempt(d.attempts + 1, now, self.settings.retry_scale);
+                let attempt = Attempt {
+                    number: d.attempts + 1,
+                    at,
+                    response_code: None,
+                    error: Some(&refused),
+                    duration_ms,
+                };
+                return webhooks::mark_failed(&self.db, &d.id, &attempt, next).await;
+            }
+        };
         let (code, error) = match result {
             Ok(resp) if resp.status().is_success() => {
                 let attempt = Attempt {
@@ -207,6 +281,28 @@ pub fn spawn(sender: Sender, stop: CancellationToken) -> tokio::task::JoinHandle
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn private_destinations_are_recognised() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(is_private(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["93.184.216.34", "2606:4700::1111", "8.8.8.8"] {
+            assert!(!is_private(ip.parse().unwrap()), "{ip}");
+        }
+    }
 
     #[test]
     fn the_schedule_runs_out_after_seven_retries() {

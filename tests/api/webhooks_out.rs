@@ -625,3 +625,32 @@ async fn webhooks_are_tenant_scoped_validated_and_keep_their_secret() {
     app.get(&path, &t).await.assert_detail(404);
     app.delete(&path, &t).await.assert_detail(404);
 }
+
+#[tokio::test]
+async fn deliveries_to_private_addresses_are_refused_unless_allowed() {
+    let app = spawn_with(Backend::Sqlite, |c| {
+        c.webhooks.poll = Duration::from_millis(10);
+        c.webhooks.retry_scale = 1000;
+        c.webhooks.allow_private = false;
+    })
+    .await;
+    let rx = Receiver::start(0).await;
+    let (t, uid) = admin_of(&app, "acme", "alice").await;
+    let w = create_webhook(
+        &app,
+        &t,
+        json!({"name": "inside", "url": rx.url, "categories": ["SHARING"], "secret": SECRET}),
+    )
+    .await;
+    make_share(&app, &t, &uid, "Probe").await;
+    let d = wait_deliveries(&app, &t, &w, "a refused attempt", |d| {
+        d.iter().any(|d| {
+            d["attempts"].as_i64().unwrap_or(0) > 0
+                && d["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("private"))
+        })
+    })
+    .await;
+    assert!(rx.hits().is_empty(), "{:?} {d:?}", rx.hits());
+}
