@@ -29,6 +29,34 @@ pub enum On<'a> {
     File(&'a FileRow),
 }
 
+/// The caller's role on a share, from their memberships (the owner row
+/// included; `owner` also counts when the caller already has the share row),
+/// with the subject the resolution needs.
+pub async fn share_role_of(
+    state: &AppState,
+    p: &Principal,
+    share_id: &str,
+    owner: &str,
+) -> ApiResult<Option<scaidrive_domain::access::ShareRole>> {
+    let principals = p.principal_ids();
+    let members = access::memberships_of(&state.db, share_id, &principals).await?;
+    Ok(share_role(
+        &subject(p, &principals),
+        owner,
+        &members,
+        Utc::now(),
+    ))
+}
+
+/// The caller as the resolution sees them (`principals[0]` is the user).
+fn subject<'a>(p: &'a Principal, principals: &'a [String]) -> Subject<'a> {
+    Subject {
+        user_id: &principals[0],
+        groups: &p.groups,
+        is_tenant_admin: false,
+    }
+}
+
 /// The caller's effective permissions on a resource (SPEC §3), resolved
 /// once per request and resource.
 pub async fn effective(state: &AppState, p: &Principal, on: On<'_>) -> ApiResult<Permissions> {
@@ -43,14 +71,7 @@ pub async fn effective(state: &AppState, p: &Principal, on: On<'_>) -> ApiResult
     if let Some(hit) = p.access.get(id) {
         return Ok(hit);
     }
-    let principals = p.principal_ids();
-    let subject = Subject {
-        user_id: &principals[0],
-        groups: &p.groups,
-        is_tenant_admin: false,
-    };
-    let members = access::memberships_of(&state.db, share_id, &principals).await?;
-    let role = share_role(&subject, owner, &members, Utc::now());
+    let role = share_role_of(state, p, share_id, owner).await?;
     let levels = if access::share_has_acls(&state.db, share_id).await? {
         let mut chain = match on {
             On::Share(_) => vec![],
@@ -68,7 +89,8 @@ pub async fn effective(state: &AppState, p: &Principal, on: On<'_>) -> ApiResult
     } else {
         vec![]
     };
-    let perms = resolve(&subject, role, &levels);
+    let principals = p.principal_ids();
+    let perms = resolve(&subject(p, &principals), role, &levels);
     p.access.put(id, perms);
     Ok(perms)
 }
@@ -246,6 +268,43 @@ pub async fn resolve_target(
             Value::Null,
         ))),
     }
+}
+
+/// Where a new item goes: a live folder of the share (`field` names the
+/// body field that chose it) or the share's root; 403 without CREATE there.
+pub async fn creation_target(
+    state: &AppState,
+    p: &Principal,
+    share_id: ShareId,
+    folder_id: Option<FolderId>,
+    field: &str,
+) -> ApiResult<Target> {
+    let parent_path = match folder_id {
+        Some(f) => {
+            let (row, _) = live_folder(state, p, &f.to_string()).await?;
+            if row.share_id != share_id.to_string() {
+                return Err(scaidrive_domain::DomainError::invalid(
+                    field,
+                    "the folder is not in that share",
+                )
+                .into());
+            }
+            require_write(p)?;
+            require_perm(state, p, On::Folder(&row), Permission::Create).await?;
+            row.path
+        }
+        None => {
+            let share = live_share(state, p, &share_id.to_string()).await?;
+            require_write(p)?;
+            require_perm(state, p, On::Share(&share), Permission::Create).await?;
+            "/".to_owned()
+        }
+    };
+    Ok(Target {
+        share_id,
+        folder_id,
+        parent_path,
+    })
 }
 
 /// 403 unless the token may write files.
@@ -440,14 +499,9 @@ async fn hidden_children(
     chain.push(share_id.to_owned());
     let inherited = access::levels(&state.db, &chain).await?;
     let own = access::levels(&state.db, &ids).await?;
+    let role = share_role_of(state, p, share_id, "").await?;
     let principals = p.principal_ids();
-    let subject = Subject {
-        user_id: &principals[0],
-        groups: &p.groups,
-        is_tenant_admin: false,
-    };
-    let members = access::memberships_of(&state.db, share_id, &principals).await?;
-    let role = share_role(&subject, "", &members, Utc::now());
+    let subject = subject(p, &principals);
     for (id, level) in ids.iter().zip(own) {
         let levels: Vec<_> = std::iter::once(level)
             .chain(inherited.iter().cloned())

@@ -19,8 +19,8 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::drive::{
-    file_json, live_file, live_folder, live_share, path_id, require_perm, require_read,
-    require_write, resolve_target, visible_file, On, RenameOrRestore, TargetBody,
+    creation_target, file_json, live_file, path_id, require_perm, require_read, require_write,
+    resolve_target, visible_file, On, RenameOrRestore, TargetBody,
 };
 use super::error::{ApiError, ApiResult, FieldError};
 use super::extract::{ApiJson, ApiMultipart, ApiPath, ApiQuery, Validate, Violations};
@@ -155,22 +155,7 @@ async fn upload(
     if let Err(m) = scaidrive_domain::name::validate_item_name(&name) {
         return Err(bad_field("name", &m, &name));
     }
-    let mut parent_path = "/".to_owned();
-    if let Some(f) = folder {
-        let (row, _) = live_folder(&state, &p, &f.to_string()).await?;
-        if row.share_id != share.to_string() {
-            return Err(
-                DomainError::invalid("folder_id", "the folder is not in that share").into(),
-            );
-        }
-        require_write(&p)?;
-        require_perm(&state, &p, On::Folder(&row), Permission::Create).await?;
-        parent_path = row.path;
-    } else {
-        let share_row = live_share(&state, &p, &share.to_string()).await?;
-        require_write(&p)?;
-        require_perm(&state, &p, On::Share(&share_row), Permission::Create).await?;
-    }
+    let target = creation_target(&state, &p, share, folder, "folder_id").await?;
     let content = Content {
         version_id: VersionId::from_uuid(Uuid::now_v7()),
         size: stored.size,
@@ -183,11 +168,6 @@ async fn upload(
     };
     let ctx = p.context();
     let file_id = FileId::from_uuid(Uuid::now_v7());
-    let target = cmd::Target {
-        share_id: share,
-        folder_id: folder,
-        parent_path,
-    };
     // The file and its quota charge on every limited level are one append
     // (batched with other writes queued behind the same accounts).
     let accounts = quota::enforcing_for_share(&state.bus, share).await?;

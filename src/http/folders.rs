@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::drive::{
-    self, folder_json, live_folder, live_share, path_id, require_perm, require_read, require_write,
+    self, folder_json, live_folder, path_id, require_perm, require_read, require_write,
     resolve_target, visible_folder, On, Page, RenameOrRestore, TargetBody,
 };
 use super::error::{ApiError, ApiResult};
@@ -54,30 +54,9 @@ async fn create(
     p: Principal,
     ApiJson(body): ApiJson<CreateFolder>,
 ) -> ApiResult<impl IntoResponse> {
-    let mut parent_path = "/".to_owned();
-    if let Some(parent) = body.parent_id {
-        let (row, _) = live_folder(&state, &p, &parent.to_string()).await?;
-        if row.share_id != body.share_id.to_string() {
-            return Err(scaidrive_domain::DomainError::invalid(
-                "parent_id",
-                "the folder is not in that share",
-            )
-            .into());
-        }
-        require_write(&p)?;
-        require_perm(&state, &p, On::Folder(&row), Permission::Create).await?;
-        parent_path = row.path;
-    } else {
-        let share = live_share(&state, &p, &body.share_id.to_string()).await?;
-        require_write(&p)?;
-        require_perm(&state, &p, On::Share(&share), Permission::Create).await?;
-    }
+    let target =
+        drive::creation_target(&state, &p, body.share_id, body.parent_id, "parent_id").await?;
     let ctx = p.context();
-    let target = cmd::Target {
-        share_id: body.share_id,
-        folder_id: body.parent_id,
-        parent_path,
-    };
     let (id, committed) =
         cmd::create_folder(&state.bus, &ctx, p.tenant_id, target, &body.name, p.user_id).await?;
     state.caught_up(committed.position).await;

@@ -497,11 +497,10 @@ async fn own_invitation(
         .email
         .clone()
         .ok_or_else(|| ApiError::not_found("invitation"))?;
-    let row = access::invitation(&state.db, &p.tenant_id.to_string(), id)
+    access::invitation(&state.db, &p.tenant_id.to_string(), id)
         .await?
         .filter(|r| r.email.eq_ignore_ascii_case(&email))
         .ok_or_else(|| ApiError::not_found("invitation"))?;
-    let _ = row;
     Ok((inv_id, email))
 }
 
@@ -571,14 +570,7 @@ async fn my_shares(
     .await?;
     let mut shares = Vec::with_capacity(rows.len());
     for r in &rows {
-        let members = access::memberships_of(&state.db, &r.id, &principals).await?;
-        let subject = scaidrive_domain::access::Subject {
-            user_id: &principals[0],
-            groups: &p.groups,
-            is_tenant_admin: false,
-        };
-        let role =
-            scaidrive_domain::access::share_role(&subject, &r.owner_id, &members, Utc::now());
+        let role = super::drive::share_role_of(&state, &p, &r.id, &r.owner_id).await?;
         shares.push(json!({
             "id": r.id,
             "name": r.name,
