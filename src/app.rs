@@ -91,7 +91,7 @@ impl Application {
             ..AuthConfig::new(config.data_dir.clone())
         })
         .await?;
-        let blob = crate::blob::BlobStore::open(config.blob_url.as_deref(), &config.data_dir)?;
+        let blob = crate::blob::BlobStore::open(&config.blob, &config.data_dir)?;
         let projector = Projector::new(
             core.db.clone(),
             core.store.clone(),

@@ -79,6 +79,10 @@ pub struct ServeArgs {
     /// Blob store: a local directory path, `file:///path`, or `s3://bucket`.
     #[arg(long, env = "SCAIDRIVE_BLOB_URL")]
     pub blob_url: Option<String>,
+    /// Longest one blob-store (S3) request may take, retries included (ms);
+    /// past it the client gets 504.
+    #[arg(long, env = "SCAIDRIVE_BLOB_TIMEOUT_MS", default_value_t = 30_000)]
+    pub blob_timeout_ms: u64,
     /// ScaiKey base URL; when set, tokens are verified against its JWKS and
     /// the development issuer is off.
     #[arg(long, env = "SCAIDRIVE_SCAIKEY_URL")]
@@ -195,7 +199,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub database_url: String,
     pub database_max_connections: u32,
-    pub blob_url: Option<String>,
+    pub blob: crate::blob::BlobSettings,
     pub scaikey_url: Option<url::Url>,
     pub jwt_issuer: Option<String>,
     pub request_timeout: Duration,
@@ -229,7 +233,11 @@ impl From<ServeArgs> for Config {
             database_url: a.store.database_url(),
             data_dir: a.store.data_dir,
             database_max_connections: a.store.database_max_connections,
-            blob_url: a.blob_url,
+            blob: crate::blob::BlobSettings {
+                url: a.blob_url.filter(|u| !u.trim().is_empty()),
+                timeout: Duration::from_millis(a.blob_timeout_ms.max(100)),
+                ..crate::blob::BlobSettings::local()
+            },
             scaikey_url: a.scaikey_url,
             jwt_issuer: a.jwt_issuer,
             request_timeout: Duration::from_secs(a.request_timeout_secs.max(1)),
@@ -276,7 +284,7 @@ impl Config {
             database_url: format!("sqlite://{}", data_dir.join("scaidrive.db").display()),
             data_dir,
             database_max_connections: 8,
-            blob_url: None,
+            blob: crate::blob::BlobSettings::local(),
             scaikey_url: None,
             jwt_issuer: None,
             request_timeout: Duration::from_secs(300),

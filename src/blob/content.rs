@@ -114,7 +114,7 @@ pub fn read_range(
             } else {
                 blob.get_chunk_range(&tenant, &c.hash, from..to).await
             }
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
+            .map_err(std::io::Error::other)?;
             yield bytes;
         }
     }

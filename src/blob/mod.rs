@@ -8,13 +8,15 @@ pub mod content;
 use std::ops::Range;
 use std::path::Path as FsPath;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use object_store::aws::AmazonS3Builder;
+use object_store::client::{HttpError, HttpErrorKind};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectStore, PutPayload};
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, PutPayload, RetryConfig};
 
 /// Blob store failures.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +25,9 @@ pub enum BlobError {
     NotFound(String),
     #[error("blob store unavailable: {0}")]
     Unavailable(String),
+    /// The store did not answer in time (after its retries).
+    #[error("blob store timed out: {0}")]
+    Timeout(String),
     #[error("blob store misconfigured: {0}")]
     Config(String),
 }
@@ -31,7 +36,57 @@ impl From<object_store::Error> for BlobError {
     fn from(e: object_store::Error) -> Self {
         match e {
             object_store::Error::NotFound { path, .. } => BlobError::NotFound(path),
+            other if timed_out(&other) => BlobError::Timeout(other.to_string()),
             other => BlobError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// Whether an error was caused, somewhere down its chain, by a request that
+/// ran out of time (as opposed to a refused connection or an error answer).
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        // The client's errors wrap theirs transparently, so the chain may
+        // show the HTTP error, the reqwest error under it, or the I/O error.
+        let timeout = err
+            .downcast_ref::<HttpError>()
+            .is_some_and(|h| matches!(h.kind(), HttpErrorKind::Timeout))
+            || err
+                .downcast_ref::<reqwest::Error>()
+                .is_some_and(reqwest::Error::is_timeout)
+            || err
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
+        if timeout {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// Where blobs live and how long the store may take.
+#[derive(Debug, Clone)]
+pub struct BlobSettings {
+    /// `None` or a path/`file://` URL → local directory; `s3://bucket` → S3.
+    pub url: Option<String>,
+    /// Longest one S3 request may take, and the budget for retrying it.
+    pub timeout: Duration,
+    /// S3 endpoint overriding `AWS_ENDPOINT_URL` (S3-compatible stores, tests).
+    pub s3_endpoint: Option<String>,
+    /// Static credentials overriding the `AWS_*` ones (tests).
+    pub s3_credentials: Option<(String, String)>,
+}
+
+impl BlobSettings {
+    /// The embedded default: a directory under the data directory.
+    pub fn local() -> Self {
+        Self {
+            url: None,
+            timeout: Duration::from_secs(30),
+            s3_endpoint: None,
+            s3_credentials: None,
         }
     }
 }
@@ -69,16 +124,43 @@ impl BlobStore {
     /// `None` or a path/`file://` URL → local directory; `s3://bucket[/prefix]`
     /// → S3 (credentials, region and endpoint from the standard `AWS_*`
     /// variables; `AWS_ALLOW_HTTP=true` for plain-HTTP endpoints).
-    pub fn open(url: Option<&str>, data_dir: &FsPath) -> Result<Self, BlobError> {
-        match url {
+    ///
+    /// S3 requests are bounded: a connection that cannot be made within a
+    /// few seconds, or a request that runs past `settings.timeout` after its
+    /// retries, fails (502 / 504 to the client) instead of hanging the
+    /// request for the client library's default of minutes.
+    pub fn open(settings: &BlobSettings, data_dir: &FsPath) -> Result<Self, BlobError> {
+        match settings.url.as_deref() {
             Some(u) if u.starts_with("s3://") => {
                 let rest = &u["s3://".len()..];
                 let bucket = rest.split('/').next().unwrap_or_default();
                 if bucket.is_empty() {
                     return Err(BlobError::Config("s3:// URL needs a bucket name".into()));
                 }
-                let s3 = AmazonS3Builder::from_env()
+                let timeout = settings.timeout.max(Duration::from_millis(100));
+                let mut builder = AmazonS3Builder::from_env()
                     .with_bucket_name(bucket)
+                    .with_client_options(
+                        ClientOptions::new()
+                            .with_connect_timeout(timeout.min(Duration::from_secs(5)))
+                            .with_timeout(timeout),
+                    )
+                    .with_retry(RetryConfig {
+                        backoff: BackoffConfig::default(),
+                        max_retries: 3,
+                        retry_timeout: timeout,
+                    });
+                if let Some(endpoint) = &settings.s3_endpoint {
+                    builder = builder
+                        .with_endpoint(endpoint)
+                        .with_allow_http(endpoint.starts_with("http://"));
+                }
+                if let Some((key, secret)) = &settings.s3_credentials {
+                    builder = builder
+                        .with_access_key_id(key)
+                        .with_secret_access_key(secret);
+                }
+                let s3 = builder
                     .build()
                     .map_err(|e| BlobError::Config(e.to_string()))?;
                 Ok(Self {

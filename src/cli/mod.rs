@@ -289,8 +289,12 @@ fn gc(store: StoreArgs, blob_url: Option<String>, grace_hours: u64) -> Result<()
         let mut config = Config::embedded(store.data_dir.clone());
         config.database_url = store.database_url();
         let core = Core::open(&config).await.map_err(|e| e.to_string())?;
-        let blob = crate::blob::BlobStore::open(blob_url.as_deref(), &store.data_dir)
-            .map_err(|e| e.to_string())?;
+        let settings = crate::blob::BlobSettings {
+            url: blob_url,
+            ..crate::blob::BlobSettings::local()
+        };
+        let blob =
+            crate::blob::BlobStore::open(&settings, &store.data_dir).map_err(|e| e.to_string())?;
         let bus = crate::command::CommandBus::new(core.store.clone(), 10_000);
         let expired = crate::maintenance::expire_uploads(&core.db, &bus)
             .await

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::auth::AuthError;
+use crate::blob::BlobError;
 use crate::command::CommandError;
 use crate::store::StoreError;
 
@@ -220,6 +221,33 @@ impl From<CommandError> for ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         StoreError::from_sqlx(e).into()
+    }
+}
+
+impl From<BlobError> for ApiError {
+    fn from(e: BlobError) -> Self {
+        match e {
+            BlobError::Timeout(_) => ApiError::GatewayTimeout(e.to_string()),
+            // A chunk an event references is gone: the store lost data or is
+            // the wrong bucket; either way the upstream is at fault.
+            BlobError::NotFound(_) | BlobError::Unavailable(_) | BlobError::Config(_) => {
+                ApiError::BadGateway(e.to_string())
+            }
+        }
+    }
+}
+
+impl ApiError {
+    /// A failed content stream, told apart by what failed: the blob store
+    /// (502/504) or anything else (500).
+    pub fn from_content_io(e: std::io::Error) -> Self {
+        match e.into_inner() {
+            Some(inner) => match inner.downcast::<BlobError>() {
+                Ok(blob) => (*blob).into(),
+                Err(other) => ApiError::internal(other),
+            },
+            None => ApiError::internal("content stream failed"),
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use scaidrive_domain::access::Permission;
 use scaidrive_domain::drive::chunking::DEFAULT_CHUNK_SIZE;
 use scaidrive_domain::drive::file::{Content, File, FileCommand, FileEvent};
@@ -118,7 +118,7 @@ async fn upload(
                     StoreContentError::Body(m) => {
                         ApiError::BadRequest(format!("reading the upload failed: {m}"))
                     }
-                    StoreContentError::Blob(b) => ApiError::BadGateway(format!("blob store: {b}")),
+                    StoreContentError::Blob(b) => b.into(),
                 })?);
             }
             "share_id" | "folder_id" | "name" => {
@@ -267,26 +267,29 @@ pub(crate) async fn stream_file(
             .current()
             .ok_or_else(|| ApiError::not_found("file"))?,
     };
-    Ok(content_response(
+    content_response(
         state,
         &p.tenant_id.to_string(),
         &row.name,
         &v.content,
         headers,
         "attachment",
-    ))
+    )
+    .await
 }
 
 /// Streams stored content as a response (single byte range honoured) with
-/// the name in `Content-Disposition` (`attachment` or `inline`).
-pub(crate) fn content_response(
+/// the name in `Content-Disposition` (`attachment` or `inline`). The first
+/// piece is read before the status is sent, so a blob store that is down or
+/// too slow answers 502/504 instead of a truncated 200.
+pub(crate) async fn content_response(
     state: &AppState,
     tenant: &str,
     name: &str,
     content: &Content,
     headers: &HeaderMap,
     disposition: &str,
-) -> Response {
+) -> ApiResult<Response> {
     let len = content.size;
     let range = match parse_range(headers, len) {
         Ok(r) => r,
@@ -299,17 +302,24 @@ pub(crate) fn content_response(
             if let Ok(h) = HeaderValue::from_str(&format!("bytes */{len}")) {
                 resp.headers_mut().insert(header::CONTENT_RANGE, h);
             }
-            return resp;
+            return Ok(resp);
         }
     };
     let (start, end) = range.unwrap_or((0, len));
-    let body = Body::from_stream(read_range(
+    let mut stream = Box::pin(read_range(
         state.blob.clone(),
         tenant.to_owned(),
         content.chunks.clone(),
         start,
         end,
     ));
+    let body = match stream.next().await {
+        Some(Err(e)) => return Err(ApiError::from_content_io(e)),
+        Some(Ok(first)) => Body::from_stream(
+            futures::stream::once(async move { Ok::<_, std::io::Error>(first) }).chain(stream),
+        ),
+        None => Body::empty(),
+    };
     let mut resp = Response::new(body);
     *resp.status_mut() = if range.is_some() {
         StatusCode::PARTIAL_CONTENT
@@ -357,7 +367,7 @@ pub(crate) fn content_response(
             h.insert(header::CONTENT_RANGE, cr);
         }
     }
-    resp
+    Ok(resp)
 }
 
 async fn download(

@@ -689,14 +689,15 @@ async fn serve(
     } else {
         "inline"
     };
-    Ok(content_response(
+    content_response(
         &state,
         &v.tenant.to_string(),
         &row.name,
         &current.content,
         &headers,
         disposition,
-    ))
+    )
+    .await
 }
 
 async fn download(
@@ -885,7 +886,7 @@ async fn upload(
                     StoreContentError::Body(m) => {
                         ApiError::BadRequest(format!("reading the upload failed: {m}"))
                     }
-                    StoreContentError::Blob(b) => ApiError::BadGateway(format!("blob store: {b}")),
+                    StoreContentError::Blob(b) => b.into(),
                 })?);
             }
             "name" => {

@@ -597,9 +597,7 @@ async fn uploaded(cx: &Cx<'_>, id: UploadId) -> ApiResult<Uploaded> {
                     s.missing()
                 ))
             })?;
-            let computed = checksum(&cx.state.blob, &cx.p.tenant_id.to_string(), &chunks)
-                .await
-                .map_err(|e| ApiError::BadGateway(format!("blob store: {e}")))?;
+            let computed = checksum(&cx.state.blob, &cx.p.tenant_id.to_string(), &chunks).await?;
             Ok(Uploaded {
                 id,
                 content: Content {

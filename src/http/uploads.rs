@@ -141,14 +141,7 @@ async fn start(
                         &state.db, &tenant, &h,
                     )
                     .await?;
-                    Ok::<bool, ApiError>(
-                        referenced
-                            && state
-                                .blob
-                                .has_chunk(&tenant, &h)
-                                .await
-                                .map_err(|e| ApiError::BadGateway(e.to_string()))?,
-                    )
+                    Ok::<bool, ApiError>(referenced && state.blob.has_chunk(&tenant, &h).await?)
                 }
             });
             known = futures::future::try_join_all(checks).await?;
@@ -279,11 +272,7 @@ async fn chunk(
     })?;
     drop(probe);
     let tenant = p.tenant_id.to_string();
-    let deduplicated = state
-        .blob
-        .put_chunk(&tenant, &sha, body)
-        .await
-        .map_err(|e| ApiError::BadGateway(format!("blob store: {e}")))?;
+    let deduplicated = state.blob.put_chunk(&tenant, &sha, body).await?;
     state.bus.metrics().upload_bytes(size);
     state
         .bus
@@ -337,9 +326,7 @@ async fn complete(
         .chunk_list()
         .ok_or_else(|| DomainError::InvalidTransition("chunks are missing".into()))?;
     let tenant = p.tenant_id.to_string();
-    let computed = checksum(&state.blob, &tenant, &chunks)
-        .await
-        .map_err(|e| ApiError::BadGateway(format!("blob store: {e}")))?;
+    let computed = checksum(&state.blob, &tenant, &chunks).await?;
     let version_id = VersionId::from_uuid(Uuid::now_v7());
     let file_id = plan
         .replace_file_id

@@ -11,7 +11,7 @@ async fn content_round_trips_through_s3() {
     let bucket = std::env::var("SCAIDRIVE_TEST_S3_BUCKET")
         .expect("SCAIDRIVE_TEST_S3_BUCKET must be set (scripts/test sets it)");
     let app = spawn_with(Backend::Sqlite, |c| {
-        c.blob_url = Some(format!("s3://{bucket}"))
+        c.blob.url = Some(format!("s3://{bucket}"))
     })
     .await;
     let ready = app.call(Method::GET, "/ready", None, None).await;
@@ -65,4 +65,86 @@ async fn content_round_trips_through_s3() {
         part.bytes().await.expect("body").as_ref(),
         &data[4_194_300..4_194_310]
     );
+}
+
+/// A server whose blob store is S3 at `endpoint`, with requests bounded to
+/// `timeout_ms`.
+async fn with_s3_at(endpoint: String, timeout_ms: u64) -> crate::helpers::TestApp {
+    spawn_with(Backend::Sqlite, |c| {
+        c.blob.url = Some("s3://nowhere".into());
+        c.blob.s3_endpoint = Some(endpoint);
+        c.blob.s3_credentials = Some(("testing".into(), "testing".into()));
+        c.blob.timeout = std::time::Duration::from_millis(timeout_ms);
+    })
+    .await
+}
+
+async fn upload_small(app: &crate::helpers::TestApp) -> crate::helpers::Answer {
+    let t = app.token("s3down", "alice", "");
+    let me = app.get("/users/me", &t).await;
+    let share = app
+        .post(
+            "/shares",
+            &t,
+            json!({"name": "S", "share_type": "project", "owner_id": me.body["id"]}),
+        )
+        .await;
+    assert_eq!(share.status, 201, "{}", share.body);
+    let form = reqwest::multipart::Form::new()
+        .text(
+            "share_id",
+            share.body["id"].as_str().expect("id").to_owned(),
+        )
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(b"hello".to_vec()).file_name("a.txt"),
+        );
+    let resp = app
+        .raw(Method::POST, "/files")
+        .bearer_auth(&t)
+        .multipart(form)
+        .send()
+        .await
+        .expect("send");
+    crate::helpers::TestApp::answer(resp).await
+}
+
+#[tokio::test]
+async fn an_unreachable_blob_store_answers_502_and_fails_readiness() {
+    // A port nobody listens on: connections are refused.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let app = with_s3_at(format!("http://127.0.0.1:{port}"), 2_000).await;
+    let up = upload_small(&app).await;
+    up.assert_detail(502);
+    let ready = app.call(Method::GET, "/ready", None, None).await;
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert_eq!(ready.body["checks"]["storage"], false, "{}", ready.body);
+}
+
+#[tokio::test]
+async fn a_blob_store_that_never_answers_answers_504() {
+    // Accepts connections and never writes a byte back.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            open.push(sock);
+        }
+    });
+    let app = with_s3_at(format!("http://127.0.0.1:{port}"), 500).await;
+    let started = std::time::Instant::now();
+    let up = upload_small(&app).await;
+    up.assert_detail(504);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "the bound on blob requests held: {:?}",
+        started.elapsed()
+    );
+    held.abort();
 }
