@@ -81,32 +81,8 @@ async fn with_s3_at(endpoint: String, timeout_ms: u64) -> crate::helpers::TestAp
 
 async fn upload_small(app: &crate::helpers::TestApp) -> crate::helpers::Answer {
     let t = app.token("s3down", "alice", "");
-    let me = app.get("/users/me", &t).await;
-    let share = app
-        .post(
-            "/shares",
-            &t,
-            json!({"name": "S", "share_type": "project", "owner_id": me.body["id"]}),
-        )
-        .await;
-    assert_eq!(share.status, 201, "{}", share.body);
-    let form = reqwest::multipart::Form::new()
-        .text(
-            "share_id",
-            share.body["id"].as_str().expect("id").to_owned(),
-        )
-        .part(
-            "file",
-            reqwest::multipart::Part::bytes(b"hello".to_vec()).file_name("a.txt"),
-        );
-    let resp = app
-        .raw(Method::POST, "/files")
-        .bearer_auth(&t)
-        .multipart(form)
-        .send()
-        .await
-        .expect("send");
-    crate::helpers::TestApp::answer(resp).await
+    let share = crate::drive::new_share(app, &t, "S").await;
+    crate::drive::upload(app, &t, &share, None, "a.txt", b"hello".to_vec()).await
 }
 
 #[tokio::test]
