@@ -108,10 +108,7 @@ impl Leases {
         };
         drop(entries);
         self.shared.added.notify_one();
-        Lease {
-            name: name.into(),
-            held,
-        }
+        Lease { held }
     }
 
     /// Every lease asked for, and whether this process holds it now.
@@ -128,15 +125,10 @@ impl Leases {
 /// One worker's lease.
 #[derive(Clone)]
 pub struct Lease {
-    name: Arc<str>,
     held: watch::Receiver<bool>,
 }
 
 impl Lease {
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// Whether this process holds the lease now (as of the keeper's last check).
     pub fn is_held(&self) -> bool {
         *self.held.borrow()
