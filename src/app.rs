@@ -99,7 +99,9 @@ impl Application {
         );
         projector.prepare().await?;
         let stop_workers = CancellationToken::new();
-        let mut workers = projector.spawn(stop_workers.clone());
+        let (leases, keeper) = crate::lease::Leases::start(&core.db, stop_workers.clone());
+        let mut workers = projector.spawn(&leases, stop_workers.clone());
+        workers.extend(keeper);
         #[cfg(not(feature = "kafka"))]
         if config.kafka.is_some() {
             return Err(StartError::Kafka(
@@ -116,6 +118,7 @@ impl Application {
                     core.db.clone(),
                     core.store.clone(),
                     k.clone(),
+                    leases.lease(crate::relay::CHECKPOINT),
                     stop_workers.clone(),
                 ));
                 Some(probe)
@@ -145,6 +148,7 @@ impl Application {
             db: core.db,
             store: core.store,
             projector,
+            leases,
             auth,
             blob,
             config,

@@ -9,6 +9,7 @@ pub mod command;
 pub mod config;
 pub mod http;
 pub mod hub;
+pub mod lease;
 pub mod maintenance;
 pub mod metrics;
 pub mod notify;

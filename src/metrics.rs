@@ -78,8 +78,9 @@ impl Metrics {
         self.sync_conflicts.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The Prometheus text exposition, with `lag` per projection added.
-    pub fn render(&self, lag: &[(&str, i64)]) -> String {
+    /// The Prometheus text exposition, with `lag` per projection and the
+    /// worker `leases` this process holds added.
+    pub fn render(&self, lag: &[(&str, i64)], leases: &[(String, bool)]) -> String {
         let mut out = String::new();
         let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
         out.push_str("# HELP scaidrive_requests_total HTTP requests answered.\n# TYPE scaidrive_requests_total counter\n");
@@ -164,6 +165,15 @@ impl Metrics {
                 out,
                 "scaidrive_projection_lag_events{{projection=\"{}\"}} {l}",
                 esc(name)
+            );
+        }
+        out.push_str("# HELP scaidrive_worker_lease_held Whether this process holds the worker's lease (and does its work).\n# TYPE scaidrive_worker_lease_held gauge\n");
+        for (worker, held) in leases {
+            let _ = writeln!(
+                out,
+                "scaidrive_worker_lease_held{{worker=\"{}\"}} {}",
+                esc(worker),
+                u8::from(*held)
             );
         }
         out

@@ -59,6 +59,22 @@ pub async fn read(db: &Db, name: &str) -> Result<Option<Checkpoint>, sqlx::Error
     Ok(db_fetch_optional!(db, Row, SELECT, name)?.map(Into::into))
 }
 
+/// Every stored checkpoint, by name, from the read side.
+pub async fn all(db: &Db) -> Result<Vec<(String, Checkpoint)>, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Named {
+        name: String,
+        #[sqlx(flatten)]
+        row: Row,
+    }
+    let rows = crate::db_fetch_all!(
+        db,
+        Named,
+        "SELECT name, version, commit_id, position FROM projection_checkpoints"
+    )?;
+    Ok(rows.into_iter().map(|r| (r.name, r.row.into())).collect())
+}
+
 /// Stores a checkpoint in the caller's transaction.
 pub async fn store(tx: &mut Tx, name: &str, cp: Checkpoint) -> Result<(), sqlx::Error> {
     tx_execute!(

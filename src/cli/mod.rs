@@ -369,13 +369,30 @@ fn projection_status(store: StoreArgs) -> Result<(), String> {
         let (core, projector) = open_projector(&store).await?;
         let head = core.store.head().await.map_err(|e| e.to_string())?;
         println!("log head: {}", head.to_token());
-        for name in projector.names() {
-            let cp = scaidrive_projections::checkpoint::read(&core.db, name)
-                .await
-                .map_err(|e| e.to_string())?;
-            let pos = cp.map(|c| c.position).unwrap_or_default();
+        let stored = scaidrive_projections::checkpoint::all(&core.db)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut names = projector.names();
+        if stored.iter().any(|(n, _)| n == crate::relay::CHECKPOINT) {
+            names.push(crate::relay::CHECKPOINT);
+        }
+        // Who works on what, when several servers share PostgreSQL.
+        let holders = crate::lease::holders(&core.db, &names)
+            .await
+            .map_err(|e| e.to_string())?;
+        for name in names {
+            let pos = stored
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, c)| c.position)
+                .unwrap_or_default();
+            let lease = match (&core.db, holders.iter().find(|(n, _)| n == name)) {
+                (scaidrive_projections::db::Db::Sqlite(_), _) => String::new(),
+                (_, Some((_, holder))) => format!("  lease: {holder}"),
+                (_, None) => "  lease: free".to_owned(),
+            };
             println!(
-                "{name:<10} at {:<14} behind by ~{} events",
+                "{name:<11} at {:<14} behind by ~{} events{lease}",
                 pos.to_token(),
                 (head.position - pos.position).max(0)
             );

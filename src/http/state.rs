@@ -28,6 +28,8 @@ pub struct Services {
     /// The configured Kafka cluster, for readiness.
     #[cfg(feature = "kafka")]
     pub kafka: Option<crate::relay::KafkaProbe>,
+    /// Which background workers this process runs now.
+    pub leases: crate::lease::Leases,
     /// Live changes for WebSockets.
     pub hub: Arc<crate::hub::Hub>,
     pub draining: AtomicBool,

@@ -91,7 +91,7 @@ async fn config() -> Json<serde_json::Value> {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let lag = state.projector.lag().await.unwrap_or_default();
-    let body = state.bus.metrics().render(&lag);
+    let body = state.bus.metrics().render(&lag, &state.leases.held());
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -14,7 +14,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::lease::{Lease, Leases};
 use crate::store::DynStore;
+
+mod follow;
 
 const BATCH: usize = 500;
 /// Re-read the log this often even without a wake-up (a signal can be missed,
@@ -27,6 +30,7 @@ pub struct Projector {
     store: DynStore,
     projections: Vec<Arc<dyn Projection>>,
     progress: watch::Sender<Vec<LogPosition>>,
+    waiters: follow::Waiters,
 }
 
 impl Projector {
@@ -37,6 +41,7 @@ impl Projector {
             store,
             projections,
             progress,
+            waiters: follow::Waiters::default(),
         })
     }
 
@@ -103,30 +108,57 @@ impl Projector {
         Ok(cp)
     }
 
-    /// Spawns one task per projection; they stop when `shutdown` is cancelled.
-    pub fn spawn(self: &Arc<Self>, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
-        (0..self.projections.len())
-            .map(|i| {
+    /// Spawns one task per projection, which applies the log while this
+    /// process holds the projection's lease (from `leases`, named after the
+    /// projection), and one that follows the progress of those held
+    /// elsewhere. They stop when `shutdown` is cancelled.
+    pub fn spawn(
+        self: &Arc<Self>,
+        leases: &Leases,
+        shutdown: CancellationToken,
+    ) -> Vec<JoinHandle<()>> {
+        let per_projection: Vec<Lease> = self
+            .projections
+            .iter()
+            .map(|p| leases.lease(p.name()))
+            .collect();
+        let mut tasks: Vec<JoinHandle<()>> = per_projection
+            .iter()
+            .enumerate()
+            .map(|(i, lease)| {
                 let me = self.clone();
-                let stop = shutdown.clone();
-                tokio::spawn(async move { me.run(i, stop).await })
+                let (lease, stop) = (lease.clone(), shutdown.clone());
+                tokio::spawn(async move { me.run(i, lease, stop).await })
             })
-            .collect()
+            .collect();
+        tasks.push(tokio::spawn(self.clone().follow(per_projection, shutdown)));
+        tasks
     }
 
-    async fn run(self: Arc<Self>, index: usize, shutdown: CancellationToken) {
+    async fn run(self: Arc<Self>, index: usize, lease: Lease, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = lease.acquired() => {}
+            }
+            self.apply_while_held(index, &lease, &shutdown).await;
+        }
+    }
+
+    /// Applies batches until the lease is lost or `shutdown` (a batch under
+    /// way when the lease goes finishes: the checkpoint row keeps a taker
+    /// from applying it again).
+    async fn apply_while_held(&self, index: usize, lease: &Lease, shutdown: &CancellationToken) {
         let projection = self.projections[index].clone();
         let mut wake = self.store.subscribe();
         let mut backoff = Duration::from_millis(100);
-        loop {
-            if shutdown.is_cancelled() {
-                return;
-            }
+        while lease.is_held() && !shutdown.is_cancelled() {
             match self.step(index).await {
                 Ok(0) => {
                     backoff = Duration::from_millis(100);
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
+                        _ = lease.lost() => return,
                         _ = wake.recv() => {}
                         _ = tokio::time::sleep(POLL) => {}
                     }
@@ -139,6 +171,7 @@ impl Projector {
                     // models resume as soon as the database is back.
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
+                        _ = lease.lost() => return,
                         _ = wake.recv() => {}
                         _ = tokio::time::sleep(backoff) => {}
                     }
@@ -243,6 +276,11 @@ impl Projector {
     /// Returns whether it got there.
     pub async fn wait_for(&self, position: LogPosition, timeout: Duration) -> bool {
         let mut rx = self.progress.subscribe();
+        if rx.borrow().iter().all(|p| *p >= position) {
+            return true;
+        }
+        // Projections applied elsewhere are followed faster meanwhile.
+        let _waiting = self.waiters.enter();
         let reached =
             tokio::time::timeout(timeout, rx.wait_for(|v| v.iter().all(|p| *p >= position))).await;
         matches!(reached, Ok(Ok(_)))

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::KafkaConfig;
+use crate::lease::Lease;
 use crate::store::DynStore;
 
 /// Events read and published per round.
@@ -38,11 +39,13 @@ fn producer(config: &KafkaConfig) -> Result<FutureProducer, KafkaError> {
         .create()
 }
 
-/// Starts the relay; it runs until `stop` is cancelled.
+/// Starts the relay; it publishes while this process holds `lease` and
+/// runs until `stop` is cancelled.
 pub fn spawn(
     db: Db,
     store: DynStore,
     config: KafkaConfig,
+    lease: Lease,
     stop: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -50,6 +53,7 @@ pub fn spawn(
             db,
             store,
             config,
+            lease,
             stop,
         }
         .run()
@@ -61,6 +65,7 @@ struct Relay {
     db: Db,
     store: DynStore,
     config: KafkaConfig,
+    lease: Lease,
     stop: CancellationToken,
 }
 
@@ -75,6 +80,18 @@ enum Outcome {
 
 impl Relay {
     async fn run(self) {
+        loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                _ = self.lease.acquired() => {}
+            }
+            self.publish_while_held().await;
+        }
+    }
+
+    /// Publishes from the stored checkpoint (another holder may have moved
+    /// it) until the lease is lost or the relay stops.
+    async fn publish_while_held(&self) {
         let mut backoff = Duration::from_millis(200);
         let mut after = loop {
             match super::load_checkpoint(&self.db).await {
@@ -90,7 +107,7 @@ impl Relay {
         tracing::info!(topic = %self.config.topic, after = %after.to_token(), "kafka relay started");
         let mut wake = self.store.subscribe();
         let mut producer: Option<FutureProducer> = None;
-        while !self.stop.is_cancelled() {
+        while !self.stop.is_cancelled() && self.lease.is_held() {
             let p = match producer.take() {
                 Some(p) => p,
                 None => match self::producer(&self.config) {
@@ -119,6 +136,7 @@ impl Relay {
                 producer = Some(p);
                 tokio::select! {
                     _ = self.stop.cancelled() => break,
+                    _ = self.lease.lost() => break,
                     _ = wake.recv() => {}
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 }
@@ -153,6 +171,9 @@ impl Relay {
                     }
                 }
             }
+        }
+        if let Some(p) = producer {
+            drop_producer(p).await;
         }
         tracing::info!(after = %after.to_token(), "kafka relay stopped");
     }
@@ -209,6 +230,10 @@ impl Relay {
     }
 
     async fn remember(&self, after: LogPosition) {
+        // A new holder may already be past it: leave the checkpoint to it.
+        if !self.lease.is_held() {
+            return;
+        }
         // A checkpoint that fails to store only means re-sending more after a
         // restart; the loop keeps its position in memory.
         if let Err(e) = super::store_checkpoint(&self.db, after).await {
@@ -216,12 +241,14 @@ impl Relay {
         }
     }
 
-    /// Waits out a failure; true when the relay should stop instead.
+    /// Waits out a failure; true when the relay should stop (or leave the
+    /// work to the lease's new holder) instead.
     async fn pause(&self, backoff: &mut Duration) -> bool {
         let wait = *backoff;
         *backoff = (*backoff * 2).min(MAX_BACKOFF);
         tokio::select! {
             _ = self.stop.cancelled() => true,
+            _ = self.lease.lost() => true,
             _ = tokio::time::sleep(wait) => false,
         }
     }

@@ -243,7 +243,7 @@ async fn writer(
 }
 
 /// Polls `cond` every 50 ms until it holds; false once `deadline` passes.
-async fn until(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
+pub(crate) async fn until(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + deadline;
     while Instant::now() < end {
         if cond() {

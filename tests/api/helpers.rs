@@ -18,7 +18,62 @@ pub struct TestApp {
     issuer: DevIssuer,
     _dir: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
-    pg_cleanup: Option<(String, String)>,
+    _database: Option<ScratchDatabase>,
+}
+
+/// A fresh PostgreSQL database on the test cluster, dropped with the value.
+pub struct ScratchDatabase {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+impl ScratchDatabase {
+    pub async fn create() -> ScratchDatabase {
+        use sqlx::Connection;
+        let admin_url = std::env::var("SCAIDRIVE_TEST_DATABASE_URL").expect(
+            "SCAIDRIVE_TEST_DATABASE_URL must be set for Postgres tests (scripts/test sets it)",
+        );
+        let name = format!("sd_api_{}", uuid::Uuid::now_v7().simple());
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .expect("connect to Postgres");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create database");
+        admin.close().await.ok();
+        let mut u = url::Url::parse(&admin_url).expect("url");
+        u.set_path(&format!("/{name}"));
+        ScratchDatabase {
+            url: u.to_string(),
+            admin_url,
+            name,
+        }
+    }
+}
+
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        let (url, name) = (self.admin_url.clone(), self.name.clone());
+        // Best effort: drop the scratch database from a fresh thread.
+        std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(async move {
+                    use sqlx::Connection;
+                    if let Ok(mut c) = sqlx::PgConnection::connect(&url).await {
+                        let _ =
+                            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                                .execute(&mut c)
+                                .await;
+                    }
+                });
+            }
+        });
+    }
 }
 
 /// Which database a test server uses.
@@ -62,23 +117,11 @@ pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> T
     // cluster-wide read watermark back for a moment.
     config.consistency_wait = Duration::from_secs(30);
     adjust(&mut config);
-    let mut pg_cleanup = None;
+    let mut database = None;
     if let Backend::Postgres = backend {
-        let url = std::env::var("SCAIDRIVE_TEST_DATABASE_URL").expect(
-            "SCAIDRIVE_TEST_DATABASE_URL must be set for Postgres tests (scripts/test sets it)",
-        );
-        let name = format!("sd_api_{}", uuid::Uuid::now_v7().simple());
-        let (mut admin, _) = connect_admin(&url).await;
-        use sqlx::Connection;
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .await
-            .expect("create database");
-        admin.close().await.ok();
-        let mut u = url::Url::parse(&url).expect("url");
-        u.set_path(&format!("/{name}"));
-        config.database_url = u.to_string();
-        pg_cleanup = Some((url, name));
+        let db = ScratchDatabase::create().await;
+        config.database_url = db.url.clone();
+        database = Some(db);
     }
     let app = Application::build(config).await.expect("build app");
     let addr = app.local_addr();
@@ -98,44 +141,14 @@ pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> T
         issuer,
         _dir: dir,
         stop: Some(tx),
-        pg_cleanup,
+        _database: database,
     }
-}
-
-async fn connect_admin(url: &str) -> (sqlx::PgConnection, ()) {
-    use sqlx::Connection;
-    (
-        sqlx::PgConnection::connect(url)
-            .await
-            .expect("connect to Postgres"),
-        (),
-    )
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
-        }
-        if let Some((url, name)) = self.pg_cleanup.take() {
-            // Best effort: drop the scratch database from a fresh thread.
-            std::thread::spawn(move || {
-                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    rt.block_on(async move {
-                        use sqlx::Connection;
-                        if let Ok(mut c) = sqlx::PgConnection::connect(&url).await {
-                            let _ = sqlx::query(&format!(
-                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                            ))
-                            .execute(&mut c)
-                            .await;
-                        }
-                    });
-                }
-            });
         }
     }
 }

@@ -56,7 +56,7 @@ async fn events_tail_prints_each_appended_event_as_its_envelope() {
 }
 
 #[cfg(feature = "kafka")]
-mod relay {
+pub(crate) mod relay {
     use std::collections::{HashMap, HashSet};
     use std::process::Child;
     use std::sync::Arc;
@@ -75,16 +75,16 @@ mod relay {
     use super::*;
     use crate::helpers::{spawn_with, Backend, TestApp};
 
-    fn brokers() -> String {
+    pub(crate) fn brokers() -> String {
         std::env::var("SCAIDRIVE_TEST_KAFKA_BROKERS")
             .expect("SCAIDRIVE_TEST_KAFKA_BROKERS must be set (scripts/test sets it)")
     }
 
-    fn topic_name() -> String {
+    pub(crate) fn topic_name() -> String {
         format!("scaidrive.test.{}", uuid::Uuid::now_v7().simple())
     }
 
-    async fn create_topic(brokers: &str, topic: &str) {
+    pub(crate) async fn create_topic(brokers: &str, topic: &str) {
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .create()
@@ -103,14 +103,14 @@ mod relay {
 
     /// One received record.
     #[derive(Debug, Clone)]
-    struct Got {
+    pub(crate) struct Got {
         key: String,
-        envelope: Value,
+        pub(crate) envelope: Value,
         headers: HashMap<String, String>,
     }
 
     /// Reads every partition of `topic` from the start, by assignment.
-    fn collect(brokers: &str, topic: &str) -> (Arc<Mutex<Vec<Got>>>, CancellationToken) {
+    pub(crate) fn collect(brokers: &str, topic: &str) -> (Arc<Mutex<Vec<Got>>>, CancellationToken) {
         let consumer: StreamConsumer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             // librdkafka wants a group id, but assigned partitions never join it.
@@ -165,8 +165,12 @@ mod relay {
     }
 
     async fn log(app: &TestApp) -> Vec<Value> {
-        app.state
-            .store
+        envelopes(&app.state.store).await
+    }
+
+    /// Every event of the log as its envelope, in log order.
+    pub(crate) async fn envelopes(store: &scaidrive::store::DynStore) -> Vec<Value> {
+        store
             .read_all(LogPosition::START, 100_000)
             .await
             .expect("read log")
@@ -175,12 +179,15 @@ mod relay {
             .collect()
     }
 
-    /// Waits until every event of the log has arrived at least once, then
+    /// Waits until every event of `log` has arrived at least once, then
     /// checks each stream's first arrivals are in stream order.
-    async fn all_arrive(app: &TestApp, got: &Mutex<Vec<Got>>, within: Duration) -> Vec<Got> {
+    pub(crate) async fn all_arrive(
+        log: &[Value],
+        got: &Mutex<Vec<Got>>,
+        within: Duration,
+    ) -> Vec<Got> {
         let deadline = Instant::now() + within;
-        let expected: HashSet<String> = log(app)
-            .await
+        let expected: HashSet<String> = log
             .iter()
             .map(|e| e["event_id"].as_str().expect("id").to_owned())
             .collect();
@@ -236,7 +243,7 @@ mod relay {
         for i in 0..5 {
             new_share(&app, &t, &format!("S{i}")).await;
         }
-        let records = all_arrive(&app, &got, Duration::from_secs(60)).await;
+        let records = all_arrive(&log(&app).await, &got, Duration::from_secs(60)).await;
         stop.cancel();
         let listed = app.get("/events?limit=1000", &t).await;
         let by_id: HashMap<&str, &Value> = listed.body["events"]
@@ -304,9 +311,10 @@ mod relay {
             app.state.db.clone(),
             app.state.store.clone(),
             config.clone(),
+            scaidrive::lease::Leases::in_process().lease(scaidrive::relay::CHECKPOINT),
             first.clone(),
         );
-        all_arrive(&app, &got, Duration::from_secs(60)).await;
+        all_arrive(&log(&app).await, &got, Duration::from_secs(60)).await;
         let deadline = Instant::now() + Duration::from_secs(30);
         let head = app.state.store.head().await.expect("head");
         while scaidrive::relay::load_checkpoint(&app.state.db)
@@ -332,9 +340,10 @@ mod relay {
             app.state.db.clone(),
             app.state.store.clone(),
             config,
+            scaidrive::lease::Leases::in_process().lease(scaidrive::relay::CHECKPOINT),
             second.clone(),
         );
-        let records = all_arrive(&app, &got, Duration::from_secs(60)).await;
+        let records = all_arrive(&log(&app).await, &got, Duration::from_secs(60)).await;
         second.cancel();
         relay.await.expect("relay stops");
         stop.cancel();
@@ -457,7 +466,7 @@ mod relay {
         new_share(&app, &t, "During the outage").await;
         broker.up().await;
         writer.await.expect("writer");
-        all_arrive(&app, &got, Duration::from_secs(120)).await;
+        all_arrive(&log(&app).await, &got, Duration::from_secs(120)).await;
         stop.cancel();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

@@ -23,6 +23,7 @@ mod quota;
 mod ratelimit;
 mod rebuild;
 mod s3;
+mod scaleout;
 mod sharing;
 mod sync;
 mod system;
