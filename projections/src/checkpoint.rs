@@ -54,6 +54,20 @@ pub async fn load(tx: &mut Tx, name: &str) -> Result<Option<Checkpoint>, sqlx::E
     Ok(row.map(Into::into))
 }
 
+/// Serialises the first set-up (or version reset) of a checkpoint across
+/// processes for the rest of `tx`: [`load`]'s row lock cannot hold a row that
+/// does not exist yet, and two processes starting on a fresh database must
+/// not both reset a read model one of them has already begun to fill.
+pub async fn lock_setup(tx: &mut Tx, name: &str) -> Result<(), sqlx::Error> {
+    if let Tx::Postgres(t) = tx {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('checkpoint-setup:' || $1, 0))")
+            .bind(name)
+            .execute(&mut **t)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Reads a checkpoint from the read side.
 pub async fn read(db: &Db, name: &str) -> Result<Option<Checkpoint>, sqlx::Error> {
     Ok(db_fetch_optional!(db, Row, SELECT, name)?.map(Into::into))

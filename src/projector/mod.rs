@@ -84,6 +84,7 @@ impl Projector {
 
     async fn checkpoint_of(&self, p: &dyn Projection) -> Result<Checkpoint, ProjectorError> {
         let mut tx = self.db.begin().await?;
+        checkpoint::lock_setup(&mut tx, p.name()).await?;
         let cp = checkpoint::load(&mut tx, p.name()).await?;
         let cp = match cp {
             Some(cp) if cp.version == p.version() => cp,
