@@ -286,16 +286,13 @@ impl Projection for AccessProjection {
         Ok(())
     }
 
-    async fn reset(&self, tx: &mut Tx) -> Result<(), ProjectionError> {
-        for t in [
+    fn tables(&self) -> &'static [&'static str] {
+        &[
             "rm_share_members",
             "rm_invitations",
             "rm_acls",
             "rm_acl_entries",
-        ] {
-            tx_execute!(tx, &format!("DELETE FROM {t}"))?;
-        }
-        Ok(())
+        ]
     }
 }
 

@@ -129,9 +129,8 @@ impl Projection for AuditProjection {
         Ok(())
     }
 
-    async fn reset(&self, tx: &mut Tx) -> Result<(), ProjectionError> {
-        tx_execute!(tx, "DELETE FROM rm_audit")?;
-        Ok(())
+    fn tables(&self) -> &'static [&'static str] {
+        &["rm_audit"]
     }
 }
 

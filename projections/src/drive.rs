@@ -571,17 +571,14 @@ impl Projection for DriveProjection {
         Ok(())
     }
 
-    async fn reset(&self, tx: &mut Tx) -> Result<(), ProjectionError> {
-        for table in [
-            "rm_uploads",
-            "rm_chunk_refs",
-            "rm_file_versions",
-            "rm_files",
-            "rm_folders",
+    fn tables(&self) -> &'static [&'static str] {
+        &[
             "rm_shares",
-        ] {
-            tx_execute!(tx, &format!("DELETE FROM {table}"))?;
-        }
-        Ok(())
+            "rm_folders",
+            "rm_files",
+            "rm_file_versions",
+            "rm_chunk_refs",
+            "rm_uploads",
+        ]
     }
 }

@@ -130,10 +130,8 @@ impl Projection for GroupsProjection {
         Ok(())
     }
 
-    async fn reset(&self, tx: &mut Tx) -> Result<(), ProjectionError> {
-        tx_execute!(tx, "DELETE FROM rm_group_members")?;
-        tx_execute!(tx, "DELETE FROM rm_groups")?;
-        Ok(())
+    fn tables(&self) -> &'static [&'static str] {
+        &["rm_groups", "rm_group_members"]
     }
 }
 

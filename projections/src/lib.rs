@@ -17,7 +17,7 @@ pub mod sync_queries;
 pub mod tenancy;
 pub mod webhooks;
 
-pub use projection::{Projection, ProjectionError};
+pub use projection::{Projection, ProjectionError, QUEUE_TABLES};
 
 /// Every projection the service runs, in a stable order.
 pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {

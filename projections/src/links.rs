@@ -157,9 +157,8 @@ impl Projection for LinksProjection {
         Ok(())
     }
 
-    async fn reset(&self, tx: &mut Tx) -> Result<(), ProjectionError> {
-        tx_execute!(tx, "DELETE FROM rm_links")?;
-        Ok(())
+    fn tables(&self) -> &'static [&'static str] {
+        &["rm_links"]
     }
 }
 

@@ -4,6 +4,18 @@ use async_trait::async_trait;
 use scaidrive_domain::RecordedEvent;
 
 use crate::db::Tx;
+use crate::tx_execute;
+
+/// Tables projections write without owning them: the notification outbox and
+/// the webhook delivery queue. Senders drain and update them; they are never
+/// reset, and every insert into them is keyed by the causing event
+/// (`ON CONFLICT DO NOTHING`), so a replay queues nothing twice.
+///
+/// A rebuild's replay writes into throwaway copies of these: every event's
+/// messages were queued by the live runner when it applied the event, and a
+/// rebuild lets the live runner reach the replay's position before it swaps
+/// (ARCHITECTURE.md, "Projections").
+pub const QUEUE_TABLES: &[&str] = &["notification_outbox", "webhook_deliveries"];
 
 /// Why a projection could not apply an event.
 #[derive(Debug, thiserror::Error)]
@@ -41,8 +53,26 @@ pub trait Projection: Send + Sync + 'static {
     fn version(&self) -> i32;
     /// Whether this projection cares about an event type.
     fn handles(&self, event_type: &str) -> bool;
+    /// The tables this projection owns: only its `apply` writes them, `reset`
+    /// empties them, and a rebuild builds fresh copies of exactly these beside
+    /// the live ones and swaps them in. Not listed: tables it only reads (the
+    /// event log, another projection's) and the [`QUEUE_TABLES`] it queues
+    /// into.
+    fn tables(&self) -> &'static [&'static str];
     /// Folds one event into the read model.
+    ///
+    /// It may read its own tables, the event log (`events`) and other
+    /// projections' tables, but what it writes into its own tables must not
+    /// depend on another projection's tables (those are at that projection's
+    /// position, not this event's); reading them to word a queued message is
+    /// fine. A rebuild's replay sees the live versions of every table it does
+    /// not own.
     async fn apply(&self, tx: &mut Tx, event: &RecordedEvent) -> Result<(), ProjectionError>;
-    /// Empties the read model's tables (before a rebuild from zero).
-    async fn reset(&self, tx: &mut Tx) -> Result<(), ProjectionError>;
+    /// Empties the read model's tables (before a replay from zero).
+    async fn reset(&self, tx: &mut Tx) -> Result<(), ProjectionError> {
+        for table in self.tables() {
+            tx_execute!(tx, &format!("DELETE FROM {table}"))?;
+        }
+        Ok(())
+    }
 }

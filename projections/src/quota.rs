@@ -179,18 +179,15 @@ impl Projection for QuotaProjection {
         Ok(())
     }
 
-    async fn reset(&self, tx: &mut Tx) -> Result<(), ProjectionError> {
-        for table in [
+    fn tables(&self) -> &'static [&'static str] {
+        &[
             "rm_quota_files",
             "rm_quota_folders",
             "rm_quota_shares",
             "rm_quota_tenants",
             "rm_quota_reservations",
             "rm_quota_accounts",
-        ] {
-            tx_execute!(tx, &format!("DELETE FROM {table}"))?;
-        }
-        Ok(())
+        ]
     }
 }
 

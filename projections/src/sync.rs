@@ -707,15 +707,12 @@ impl Projection for SyncProjection {
         Ok(())
     }
 
-    async fn reset(&self, tx: &mut Tx) -> Result<(), ProjectionError> {
-        for table in [
+    fn tables(&self) -> &'static [&'static str] {
+        &[
             "rm_changes",
             "rm_sync_devices",
             "rm_sync_cursors",
             "rm_sync_conflicts",
-        ] {
-            tx_execute!(tx, &format!("DELETE FROM {table}"))?;
-        }
-        Ok(())
+        ]
     }
 }

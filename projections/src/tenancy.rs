@@ -150,11 +150,8 @@ impl Projection for TenancyProjection {
         Ok(())
     }
 
-    async fn reset(&self, tx: &mut Tx) -> Result<(), ProjectionError> {
-        tx_execute!(tx, "DELETE FROM rm_users")?;
-        tx_execute!(tx, "DELETE FROM rm_tenants")?;
-        tx_execute!(tx, "DELETE FROM rm_partners")?;
-        Ok(())
+    fn tables(&self) -> &'static [&'static str] {
+        &["rm_partners", "rm_tenants", "rm_users"]
     }
 }
 

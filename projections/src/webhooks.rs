@@ -100,11 +100,11 @@ impl Projection for WebhooksProjection {
         Ok(())
     }
 
-    /// Only the webhook rows: the delivery log is history the sender wrote,
-    /// and replays find every queued event already there.
-    async fn reset(&self, tx: &mut Tx) -> Result<(), ProjectionError> {
-        tx_execute!(tx, "DELETE FROM rm_webhooks")?;
-        Ok(())
+    /// Only the webhook rows: the delivery log (`webhook_deliveries`, one of
+    /// the [`QUEUE_TABLES`](crate::projection::QUEUE_TABLES)) is history the
+    /// sender wrote, and replays find every queued event already there.
+    fn tables(&self) -> &'static [&'static str] {
+        &["rm_webhooks"]
     }
 }
 

@@ -69,12 +69,14 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum ProjectionsCommand {
-    /// Rebuild one read model (or all) from the start of the log; readers see
-    /// the old one until the rebuilt one replaces it.
+    /// Rebuild one read model (or all) from the start of the log, beside the
+    /// live one: writes, live projection runners and readers carry on, and the
+    /// rebuilt tables replace the live ones once the replay has caught up.
     Rebuild {
         #[command(flatten)]
         store: StoreArgs,
-        /// Projection name (tenancy, drive, audit); all when omitted.
+        /// Projection name (tenancy, drive, access, audit, groups, sync, links,
+        /// quota, webhooks); all when omitted.
         name: Option<String>,
     },
     /// List projections and how far each has got.

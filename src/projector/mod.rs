@@ -18,6 +18,7 @@ use crate::lease::{Lease, Leases};
 use crate::store::DynStore;
 
 mod follow;
+mod rebuild;
 
 const BATCH: usize = 500;
 /// Re-read the log this often even without a wake-up (a signal can be missed,
@@ -217,54 +218,6 @@ impl Projector {
         Ok(batch.len())
     }
 
-    /// Rebuilds one projection from the start of the log in a single
-    /// transaction: readers keep seeing the old read model until the rebuilt
-    /// one commits in its place, together with its checkpoint. Live runners
-    /// (in this or another process) wait on the checkpoint row meanwhile and
-    /// continue from the new checkpoint. `progress(events_read)` is called
-    /// after each batch. Returns the number of events read.
-    pub async fn rebuild(
-        &self,
-        name: &str,
-        mut progress: impl FnMut(u64),
-    ) -> Result<u64, ProjectorError> {
-        let index = self
-            .projections
-            .iter()
-            .position(|p| p.name() == name)
-            .ok_or_else(|| ProjectorError::Unknown(name.to_owned()))?;
-        let projection = &self.projections[index];
-        let mut tx = self.db.begin().await?;
-        checkpoint::load(&mut tx, projection.name()).await?;
-        projection.reset(&mut tx).await?;
-        let mut at = LogPosition::START;
-        let mut read = 0u64;
-        loop {
-            let batch = self.store.read_all(at, BATCH * 4).await?;
-            let Some(last) = batch.last().map(|e| e.log) else {
-                break;
-            };
-            for event in batch.iter().filter(|e| projection.handles(&e.event_type)) {
-                projection.apply(&mut tx, event).await?;
-            }
-            read += batch.len() as u64;
-            at = last;
-            progress(read);
-        }
-        checkpoint::store(
-            &mut tx,
-            projection.name(),
-            Checkpoint {
-                version: projection.version(),
-                position: at,
-            },
-        )
-        .await?;
-        tx.commit().await?;
-        self.progress.send_modify(|v| v[index] = at);
-        Ok(read)
-    }
-
     /// Drives every projection until it has nothing left to read (tests, CLI).
     pub async fn catch_up(&self) -> Result<(), ProjectorError> {
         for i in 0..self.projections.len() {
@@ -309,4 +262,6 @@ pub enum ProjectorError {
     Db(#[from] sqlx::Error),
     #[error("no projection named '{0}'")]
     Unknown(String),
+    #[error("rebuild: {0}")]
+    Rebuild(String),
 }
