@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::client::{HttpError, HttpErrorKind};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{BackoffConfig, ClientOptions, ObjectStore, PutPayload, RetryConfig};
+use object_store::{BackoffConfig, ClientConfigKey, ObjectStore, PutPayload, RetryConfig};
 
 /// Blob store failures.
 #[derive(Debug, thiserror::Error)]
@@ -138,12 +138,18 @@ impl BlobStore {
                     return Err(BlobError::Config("s3:// URL needs a bucket name".into()));
                 }
                 let timeout = settings.timeout.max(Duration::from_millis(100));
+                let ms = |d: Duration| format!("{}ms", d.as_millis());
+                // Set through config keys: replacing the client options would
+                // drop what `from_env` read (AWS_ALLOW_HTTP, proxies, ...).
                 let mut builder = AmazonS3Builder::from_env()
                     .with_bucket_name(bucket)
-                    .with_client_options(
-                        ClientOptions::new()
-                            .with_connect_timeout(timeout.min(Duration::from_secs(5)))
-                            .with_timeout(timeout),
+                    .with_config(
+                        AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+                        ms(timeout.min(Duration::from_secs(5))),
+                    )
+                    .with_config(
+                        AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
+                        ms(timeout),
                     )
                     .with_retry(RetryConfig {
                         backoff: BackoffConfig::default(),
