@@ -404,7 +404,11 @@ async fn list_groups(
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct CreateGroup {
-    #[schema(min_length = 1, max_length = 255, pattern = "\\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\u0000-\\u0020\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     name: String,
     #[schema(max_length = 2000)]
     description: Option<String>,
@@ -508,7 +512,11 @@ async fn get_group(
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct PatchGroup {
-    #[schema(min_length = 1, max_length = 255, pattern = "\\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\u0000-\\u0020\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     name: Option<String>,
     /// `null` clears it.
     #[serde(default, deserialize_with = "present")]

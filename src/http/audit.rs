@@ -49,20 +49,21 @@ struct AuditQuery {
     user_id: Option<String>,
     resource_id: Option<String>,
     /// ISO-8601 timestamp.
-    #[param(value_type = Option<chrono::DateTime<chrono::Utc>>)]
+    #[param(value_type = Option<doc::DateTimeInput>, inline)]
     from: Option<String>,
     /// ISO-8601 timestamp.
-    #[param(value_type = Option<chrono::DateTime<chrono::Utc>>)]
+    #[param(value_type = Option<doc::DateTimeInput>, inline)]
     to: Option<String>,
     /// Free text.
     q: Option<String>,
     /// A log position (`next_after` of the previous page).
+    #[param(pattern = "^(0|[0-9]{1,18}\\.[0-9]{1,18})?$")]
     after: Option<String>,
-    /// Default 100 (list only).
-    #[param(minimum = 1, maximum = 1000)]
+    /// List only (see the operation).
+    #[param(ignore)]
     limit: Option<i64>,
-    /// `ndjson` (default) or `csv` (export only).
-    #[param(value_type = Option<String>, pattern = "^(ndjson|csv)$")]
+    /// Export only (see the operation).
+    #[param(ignore)]
     format: Option<String>,
 }
 
@@ -108,7 +109,9 @@ fn entry(r: &AuditRow) -> Value {
 }
 
 /// The audit view (tenant admins).
-#[utoipa::path(get, path = "/audit/events", params(AuditQuery), responses(
+#[utoipa::path(get, path = "/audit/events",
+    params(AuditQuery, ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Default 100")),
+    responses(
     (status = 200, description = "A page of audit entries", body = doc::AuditPage),
 ))]
 async fn list(
@@ -176,7 +179,9 @@ fn csv_line(r: &AuditRow) -> String {
 
 /// Streams every matching entry, page by page, so an export of any size
 /// holds one page in memory.
-#[utoipa::path(get, path = "/audit/export", params(AuditQuery), responses(
+#[utoipa::path(get, path = "/audit/export",
+    params(AuditQuery, ("format" = Option<String>, Query, pattern = "^(ndjson|csv)$", description = "Default `ndjson`")),
+    responses(
     (status = 200, description = "Every matching entry",
         content((String = "application/x-ndjson"), (String = "text/csv"))),
 ))]

@@ -40,6 +40,7 @@ fn position(raw: Option<&str>) -> ApiResult<LogPosition> {
 #[into_params(parameter_in = Query)]
 struct ListQuery {
     /// A log position (`next_after` of the previous page); default the start.
+    #[param(pattern = "^(0|[0-9]{1,18}\\.[0-9]{1,18})?$")]
     after: Option<String>,
     /// Default 100.
     #[param(minimum = 1, maximum = 1000)]
@@ -85,6 +86,7 @@ async fn list(
 #[into_params(parameter_in = Query)]
 struct StreamQuery {
     /// A log position to start after (`Last-Event-ID` wins).
+    #[param(pattern = "^(0|[0-9]{1,18}\\.[0-9]{1,18})?$")]
     after: Option<String>,
 }
 

@@ -385,7 +385,8 @@ pub(crate) fn content_response(
 /// Streams a file's content; `Range: bytes=a-b` answers 206.
 #[utoipa::path(get, path = "/files/{id}/content",
     params(("id" = inline(doc::FileId), Path), DownloadQuery,
-        ("Range" = Option<String>, Header, description = "One byte range, `bytes=a-b`")),
+        ("Range" = Option<String>, Header, pattern = "^bytes=[0-9]*-[0-9]*$",
+            description = "One byte range, `bytes=a-b`")),
     responses(
         (status = 200, description = "The content (Content-Type is the file's)", body = doc::Binary,
             content_type = "*/*"),

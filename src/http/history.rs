@@ -67,6 +67,9 @@ impl At {
 #[into_params(parameter_in = Query)]
 struct HistoryQuery {
     /// An ISO-8601 timestamp or a log position; default now.
+    #[param(
+        pattern = "^(0|[0-9]{1,18}\\.[0-9]{1,18}|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2}))?$"
+    )]
     at: Option<String>,
 }
 
@@ -148,15 +151,14 @@ async fn history(
         "file" => path_id::<FileId>(&id, "file").map(drop)?,
         "folder" => path_id::<FolderId>(&id, "folder").map(drop)?,
         "share" => path_id::<ShareId>(&id, "share").map(drop)?,
-        "acl" => {
+        "acl"
             if FileId::parse(&id).is_err()
                 && FolderId::parse(&id).is_err()
-                && ShareId::parse(&id).is_err()
-            {
-                return Err(ApiError::BadRequest(format!(
-                    "'{id}' is not a share, folder or file id"
-                )));
-            }
+                && ShareId::parse(&id).is_err() =>
+        {
+            return Err(ApiError::BadRequest(format!(
+                "'{id}' is not a share, folder or file id"
+            )));
         }
         _ => {}
     }

@@ -77,7 +77,7 @@ struct OptionFields {
     #[schema(minimum = 1, maximum = 3650)]
     expires_in_days: Option<i64>,
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<DateTime<Utc>>)]
+    #[schema(value_type = Option<doc::DateTimeInput>)]
     expires_at: Option<Option<DateTime<Utc>>>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<u64>, minimum = 1)]

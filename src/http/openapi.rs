@@ -221,7 +221,10 @@ fn finish_operation(path: &str, method: &str, op: &mut Operation, has_path_param
     if public {
         op.security = None;
     } else {
-        op.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
+        op.security = Some(vec![SecurityRequirement::new(
+            "bearer",
+            Vec::<String>::new(),
+        )]);
     }
 
     let json_body = op
@@ -229,10 +232,8 @@ fn finish_operation(path: &str, method: &str, op: &mut Operation, has_path_param
         .as_ref()
         .is_some_and(|b| b.content.contains_key("application/json"));
     let any_body = op.request_body.is_some();
-    let mut defaults: Vec<(&str, &str)> = vec![(
-        "400",
-        "Malformed path, query or X-ScaiDrive-Position",
-    )];
+    let mut defaults: Vec<(&str, &str)> =
+        vec![("400", "Malformed path, query or X-ScaiDrive-Position")];
     if !public {
         defaults.push(("401", "Token missing, expired or not valid"));
         defaults.push((
@@ -422,6 +423,24 @@ impl PartialSchema for Timestamp {
 }
 
 impl ToSchema for Timestamp {}
+
+/// A timestamp a client sends: RFC 3339 with a `Z` or an offset.
+pub struct DateTimeInput;
+
+impl PartialSchema for DateTimeInput {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            .pattern(Some(
+                "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$",
+            ))
+            .description(Some("RFC 3339, e.g. `2026-04-23T10:15:02Z`"))
+            .into()
+    }
+}
+
+impl ToSchema for DateTimeInput {}
 
 // ------------------------------------------------------------ errors
 
@@ -614,6 +633,20 @@ pub enum QuotaLevelDoc {
     Share,
 }
 
+/// An audit category (case-insensitive).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AuditCategory {
+    Authentication,
+    Authorization,
+    FileAccess,
+    FileModification,
+    Sharing,
+    Admin,
+    Security,
+    Compliance,
+}
+
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum WebhookStatusDoc {
@@ -778,38 +811,58 @@ pub struct RateLimits {
     pub per_tenant: Option<u64>,
 }
 
-/// A partial `settings` object: only the keys given change; unknown keys
-/// are refused (422).
+/// A partial `settings` object: only the keys given change (`null` only
+/// where a key is nullable); unknown keys are refused (422).
 #[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct TenantSettingsPatch {
+    /// At most 4 TiB.
     #[schema(minimum = 1, maximum = 4398046511104.0)]
-    pub max_file_size_bytes: Option<u64>,
+    pub max_file_size_bytes: u64,
+    /// `null`: no default share limit.
     pub default_share_quota_bytes: Option<u64>,
     #[schema(minimum = 1, maximum = 3650)]
-    pub trash_retention_days: Option<u32>,
+    pub trash_retention_days: u32,
     #[schema(minimum = 1, maximum = 36500)]
-    pub version_retention_days: Option<u32>,
-    pub vectorization_enabled: Option<bool>,
-    pub require_mfa: Option<bool>,
-    pub sharing: Option<SharingPolicyPatch>,
-    pub rate_limits: Option<RateLimitsPatch>,
+    pub version_retention_days: u32,
+    pub vectorization_enabled: bool,
+    pub require_mfa: bool,
+    pub sharing: SharingPolicyPatch,
+    pub rate_limits: RateLimitsPatch,
 }
 
-#[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+impl Default for TenantSettingsPatch {
+    fn default() -> Self {
+        Self {
+            max_file_size_bytes: 5_368_709_120,
+            default_share_quota_bytes: None,
+            trash_retention_days: 30,
+            version_retention_days: 365,
+            vectorization_enabled: false,
+            require_mfa: false,
+            sharing: SharingPolicyPatch::default(),
+            rate_limits: RateLimitsPatch::default(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema, Default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SharingPolicyPatch {
-    pub external_sharing_enabled: Option<bool>,
-    pub require_password: Option<bool>,
-    pub require_expiry: Option<bool>,
+    pub external_sharing_enabled: bool,
+    pub require_password: bool,
+    pub require_expiry: bool,
+    /// `null`: no ceiling.
     #[schema(minimum = 1)]
     pub max_expiry_days: Option<u32>,
-    pub allowed_link_types: Option<Vec<LinkTypeDoc>>,
+    pub allowed_link_types: Vec<LinkTypeDoc>,
+    /// `null`: no ceiling.
     pub max_downloads_ceiling: Option<u64>,
 }
 
-#[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+/// `null` for a key: the server default.
+#[derive(Serialize, ToSchema, Default)]
+#[serde(default, deny_unknown_fields)]
 pub struct RateLimitsPatch {
     #[schema(minimum = 1)]
     pub per_token: Option<u64>,
@@ -1147,10 +1200,11 @@ pub struct VersionList {
 pub struct SimpleUpload {
     #[schema(value_type = ShareId)]
     pub share_id: String,
-    #[schema(value_type = Option<FolderId>)]
+    /// The folder; absent or empty for the share root.
+    #[schema(pattern = "^((fld_)[0-7OoIiLl][0-9A-TV-Za-tv-z]{25})?$")]
     pub folder_id: Option<String>,
     /// Default: the file part's file name.
-    #[schema(min_length = 1, max_length = 255)]
+    #[schema(min_length = 1, max_length = 255, pattern = "^[^/\\u0000]+$")]
     pub name: Option<String>,
     #[schema(value_type = String, format = Binary)]
     pub file: Vec<u8>,

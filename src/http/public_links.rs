@@ -638,8 +638,9 @@ async fn unlock(
     ApiPath(token): ApiPath<String>,
     raw: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
-    // An empty body is a plain unlock (links without password or email).
-    let body: UnlockBody = if raw.iter().all(u8::is_ascii_whitespace) {
+    // An empty (or `null`) body is a plain unlock (links without password or email).
+    let body: UnlockBody = if raw.iter().all(u8::is_ascii_whitespace) || raw.trim_ascii() == b"null"
+    {
         UnlockBody::default()
     } else {
         parse_json_body(&raw)?
@@ -753,7 +754,7 @@ async fn serve(
 
 /// Downloads the linked file (or one inside the linked folder); counts.
 #[utoipa::path(get, path = "/public/links/{token}/content", security((), ("bearer" = [])),
-    params(("token" = String, Path, max_length = 128, description = "The link's token"), FileQuery, ("Range" = Option<String>, Header, description = "One byte range")),
+    params(("token" = String, Path, max_length = 128, description = "The link's token"), FileQuery, ("Range" = Option<String>, Header, pattern = "^bytes=[0-9]*-[0-9]*$", description = "One byte range")),
     responses(
         (status = 200, description = "The content", body = doc::Binary, content_type = "*/*"),
         (status = 206, description = "The requested range", body = doc::Binary, content_type = "*/*"),
@@ -776,7 +777,7 @@ async fn download(
 
 /// Shows the linked file inline; counts as a view.
 #[utoipa::path(get, path = "/public/links/{token}/preview", security((), ("bearer" = [])),
-    params(("token" = String, Path, max_length = 128, description = "The link's token"), FileQuery, ("Range" = Option<String>, Header, description = "One byte range")),
+    params(("token" = String, Path, max_length = 128, description = "The link's token"), FileQuery, ("Range" = Option<String>, Header, pattern = "^bytes=[0-9]*-[0-9]*$", description = "One byte range")),
     responses(
         (status = 200, description = "The content", body = doc::Binary, content_type = "*/*"),
         (status = 206, description = "The requested range", body = doc::Binary, content_type = "*/*"),

@@ -124,9 +124,9 @@ struct QuotaBody {
     limit_bytes: i64,
     /// Default `hard`.
     #[serde(default)]
-    #[schema(value_type = Option<doc::LimitTypeDoc>)]
+    #[schema(value_type = doc::LimitTypeDoc)]
     limit_type: LimitType,
-    /// Percent; default 70.
+    /// Percent; default 70. The three thresholds must ascend strictly.
     #[schema(minimum = 1, maximum = 100)]
     warning_threshold_1: Option<i64>,
     /// Percent; default 85.

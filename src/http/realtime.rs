@@ -51,10 +51,14 @@ struct TokenQuery {
 }
 
 /// A plain request where an upgrade belongs answers 400 with `detail`.
-fn upgrade(ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>) -> Result<WebSocketUpgrade, Response> {
+fn upgrade(
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<WebSocketUpgrade, ApiError> {
     ws.map_err(|e| {
-        ApiError::BadRequest(format!("a WebSocket upgrade is required: {}", e.body_text()))
-            .into_response()
+        ApiError::BadRequest(format!(
+            "a WebSocket upgrade is required: {}",
+            e.body_text()
+        ))
     })
 }
 
@@ -118,7 +122,7 @@ async fn device_socket(
 ) -> Response {
     let ws = match upgrade(ws) {
         Ok(ws) => ws,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     let who = authenticate(&state, parts, q.token).await;
     ws.on_upgrade(move |socket| async move {
@@ -159,7 +163,7 @@ async fn realtime_socket(
 ) -> Response {
     let ws = match upgrade(ws) {
         Ok(ws) => ws,
-        Err(resp) => return resp,
+        Err(e) => return e.into_response(),
     };
     let who = authenticate(&state, parts, q.token).await;
     ws.on_upgrade(move |mut socket| async move {

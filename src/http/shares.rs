@@ -94,6 +94,7 @@ struct CreateShare {
     owner_id: String,
     #[schema(max_length = 2000)]
     description: Option<String>,
+    /// At most 2^63 − 1.
     quota_bytes: Option<u64>,
 }
 
@@ -103,6 +104,15 @@ impl Validate for CreateShare {
         v.length("name", &self.name, 1, 255);
         if let Some(d) = &self.description {
             v.length("description", d, 0, 2000);
+        }
+        // Stored as a signed 64-bit count of bytes.
+        if let Some(q) = self.quota_bytes.filter(|q| i64::try_from(*q).is_err()) {
+            v.push(
+                "less_than_equal",
+                "quota_bytes",
+                format!("Input should be less than or equal to {}", i64::MAX),
+                Value::from(q),
+            );
         }
         if Owner::parse(&self.owner_id).is_none() {
             v.push(

@@ -135,6 +135,7 @@ struct AddMember {
     #[schema(value_type = doc::GrantableRole)]
     role: ShareRole,
     /// The membership stops granting access then.
+    #[schema(value_type = Option<doc::DateTimeInput>)]
     expires_at: Option<DateTime<Utc>>,
 }
 
@@ -258,7 +259,7 @@ struct UpdateMember {
     role: Option<ShareRole>,
     /// `null` makes the membership permanent.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<DateTime<Utc>>)]
+    #[schema(value_type = Option<doc::DateTimeInput>)]
     expires_at: Option<Option<DateTime<Utc>>>,
 }
 

@@ -87,6 +87,7 @@ struct ChangesQuery {
     share_id: String,
     /// Opaque; absent = the end of the feed (only newer changes), `0` = the
     /// beginning of the share's history.
+    #[param(pattern = "^(0|[0-9]{1,18}\\.[0-9]{1,18})?$")]
     cursor: Option<String>,
     /// Default 1000.
     #[param(minimum = 1, maximum = 5000)]
@@ -147,7 +148,11 @@ async fn changes(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct RegisterDevice {
     /// Client-generated, 1–128 characters without control characters.
-    #[schema(min_length = 1, max_length = 128)]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     device_id: String,
     #[schema(max_length = 255)]
     device_name: Option<String>,
@@ -267,7 +272,11 @@ async fn own_device(state: &AppState, p: &Principal, device_id: &str) -> ApiResu
 struct StatusQuery {
     #[param(value_type = doc::ShareId, inline)]
     share_id: String,
-    #[param(min_length = 1, max_length = 128)]
+    #[param(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     device_id: String,
 }
 
@@ -339,9 +348,14 @@ async fn status(
 struct CursorQuery {
     #[param(value_type = doc::ShareId, inline)]
     share_id: String,
-    #[param(min_length = 1, max_length = 128)]
+    #[param(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     device_id: String,
     /// A cursor from the feed.
+    #[param(pattern = "^(0|[0-9]{1,18}\\.[0-9]{1,18})$")]
     position: String,
 }
 
@@ -407,6 +421,7 @@ struct ApplyChange {
     #[schema(value_type = Option<doc::UploadId>)]
     upload_session_id: Option<UploadId>,
     /// When the device made the change (LAST_WRITER_WINS compares it).
+    #[schema(value_type = Option<doc::DateTimeInput>)]
     modified_at: Option<DateTime<Utc>>,
 }
 
@@ -453,7 +468,11 @@ impl ApplyChange {
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct ApplyBody {
-    #[schema(min_length = 1, max_length = 128)]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     device_id: String,
     #[schema(value_type = doc::ShareId)]
     share_id: ShareId,
@@ -1366,7 +1385,8 @@ async fn resolve(
 /// Streams a file's current content for a sync client (ranges honoured).
 #[utoipa::path(get, path = "/sync/download/{file_id}",
     params(("file_id" = inline(doc::FileId), Path),
-        ("Range" = Option<String>, Header, description = "One byte range, `bytes=a-b`")),
+        ("Range" = Option<String>, Header, pattern = "^bytes=[0-9]*-[0-9]*$",
+            description = "One byte range, `bytes=a-b`")),
     responses(
         (status = 200, description = "The content", body = doc::Binary, content_type = "*/*"),
         (status = 206, description = "The requested range", body = doc::Binary, content_type = "*/*"),

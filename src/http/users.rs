@@ -6,8 +6,8 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use super::error::ApiResult;
-use super::principal::Principal;
 use super::openapi as doc;
+use super::principal::Principal;
 use super::state::AppState;
 
 pub fn router() -> Router<AppState> {

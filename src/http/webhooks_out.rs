@@ -80,23 +80,32 @@ fn check_url(v: &mut Violations, url: &str) {
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct CreateWebhook {
-    #[schema(min_length = 1, max_length = 255, pattern = "\\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\u0000-\\u0020\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     name: String,
     /// An `http://` or `https://` URL.
-    #[schema(min_length = 1, max_length = 2048, pattern = "^[Hh][Tt][Tt][Pp][Ss]?://([^/?#\\s]*@)?[^/?#@:\\s]\\S*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 2048,
+        pattern = "^[Hh][Tt][Tt][Pp][Ss]?://([^/?#@\\s\\u0000-\\u001f\\u007f-\\u009f]*@)?[^/?#@:\\s\\u0000-\\u001f\\u007f-\\u009f][^\\s\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     url: String,
     /// Audit categories to send; empty = all.
     #[serde(default)]
+    #[schema(value_type = Vec<doc::AuditCategory>)]
     categories: Vec<String>,
     /// Signs each delivery (`X-ScaiDrive-Signature`); write-only.
     #[schema(min_length = 8, max_length = 512, write_only)]
     secret: String,
-    /// Extra request headers.
+    /// Extra request headers (valid header names and values).
     #[serde(default)]
     headers: BTreeMap<String, String>,
     /// Default `active`.
     #[serde(default)]
-    #[schema(value_type = Option<doc::WebhookStatusDoc>)]
+    #[schema(value_type = doc::WebhookStatusDoc)]
     status: WebhookStatus,
 }
 
@@ -117,10 +126,19 @@ impl Validate for CreateWebhook {
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct PatchWebhook {
-    #[schema(min_length = 1, max_length = 255, pattern = "\\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\u0000-\\u0020\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     name: Option<String>,
-    #[schema(min_length = 1, max_length = 2048, pattern = "^[Hh][Tt][Tt][Pp][Ss]?://([^/?#\\s]*@)?[^/?#@:\\s]\\S*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 2048,
+        pattern = "^[Hh][Tt][Tt][Pp][Ss]?://([^/?#@\\s\\u0000-\\u001f\\u007f-\\u009f]*@)?[^/?#@:\\s\\u0000-\\u001f\\u007f-\\u009f][^\\s\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     url: Option<String>,
+    #[schema(value_type = Option<Vec<doc::AuditCategory>>)]
     categories: Option<Vec<String>>,
     #[schema(min_length = 8, max_length = 512, write_only)]
     secret: Option<String>,

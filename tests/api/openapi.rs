@@ -135,7 +135,10 @@ async fn every_registered_route_is_documented_and_nothing_else() {
     let documented = documented(&doc);
     let missing: Vec<_> = registered.difference(&documented).collect();
     let extra: Vec<_> = documented.difference(&registered).collect();
-    assert!(missing.is_empty(), "routes without documentation: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "routes without documentation: {missing:?}"
+    );
     assert!(extra.is_empty(), "documented but not routed: {extra:?}");
 }
 
@@ -153,7 +156,9 @@ async fn every_operation_has_an_id_answers_and_error_bodies() {
             }
             let responses = op["responses"].as_object().expect("responses");
             assert!(
-                responses.keys().any(|s| s.starts_with('1') || s.starts_with('2')),
+                responses
+                    .keys()
+                    .any(|s| s.starts_with('1') || s.starts_with('2')),
                 "{m} {path} documents no success answer"
             );
             for (status, r) in responses {
