@@ -159,7 +159,7 @@ impl TenantSettings {
                     "unknown setting",
                 ));
             };
-            merge_json(slot, v);
+            merge_json(slot, v, &format!("settings.{k}"))?;
         }
         let merged: TenantSettings = serde_json::from_value(current)
             .map_err(|e| DomainError::invalid("settings", e.to_string()))?;
@@ -216,19 +216,23 @@ impl TenantSettings {
     }
 }
 
-fn merge_json(slot: &mut Value, patch: &Value) {
+/// Merges `patch` into `slot`; a key the settings do not have, at any depth,
+/// is refused (it would be dropped silently otherwise).
+fn merge_json(slot: &mut Value, patch: &Value, path: &str) -> Result<(), DomainError> {
     match (slot, patch) {
         (Value::Object(s), Value::Object(p)) => {
             for (k, v) in p {
-                match s.get_mut(k) {
-                    Some(inner) => merge_json(inner, v),
-                    None => {
-                        s.insert(k.clone(), v.clone());
-                    }
-                }
+                let inner = s.get_mut(k).ok_or_else(|| {
+                    DomainError::invalid(format!("{path}.{k}"), "unknown setting")
+                })?;
+                merge_json(inner, v, &format!("{path}.{k}"))?;
             }
+            Ok(())
         }
-        (slot, patch) => *slot = patch.clone(),
+        (slot, patch) => {
+            *slot = patch.clone();
+            Ok(())
+        }
     }
 }
 
@@ -693,6 +697,16 @@ mod tests {
                 at: at(),
             })
             .then_error_matches(|e| matches!(e, DomainError::Invalid { .. }));
+        Scenario::<Tenant>::given([provisioned()])
+            .when(TenantCommand::Update {
+                name: None,
+                display_name: None,
+                settings: Some(serde_json::json!({"rate_limits": {"per_token": 5, "per_hour": 1}})),
+                at: at(),
+            })
+            .then_error_matches(|e| {
+                matches!(e, DomainError::Invalid { field, .. } if field == "settings.rate_limits.per_hour")
+            });
     }
 
     #[test]

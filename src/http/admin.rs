@@ -18,6 +18,7 @@ use uuid::Uuid;
 use super::drive::{path_id, Page};
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
+use super::openapi as doc;
 use super::principal::Principal;
 use super::state::AppState;
 use super::Positioned;
@@ -68,6 +69,10 @@ fn tenant_json(row: &tenancy::TenantRow) -> Value {
     })
 }
 
+/// The caller's tenant (tenant admins).
+#[utoipa::path(get, path = "/admin/tenant", responses(
+    (status = 200, description = "The tenant with its settings", body = doc::Tenant),
+))]
 async fn get_tenant(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Value>> {
     p.require_tenant_admin()?;
     let row = tenancy::tenant(&state.db, &p.tenant_id.to_string())
@@ -76,10 +81,13 @@ async fn get_tenant(State(state): State<AppState>, p: Principal) -> ApiResult<Js
     Ok(Json(tenant_json(&row)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct PatchTenant {
+    #[schema(min_length = 1, max_length = 255)]
     name: Option<String>,
+    #[schema(min_length = 1, max_length = 255)]
     display_name: Option<String>,
+    #[schema(value_type = Option<doc::TenantSettingsPatch>)]
     settings: Option<Value>,
 }
 
@@ -104,6 +112,10 @@ impl Validate for PatchTenant {
     }
 }
 
+/// Renames the tenant or changes some of its settings.
+#[utoipa::path(patch, path = "/admin/tenant", request_body = PatchTenant, responses(
+    (status = 200, description = "The tenant as changed", body = doc::Tenant),
+))]
 async fn patch_tenant(
     State(state): State<AppState>,
     p: Principal,
@@ -152,15 +164,25 @@ fn user_json(row: &tenancy::UserRow) -> Value {
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct UserQuery {
+    /// Matches email or name.
+    #[param(max_length = 200)]
     q: Option<String>,
+    #[param(value_type = Option<doc::UserStatusDoc>, inline)]
     status: Option<String>,
     is_admin: Option<bool>,
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
+    #[param(minimum = 0)]
     offset: Option<i64>,
 }
 
+/// The tenant's users, filtered.
+#[utoipa::path(get, path = "/admin/users", params(UserQuery), responses(
+    (status = 200, description = "A page of users", body = doc::UserList),
+))]
 async fn list_users(
     State(state): State<AppState>,
     p: Principal,
@@ -206,6 +228,11 @@ async fn tenant_user(state: &AppState, p: &Principal, raw: &str) -> ApiResult<te
         .ok_or_else(|| ApiError::not_found("user"))
 }
 
+/// One user of the tenant.
+#[utoipa::path(get, path = "/admin/users/{user_id}",
+    params(("user_id" = inline(doc::UserId), Path)),
+    responses((status = 200, description = "The user", body = doc::AdminUser)),
+)]
 async fn get_user(
     State(state): State<AppState>,
     p: Principal,
@@ -216,15 +243,26 @@ async fn get_user(
     Ok(Json(user_json(&row)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct PatchUser {
+    #[schema(value_type = Option<doc::UserStatusDoc>)]
     status: Option<UserStatus>,
+    /// `null` takes the admin role away.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<doc::AdminRoleDoc>)]
     admin_role: Option<Option<AdminRole>>,
 }
 
 impl Validate for PatchUser {}
 
+/// Changes a user's status or admin role (never the last active admin's).
+#[utoipa::path(patch, path = "/admin/users/{user_id}", request_body = PatchUser,
+    params(("user_id" = inline(doc::UserId), Path)),
+    responses(
+        (status = 200, description = "The user as changed", body = doc::AdminUser),
+        (status = 409, description = "The tenant's last active admin would be lost"),
+    ),
+)]
 async fn patch_user(
     State(state): State<AppState>,
     p: Principal,
@@ -235,6 +273,11 @@ async fn patch_user(
     change_user(&state, &p, &user_id, body.status, body.admin_role).await
 }
 
+/// Sets a user active again.
+#[utoipa::path(post, path = "/admin/users/{user_id}/activate",
+    params(("user_id" = inline(doc::UserId), Path)),
+    responses((status = 200, description = "The user, active", body = doc::AdminUser)),
+)]
 async fn activate_user(
     State(state): State<AppState>,
     p: Principal,
@@ -318,13 +361,22 @@ pub fn group_json(row: &groups::GroupRow) -> Value {
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct GroupQuery {
+    /// Matches the name.
+    #[param(max_length = 200)]
     q: Option<String>,
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
+    #[param(minimum = 0)]
     offset: Option<i64>,
 }
 
+/// The tenant's groups.
+#[utoipa::path(get, path = "/admin/groups", params(GroupQuery), responses(
+    (status = 200, description = "A page of groups", body = doc::GroupList),
+))]
 async fn list_groups(
     State(state): State<AppState>,
     p: Principal,
@@ -350,10 +402,18 @@ async fn list_groups(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct CreateGroup {
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\u0000-\\u0020\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     name: String,
+    #[schema(max_length = 2000)]
     description: Option<String>,
+    /// The directory's id for the group.
+    #[schema(min_length = 1, max_length = 255)]
     external_id: Option<String>,
 }
 
@@ -407,6 +467,11 @@ async fn group_after(state: &AppState, p: &Principal, id: GroupId) -> ApiResult<
     Ok(group_json(&row))
 }
 
+/// Creates a group.
+#[utoipa::path(post, path = "/admin/groups", request_body = CreateGroup, responses(
+    (status = 201, description = "The new group", body = doc::Group),
+    (status = 409, description = "A group with this name or external id exists"),
+))]
 async fn create_group(
     State(state): State<AppState>,
     p: Principal,
@@ -430,6 +495,11 @@ async fn create_group(
     ))
 }
 
+/// One group.
+#[utoipa::path(get, path = "/admin/groups/{group_id}",
+    params(("group_id" = inline(doc::GroupId), Path)),
+    responses((status = 200, description = "The group", body = doc::Group)),
+)]
 async fn get_group(
     State(state): State<AppState>,
     p: Principal,
@@ -440,12 +510,21 @@ async fn get_group(
     Ok(Json(group_json(&row)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct PatchGroup {
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\u0000-\\u0020\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     name: Option<String>,
+    /// `null` clears it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, max_length = 2000)]
     description: Option<Option<String>>,
+    /// `null` clears it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 255)]
     external_id: Option<Option<String>>,
 }
 
@@ -473,6 +552,14 @@ impl Validate for PatchGroup {
     }
 }
 
+/// Renames a group or changes its description or external id.
+#[utoipa::path(patch, path = "/admin/groups/{group_id}", request_body = PatchGroup,
+    params(("group_id" = inline(doc::GroupId), Path)),
+    responses(
+        (status = 200, description = "The group as changed", body = doc::Group),
+        (status = 409, description = "The name or external id is taken"),
+    ),
+)]
 async fn patch_group(
     State(state): State<AppState>,
     p: Principal,
@@ -493,6 +580,11 @@ async fn patch_group(
     Ok(Positioned(committed.position, Json(body)))
 }
 
+/// Deletes a group.
+#[utoipa::path(delete, path = "/admin/groups/{group_id}",
+    params(("group_id" = inline(doc::GroupId), Path)),
+    responses((status = 204, description = "Deleted")),
+)]
 async fn delete_group(
     State(state): State<AppState>,
     p: Principal,
@@ -517,6 +609,11 @@ fn member_json(group_id: &str, m: &groups::MemberRow) -> Value {
     })
 }
 
+/// A group's members.
+#[utoipa::path(get, path = "/admin/groups/{group_id}/members",
+    params(("group_id" = inline(doc::GroupId), Path), Page),
+    responses((status = 200, description = "A page of members", body = doc::GroupMemberList)),
+)]
 async fn list_members(
     State(state): State<AppState>,
     p: Principal,
@@ -533,6 +630,14 @@ async fn list_members(
     })))
 }
 
+/// Adds a user to a group.
+#[utoipa::path(post, path = "/admin/groups/{group_id}/members/{user_id}",
+    params(("group_id" = inline(doc::GroupId), Path), ("user_id" = inline(doc::UserId), Path)),
+    responses(
+        (status = 201, description = "The membership", body = doc::GroupMember),
+        (status = 409, description = "Already a member"),
+    ),
+)]
 async fn add_member(
     State(state): State<AppState>,
     p: Principal,
@@ -567,6 +672,14 @@ async fn add_member(
     ))
 }
 
+/// Removes a user from a group.
+#[utoipa::path(delete, path = "/admin/groups/{group_id}/members/{user_id}",
+    params(("group_id" = inline(doc::GroupId), Path), ("user_id" = inline(doc::UserId), Path)),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 409, description = "Not a member"),
+    ),
+)]
 async fn remove_member(
     State(state): State<AppState>,
     p: Principal,
@@ -603,6 +716,11 @@ fn own_partner(p: &Principal, raw: &str) -> ApiResult<PartnerId> {
     }
 }
 
+/// The tenants of the caller's partner (partner admins).
+#[utoipa::path(get, path = "/admin/partners/{partner_id}/tenants",
+    params(("partner_id" = String, Path, description = "The partner's `prt_` id or its ScaiKey id"), Page),
+    responses((status = 200, description = "A page of tenants", body = doc::TenantList)),
+)]
 async fn list_partner_tenants(
     State(state): State<AppState>,
     p: Principal,
@@ -619,13 +737,17 @@ async fn list_partner_tenants(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct CreateTenant {
+    #[schema(min_length = 1, max_length = 255)]
     name: String,
+    #[schema(min_length = 1, max_length = 255)]
     display_name: Option<String>,
+    #[schema(value_type = Option<doc::TenantSettingsPatch>)]
     settings: Option<Value>,
     /// ScaiKey's id for the tenant (what its tokens carry as `tenant_id`);
     /// default: a new `tnt_` id.
+    #[schema(min_length = 1, max_length = 255)]
     tenant_id: Option<String>,
 }
 
@@ -653,6 +775,14 @@ impl Validate for CreateTenant {
     }
 }
 
+/// Creates a tenant under the caller's partner.
+#[utoipa::path(post, path = "/admin/partners/{partner_id}/tenants", request_body = CreateTenant,
+    params(("partner_id" = String, Path, description = "The partner's `prt_` id or its ScaiKey id")),
+    responses(
+        (status = 201, description = "The new tenant", body = doc::Tenant),
+        (status = 409, description = "The tenant exists"),
+    ),
+)]
 async fn create_partner_tenant(
     State(state): State<AppState>,
     p: Principal,

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::ApiQuery;
+use super::openapi as doc;
 use super::principal::Principal;
 use super::state::AppState;
 use super::ts;
@@ -37,17 +38,32 @@ pub fn router() -> Router<AppState> {
         .route("/audit/verify", get(verify))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
+    #[param(value_type = Option<String>,
+        pattern = "^(AUTHENTICATION|AUTHORIZATION|FILE_ACCESS|FILE_MODIFICATION|SHARING|ADMIN|SECURITY|COMPLIANCE)$")]
     category: Option<String>,
+    /// E.g. `share.member_added`.
     action: Option<String>,
     user_id: Option<String>,
     resource_id: Option<String>,
+    /// ISO-8601 timestamp.
+    #[param(value_type = Option<doc::DateTimeInput>, inline)]
     from: Option<String>,
+    /// ISO-8601 timestamp.
+    #[param(value_type = Option<doc::DateTimeInput>, inline)]
     to: Option<String>,
+    /// Free text.
     q: Option<String>,
+    /// A log position (`next_after` of the previous page).
+    #[param(pattern = "^(0|[0-9]{1,18}\\.[0-9]{1,18})?$")]
     after: Option<String>,
+    /// List only (see the operation).
+    #[param(ignore)]
     limit: Option<i64>,
+    /// Export only (see the operation).
+    #[param(ignore)]
     format: Option<String>,
 }
 
@@ -92,6 +108,12 @@ fn entry(r: &AuditRow) -> Value {
     audit::entry_json(r)
 }
 
+/// The audit view (tenant admins).
+#[utoipa::path(get, path = "/audit/events",
+    params(AuditQuery, ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Default 100")),
+    responses(
+    (status = 200, description = "A page of audit entries", body = doc::AuditPage),
+))]
 async fn list(
     State(state): State<AppState>,
     p: Principal,
@@ -157,6 +179,12 @@ fn csv_line(r: &AuditRow) -> String {
 
 /// Streams every matching entry, page by page, so an export of any size
 /// holds one page in memory.
+#[utoipa::path(get, path = "/audit/export",
+    params(AuditQuery, ("format" = Option<String>, Query, pattern = "^(ndjson|csv)$", description = "Default `ndjson`")),
+    responses(
+    (status = 200, description = "Every matching entry",
+        content((String = "application/x-ndjson"), (String = "text/csv"))),
+))]
 async fn export(
     State(state): State<AppState>,
     p: Principal,
@@ -217,6 +245,11 @@ async fn export(
     Ok(resp)
 }
 
+/// Checks the tenant's tamper-evident hash chains (tenant admins).
+#[utoipa::path(get, path = "/audit/verify", responses(
+    (status = 200, description = "What was checked and the first broken link, if any",
+        body = doc::AuditVerification),
+))]
 async fn verify(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Value>> {
     p.require_tenant_admin()?;
     let report = state.store.verify(Some(&p.tenant_id.to_string())).await?;

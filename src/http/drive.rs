@@ -220,9 +220,13 @@ pub async fn live_file(
 }
 
 /// `{target_folder_id | target_share_id}` of move and copy bodies.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct TargetBody {
+    /// The folder to move or copy into (wins over `target_share_id`).
+    #[schema(value_type = Option<super::openapi::FolderId>)]
     pub target_folder_id: Option<FolderId>,
+    /// The share whose root to move or copy into.
+    #[schema(value_type = Option<super::openapi::ShareId>)]
     pub target_share_id: Option<ShareId>,
 }
 
@@ -390,9 +394,12 @@ pub fn child_file(r: &FileRow) -> Value {
 }
 
 /// `PATCH` body of folders and files: rename, restore from the trash, or both.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct RenameOrRestore {
+    /// 1–255 characters, no `/` or NUL, not `.` or `..`.
+    #[schema(min_length = 1, max_length = 255, pattern = "^[^/\\u0000]+$")]
     pub name: Option<String>,
+    /// `true` takes the item out of the trash.
     pub restore: Option<bool>,
 }
 
@@ -405,9 +412,13 @@ impl super::extract::Validate for RenameOrRestore {
 }
 
 /// `limit`/`offset` with the SPEC defaults (50, 1–100).
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
+    /// Page size, default 50.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
 

@@ -13,12 +13,16 @@ use crate::command::CommandError;
 use crate::store::StoreError;
 
 /// One failing field of a 422 answer, Pydantic-style.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct FieldError {
+    /// `missing`, `enum`, `string_type`, `string_too_long`, `json_invalid`, ...
     #[serde(rename = "type")]
     pub kind: &'static str,
+    /// Where: `body` (or `query`, `path`), then field names and list indexes.
+    #[schema(value_type = Vec<super::openapi::LocStep>)]
     pub loc: Vec<Value>,
     pub msg: String,
+    /// The value that failed (`null` when absent).
     pub input: Value,
 }
 

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::ApiQuery;
+use super::openapi as doc;
 use super::principal::Principal;
 use super::state::AppState;
 use crate::store::LogFilter;
@@ -35,15 +36,25 @@ fn position(raw: Option<&str>) -> ApiResult<LogPosition> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// A log position (`next_after` of the previous page); default the start.
+    #[param(pattern = "^(0|[0-9]{1,18}\\.[0-9]{1,18})?$")]
     after: Option<String>,
+    /// Default 100.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
     stream_id: Option<String>,
+    /// An event type, e.g. `link-revoked`.
     #[serde(rename = "type")]
     event_type: Option<String>,
 }
 
+/// The tenant's events in log order (tenant admins).
+#[utoipa::path(get, path = "/events", params(ListQuery), responses(
+    (status = 200, description = "A page of events", body = doc::EventPage),
+))]
 async fn list(
     State(state): State<AppState>,
     p: Principal,
@@ -71,11 +82,23 @@ async fn list(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct StreamQuery {
+    /// A log position to start after (`Last-Event-ID` wins).
+    #[param(pattern = "^(0|[0-9]{1,18}\\.[0-9]{1,18})?$")]
     after: Option<String>,
 }
 
+/// A live tail of the tenant's events as Server-Sent Events (tenant admins);
+/// each event's id is its position, so `Last-Event-ID` resumes.
+#[utoipa::path(get, path = "/events/stream",
+    params(StreamQuery, ("Last-Event-ID" = Option<String>, Header, description = "Resume after this position")),
+    responses(
+        (status = 200, description = "An endless `text/event-stream`; each `data` is an event envelope",
+            body = String, content_type = "text/event-stream"),
+    ),
+)]
 async fn stream(
     State(state): State<AppState>,
     p: Principal,

@@ -155,31 +155,31 @@ pub fn parse_json_body<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T
     parse_json_value(value)
 }
 
-/// Validates an already-parsed JSON value against `T`.
-pub fn parse_json_value<T: DeserializeOwned + Validate>(value: Value) -> Result<T, ApiError> {
+/// Validates an already-parsed JSON value against `T` (always an object:
+/// serde would otherwise read a struct from an array, field by position).
+pub fn parse_json_value<T: DeserializeOwned + Validate>(mut value: Value) -> Result<T, ApiError> {
     let mut errors = Vec::new();
     find_nul(&value, &mut vec![], &mut errors);
-    if !T::REQUIRED.is_empty() {
-        match &value {
-            Value::Object(map) => {
-                for f in T::REQUIRED {
-                    if map.get(*f).is_none_or(Value::is_null) {
-                        errors.push(FieldError::body(
-                            "missing",
-                            &[f],
-                            "Field required",
-                            value.clone(),
-                        ));
-                    }
+    integral_numbers(&mut value);
+    match &value {
+        Value::Object(map) => {
+            for f in T::REQUIRED {
+                if map.get(*f).is_none_or(Value::is_null) {
+                    errors.push(FieldError::body(
+                        "missing",
+                        &[f],
+                        "Field required",
+                        value.clone(),
+                    ));
                 }
             }
-            _ => errors.push(FieldError {
-                kind: "model_attributes_type",
-                loc: vec![Value::from("body")],
-                msg: "Input should be a valid object".into(),
-                input: value.clone(),
-            }),
         }
+        _ => errors.push(FieldError {
+            kind: "model_attributes_type",
+            loc: vec![Value::from("body")],
+            msg: "Input should be a valid object".into(),
+            input: value.clone(),
+        }),
     }
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
@@ -203,6 +203,24 @@ pub fn parse_json_value<T: DeserializeOwned + Validate>(value: Value) -> Result<
         return Err(ApiError::Validation(v.0));
     }
     Ok(parsed)
+}
+
+/// `5.0` is the integer 5 (JSON Schema's and Pydantic's reading), so integer
+/// fields take it; a float with a fraction stays a float and is refused there.
+fn integral_numbers(value: &mut Value) {
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64() {
+                if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 {
+                    // Exactly representable, so the cast is lossless.
+                    *value = Value::from(f as i64);
+                }
+            }
+        }
+        Value::Object(map) => map.values_mut().for_each(integral_numbers),
+        Value::Array(items) => items.iter_mut().for_each(integral_numbers),
+        _ => {}
+    }
 }
 
 fn find_nul(value: &Value, path: &mut Vec<String>, out: &mut Vec<FieldError>) {
@@ -407,5 +425,28 @@ mod tests {
         assert_eq!(errors("{nope")[0].kind, "json_invalid");
         assert_eq!(errors("")[0].kind, "missing");
         assert_eq!(errors("[1]")[0].kind, "model_attributes_type");
+    }
+
+    #[derive(Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Optional {
+        size: Option<u64>,
+    }
+
+    impl Validate for Optional {}
+
+    #[test]
+    fn a_body_is_an_object_even_when_every_field_is_optional() {
+        match parse_json_body::<Optional>(b"[null]") {
+            Err(ApiError::Validation(e)) => assert_eq!(e[0].kind, "model_attributes_type"),
+            other => panic!("expected validation error, got {:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn an_integral_float_is_an_integer() {
+        let parsed = parse_json_body::<Optional>(br#"{"size": 93.0}"#).map(|o| o.size);
+        assert_eq!(parsed.ok().flatten(), Some(93));
+        assert!(parse_json_body::<Optional>(br#"{"size": 93.5}"#).is_err());
     }
 }

@@ -24,6 +24,7 @@ use super::drive::{
 };
 use super::error::{ApiError, ApiResult, FieldError};
 use super::extract::{ApiJson, ApiMultipart, ApiPath, ApiQuery, Validate, Violations};
+use super::openapi as doc;
 use super::principal::Principal;
 use super::state::AppState;
 use super::{ts, Positioned};
@@ -79,8 +80,21 @@ fn bad_field(field: &str, msg: &str, input: &str) -> ApiError {
     ))
 }
 
-/// `POST /files` (multipart: share_id, folder_id?, name?, file). The file part
+/// Simple upload (multipart: `share_id`, `folder_id`?, `name`?, `file`). The file part
 /// is cut into chunks and stored as it streams in; nothing is held whole.
+#[utoipa::path(post, path = "/files",
+    request_body(content = doc::SimpleUpload, content_type = "multipart/form-data"),
+    responses(
+        (status = 201, description = "The new file", body = doc::File),
+        (status = 404, description = "No such share or folder, or not visible"),
+        (status = 409, description = "A live sibling has this name (NAME_CONFLICT)"),
+        (status = 410, description = "The share or folder is in the trash"),
+        (status = 413, description = "Larger than the tenant's max_file_size_bytes (PAYLOAD_TOO_LARGE)"),
+        (status = 422, description = "A field is missing or invalid"),
+        (status = 502, description = "The blob store is unreachable"),
+        (status = 507, description = "A quota would be exceeded (QUOTA_EXCEEDED)"),
+    ),
+)]
 async fn upload(
     State(state): State<AppState>,
     p: Principal,
@@ -196,6 +210,11 @@ async fn upload(
     ))
 }
 
+/// A file's metadata.
+#[utoipa::path(get, path = "/files/{id}", params(("id" = inline(doc::FileId), Path)), responses(
+    (status = 200, description = "The file", body = doc::File),
+    (status = 410, description = "The file is in the trash"),
+))]
 async fn read(
     State(state): State<AppState>,
     p: Principal,
@@ -207,8 +226,11 @@ async fn read(
     Ok(Json(file_json(&row)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct DownloadQuery {
+    /// A version number; default the current one.
+    #[param(minimum = 1)]
     pub version: Option<u64>,
 }
 
@@ -370,6 +392,21 @@ pub(crate) async fn content_response(
     Ok(resp)
 }
 
+/// Streams a file's content; `Range: bytes=a-b` answers 206.
+#[utoipa::path(get, path = "/files/{id}/content",
+    params(("id" = inline(doc::FileId), Path), DownloadQuery,
+        ("Range" = Option<String>, Header, pattern = "^bytes=[0-9]*-[0-9]*$",
+            description = "One byte range, `bytes=a-b`")),
+    responses(
+        (status = 200, description = "The content (Content-Type is the file's)", body = doc::Binary,
+            content_type = "*/*"),
+        (status = 206, description = "The requested range", body = doc::Binary, content_type = "*/*"),
+        (status = 404, description = "No such file or version"),
+        (status = 410, description = "The file is in the trash"),
+        (status = 416, description = "The range is not satisfiable"),
+        (status = 502, description = "The blob store is unreachable"),
+    ),
+)]
 async fn download(
     State(state): State<AppState>,
     p: Principal,
@@ -381,6 +418,15 @@ async fn download(
     stream_file(&state, &p, &id, q.version, &headers).await
 }
 
+/// Renames a file, restores it from the trash, or both (WRITE).
+#[utoipa::path(patch, path = "/files/{id}", request_body = super::drive::RenameOrRestore,
+    params(("id" = inline(doc::FileId), Path)),
+    responses(
+        (status = 200, description = "The file as changed", body = doc::File),
+        (status = 409, description = "A live sibling has this name (NAME_CONFLICT)"),
+        (status = 410, description = "The file (or a folder above it, or its share) is in the trash"),
+    ),
+)]
 async fn update(
     State(state): State<AppState>,
     p: Principal,
@@ -445,11 +491,18 @@ async fn update(
     Ok(Positioned(position, Json(fresh(&state, &p, &id).await?)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DeleteQuery {
+    /// Purge instead of moving to the trash.
     permanent: Option<bool>,
 }
 
+/// Moves a file to the trash, or purges it (DELETE).
+#[utoipa::path(delete, path = "/files/{id}", params(("id" = inline(doc::FileId), Path), DeleteQuery), responses(
+    (status = 204, description = "Trashed or purged"),
+    (status = 410, description = "Already in the trash (purge it with permanent=true)"),
+))]
 async fn remove(
     State(state): State<AppState>,
     p: Principal,
@@ -484,10 +537,12 @@ async fn remove(
     Ok(Positioned(committed.position, StatusCode::NO_CONTENT))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct MoveBody {
     #[serde(flatten)]
     target: TargetBody,
+    /// A new name at the target.
+    #[schema(min_length = 1, max_length = 255, pattern = "^[^/\\u0000]+$")]
     new_name: Option<String>,
 }
 
@@ -499,6 +554,15 @@ impl Validate for MoveBody {
     }
 }
 
+/// Copies a file (READ here, CREATE at the target).
+#[utoipa::path(post, path = "/files/{id}/copy", request_body = MoveBody, params(("id" = inline(doc::FileId), Path)),
+    responses(
+        (status = 201, description = "The copy", body = doc::File),
+        (status = 409, description = "Name taken at the target (NAME_CONFLICT)"),
+        (status = 410, description = "The file or the target is in the trash"),
+        (status = 507, description = "A quota would be exceeded (QUOTA_EXCEEDED)"),
+    ),
+)]
 async fn copy(
     State(state): State<AppState>,
     p: Principal,
@@ -529,6 +593,15 @@ async fn copy(
     ))
 }
 
+/// Moves a file (DELETE here, CREATE at the target).
+#[utoipa::path(post, path = "/files/{id}/move", request_body = MoveBody, params(("id" = inline(doc::FileId), Path)),
+    responses(
+        (status = 200, description = "The file at its new place", body = doc::File),
+        (status = 409, description = "Name taken at the target (NAME_CONFLICT)"),
+        (status = 410, description = "The file or the target is in the trash"),
+        (status = 507, description = "The target share's quota would be exceeded"),
+    ),
+)]
 async fn move_to(
     State(state): State<AppState>,
     p: Principal,
@@ -556,6 +629,11 @@ async fn move_to(
     ))
 }
 
+/// A file's versions, newest first.
+#[utoipa::path(get, path = "/files/{id}/versions", params(("id" = inline(doc::FileId), Path)), responses(
+    (status = 200, description = "Every version", body = doc::VersionList),
+    (status = 410, description = "The file is in the trash"),
+))]
 async fn versions(
     State(state): State<AppState>,
     p: Principal,
@@ -579,6 +657,15 @@ async fn versions(
     Ok(Json(json!({ "versions": items, "total": total })))
 }
 
+/// Adds a new version with version `n`'s content (WRITE).
+#[utoipa::path(post, path = "/files/{id}/versions/{n}/restore",
+    params(("id" = inline(doc::FileId), Path), ("n" = u64, Path, minimum = 1, description = "The version number to restore")),
+    responses(
+        (status = 201, description = "The file at its new version", body = doc::File),
+        (status = 410, description = "The file is in the trash"),
+        (status = 507, description = "A quota would be exceeded (QUOTA_EXCEEDED)"),
+    ),
+)]
 async fn restore_version(
     State(state): State<AppState>,
     p: Principal,

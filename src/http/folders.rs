@@ -17,6 +17,7 @@ use super::drive::{
 };
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
+use super::openapi as doc;
 use super::principal::Principal;
 use super::state::AppState;
 use super::Positioned;
@@ -30,10 +31,15 @@ pub fn router() -> Router<AppState> {
         .route("/folders/{id}/move", post(move_to))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct CreateFolder {
+    #[schema(value_type = doc::ShareId)]
     share_id: ShareId,
+    /// The parent folder; absent or `null` for the share root.
+    #[schema(value_type = Option<doc::FolderId>)]
     parent_id: Option<FolderId>,
+    /// 1–255 characters, no `/` or NUL, not `.` or `..`.
+    #[schema(min_length = 1, max_length = 255, pattern = "^[^/\\u0000]+$")]
     name: String,
 }
 
@@ -49,6 +55,13 @@ async fn fresh(state: &AppState, p: &Principal, id: &str) -> ApiResult<Value> {
     Ok(folder_json(&row))
 }
 
+/// Creates a folder (CREATE on the parent).
+#[utoipa::path(post, path = "/folders", request_body = CreateFolder, responses(
+    (status = 201, description = "The new folder", body = doc::Folder),
+    (status = 404, description = "No such share or parent folder"),
+    (status = 409, description = "A live sibling has this name (NAME_CONFLICT)"),
+    (status = 410, description = "The share or parent folder is in the trash"),
+))]
 async fn create(
     State(state): State<AppState>,
     p: Principal,
@@ -69,6 +82,11 @@ async fn create(
     ))
 }
 
+/// One folder.
+#[utoipa::path(get, path = "/folders/{id}", params(("id" = inline(doc::FolderId), Path)), responses(
+    (status = 200, description = "The folder", body = doc::Folder),
+    (status = 410, description = "The folder is in the trash"),
+))]
 async fn read(
     State(state): State<AppState>,
     p: Principal,
@@ -80,13 +98,22 @@ async fn read(
     Ok(Json(folder_json(&row)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ChildrenQuery {
+    /// Include items in the trash.
     include_deleted: Option<bool>,
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
+    #[param(minimum = 0)]
     offset: Option<i64>,
 }
 
+/// A folder's children, folders first.
+#[utoipa::path(get, path = "/folders/{id}/children", params(("id" = inline(doc::FolderId), Path), ChildrenQuery), responses(
+    (status = 200, description = "A page of children", body = doc::Listing),
+    (status = 410, description = "The folder is in the trash"),
+))]
 async fn children(
     State(state): State<AppState>,
     p: Principal,
@@ -114,6 +141,15 @@ async fn children(
     ))
 }
 
+/// Renames a folder, restores it from the trash, or both (WRITE).
+#[utoipa::path(patch, path = "/folders/{id}", request_body = super::drive::RenameOrRestore,
+    params(("id" = inline(doc::FolderId), Path)),
+    responses(
+        (status = 200, description = "The folder as changed", body = doc::Folder),
+        (status = 409, description = "A live sibling has this name (NAME_CONFLICT)"),
+        (status = 410, description = "The folder (or a folder above it, or its share) is in the trash"),
+    ),
+)]
 async fn update(
     State(state): State<AppState>,
     p: Principal,
@@ -174,6 +210,16 @@ async fn ancestors(
     Ok(out)
 }
 
+/// Moves a folder and its subtree (DELETE here, CREATE at the target).
+#[utoipa::path(post, path = "/folders/{id}/move", request_body = super::drive::TargetBody,
+    params(("id" = inline(doc::FolderId), Path)),
+    responses(
+        (status = 200, description = "The folder at its new place", body = doc::Folder),
+        (status = 409, description = "Name taken at the target, or the target is inside the folder"),
+        (status = 410, description = "The folder or the target is in the trash"),
+        (status = 507, description = "The target share's quota would be exceeded"),
+    ),
+)]
 async fn move_to(
     State(state): State<AppState>,
     p: Principal,
@@ -205,11 +251,18 @@ async fn move_to(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DeleteQuery {
+    /// Purge instead of moving to the trash.
     permanent: Option<bool>,
 }
 
+/// Moves a folder and its subtree to the trash, or purges it (DELETE).
+#[utoipa::path(delete, path = "/folders/{id}", params(("id" = inline(doc::FolderId), Path), DeleteQuery), responses(
+    (status = 204, description = "Trashed or purged"),
+    (status = 410, description = "Already in the trash (purge it with permanent=true)"),
+))]
 async fn remove(
     State(state): State<AppState>,
     p: Principal,

@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiPath, ApiQuery};
+use super::openapi as doc;
 use super::principal::Principal;
 use super::state::AppState;
 use super::ts;
@@ -62,8 +63,13 @@ impl At {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct HistoryQuery {
+    /// An ISO-8601 timestamp or a log position; default now.
+    #[param(
+        pattern = "^(0|[0-9]{1,18}\\.[0-9]{1,18}|[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2}))?$"
+    )]
     at: Option<String>,
 }
 
@@ -116,6 +122,19 @@ fn as_of(events: &[RecordedEvent]) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// A resource as it was at a moment, replayed from its events (tenant admins).
+#[utoipa::path(get, path = "/history/{resource_type}/{id}",
+    params(
+        ("resource_type" = String, Path, pattern = "^(file|folder|share|acl|link)$",
+            description = "`acl` takes the id of the share, folder or file the ACL is on"),
+        ("id" = inline(doc::HistoryId), Path, description = "Its prefix matches resource_type"),
+        HistoryQuery,
+    ),
+    responses(
+        (status = 200, description = "The resource then", body = doc::History),
+        (status = 404, description = "No such resource, or it did not exist then"),
+    ),
+)]
 async fn history(
     State(state): State<AppState>,
     p: Principal,
@@ -124,6 +143,25 @@ async fn history(
 ) -> ApiResult<Json<Value>> {
     p.require_tenant_admin()?;
     let at = At::parse(q.at.as_deref())?;
+    // Each kind's stream is named by its own id (a malformed one answers 400,
+    // and a stream of another kind is never folded as this one).
+    use super::drive::path_id;
+    use scaidrive_domain::id::{FileId, FolderId, ShareId};
+    match resource_type.as_str() {
+        "file" => path_id::<FileId>(&id, "file").map(drop)?,
+        "folder" => path_id::<FolderId>(&id, "folder").map(drop)?,
+        "share" => path_id::<ShareId>(&id, "share").map(drop)?,
+        "acl"
+            if FileId::parse(&id).is_err()
+                && FolderId::parse(&id).is_err()
+                && ShareId::parse(&id).is_err() =>
+        {
+            return Err(ApiError::BadRequest(format!(
+                "'{id}' is not a share, folder or file id"
+            )));
+        }
+        _ => {}
+    }
     let body = match resource_type.as_str() {
         "file" => {
             let events = stream_until(&state, &p, &id, at).await?;

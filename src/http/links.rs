@@ -26,6 +26,7 @@ use super::drive::{
 };
 use super::error::{ApiError, ApiResult, FieldError};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
+use super::openapi as doc;
 use super::principal::Principal;
 use super::public_links::hash_password;
 use super::state::AppState;
@@ -65,24 +66,35 @@ fn item_error(field: &str, index: usize, msg: String, input: &str) -> FieldError
     }
 }
 
-/// The option fields shared by create and patch bodies.
-#[derive(Debug, Default, Deserialize)]
+/// The option fields shared by create and patch bodies (`null` clears one).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 struct OptionFields {
+    /// Stored only as an argon2id hash.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 256, write_only)]
     password: Option<Option<String>>,
+    /// Expiry in days from now (not with `expires_at`).
+    #[schema(minimum = 1, maximum = 3650)]
     expires_in_days: Option<i64>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<doc::DateTimeInput>)]
     expires_at: Option<Option<DateTime<Utc>>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<u64>, minimum = 1)]
     max_downloads: Option<Option<u64>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<u64>, minimum = 1)]
     max_views: Option<Option<u64>>,
+    /// CIDRs or addresses recipients must come from.
     allowed_ips: Option<Vec<String>>,
+    /// With `require_email`: the addresses allowed in.
     allowed_emails: Option<Vec<String>>,
     require_email: Option<bool>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 255)]
     custom_name: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>, max_length = 2000)]
     custom_message: Option<Option<String>>,
     show_download_button: Option<bool>,
     allow_preview: Option<bool>,
@@ -90,10 +102,15 @@ struct OptionFields {
     notify_on_download: Option<bool>,
     notify_on_upload: Option<bool>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>, format = Email)]
     notification_email: Option<Option<String>>,
+    /// Where an UPLOAD link's files go (required for UPLOAD links).
+    #[schema(value_type = Option<doc::FolderId>)]
     upload_folder_id: Option<FolderId>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<u64>, minimum = 1)]
     max_file_size: Option<Option<u64>>,
+    /// UPLOAD links: the extensions accepted (1–32 characters each).
     allowed_extensions: Option<Vec<String>>,
 }
 
@@ -246,11 +263,16 @@ impl OptionFields {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct CreateBody {
+    #[schema(value_type = doc::ResourceTypeDoc)]
     resource_type: LinkResource,
+    /// The file, folder or share (for a share link: its share_id).
+    #[schema(value_type = doc::ResourceId)]
     resource_id: String,
+    #[schema(value_type = doc::ShareId)]
     share_id: ShareId,
+    #[schema(value_type = doc::LinkTypeDoc)]
     link_type: LinkType,
     #[serde(flatten)]
     options: OptionFields,
@@ -484,6 +506,12 @@ async fn check_upload_folder(
     require_perm(state, p, On::Folder(&row), Permission::Create).await
 }
 
+/// Creates an external link (SHARE on the resource).
+#[utoipa::path(post, path = "/external/links", request_body = CreateBody, responses(
+    (status = 201, description = "The new link, with its token and URLs", body = doc::Link),
+    (status = 404, description = "No such resource, or not visible"),
+    (status = 410, description = "The resource is in the trash"),
+))]
 async fn create(
     State(state): State<AppState>,
     p: Principal,
@@ -574,15 +602,23 @@ async fn create(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
     share_id: Option<String>,
     resource_id: Option<String>,
+    #[param(value_type = Option<doc::LinkStatus>, inline)]
     status: Option<String>,
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
+    #[param(minimum = 0)]
     offset: Option<i64>,
 }
 
+/// External links: the caller's (all of the tenant's for tenant admins).
+#[utoipa::path(get, path = "/external/links", params(ListQuery), responses(
+    (status = 200, description = "A page of links", body = doc::LinkList),
+))]
 async fn list(
     State(state): State<AppState>,
     p: Principal,
@@ -659,6 +695,10 @@ async fn manageable(state: &AppState, p: &Principal, id: &str) -> ApiResult<Link
     Ok(link)
 }
 
+/// One link (its creator, a tenant admin, or SHARE on its resource).
+#[utoipa::path(get, path = "/external/links/{id}", params(("id" = inline(doc::LinkId), Path)), responses(
+    (status = 200, description = "The link", body = doc::Link),
+))]
 async fn read(
     State(state): State<AppState>,
     p: Principal,
@@ -670,16 +710,22 @@ async fn read(
     Ok(Json(link_json(&link, &public_base(&state, &headers))))
 }
 
-#[derive(Debug, Deserialize)]
+/// A link's options; its resource and type cannot change (422).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct PatchBody {
     #[serde(flatten)]
     options: OptionFields,
     /// `active` or `disabled`.
+    #[schema(value_type = Option<doc::LinkSwitch>)]
     status: Option<String>,
     is_active: Option<bool>,
+    #[schema(ignore)]
     resource_type: Option<Value>,
+    #[schema(ignore)]
     resource_id: Option<Value>,
+    #[schema(ignore)]
     share_id: Option<Value>,
+    #[schema(ignore)]
     link_type: Option<Value>,
 }
 
@@ -714,6 +760,13 @@ impl Validate for PatchBody {
     }
 }
 
+/// Changes a link's options or enables/disables it.
+#[utoipa::path(patch, path = "/external/links/{id}", request_body = PatchBody, params(("id" = inline(doc::LinkId), Path)),
+    responses(
+        (status = 200, description = "The link as changed", body = doc::Link),
+        (status = 410, description = "The link is revoked"),
+    ),
+)]
 async fn update(
     State(state): State<AppState>,
     p: Principal,
@@ -777,6 +830,11 @@ async fn update(
     ))
 }
 
+/// Revokes a link for good.
+#[utoipa::path(delete, path = "/external/links/{id}", params(("id" = inline(doc::LinkId), Path)), responses(
+    (status = 204, description = "Revoked"),
+    (status = 410, description = "Already revoked"),
+))]
 async fn revoke(
     State(state): State<AppState>,
     p: Principal,
@@ -800,6 +858,11 @@ async fn revoke(
     Ok(Positioned(committed.position, StatusCode::NO_CONTENT))
 }
 
+/// Gives a link a new token and short code (old ones and sessions stop working).
+#[utoipa::path(post, path = "/external/links/{id}/regenerate", params(("id" = inline(doc::LinkId), Path)), responses(
+    (status = 200, description = "The link with its new token", body = doc::Link),
+    (status = 410, description = "The link is revoked"),
+))]
 async fn regenerate(
     State(state): State<AppState>,
     p: Principal,
@@ -818,14 +881,21 @@ async fn regenerate(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SessionsQuery {
+    /// Only attempts with this outcome.
     outcome: Option<String>,
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
+    #[param(minimum = 0)]
     offset: Option<i64>,
 }
 
 /// Every recipient attempt on the link, newest first, read from its stream.
+#[utoipa::path(get, path = "/external/links/{id}/sessions", params(("id" = inline(doc::LinkId), Path), SessionsQuery),
+    responses((status = 200, description = "A page of attempts", body = doc::LinkSessionList)),
+)]
 async fn sessions(
     State(state): State<AppState>,
     p: Principal,

@@ -23,6 +23,7 @@ pub mod files;
 pub mod folders;
 pub mod history;
 pub mod links;
+pub mod openapi;
 pub mod permissions;
 pub mod principal;
 pub mod principals;
@@ -99,6 +100,7 @@ pub fn router(state: AppState) -> Router {
         .merge(sync::router())
         .merge(webhooks_in::router())
         .merge(webhooks_out::router())
+        .merge(openapi::router())
         .route_layer(middleware::from_fn(tag_route))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);

@@ -24,6 +24,7 @@ use super::drive::{
 };
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
+use super::openapi as doc;
 use super::principal::Principal;
 use super::sharing::principal_exists;
 use super::state::AppState;
@@ -139,10 +140,16 @@ async fn visible(
 
 // -------------------------------------------------------------------- checks
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Check {
+    #[schema(value_type = doc::ResourceTypeDoc)]
+    #[param(value_type = doc::ResourceTypeDoc, inline)]
     resource_type: ResourceType,
+    /// A resource that does not exist or is not visible answers `allowed: false`.
     resource_id: String,
+    #[schema(value_type = doc::PermissionDoc)]
+    #[param(value_type = doc::PermissionDoc, inline)]
     permission: String,
 }
 
@@ -186,6 +193,10 @@ fn check_json(c: &Check, allowed: bool) -> Value {
     })
 }
 
+/// Whether the caller holds a permission on a resource.
+#[utoipa::path(get, path = "/permissions/check", params(Check), responses(
+    (status = 200, description = "The answer", body = doc::CheckResult),
+))]
 async fn check_query(
     State(state): State<AppState>,
     p: Principal,
@@ -202,6 +213,10 @@ async fn check_query(
     Ok(Json(check_json(&c, ok)))
 }
 
+/// Whether the caller holds a permission on a resource (body form).
+#[utoipa::path(post, path = "/permissions/check", request_body = Check, responses(
+    (status = 200, description = "The answer", body = doc::CheckResult),
+))]
 async fn check_body(
     State(state): State<AppState>,
     p: Principal,
@@ -212,8 +227,9 @@ async fn check_body(
     Ok(Json(check_json(&c, ok)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct Batch {
+    #[schema(max_items = 100)]
     checks: Vec<Check>,
 }
 
@@ -234,6 +250,10 @@ impl Validate for Batch {
     }
 }
 
+/// Up to 100 checks at once.
+#[utoipa::path(post, path = "/permissions/check/batch", request_body = Batch, responses(
+    (status = 200, description = "One answer per check, in order", body = doc::BatchResult),
+))]
 async fn check_batch(
     State(state): State<AppState>,
     p: Principal,
@@ -248,9 +268,12 @@ async fn check_batch(
     Ok(Json(json!({ "results": results })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ResourceQuery {
+    #[param(value_type = doc::ResourceTypeDoc, inline)]
     resource_type: ResourceType,
+    #[param(value_type = doc::ResourceId, inline)]
     resource_id: String,
 }
 
@@ -268,6 +291,11 @@ fn effective_json(r: &Resource, perms: Permissions) -> Value {
     })
 }
 
+/// The caller's effective permissions on a resource.
+#[utoipa::path(get, path = "/permissions/effective", params(ResourceQuery), responses(
+    (status = 200, description = "Each permission held or not", body = doc::Effective),
+    (status = 404, description = "No such resource, or not visible"),
+))]
 async fn effective_permissions(
     State(state): State<AppState>,
     p: Principal,
@@ -335,6 +363,10 @@ async fn acl_json(state: &AppState, r: &Resource) -> ApiResult<Value> {
     }))
 }
 
+/// A resource's ACL: its own entries and those it inherits.
+#[utoipa::path(get, path = "/permissions/acl/{resource_type}/{id}", params(("resource_type" = inline(doc::ResourceTypeDoc), Path), ("id" = inline(doc::ResourceId), Path, description = "The resource's id (its prefix matches resource_type)")), responses(
+    (status = 200, description = "The ACL", body = doc::Acl),
+))]
 async fn read_acl(
     State(state): State<AppState>,
     p: Principal,
@@ -346,12 +378,18 @@ async fn read_acl(
     Ok(Json(acl_json(&state, &r).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct AddEntry {
+    #[schema(value_type = doc::AclPrincipalType)]
     principal_type: PrincipalType,
+    /// `usr_`/`grp_` id of the caller's tenant; empty or absent for `everyone`.
     principal_id: Option<String>,
+    #[schema(value_type = Vec<doc::PermissionDoc>, min_items = 1)]
     permissions: Vec<String>,
+    /// Default `allow`.
+    #[schema(value_type = Option<doc::AceTypeDoc>)]
     ace_type: Option<AceType>,
+    /// Default `true`.
     inherit_to_children: Option<bool>,
 }
 
@@ -434,6 +472,14 @@ async fn managed(state: &AppState, p: &Principal, t: &str, id: &str) -> ApiResul
     Ok(r)
 }
 
+/// Adds an ACL entry (MANAGE_PERMISSIONS).
+#[utoipa::path(post, path = "/permissions/acl/{resource_type}/{id}", request_body = AddEntry,
+    params(("resource_type" = inline(doc::ResourceTypeDoc), Path), ("id" = inline(doc::ResourceId), Path, description = "The resource's id (its prefix matches resource_type)")),
+    responses(
+        (status = 201, description = "The new entry", body = doc::AclEntry),
+        (status = 409, description = "The same entry exists"),
+    ),
+)]
 async fn add_entry(
     State(state): State<AppState>,
     p: Principal,
@@ -475,10 +521,12 @@ async fn add_entry(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct RemoveEntry {
+    #[schema(value_type = doc::AclPrincipalType)]
     principal_type: PrincipalType,
     principal_id: Option<String>,
+    #[schema(value_type = doc::AceTypeDoc)]
     ace_type: AceType,
 }
 
@@ -489,6 +537,14 @@ impl Validate for RemoveEntry {
     }
 }
 
+/// Removes an ACL entry (MANAGE_PERMISSIONS).
+#[utoipa::path(delete, path = "/permissions/acl/{resource_type}/{id}", request_body = RemoveEntry,
+    params(("resource_type" = inline(doc::ResourceTypeDoc), Path), ("id" = inline(doc::ResourceId), Path, description = "The resource's id (its prefix matches resource_type)")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 409, description = "No such entry"),
+    ),
+)]
 async fn remove_entry(
     State(state): State<AppState>,
     p: Principal,
@@ -510,9 +566,10 @@ async fn remove_entry(
     Ok(Positioned(position, StatusCode::NO_CONTENT))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct Inheritance {
     inherit_from_parent: bool,
+    /// When breaking inheritance, copy the inherited entries first.
     copy_inherited: Option<bool>,
 }
 
@@ -520,6 +577,11 @@ impl Validate for Inheritance {
     const REQUIRED: &'static [&'static str] = &["inherit_from_parent"];
 }
 
+/// Breaks or restores ACL inheritance (MANAGE_PERMISSIONS).
+#[utoipa::path(put, path = "/permissions/acl/{resource_type}/{id}/inheritance",
+    request_body = Inheritance, params(("resource_type" = inline(doc::ResourceTypeDoc), Path), ("id" = inline(doc::ResourceId), Path, description = "The resource's id (its prefix matches resource_type)")),
+    responses((status = 200, description = "The ACL as changed", body = doc::Acl)),
+)]
 async fn set_inheritance(
     State(state): State<AppState>,
     p: Principal,
@@ -564,8 +626,10 @@ async fn set_inheritance(
 
 // ----------------------------------------------------------------- ownership
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct Transfer {
+    /// A user or group of the caller's tenant.
+    #[schema(value_type = doc::OwnerId)]
     new_owner_id: String,
 }
 
@@ -583,6 +647,15 @@ impl Validate for Transfer {
     }
 }
 
+/// Transfers a share's ownership (its owner or a tenant admin).
+#[utoipa::path(post, path = "/permissions/ownership/{resource_type}/{id}/transfer",
+    request_body = Transfer, params(("resource_type" = inline(doc::ResourceTypeDoc), Path), ("id" = inline(doc::ResourceId), Path, description = "The resource's id (its prefix matches resource_type)")),
+    responses(
+        (status = 200, description = "The share with its new owner", body = doc::Share),
+        (status = 409, description = "Already the owner"),
+        (status = 410, description = "The share is in the trash"),
+    ),
+)]
 async fn transfer(
     State(state): State<AppState>,
     p: Principal,

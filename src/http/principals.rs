@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use super::drive::require_read;
 use super::error::{ApiError, ApiResult};
 use super::extract::ApiQuery;
+use super::openapi as doc;
 use super::principal::Principal;
 use super::state::AppState;
 
@@ -18,20 +19,31 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/shares/search/principals", get(search))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 enum PrincipalType {
     User,
     Group,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SearchQuery {
+    /// Matches names and emails.
+    #[param(max_length = 200)]
     q: Option<String>,
+    /// Only users or only groups.
+    #[param(inline)]
     principal_type: Option<PrincipalType>,
+    /// Default 20.
+    #[param(minimum = 1, maximum = 50)]
     limit: Option<i64>,
 }
 
+/// Users and groups of the caller's tenant to share with.
+#[utoipa::path(get, path = "/shares/search/principals", params(SearchQuery), responses(
+    (status = 200, description = "Matching users and groups", body = doc::PrincipalSearch),
+))]
 async fn search(
     State(state): State<AppState>,
     p: Principal,

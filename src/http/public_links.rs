@@ -44,6 +44,7 @@ use super::extract::{
     parse_json_body, ApiJson, ApiMultipart, ApiPath, ApiQuery, Validate, Violations,
 };
 use super::files::content_response;
+use super::openapi as doc;
 use super::state::AppState;
 use super::{ts, Positioned, RequestContext};
 use crate::blob::content::{store_stream, StoreContentError};
@@ -202,8 +203,10 @@ fn verify(state: &AppState, link: &Link, raw: &str) -> Option<Option<String>> {
 
 // ------------------------------------------------------------- resolution
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct TokenQuery {
+    /// The link access token from `unlock` (or send it as a bearer token).
     access_token: Option<String>,
 }
 
@@ -445,6 +448,15 @@ async fn show_landing(state: &AppState, v: Visit, with_token: bool) -> ApiResult
     Ok(Json(body))
 }
 
+/// What the link shows before it is unlocked.
+#[utoipa::path(get, path = "/public/links/{token}", security((), ("bearer" = [])), params(("token" = String, Path, max_length = 128, description = "The link's token"), TokenQuery),
+    responses(
+        (status = 200, description = "The landing information", body = doc::Landing),
+        (status = 403, description = "The caller's IP is not allowed"),
+        (status = 410, description = "The link expired, was revoked or disabled"),
+        (status = 429, description = "Too many attempts"),
+    ),
+)]
 async fn landing(
     State(state): State<AppState>,
     Extension(rc): Extension<RequestContext>,
@@ -464,7 +476,16 @@ async fn landing(
     show_landing(&state, v, false).await
 }
 
-/// `GET /public/s/{short_code}`: the landing of the link, with its token.
+/// The landing of the link a short code names, with its token.
+#[utoipa::path(get, path = "/public/s/{short_code}", security(()),
+    params(("short_code" = String, Path, max_length = 128)),
+    responses(
+        (status = 200, description = "The landing information and token", body = doc::Landing),
+        (status = 403, description = "The caller's IP is not allowed"),
+        (status = 410, description = "The link expired, was revoked or disabled"),
+        (status = 429, description = "Too many attempts"),
+    ),
+)]
 async fn short_code(
     State(state): State<AppState>,
     Extension(rc): Extension<RequestContext>,
@@ -478,8 +499,9 @@ async fn short_code(
     show_landing(&state, v, true).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct EmailCodeBody {
+    #[schema(format = Email)]
     email: String,
 }
 
@@ -499,6 +521,15 @@ impl Validate for EmailCodeBody {
 
 /// Issues a one-time code: its hash goes into the log, the code itself only
 /// into the outbox message (queued right after the append; see ARCHITECTURE).
+#[utoipa::path(post, path = "/public/links/{token}/email-code", security(()),
+    request_body = EmailCodeBody, params(("token" = String, Path, max_length = 128, description = "The link's token")),
+    responses(
+        (status = 202, description = "The code is on its way", body = doc::EmailCodeSent),
+        (status = 403, description = "The email or the caller's IP is not allowed"),
+        (status = 410, description = "The link expired, was revoked or disabled"),
+        (status = 429, description = "Too many attempts"),
+    ),
+)]
 async fn email_code(
     State(state): State<AppState>,
     Extension(rc): Extension<RequestContext>,
@@ -562,10 +593,15 @@ async fn email_code(
     ))
 }
 
-#[derive(Debug, Deserialize, Default)]
+/// What unlocking needs: the password and/or the verified email and its code.
+#[derive(Debug, Deserialize, Default, utoipa::ToSchema)]
 struct UnlockBody {
+    #[schema(max_length = 256, write_only)]
     password: Option<String>,
+    #[schema(max_length = 320)]
     email: Option<String>,
+    /// The code from `email-code`.
+    #[schema(max_length = 32)]
     code: Option<String>,
 }
 
@@ -583,6 +619,18 @@ impl Validate for UnlockBody {
     }
 }
 
+/// Trades the link's credentials for a short-lived link access token (an
+/// empty body unlocks a link that needs none).
+#[utoipa::path(post, path = "/public/links/{token}/unlock", security(()),
+    request_body(content = Option<UnlockBody>, content_type = "application/json"), params(("token" = String, Path, max_length = 128, description = "The link's token")),
+    responses(
+        (status = 200, description = "The access token", body = doc::LinkAccess),
+        (status = 401, description = "Password missing or wrong, or the email code is wrong"),
+        (status = 403, description = "The email or the caller's IP is not allowed"),
+        (status = 410, description = "The link expired, was revoked or disabled"),
+        (status = 429, description = "Too many failed unlocks"),
+    ),
+)]
 async fn unlock(
     State(state): State<AppState>,
     Extension(rc): Extension<RequestContext>,
@@ -590,8 +638,9 @@ async fn unlock(
     ApiPath(token): ApiPath<String>,
     raw: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
-    // An empty body is a plain unlock (links without password or email).
-    let body: UnlockBody = if raw.iter().all(u8::is_ascii_whitespace) {
+    // An empty (or `null`) body is a plain unlock (links without password or email).
+    let body: UnlockBody = if raw.iter().all(u8::is_ascii_whitespace) || raw.trim_ascii() == b"null"
+    {
         UnlockBody::default()
     } else {
         parse_json_body(&raw)?
@@ -647,9 +696,13 @@ async fn unlock(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct FileQuery {
+    /// The file inside a folder or share link (required for those).
+    #[param(value_type = Option<doc::FileId>, inline)]
     file_id: Option<String>,
+    /// The link access token from `unlock` (or send it as a bearer token).
     access_token: Option<String>,
 }
 
@@ -700,6 +753,19 @@ async fn serve(
     .await
 }
 
+/// Downloads the linked file (or one inside the linked folder); counts.
+#[utoipa::path(get, path = "/public/links/{token}/content", security((), ("bearer" = [])),
+    params(("token" = String, Path, max_length = 128, description = "The link's token"), FileQuery, ("Range" = Option<String>, Header, pattern = "^bytes=[0-9]*-[0-9]*$", description = "One byte range")),
+    responses(
+        (status = 200, description = "The content", body = doc::Binary, content_type = "*/*"),
+        (status = 206, description = "The requested range", body = doc::Binary, content_type = "*/*"),
+        (status = 401, description = "The link needs unlocking"),
+        (status = 403, description = "A VIEW link, or the caller's IP or email is not allowed"),
+        (status = 410, description = "The link or the item is gone"),
+        (status = 416, description = "The range is not satisfiable"),
+        (status = 429, description = "The download cap is reached"),
+    ),
+)]
 async fn download(
     State(state): State<AppState>,
     Extension(rc): Extension<RequestContext>,
@@ -710,6 +776,19 @@ async fn download(
     serve(state, rc, headers, token, fq, AccessAction::Download).await
 }
 
+/// Shows the linked file inline; counts as a view.
+#[utoipa::path(get, path = "/public/links/{token}/preview", security((), ("bearer" = [])),
+    params(("token" = String, Path, max_length = 128, description = "The link's token"), FileQuery, ("Range" = Option<String>, Header, pattern = "^bytes=[0-9]*-[0-9]*$", description = "One byte range")),
+    responses(
+        (status = 200, description = "The content", body = doc::Binary, content_type = "*/*"),
+        (status = 206, description = "The requested range", body = doc::Binary, content_type = "*/*"),
+        (status = 401, description = "The link needs unlocking"),
+        (status = 403, description = "Previews are off, or the caller's IP or email is not allowed"),
+        (status = 410, description = "The link or the item is gone"),
+        (status = 416, description = "The range is not satisfiable"),
+        (status = 429, description = "The view cap is reached"),
+    ),
+)]
 async fn preview(
     State(state): State<AppState>,
     Extension(rc): Extension<RequestContext>,
@@ -720,14 +799,30 @@ async fn preview(
     serve(state, rc, headers, token, fq, AccessAction::Preview).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ChildrenQuery {
+    /// A folder inside the linked folder or share; default its root.
+    #[param(value_type = Option<doc::FolderId>, inline)]
     folder_id: Option<String>,
+    /// The link access token from `unlock` (or send it as a bearer token).
     access_token: Option<String>,
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
+    #[param(minimum = 0)]
     offset: Option<i64>,
 }
 
+/// Lists a folder or share link's contents (paths relative to the link).
+#[utoipa::path(get, path = "/public/links/{token}/children", security((), ("bearer" = [])), params(("token" = String, Path, max_length = 128, description = "The link's token"), ChildrenQuery),
+    responses(
+        (status = 200, description = "A page of children", body = doc::PublicListing),
+        (status = 401, description = "The link needs unlocking"),
+        (status = 403, description = "A file link, or the caller's IP or email is not allowed"),
+        (status = 410, description = "The link or the folder is gone"),
+        (status = 429, description = "Too many attempts"),
+    ),
+)]
 async fn children(
     State(state): State<AppState>,
     Extension(rc): Extension<RequestContext>,
@@ -811,7 +906,22 @@ fn too_large(limit: u64) -> ApiError {
     ))
 }
 
-/// `POST /public/links/{token}/upload` (multipart: `file`, optional `name`).
+/// Drops a file into an UPLOAD link's folder (multipart: `file`, `name`?).
+#[utoipa::path(post, path = "/public/links/{token}/upload", security((), ("bearer" = [])),
+    request_body(content = doc::DropUpload, content_type = "multipart/form-data"),
+    params(("token" = String, Path, max_length = 128, description = "The link's token"), TokenQuery),
+    responses(
+        (status = 201, description = "Stored (renamed if the name was taken)", body = doc::DroppedFile),
+        (status = 401, description = "The link needs unlocking"),
+        (status = 403, description = "Not an UPLOAD link, or the caller's IP or email is not allowed"),
+        (status = 410, description = "The link or its folder is gone"),
+        (status = 413, description = "Larger than the link's or the tenant's limit"),
+        (status = 422, description = "No file, or a name or extension the link refuses"),
+        (status = 429, description = "Too many attempts"),
+        (status = 502, description = "The blob store is unreachable"),
+        (status = 507, description = "A quota would be exceeded (QUOTA_EXCEEDED)"),
+    ),
+)]
 async fn upload(
     State(state): State<AppState>,
     Extension(rc): Extension<RequestContext>,

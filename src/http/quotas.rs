@@ -16,9 +16,10 @@ use scaidrive_projections::quota::{self as rm, Usage};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::drive::{path_id, require_perm, visible_share, On};
+use super::drive::{path_id, require_perm, visible_share, On, Page};
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
+use super::openapi as doc;
 use super::principal::Principal;
 use super::state::AppState;
 use super::{ts, Positioned};
@@ -117,15 +118,28 @@ async fn show(state: &AppState, t: &QuotaTarget, default: Option<u64>) -> ApiRes
     Ok(quota_json(&t, &acc.state, default, &u))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct QuotaBody {
+    #[schema(minimum = 0)]
     limit_bytes: i64,
+    /// Default `hard`.
     #[serde(default)]
+    #[schema(value_type = doc::LimitTypeDoc)]
     limit_type: LimitType,
+    /// Percent; default 70. The three thresholds must ascend strictly.
+    #[schema(minimum = 1, maximum = 100)]
     warning_threshold_1: Option<i64>,
+    /// Percent; default 85.
+    #[schema(minimum = 1, maximum = 100)]
     warning_threshold_2: Option<i64>,
+    /// Percent; default 95.
+    #[schema(minimum = 1, maximum = 100)]
     warning_threshold_3: Option<i64>,
+    /// Soft limits: days over the limit before it blocks; default 7.
+    #[schema(minimum = 0, maximum = 365)]
     grace_period_days: Option<i64>,
+    /// Soft limits: how far over the limit writes may go; default 10.
+    #[schema(minimum = 0, maximum = 100)]
     grace_extra_percent: Option<i64>,
 }
 
@@ -205,11 +219,19 @@ fn partner_target(id: &str) -> QuotaTarget {
     cmd::target(QuotaLevel::Partner, id, None)
 }
 
+/// The caller's tenant quota (tenant admins).
+#[utoipa::path(get, path = "/quotas/tenant", responses(
+    (status = 200, description = "The quota with its usage", body = doc::Quota),
+))]
 async fn get_own_tenant(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Value>> {
     require_tenant_admin(&p)?;
     Ok(Json(show(&state, &tenant_target(p.tenant_id), None).await?))
 }
 
+/// Sets the caller's tenant limit (partner admins).
+#[utoipa::path(put, path = "/quotas/tenant", request_body = QuotaBody, responses(
+    (status = 200, description = "The quota as set", body = doc::Quota),
+))]
 async fn put_own_tenant(
     State(state): State<AppState>,
     p: Principal,
@@ -219,6 +241,10 @@ async fn put_own_tenant(
     put_limit(&state, &p, tenant_target(p.tenant_id), &body, None).await
 }
 
+/// The caller's partner quota (partner admins).
+#[utoipa::path(get, path = "/quotas/partner", responses(
+    (status = 200, description = "The quota with its usage", body = doc::Quota),
+))]
 async fn get_own_partner(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Value>> {
     p.require(Scope::PartnerAdmin)?;
     Ok(Json(
@@ -226,6 +252,10 @@ async fn get_own_partner(State(state): State<AppState>, p: Principal) -> ApiResu
     ))
 }
 
+/// Sets the caller's partner limit (`*` scope only).
+#[utoipa::path(put, path = "/quotas/partner", request_body = QuotaBody, responses(
+    (status = 200, description = "The quota as set", body = doc::Quota),
+))]
 async fn put_own_partner(
     State(state): State<AppState>,
     p: Principal,
@@ -236,6 +266,10 @@ async fn put_own_partner(
     put_limit(&state, &p, t, &body, None).await
 }
 
+/// A partner's quota (`*` scope only).
+#[utoipa::path(get, path = "/quotas/partners/{id}", params(("id" = inline(doc::PartnerId), Path)), responses(
+    (status = 200, description = "The quota with its usage", body = doc::Quota),
+))]
 async fn get_partner(
     State(state): State<AppState>,
     p: Principal,
@@ -246,6 +280,11 @@ async fn get_partner(
     Ok(Json(show(&state, &partner_target(&id), None).await?))
 }
 
+/// Sets a partner's limit (`*` scope only).
+#[utoipa::path(put, path = "/quotas/partners/{id}", request_body = QuotaBody,
+    params(("id" = inline(doc::PartnerId), Path)),
+    responses((status = 200, description = "The quota as set", body = doc::Quota)),
+)]
 async fn put_partner(
     State(state): State<AppState>,
     p: Principal,
@@ -268,6 +307,10 @@ async fn partner_tenant(state: &AppState, p: &Principal, id: &str) -> ApiResult<
     }
 }
 
+/// A tenant's quota (partner admins, their partner's tenants).
+#[utoipa::path(get, path = "/quotas/tenants/{id}", params(("id" = inline(doc::TenantId), Path)), responses(
+    (status = 200, description = "The quota with its usage", body = doc::Quota),
+))]
 async fn get_tenant(
     State(state): State<AppState>,
     p: Principal,
@@ -277,6 +320,11 @@ async fn get_tenant(
     Ok(Json(show(&state, &tenant_target(tid), None).await?))
 }
 
+/// Sets a tenant's limit (partner admins).
+#[utoipa::path(put, path = "/quotas/tenants/{id}", request_body = QuotaBody,
+    params(("id" = inline(doc::TenantId), Path)),
+    responses((status = 200, description = "The quota as set", body = doc::Quota)),
+)]
 async fn put_tenant(
     State(state): State<AppState>,
     p: Principal,
@@ -316,7 +364,7 @@ async fn list_level(
     q: &Page,
 ) -> ApiResult<Json<Value>> {
     require_tenant_admin(p)?;
-    let (limit, offset) = q.bounds();
+    let (limit, offset) = q.resolve()?;
     let (rows, total) =
         rm::accounts(&state.db, &p.tenant_id.to_string(), level, limit, offset).await?;
     let mut items = Vec::with_capacity(rows.len());
@@ -327,29 +375,10 @@ async fn list_level(
     Ok(Json(json!({ "quotas": items, "total": total })))
 }
 
-#[derive(Debug, Deserialize)]
-struct Page {
-    limit: Option<i64>,
-    offset: Option<i64>,
-}
-
-impl Validate for Page {
-    fn validate(&self, v: &mut Violations) {
-        if let Some(l) = self.limit {
-            v.range("limit", l, 1, 100);
-        }
-        if let Some(o) = self.offset {
-            v.range("offset", o, 0, i64::MAX);
-        }
-    }
-}
-
-impl Page {
-    fn bounds(&self) -> (i64, i64) {
-        (self.limit.unwrap_or(50), self.offset.unwrap_or(0))
-    }
-}
-
+/// The tenant's user quotas (tenant admins).
+#[utoipa::path(get, path = "/quotas/users", params(Page), responses(
+    (status = 200, description = "A page of quotas", body = doc::QuotaList),
+))]
 async fn list_users(
     State(state): State<AppState>,
     p: Principal,
@@ -358,6 +387,10 @@ async fn list_users(
     list_level(&state, &p, QuotaLevel::User, &q).await
 }
 
+/// The tenant's group quotas (tenant admins).
+#[utoipa::path(get, path = "/quotas/groups", params(Page), responses(
+    (status = 200, description = "A page of quotas", body = doc::QuotaList),
+))]
 async fn list_groups(
     State(state): State<AppState>,
     p: Principal,
@@ -366,6 +399,10 @@ async fn list_groups(
     list_level(&state, &p, QuotaLevel::Group, &q).await
 }
 
+/// A user's quota (the user, or tenant admins).
+#[utoipa::path(get, path = "/quotas/users/{id}", params(("id" = inline(doc::UserId), Path)), responses(
+    (status = 200, description = "The quota with its usage", body = doc::Quota),
+))]
 async fn get_user(
     State(state): State<AppState>,
     p: Principal,
@@ -378,6 +415,11 @@ async fn get_user(
     Ok(Json(show(&state, &t, None).await?))
 }
 
+/// Sets a user's limit (tenant admins).
+#[utoipa::path(put, path = "/quotas/users/{id}", request_body = QuotaBody,
+    params(("id" = inline(doc::UserId), Path)),
+    responses((status = 200, description = "The quota as set", body = doc::Quota)),
+)]
 async fn put_user(
     State(state): State<AppState>,
     p: Principal,
@@ -396,6 +438,10 @@ async fn remove(state: &AppState, p: &Principal, t: &QuotaTarget) -> ApiResult<i
     Ok(Positioned(committed.position, StatusCode::NO_CONTENT))
 }
 
+/// Removes a user's limit (tenant admins).
+#[utoipa::path(delete, path = "/quotas/users/{id}", params(("id" = inline(doc::UserId), Path)), responses(
+    (status = 204, description = "Unlimited again"),
+))]
 async fn delete_user(
     State(state): State<AppState>,
     p: Principal,
@@ -405,9 +451,10 @@ async fn delete_user(
     remove(&state, &p, &t).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct ExemptBody {
     exempt: bool,
+    #[schema(min_length = 1, max_length = 1000)]
     reason: Option<String>,
 }
 
@@ -448,6 +495,11 @@ async fn exempt(
     ))
 }
 
+/// Exempts a user from their limit, or not (tenant admins).
+#[utoipa::path(post, path = "/quotas/users/{id}/exempt", request_body = ExemptBody,
+    params(("id" = inline(doc::UserId), Path)),
+    responses((status = 200, description = "The quota", body = doc::Quota)),
+)]
 async fn exempt_user(
     State(state): State<AppState>,
     p: Principal,
@@ -458,6 +510,10 @@ async fn exempt_user(
     exempt(&state, &p, t, body).await
 }
 
+/// A group's quota (tenant admins).
+#[utoipa::path(get, path = "/quotas/groups/{id}", params(("id" = inline(doc::GroupId), Path)), responses(
+    (status = 200, description = "The quota with its usage", body = doc::Quota),
+))]
 async fn get_group(
     State(state): State<AppState>,
     p: Principal,
@@ -468,6 +524,11 @@ async fn get_group(
     Ok(Json(show(&state, &t, None).await?))
 }
 
+/// Sets a group's limit (tenant admins).
+#[utoipa::path(put, path = "/quotas/groups/{id}", request_body = QuotaBody,
+    params(("id" = inline(doc::GroupId), Path)),
+    responses((status = 200, description = "The quota as set", body = doc::Quota)),
+)]
 async fn put_group(
     State(state): State<AppState>,
     p: Principal,
@@ -479,6 +540,10 @@ async fn put_group(
     put_limit(&state, &p, t, &body, None).await
 }
 
+/// Removes a group's limit (tenant admins).
+#[utoipa::path(delete, path = "/quotas/groups/{id}", params(("id" = inline(doc::GroupId), Path)), responses(
+    (status = 204, description = "Unlimited again"),
+))]
 async fn delete_group(
     State(state): State<AppState>,
     p: Principal,
@@ -488,6 +553,11 @@ async fn delete_group(
     remove(&state, &p, &t).await
 }
 
+/// Exempts a group from its limit, or not (tenant admins).
+#[utoipa::path(post, path = "/quotas/groups/{id}/exempt", request_body = ExemptBody,
+    params(("id" = inline(doc::GroupId), Path)),
+    responses((status = 200, description = "The quota", body = doc::Quota)),
+)]
 async fn exempt_group(
     State(state): State<AppState>,
     p: Principal,
@@ -525,6 +595,10 @@ async fn share_target(
     ))
 }
 
+/// A share's quota (MANAGE_PERMISSIONS or tenant admins).
+#[utoipa::path(get, path = "/quotas/shares/{id}", params(("id" = inline(doc::ShareId), Path)), responses(
+    (status = 200, description = "The quota with its usage", body = doc::Quota),
+))]
 async fn get_share(
     State(state): State<AppState>,
     p: Principal,
@@ -534,6 +608,11 @@ async fn get_share(
     Ok(Json(show(&state, &t, default).await?))
 }
 
+/// Sets a share's limit (MANAGE_PERMISSIONS or tenant admins).
+#[utoipa::path(put, path = "/quotas/shares/{id}", request_body = QuotaBody,
+    params(("id" = inline(doc::ShareId), Path)),
+    responses((status = 200, description = "The quota as set", body = doc::Quota)),
+)]
 async fn put_share(
     State(state): State<AppState>,
     p: Principal,
@@ -546,14 +625,21 @@ async fn put_share(
 
 // Usage.
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Recalculate {
+    /// Rebuild the quota read model from the log first.
     #[serde(default)]
+    #[param(value_type = Option<bool>)]
     recalculate: bool,
 }
 
 impl Validate for Recalculate {}
 
+/// The tenant's usage (tenant admins).
+#[utoipa::path(get, path = "/quotas/usage/tenant", params(Recalculate), responses(
+    (status = 200, description = "Usage", body = doc::Usage),
+))]
 async fn usage_tenant(
     State(state): State<AppState>,
     p: Principal,
@@ -572,13 +658,17 @@ async fn usage_tenant(
     Ok(Json(usage_json(QuotaLevel::Tenant, &id, &u)))
 }
 
+/// Every user's usage (tenant admins).
+#[utoipa::path(get, path = "/quotas/usage/users", params(Page), responses(
+    (status = 200, description = "A page of usage", body = doc::UsageList),
+))]
 async fn usage_users(
     State(state): State<AppState>,
     p: Principal,
     ApiQuery(q): ApiQuery<Page>,
 ) -> ApiResult<Json<Value>> {
     require_tenant_admin(&p)?;
-    let (limit, offset) = q.bounds();
+    let (limit, offset) = q.resolve()?;
     let (ids, total) = rm::user_targets(&state.db, &p.tenant_id.to_string(), limit, offset).await?;
     let mut items = Vec::with_capacity(ids.len());
     for id in ids {
@@ -588,6 +678,10 @@ async fn usage_users(
     Ok(Json(json!({ "usage": items, "total": total })))
 }
 
+/// A user's usage (the user, or tenant admins).
+#[utoipa::path(get, path = "/quotas/usage/users/{id}", params(("id" = inline(doc::UserId), Path)), responses(
+    (status = 200, description = "Usage", body = doc::Usage),
+))]
 async fn usage_user(
     State(state): State<AppState>,
     p: Principal,
@@ -601,6 +695,10 @@ async fn usage_user(
     Ok(Json(usage_json(QuotaLevel::User, &id, &u)))
 }
 
+/// A share's usage (READ on it).
+#[utoipa::path(get, path = "/quotas/usage/shares/{id}", params(("id" = inline(doc::ShareId), Path)), responses(
+    (status = 200, description = "Usage", body = doc::Usage),
+))]
 async fn usage_share(
     State(state): State<AppState>,
     p: Principal,

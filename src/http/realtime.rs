@@ -8,12 +8,13 @@
 
 use std::collections::BTreeSet;
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::HeaderValue;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use scaidrive_projections::sync_queries::{self as sq, ChangeRow};
@@ -22,6 +23,7 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::error::ApiError;
+use super::extract::{ApiPath, ApiQuery};
 use super::principal::{bearer_token, Principal};
 use super::state::AppState;
 use super::sync::readable_share;
@@ -40,9 +42,24 @@ pub fn router() -> Router<AppState> {
         .route("/realtime/ws", get(realtime_socket))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct TokenQuery {
+    /// The bearer token (browsers cannot set headers on a WebSocket); a
+    /// missing or bad one closes the socket with 4401.
     token: Option<String>,
+}
+
+/// A plain request where an upgrade belongs answers 400 with `detail`.
+fn upgrade(
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<WebSocketUpgrade, ApiError> {
+    ws.map_err(|e| {
+        ApiError::BadRequest(format!(
+            "a WebSocket upgrade is required: {}",
+            e.body_text()
+        ))
+    })
 }
 
 /// The caller, from the query token or the header (the header wins).
@@ -85,13 +102,28 @@ async fn send(socket: &mut WebSocket, v: Value) -> bool {
         .is_ok()
 }
 
+/// A sync client's nudge socket: client frames `{"type":"subscribe"}` and
+/// `{"type":"ping"}`; server frames `subscribed`, `pong`,
+/// `{"event_type":"change","share_id",...,"data":<change>}` and `force_sync`.
+/// Closes with 4401 (token), 4403 (not allowed) or 4404 (unknown device).
+#[utoipa::path(get, path = "/sync/ws/{device_id}", security((), ("bearer" = [])),
+    params(("device_id" = String, Path, min_length = 1, max_length = 128), TokenQuery),
+    responses(
+        (status = 101, description = "Switching Protocols: the WebSocket is open"),
+        (status = 400, description = "Not a WebSocket upgrade request"),
+    ),
+)]
 async fn device_socket(
     State(state): State<AppState>,
-    ws: WebSocketUpgrade,
-    Path(device_id): Path<String>,
-    Query(q): Query<TokenQuery>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    ApiPath(device_id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<TokenQuery>,
     parts: Parts,
 ) -> Response {
+    let ws = match upgrade(ws) {
+        Ok(ws) => ws,
+        Err(e) => return e.into_response(),
+    };
     let who = authenticate(&state, parts, q.token).await;
     ws.on_upgrade(move |socket| async move {
         let p = match who {
@@ -113,12 +145,26 @@ async fn device_socket(
     })
 }
 
+/// A web client's live view: server frames `connected`, `subscribed`,
+/// `unsubscribed`, `file_created|file_updated|file_deleted|folder_created|
+/// folder_deleted`, `pong`; client frames `subscribe`/`unsubscribe` with
+/// `share_id` or `share_ids`, and `ping`. Closes with 4401 for a bad token.
+#[utoipa::path(get, path = "/realtime/ws", security((), ("bearer" = [])), params(TokenQuery),
+    responses(
+        (status = 101, description = "Switching Protocols: the WebSocket is open"),
+        (status = 400, description = "Not a WebSocket upgrade request"),
+    ),
+)]
 async fn realtime_socket(
     State(state): State<AppState>,
-    ws: WebSocketUpgrade,
-    Query(q): Query<TokenQuery>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    ApiQuery(q): ApiQuery<TokenQuery>,
     parts: Parts,
 ) -> Response {
+    let ws = match upgrade(ws) {
+        Ok(ws) => ws,
+        Err(e) => return e.into_response(),
+    };
     let who = authenticate(&state, parts, q.token).await;
     ws.on_upgrade(move |mut socket| async move {
         let p = match who {

@@ -21,6 +21,7 @@ use super::drive::{
 };
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
+use super::openapi as doc;
 use super::principal::Principal;
 use super::state::AppState;
 use super::Positioned;
@@ -35,10 +36,14 @@ pub fn router() -> Router<AppState> {
 }
 
 /// `?include_trashed=&limit=&offset=` of share listings.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
+    /// Include shares in the trash.
     pub include_trashed: Option<bool>,
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
+    #[param(minimum = 0)]
     offset: Option<i64>,
 }
 
@@ -52,6 +57,10 @@ impl ListQuery {
     }
 }
 
+/// The shares the caller may see (all of the tenant's for tenant admins).
+#[utoipa::path(get, path = "/shares", params(ListQuery), responses(
+    (status = 200, description = "A page of shares", body = doc::ShareList),
+))]
 async fn list(
     State(state): State<AppState>,
     p: Principal,
@@ -74,12 +83,18 @@ async fn list(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct CreateShare {
+    #[schema(min_length = 1, max_length = 255)]
     name: String,
+    #[schema(value_type = doc::ShareTypeDoc)]
     share_type: ShareType,
+    /// The owning user (the caller, unless a tenant admin) or group (tenant admins).
+    #[schema(value_type = doc::OwnerId)]
     owner_id: String,
+    #[schema(max_length = 2000)]
     description: Option<String>,
+    /// At most 2^63 − 1.
     quota_bytes: Option<u64>,
 }
 
@@ -89,6 +104,15 @@ impl Validate for CreateShare {
         v.length("name", &self.name, 1, 255);
         if let Some(d) = &self.description {
             v.length("description", d, 0, 2000);
+        }
+        // Stored as a signed 64-bit count of bytes.
+        if let Some(q) = self.quota_bytes.filter(|q| i64::try_from(*q).is_err()) {
+            v.push(
+                "less_than_equal",
+                "quota_bytes",
+                format!("Input should be less than or equal to {}", i64::MAX),
+                Value::from(q),
+            );
         }
         if Owner::parse(&self.owner_id).is_none() {
             v.push(
@@ -101,6 +125,10 @@ impl Validate for CreateShare {
     }
 }
 
+/// Creates a share.
+#[utoipa::path(post, path = "/shares", request_body = CreateShare, responses(
+    (status = 201, description = "The new share", body = doc::Share),
+))]
 async fn create(
     State(state): State<AppState>,
     p: Principal,
@@ -164,6 +192,11 @@ async fn create(
     ))
 }
 
+/// One share.
+#[utoipa::path(get, path = "/shares/{id}", params(("id" = inline(doc::ShareId), Path)), responses(
+    (status = 200, description = "The share", body = doc::Share),
+    (status = 410, description = "The share is in the trash"),
+))]
 async fn read(
     State(state): State<AppState>,
     p: Principal,
@@ -175,9 +208,11 @@ async fn read(
     Ok(Json(share_json(&row)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct UpdateShare {
+    #[schema(min_length = 1, max_length = 255)]
     name: Option<String>,
+    #[schema(max_length = 2000)]
     description: Option<String>,
 }
 
@@ -197,6 +232,13 @@ pub fn is_owner(p: &Principal, row: &q::ShareRow) -> bool {
     p.is_tenant_admin || row.owner_id == p.user_id.to_string() || p.groups.contains(&row.owner_id)
 }
 
+/// Renames a share or changes its description (MANAGE_PERMISSIONS).
+#[utoipa::path(patch, path = "/shares/{id}", request_body = UpdateShare, params(("id" = inline(doc::ShareId), Path)),
+    responses(
+        (status = 200, description = "The share as changed", body = doc::Share),
+        (status = 410, description = "The share is in the trash"),
+    ),
+)]
 async fn update(
     State(state): State<AppState>,
     p: Principal,
@@ -252,6 +294,11 @@ async fn set_trashed(
     Ok(committed.position)
 }
 
+/// Moves a share to the trash (its owner or a tenant admin).
+#[utoipa::path(delete, path = "/shares/{id}", params(("id" = inline(doc::ShareId), Path)), responses(
+    (status = 204, description = "In the trash"),
+    (status = 410, description = "Already in the trash"),
+))]
 async fn remove(
     State(state): State<AppState>,
     p: Principal,
@@ -261,6 +308,11 @@ async fn remove(
     Ok(Positioned(position, StatusCode::NO_CONTENT))
 }
 
+/// Takes a share out of the trash (its owner or a tenant admin).
+#[utoipa::path(post, path = "/shares/{id}/restore", params(("id" = inline(doc::ShareId), Path)), responses(
+    (status = 200, description = "The restored share", body = doc::Share),
+    (status = 409, description = "The share is not in the trash"),
+))]
 async fn restore(
     State(state): State<AppState>,
     p: Principal,
@@ -271,13 +323,22 @@ async fn restore(
     Ok(Positioned(position, Json(share_json(&row))))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ChildrenQuery {
+    /// Include items in the trash.
     include_deleted: Option<bool>,
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
+    #[param(minimum = 0)]
     offset: Option<i64>,
 }
 
+/// The share's root listing, folders first.
+#[utoipa::path(get, path = "/shares/{id}/children", params(("id" = inline(doc::ShareId), Path), ChildrenQuery), responses(
+    (status = 200, description = "A page of the root's children", body = doc::Listing),
+    (status = 410, description = "The share is in the trash"),
+))]
 async fn children(
     State(state): State<AppState>,
     p: Principal,
@@ -303,6 +364,10 @@ async fn children(
     Ok(Json(json!({ "items": items, "path": "/", "total": total })))
 }
 
+/// What is in the share's trash.
+#[utoipa::path(get, path = "/shares/{id}/trash", params(("id" = inline(doc::ShareId), Path)), responses(
+    (status = 200, description = "Trashed folders and files", body = doc::TrashListing),
+))]
 async fn trash(
     State(state): State<AppState>,
     p: Principal,

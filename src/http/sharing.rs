@@ -22,6 +22,7 @@ use super::drive::{
 };
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
+use super::openapi as doc;
 use super::principal::Principal;
 use super::state::AppState;
 use super::{ts, Positioned};
@@ -81,6 +82,10 @@ async fn member_json(state: &AppState, tenant: &str, m: &MemberRow) -> ApiResult
     }))
 }
 
+/// A share's members (the owner included).
+#[utoipa::path(get, path = "/shares/{id}/members", params(("id" = inline(doc::ShareId), Path), Page), responses(
+    (status = 200, description = "A page of members", body = doc::MemberList),
+))]
 async fn list_members(
     State(state): State<AppState>,
     p: Principal,
@@ -100,6 +105,10 @@ async fn list_members(
     Ok(Json(json!({ "members": members, "total": total })))
 }
 
+/// One member of a share.
+#[utoipa::path(get, path = "/shares/{id}/members/{principal_id}", params(("id" = inline(doc::ShareId), Path), ("principal_id" = inline(doc::OwnerId), Path)),
+    responses((status = 200, description = "The membership", body = doc::Member)),
+)]
 async fn read_member(
     State(state): State<AppState>,
     p: Principal,
@@ -116,11 +125,17 @@ async fn read_member(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct AddMember {
+    #[schema(value_type = doc::MemberPrincipalType)]
     principal_type: PrincipalType,
+    /// A `usr_` id for users, `grp_` for groups, of the caller's tenant.
+    #[schema(value_type = doc::OwnerId)]
     principal_id: String,
+    #[schema(value_type = doc::GrantableRole)]
     role: ShareRole,
+    /// The membership stops granting access then.
+    #[schema(value_type = Option<doc::DateTimeInput>)]
     expires_at: Option<DateTime<Utc>>,
 }
 
@@ -198,6 +213,14 @@ async fn managed_share(state: &AppState, p: &Principal, id: &str) -> ApiResult<S
     Ok(share_id)
 }
 
+/// Adds a user or group to a share (MANAGE_PERMISSIONS).
+#[utoipa::path(post, path = "/shares/{id}/members", request_body = AddMember, params(("id" = inline(doc::ShareId), Path)),
+    responses(
+        (status = 201, description = "The new membership", body = doc::Member),
+        (status = 409, description = "Already a member"),
+        (status = 410, description = "The share is in the trash"),
+    ),
+)]
 async fn add_member(
     State(state): State<AppState>,
     p: Principal,
@@ -230,10 +253,13 @@ async fn add_member(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct UpdateMember {
+    #[schema(value_type = Option<doc::GrantableRole>)]
     role: Option<ShareRole>,
+    /// `null` makes the membership permanent.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<doc::DateTimeInput>)]
     expires_at: Option<Option<DateTime<Utc>>>,
 }
 
@@ -250,6 +276,15 @@ impl Validate for UpdateMember {
     }
 }
 
+/// Changes a member's role or expiry (MANAGE_PERMISSIONS).
+#[utoipa::path(patch, path = "/shares/{id}/members/{principal_id}", request_body = UpdateMember,
+    params(("id" = inline(doc::ShareId), Path), ("principal_id" = inline(doc::OwnerId), Path)),
+    responses(
+        (status = 200, description = "The membership as changed", body = doc::Member),
+        (status = 409, description = "The owner's role changes only by ownership transfer"),
+        (status = 410, description = "The share is in the trash"),
+    ),
+)]
 async fn update_member(
     State(state): State<AppState>,
     p: Principal,
@@ -278,6 +313,14 @@ async fn update_member(
     ))
 }
 
+/// Removes a member (anyone may remove themselves).
+#[utoipa::path(delete, path = "/shares/{id}/members/{principal_id}", params(("id" = inline(doc::ShareId), Path), ("principal_id" = inline(doc::OwnerId), Path)),
+    responses(
+        (status = 204, description = "Removed; access ends at once"),
+        (status = 409, description = "The owner cannot be removed"),
+        (status = 410, description = "The share is in the trash"),
+    ),
+)]
 async fn remove_member(
     State(state): State<AppState>,
     p: Principal,
@@ -326,11 +369,16 @@ fn invitation_json(r: &InvitationRow) -> Value {
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct Invite {
+    #[schema(min_length = 3, max_length = 320, format = Email)]
     email: String,
+    #[schema(value_type = doc::GrantableRole)]
     role: ShareRole,
+    #[schema(max_length = 2000)]
     message: Option<String>,
+    /// Default 14.
+    #[schema(minimum = 1, maximum = 365)]
     expires_in_days: Option<i64>,
 }
 
@@ -367,6 +415,14 @@ impl Validate for Invite {
     }
 }
 
+/// Invites someone by email (MANAGE_PERMISSIONS).
+#[utoipa::path(post, path = "/shares/{id}/invitations", request_body = Invite, params(("id" = inline(doc::ShareId), Path)),
+    responses(
+        (status = 201, description = "The pending invitation", body = doc::Invitation),
+        (status = 409, description = "A pending invitation for this email exists"),
+        (status = 410, description = "The share is in the trash"),
+    ),
+)]
 async fn invite(
     State(state): State<AppState>,
     p: Principal,
@@ -404,6 +460,10 @@ async fn invite(
     ))
 }
 
+/// A share's invitations (MANAGE_PERMISSIONS).
+#[utoipa::path(get, path = "/shares/{id}/invitations", params(("id" = inline(doc::ShareId), Path), Page), responses(
+    (status = 200, description = "A page of invitations", body = doc::InvitationList),
+))]
 async fn list_invitations(
     State(state): State<AppState>,
     p: Principal,
@@ -422,6 +482,15 @@ async fn list_invitations(
     })))
 }
 
+/// Revokes an invitation (MANAGE_PERMISSIONS).
+#[utoipa::path(delete, path = "/shares/{id}/invitations/{inv_id}",
+    params(("id" = inline(doc::ShareId), Path), ("inv_id" = inline(doc::InvitationId), Path)),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 409, description = "Already accepted, declined or revoked"),
+        (status = 410, description = "Expired"),
+    ),
+)]
 async fn revoke(
     State(state): State<AppState>,
     p: Principal,
@@ -447,11 +516,18 @@ async fn revoke(
     Ok(Positioned(committed.position, StatusCode::NO_CONTENT))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct MineQuery {
+    /// Default `pending`.
+    #[param(value_type = Option<String>, pattern = "^(pending|accepted|declined|revoked)$")]
     status: Option<String>,
 }
 
+/// Invitations sent to the caller's email.
+#[utoipa::path(get, path = "/users/me/invitations", params(MineQuery), responses(
+    (status = 200, description = "The caller's invitations", body = doc::InvitationList),
+))]
 async fn my_invitations(
     State(state): State<AppState>,
     p: Principal,
@@ -504,6 +580,15 @@ async fn own_invitation(
     Ok((inv_id, email))
 }
 
+/// Accepts an invitation: the caller becomes a member.
+#[utoipa::path(post, path = "/users/me/invitations/{id}/accept",
+    params(("id" = inline(doc::InvitationId), Path)),
+    responses(
+        (status = 200, description = "Accepted", body = doc::InvitationAnswer),
+        (status = 409, description = "Already accepted or declined"),
+        (status = 410, description = "Expired or revoked"),
+    ),
+)]
 async fn accept(
     State(state): State<AppState>,
     p: Principal,
@@ -524,6 +609,15 @@ async fn accept(
     ))
 }
 
+/// Declines an invitation.
+#[utoipa::path(post, path = "/users/me/invitations/{id}/decline",
+    params(("id" = inline(doc::InvitationId), Path)),
+    responses(
+        (status = 200, description = "Declined", body = doc::InvitationAnswer),
+        (status = 409, description = "Already accepted or declined"),
+        (status = 410, description = "Expired or revoked"),
+    ),
+)]
 async fn decline(
     State(state): State<AppState>,
     p: Principal,
@@ -550,6 +644,10 @@ async fn decline(
 
 // ------------------------------------------------------------ the caller's shares
 
+/// The shares the caller holds a role on, with that role.
+#[utoipa::path(get, path = "/users/me/shares", params(super::shares::ListQuery), responses(
+    (status = 200, description = "A page of the caller's shares", body = doc::MyShareList),
+))]
 async fn my_shares(
     State(state): State<AppState>,
     p: Principal,

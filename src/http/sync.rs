@@ -30,6 +30,7 @@ use super::drive::{
 };
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
+use super::openapi as doc;
 use super::principal::Principal;
 use super::state::AppState;
 use super::{ts, Positioned};
@@ -79,13 +80,25 @@ fn parse_position(raw: &str, what: &str) -> ApiResult<LogPosition> {
         .ok_or_else(|| ApiError::BadRequest(format!("'{raw}' is not a valid {what}")))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ChangesQuery {
+    #[param(value_type = doc::ShareId, inline)]
     share_id: String,
+    /// Opaque; absent = the end of the feed (only newer changes), `0` = the
+    /// beginning of the share's history.
+    #[param(pattern = "^(0|[0-9]{1,18}\\.[0-9]{1,18})?$")]
     cursor: Option<String>,
+    /// Default 1000.
+    #[param(minimum = 1, maximum = 5000)]
     limit: Option<i64>,
 }
 
+/// A share's change feed after a cursor.
+#[utoipa::path(get, path = "/sync/changes", params(ChangesQuery), responses(
+    (status = 200, description = "A page of changes and the next cursor", body = doc::ChangePage),
+    (status = 404, description = "No such share, or not visible"),
+))]
 async fn changes(
     State(state): State<AppState>,
     p: Principal,
@@ -132,11 +145,20 @@ async fn changes(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct RegisterDevice {
+    /// Client-generated, 1–128 characters without control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     device_id: String,
+    #[schema(max_length = 255)]
     device_name: Option<String>,
+    #[schema(max_length = 255)]
     platform: Option<String>,
+    #[schema(max_length = 255)]
     client_version: Option<String>,
 }
 
@@ -174,6 +196,11 @@ fn device_json(d: &sq::DeviceRow, cursors: &[sq::CursorRow]) -> Value {
     })
 }
 
+/// Registers a device of the caller (again: updates it).
+#[utoipa::path(post, path = "/sync/devices", request_body = RegisterDevice, responses(
+    (status = 201, description = "Registered", body = doc::Device),
+    (status = 200, description = "Already registered; updated", body = doc::Device),
+))]
 async fn register(
     State(state): State<AppState>,
     p: Principal,
@@ -211,6 +238,10 @@ async fn register(
     ))
 }
 
+/// The caller's devices with their cursors.
+#[utoipa::path(get, path = "/sync/devices", responses(
+    (status = 200, description = "Every device", body = doc::DeviceList),
+))]
 async fn devices(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Value>> {
     require_read(&p)?;
     let rows = sq::devices(&state.db, &p.user_id.to_string()).await?;
@@ -236,12 +267,25 @@ async fn own_device(state: &AppState, p: &Principal, device_id: &str) -> ApiResu
         })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct StatusQuery {
+    #[param(value_type = doc::ShareId, inline)]
     share_id: String,
+    #[param(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     device_id: String,
 }
 
+/// A device's sync state on a share (its first look creates the cursor at the end).
+#[utoipa::path(get, path = "/sync/status", params(StatusQuery), responses(
+    (status = 200, description = "Cursor, pending changes and conflicts", body = doc::SyncStatus),
+    (status = 404, description = "No such share or device"),
+    (status = 410, description = "The share is in the trash"),
+))]
 async fn status(
     State(state): State<AppState>,
     p: Principal,
@@ -299,13 +343,28 @@ async fn status(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct CursorQuery {
+    #[param(value_type = doc::ShareId, inline)]
     share_id: String,
+    #[param(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     device_id: String,
+    /// A cursor from the feed.
+    #[param(pattern = "^(0|[0-9]{1,18}\\.[0-9]{1,18})$")]
     position: String,
 }
 
+/// Moves a device's cursor on a share (never past the end of the feed).
+#[utoipa::path(post, path = "/sync/cursor", params(CursorQuery), responses(
+    (status = 200, description = "The cursor as moved", body = doc::CursorMoved),
+    (status = 404, description = "No such share or device"),
+    (status = 410, description = "The share is in the trash"),
+))]
 async fn move_cursor(
     State(state): State<AppState>,
     p: Principal,
@@ -340,16 +399,29 @@ async fn move_cursor(
     ))
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 struct ApplyChange {
+    #[schema(value_type = doc::ChangeTypeDoc)]
     change_type: ChangeType,
+    /// `file` or `folder`.
+    #[schema(value_type = doc::SyncResourceType)]
     resource_type: ResourceType,
+    /// Required except for `created`.
     resource_id: Option<String>,
+    /// Where the item is created or moved to; absent = the share root.
+    #[schema(value_type = Option<doc::FolderId>)]
     parent_id: Option<FolderId>,
+    /// Required for `renamed` and created folders.
+    #[schema(min_length = 1, max_length = 255, pattern = "^[^/\\u0000]+$")]
     name: Option<String>,
+    /// The version the device changed; another current one is a conflict.
+    #[schema(value_type = Option<doc::VersionId>)]
     base_version_id: Option<VersionId>,
+    /// The uploaded content of a created or updated file.
+    #[schema(value_type = Option<doc::UploadId>)]
     upload_session_id: Option<UploadId>,
     /// When the device made the change (LAST_WRITER_WINS compares it).
+    #[schema(value_type = Option<doc::DateTimeInput>)]
     modified_at: Option<DateTime<Utc>>,
 }
 
@@ -394,11 +466,20 @@ impl ApplyChange {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct ApplyBody {
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     device_id: String,
+    #[schema(value_type = doc::ShareId)]
     share_id: ShareId,
+    /// Default `MANUAL`: a conflict answers 409 and is stored.
+    #[schema(value_type = Option<doc::ConflictStrategyDoc>)]
     conflict_resolution: Option<ConflictStrategy>,
+    #[schema(min_items = 1, max_items = 1000)]
     changes: Vec<ApplyChange>,
 }
 
@@ -1091,6 +1172,14 @@ fn stopped(status: StatusCode, mut body: Value, index: usize, results: &[Value])
     (status, Json(body)).into_response()
 }
 
+/// Applies a device's changes in order, detecting conflicts.
+#[utoipa::path(post, path = "/sync/apply", request_body = ApplyBody, responses(
+    (status = 200, description = "One outcome per change", body = doc::ApplyResult),
+    (status = 404, description = "No such share, device or resource"),
+    (status = 409, description = "A change conflicts (MANUAL: SYNC_CONFLICT with conflict_id and the results so far) or a name is taken"),
+    (status = 410, description = "The share or a resource is in the trash"),
+    (status = 507, description = "A quota would be exceeded (QUOTA_EXCEEDED)"),
+))]
 async fn apply(
     State(state): State<AppState>,
     p: Principal,
@@ -1176,13 +1265,21 @@ async fn apply(
     .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ConflictsQuery {
     device_id: Option<String>,
+    #[param(value_type = Option<doc::ShareId>, inline)]
     share_id: Option<String>,
     include_resolved: Option<bool>,
 }
 
+/// The caller's conflicts (every user's for tenant admins).
+#[utoipa::path(get, path = "/sync/conflicts", params(ConflictsQuery), responses(
+    (status = 200, description = "Conflicts", body = doc::ConflictList),
+    (status = 404, description = "No such share, or not visible"),
+    (status = 410, description = "The share is in the trash"),
+))]
 async fn conflicts(
     State(state): State<AppState>,
     p: Principal,
@@ -1209,11 +1306,23 @@ async fn conflicts(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ResolveQuery {
+    #[param(value_type = doc::Resolution, inline)]
     resolution: String,
 }
 
+/// Resolves a stored conflict.
+#[utoipa::path(post, path = "/sync/conflicts/{id}/resolve",
+    params(("id" = inline(doc::ConflictId), Path), ResolveQuery),
+    responses(
+        (status = 200, description = "The conflict, resolved, with what resolving did", body = doc::Conflict),
+        (status = 409, description = "Already resolved, or the resolution conflicts again"),
+        (status = 410, description = "The share or the resource is in the trash"),
+        (status = 507, description = "A quota would be exceeded (QUOTA_EXCEEDED)"),
+    ),
+)]
 async fn resolve(
     State(state): State<AppState>,
     p: Principal,
@@ -1271,6 +1380,19 @@ async fn resolve(
     Ok(Positioned(out.position, Json(body)))
 }
 
+/// Streams a file's current content for a sync client (ranges honoured).
+#[utoipa::path(get, path = "/sync/download/{file_id}",
+    params(("file_id" = inline(doc::FileId), Path),
+        ("Range" = Option<String>, Header, pattern = "^bytes=[0-9]*-[0-9]*$",
+            description = "One byte range, `bytes=a-b`")),
+    responses(
+        (status = 200, description = "The content", body = doc::Binary, content_type = "*/*"),
+        (status = 206, description = "The requested range", body = doc::Binary, content_type = "*/*"),
+        (status = 410, description = "The file is in the trash"),
+        (status = 416, description = "The range is not satisfiable"),
+        (status = 502, description = "The blob store is unreachable"),
+    ),
+)]
 async fn download(
     State(state): State<AppState>,
     p: Principal,

@@ -7,6 +7,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
+use super::openapi as doc;
 use super::state::AppState;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -22,10 +23,20 @@ pub fn router() -> Router<AppState> {
         .route("/metrics", get(metrics))
 }
 
+/// Liveness: answers without checking any dependency.
+#[utoipa::path(get, path = "/health", security(()), responses(
+    (status = 200, description = "The process is up", body = doc::Health),
+))]
 async fn health() -> Json<serde_json::Value> {
     Json(json!({ "status": "healthy", "version": VERSION }))
 }
 
+/// Readiness: database, blob store, ScaiKey, projections (and Redis, Kafka
+/// when configured); 503 while starting, draining or when a check fails.
+#[utoipa::path(get, path = "/ready", security(()), responses(
+    (status = 200, description = "Ready for traffic", body = doc::Ready),
+    (status = 503, description = "Not ready: the failing checks are false", body = doc::Ready),
+))]
 async fn ready(State(state): State<AppState>) -> Response {
     // Bounded: with the database down a ping would wait the whole pool
     // acquire timeout, and a probe wants its answer sooner.
@@ -73,6 +84,10 @@ async fn ready(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// The public client configuration.
+#[utoipa::path(get, path = "/config", security(()), responses(
+    (status = 200, description = "Features and limits", body = doc::ClientConfig),
+))]
 async fn config() -> Json<serde_json::Value> {
     Json(json!({
         "version": VERSION,
@@ -89,6 +104,11 @@ async fn config() -> Json<serde_json::Value> {
     }))
 }
 
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", security(()), responses(
+    (status = 200, description = "Prometheus text exposition", body = String,
+        content_type = "text/plain; version=0.0.4"),
+))]
 async fn metrics(State(state): State<AppState>) -> Response {
     let lag = state.projector.lag().await.unwrap_or_default();
     let body = state.bus.metrics().render(&lag, &state.leases.held());

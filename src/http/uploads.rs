@@ -23,6 +23,7 @@ use super::drive::{live_file, live_folder, live_share, path_id, require_perm, re
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, Validate, Violations};
 use super::files::{fresh, max_file_size};
+use super::openapi as doc;
 use super::principal::Principal;
 use super::state::AppState;
 use super::{ts, Positioned};
@@ -45,17 +46,31 @@ pub fn router() -> Router<AppState> {
         .route("/uploads/{id}/complete", post(complete))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct StartUpload {
+    #[schema(value_type = doc::ShareId)]
     share_id: ShareId,
+    /// 1–255 characters, no `/` or NUL, not `.` or `..`.
+    #[schema(min_length = 1, max_length = 255, pattern = "^[^/\\u0000]+$")]
     file_name: String,
+    /// The exact size in bytes.
     file_size: u64,
+    #[schema(value_type = Option<doc::FolderId>)]
     folder_id: Option<FolderId>,
+    /// A power of two, 64 KiB–4 MiB; default 4 MiB.
+    #[schema(minimum = 65536, maximum = 4194304)]
     chunk_size: Option<u64>,
+    #[schema(min_length = 1, max_length = 255)]
     mime_type: Option<String>,
+    /// Hex SHA-256 of the whole file, checked on complete.
     checksum_sha256: Option<String>,
+    /// Complete into a new version of this file.
+    #[schema(value_type = Option<doc::FileId>)]
     replace_file_id: Option<FileId>,
+    /// The version the client edited (409 on complete if it is no longer current).
+    #[schema(value_type = Option<doc::VersionId>)]
     base_version_id: Option<VersionId>,
+    /// Hex SHA-256 per chunk: the answer lists only the chunks the server lacks.
     chunk_hashes: Option<Vec<String>>,
 }
 
@@ -87,6 +102,15 @@ fn progress_json(id: &str, s: &UploadSession) -> Value {
     })
 }
 
+/// Starts a resumable upload and reserves its bytes on every quota level.
+#[utoipa::path(post, path = "/uploads", request_body = StartUpload, responses(
+    (status = 201, description = "The session, with the chunks to send", body = doc::UploadSession),
+    (status = 404, description = "No such share, folder or file"),
+    (status = 410, description = "The share, folder or file is in the trash"),
+    (status = 413, description = "Larger than the tenant's max_file_size_bytes (PAYLOAD_TOO_LARGE)"),
+    (status = 502, description = "The blob store is unreachable"),
+    (status = 507, description = "A quota would be exceeded (QUOTA_EXCEEDED)"),
+))]
 async fn start(
     State(state): State<AppState>,
     p: Principal,
@@ -218,6 +242,10 @@ async fn own_session(
     Ok(loaded)
 }
 
+/// An upload session's progress.
+#[utoipa::path(get, path = "/uploads/{id}", params(("id" = inline(doc::UploadId), Path)), responses(
+    (status = 200, description = "The session", body = doc::UploadSession),
+))]
 async fn progress(
     State(state): State<AppState>,
     p: Principal,
@@ -227,6 +255,20 @@ async fn progress(
     Ok(Json(progress_json(&id, &s.state)))
 }
 
+/// Sends one chunk (any order, in parallel).
+#[utoipa::path(put, path = "/uploads/{id}/chunks/{index}",
+    request_body(content = doc::Binary, content_type = "application/octet-stream"),
+    params(("id" = inline(doc::UploadId), Path), ("index" = u64, Path, description = "The chunk's index, from 0"),
+        ("X-Chunk-SHA256" = Option<String>, Header, description = "Hex SHA-256 of the body; a mismatch answers 400")),
+    responses(
+        (status = 200, description = "Stored", body = doc::ChunkReceipt),
+        (status = 400, description = "The body does not match X-Chunk-SHA256, or the index or size is wrong"),
+        (status = 409, description = "The session is completed"),
+        (status = 410, description = "The session expired or was aborted"),
+        (status = 413, description = "Larger than max_upload_chunk_size_bytes"),
+        (status = 502, description = "The blob store is unreachable"),
+    ),
+)]
 async fn chunk(
     State(state): State<AppState>,
     p: Principal,
@@ -295,6 +337,15 @@ async fn chunk(
     ))
 }
 
+/// Completes an upload into a new file, or a new version of `replace_file_id`.
+#[utoipa::path(post, path = "/uploads/{id}/complete", params(("id" = inline(doc::UploadId), Path)), responses(
+    (status = 201, description = "The file", body = doc::File),
+    (status = 400, description = "The content does not match checksum_sha256 (CHECKSUM_MISMATCH)"),
+    (status = 409, description = "Chunks are missing, a sibling has the name, or base_version_id is no longer current"),
+    (status = 410, description = "The session expired or was aborted"),
+    (status = 502, description = "The blob store is unreachable"),
+    (status = 507, description = "A quota would be exceeded (QUOTA_EXCEEDED)"),
+))]
 async fn complete(
     State(state): State<AppState>,
     p: Principal,
@@ -424,6 +475,12 @@ async fn complete(
     ))
 }
 
+/// Aborts an upload and releases its reservation.
+#[utoipa::path(delete, path = "/uploads/{id}", params(("id" = inline(doc::UploadId), Path)), responses(
+    (status = 204, description = "Aborted"),
+    (status = 409, description = "The session is completed"),
+    (status = 410, description = "The session expired or was aborted"),
+))]
 async fn abort(
     State(state): State<AppState>,
     p: Principal,

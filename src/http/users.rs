@@ -6,6 +6,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use super::error::ApiResult;
+use super::openapi as doc;
 use super::principal::Principal;
 use super::state::AppState;
 
@@ -15,11 +16,18 @@ pub fn router() -> Router<AppState> {
         .route("/users/me/quota", get(my_quota))
 }
 
-/// `GET /users/me/quota` → `{user_id, used_bytes, quota_bytes, percent_used}`.
+/// The caller's user-level usage and limit.
+#[utoipa::path(get, path = "/users/me/quota", responses(
+    (status = 200, description = "Usage and limit", body = doc::MyQuota),
+))]
 async fn my_quota(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Value>> {
     Ok(Json(super::quotas::my_quota(&state, &p).await?))
 }
 
+/// The caller.
+#[utoipa::path(get, path = "/users/me", responses(
+    (status = 200, description = "The signed-in user", body = doc::Me),
+))]
 async fn me(p: Principal) -> Json<Value> {
     let display = p
         .name

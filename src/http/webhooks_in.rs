@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{parse_json_body, Validate, Violations};
+use super::openapi as doc;
 use super::state::AppState;
 use super::{Positioned, RequestContext};
 use crate::command::groups::{GroupChange, NewGroup};
@@ -145,6 +146,19 @@ fn verify(secret: &str, headers: &HeaderMap, body: &[u8]) -> ApiResult<()> {
         .map_err(|_| ApiError::Unauthorized("X-ScaiKey-Signature does not match the body".into()))
 }
 
+/// ScaiKey's directory webhook: applies a user or group change (idempotent).
+#[utoipa::path(post, path = "/webhooks/scaikey", security(()),
+    request_body = doc::ScaiKeyDelivery,
+    params(("X-ScaiKey-Signature" = String, Header,
+        description = "Hex HMAC-SHA256 of the raw body (optionally `sha256=`-prefixed)")),
+    responses(
+        (status = 200, description = "Applied", body = doc::WebhookApplied),
+        (status = 400, description = "Unsupported event"),
+        (status = 401, description = "Signature missing or wrong"),
+        (status = 404, description = "The webhook is not configured"),
+        (status = 422, description = "The delivery or its data fails validation"),
+    ),
+)]
 async fn receive(
     State(state): State<AppState>,
     Extension(rc): Extension<RequestContext>,

@@ -19,6 +19,7 @@ use uuid::Uuid;
 use super::drive::{path_id, Page};
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
+use super::openapi as doc;
 use super::principal::Principal;
 use super::state::AppState;
 use super::{ts, Positioned};
@@ -77,16 +78,34 @@ fn check_url(v: &mut Violations, url: &str) {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct CreateWebhook {
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\u0000-\\u0020\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     name: String,
+    /// An `http://` or `https://` URL.
+    #[schema(
+        min_length = 1,
+        max_length = 2048,
+        pattern = "^[Hh][Tt][Tt][Pp][Ss]?://([^/?#@\\s\\u0000-\\u001f\\u007f-\\u009f]*@)?[^/?#@:\\s\\u0000-\\u001f\\u007f-\\u009f][^\\s\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     url: String,
+    /// Audit categories to send; empty = all.
     #[serde(default)]
+    #[schema(value_type = Vec<doc::AuditCategory>)]
     categories: Vec<String>,
+    /// Signs each delivery (`X-ScaiDrive-Signature`); write-only.
+    #[schema(min_length = 8, max_length = 512, write_only)]
     secret: String,
+    /// Extra request headers (valid header names and values).
     #[serde(default)]
     headers: BTreeMap<String, String>,
+    /// Default `active`.
     #[serde(default)]
+    #[schema(value_type = doc::WebhookStatusDoc)]
     status: WebhookStatus,
 }
 
@@ -105,13 +124,27 @@ impl Validate for CreateWebhook {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct PatchWebhook {
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\u0000-\\u0020\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     name: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 2048,
+        pattern = "^[Hh][Tt][Tt][Pp][Ss]?://([^/?#@\\s\\u0000-\\u001f\\u007f-\\u009f]*@)?[^/?#@:\\s\\u0000-\\u001f\\u007f-\\u009f][^\\s\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     url: Option<String>,
+    #[schema(value_type = Option<Vec<doc::AuditCategory>>)]
     categories: Option<Vec<String>>,
+    #[schema(min_length = 8, max_length = 512, write_only)]
     secret: Option<String>,
     headers: Option<BTreeMap<String, String>>,
+    /// `paused` holds deliveries back; `active` resumes them.
+    #[schema(value_type = Option<doc::WebhookStatusDoc>)]
     status: Option<WebhookStatus>,
 }
 
@@ -149,6 +182,11 @@ async fn after_write(state: &AppState, p: &Principal, id: WebhookId) -> ApiResul
     Ok(webhook_json(&row))
 }
 
+/// Creates an outbound webhook (tenant admins).
+#[utoipa::path(post, path = "/admin/webhooks", request_body = CreateWebhook, responses(
+    (status = 201, description = "The new webhook", body = doc::Webhook),
+    (status = 409, description = "A webhook with this name exists"),
+))]
 async fn create(
     State(state): State<AppState>,
     p: Principal,
@@ -180,6 +218,10 @@ async fn create(
     ))
 }
 
+/// The tenant's webhooks (tenant admins).
+#[utoipa::path(get, path = "/admin/webhooks", responses(
+    (status = 200, description = "Every webhook", body = doc::WebhookList),
+))]
 async fn list(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Value>> {
     p.require_tenant_admin()?;
     let rows = rm::webhooks(&state.db, &p.tenant_id.to_string()).await?;
@@ -188,6 +230,10 @@ async fn list(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Val
     })))
 }
 
+/// One webhook.
+#[utoipa::path(get, path = "/admin/webhooks/{webhook_id}", params(("webhook_id" = inline(doc::WebhookId), Path)), responses(
+    (status = 200, description = "The webhook", body = doc::Webhook),
+))]
 async fn read(
     State(state): State<AppState>,
     p: Principal,
@@ -198,6 +244,11 @@ async fn read(
     Ok(Json(webhook_json(&row)))
 }
 
+/// Changes, pauses or resumes a webhook.
+#[utoipa::path(patch, path = "/admin/webhooks/{webhook_id}", request_body = PatchWebhook,
+    params(("webhook_id" = inline(doc::WebhookId), Path)),
+    responses((status = 200, description = "The webhook as changed", body = doc::Webhook)),
+)]
 async fn patch(
     State(state): State<AppState>,
     p: Principal,
@@ -225,6 +276,10 @@ async fn patch(
     Ok(Positioned(committed.position, Json(body)))
 }
 
+/// Deletes a webhook (pending deliveries are cancelled).
+#[utoipa::path(delete, path = "/admin/webhooks/{webhook_id}", params(("webhook_id" = inline(doc::WebhookId), Path)), responses(
+    (status = 204, description = "Deleted"),
+))]
 async fn remove(
     State(state): State<AppState>,
     p: Principal,
@@ -243,15 +298,23 @@ async fn remove(
     Ok(Positioned(committed.position, StatusCode::NO_CONTENT))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DeliveryQuery {
+    #[param(value_type = Option<String>, pattern = "^(pending|delivered|dropping|dropped|cancelled)$")]
     status: Option<String>,
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
+    #[param(minimum = 0)]
     offset: Option<i64>,
 }
 
 const DELIVERY_STATUSES: [&str; 5] = ["pending", "delivered", "dropping", "dropped", "cancelled"];
 
+/// A webhook's deliveries, newest first.
+#[utoipa::path(get, path = "/admin/webhooks/{webhook_id}/deliveries", params(("webhook_id" = inline(doc::WebhookId), Path), DeliveryQuery),
+    responses((status = 200, description = "A page of deliveries", body = doc::DeliveryList)),
+)]
 async fn deliveries(
     State(state): State<AppState>,
     p: Principal,
@@ -287,6 +350,10 @@ async fn deliveries(
 }
 
 /// One delivery with every attempt (time, response code, error, duration).
+#[utoipa::path(get, path = "/admin/webhooks/{webhook_id}/deliveries/{delivery_id}",
+    params(("webhook_id" = inline(doc::WebhookId), Path), ("delivery_id" = String, Path)),
+    responses((status = 200, description = "The delivery and its attempts", body = doc::Delivery)),
+)]
 async fn delivery(
     State(state): State<AppState>,
     p: Principal,

@@ -18,6 +18,7 @@ mod events;
 mod groups;
 mod kafka;
 mod links;
+mod openapi;
 mod postgres;
 mod quota;
 mod ratelimit;
