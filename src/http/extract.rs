@@ -237,7 +237,17 @@ fn find_nul(value: &Value, path: &mut Vec<String>, out: &mut Vec<FieldError>) {
         Value::Object(map) => {
             for (k, v) in map {
                 path.push(k.clone());
-                find_nul(v, path, out);
+                if k.contains('\0') {
+                    let p: Vec<&str> = path.iter().map(String::as_str).collect();
+                    out.push(FieldError::body(
+                        "value_error",
+                        &p,
+                        "Value error, NUL characters are not allowed in keys",
+                        v.clone(),
+                    ));
+                } else {
+                    find_nul(v, path, out);
+                }
                 path.pop();
             }
         }
@@ -327,10 +337,21 @@ where
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
+        if has_encoded_nul(query) {
+            return Err(ApiError::BadRequest(
+                "invalid query parameters: NUL characters are not allowed".into(),
+            ));
+        }
         serde_urlencoded::from_str(query)
             .map(ApiQuery)
             .map_err(|e| ApiError::BadRequest(format!("invalid query parameters: {e}")))
     }
+}
+
+/// A URI part that decodes to a NUL character (`%00`; a raw NUL cannot be in
+/// a URI). No id, name or filter of ours may hold one.
+fn has_encoded_nul(raw: &str) -> bool {
+    raw.as_bytes().windows(3).any(|w| w == b"%00")
 }
 
 /// Path parameters; malformed ones answer 400.
@@ -344,6 +365,11 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if has_encoded_nul(parts.uri.path()) {
+            return Err(ApiError::BadRequest(
+                "invalid path parameter: NUL characters are not allowed".into(),
+            ));
+        }
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|p| ApiPath(p.0))
