@@ -179,6 +179,27 @@ pub(crate) mod relay {
             .collect()
     }
 
+    /// How many of the log's events the consumer still lacks after waiting
+    /// up to `within` for them.
+    async fn missing_after(log: &[Value], got: &Mutex<Vec<Got>>, within: Duration) -> usize {
+        let deadline = Instant::now() + within;
+        let expected: HashSet<&str> = log.iter().filter_map(|e| e["event_id"].as_str()).collect();
+        loop {
+            let missing = {
+                let got = got.lock();
+                let seen: HashSet<&str> = got
+                    .iter()
+                    .filter_map(|g| g.envelope["event_id"].as_str())
+                    .collect();
+                expected.difference(&seen).count()
+            };
+            if missing == 0 || Instant::now() >= deadline {
+                return missing;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Waits until every event of `log` has arrived at least once, then
     /// checks each stream's first arrivals are in stream order.
     pub(crate) async fn all_arrive(
@@ -186,28 +207,13 @@ pub(crate) mod relay {
         got: &Mutex<Vec<Got>>,
         within: Duration,
     ) -> Vec<Got> {
-        let deadline = Instant::now() + within;
-        let expected: HashSet<String> = log
-            .iter()
-            .map(|e| e["event_id"].as_str().expect("id").to_owned())
-            .collect();
-        loop {
-            let seen: HashSet<String> = got
-                .lock()
-                .iter()
-                .filter_map(|g| g.envelope["event_id"].as_str().map(str::to_owned))
-                .collect();
-            let missing = expected.difference(&seen).count();
-            if missing == 0 {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{missing} of {} events never arrived",
-                expected.len()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let missing = missing_after(log, got, within).await;
+        assert_eq!(
+            missing,
+            0,
+            "{missing} of {} events never arrived",
+            log.len()
+        );
         let records = got.lock().clone();
         let mut first = HashSet::new();
         let mut last_version: HashMap<String, i64> = HashMap::new();
@@ -440,7 +446,7 @@ pub(crate) mod relay {
         let (got, stop) = collect(&brokers, &topic);
         let kafka = KafkaConfig {
             brokers: brokers.clone(),
-            topic,
+            topic: topic.clone(),
         };
         let app = Arc::new(spawn_with(Backend::Sqlite, |c| c.kafka = Some(kafka)).await);
         let t = app.token("acme", "alice", "");
@@ -466,7 +472,17 @@ pub(crate) mod relay {
         new_share(&app, &t, "During the outage").await;
         broker.up().await;
         writer.await.expect("writer");
-        all_arrive(&log(&app).await, &got, Duration::from_secs(120)).await;
+        let events = log(&app).await;
+        if missing_after(&events, &got, Duration::from_secs(60)).await > 0 {
+            // A consumer that lived through the outage may keep a fetch
+            // position the restarted broker no longer agrees with; what
+            // counts is what the topic holds, so read it again from the start.
+            let (again, stop_again) = collect(&brokers, &topic);
+            all_arrive(&events, &again, Duration::from_secs(60)).await;
+            stop_again.cancel();
+        } else {
+            all_arrive(&events, &got, Duration::from_secs(1)).await;
+        }
         stop.cancel();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
