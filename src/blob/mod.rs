@@ -335,6 +335,35 @@ impl BlobStore {
     }
 }
 
+/// `range` of a local file, [`READ_PIECE`] bytes per blocking read, each
+/// read when the stream is polled.
+fn read_pieces(
+    file: std::fs::File,
+    range: Range<u64>,
+) -> BoxStream<'static, Result<Bytes, BlobError>> {
+    futures::stream::try_unfold(
+        (file, range.start, range.end),
+        |(mut file, pos, end)| async move {
+            if pos >= end {
+                return Ok(None);
+            }
+            let n = (end - pos).min(READ_PIECE);
+            let (file, piece) = tokio::task::spawn_blocking(move || {
+                use std::io::{Read, Seek, SeekFrom};
+                file.seek(SeekFrom::Start(pos))?;
+                let mut buf = vec![0u8; n as usize];
+                file.read_exact(&mut buf)?;
+                Ok::<_, std::io::Error>((file, Bytes::from(buf)))
+            })
+            .await
+            .map_err(|e| BlobError::Unavailable(format!("reading a chunk: {e}")))?
+            .map_err(|e| BlobError::Unavailable(format!("reading a chunk: {e}")))?;
+            Ok::<_, BlobError>(Some((piece, (file, pos + n, end))))
+        },
+    )
+    .boxed()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,33 +416,4 @@ mod tests {
             format!("chunks/tnt_x/ab/ab/{}", "ab".repeat(32))
         );
     }
-}
-
-/// `range` of a local file, [`READ_PIECE`] bytes per blocking read, each
-/// read when the stream is polled.
-fn read_pieces(
-    file: std::fs::File,
-    range: Range<u64>,
-) -> BoxStream<'static, Result<Bytes, BlobError>> {
-    futures::stream::try_unfold(
-        (file, range.start, range.end),
-        |(mut file, pos, end)| async move {
-            if pos >= end {
-                return Ok(None);
-            }
-            let n = (end - pos).min(READ_PIECE);
-            let (file, piece) = tokio::task::spawn_blocking(move || {
-                use std::io::{Read, Seek, SeekFrom};
-                file.seek(SeekFrom::Start(pos))?;
-                let mut buf = vec![0u8; n as usize];
-                file.read_exact(&mut buf)?;
-                Ok::<_, std::io::Error>((file, Bytes::from(buf)))
-            })
-            .await
-            .map_err(|e| BlobError::Unavailable(format!("reading a chunk: {e}")))?
-            .map_err(|e| BlobError::Unavailable(format!("reading a chunk: {e}")))?;
-            Ok::<_, BlobError>(Some((piece, (file, pos + n, end))))
-        },
-    )
-    .boxed()
 }

@@ -41,6 +41,8 @@ pub struct DownloadReport {
     /// The server's VmHWM (peak RSS over its whole life, upload included).
     pub hwm_kib: u64,
     pub seconds: f64,
+    /// Requests answered 503 (and tried again) before their download began.
+    pub retried_503: u64,
 }
 
 impl DownloadReport {
@@ -85,6 +87,7 @@ pub async fn run(args: &DownloadsArgs) -> Result<(), String> {
         r.seconds,
         r.mb_per_sec()
     );
+    println!("requests answered 503 and retried: {}", r.retried_503);
     println!(
         "peak RSS grew {:.1} MiB over the baseline: {:.1} KiB per open download",
         r.peak_rss_kib.saturating_sub(r.baseline_rss_kib) as f64 / 1024.0,
@@ -263,17 +266,31 @@ pub async fn measure(exe: &Path, downloads: usize, size: u64) -> Result<Download
     };
 
     let url = format!("{base}/files/{file_id}/content");
+    let retries = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let tasks: Vec<_> = (0..downloads)
         .map(|i| {
             let (http, url, token, data) = (http.clone(), url.clone(), token.clone(), data.clone());
+            let retries = retries.clone();
             tokio::spawn(async move {
-                let mut resp = http
-                    .get(&url)
-                    .bearer_auth(&token)
-                    .send()
-                    .await
-                    .map_err(|e| format!("download {i}: {e}"))?;
+                // All requests arrive at once: one whose metadata lookup
+                // waited too long for a database connection gets a 503 and,
+                // like any client, tries again a moment later.
+                let mut attempt = 0u64;
+                let mut resp = loop {
+                    let resp = http
+                        .get(&url)
+                        .bearer_auth(&token)
+                        .send()
+                        .await
+                        .map_err(|e| format!("download {i}: {e}"))?;
+                    if resp.status() != 503 || attempt >= 100 {
+                        break resp;
+                    }
+                    attempt += 1;
+                    retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(200 + (i as u64 % 50) * 10)).await;
+                };
                 if resp.status() != 200 {
                     return Err(format!("download {i}: status {}", resp.status()));
                 }
@@ -326,5 +343,6 @@ pub async fn measure(exe: &Path, downloads: usize, size: u64) -> Result<Download
         peak_rss_kib: peak.load(Ordering::Relaxed),
         hwm_kib: hwm,
         seconds,
+        retried_503: retries.load(Ordering::Relaxed),
     })
 }
