@@ -1,6 +1,6 @@
 //! Content in and out of the chunk store, with memory bounded by one chunk:
 //! cutting a byte stream into chunks as it arrives, and streaming a byte
-//! range of a file back out.
+//! range of a file back out a small piece at a time.
 
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
@@ -109,13 +109,14 @@ pub fn read_range(
             }
             let from = start.max(c_start) - c_start;
             let to = end.min(c_end) - c_start;
-            let bytes = if from == 0 && to == c.size {
-                blob.get_chunk(&tenant, &c.hash).await
-            } else {
-                blob.get_chunk_range(&tenant, &c.hash, from..to).await
+            // Piece by piece, as the socket takes them: never a whole chunk.
+            let mut pieces = blob
+                .stream_chunk(&tenant, &c.hash, from..to)
+                .await
+                .map_err(std::io::Error::other)?;
+            while let Some(piece) = pieces.next().await {
+                yield piece.map_err(std::io::Error::other)?;
             }
-            .map_err(std::io::Error::other)?;
-            yield bytes;
         }
     }
 }

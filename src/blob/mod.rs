@@ -5,18 +5,25 @@
 
 pub mod content;
 
+/// The most a chunk read holds in memory at once per stream (64 KiB).
+pub const READ_PIECE: u64 = 64 * 1024;
+
 use std::ops::Range;
 use std::path::Path as FsPath;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::stream::BoxStream;
 use futures::StreamExt;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::client::{HttpError, HttpErrorKind};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{BackoffConfig, ClientConfigKey, ObjectStore, PutPayload, RetryConfig};
+use object_store::{
+    BackoffConfig, ClientConfigKey, GetOptions, GetRange, GetResultPayload, ObjectStore,
+    PutPayload, RetryConfig,
+};
 
 /// Blob store failures.
 #[derive(Debug, thiserror::Error)]
@@ -257,6 +264,30 @@ impl BlobStore {
             .await?)
     }
 
+    /// Streams bytes `range` of a chunk in pieces of at most [`READ_PIECE`]
+    /// bytes, each read only when the consumer asks for it: a download holds
+    /// one piece per connection, never a whole chunk.
+    pub async fn stream_chunk(
+        &self,
+        tenant_id: &str,
+        hash: &str,
+        range: Range<u64>,
+    ) -> Result<BoxStream<'static, Result<Bytes, BlobError>>, BlobError> {
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(range)),
+            ..GetOptions::default()
+        };
+        let got = self
+            .inner
+            .get_opts(&Self::chunk_path(tenant_id, hash), options)
+            .await?;
+        Ok(match got.payload {
+            GetResultPayload::File(file, _) => read_pieces(file, got.range),
+            // Remote stores: the response body as it arrives from the socket.
+            GetResultPayload::Stream(s) => s.map(|r| r.map_err(BlobError::from)).boxed(),
+        })
+    }
+
     pub async fn delete_chunk(&self, tenant_id: &str, hash: &str) -> Result<(), BlobError> {
         match self.inner.delete(&Self::chunk_path(tenant_id, hash)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
@@ -302,6 +333,35 @@ impl BlobStore {
             Some(Err(e)) => Err(e.into()),
         }
     }
+}
+
+/// `range` of a local file, [`READ_PIECE`] bytes per blocking read, each
+/// read when the stream is polled.
+fn read_pieces(
+    file: std::fs::File,
+    range: Range<u64>,
+) -> BoxStream<'static, Result<Bytes, BlobError>> {
+    futures::stream::try_unfold(
+        (file, range.start, range.end),
+        |(mut file, pos, end)| async move {
+            if pos >= end {
+                return Ok(None);
+            }
+            let n = (end - pos).min(READ_PIECE);
+            let (file, piece) = tokio::task::spawn_blocking(move || {
+                use std::io::{Read, Seek, SeekFrom};
+                file.seek(SeekFrom::Start(pos))?;
+                let mut buf = vec![0u8; n as usize];
+                file.read_exact(&mut buf)?;
+                Ok::<_, std::io::Error>((file, Bytes::from(buf)))
+            })
+            .await
+            .map_err(|e| BlobError::Unavailable(format!("reading a chunk: {e}")))?
+            .map_err(|e| BlobError::Unavailable(format!("reading a chunk: {e}")))?;
+            Ok::<_, BlobError>(Some((piece, (file, pos + n, end))))
+        },
+    )
+    .boxed()
 }
 
 #[cfg(test)]

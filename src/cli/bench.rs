@@ -53,6 +53,8 @@ pub struct BenchArgs {
     /// Skip the command/INSERT measurements (only with --drive, --sync or --quota).
     #[arg(long)]
     pub skip_commands: bool,
+    #[command(flatten)]
+    pub downloads: super::bench_downloads::DownloadsArgs,
 }
 
 /// A minimal aggregate: one counter per stream.
@@ -115,7 +117,10 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     if args.quota {
         super::bench_quota::run(args.postgres_url.as_deref(), args.seconds).await?;
     }
-    if (args.drive || args.sync || args.quota) && args.skip_commands {
+    if args.downloads.downloads {
+        super::bench_downloads::run(&args.downloads).await?;
+    }
+    if (args.drive || args.sync || args.quota || args.downloads.downloads) && args.skip_commands {
         return Ok(());
     }
     let mut rows = Vec::new();

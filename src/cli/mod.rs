@@ -10,6 +10,7 @@ use crate::auth::{DevIssuer, MintRequest};
 use crate::config::{Config, ServeArgs, StoreArgs};
 
 pub mod bench;
+pub mod bench_downloads;
 pub mod bench_drive;
 pub mod bench_quota;
 pub mod bench_sync;

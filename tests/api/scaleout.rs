@@ -5,8 +5,6 @@
 //! lost or applied twice.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +19,7 @@ use sqlx::Row;
 
 use crate::dbfault::until;
 use crate::helpers::{Answer, ScratchDatabase, TestApp};
+use crate::procs::Server;
 use crate::rebuild::{snapshot, TABLES};
 
 const INSTANCES: usize = 3;
@@ -35,62 +34,6 @@ const QUOTA_TABLES: [&str; 6] = [
     "rm_quota_reservations",
     "rm_quota_accounts",
 ];
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-/// One server process.
-struct Server {
-    child: Mutex<Option<Child>>,
-    base: String,
-}
-
-impl Server {
-    fn start(data_dir: &Path, database_url: &str, extra: &[(&str, String)]) -> Server {
-        let port = free_port();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_scaidrive"));
-        cmd.arg("serve")
-            .env("SCAIDRIVE_BIND", format!("127.0.0.1:{port}"))
-            .env("SCAIDRIVE_DATA_DIR", data_dir)
-            .env("SCAIDRIVE_DATABASE_URL", database_url)
-            .env("SCAIDRIVE_DATABASE_MAX_CONNECTIONS", "8")
-            // Generous: other tests' open transactions on the shared cluster
-            // hold the read watermark back for a moment.
-            .env("SCAIDRIVE_CONSISTENCY_WAIT_MS", "30000")
-            .env("SCAIDRIVE_DRAIN_DELAY_MS", "0")
-            .env("SCAIDRIVE_RATE_LIMIT_PER_TOKEN", "1000000")
-            .env("SCAIDRIVE_RATE_LIMIT_PER_USER", "1000000")
-            .env("SCAIDRIVE_RATE_LIMIT_PER_TENANT", "1000000")
-            .env("SCAIDRIVE_LOG", "error,scaidrive::lease=info")
-            .env_remove("SCAIDRIVE_KAFKA_BROKERS")
-            .stdout(Stdio::null());
-        for (k, v) in extra {
-            cmd.env(k, v);
-        }
-        Server {
-            child: Mutex::new(Some(cmd.spawn().expect("start a server"))),
-            base: format!("http://127.0.0.1:{port}/api/v1"),
-        }
-    }
-
-    /// SIGKILL: no draining, no goodbye to the database.
-    fn kill(&self) {
-        if let Some(mut c) = self.child.lock().take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// Three servers sharing a database, a data directory (blobs, dev issuer key)
 /// and therefore tokens.
@@ -119,16 +62,7 @@ impl Fleet {
             .build()
             .expect("client");
         for s in &servers {
-            let deadline = Instant::now() + Duration::from_secs(120);
-            loop {
-                if let Ok(r) = client.get(format!("{}/ready", s.base)).send().await {
-                    if r.status() == 200 {
-                        break;
-                    }
-                }
-                assert!(Instant::now() < deadline, "{} never became ready", s.base);
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            s.wait_ready(&client, Duration::from_secs(120)).await;
         }
         let mut config = Config::embedded(dir.path().to_path_buf());
         config.database_url = database.url.clone();
