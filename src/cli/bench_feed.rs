@@ -39,7 +39,11 @@ async fn read_feed(
         let t = Instant::now();
         let page: Value = s::ok_json(
             http.get(format!("{base}/sync/changes"))
-                .query(&[("share_id", share), ("cursor", &cursor), ("limit", &limit.to_string())])
+                .query(&[
+                    ("share_id", share),
+                    ("cursor", &cursor),
+                    ("limit", &limit.to_string()),
+                ])
                 .bearer_auth(token)
                 .send()
                 .await
@@ -63,7 +67,10 @@ async fn read_feed(
     }
 }
 
-async fn run_backend(database_url: Option<&str>, changes: usize) -> Result<(u64, Vec<Read>), String> {
+async fn run_backend(
+    database_url: Option<&str>,
+    changes: usize,
+) -> Result<(u64, Vec<Read>), String> {
     let server = Server::start(database_url).await?;
     let http = s::client(READERS)?;
     let token = server.token("bench", "bench")?;
@@ -136,7 +143,13 @@ pub async fn run(postgres_url: Option<&str>, changes: usize) -> Result<(), Strin
     println!();
     println!(
         "{:<9} {:<34} {:>7} {:>9} {:>10} {:>12} {:>12}",
-        "backend", "sync feed read (cursor=0 → end)", "readers", "changes", "changes/s", "page p50 µs", "page p99 µs"
+        "backend",
+        "sync feed read (cursor=0 → end)",
+        "readers",
+        "changes",
+        "changes/s",
+        "page p50 µs",
+        "page p99 µs"
     );
     for (backend, (in_feed, rows)) in &all {
         for r in rows {

@@ -37,7 +37,9 @@ async fn run_backend(database_url: Option<&str>, dur: Duration) -> Result<(Load,
             .map_err(|e| e.to_string())?,
     )
     .await?;
-    let file_id = file["id"].as_str().ok_or(format!("upload failed: {file}"))?;
+    let file_id = file["id"]
+        .as_str()
+        .ok_or(format!("upload failed: {file}"))?;
     let mut tokens = Vec::with_capacity(RECIPIENTS);
     for _ in 0..RECIPIENTS {
         let link = s::post_json(
@@ -91,8 +93,18 @@ pub async fn run(postgres_url: Option<&str>, seconds: u64) -> Result<(), String>
     println!();
     s::print_header();
     for (backend, (one, spread)) in &all {
-        s::print_row(backend, "link downloads: 1 link, 32 recipients", RECIPIENTS, one);
-        s::print_row(backend, "link downloads: 32 links, 1 each", RECIPIENTS, spread);
+        s::print_row(
+            backend,
+            "link downloads: 1 link, 32 recipients",
+            RECIPIENTS,
+            one,
+        );
+        s::print_row(
+            backend,
+            "link downloads: 32 links, 1 each",
+            RECIPIENTS,
+            spread,
+        );
     }
     for (backend, (one, spread)) in &all {
         println!(

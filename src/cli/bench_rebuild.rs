@@ -19,21 +19,32 @@ struct Rebuilt {
     took: Duration,
 }
 
-async fn run_backend(database_url: Option<&str>, events: usize) -> Result<(u64, Vec<Rebuilt>), String> {
+async fn run_backend(
+    database_url: Option<&str>,
+    events: usize,
+) -> Result<(u64, Vec<Rebuilt>), String> {
     let server = Server::start(database_url).await?;
     let http = s::client(1)?;
     let token = server.token("bench", "bench")?;
     let mut shares = Vec::new();
     let mut me = serde_json::Value::Null;
     for i in 0..SHARES {
-        let (m, share) = s::me_and_share(&http, &server.base, &token, &format!("rebuild-{i}")).await?;
+        let (m, share) =
+            s::me_and_share(&http, &server.base, &token, &format!("rebuild-{i}")).await?;
         me = m;
         shares.push(share);
     }
     let tenant = me["tenant_id"].as_str().unwrap_or_default().to_owned();
     let user = me["id"].as_str().unwrap_or_default().to_owned();
-    let (appended, head) =
-        s::bulk_folders(&server.state, &tenant, &user, &shares, events.div_ceil(2), 500).await?;
+    let (appended, head) = s::bulk_folders(
+        &server.state,
+        &tenant,
+        &user,
+        &shares,
+        events.div_ceil(2),
+        500,
+    )
+    .await?;
     s::caught_up(&server.state, head).await?;
     let mut rows = Vec::new();
     for name in server.state.projector.names() {
@@ -95,9 +106,9 @@ pub async fn run(postgres_url: Option<&str>, events: usize) -> Result<(), String
             read as f64 / total.as_secs_f64()
         );
         println!(
-            "{backend}: the whole log ({appended} folder events + setup) rebuilt into every read model in {:.2} s = {:.0} log events/s",
-            total.as_secs_f64(),
-            rows.iter().map(|r| r.events).max().unwrap_or(0) as f64 / total.as_secs_f64()
+            "{backend}: the log ({appended} bulk folder events + setup) replayed into all {} read models in {:.2} s",
+            rows.len(),
+            total.as_secs_f64()
         );
     }
     Ok(())

@@ -388,7 +388,10 @@ pub async fn bulk_folders(
 }
 
 /// Waits until every projection has applied the log up to `position`.
-pub async fn caught_up(state: &AppState, position: scaidrive_domain::LogPosition) -> Result<(), String> {
+pub async fn caught_up(
+    state: &AppState,
+    position: scaidrive_domain::LogPosition,
+) -> Result<(), String> {
     if state
         .projector
         .wait_for(position, Duration::from_secs(600))
