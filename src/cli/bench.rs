@@ -75,8 +75,9 @@ pub struct BenchArgs {
     /// Also measure downloads/s through one link against 32 links.
     #[arg(long)]
     pub links: bool,
-    /// Run every part: commands, drive (at --all-drive-size-mb), sync,
-    /// quota, http, rebuild, feed and links.
+    /// Run every part: commands, drive (at --all-drive-size-mb, at most 2000
+    /// items), sync, quota, http, rebuild (at most 20 000 events), feed (at
+    /// most 10 000 changes) and links.
     #[arg(long)]
     pub all: bool,
     /// The drive file size --all uses, in MiB.
@@ -125,6 +126,8 @@ pub async fn run(mut args: BenchArgs) -> Result<(), String> {
     if args.all {
         args.drive_size_mb = args.all_drive_size_mb;
         args.drive_items = args.drive_items.min(2_000);
+        args.rebuild_events = args.rebuild_events.min(20_000);
+        args.feed_changes = args.feed_changes.min(10_000);
         (args.drive, args.sync, args.quota) = (true, true, true);
         (args.http, args.rebuild, args.feed, args.links) = (true, true, true, true);
         args.skip_commands = false;
