@@ -55,6 +55,36 @@ pub struct BenchArgs {
     pub skip_commands: bool,
     #[command(flatten)]
     pub downloads: super::bench_downloads::DownloadsArgs,
+    /// Also measure HTTP requests/s (read and write endpoints) beside a bare
+    /// axum handler and the create-folder command (see BENCHMARKS.md).
+    #[arg(long)]
+    pub http: bool,
+    /// Keep-alive connections the HTTP load generator keeps busy.
+    #[arg(long, default_value_t = 16)]
+    pub http_connections: usize,
+    /// Also measure projection rebuild speed (events/s) over a large log.
+    #[arg(long)]
+    pub rebuild: bool,
+    /// Events in the log the rebuild benchmark replays.
+    #[arg(long, default_value_t = 100_000)]
+    pub rebuild_events: usize,
+    /// Also measure how fast the sync feed of one busy share is read.
+    #[arg(long)]
+    pub feed: bool,
+    /// Changes in the share the feed benchmark reads.
+    #[arg(long, default_value_t = 50_000)]
+    pub feed_changes: usize,
+    /// Also measure downloads/s through one link against 32 links.
+    #[arg(long)]
+    pub links: bool,
+    /// Run every part: commands, drive (at --all-drive-size-mb, at most 2000
+    /// items), sync, quota, http, rebuild (at most 20 000 events), feed (at
+    /// most 10 000 changes) and links.
+    #[arg(long)]
+    pub all: bool,
+    /// The drive file size --all uses, in MiB.
+    #[arg(long, default_value_t = 64)]
+    pub all_drive_size_mb: u64,
 }
 
 /// A minimal aggregate: one counter per stream.
@@ -94,7 +124,17 @@ struct Row {
     p99_us: u64,
 }
 
-pub async fn run(args: BenchArgs) -> Result<(), String> {
+pub async fn run(mut args: BenchArgs) -> Result<(), String> {
+    if args.all {
+        args.drive_size_mb = args.all_drive_size_mb;
+        args.drive_items = args.drive_items.min(2_000);
+        args.rebuild_events = args.rebuild_events.min(20_000);
+        args.feed_changes = args.feed_changes.min(10_000);
+        (args.drive, args.sync, args.quota) = (true, true, true);
+        (args.http, args.rebuild, args.feed, args.links) = (true, true, true, true);
+        args.skip_commands = false;
+    }
+    super::bench_more::run(&args).await?;
     if args.drive {
         super::bench_drive::run(args.drive_size_mb, args.drive_items).await?;
     }
@@ -120,7 +160,8 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     if args.downloads.downloads {
         super::bench_downloads::run(&args.downloads).await?;
     }
-    if (args.drive || args.sync || args.quota || args.downloads.downloads) && args.skip_commands {
+    let extra = args.http || args.rebuild || args.feed || args.links || args.downloads.downloads;
+    if (args.drive || args.sync || args.quota || extra) && args.skip_commands {
         return Ok(());
     }
     let mut rows = Vec::new();

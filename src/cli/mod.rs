@@ -12,7 +12,13 @@ use crate::config::{Config, ServeArgs, StoreArgs};
 pub mod bench;
 pub mod bench_downloads;
 pub mod bench_drive;
+pub mod bench_feed;
+pub mod bench_http;
+pub mod bench_links;
+pub mod bench_more;
 pub mod bench_quota;
+pub mod bench_rebuild;
+pub mod bench_support;
 pub mod bench_sync;
 pub mod events;
 
