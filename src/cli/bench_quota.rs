@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use scaidrive_projections::db::{ConnectOptions, Db};
 
 use crate::app::Application;
 use crate::auth::{DevIssuer, MintRequest};
@@ -206,22 +205,10 @@ pub async fn run_backend(database_url: Option<String>, seconds: u64) -> Result<(
 pub async fn run(postgres_url: Option<&str>, seconds: u64) -> Result<(), String> {
     let mut rows = vec![("sqlite", run_backend(None, seconds).await?)];
     if let Some(url) = postgres_url {
-        let name = format!("sd_bench_quota_{}", uuid::Uuid::now_v7().simple());
-        let admin = Db::connect(url, &ConnectOptions::default())
-            .await
-            .map_err(|e| e.to_string())?;
-        let Db::Postgres(pool) = &admin else {
-            return Err("--postgres-url must be a postgres:// URL".into());
-        };
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(pool)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut scratch = url::Url::parse(url).map_err(|e| e.to_string())?;
-        scratch.set_path(&format!("/{name}"));
-        let result = run_backend(Some(scratch.to_string()), seconds).await;
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(pool)
+        let result =
+            super::bench_support::with_scratch_postgres(url, "sd_bench_quota", |u| async move {
+                run_backend(Some(u), seconds).await
+            })
             .await;
         rows.push(("postgres", result?));
     }
