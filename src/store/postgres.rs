@@ -695,7 +695,12 @@ impl PostgresStore {
         let by_id: HashMap<Uuid, (i64, i64)> = ids
             .unwrap_or_default()
             .into_iter()
-            .zip(commits.unwrap_or_default().into_iter().zip(positions.unwrap_or_default()))
+            .zip(
+                commits
+                    .unwrap_or_default()
+                    .into_iter()
+                    .zip(positions.unwrap_or_default()),
+            )
             .collect();
         for r in &mut recorded {
             if let Some((c, p)) = by_id.get(&r.event_id) {
@@ -713,56 +718,55 @@ impl PostgresStore {
             last,
         })))
     }
-
 }
 
 /// Maps an error of the append function to the store's answer.
 fn fast_error(request: &AppendRequest, x: sqlx::Error) -> Result<FastOutcome, StoreError> {
-        let sqlx::Error::Database(d) = &x else {
-            return Err(err(x));
-        };
-        let corrupt = |e: serde_json::Error| {
-            StoreError::Backend(format!("unreadable answer of scaidrive_append: {e}"))
-        };
-        match d.code().as_deref() {
-            Some("SD409") => {
-                let info: ConflictInfo = serde_json::from_str(d.message()).map_err(corrupt)?;
-                let expected = request
-                    .streams
-                    .iter()
-                    .find(|s| s.stream_id == info.stream)
-                    .map(|s| s.expected)
-                    .unwrap_or(ExpectedVersion::Any);
-                Err(StoreError::Conflict {
-                    stream: info.stream,
-                    expected,
-                    actual: info.actual,
-                })
-            }
-            Some("SD412") => {
-                let heads: Vec<(String, i64, String)> =
-                    serde_json::from_str(d.message()).map_err(corrupt)?;
-                Ok(FastOutcome::Stale(heads))
-            }
-            Some("SD423") => {
-                let info: ClaimInfo = serde_json::from_str(d.message()).map_err(corrupt)?;
-                Err(StoreError::ClaimTaken {
-                    scope: info.scope,
-                    key: info.key,
-                    holder: info.holder,
-                })
-            }
-            _ if d.is_unique_violation() && d.constraint() == Some("events_event_id_key") => {
-                Err(StoreError::Invalid("duplicate event id".into()))
-            }
-            _ if d.is_unique_violation() => Err(StoreError::Conflict {
-                stream: String::new(),
-                expected: ExpectedVersion::Any,
-                actual: None,
-            }),
-            _ => Err(err(x)),
+    let sqlx::Error::Database(d) = &x else {
+        return Err(err(x));
+    };
+    let corrupt = |e: serde_json::Error| {
+        StoreError::Backend(format!("unreadable answer of scaidrive_append: {e}"))
+    };
+    match d.code().as_deref() {
+        Some("SD409") => {
+            let info: ConflictInfo = serde_json::from_str(d.message()).map_err(corrupt)?;
+            let expected = request
+                .streams
+                .iter()
+                .find(|s| s.stream_id == info.stream)
+                .map(|s| s.expected)
+                .unwrap_or(ExpectedVersion::Any);
+            Err(StoreError::Conflict {
+                stream: info.stream,
+                expected,
+                actual: info.actual,
+            })
         }
+        Some("SD412") => {
+            let heads: Vec<(String, i64, String)> =
+                serde_json::from_str(d.message()).map_err(corrupt)?;
+            Ok(FastOutcome::Stale(heads))
+        }
+        Some("SD423") => {
+            let info: ClaimInfo = serde_json::from_str(d.message()).map_err(corrupt)?;
+            Err(StoreError::ClaimTaken {
+                scope: info.scope,
+                key: info.key,
+                holder: info.holder,
+            })
+        }
+        _ if d.is_unique_violation() && d.constraint() == Some("events_event_id_key") => {
+            Err(StoreError::Invalid("duplicate event id".into()))
+        }
+        _ if d.is_unique_violation() => Err(StoreError::Conflict {
+            stream: String::new(),
+            expected: ExpectedVersion::Any,
+            actual: None,
+        }),
+        _ => Err(err(x)),
     }
+}
 
 #[async_trait]
 impl EventStore for PostgresStore {
@@ -840,10 +844,7 @@ impl EventStore for PostgresStore {
             .fetch_all(&self.pool)
             .await
             .map_err(err)?;
-        let events = rows
-            .iter()
-            .map(decode_row)
-            .collect::<Result<Vec<_>, _>>()?;
+        let events = rows.iter().map(decode_row).collect::<Result<Vec<_>, _>>()?;
         if let Some(last) = events.last() {
             self.remember_heads(std::slice::from_ref(last));
         }
