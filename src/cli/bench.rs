@@ -21,7 +21,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     pub seconds: u64,
     /// Writer counts to measure.
-    #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32,128")]
     pub writers: Vec<usize>,
     /// A PostgreSQL server URL (a scratch database is created and dropped);
     /// without it only SQLite is measured.
@@ -122,6 +122,7 @@ struct Row {
     per_sec: f64,
     p50_us: u64,
     p99_us: u64,
+    p999_us: u64,
 }
 
 pub async fn run(mut args: BenchArgs) -> Result<(), String> {
@@ -190,15 +191,20 @@ pub async fn run(mut args: BenchArgs) -> Result<(), String> {
     }
     println!();
     println!(
-        "{:<9} {:<22} {:>7} {:>9} {:>10} {:>9} {:>9}",
-        "backend", "operation", "writers", "ops", "ops/s", "p50 µs", "p99 µs"
+        "{:<9} {:<22} {:>7} {:>9} {:>10} {:>9} {:>9} {:>9}",
+        "backend", "operation", "writers", "ops", "ops/s", "p50 µs", "p99 µs", "p99.9 µs"
     );
     for r in &rows {
         println!(
-            "{:<9} {:<22} {:>7} {:>9} {:>10.0} {:>9} {:>9}",
-            r.backend, r.kind, r.writers, r.ops, r.per_sec, r.p50_us, r.p99_us
+            "{:<9} {:<22} {:>7} {:>9} {:>10.0} {:>9} {:>9} {:>9}",
+            r.backend, r.kind, r.writers, r.ops, r.per_sec, r.p50_us, r.p99_us, r.p999_us
         );
     }
+    println!();
+    println!(
+        "{:<9} {:>7} {:>12} {:>12} {:>15}",
+        "backend", "writers", "commands/s", "INSERTs/s", "command/raw"
+    );
     for backend in ["sqlite", "postgres"] {
         for w in &args.writers {
             let find = |k: &str| {
@@ -207,7 +213,11 @@ pub async fn run(mut args: BenchArgs) -> Result<(), String> {
             };
             if let (Some(c), Some(b)) = (find("command (1 event)"), find("raw INSERT baseline")) {
                 println!(
-                    "{backend} {w} writers: commands reach {:.0}% of the raw INSERT rate",
+                    "{:<9} {:>7} {:>12.0} {:>12.0} {:>14.0}%",
+                    backend,
+                    w,
+                    c.per_sec,
+                    b.per_sec,
                     100.0 * c.per_sec / b.per_sec
                 );
             }
@@ -296,6 +306,7 @@ fn row(
         per_sec: ops as f64 / elapsed.as_secs_f64(),
         p50_us: h.value_at_quantile(0.5),
         p99_us: h.value_at_quantile(0.99),
+        p999_us: h.value_at_quantile(0.999),
     }
 }
 

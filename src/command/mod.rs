@@ -1,11 +1,13 @@
 //! Command handling: load aggregates (from an in-memory cache of recent states,
-//! caught up from the store), decide, append with expected versions, and retry
-//! the whole decision on a concurrency conflict.
+//! caught up from the store, or for single-aggregate commands taken from the
+//! cache as is), decide, append with expected versions, and retry the whole
+//! decision on a concurrency conflict.
 
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -163,18 +165,21 @@ impl CommandBus {
             .map(|s| (*s).clone())
     }
 
+    /// The cached state and version of a stream, without asking the store.
+    fn cached<A: Aggregate>(&self, stream_id: &str) -> Option<(A, i64)> {
+        let mut cache = self.cache.lock();
+        cache.get(stream_id).and_then(|e| {
+            e.state
+                .clone()
+                .downcast::<A>()
+                .ok()
+                .map(|s| ((*s).clone(), e.version))
+        })
+    }
+
     /// Loads an aggregate: the cached state (if any) caught up with the store.
     pub async fn load<A: Aggregate>(&self, stream_id: &str) -> Result<Loaded<A>, CommandError> {
-        let cached = {
-            let mut cache = self.cache.lock();
-            cache.get(stream_id).and_then(|e| {
-                e.state
-                    .clone()
-                    .downcast::<A>()
-                    .ok()
-                    .map(|s| ((*s).clone(), e.version))
-            })
-        };
+        let cached = self.cached::<A>(stream_id);
         let (mut state, mut version) = match cached {
             Some((s, v)) => (s, Some(v)),
             None => (A::default(), None),
@@ -253,6 +258,12 @@ impl CommandBus {
 
     /// The common case: one aggregate, one decision, retried on conflict.
     /// Commands on one stream are serialised inside the process.
+    ///
+    /// The first attempt decides on the cached state without asking the store
+    /// (the append's expected version catches a cache another process made
+    /// stale, and the retry then catches up). A decision on the cached state
+    /// that writes nothing or is refused is made again on the caught-up state,
+    /// as no append would check it.
     pub async fn execute<A, F>(
         &self,
         stream_id: &str,
@@ -264,10 +275,29 @@ impl CommandBus {
         F: Fn(&Loaded<A>) -> Result<Vec<A::Event>, DomainError>,
     {
         let _guard = self.locks.lock(stream_id).await;
+        let attempts = AtomicUsize::new(0);
         self.retrying(|| async {
-            let mut uow = self.begin(ctx);
-            let loaded = uow.load::<A>(stream_id).await?;
-            let events = decide(&loaded)?;
+            let optimistic = attempts.fetch_add(1, Ordering::Relaxed) == 0;
+            let mut decided = None;
+            if optimistic {
+                let mut uow = self.begin(ctx);
+                if let Some(loaded) = uow.load_cached::<A>(stream_id) {
+                    if let Ok(events) = decide(&loaded) {
+                        if !events.is_empty() {
+                            decided = Some((uow, loaded, events));
+                        }
+                    }
+                }
+            }
+            let (mut uow, loaded, events) = match decided {
+                Some(d) => d,
+                None => {
+                    let mut uow = self.begin(ctx);
+                    let loaded = uow.load::<A>(stream_id).await?;
+                    let events = decide(&loaded)?;
+                    (uow, loaded, events)
+                }
+            };
             let mut state = loaded.state;
             for e in &events {
                 state.evolve(e);
@@ -304,17 +334,32 @@ impl UnitOfWork<'_> {
     /// Loads an aggregate and records the version the decision is based on.
     pub async fn load<A: Aggregate>(&mut self, stream_id: &str) -> Result<Loaded<A>, CommandError> {
         let loaded = self.bus.load::<A>(stream_id).await?;
-        let expected = match loaded.version {
+        self.track(stream_id, loaded.version);
+        Ok(loaded)
+    }
+
+    /// The cached state, if any, without asking the store; the commit checks
+    /// the store is still at its version.
+    fn load_cached<A: Aggregate>(&mut self, stream_id: &str) -> Option<Loaded<A>> {
+        let (state, version) = self.bus.cached::<A>(stream_id)?;
+        self.track(stream_id, Some(version));
+        Some(Loaded {
+            state,
+            version: Some(version),
+        })
+    }
+
+    fn track(&mut self, stream_id: &str, version: Option<i64>) {
+        let expected = match version {
             Some(v) => ExpectedVersion::Exact(v),
             None => ExpectedVersion::NoStream,
         };
         self.streams.entry(stream_id.to_owned()).or_insert(Staged {
             expected,
-            version: loaded.version,
+            version,
             events: Vec::new(),
             state: None,
         });
-        Ok(loaded)
     }
 
     /// Stages events for a stream loaded in this unit of work, or for a new

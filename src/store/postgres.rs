@@ -8,6 +8,7 @@
 //! running, and order by `(transaction_id, position)`.
 
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,10 +28,18 @@ use uuid::Uuid;
 
 use super::{
     check_expected, validate_request, AppendOutcome, AppendRequest, Appended, ChainVerifier,
-    ClaimOp, EventStore, ExpectedVersion, LogFilter, StoreError, VerifyReport,
+    ClaimOp, EventStore, ExpectedVersion, LogFilter, StoreError, StreamAppend, VerifyReport,
 };
 
 const CHANNEL: &str = "scaidrive_events";
+
+/// How many stream heads (version, last hash) a process remembers for the
+/// one-statement append.
+const HEAD_CACHE_ENTRIES: usize = 100_000;
+
+/// One-statement attempts before an append falls back to the transaction
+/// path (each failed attempt brings the real heads back).
+const FAST_ATTEMPTS: usize = 3;
 
 /// Test-only knobs (off by default).
 #[derive(Default)]
@@ -45,6 +54,9 @@ pub struct PostgresStore {
     wake: broadcast::Sender<()>,
     no_watermark: AtomicBool,
     hooks: Mutex<TestHooks>,
+    /// Stream heads as last written or read here: the chain of an append is
+    /// computed from them, and the database checks they are still current.
+    heads: Mutex<lru::LruCache<String, (i64, String)>>,
     /// Asks the notifier task to tell other processes about new commits.
     notify_others: Arc<tokio::sync::Notify>,
     _listener: DropGuard,
@@ -68,6 +80,9 @@ impl PostgresStore {
             notify_others,
             no_watermark: AtomicBool::new(false),
             hooks: Mutex::new(TestHooks::default()),
+            heads: Mutex::new(lru::LruCache::new(
+                NonZeroUsize::new(HEAD_CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN),
+            )),
             _listener: cancel.drop_guard(),
         })
     }
@@ -458,6 +473,301 @@ async fn append_in(
     }))
 }
 
+/// What one call of the append function gave.
+enum FastOutcome {
+    Done(AppendOutcome),
+    /// The heads the chain was computed from were not current; these are.
+    Stale(Vec<(String, i64, String)>),
+}
+
+#[derive(serde::Deserialize)]
+struct ConflictInfo {
+    stream: String,
+    actual: Option<i64>,
+}
+
+#[derive(serde::Deserialize)]
+struct ClaimInfo {
+    scope: String,
+    key: String,
+    holder: String,
+}
+
+fn expected_code(e: ExpectedVersion) -> (&'static str, i64) {
+    match e {
+        ExpectedVersion::NoStream => ("none", 0),
+        ExpectedVersion::Exact(v) => ("exact", v),
+        ExpectedVersion::Any => ("any", 0),
+    }
+}
+
+impl PostgresStore {
+    /// Remembers the heads the given events leave behind (never going back).
+    fn remember_heads(&self, events: &[RecordedEvent]) {
+        let mut heads = self.heads.lock();
+        for e in events {
+            let newer = heads
+                .peek(&e.stream_id)
+                .is_none_or(|(v, _)| *v < e.stream_version);
+            if newer {
+                heads.put(e.stream_id.clone(), (e.stream_version, e.hash.clone()));
+            }
+        }
+    }
+
+    /// The append as one autocommit statement (`scaidrive_append`, migration
+    /// 0013): locks, checks, claims, idempotency, events and heads in a single
+    /// round trip. The chain is computed here from the remembered heads; the
+    /// function refuses to write if they are not current.
+    async fn append_once(&self, request: &AppendRequest) -> Result<FastOutcome, StoreError> {
+        let now = Utc::now();
+        let mut order: Vec<&StreamAppend> = request.streams.iter().collect();
+        order.sort_by(|a, b| a.stream_id.cmp(&b.stream_id));
+        let assumed: HashMap<&str, (i64, String)> = {
+            let mut heads = self.heads.lock();
+            order
+                .iter()
+                .map(|s| {
+                    let head = heads
+                        .get(&s.stream_id)
+                        .cloned()
+                        .unwrap_or((0, String::new()));
+                    (s.stream_id.as_str(), head)
+                })
+                .collect()
+        };
+
+        let n: usize = request.streams.iter().map(|s| s.events.len()).sum();
+        let mut e_stream = Vec::with_capacity(n);
+        let mut e_version = Vec::with_capacity(n);
+        let mut e_id = Vec::with_capacity(n);
+        let mut e_type = Vec::with_capacity(n);
+        let mut e_schema = Vec::with_capacity(n);
+        let mut e_tenant: Vec<Option<String>> = Vec::with_capacity(n);
+        let mut e_data = Vec::with_capacity(n);
+        let mut e_meta = Vec::with_capacity(n);
+        let mut e_hash = Vec::with_capacity(n);
+        let mut recorded = Vec::with_capacity(n);
+        let mut new_heads: HashMap<&str, (i64, String)> = HashMap::new();
+        for s in &request.streams {
+            let (mut version, mut prev) = assumed
+                .get(s.stream_id.as_str())
+                .cloned()
+                .unwrap_or((0, String::new()));
+            for e in &s.events {
+                version += 1;
+                let hash = chain_hash(
+                    &prev,
+                    &HashInput {
+                        stream_id: &s.stream_id,
+                        stream_version: version,
+                        event_id: e.event_id,
+                        event_type: &e.event_type,
+                        schema_version: e.schema_version,
+                        tenant_id: e.tenant_id.as_deref(),
+                        data: &e.data,
+                        metadata: &e.metadata,
+                    },
+                );
+                e_stream.push(s.stream_id.clone());
+                e_version.push(version);
+                e_id.push(e.event_id);
+                e_type.push(e.event_type.clone());
+                e_schema.push(e.schema_version);
+                e_tenant.push(e.tenant_id.clone());
+                e_data.push(e.data.clone());
+                e_meta.push(
+                    serde_json::to_value(&e.metadata)
+                        .map_err(|x| StoreError::Invalid(x.to_string()))?,
+                );
+                e_hash.push(hash.clone());
+                recorded.push(RecordedEvent {
+                    log: LogPosition::START,
+                    stream_id: s.stream_id.clone(),
+                    stream_version: version,
+                    event_id: e.event_id,
+                    event_type: e.event_type.clone(),
+                    schema_version: e.schema_version,
+                    tenant_id: e.tenant_id.clone(),
+                    data: e.data.clone(),
+                    metadata: e.metadata.clone(),
+                    recorded_at: now,
+                    hash: hash.clone(),
+                });
+                prev = hash;
+            }
+            new_heads.insert(s.stream_id.as_str(), (version, prev));
+        }
+
+        let len = order.len();
+        let mut p_streams = Vec::with_capacity(len);
+        let mut p_expected = Vec::with_capacity(len);
+        let mut p_expected_version = Vec::with_capacity(len);
+        let mut p_assumed_version = Vec::with_capacity(len);
+        let mut p_assumed_hash = Vec::with_capacity(len);
+        let mut p_new_version = Vec::with_capacity(len);
+        let mut p_new_hash = Vec::with_capacity(len);
+        let mut p_tenant: Vec<Option<String>> = Vec::with_capacity(len);
+        for s in &order {
+            let (kind, v) = expected_code(s.expected);
+            let (av, ah) = assumed
+                .get(s.stream_id.as_str())
+                .cloned()
+                .unwrap_or((0, String::new()));
+            let (nv, nh) = new_heads
+                .get(s.stream_id.as_str())
+                .cloned()
+                .unwrap_or((av, ah.clone()));
+            p_streams.push(s.stream_id.clone());
+            p_expected.push(kind);
+            p_expected_version.push(v);
+            p_assumed_version.push(av);
+            p_assumed_hash.push(ah);
+            p_new_version.push(nv);
+            p_new_hash.push(nh);
+            p_tenant.push(s.events.first().and_then(|e| e.tenant_id.clone()));
+        }
+
+        let mut c_op = Vec::with_capacity(request.claims.len());
+        let mut c_scope = Vec::with_capacity(request.claims.len());
+        let mut c_key = Vec::with_capacity(request.claims.len());
+        let mut c_owner = Vec::with_capacity(request.claims.len());
+        for claim in &request.claims {
+            let (op, scope, key, owner) = match claim {
+                ClaimOp::Claim { scope, key, owner } => ("claim", scope, key, owner),
+                ClaimOp::Release { scope, key, owner } => ("release", scope, key, owner),
+            };
+            c_op.push(op);
+            c_scope.push(scope.clone());
+            c_key.push(key.clone());
+            c_owner.push(owner.clone());
+        }
+
+        type Answer = (
+            String,
+            Option<Value>,
+            Option<Vec<Uuid>>,
+            Option<Vec<i64>>,
+            Option<Vec<i64>>,
+        );
+        let answer: Result<Answer, sqlx::Error> = sqlx::query_as(
+            "SELECT o_status, o_outcome, o_ids, o_positions, o_commits FROM scaidrive_append(\
+             $1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::bigint[], $7::text[], $8::text[], \
+             $9::text[], $10::bigint[], $11::uuid[], $12::text[], $13::int[], $14::text[], $15::jsonb[], $16::jsonb[], $17::text[], \
+             $18::timestamptz, $19::text[], $20::text[], $21::text[], $22::text[], $23::text, $24::jsonb)",
+        )
+        .bind(&p_streams)
+        .bind(&p_expected)
+        .bind(&p_expected_version)
+        .bind(&p_assumed_version)
+        .bind(&p_assumed_hash)
+        .bind(&p_new_version)
+        .bind(&p_new_hash)
+        .bind(&p_tenant)
+        .bind(&e_stream)
+        .bind(&e_version)
+        .bind(&e_id)
+        .bind(&e_type)
+        .bind(&e_schema)
+        .bind(&e_tenant)
+        .bind(&e_data)
+        .bind(&e_meta)
+        .bind(&e_hash)
+        .bind(now)
+        .bind(&c_op)
+        .bind(&c_scope)
+        .bind(&c_key)
+        .bind(&c_owner)
+        .bind(request.idempotency.as_ref().map(|i| i.key.as_str()))
+        .bind(request.idempotency.as_ref().map(|i| &i.outcome))
+        .fetch_one(&self.pool)
+        .await;
+
+        let (status, outcome, ids, positions, commits) = match answer {
+            Ok(a) => a,
+            Err(x) => return fast_error(request, x),
+        };
+        if status == "duplicate" {
+            return Ok(FastOutcome::Done(AppendOutcome::Duplicate(
+                outcome.unwrap_or(Value::Null),
+            )));
+        }
+        let by_id: HashMap<Uuid, (i64, i64)> = ids
+            .unwrap_or_default()
+            .into_iter()
+            .zip(
+                commits
+                    .unwrap_or_default()
+                    .into_iter()
+                    .zip(positions.unwrap_or_default()),
+            )
+            .collect();
+        for r in &mut recorded {
+            if let Some((c, p)) = by_id.get(&r.event_id) {
+                r.log = LogPosition::new(*c, *p);
+            }
+        }
+        if !recorded.is_empty() {
+            self.remember_heads(&recorded);
+            let _ = self.wake.send(());
+            self.notify_others.notify_one();
+        }
+        let last = recorded.iter().map(|e| e.log).max();
+        Ok(FastOutcome::Done(AppendOutcome::Committed(Appended {
+            events: recorded,
+            last,
+        })))
+    }
+}
+
+/// Maps an error of the append function to the store's answer.
+fn fast_error(request: &AppendRequest, x: sqlx::Error) -> Result<FastOutcome, StoreError> {
+    let sqlx::Error::Database(d) = &x else {
+        return Err(err(x));
+    };
+    let corrupt = |e: serde_json::Error| {
+        StoreError::Backend(format!("unreadable answer of scaidrive_append: {e}"))
+    };
+    match d.code().as_deref() {
+        Some("SD409") => {
+            let info: ConflictInfo = serde_json::from_str(d.message()).map_err(corrupt)?;
+            let expected = request
+                .streams
+                .iter()
+                .find(|s| s.stream_id == info.stream)
+                .map(|s| s.expected)
+                .unwrap_or(ExpectedVersion::Any);
+            Err(StoreError::Conflict {
+                stream: info.stream,
+                expected,
+                actual: info.actual,
+            })
+        }
+        Some("SD412") => {
+            let heads: Vec<(String, i64, String)> =
+                serde_json::from_str(d.message()).map_err(corrupt)?;
+            Ok(FastOutcome::Stale(heads))
+        }
+        Some("SD423") => {
+            let info: ClaimInfo = serde_json::from_str(d.message()).map_err(corrupt)?;
+            Err(StoreError::ClaimTaken {
+                scope: info.scope,
+                key: info.key,
+                holder: info.holder,
+            })
+        }
+        _ if d.is_unique_violation() && d.constraint() == Some("events_event_id_key") => {
+            Err(StoreError::Invalid("duplicate event id".into()))
+        }
+        _ if d.is_unique_violation() => Err(StoreError::Conflict {
+            stream: String::new(),
+            expected: ExpectedVersion::Any,
+            actual: None,
+        }),
+        _ => Err(err(x)),
+    }
+}
+
 #[async_trait]
 impl EventStore for PostgresStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
@@ -472,6 +782,21 @@ impl EventStore for PostgresStore {
                     .map(|_| *d)
             })
         };
+        // One statement per attempt, unless a test hook needs the open
+        // transaction; heads that keep moving under us fall back to it too.
+        if delay.is_none() {
+            for _ in 0..FAST_ATTEMPTS {
+                match self.append_once(&request).await? {
+                    FastOutcome::Done(outcome) => return Ok(outcome),
+                    FastOutcome::Stale(current) => {
+                        let mut heads = self.heads.lock();
+                        for (stream, version, hash) in current {
+                            heads.put(stream, (version, hash));
+                        }
+                    }
+                }
+            }
+        }
         let mut tx = self.pool.begin().await.map_err(err)?;
         match append_in(&mut tx, &request).await {
             Ok(Ok(appended)) => {
@@ -479,6 +804,7 @@ impl EventStore for PostgresStore {
                     tokio::time::sleep(d).await;
                 }
                 tx.commit().await.map_err(err)?;
+                self.remember_heads(&appended.events);
                 if !appended.events.is_empty() {
                     let _ = self.wake.send(());
                     self.notify_others.notify_one();
@@ -518,7 +844,11 @@ impl EventStore for PostgresStore {
             .fetch_all(&self.pool)
             .await
             .map_err(err)?;
-        rows.iter().map(decode_row).collect()
+        let events = rows.iter().map(decode_row).collect::<Result<Vec<_>, _>>()?;
+        if let Some(last) = events.last() {
+            self.remember_heads(std::slice::from_ref(last));
+        }
+        Ok(events)
     }
 
     async fn stream_version(&self, stream_id: &str) -> Result<Option<i64>, StoreError> {

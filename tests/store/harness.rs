@@ -77,6 +77,15 @@ impl Harness {
         }
     }
 
+    /// A second store on the same database, with caches of its own (as
+    /// another process would have).
+    pub async fn another_store(&self) -> DynStore {
+        match &self.db {
+            Db::Sqlite(s) => Arc::new(SqliteStore::new(s.clone())),
+            Db::Postgres(p) => Arc::new(PostgresStore::new(p.clone()).await.expect("store")),
+        }
+    }
+
     /// Runs raw SQL against the backing database (tampering tests).
     pub async fn execute(&self, sql: &str) -> u64 {
         match &self.db {

@@ -43,6 +43,7 @@ conformance!(
     subscribers_are_woken_by_new_commits,
     hash_chains_verify_and_expose_tampering,
     concurrent_writers_with_slow_commits_are_seen_exactly_once,
+    two_stores_on_one_database_keep_versions_and_chains,
 );
 
 /// Only meaningful where positions can commit out of order.

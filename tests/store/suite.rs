@@ -691,3 +691,70 @@ pub async fn without_the_watermark_readers_skip_late_commits(h: &Harness) {
     assert_eq!(all.len(), 2);
     pg.set_commit_delay_for_tests(None);
 }
+
+/// Two stores on one database (as two processes), each with caches of its
+/// own: appends alternate between them, with multi-stream requests mixing
+/// streams the writer knows, streams it has never seen, new streams and
+/// version checks; a stale expectation is still a conflict that writes
+/// nothing, and versions and hash chains stay right.
+pub async fn two_stores_on_one_database_keep_versions_and_chains(h: &Harness) {
+    use ExpectedVersion::{Any, Exact, NoStream};
+    let a = h.store.clone();
+    let b = h.another_store().await;
+    let stream = |id: &str, expected, n: usize| one(id, expected, n).streams.remove(0);
+
+    committed(&a, one("shared", NoStream, 2)).await;
+    // b has never seen the stream; then a's idea of the head is behind.
+    committed(&b, one("shared", Exact(2), 1)).await;
+    committed(&a, one("shared", Exact(3), 2)).await;
+    committed(&b, one("shared", Any, 1)).await;
+    assert!(is_conflict(&a.append(one("shared", Exact(5), 1)).await));
+    assert!(is_conflict(&a.append(one("shared", NoStream, 1)).await));
+
+    committed(&b, one("other", NoStream, 1)).await;
+    committed(&b, one("checked", NoStream, 1)).await;
+    let mixed = AppendRequest {
+        streams: vec![
+            stream("shared", Exact(6), 1),
+            stream("other", Exact(1), 2),
+            stream("fresh", NoStream, 1),
+            stream("checked", Exact(1), 0),
+        ],
+        ..Default::default()
+    };
+    let appended = committed(&a, mixed).await;
+    assert_eq!(
+        appended
+            .events
+            .iter()
+            .map(|e| (e.stream_id.as_str(), e.stream_version))
+            .collect::<Vec<_>>(),
+        vec![("shared", 7), ("other", 2), ("other", 3), ("fresh", 1)]
+    );
+
+    // One wrong expectation among right ones: nothing is written.
+    let wrong = AppendRequest {
+        streams: vec![stream("shared", Exact(7), 1), stream("other", Exact(1), 1)],
+        ..Default::default()
+    };
+    assert!(is_conflict(&b.append(wrong).await));
+    assert_eq!(b.stream_version("shared").await.expect("v"), Some(7));
+    assert_eq!(b.stream_version("other").await.expect("v"), Some(3));
+    committed(&b, one("shared", Exact(7), 1)).await;
+    committed(&a, one("other", Any, 1)).await;
+
+    let versions: Vec<i64> = a
+        .read_stream("shared", 0, 100)
+        .await
+        .expect("read")
+        .iter()
+        .map(|e| e.stream_version)
+        .collect();
+    assert_eq!(versions, (1..=8).collect::<Vec<_>>());
+    for s in [&a, &b] {
+        let report = s.verify(None).await.expect("verify");
+        assert_eq!(report.first_broken, None, "{report:?}");
+        assert_eq!(report.events_checked, 8 + 4 + 1 + 1);
+        assert_eq!(report.streams_checked, 4);
+    }
+}
