@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-
 use crate::app::Application;
 use crate::auth::{DevIssuer, MintRequest};
 use crate::config::Config;
