@@ -105,3 +105,44 @@ pub async fn store(tx: &mut Tx, name: &str, cp: Checkpoint) -> Result<(), sqlx::
     )?;
     Ok(())
 }
+
+/// Moves a checkpoint from `from` to `to` in one statement, outside any
+/// transaction, if it is still at `from` with `version`: how a runner records
+/// a batch in which its projection had nothing to apply. Answers whether the
+/// row moved (if not, another process or a rebuild moved it first).
+pub async fn advance(
+    db: &Db,
+    name: &str,
+    version: i32,
+    from: LogPosition,
+    to: LogPosition,
+) -> Result<bool, sqlx::Error> {
+    const SQL: &str = "UPDATE projection_checkpoints SET commit_id = $3, position = $4, updated_at = $5 \
+         WHERE name = $1 AND version = $2 AND commit_id = $6 AND position = $7";
+    let now = chrono::Utc::now();
+    let moved = match db {
+        Db::Sqlite(d) => sqlx::query(SQL)
+            .bind(name)
+            .bind(version)
+            .bind(to.commit)
+            .bind(to.position)
+            .bind(now)
+            .bind(from.commit)
+            .bind(from.position)
+            .execute(&d.write)
+            .await?
+            .rows_affected(),
+        Db::Postgres(p) => sqlx::query(SQL)
+            .bind(name)
+            .bind(version)
+            .bind(to.commit)
+            .bind(to.position)
+            .bind(now)
+            .bind(from.commit)
+            .bind(from.position)
+            .execute(p)
+            .await?
+            .rows_affected(),
+    };
+    Ok(moved == 1)
+}

@@ -170,24 +170,12 @@ pub async fn run(mut args: BenchArgs) -> Result<(), String> {
     let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
     rows.extend(bench_backend("sqlite", &sqlite_url, &args).await?);
     if let Some(url) = &args.postgres_url {
-        let name = format!("sd_bench_{}", Uuid::now_v7().simple());
-        let admin = Db::connect(url, &ConnectOptions::default())
-            .await
-            .map_err(|e| e.to_string())?;
-        let Db::Postgres(pool) = &admin else {
-            return Err("--postgres-url must be a postgres:// URL".into());
-        };
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(pool)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut scratch = url::Url::parse(url).map_err(|e| e.to_string())?;
-        scratch.set_path(&format!("/{name}"));
-        let result = bench_backend("postgres", scratch.as_str(), &args).await;
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(pool)
-            .await;
-        rows.extend(result?);
+        let args = &args;
+        let pg = super::bench_support::with_scratch_postgres(url, "sd_bench", |u| async move {
+            bench_backend("postgres", &u, args).await
+        })
+        .await?;
+        rows.extend(pg);
     }
     println!();
     println!(

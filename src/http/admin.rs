@@ -135,7 +135,7 @@ async fn patch_tenant(
             scaidrive_domain::Aggregate::decide(&t.state, &cmd)
         })
         .await?;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     let row = tenancy::tenant(&state.db, &p.tenant_id.to_string())
         .await?
         .ok_or_else(|| ApiError::not_found("tenant"))?;
@@ -338,7 +338,7 @@ async fn change_user(
             Ok(events)
         })
         .await?;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     let row = tenancy::user(&state.db, &tenant, &row.id)
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
@@ -487,7 +487,7 @@ async fn create_group(
     };
     let (_, committed) =
         crate::command::groups::create(&state.bus, &ctx, p.tenant_id, id, &new).await?;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     let body = group_after(&state, &p, id).await?;
     Ok((
         StatusCode::CREATED,
@@ -575,7 +575,7 @@ async fn patch_group(
     };
     let (_, committed) =
         crate::command::groups::update(&state.bus, &p.context(), p.tenant_id, id, &change).await?;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     let body = group_after(&state, &p, id).await?;
     Ok(Positioned(committed.position, Json(body)))
 }
@@ -594,7 +594,7 @@ async fn delete_group(
     let (id, _) = tenant_group(&state, &p, &group_id).await?;
     let committed =
         crate::command::groups::delete(&state.bus, &p.context(), p.tenant_id, id).await?;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     Ok(Positioned(committed.position, StatusCode::NO_CONTENT))
 }
 
@@ -657,7 +657,7 @@ async fn add_member(
         false,
     )
     .await?;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     let body = json!({
         "group_id": gid,
         "user_id": uid,
@@ -699,7 +699,7 @@ async fn remove_member(
         false,
     )
     .await?;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     Ok(Positioned(committed.position, StatusCode::NO_CONTENT))
 }
 

@@ -200,7 +200,7 @@ async fn upload(
         accounts,
     };
     let (committed, _) = quota::submit(&state.bus, &state.db, job).await?;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     Ok(Positioned(
         committed.position,
         (
@@ -533,7 +533,7 @@ async fn remove(
         )
         .await?
     };
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     Ok(Positioned(committed.position, StatusCode::NO_CONTENT))
 }
 
@@ -583,7 +583,7 @@ async fn copy(
         p.user_id,
     )
     .await?;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     Ok(Positioned(
         committed.position,
         (
@@ -622,7 +622,7 @@ async fn move_to(
     };
     let committed =
         cmd::move_file(&state.bus, &ctx, edit, target, body.new_name.as_deref()).await?;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     Ok(Positioned(
         committed.position,
         Json(fresh(&state, &p, &id).await?),
@@ -706,7 +706,7 @@ async fn restore_version(
             uow.commit().await
         })
         .await?;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     Ok(Positioned(
         committed.position,
         (StatusCode::CREATED, Json(fresh(&state, &p, &id).await?)),

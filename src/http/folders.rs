@@ -72,7 +72,7 @@ async fn create(
     let ctx = p.context();
     let (id, committed) =
         cmd::create_folder(&state.bus, &ctx, p.tenant_id, target, &body.name, p.user_id).await?;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     Ok(Positioned(
         committed.position,
         (
@@ -244,7 +244,7 @@ async fn move_to(
     };
     let committed =
         cmd::move_folder(&state.bus, &ctx, folder_id, target, chain, &row.path, bytes).await?;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     Ok(Positioned(
         committed.position,
         Json(fresh(&state, &p, &id).await?),
@@ -285,6 +285,6 @@ async fn remove(
         require_perm(&state, &p, On::Folder(&row), Permission::Delete).await?;
         cmd::trash_folder(&state.bus, &ctx, folder_id, false, &row.path).await?
     };
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     Ok(Positioned(committed.position, StatusCode::NO_CONTENT))
 }

@@ -591,7 +591,7 @@ async fn create(
         }
     })
     .await?;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     let link = state.bus.load::<Link>(&link_id.to_string()).await?.state;
     Ok(Positioned(
         committed.position,
@@ -822,7 +822,7 @@ async fn update(
         })
         .await?;
     let _ = link;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     let link = state.bus.load::<Link>(&link_id.to_string()).await?.state;
     Ok(Positioned(
         committed.position,
@@ -854,7 +854,7 @@ async fn revoke(
         },
     )
     .await?;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     Ok(Positioned(committed.position, StatusCode::NO_CONTENT))
 }
 
@@ -874,7 +874,7 @@ async fn regenerate(
     let link_id: LinkId = path_id(&id, "link")?;
     let ctx = p.context();
     let (link, committed) = cmd::regenerate_link(&state.bus, &ctx, link_id, p.user_id).await?;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     Ok(Positioned(
         committed.position,
         Json(link_json(&link, &public_base(&state, &headers))),

@@ -459,7 +459,7 @@ async fn run_acl(
         .bus
         .execute::<Acl, _>(&acl_stream(r.id()), &ctx, |a| a.state.decide(&cmd))
         .await?;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     Ok(committed.position)
 }
 
@@ -695,7 +695,7 @@ async fn transfer(
         .bus
         .execute::<Share, _>(&id, &ctx, |s| s.state.decide(&cmd))
         .await?;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     let row = q::share(&state.db, &p.tenant_id.to_string(), &id)
         .await?
         .ok_or_else(|| ApiError::not_found("share"))?;

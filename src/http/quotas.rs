@@ -202,7 +202,7 @@ async fn put_limit(
     state.caught_up(Some(head)).await;
     let (_, committed) =
         cmd::set_limit(&state.bus, &state.db, &p.context(), t.clone(), body.limit()).await?;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     Ok(Positioned(
         committed.position,
         Json(show(state, &t, default).await?),
@@ -434,7 +434,7 @@ async fn put_user(
 async fn remove(state: &AppState, p: &Principal, t: &QuotaTarget) -> ApiResult<impl IntoResponse> {
     require_tenant_admin(p)?;
     let committed = cmd::remove_limit(&state.bus, &p.context(), t).await?;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     Ok(Positioned(committed.position, StatusCode::NO_CONTENT))
 }
 
@@ -488,7 +488,7 @@ async fn exempt(
         reason,
     )
     .await?;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     Ok(Positioned(
         committed.position,
         Json(show(state, &t, None).await?),

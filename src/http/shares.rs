@@ -184,7 +184,7 @@ async fn create(
         .bus
         .execute::<Share, _>(&share_id.to_string(), &ctx, |s| s.state.decide(&cmd))
         .await?;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     let row = visible_share(&state, &p, &share_id.to_string()).await?;
     Ok(Positioned(
         committed.position,
@@ -259,7 +259,7 @@ async fn update(
         .bus
         .execute::<Share, _>(&share_id.to_string(), &ctx, |s| s.state.decide(&cmd))
         .await?;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     let row = visible_share(&state, &p, &id).await?;
     Ok(Positioned(committed.position, Json(share_json(&row))))
 }
@@ -290,7 +290,7 @@ async fn set_trashed(
         .bus
         .execute::<Share, _>(&share_id.to_string(), &ctx, |s| s.state.decide(&cmd))
         .await?;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     Ok(committed.position)
 }
 

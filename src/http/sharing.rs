@@ -242,7 +242,7 @@ async fn add_member(
         .bus
         .execute::<Share, _>(&share_id.to_string(), &ctx, |s| s.state.decide(&cmd))
         .await?;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     let m = access::member(&state.db, &id, &body.principal_id)
         .await?
         .ok_or_else(|| ApiError::internal("membership not projected"))?;
@@ -303,7 +303,7 @@ async fn update_member(
         .bus
         .execute::<Share, _>(&share_id.to_string(), &ctx, |s| s.state.decide(&cmd))
         .await?;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     let m = access::member(&state.db, &id, &principal_id)
         .await?
         .ok_or_else(|| ApiError::not_found("member"))?;
@@ -342,7 +342,7 @@ async fn remove_member(
         .bus
         .execute::<Share, _>(&share_id.to_string(), &ctx, |s| s.state.decide(&cmd))
         .await?;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     Ok(Positioned(committed.position, StatusCode::NO_CONTENT))
 }
 
@@ -446,7 +446,7 @@ async fn invite(
         .bus
         .execute::<Invitation, _>(&invitation_id.to_string(), &ctx, |s| s.state.decide(&cmd))
         .await?;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     let row = access::invitation(
         &state.db,
         &p.tenant_id.to_string(),
@@ -512,7 +512,7 @@ async fn revoke(
             s.state.decide(&InvitationCommand::Revoke { at: ctx.now })
         })
         .await?;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     Ok(Positioned(committed.position, StatusCode::NO_CONTENT))
 }
 
@@ -597,7 +597,7 @@ async fn accept(
     let (inv_id, email) = own_invitation(&state, &p, &id).await?;
     let ctx = p.context();
     let (inv, committed) = accept_invitation(&state.bus, &ctx, inv_id, &email, p.user_id).await?;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     Ok(Positioned(
         committed.position,
         Json(json!({
@@ -635,7 +635,7 @@ async fn decline(
             })
         })
         .await?;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     Ok(Positioned(
         committed.position,
         Json(json!({ "id": id, "status": "declined", "share_id": loaded.share_id })),

@@ -10,7 +10,7 @@ use scaidrive_projections::db::Db;
 
 use crate::auth::Authenticator;
 use crate::blob::BlobStore;
-use crate::command::CommandBus;
+use crate::command::{CommandBus, Committed};
 use crate::config::Config;
 use crate::projector::Projector;
 use crate::store::DynStore;
@@ -52,9 +52,24 @@ impl Deref for AppState {
 impl Services {
     /// Waits (bounded) until the read models include `position`.
     pub async fn caught_up(&self, position: Option<LogPosition>) {
+        let mask = vec![true; self.projector.names().len()];
+        self.caught_up_in(position, &mask).await
+    }
+
+    /// Waits (bounded) until the read models that apply `committed`'s events
+    /// include them: what the answer to the write, and the caller's next
+    /// read, must see. The others are not waited for.
+    pub async fn caught_up_to(&self, committed: &Committed) {
+        let mask = self
+            .projector
+            .concerned(committed.events.iter().map(|e| e.event_type.as_str()));
+        self.caught_up_in(committed.position, &mask).await
+    }
+
+    async fn caught_up_in(&self, position: Option<LogPosition>, mask: &[bool]) {
         let Some(p) = position else { return };
         let wait = self.config.consistency_wait;
-        if self.projector.wait_for(p, wait).await {
+        if self.projector.wait_for_some(p, mask, wait).await {
             return;
         }
         // The runners may be stalled by a database outage that outlasted the
@@ -67,7 +82,9 @@ impl Services {
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let driven = tokio::time::timeout(left, self.projector.catch_up()).await;
-            if matches!(driven, Ok(Ok(()))) && self.projector.wait_for(p, Duration::ZERO).await {
+            if matches!(driven, Ok(Ok(())))
+                && self.projector.wait_for_some(p, mask, Duration::ZERO).await
+            {
                 return;
             }
             if tokio::time::Instant::now() >= deadline {

@@ -224,7 +224,7 @@ async fn register(
         info,
     )
     .await?;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     let row = own_device(&state, &p, &body.device_id).await?;
     let cursors = sq::cursors(&state.db, &p.user_id.to_string(), &body.device_id).await?;
     let status = if created {
@@ -311,7 +311,7 @@ async fn status(
                 end,
             )
             .await?;
-            state.caught_up(committed.position).await;
+            state.caught_up_to(&committed).await;
             position = committed.position;
             sq::cursor(&state.db, &user, &q.device_id, &share.id)
                 .await?
@@ -384,7 +384,7 @@ async fn move_cursor(
         end,
     )
     .await?;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     let cursor = sq::cursor(&state.db, &p.user_id.to_string(), &q.device_id, &share.id)
         .await?
         .ok_or_else(|| ApiError::internal("cursor was not stored"))?;

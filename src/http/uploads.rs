@@ -465,7 +465,7 @@ async fn complete(
             uow.commit().await
         })
         .await?;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     Ok(Positioned(
         committed.position,
         (
@@ -490,6 +490,6 @@ async fn abort(
     require_write(&p)?;
     let ctx = p.context();
     let committed = quota::end_upload(&state.bus, &ctx, &id, false).await?;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     Ok(Positioned(committed.position, StatusCode::NO_CONTENT))
 }

@@ -210,7 +210,7 @@ async fn create(
         .bus
         .execute::<Webhook, _>(&id.to_string(), &ctx, |w| w.state.decide(&cmd))
         .await?;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     let body = after_write(&state, &p, id).await?;
     Ok((
         StatusCode::CREATED,
@@ -271,7 +271,7 @@ async fn patch(
         .bus
         .execute::<Webhook, _>(&id.to_string(), &ctx, |w| w.state.decide(&cmd))
         .await?;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     let body = after_write(&state, &p, id).await?;
     Ok(Positioned(committed.position, Json(body)))
 }
@@ -294,7 +294,7 @@ async fn remove(
             w.state.decide(&WebhookCommand::Delete { at: ctx.now })
         })
         .await?;
-    state.caught_up(committed.position).await;
+    state.caught_up_to(&committed).await;
     Ok(Positioned(committed.position, StatusCode::NO_CONTENT))
 }
 

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::lease::{Lease, Leases};
 use crate::store::DynStore;
 
+mod batches;
 mod follow;
 mod rebuild;
 
@@ -32,6 +33,7 @@ pub struct Projector {
     projections: Vec<Arc<dyn Projection>>,
     progress: watch::Sender<Vec<LogPosition>>,
     waiters: follow::Waiters,
+    batches: batches::Batches,
 }
 
 impl Projector {
@@ -43,6 +45,7 @@ impl Projector {
             projections,
             progress,
             waiters: follow::Waiters::default(),
+            batches: batches::Batches::default(),
         })
     }
 
@@ -187,10 +190,23 @@ impl Projector {
     pub async fn step(&self, index: usize) -> Result<usize, ProjectorError> {
         let projection = &self.projections[index];
         let from = self.progress.borrow()[index];
-        let batch = self.store.read_all(from, BATCH).await?;
+        let batch = self.batches.read(&self.store, from).await?;
         let Some(last) = batch.last().map(|e| e.log) else {
             return Ok(0);
         };
+        let next = Checkpoint {
+            version: projection.version(),
+            position: last,
+        };
+        // Nothing here for this read model: move the checkpoint in one
+        // statement instead of a transaction (the full path below when the
+        // row is not where this runner left it).
+        if !batch.iter().any(|e| projection.handles(&e.event_type))
+            && checkpoint::advance(&self.db, projection.name(), next.version, from, last).await?
+        {
+            self.progress.send_modify(|v| v[index] = last);
+            return Ok(batch.len());
+        }
         let mut tx = self.db.begin().await?;
         // Another process (or a rebuild) may have moved the checkpoint.
         let stored = checkpoint::load(&mut tx, projection.name()).await?;
@@ -204,15 +220,7 @@ impl Projector {
         for event in batch.iter().filter(|e| projection.handles(&e.event_type)) {
             projection.apply(&mut tx, event).await?;
         }
-        checkpoint::store(
-            &mut tx,
-            projection.name(),
-            Checkpoint {
-                version: projection.version(),
-                position: last,
-            },
-        )
-        .await?;
+        checkpoint::store(&mut tx, projection.name(), next).await?;
         tx.commit().await?;
         self.progress.send_modify(|v| v[index] = last);
         Ok(batch.len())
@@ -229,14 +237,42 @@ impl Projector {
     /// Waits until every projection has applied `position`, at most `timeout`.
     /// Returns whether it got there.
     pub async fn wait_for(&self, position: LogPosition, timeout: Duration) -> bool {
+        self.wait_for_some(position, &vec![true; self.projections.len()], timeout)
+            .await
+    }
+
+    /// Which projections (in [`names`](Self::names) order) apply any of
+    /// `event_types`: the read models a write of those events changes.
+    pub fn concerned<'a>(&self, event_types: impl IntoIterator<Item = &'a str>) -> Vec<bool> {
+        let mut mask = vec![false; self.projections.len()];
+        for t in event_types {
+            for (m, p) in mask.iter_mut().zip(&self.projections) {
+                *m = *m || p.handles(t);
+            }
+        }
+        mask
+    }
+
+    /// Waits until each projection marked in `mask` has applied `position`,
+    /// at most `timeout`. Returns whether it got there.
+    pub async fn wait_for_some(
+        &self,
+        position: LogPosition,
+        mask: &[bool],
+        timeout: Duration,
+    ) -> bool {
+        let there = |v: &Vec<LogPosition>| {
+            v.iter()
+                .zip(mask)
+                .all(|(p, wanted)| !*wanted || *p >= position)
+        };
         let mut rx = self.progress.subscribe();
-        if rx.borrow().iter().all(|p| *p >= position) {
+        if there(&rx.borrow()) {
             return true;
         }
         // Projections applied elsewhere are followed faster meanwhile.
         let _waiting = self.waiters.enter();
-        let reached =
-            tokio::time::timeout(timeout, rx.wait_for(|v| v.iter().all(|p| *p >= position))).await;
+        let reached = tokio::time::timeout(timeout, rx.wait_for(there)).await;
         matches!(reached, Ok(Ok(_)))
     }
 
