@@ -117,7 +117,8 @@ pub async fn advance(
     from: LogPosition,
     to: LogPosition,
 ) -> Result<bool, sqlx::Error> {
-    const SQL: &str = "UPDATE projection_checkpoints SET commit_id = $3, position = $4, updated_at = $5 \
+    const SQL: &str =
+        "UPDATE projection_checkpoints SET commit_id = $3, position = $4, updated_at = $5 \
          WHERE name = $1 AND version = $2 AND commit_id = $6 AND position = $7";
     let now = chrono::Utc::now();
     let moved = match db {

@@ -114,7 +114,7 @@ pub struct VerifyReport {
 }
 
 /// Store failures, typed so callers can decide without string matching.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error(
         "concurrency conflict on stream {stream}: expected {expected:?}, actual version {actual:?}"

@@ -31,6 +31,8 @@ use super::{
     ClaimOp, EventStore, ExpectedVersion, LogFilter, StoreError, StreamAppend, VerifyReport,
 };
 
+mod group;
+
 const CHANNEL: &str = "scaidrive_events";
 
 /// How many stream heads (version, last hash) a process remembers for the
@@ -56,7 +58,12 @@ pub struct PostgresStore {
     hooks: Mutex<TestHooks>,
     /// Stream heads as last written or read here: the chain of an append is
     /// computed from them, and the database checks they are still current.
-    heads: Mutex<lru::LruCache<String, (i64, String)>>,
+    heads: Heads,
+    /// What every append that commits does afterwards (shared with the
+    /// group committer's tasks).
+    written: Arc<Written>,
+    /// Queues appends for group commit.
+    group: group::Committer,
     /// Asks the notifier task to tell other processes about new commits.
     notify_others: Arc<tokio::sync::Notify>,
     _listener: DropGuard,
@@ -74,15 +81,23 @@ impl PostgresStore {
             notify_others.clone(),
             cancel.clone(),
         ));
+        let heads: Heads = Arc::new(Mutex::new(lru::LruCache::new(
+            NonZeroUsize::new(HEAD_CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN),
+        )));
+        let written = Arc::new(Written {
+            heads: heads.clone(),
+            wake: wake.clone(),
+            notify_others: notify_others.clone(),
+        });
         Ok(Self {
-            pool,
+            pool: pool.clone(),
             wake,
             notify_others,
             no_watermark: AtomicBool::new(false),
             hooks: Mutex::new(TestHooks::default()),
-            heads: Mutex::new(lru::LruCache::new(
-                NonZeroUsize::new(HEAD_CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN),
-            )),
+            heads: heads.clone(),
+            written: written.clone(),
+            group: group::Committer::start(pool.clone(), written),
             _listener: cancel.drop_guard(),
         })
     }
@@ -502,25 +517,10 @@ fn expected_code(e: ExpectedVersion) -> (&'static str, i64) {
 }
 
 impl PostgresStore {
-    /// Remembers the heads the given events leave behind (never going back).
-    fn remember_heads(&self, events: &[RecordedEvent]) {
-        let mut heads = self.heads.lock();
-        for e in events {
-            let newer = heads
-                .peek(&e.stream_id)
-                .is_none_or(|(v, _)| *v < e.stream_version);
-            if newer {
-                heads.put(e.stream_id.clone(), (e.stream_version, e.hash.clone()));
-            }
-        }
-    }
-
-    /// The append as one autocommit statement (`scaidrive_append`, migration
-    /// 0013): locks, checks, claims, idempotency, events and heads in a single
-    /// round trip. The chain is computed here from the remembered heads; the
-    /// function refuses to write if they are not current.
-    async fn append_once(&self, request: &AppendRequest) -> Result<FastOutcome, StoreError> {
-        let now = Utc::now();
+    /// The arrays of `scaidrive_append` for `request`, with the chain
+    /// computed from the remembered heads (the function refuses to write if
+    /// they are not current).
+    fn prepare(&self, request: &AppendRequest) -> Result<Prepared, StoreError> {
         let mut order: Vec<&StreamAppend> = request.streams.iter().collect();
         order.sort_by(|a, b| a.stream_id.cmp(&b.stream_id));
         let assumed: HashMap<&str, (i64, String)> = {
@@ -538,16 +538,7 @@ impl PostgresStore {
         };
 
         let n: usize = request.streams.iter().map(|s| s.events.len()).sum();
-        let mut e_stream = Vec::with_capacity(n);
-        let mut e_version = Vec::with_capacity(n);
-        let mut e_id = Vec::with_capacity(n);
-        let mut e_type = Vec::with_capacity(n);
-        let mut e_schema = Vec::with_capacity(n);
-        let mut e_tenant: Vec<Option<String>> = Vec::with_capacity(n);
-        let mut e_data = Vec::with_capacity(n);
-        let mut e_meta = Vec::with_capacity(n);
-        let mut e_hash = Vec::with_capacity(n);
-        let mut recorded = Vec::with_capacity(n);
+        let mut p = Prepared::with_capacity(order.len(), n, request.claims.len());
         let mut new_heads: HashMap<&str, (i64, String)> = HashMap::new();
         for s in &request.streams {
             let (mut version, mut prev) = assumed
@@ -569,19 +560,19 @@ impl PostgresStore {
                         metadata: &e.metadata,
                     },
                 );
-                e_stream.push(s.stream_id.clone());
-                e_version.push(version);
-                e_id.push(e.event_id);
-                e_type.push(e.event_type.clone());
-                e_schema.push(e.schema_version);
-                e_tenant.push(e.tenant_id.clone());
-                e_data.push(e.data.clone());
-                e_meta.push(
+                p.e_stream.push(s.stream_id.clone());
+                p.e_version.push(version);
+                p.e_id.push(e.event_id);
+                p.e_type.push(e.event_type.clone());
+                p.e_schema.push(e.schema_version);
+                p.e_tenant.push(e.tenant_id.clone());
+                p.e_data.push(e.data.clone());
+                p.e_meta.push(
                     serde_json::to_value(&e.metadata)
                         .map_err(|x| StoreError::Invalid(x.to_string()))?,
                 );
-                e_hash.push(hash.clone());
-                recorded.push(RecordedEvent {
+                p.e_hash.push(hash.clone());
+                p.recorded.push(RecordedEvent {
                     log: LogPosition::START,
                     stream_id: s.stream_id.clone(),
                     stream_version: version,
@@ -591,7 +582,7 @@ impl PostgresStore {
                     tenant_id: e.tenant_id.clone(),
                     data: e.data.clone(),
                     metadata: e.metadata.clone(),
-                    recorded_at: now,
+                    recorded_at: p.now,
                     hash: hash.clone(),
                 });
                 prev = hash;
@@ -599,15 +590,6 @@ impl PostgresStore {
             new_heads.insert(s.stream_id.as_str(), (version, prev));
         }
 
-        let len = order.len();
-        let mut p_streams = Vec::with_capacity(len);
-        let mut p_expected = Vec::with_capacity(len);
-        let mut p_expected_version = Vec::with_capacity(len);
-        let mut p_assumed_version = Vec::with_capacity(len);
-        let mut p_assumed_hash = Vec::with_capacity(len);
-        let mut p_new_version = Vec::with_capacity(len);
-        let mut p_new_hash = Vec::with_capacity(len);
-        let mut p_tenant: Vec<Option<String>> = Vec::with_capacity(len);
         for s in &order {
             let (kind, v) = expected_code(s.expected);
             let (av, ah) = assumed
@@ -618,79 +600,65 @@ impl PostgresStore {
                 .get(s.stream_id.as_str())
                 .cloned()
                 .unwrap_or((av, ah.clone()));
-            p_streams.push(s.stream_id.clone());
-            p_expected.push(kind);
-            p_expected_version.push(v);
-            p_assumed_version.push(av);
-            p_assumed_hash.push(ah);
-            p_new_version.push(nv);
-            p_new_hash.push(nh);
-            p_tenant.push(s.events.first().and_then(|e| e.tenant_id.clone()));
+            p.p_streams.push(s.stream_id.clone());
+            p.p_expected.push(kind);
+            p.p_expected_version.push(v);
+            p.p_assumed_version.push(av);
+            p.p_assumed_hash.push(ah);
+            p.p_new_version.push(nv);
+            p.p_new_hash.push(nh);
+            p.p_tenant
+                .push(s.events.first().and_then(|e| e.tenant_id.clone()));
+            p.expected.push(s.expected);
         }
 
-        let mut c_op = Vec::with_capacity(request.claims.len());
-        let mut c_scope = Vec::with_capacity(request.claims.len());
-        let mut c_key = Vec::with_capacity(request.claims.len());
-        let mut c_owner = Vec::with_capacity(request.claims.len());
         for claim in &request.claims {
             let (op, scope, key, owner) = match claim {
                 ClaimOp::Claim { scope, key, owner } => ("claim", scope, key, owner),
                 ClaimOp::Release { scope, key, owner } => ("release", scope, key, owner),
             };
-            c_op.push(op);
-            c_scope.push(scope.clone());
-            c_key.push(key.clone());
-            c_owner.push(owner.clone());
+            p.c_op.push(op);
+            p.c_scope.push(scope.clone());
+            p.c_key.push(key.clone());
+            p.c_owner.push(owner.clone());
         }
+        p.idem_key = request.idempotency.as_ref().map(|i| i.key.clone());
+        p.idem_outcome = request.idempotency.as_ref().map(|i| i.outcome.clone());
+        Ok(p)
+    }
+}
 
-        type Answer = (
-            String,
-            Option<Value>,
-            Option<Vec<Uuid>>,
-            Option<Vec<i64>>,
-            Option<Vec<i64>>,
-        );
-        let answer: Result<Answer, sqlx::Error> = sqlx::query_as(
-            "SELECT o_status, o_outcome, o_ids, o_positions, o_commits FROM scaidrive_append(\
-             $1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::bigint[], $7::text[], $8::text[], \
-             $9::text[], $10::bigint[], $11::uuid[], $12::text[], $13::int[], $14::text[], $15::jsonb[], $16::jsonb[], $17::text[], \
-             $18::timestamptz, $19::text[], $20::text[], $21::text[], $22::text[], $23::text, $24::jsonb)",
-        )
-        .bind(&p_streams)
-        .bind(&p_expected)
-        .bind(&p_expected_version)
-        .bind(&p_assumed_version)
-        .bind(&p_assumed_hash)
-        .bind(&p_new_version)
-        .bind(&p_new_hash)
-        .bind(&p_tenant)
-        .bind(&e_stream)
-        .bind(&e_version)
-        .bind(&e_id)
-        .bind(&e_type)
-        .bind(&e_schema)
-        .bind(&e_tenant)
-        .bind(&e_data)
-        .bind(&e_meta)
-        .bind(&e_hash)
-        .bind(now)
-        .bind(&c_op)
-        .bind(&c_scope)
-        .bind(&c_key)
-        .bind(&c_owner)
-        .bind(request.idempotency.as_ref().map(|i| i.key.as_str()))
-        .bind(request.idempotency.as_ref().map(|i| &i.outcome))
-        .fetch_one(&self.pool)
-        .await;
+/// Stream heads (version, last hash) as last written or read here.
+type Heads = Arc<Mutex<lru::LruCache<String, (i64, String)>>>;
 
-        let (status, outcome, ids, positions, commits) = match answer {
-            Ok(a) => a,
-            Err(x) => return fast_error(request, x),
-        };
+/// The bookkeeping after a commit: remembered heads, the in-process wake-up
+/// and the notification of other processes.
+struct Written {
+    heads: Heads,
+    wake: broadcast::Sender<()>,
+    notify_others: Arc<tokio::sync::Notify>,
+}
+
+impl Written {
+    /// Remembers the heads the given events leave behind (never going back).
+    fn remember_heads(&self, events: &[RecordedEvent]) {
+        let mut heads = self.heads.lock();
+        for e in events {
+            let newer = heads
+                .peek(&e.stream_id)
+                .is_none_or(|(v, _)| *v < e.stream_version);
+            if newer {
+                heads.put(e.stream_id.clone(), (e.stream_version, e.hash.clone()));
+            }
+        }
+    }
+
+    /// What a committed (or idempotently repeated) append answers; remembers
+    /// the heads it left and wakes the subscribers.
+    fn finish(&self, p: Prepared, answer: Answer) -> FastOutcome {
+        let (status, outcome, ids, positions, commits) = answer;
         if status == "duplicate" {
-            return Ok(FastOutcome::Done(AppendOutcome::Duplicate(
-                outcome.unwrap_or(Value::Null),
-            )));
+            return FastOutcome::Done(AppendOutcome::Duplicate(outcome.unwrap_or(Value::Null)));
         }
         let by_id: HashMap<Uuid, (i64, i64)> = ids
             .unwrap_or_default()
@@ -702,9 +670,10 @@ impl PostgresStore {
                     .zip(positions.unwrap_or_default()),
             )
             .collect();
+        let mut recorded = p.recorded;
         for r in &mut recorded {
-            if let Some((c, p)) = by_id.get(&r.event_id) {
-                r.log = LogPosition::new(*c, *p);
+            if let Some((c, pos)) = by_id.get(&r.event_id) {
+                r.log = LogPosition::new(*c, *pos);
             }
         }
         if !recorded.is_empty() {
@@ -713,58 +682,207 @@ impl PostgresStore {
             self.notify_others.notify_one();
         }
         let last = recorded.iter().map(|e| e.log).max();
-        Ok(FastOutcome::Done(AppendOutcome::Committed(Appended {
+        FastOutcome::Done(AppendOutcome::Committed(Appended {
             events: recorded,
             last,
-        })))
+        }))
     }
 }
 
-/// Maps an error of the append function to the store's answer.
-fn fast_error(request: &AppendRequest, x: sqlx::Error) -> Result<FastOutcome, StoreError> {
-    let sqlx::Error::Database(d) = &x else {
-        return Err(err(x));
-    };
-    let corrupt = |e: serde_json::Error| {
-        StoreError::Backend(format!("unreadable answer of scaidrive_append: {e}"))
-    };
-    match d.code().as_deref() {
-        Some("SD409") => {
-            let info: ConflictInfo = serde_json::from_str(d.message()).map_err(corrupt)?;
-            let expected = request
-                .streams
-                .iter()
-                .find(|s| s.stream_id == info.stream)
-                .map(|s| s.expected)
-                .unwrap_or(ExpectedVersion::Any);
-            Err(StoreError::Conflict {
-                stream: info.stream,
-                expected,
-                actual: info.actual,
-            })
+/// One prepared append as one autocommit statement (`scaidrive_append`,
+/// migration 0013): locks, checks, claims, idempotency, events and heads
+/// in a single round trip.
+async fn append_one(
+    pool: &PgPool,
+    written: &Written,
+    p: Prepared,
+) -> Result<FastOutcome, StoreError> {
+    let answer: Result<Answer, sqlx::Error> = sqlx::query_as(
+        "SELECT o_status, o_outcome, o_ids, o_positions, o_commits FROM scaidrive_append(\
+         $1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::bigint[], $7::text[], $8::text[], \
+         $9::text[], $10::bigint[], $11::uuid[], $12::text[], $13::int[], $14::text[], $15::jsonb[], $16::jsonb[], $17::text[], \
+         $18::timestamptz, $19::text[], $20::text[], $21::text[], $22::text[], $23::text, $24::jsonb)",
+    )
+    .bind(&p.p_streams)
+    .bind(&p.p_expected)
+    .bind(&p.p_expected_version)
+    .bind(&p.p_assumed_version)
+    .bind(&p.p_assumed_hash)
+    .bind(&p.p_new_version)
+    .bind(&p.p_new_hash)
+    .bind(&p.p_tenant)
+    .bind(&p.e_stream)
+    .bind(&p.e_version)
+    .bind(&p.e_id)
+    .bind(&p.e_type)
+    .bind(&p.e_schema)
+    .bind(&p.e_tenant)
+    .bind(&p.e_data)
+    .bind(&p.e_meta)
+    .bind(&p.e_hash)
+    .bind(p.now)
+    .bind(&p.c_op)
+    .bind(&p.c_scope)
+    .bind(&p.c_key)
+    .bind(&p.c_owner)
+    .bind(p.idem_key.as_deref())
+    .bind(p.idem_outcome.as_ref())
+    .fetch_one(pool)
+    .await;
+    match answer {
+        Ok(a) => Ok(written.finish(p, a)),
+        Err(sqlx::Error::Database(d)) => {
+            let code = d.code().map(|c| c.into_owned());
+            let constraint = d.constraint().map(str::to_owned);
+            let failure = Failure {
+                code,
+                message: d.message().to_owned(),
+                constraint,
+            };
+            match failure.outcome(&p) {
+                Some(outcome) => outcome,
+                None => Err(err(sqlx::Error::Database(d))),
+            }
         }
-        Some("SD412") => {
-            let heads: Vec<(String, i64, String)> =
-                serde_json::from_str(d.message()).map_err(corrupt)?;
-            Ok(FastOutcome::Stale(heads))
+        Err(x) => Err(err(x)),
+    }
+}
+
+/// What `scaidrive_append` answers: status, stored outcome of a repeated
+/// idempotency key, and the ids, positions and commit ids of the events.
+type Answer = (
+    String,
+    Option<Value>,
+    Option<Vec<Uuid>>,
+    Option<Vec<i64>>,
+    Option<Vec<i64>>,
+);
+
+/// One append in the form `scaidrive_append` takes it (parallel arrays,
+/// streams in sorted order), with the events as they will be recorded.
+struct Prepared {
+    p_streams: Vec<String>,
+    p_expected: Vec<&'static str>,
+    p_expected_version: Vec<i64>,
+    p_assumed_version: Vec<i64>,
+    p_assumed_hash: Vec<String>,
+    p_new_version: Vec<i64>,
+    p_new_hash: Vec<String>,
+    p_tenant: Vec<Option<String>>,
+    /// The expectation of each stream, in `p_streams` order.
+    expected: Vec<ExpectedVersion>,
+    e_stream: Vec<String>,
+    e_version: Vec<i64>,
+    e_id: Vec<Uuid>,
+    e_type: Vec<String>,
+    e_schema: Vec<i32>,
+    e_tenant: Vec<Option<String>>,
+    e_data: Vec<Value>,
+    e_meta: Vec<Value>,
+    e_hash: Vec<String>,
+    c_op: Vec<&'static str>,
+    c_scope: Vec<String>,
+    c_key: Vec<String>,
+    c_owner: Vec<String>,
+    idem_key: Option<String>,
+    idem_outcome: Option<Value>,
+    now: DateTime<Utc>,
+    recorded: Vec<RecordedEvent>,
+}
+
+impl Prepared {
+    fn with_capacity(streams: usize, events: usize, claims: usize) -> Self {
+        Self {
+            p_streams: Vec::with_capacity(streams),
+            p_expected: Vec::with_capacity(streams),
+            p_expected_version: Vec::with_capacity(streams),
+            p_assumed_version: Vec::with_capacity(streams),
+            p_assumed_hash: Vec::with_capacity(streams),
+            p_new_version: Vec::with_capacity(streams),
+            p_new_hash: Vec::with_capacity(streams),
+            p_tenant: Vec::with_capacity(streams),
+            expected: Vec::with_capacity(streams),
+            e_stream: Vec::with_capacity(events),
+            e_version: Vec::with_capacity(events),
+            e_id: Vec::with_capacity(events),
+            e_type: Vec::with_capacity(events),
+            e_schema: Vec::with_capacity(events),
+            e_tenant: Vec::with_capacity(events),
+            e_data: Vec::with_capacity(events),
+            e_meta: Vec::with_capacity(events),
+            e_hash: Vec::with_capacity(events),
+            c_op: Vec::with_capacity(claims),
+            c_scope: Vec::with_capacity(claims),
+            c_key: Vec::with_capacity(claims),
+            c_owner: Vec::with_capacity(claims),
+            idem_key: None,
+            idem_outcome: None,
+            now: Utc::now(),
+            recorded: Vec::with_capacity(events),
         }
-        Some("SD423") => {
-            let info: ClaimInfo = serde_json::from_str(d.message()).map_err(corrupt)?;
-            Err(StoreError::ClaimTaken {
-                scope: info.scope,
-                key: info.key,
-                holder: info.holder,
-            })
-        }
-        _ if d.is_unique_violation() && d.constraint() == Some("events_event_id_key") => {
-            Err(StoreError::Invalid("duplicate event id".into()))
-        }
-        _ if d.is_unique_violation() => Err(StoreError::Conflict {
-            stream: String::new(),
-            expected: ExpectedVersion::Any,
-            actual: None,
-        }),
-        _ => Err(err(x)),
+    }
+}
+
+/// An error `scaidrive_append` raised for one append.
+struct Failure {
+    code: Option<String>,
+    message: String,
+    constraint: Option<String>,
+}
+
+impl Failure {
+    /// The store's answer, or `None` for an error that is not the
+    /// function's own (the caller maps the driver error).
+    fn outcome(&self, p: &Prepared) -> Option<Result<FastOutcome, StoreError>> {
+        let corrupt = |e: serde_json::Error| {
+            StoreError::Backend(format!("unreadable answer of scaidrive_append: {e}"))
+        };
+        let unique = self.code.as_deref() == Some("23505");
+        Some(match self.code.as_deref() {
+            Some("SD409") => match serde_json::from_str::<ConflictInfo>(&self.message) {
+                Ok(info) => {
+                    let expected = p
+                        .p_streams
+                        .iter()
+                        .zip(&p.expected)
+                        .find(|(s, _)| **s == info.stream)
+                        .map(|(_, e)| *e)
+                        .unwrap_or(ExpectedVersion::Any);
+                    Err(StoreError::Conflict {
+                        stream: info.stream,
+                        expected,
+                        actual: info.actual,
+                    })
+                }
+                Err(e) => Err(corrupt(e)),
+            },
+            Some("SD412") => serde_json::from_str::<Vec<(String, i64, String)>>(&self.message)
+                .map(FastOutcome::Stale)
+                .map_err(corrupt),
+            Some("SD423") => match serde_json::from_str::<ClaimInfo>(&self.message) {
+                Ok(info) => Err(StoreError::ClaimTaken {
+                    scope: info.scope,
+                    key: info.key,
+                    holder: info.holder,
+                }),
+                Err(e) => Err(corrupt(e)),
+            },
+            _ if unique && self.constraint.as_deref() == Some("events_event_id_key") => {
+                Err(StoreError::Invalid("duplicate event id".into()))
+            }
+            _ if unique => Err(StoreError::Conflict {
+                stream: String::new(),
+                expected: ExpectedVersion::Any,
+                actual: None,
+            }),
+            // serialization_failure, deadlock_detected: safe to decide again.
+            Some("40001") | Some("40P01") => Err(StoreError::Conflict {
+                stream: String::new(),
+                expected: ExpectedVersion::Any,
+                actual: None,
+            }),
+            _ => return None,
+        })
     }
 }
 
@@ -782,11 +900,12 @@ impl EventStore for PostgresStore {
                     .map(|_| *d)
             })
         };
-        // One statement per attempt, unless a test hook needs the open
+        // One statement per attempt, written with whatever other appends
+        // queued meanwhile (group commit), unless a test hook needs the open
         // transaction; heads that keep moving under us fall back to it too.
         if delay.is_none() {
             for _ in 0..FAST_ATTEMPTS {
-                match self.append_once(&request).await? {
+                match self.group.append(self.prepare(&request)?).await? {
                     FastOutcome::Done(outcome) => return Ok(outcome),
                     FastOutcome::Stale(current) => {
                         let mut heads = self.heads.lock();
@@ -804,7 +923,7 @@ impl EventStore for PostgresStore {
                     tokio::time::sleep(d).await;
                 }
                 tx.commit().await.map_err(err)?;
-                self.remember_heads(&appended.events);
+                self.written.remember_heads(&appended.events);
                 if !appended.events.is_empty() {
                     let _ = self.wake.send(());
                     self.notify_others.notify_one();
@@ -846,7 +965,7 @@ impl EventStore for PostgresStore {
             .map_err(err)?;
         let events = rows.iter().map(decode_row).collect::<Result<Vec<_>, _>>()?;
         if let Some(last) = events.last() {
-            self.remember_heads(std::slice::from_ref(last));
+            self.written.remember_heads(std::slice::from_ref(last));
         }
         Ok(events)
     }

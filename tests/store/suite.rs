@@ -758,3 +758,68 @@ pub async fn two_stores_on_one_database_keep_versions_and_chains(h: &Harness) {
         assert_eq!(report.streams_checked, 4);
     }
 }
+
+/// Many appends at once (the PostgreSQL store writes those that queue up
+/// together, in one transaction): each one's outcome is its own, a refused
+/// one takes nothing else down, and the log and chains come out whole.
+pub async fn concurrent_appends_succeed_or_fail_alone(h: &Harness) {
+    let s = &h.store;
+    for i in (0..64).step_by(4) {
+        committed(s, one(&format!("solo-{i}"), ExpectedVersion::NoStream, 1)).await;
+    }
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                // Every fourth stream exists already: "no stream" is refused there.
+                let mut req = one(&format!("solo-{i}"), ExpectedVersion::NoStream, 2);
+                // Pairs claim one key: the second of each pair finds it taken.
+                req.claims.push(ClaimOp::Claim {
+                    scope: "solo".into(),
+                    key: format!("k{}", i / 2),
+                    owner: format!("o{i}"),
+                });
+                (i, s.append(req).await)
+            })
+        })
+        .collect();
+    let (mut committed_n, mut conflicts, mut taken) = (0, 0, 0);
+    let mut last = LogPosition::START;
+    for t in tasks {
+        let (i, outcome) = t.await.expect("join");
+        match outcome {
+            Ok(AppendOutcome::Committed(a)) => {
+                assert_ne!(i % 4, 0, "solo-{i} exists and must be refused");
+                assert_eq!(a.events.len(), 2);
+                assert_eq!(a.events[0].stream_version, 1);
+                assert_eq!(a.events[1].stream_version, 2);
+                assert!(a.events[0].log < a.events[1].log);
+                last = last.max(a.last.expect("position"));
+                committed_n += 1;
+            }
+            Err(StoreError::Conflict { stream, .. }) => {
+                assert_eq!(i % 4, 0, "only existing streams conflict, not solo-{i}");
+                assert_eq!(stream, format!("solo-{i}"));
+                conflicts += 1;
+            }
+            Err(StoreError::ClaimTaken { key, .. }) => {
+                assert_eq!(key, format!("k{}", i / 2));
+                taken += 1;
+            }
+            other => panic!("solo-{i}: unexpected {other:?}"),
+        }
+    }
+    assert_eq!(conflicts, 16);
+    // Pairs (4k, 4k+1): the first is refused, so the second gets the key;
+    // pairs (4k+2, 4k+3) both try: exactly one of them wins.
+    assert_eq!(taken, 16);
+    assert_eq!(committed_n, 32);
+    let all = read_everything(s, last).await;
+    assert_eq!(all.len(), 16 + 32 * 2);
+    let ids: std::collections::HashSet<_> = all.iter().map(|e| e.event_id).collect();
+    assert_eq!(ids.len(), all.len());
+    assert!(all.windows(2).all(|w| w[0].log < w[1].log));
+    let report = s.verify(None).await.expect("verify");
+    assert_eq!(report.first_broken, None, "{report:?}");
+    assert_eq!(report.events_checked, 16 + 32 * 2);
+}

@@ -1,0 +1,309 @@
+//! Group commit: appends that arrive while earlier ones are being written
+//! are written together, in one transaction and one round trip
+//! (`scaidrive_append_group`, migration 0014), each in a subtransaction of
+//! its own so that one refused append does not undo the others.
+//!
+//! A few committer tasks share one queue. Each takes what has queued up (at
+//! most [`MAX_GROUP`] appends, none touching a stream another in the group
+//! touches), writes it and answers every caller; so under load a group is as
+//! large as the number of appends that arrived during the previous write,
+//! and a lone append is written at once, by the plain one-statement path.
+//! The tasks, not the callers, run the writes: a caller that goes away (a
+//! request whose client disconnected) cannot cut short a group that carries
+//! other callers' appends.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use chrono::Utc;
+use parking_lot::Mutex;
+use sqlx::postgres::PgPool;
+use tokio::sync::{oneshot, Notify};
+use uuid::Uuid;
+
+use super::{err, Answer, Failure, FastOutcome, Prepared, Written};
+use crate::store::StoreError;
+
+/// Appends written together at most (each is a subtransaction; PostgreSQL
+/// keeps up to 64 of them per transaction in shared memory cheaply).
+const MAX_GROUP: usize = 32;
+/// Committer tasks (groups being written at the same time) unless
+/// `SCAIDRIVE_PG_COMMITTERS` says otherwise (1–16).
+const COMMITTERS: usize = 3;
+
+fn committers() -> usize {
+    std::env::var("SCAIDRIVE_PG_COMMITTERS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| (1..=16).contains(n))
+        .unwrap_or(COMMITTERS)
+}
+
+struct Pending {
+    prepared: Prepared,
+    reply: oneshot::Sender<Result<FastOutcome, StoreError>>,
+}
+
+struct Queue {
+    pending: Mutex<VecDeque<Pending>>,
+    arrived: Notify,
+    /// Set when the store is dropped: the tasks end.
+    closed: AtomicBool,
+}
+
+/// The queue the store hands its appends to.
+pub(super) struct Committer {
+    queue: Arc<Queue>,
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        // Lets the tasks see the store is gone.
+        self.queue.closed.store(true, Ordering::SeqCst);
+        self.queue.arrived.notify_waiters();
+    }
+}
+
+impl Committer {
+    pub(super) fn start(pool: PgPool, written: Arc<Written>) -> Self {
+        let queue = Arc::new(Queue {
+            pending: Mutex::new(VecDeque::new()),
+            arrived: Notify::new(),
+            closed: AtomicBool::new(false),
+        });
+        for _ in 0..committers() {
+            let queue = queue.clone();
+            let (pool, written) = (pool.clone(), written.clone());
+            tokio::spawn(async move {
+                while !queue.closed.load(Ordering::SeqCst) {
+                    let group = next_group(&queue).await;
+                    if !group.is_empty() {
+                        write(&pool, &written, group).await;
+                    }
+                }
+            });
+        }
+        Self { queue }
+    }
+
+    /// Queues `prepared` and waits for its outcome.
+    pub(super) async fn append(&self, prepared: Prepared) -> Result<FastOutcome, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .pending
+            .lock()
+            .push_back(Pending { prepared, reply });
+        self.queue.arrived.notify_one();
+        answer.await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(
+                "the append's committer stopped before answering".into(),
+            ))
+        })
+    }
+}
+
+/// Waits for queued appends and takes a group of them (empty when woken
+/// with nothing to do).
+async fn next_group(queue: &Queue) -> Vec<Pending> {
+    let notified = queue.arrived.notified();
+    tokio::pin!(notified);
+    loop {
+        notified.as_mut().enable();
+        let (group, more) = take(&mut queue.pending.lock());
+        if !group.is_empty() {
+            if more {
+                // Appends left behind (touching a stream of this group, or
+                // beyond its size): another committer may take them now.
+                queue.arrived.notify_one();
+            }
+            return group;
+        }
+        if queue.closed.load(Ordering::SeqCst) {
+            return Vec::new();
+        }
+        notified.as_mut().await;
+        notified.set(queue.arrived.notified());
+    }
+}
+
+/// The first appends of the queue whose streams do not overlap, at most
+/// [`MAX_GROUP`]; and whether any are left.
+fn take(pending: &mut VecDeque<Pending>) -> (Vec<Pending>, bool) {
+    let mut group = Vec::new();
+    let mut streams: HashSet<String> = HashSet::new();
+    let mut i = 0;
+    while i < pending.len() && group.len() < MAX_GROUP {
+        let overlaps = pending[i]
+            .prepared
+            .p_streams
+            .iter()
+            .any(|s| streams.contains(s));
+        if overlaps {
+            i += 1;
+            continue;
+        }
+        if let Some(p) = pending.remove(i) {
+            streams.extend(p.prepared.p_streams.iter().cloned());
+            group.push(p);
+        }
+    }
+    (group, !pending.is_empty())
+}
+
+/// Writes one group and answers its callers.
+async fn write(pool: &PgPool, written: &Written, mut group: Vec<Pending>) {
+    if group.len() == 1 {
+        if let Some(one) = group.pop() {
+            let outcome = super::append_one(pool, written, one.prepared).await;
+            let _ = one.reply.send(outcome);
+        }
+        return;
+    }
+    let now = Utc::now();
+    let mut g = Prepared::with_capacity(0, 0, 0);
+    // Everything the group locks, in one sorted order.
+    let mut all_streams: Vec<String> = Vec::new();
+    let (mut r_stream_end, mut r_event_end, mut r_claim_end) = (vec![], vec![], vec![]);
+    let (mut r_idem_key, mut r_idem_outcome) = (vec![], vec![]);
+    for Pending { prepared: p, .. } in &group {
+        all_streams.extend(p.p_streams.iter().cloned());
+        g.p_streams.extend(p.p_streams.iter().cloned());
+        g.p_expected.extend(p.p_expected.iter().copied());
+        g.p_expected_version.extend(&p.p_expected_version);
+        g.p_assumed_version.extend(&p.p_assumed_version);
+        g.p_assumed_hash.extend(p.p_assumed_hash.iter().cloned());
+        g.p_new_version.extend(&p.p_new_version);
+        g.p_new_hash.extend(p.p_new_hash.iter().cloned());
+        g.p_tenant.extend(p.p_tenant.iter().cloned());
+        g.e_stream.extend(p.e_stream.iter().cloned());
+        g.e_version.extend(&p.e_version);
+        g.e_id.extend(&p.e_id);
+        g.e_type.extend(p.e_type.iter().cloned());
+        g.e_schema.extend(&p.e_schema);
+        g.e_tenant.extend(p.e_tenant.iter().cloned());
+        g.e_data.extend(p.e_data.iter().cloned());
+        g.e_meta.extend(p.e_meta.iter().cloned());
+        g.e_hash.extend(p.e_hash.iter().cloned());
+        g.c_op.extend(p.c_op.iter().copied());
+        g.c_scope.extend(p.c_scope.iter().cloned());
+        g.c_key.extend(p.c_key.iter().cloned());
+        g.c_owner.extend(p.c_owner.iter().cloned());
+        r_stream_end.push(g.p_streams.len() as i32);
+        r_event_end.push(g.e_stream.len() as i32);
+        r_claim_end.push(g.c_op.len() as i32);
+        r_idem_key.push(p.idem_key.clone());
+        r_idem_outcome.push(p.idem_outcome.clone());
+    }
+    // Claim keys and idempotency keys are locked up front as well: two
+    // groups inserting the same key in opposite orders would deadlock.
+    for Pending { prepared: p, .. } in &group {
+        for (scope, key) in p.c_scope.iter().zip(&p.c_key) {
+            all_streams.push(format!("\u{1}claim\u{1}{scope}\u{1}{key}"));
+        }
+        if let Some(key) = &p.idem_key {
+            all_streams.push(format!("\u{1}idempotency\u{1}{key}"));
+        }
+    }
+    all_streams.sort();
+    all_streams.dedup();
+
+    type Row = (
+        i32,
+        String,
+        Option<serde_json::Value>,
+        Option<Vec<Uuid>>,
+        Option<Vec<i64>>,
+        Option<Vec<i64>>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let rows: Result<Vec<Row>, sqlx::Error> = sqlx::query_as(
+        "SELECT g_request, g_status, g_outcome, g_ids, g_positions, g_commits, g_code, g_message, g_constraint \
+         FROM scaidrive_append_group($1::text[], $2::int[], $3::int[], $4::int[], $5::text[], $6::jsonb[], \
+         $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::text[], $12::bigint[], $13::text[], $14::text[], \
+         $15::text[], $16::bigint[], $17::uuid[], $18::text[], $19::int[], $20::text[], $21::jsonb[], $22::jsonb[], $23::text[], \
+         $24::timestamptz, $25::text[], $26::text[], $27::text[], $28::text[])",
+    )
+    .bind(&all_streams)
+    .bind(&r_stream_end)
+    .bind(&r_event_end)
+    .bind(&r_claim_end)
+    .bind(&r_idem_key)
+    .bind(&r_idem_outcome)
+    .bind(&g.p_streams)
+    .bind(&g.p_expected)
+    .bind(&g.p_expected_version)
+    .bind(&g.p_assumed_version)
+    .bind(&g.p_assumed_hash)
+    .bind(&g.p_new_version)
+    .bind(&g.p_new_hash)
+    .bind(&g.p_tenant)
+    .bind(&g.e_stream)
+    .bind(&g.e_version)
+    .bind(&g.e_id)
+    .bind(&g.e_type)
+    .bind(&g.e_schema)
+    .bind(&g.e_tenant)
+    .bind(&g.e_data)
+    .bind(&g.e_meta)
+    .bind(&g.e_hash)
+    .bind(now)
+    .bind(&g.c_op)
+    .bind(&g.c_scope)
+    .bind(&g.c_key)
+    .bind(&g.c_owner)
+    .fetch_all(pool)
+    .await;
+
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(e) => {
+            // Nothing of the group was written.
+            let e = err(e);
+            for one in group {
+                let _ = one.reply.send(Err(e.clone()));
+            }
+            return;
+        }
+    };
+    let mut answers: Vec<Option<Row>> = (0..group.len()).map(|_| None).collect();
+    for row in rows {
+        let at = usize::try_from(row.0 - 1).ok();
+        if let Some(slot) = at.and_then(|i| answers.get_mut(i)) {
+            *slot = Some(row);
+        }
+    }
+    for (one, row) in group.into_iter().zip(answers) {
+        let mut p = one.prepared;
+        let outcome = match row {
+            None => Err(StoreError::Backend(
+                "scaidrive_append_group gave no answer for an append".into(),
+            )),
+            Some((_, status, outcome, ids, positions, commits, code, message, constraint)) => {
+                if status == "error" {
+                    let failure = Failure {
+                        code,
+                        message: message.unwrap_or_default(),
+                        constraint,
+                    };
+                    failure.outcome(&p).unwrap_or_else(|| {
+                        Err(StoreError::Backend(format!(
+                            "append failed: {} ({})",
+                            failure.message,
+                            failure.code.as_deref().unwrap_or("?")
+                        )))
+                    })
+                } else {
+                    for r in &mut p.recorded {
+                        r.recorded_at = now;
+                    }
+                    let answer: Answer = (status, outcome, ids, positions, commits);
+                    Ok(written.finish(p, answer))
+                }
+            }
+        };
+        let _ = one.reply.send(outcome);
+    }
+}
