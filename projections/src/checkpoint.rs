@@ -147,3 +147,27 @@ pub async fn advance(
     };
     Ok(moved == 1)
 }
+
+/// Moves a checkpoint from `from` to `cp` inside the caller's transaction if
+/// it is still at `from`, locking the row until the transaction ends (the
+/// `load`-then-`store` of a batch in one statement). Answers whether it moved.
+pub async fn take(
+    tx: &mut Tx,
+    name: &str,
+    from: LogPosition,
+    cp: Checkpoint,
+) -> Result<bool, sqlx::Error> {
+    let moved = tx_execute!(
+        tx,
+        "UPDATE projection_checkpoints SET version = $2, commit_id = $3, position = $4, updated_at = $5 \
+         WHERE name = $1 AND commit_id = $6 AND position = $7",
+        name,
+        cp.version,
+        cp.position.commit,
+        cp.position.position,
+        chrono::Utc::now(),
+        from.commit,
+        from.position
+    )?;
+    Ok(moved == 1)
+}

@@ -208,19 +208,25 @@ impl Projector {
             return Ok(batch.len());
         }
         let mut tx = self.db.begin().await?;
-        // Another process (or a rebuild) may have moved the checkpoint.
-        let stored = checkpoint::load(&mut tx, projection.name()).await?;
-        if let Some(cp) = stored {
-            if cp.position != from {
-                tx.rollback().await?;
-                self.progress.send_modify(|v| v[index] = cp.position);
-                return Ok(1);
+        // Move the checkpoint first: that locks its row for the batch (runners
+        // of other processes, and a rebuild's swap, take turns on it) and
+        // finds out whether someone else moved it meanwhile.
+        let took = checkpoint::take(&mut tx, projection.name(), from, next).await?;
+        if !took {
+            if let Some(cp) = checkpoint::load(&mut tx, projection.name()).await? {
+                if cp.position != from {
+                    tx.rollback().await?;
+                    self.progress.send_modify(|v| v[index] = cp.position);
+                    return Ok(1);
+                }
             }
         }
         for event in batch.iter().filter(|e| projection.handles(&e.event_type)) {
             projection.apply(&mut tx, event).await?;
         }
-        checkpoint::store(&mut tx, projection.name(), next).await?;
+        if !took {
+            checkpoint::store(&mut tx, projection.name(), next).await?;
+        }
         tx.commit().await?;
         self.progress.send_modify(|v| v[index] = last);
         Ok(batch.len())

@@ -74,10 +74,17 @@ impl PostgresStore {
     pub async fn new(pool: PgPool) -> Result<Self, StoreError> {
         let (wake, _) = broadcast::channel(64);
         let cancel = CancellationToken::new();
-        tokio::spawn(listen(pool.clone(), wake.clone(), cancel.clone()));
+        let me = Uuid::now_v7().to_string();
+        tokio::spawn(listen(
+            pool.clone(),
+            me.clone(),
+            wake.clone(),
+            cancel.clone(),
+        ));
         let notify_others = Arc::new(tokio::sync::Notify::new());
         tokio::spawn(notify_loop(
             pool.clone(),
+            me,
             notify_others.clone(),
             cancel.clone(),
         ));
@@ -128,14 +135,22 @@ impl PostgresStore {
 /// Sends at most one NOTIFY per few milliseconds, outside the appending
 /// transactions: a NOTIFY inside a transaction takes a global lock at commit
 /// and would serialise every writer.
-async fn notify_loop(pool: PgPool, wanted: Arc<tokio::sync::Notify>, cancel: CancellationToken) {
+/// The payload names the sending store, whose own listener skips it: its
+/// subscribers were woken directly at commit.
+async fn notify_loop(
+    pool: PgPool,
+    me: String,
+    wanted: Arc<tokio::sync::Notify>,
+    cancel: CancellationToken,
+) {
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = wanted.notified() => {}
         }
-        if let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
             .bind(CHANNEL)
+            .bind(&me)
             .execute(&pool)
             .await
         {
@@ -145,7 +160,7 @@ async fn notify_loop(pool: PgPool, wanted: Arc<tokio::sync::Notify>, cancel: Can
     }
 }
 
-async fn listen(pool: PgPool, wake: broadcast::Sender<()>, cancel: CancellationToken) {
+async fn listen(pool: PgPool, me: String, wake: broadcast::Sender<()>, cancel: CancellationToken) {
     loop {
         let result = async {
             let mut listener = PgListener::connect_with(&pool).await?;
@@ -156,7 +171,11 @@ async fn listen(pool: PgPool, wake: broadcast::Sender<()>, cancel: CancellationT
             loop {
                 tokio::select! {
                     _ = cancel.cancelled() => return Ok::<(), sqlx::Error>(()),
-                    n = listener.recv() => { n?; let _ = wake.send(()); }
+                    n = listener.recv() => {
+                        if n?.payload() != me {
+                            let _ = wake.send(());
+                        }
+                    }
                 }
             }
         }
