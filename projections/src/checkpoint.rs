@@ -121,29 +121,24 @@ pub async fn advance(
         "UPDATE projection_checkpoints SET commit_id = $3, position = $4, updated_at = $5 \
          WHERE name = $1 AND version = $2 AND commit_id = $6 AND position = $7";
     let now = chrono::Utc::now();
+    macro_rules! run {
+        ($pool:expr) => {
+            sqlx::query(SQL)
+                .bind(name)
+                .bind(version)
+                .bind(to.commit)
+                .bind(to.position)
+                .bind(now)
+                .bind(from.commit)
+                .bind(from.position)
+                .execute($pool)
+                .await?
+                .rows_affected()
+        };
+    }
     let moved = match db {
-        Db::Sqlite(d) => sqlx::query(SQL)
-            .bind(name)
-            .bind(version)
-            .bind(to.commit)
-            .bind(to.position)
-            .bind(now)
-            .bind(from.commit)
-            .bind(from.position)
-            .execute(&d.write)
-            .await?
-            .rows_affected(),
-        Db::Postgres(p) => sqlx::query(SQL)
-            .bind(name)
-            .bind(version)
-            .bind(to.commit)
-            .bind(to.position)
-            .bind(now)
-            .bind(from.commit)
-            .bind(from.position)
-            .execute(p)
-            .await?
-            .rows_affected(),
+        Db::Sqlite(d) => run!(&d.write),
+        Db::Postgres(p) => run!(p),
     };
     Ok(moved == 1)
 }

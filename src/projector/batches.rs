@@ -68,11 +68,8 @@ impl Batches {
         let mut slots = self.slots.lock().await;
         let commits = slots.commits.get_or_insert_with(|| store.subscribe());
         let mut signalled = false;
-        loop {
-            match commits.try_recv() {
-                Ok(()) | Err(broadcast::error::TryRecvError::Lagged(_)) => signalled = true,
-                Err(_) => break,
-            }
+        while let Ok(()) | Err(broadcast::error::TryRecvError::Lagged(_)) = commits.try_recv() {
+            signalled = true;
         }
         if signalled {
             slots.empty = None;
