@@ -16,7 +16,7 @@ use scaidrive_projections::quota::{self as rm, Usage};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::drive::{path_id, require_perm, visible_share, On, Page};
+use super::drive::{live_share, path_id, require_perm, On, Page};
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
 use super::openapi as doc;
@@ -580,7 +580,7 @@ async fn share_target(
     need: Permission,
 ) -> ApiResult<(QuotaTarget, Option<u64>)> {
     let share_id = path_id(id, "share")?;
-    let row = visible_share(state, p, id).await?;
+    let row = live_share(state, p, id).await?;
     if !p.is_tenant_admin {
         require_perm(state, p, On::Share(&row), need).await?;
     }
@@ -598,6 +598,7 @@ async fn share_target(
 /// A share's quota (MANAGE_PERMISSIONS or tenant admins).
 #[utoipa::path(get, path = "/quotas/shares/{id}", params(("id" = inline(doc::ShareId), Path)), responses(
     (status = 200, description = "The quota with its usage", body = doc::Quota),
+    (status = 410, description = "The share is in the trash"),
 ))]
 async fn get_share(
     State(state): State<AppState>,
@@ -611,7 +612,10 @@ async fn get_share(
 /// Sets a share's limit (MANAGE_PERMISSIONS or tenant admins).
 #[utoipa::path(put, path = "/quotas/shares/{id}", request_body = QuotaBody,
     params(("id" = inline(doc::ShareId), Path)),
-    responses((status = 200, description = "The quota as set", body = doc::Quota)),
+    responses(
+        (status = 200, description = "The quota as set", body = doc::Quota),
+        (status = 410, description = "The share is in the trash"),
+    ),
 )]
 async fn put_share(
     State(state): State<AppState>,
@@ -698,6 +702,7 @@ async fn usage_user(
 /// A share's usage (READ on it).
 #[utoipa::path(get, path = "/quotas/usage/shares/{id}", params(("id" = inline(doc::ShareId), Path)), responses(
     (status = 200, description = "Usage", body = doc::Usage),
+    (status = 410, description = "The share is in the trash"),
 ))]
 async fn usage_share(
     State(state): State<AppState>,

@@ -367,6 +367,7 @@ async fn children(
 /// What is in the share's trash.
 #[utoipa::path(get, path = "/shares/{id}/trash", params(("id" = inline(doc::ShareId), Path)), responses(
     (status = 200, description = "Trashed folders and files", body = doc::TrashListing),
+    (status = 410, description = "The share is in the trash"),
 ))]
 async fn trash(
     State(state): State<AppState>,
@@ -374,7 +375,7 @@ async fn trash(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
     let _: ShareId = path_id(&id, "share")?;
-    visible_share(&state, &p, &id).await?;
+    live_share(&state, &p, &id).await?;
     require_read(&p)?;
     let (folders, files) = q::trash(&state.db, &id).await?;
     let items: Vec<Value> = folders

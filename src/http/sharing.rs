@@ -17,9 +17,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::drive::{
-    live_share, path_id, require_perm, require_read, require_write, visible_share, On, Page,
-};
+use super::drive::{live_share, path_id, require_perm, require_read, require_write, On, Page};
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
 use super::openapi as doc;
@@ -85,6 +83,7 @@ async fn member_json(state: &AppState, tenant: &str, m: &MemberRow) -> ApiResult
 /// A share's members (the owner included).
 #[utoipa::path(get, path = "/shares/{id}/members", params(("id" = inline(doc::ShareId), Path), Page), responses(
     (status = 200, description = "A page of members", body = doc::MemberList),
+    (status = 410, description = "The share is in the trash"),
 ))]
 async fn list_members(
     State(state): State<AppState>,
@@ -94,7 +93,7 @@ async fn list_members(
 ) -> ApiResult<Json<Value>> {
     let _: ShareId = path_id(&id, "share")?;
     let (limit, offset) = page.resolve()?;
-    visible_share(&state, &p, &id).await?;
+    live_share(&state, &p, &id).await?;
     require_read(&p)?;
     let (rows, total) = access::members(&state.db, &id, limit, offset).await?;
     let tenant = p.tenant_id.to_string();
@@ -107,7 +106,10 @@ async fn list_members(
 
 /// One member of a share.
 #[utoipa::path(get, path = "/shares/{id}/members/{principal_id}", params(("id" = inline(doc::ShareId), Path), ("principal_id" = inline(doc::OwnerId), Path)),
-    responses((status = 200, description = "The membership", body = doc::Member)),
+    responses(
+        (status = 200, description = "The membership", body = doc::Member),
+        (status = 410, description = "The share is in the trash"),
+    ),
 )]
 async fn read_member(
     State(state): State<AppState>,
@@ -115,7 +117,7 @@ async fn read_member(
     ApiPath((id, principal_id)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let _: ShareId = path_id(&id, "share")?;
-    visible_share(&state, &p, &id).await?;
+    live_share(&state, &p, &id).await?;
     require_read(&p)?;
     let m = access::member(&state.db, &id, &principal_id)
         .await?
@@ -463,6 +465,7 @@ async fn invite(
 /// A share's invitations (MANAGE_PERMISSIONS).
 #[utoipa::path(get, path = "/shares/{id}/invitations", params(("id" = inline(doc::ShareId), Path), Page), responses(
     (status = 200, description = "A page of invitations", body = doc::InvitationList),
+    (status = 410, description = "The share is in the trash"),
 ))]
 async fn list_invitations(
     State(state): State<AppState>,
@@ -472,7 +475,7 @@ async fn list_invitations(
 ) -> ApiResult<Json<Value>> {
     let _: ShareId = path_id(&id, "share")?;
     let (limit, offset) = page.resolve()?;
-    let share = visible_share(&state, &p, &id).await?;
+    let share = live_share(&state, &p, &id).await?;
     require_read(&p)?;
     require_perm(&state, &p, On::Share(&share), Permission::ManagePermissions).await?;
     let (rows, total) = access::share_invitations(&state.db, &id, limit, offset).await?;
@@ -488,7 +491,7 @@ async fn list_invitations(
     responses(
         (status = 204, description = "Revoked"),
         (status = 409, description = "Already accepted, declined or revoked"),
-        (status = 410, description = "Expired"),
+        (status = 410, description = "Expired, or the share is in the trash"),
     ),
 )]
 async fn revoke(
@@ -498,7 +501,7 @@ async fn revoke(
 ) -> ApiResult<impl IntoResponse> {
     let _: ShareId = path_id(&id, "share")?;
     let _: InvitationId = path_id(&inv_id, "invitation")?;
-    let share = visible_share(&state, &p, &id).await?;
+    let share = live_share(&state, &p, &id).await?;
     require_write(&p)?;
     require_perm(&state, &p, On::Share(&share), Permission::ManagePermissions).await?;
     let row = access::invitation(&state.db, &p.tenant_id.to_string(), &inv_id)
