@@ -106,28 +106,29 @@ pub async fn store(tx: &mut Tx, name: &str, cp: Checkpoint) -> Result<(), sqlx::
     Ok(())
 }
 
-/// Moves a checkpoint from `from` to `to` in one statement, outside any
-/// transaction, if it is still at `from` with `version`: how a runner records
-/// a batch in which its projection had nothing to apply. Answers whether the
-/// row moved (if not, another process or a rebuild moved it first).
+/// The conditional move of [`advance`] and [`take`]: to `$2`–`$4` if the
+/// row is still at `$6`/`$7`.
+const MOVE: &str = "UPDATE projection_checkpoints SET version = $2, commit_id = $3, position = $4, updated_at = $5 \
+     WHERE name = $1 AND commit_id = $6 AND position = $7";
+
+/// Moves a checkpoint from `from` to `cp` in one statement, outside any
+/// transaction, if it is still at `from`: how a runner records a batch in
+/// which its projection had nothing to apply. Answers whether the row moved
+/// (if not, another process or a rebuild moved it first).
 pub async fn advance(
     db: &Db,
     name: &str,
-    version: i32,
     from: LogPosition,
-    to: LogPosition,
+    cp: Checkpoint,
 ) -> Result<bool, sqlx::Error> {
-    const SQL: &str =
-        "UPDATE projection_checkpoints SET commit_id = $3, position = $4, updated_at = $5 \
-         WHERE name = $1 AND version = $2 AND commit_id = $6 AND position = $7";
     let now = chrono::Utc::now();
     macro_rules! run {
         ($pool:expr) => {
-            sqlx::query(SQL)
+            sqlx::query(MOVE)
                 .bind(name)
-                .bind(version)
-                .bind(to.commit)
-                .bind(to.position)
+                .bind(cp.version)
+                .bind(cp.position.commit)
+                .bind(cp.position.position)
                 .bind(now)
                 .bind(from.commit)
                 .bind(from.position)
@@ -143,9 +144,8 @@ pub async fn advance(
     Ok(moved == 1)
 }
 
-/// Moves a checkpoint from `from` to `cp` inside the caller's transaction if
-/// it is still at `from`, locking the row until the transaction ends (the
-/// `load`-then-`store` of a batch in one statement). Answers whether it moved.
+/// [`advance`] inside the caller's transaction, locking the row until the
+/// transaction ends (the `load`-then-`store` of a batch in one statement).
 pub async fn take(
     tx: &mut Tx,
     name: &str,
@@ -154,8 +154,7 @@ pub async fn take(
 ) -> Result<bool, sqlx::Error> {
     let moved = tx_execute!(
         tx,
-        "UPDATE projection_checkpoints SET version = $2, commit_id = $3, position = $4, updated_at = $5 \
-         WHERE name = $1 AND commit_id = $6 AND position = $7",
+        MOVE,
         name,
         cp.version,
         cp.position.commit,

@@ -52,8 +52,7 @@ impl Deref for AppState {
 impl Services {
     /// Waits (bounded) until the read models include `position`.
     pub async fn caught_up(&self, position: Option<LogPosition>) {
-        let mask = vec![true; self.projector.names().len()];
-        self.caught_up_in(position, &mask).await
+        self.caught_up_in(position, None).await
     }
 
     /// Waits (bounded) until the read models that apply `committed`'s events
@@ -63,10 +62,10 @@ impl Services {
         let mask = self
             .projector
             .concerned(committed.events.iter().map(|e| e.event_type.as_str()));
-        self.caught_up_in(committed.position, &mask).await
+        self.caught_up_in(committed.position, Some(&mask)).await
     }
 
-    async fn caught_up_in(&self, position: Option<LogPosition>, mask: &[bool]) {
+    async fn caught_up_in(&self, position: Option<LogPosition>, mask: Option<&[bool]>) {
         let Some(p) = position else { return };
         let wait = self.config.consistency_wait;
         if self.projector.wait_for_some(p, mask, wait).await {

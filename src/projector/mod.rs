@@ -202,7 +202,7 @@ impl Projector {
         // statement instead of a transaction (the full path below when the
         // row is not where this runner left it).
         if !batch.iter().any(|e| projection.handles(&e.event_type))
-            && checkpoint::advance(&self.db, projection.name(), next.version, from, last).await?
+            && checkpoint::advance(&self.db, projection.name(), from, next).await?
         {
             self.progress.send_modify(|v| v[index] = last);
             return Ok(batch.len());
@@ -243,8 +243,7 @@ impl Projector {
     /// Waits until every projection has applied `position`, at most `timeout`.
     /// Returns whether it got there.
     pub async fn wait_for(&self, position: LogPosition, timeout: Duration) -> bool {
-        self.wait_for_some(position, &vec![true; self.projections.len()], timeout)
-            .await
+        self.wait_for_some(position, None, timeout).await
     }
 
     /// Which projections (in [`names`](Self::names) order) apply any of
@@ -259,18 +258,18 @@ impl Projector {
         mask
     }
 
-    /// Waits until each projection marked in `mask` has applied `position`,
-    /// at most `timeout`. Returns whether it got there.
+    /// Waits until each projection marked in `mask` (every one for `None`)
+    /// has applied `position`, at most `timeout`. Returns whether it got there.
     pub async fn wait_for_some(
         &self,
         position: LogPosition,
-        mask: &[bool],
+        mask: Option<&[bool]>,
         timeout: Duration,
     ) -> bool {
         let there = |v: &Vec<LogPosition>| {
-            v.iter()
-                .zip(mask)
-                .all(|(p, wanted)| !*wanted || *p >= position)
+            v.iter().enumerate().all(|(i, p)| {
+                *p >= position || mask.is_some_and(|m| !m.get(i).copied().unwrap_or(true))
+            })
         };
         let mut rx = self.progress.subscribe();
         if there(&rx.borrow()) {

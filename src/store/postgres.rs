@@ -53,19 +53,13 @@ struct TestHooks {
 /// The PostgreSQL event store.
 pub struct PostgresStore {
     pool: PgPool,
-    wake: broadcast::Sender<()>,
     no_watermark: AtomicBool,
     hooks: Mutex<TestHooks>,
-    /// Stream heads as last written or read here: the chain of an append is
-    /// computed from them, and the database checks they are still current.
-    heads: Heads,
-    /// What every append that commits does afterwards (shared with the
-    /// group committer's tasks).
+    /// The stream heads and the commit signals (shared with the group
+    /// committer's tasks).
     written: Arc<Written>,
     /// Queues appends for group commit.
     group: group::Committer,
-    /// Asks the notifier task to tell other processes about new commits.
-    notify_others: Arc<tokio::sync::Notify>,
     _listener: DropGuard,
 }
 
@@ -88,23 +82,19 @@ impl PostgresStore {
             notify_others.clone(),
             cancel.clone(),
         ));
-        let heads: Heads = Arc::new(Mutex::new(lru::LruCache::new(
-            NonZeroUsize::new(HEAD_CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN),
-        )));
         let written = Arc::new(Written {
-            heads: heads.clone(),
-            wake: wake.clone(),
-            notify_others: notify_others.clone(),
-        });
-        Ok(Self {
-            pool: pool.clone(),
+            heads: Mutex::new(lru::LruCache::new(
+                NonZeroUsize::new(HEAD_CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN),
+            )),
             wake,
             notify_others,
+        });
+        Ok(Self {
+            group: group::Committer::start(pool.clone(), written.clone()),
+            pool,
             no_watermark: AtomicBool::new(false),
             hooks: Mutex::new(TestHooks::default()),
-            heads: heads.clone(),
-            written: written.clone(),
-            group: group::Committer::start(pool.clone(), written),
+            written,
             _listener: cancel.drop_guard(),
         })
     }
@@ -196,15 +186,24 @@ async fn listen(pool: PgPool, me: String, wake: broadcast::Sender<()>, cancel: C
 const COLUMNS: &str = "position, stream_id, stream_version, event_id, event_type, schema_version, tenant_id, \
                        data, metadata, transaction_id::text::bigint AS commit_id, recorded_at, hash";
 
+/// serialization_failure, deadlock_detected: safe to decide again.
+fn retryable(code: Option<&str>) -> bool {
+    matches!(code, Some("40001") | Some("40P01"))
+}
+
+/// A conflict with no stream to name: decide again on fresh state.
+fn anonymous_conflict() -> StoreError {
+    StoreError::Conflict {
+        stream: String::new(),
+        expected: ExpectedVersion::Any,
+        actual: None,
+    }
+}
+
 fn err(e: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(d) = &e {
-        // serialization_failure, deadlock_detected: safe to decide again.
-        if matches!(d.code().as_deref(), Some("40001") | Some("40P01")) {
-            return StoreError::Conflict {
-                stream: String::new(),
-                expected: ExpectedVersion::Any,
-                actual: None,
-            };
+        if retryable(d.code().as_deref()) {
+            return anonymous_conflict();
         }
     }
     StoreError::from_sqlx(e)
@@ -364,13 +363,7 @@ async fn append_in(
                             })
                         }
                         // Released between our insert and select: retrying decides again.
-                        None => {
-                            return Err(StoreError::Conflict {
-                                stream: String::new(),
-                                expected: ExpectedVersion::Any,
-                                actual: None,
-                            })
-                        }
+                        None => return Err(anonymous_conflict()),
                     }
                 }
             }
@@ -543,7 +536,7 @@ impl PostgresStore {
         let mut order: Vec<&StreamAppend> = request.streams.iter().collect();
         order.sort_by(|a, b| a.stream_id.cmp(&b.stream_id));
         let assumed: HashMap<&str, (i64, String)> = {
-            let mut heads = self.heads.lock();
+            let mut heads = self.written.heads.lock();
             order
                 .iter()
                 .map(|s| {
@@ -647,18 +640,30 @@ impl PostgresStore {
     }
 }
 
-/// Stream heads (version, last hash) as last written or read here.
-type Heads = Arc<Mutex<lru::LruCache<String, (i64, String)>>>;
-
-/// The bookkeeping after a commit: remembered heads, the in-process wake-up
+/// The bookkeeping around commits: remembered heads, the in-process wake-up
 /// and the notification of other processes.
 struct Written {
-    heads: Heads,
+    /// Stream heads (version, last hash) as last written or read here: the
+    /// chain of an append is computed from them, and the database checks
+    /// they are still current.
+    heads: Mutex<lru::LruCache<String, (i64, String)>>,
     wake: broadcast::Sender<()>,
+    /// Asks the notifier task to tell other processes about new commits.
     notify_others: Arc<tokio::sync::Notify>,
 }
 
 impl Written {
+    /// After a commit of `events`: remember their heads, wake the
+    /// subscribers here and tell the other processes.
+    fn committed(&self, events: &[RecordedEvent]) {
+        if events.is_empty() {
+            return;
+        }
+        self.remember_heads(events);
+        let _ = self.wake.send(());
+        self.notify_others.notify_one();
+    }
+
     /// Remembers the heads the given events leave behind (never going back).
     fn remember_heads(&self, events: &[RecordedEvent]) {
         let mut heads = self.heads.lock();
@@ -695,11 +700,7 @@ impl Written {
                 r.log = LogPosition::new(*c, *pos);
             }
         }
-        if !recorded.is_empty() {
-            self.remember_heads(&recorded);
-            let _ = self.wake.send(());
-            self.notify_others.notify_one();
-        }
+        self.committed(&recorded);
         let last = recorded.iter().map(|e| e.log).max();
         FastOutcome::Done(AppendOutcome::Committed(Appended {
             events: recorded,
@@ -889,17 +890,7 @@ impl Failure {
             _ if unique && self.constraint.as_deref() == Some("events_event_id_key") => {
                 Err(StoreError::Invalid("duplicate event id".into()))
             }
-            _ if unique => Err(StoreError::Conflict {
-                stream: String::new(),
-                expected: ExpectedVersion::Any,
-                actual: None,
-            }),
-            // serialization_failure, deadlock_detected: safe to decide again.
-            Some("40001") | Some("40P01") => Err(StoreError::Conflict {
-                stream: String::new(),
-                expected: ExpectedVersion::Any,
-                actual: None,
-            }),
+            code if unique || retryable(code) => Err(anonymous_conflict()),
             _ => return None,
         })
     }
@@ -927,7 +918,7 @@ impl EventStore for PostgresStore {
                 match self.group.append(self.prepare(&request)?).await? {
                     FastOutcome::Done(outcome) => return Ok(outcome),
                     FastOutcome::Stale(current) => {
-                        let mut heads = self.heads.lock();
+                        let mut heads = self.written.heads.lock();
                         for (stream, version, hash) in current {
                             heads.put(stream, (version, hash));
                         }
@@ -942,11 +933,7 @@ impl EventStore for PostgresStore {
                     tokio::time::sleep(d).await;
                 }
                 tx.commit().await.map_err(err)?;
-                self.written.remember_heads(&appended.events);
-                if !appended.events.is_empty() {
-                    let _ = self.wake.send(());
-                    self.notify_others.notify_one();
-                }
+                self.written.committed(&appended.events);
                 Ok(AppendOutcome::Committed(appended))
             }
             Ok(Err(())) => {
@@ -1079,7 +1066,7 @@ impl EventStore for PostgresStore {
     }
 
     fn subscribe(&self) -> broadcast::Receiver<()> {
-        self.wake.subscribe()
+        self.written.wake.subscribe()
     }
 
     async fn verify(&self, tenant_id: Option<&str>) -> Result<VerifyReport, StoreError> {

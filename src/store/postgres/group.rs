@@ -151,6 +151,35 @@ fn take(pending: &mut VecDeque<Pending>) -> (Vec<Pending>, bool) {
     (group, !pending.is_empty())
 }
 
+impl Prepared {
+    /// Moves `p`'s arrays onto the end of this one's (the group's call).
+    /// `p` keeps what its answer is read with: its streams, their
+    /// expectations and the events as recorded.
+    fn absorb(&mut self, p: &mut Prepared) {
+        self.p_streams.extend(p.p_streams.iter().cloned());
+        self.p_expected.append(&mut p.p_expected);
+        self.p_expected_version.append(&mut p.p_expected_version);
+        self.p_assumed_version.append(&mut p.p_assumed_version);
+        self.p_assumed_hash.append(&mut p.p_assumed_hash);
+        self.p_new_version.append(&mut p.p_new_version);
+        self.p_new_hash.append(&mut p.p_new_hash);
+        self.p_tenant.append(&mut p.p_tenant);
+        self.e_stream.append(&mut p.e_stream);
+        self.e_version.append(&mut p.e_version);
+        self.e_id.append(&mut p.e_id);
+        self.e_type.append(&mut p.e_type);
+        self.e_schema.append(&mut p.e_schema);
+        self.e_tenant.append(&mut p.e_tenant);
+        self.e_data.append(&mut p.e_data);
+        self.e_meta.append(&mut p.e_meta);
+        self.e_hash.append(&mut p.e_hash);
+        self.c_op.append(&mut p.c_op);
+        self.c_scope.append(&mut p.c_scope);
+        self.c_key.append(&mut p.c_key);
+        self.c_owner.append(&mut p.c_owner);
+    }
+}
+
 /// Writes one group and answers its callers.
 async fn write(pool: &PgPool, written: &Written, mut group: Vec<Pending>) {
     if group.len() == 1 {
@@ -162,48 +191,26 @@ async fn write(pool: &PgPool, written: &Written, mut group: Vec<Pending>) {
     }
     let now = Utc::now();
     let mut g = Prepared::with_capacity(0, 0, 0);
-    // Everything the group locks, in one sorted order.
+    // Everything the group locks, in one sorted order: its streams, and its
+    // claim and idempotency keys (two groups inserting the same key in
+    // opposite orders would deadlock).
     let mut all_streams: Vec<String> = Vec::new();
     let (mut r_stream_end, mut r_event_end, mut r_claim_end) = (vec![], vec![], vec![]);
     let (mut r_idem_key, mut r_idem_outcome) = (vec![], vec![]);
-    for Pending { prepared: p, .. } in &group {
+    for Pending { prepared: p, .. } in &mut group {
         all_streams.extend(p.p_streams.iter().cloned());
-        g.p_streams.extend(p.p_streams.iter().cloned());
-        g.p_expected.extend(p.p_expected.iter().copied());
-        g.p_expected_version.extend(&p.p_expected_version);
-        g.p_assumed_version.extend(&p.p_assumed_version);
-        g.p_assumed_hash.extend(p.p_assumed_hash.iter().cloned());
-        g.p_new_version.extend(&p.p_new_version);
-        g.p_new_hash.extend(p.p_new_hash.iter().cloned());
-        g.p_tenant.extend(p.p_tenant.iter().cloned());
-        g.e_stream.extend(p.e_stream.iter().cloned());
-        g.e_version.extend(&p.e_version);
-        g.e_id.extend(&p.e_id);
-        g.e_type.extend(p.e_type.iter().cloned());
-        g.e_schema.extend(&p.e_schema);
-        g.e_tenant.extend(p.e_tenant.iter().cloned());
-        g.e_data.extend(p.e_data.iter().cloned());
-        g.e_meta.extend(p.e_meta.iter().cloned());
-        g.e_hash.extend(p.e_hash.iter().cloned());
-        g.c_op.extend(p.c_op.iter().copied());
-        g.c_scope.extend(p.c_scope.iter().cloned());
-        g.c_key.extend(p.c_key.iter().cloned());
-        g.c_owner.extend(p.c_owner.iter().cloned());
-        r_stream_end.push(g.p_streams.len() as i32);
-        r_event_end.push(g.e_stream.len() as i32);
-        r_claim_end.push(g.c_op.len() as i32);
-        r_idem_key.push(p.idem_key.clone());
-        r_idem_outcome.push(p.idem_outcome.clone());
-    }
-    // Claim keys and idempotency keys are locked up front as well: two
-    // groups inserting the same key in opposite orders would deadlock.
-    for Pending { prepared: p, .. } in &group {
         for (scope, key) in p.c_scope.iter().zip(&p.c_key) {
             all_streams.push(format!("\u{1}claim\u{1}{scope}\u{1}{key}"));
         }
         if let Some(key) = &p.idem_key {
             all_streams.push(format!("\u{1}idempotency\u{1}{key}"));
         }
+        g.absorb(p);
+        r_stream_end.push(g.p_streams.len() as i32);
+        r_event_end.push(g.e_stream.len() as i32);
+        r_claim_end.push(g.c_op.len() as i32);
+        r_idem_key.push(p.idem_key.take());
+        r_idem_outcome.push(p.idem_outcome.take());
     }
     all_streams.sort();
     all_streams.dedup();
