@@ -147,6 +147,7 @@ impl Application {
             bus: CommandBus::new(core.store.clone(), 100_000),
             db: core.db,
             store: core.store,
+            groups: crate::http::group_cache::GroupCache::new(&projector),
             projector,
             leases,
             auth,

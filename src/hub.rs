@@ -75,6 +75,12 @@ impl Hub {
             if reached <= last {
                 continue;
             }
+            // Nobody listening: nothing to read. A socket that subscribes
+            // from here on asks for changes committed after `reached` only.
+            if self.tx.receiver_count() == 0 {
+                last = reached;
+                continue;
+            }
             match self.drain(&db, last).await {
                 Ok(Some(to)) => last = to,
                 Ok(None) => {}

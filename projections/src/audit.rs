@@ -8,8 +8,8 @@ use serde_json::Value;
 use sqlx::types::Json;
 
 use crate::db::{Db, Tx};
+use crate::db_fetch_all;
 use crate::projection::{Projection, ProjectionError};
-use crate::{db_fetch_all, tx_execute};
 
 /// How an event type reads in the audit log.
 pub struct Classification {
@@ -102,30 +102,18 @@ impl Projection for AuditProjection {
     }
 
     async fn apply(&self, tx: &mut Tx, e: &RecordedEvent) -> Result<(), ProjectionError> {
-        let c = classify(&e.event_type);
-        let a = &e.metadata.actor;
-        tx_execute!(
-            tx,
-            "INSERT INTO rm_audit (position, commit_id, event_id, tenant_id, occurred_at, category, action, severity, event_type, \
-             user_id, service_account, ip, user_agent, resource_type, resource_id, details) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT (position) DO NOTHING",
-            e.log.position,
-            e.log.commit,
-            scaidrive_domain::id::EventId::from_uuid(e.event_id).to_string(),
-            &e.tenant_id,
-            e.metadata.occurred_at,
-            c.category,
-            &c.action,
-            c.severity,
-            &e.event_type,
-            &a.user_id,
-            &a.service_account,
-            &a.ip,
-            &a.user_agent,
-            c.resource_type,
-            &e.stream_id,
-            Json(scaidrive_domain::event::redacted(&e.data))
-        )?;
+        insert(tx, std::slice::from_ref(e)).await
+    }
+
+    /// One multi-row `INSERT` per [`ROWS_PER_INSERT`] events.
+    async fn apply_all(
+        &self,
+        tx: &mut Tx,
+        events: &[RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        for chunk in events.chunks(ROWS_PER_INSERT) {
+            insert(tx, chunk).await?;
+        }
         Ok(())
     }
 
@@ -247,6 +235,48 @@ pub async fn page(
         q,
         limit
     )
+}
+
+/// Rows per audit `INSERT`: 16 parameters each stays far below either
+/// backend's limit on bound parameters.
+const ROWS_PER_INSERT: usize = 500;
+
+/// Inserts the audit rows of `events` in one statement.
+async fn insert(tx: &mut Tx, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
+    const HEAD: &str = "INSERT INTO rm_audit (position, commit_id, event_id, tenant_id, occurred_at, category, action, severity, event_type, \
+         user_id, service_account, ip, user_agent, resource_type, resource_id, details) ";
+    macro_rules! run {
+        ($db:ty, $conn:expr) => {{
+            let mut q = sqlx::QueryBuilder::<$db>::new(HEAD);
+            q.push_values(events, |mut row, e| {
+                let c = classify(&e.event_type);
+                let a = &e.metadata.actor;
+                row.push_bind(e.log.position)
+                    .push_bind(e.log.commit)
+                    .push_bind(scaidrive_domain::id::EventId::from_uuid(e.event_id).to_string())
+                    .push_bind(e.tenant_id.clone())
+                    .push_bind(e.metadata.occurred_at)
+                    .push_bind(c.category)
+                    .push_bind(c.action)
+                    .push_bind(c.severity)
+                    .push_bind(e.event_type.clone())
+                    .push_bind(a.user_id.clone())
+                    .push_bind(a.service_account.clone())
+                    .push_bind(a.ip.clone())
+                    .push_bind(a.user_agent.clone())
+                    .push_bind(c.resource_type)
+                    .push_bind(e.stream_id.clone())
+                    .push_bind(Json(scaidrive_domain::event::redacted(&e.data)));
+            });
+            q.push(" ON CONFLICT (position) DO NOTHING");
+            q.build().execute($conn).await?;
+        }};
+    }
+    match tx {
+        Tx::Sqlite(t) => run!(sqlx::Sqlite, &mut **t),
+        Tx::Postgres(t) => run!(sqlx::Postgres, &mut **t),
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -165,3 +165,91 @@ pub async fn take(
     )?;
     Ok(moved == 1)
 }
+
+/// [`take`] for several checkpoints standing at the same `from`: each of
+/// `members` (name, version it writes) still at `from` moves to `to` in the
+/// caller's transaction, its row locked until the transaction ends. Answers,
+/// per member, whether its row moved. On PostgreSQL this is one statement,
+/// and a row locked by someone else (a runner in another process finishing
+/// its batch, a rebuild swapping its tables in) is skipped rather than
+/// waited for: the caller settles it on its own.
+pub async fn take_many(
+    tx: &mut Tx,
+    members: &[(&str, i32)],
+    from: LogPosition,
+    to: LogPosition,
+) -> Result<Vec<bool>, sqlx::Error> {
+    match tx {
+        Tx::Postgres(t) => {
+            let moved = many_postgres(members, from, to).fetch_all(&mut **t).await?;
+            Ok(moved_flags(members, &moved))
+        }
+        Tx::Sqlite(_) => {
+            let mut moved = Vec::with_capacity(members.len());
+            for &(name, version) in members {
+                let cp = Checkpoint {
+                    version,
+                    position: to,
+                };
+                moved.push(take(tx, name, from, cp).await?);
+            }
+            Ok(moved)
+        }
+    }
+}
+
+/// [`advance`] for several checkpoints standing at the same `from`, with
+/// [`take_many`]'s answer: one statement on PostgreSQL, one write
+/// transaction on SQLite.
+pub async fn advance_many(
+    db: &Db,
+    members: &[(&str, i32)],
+    from: LogPosition,
+    to: LogPosition,
+) -> Result<Vec<bool>, sqlx::Error> {
+    match db {
+        Db::Postgres(p) => {
+            let moved = many_postgres(members, from, to).fetch_all(p).await?;
+            Ok(moved_flags(members, &moved))
+        }
+        Db::Sqlite(_) => {
+            let mut tx = db.begin().await?;
+            let moved = take_many(&mut tx, members, from, to).await?;
+            tx.commit().await?;
+            Ok(moved)
+        }
+    }
+}
+
+/// The joint move on PostgreSQL; returns the names of the rows it moved.
+const MOVE_MANY: &str = "WITH due AS ( \
+       SELECT c.name, t.version FROM projection_checkpoints c \
+       JOIN unnest($1::text[], $2::int4[]) AS t(name, version) ON c.name = t.name \
+       WHERE c.commit_id = $6 AND c.position = $7 \
+       FOR UPDATE OF c SKIP LOCKED) \
+     UPDATE projection_checkpoints c SET version = due.version, commit_id = $3, position = $4, updated_at = $5 \
+     FROM due WHERE c.name = due.name RETURNING c.name";
+
+fn many_postgres<'q>(
+    members: &[(&str, i32)],
+    from: LogPosition,
+    to: LogPosition,
+) -> sqlx::query::QueryScalar<'q, sqlx::Postgres, String, sqlx::postgres::PgArguments> {
+    let names: Vec<String> = members.iter().map(|(n, _)| (*n).to_owned()).collect();
+    let versions: Vec<i32> = members.iter().map(|(_, v)| *v).collect();
+    sqlx::query_scalar(MOVE_MANY)
+        .bind(names)
+        .bind(versions)
+        .bind(to.commit)
+        .bind(to.position)
+        .bind(chrono::Utc::now())
+        .bind(from.commit)
+        .bind(from.position)
+}
+
+fn moved_flags(members: &[(&str, i32)], moved: &[String]) -> Vec<bool> {
+    members
+        .iter()
+        .map(|(n, _)| moved.iter().any(|m| m == n))
+        .collect()
+}

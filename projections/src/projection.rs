@@ -68,6 +68,20 @@ pub trait Projection: Send + Sync + 'static {
     /// fine. A rebuild's replay sees the live versions of every table it does
     /// not own.
     async fn apply(&self, tx: &mut Tx, event: &RecordedEvent) -> Result<(), ProjectionError>;
+    /// Folds a run of events, in order, skipping the ones it does not
+    /// handle: the same as [`apply`](Self::apply) on each, which is what it
+    /// does unless a projection can share work across the run (a lookup
+    /// every event repeats).
+    async fn apply_all(
+        &self,
+        tx: &mut Tx,
+        events: &[RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        for event in events.iter().filter(|e| self.handles(&e.event_type)) {
+            self.apply(tx, event).await?;
+        }
+        Ok(())
+    }
     /// Empties the read model's tables (before a replay from zero).
     async fn reset(&self, tx: &mut Tx) -> Result<(), ProjectionError> {
         for table in self.tables() {

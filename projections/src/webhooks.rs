@@ -4,7 +4,8 @@
 //! transaction, keyed by (webhook, event), so each event is queued exactly
 //! once whatever the replays. The sender (`src/webhooks/`) drains the queue.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -54,48 +55,19 @@ impl Projection for WebhooksProjection {
     }
 
     async fn apply(&self, tx: &mut Tx, e: &RecordedEvent) -> Result<(), ProjectionError> {
-        if TYPES.contains(&e.event_type.as_str()) {
-            fold(tx, e).await?;
-        }
-        let Some(tenant) = &e.tenant_id else {
-            return Ok(());
-        };
-        let targets = tx_fetch_all!(
-            tx,
-            Target,
-            "SELECT id, categories FROM rm_webhooks WHERE tenant_id = $1 ORDER BY id",
-            tenant.clone()
-        )?;
-        if targets.is_empty() {
-            return Ok(());
-        }
-        let row = audit::row_of(e);
-        let payload = audit::entry_json(&row).to_string();
-        for t in targets {
-            // A webhook is not told about its own dropped deliveries: a
-            // receiver that is down would otherwise feed itself forever.
-            if e.event_type == "webhook-delivery-dropped" && e.stream_id == t.id {
-                continue;
-            }
-            let categories: Vec<String> = serde_json::from_str(&t.categories).unwrap_or_default();
-            if !categories.is_empty() && !categories.contains(&row.category) {
-                continue;
-            }
-            tx_execute!(
-                tx,
-                "INSERT INTO webhook_deliveries (id, webhook_id, tenant_id, event_id, commit_id, position, action, payload, \
-                 status, attempts, created_at, next_attempt_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $9) ON CONFLICT (webhook_id, event_id) DO NOTHING",
-                format!("dlv_{}", Uuid::now_v7().simple()),
-                t.id.clone(),
-                tenant.clone(),
-                row.event_id.clone(),
-                e.log.commit,
-                e.log.position,
-                row.action.clone(),
-                payload.clone(),
-                e.metadata.occurred_at
-            )?;
+        queue(tx, e, &mut Targets::default()).await
+    }
+
+    /// Reads each tenant's webhooks once for the run (again after an event
+    /// that changes them).
+    async fn apply_all(
+        &self,
+        tx: &mut Tx,
+        events: &[RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        let mut targets = Targets::default();
+        for e in events {
+            queue(tx, e, &mut targets).await?;
         }
         Ok(())
     }
@@ -106,6 +78,66 @@ impl Projection for WebhooksProjection {
     fn tables(&self) -> &'static [&'static str] {
         &["rm_webhooks"]
     }
+}
+
+/// Each tenant's webhooks, as read during one run of events.
+type Targets = HashMap<String, Arc<Vec<Target>>>;
+
+/// Folds `e` if it is a webhook's own event, then queues it for each of its
+/// tenant's webhooks whose categories match.
+async fn queue(tx: &mut Tx, e: &RecordedEvent, known: &mut Targets) -> Result<(), ProjectionError> {
+    if TYPES.contains(&e.event_type.as_str()) {
+        fold(tx, e).await?;
+        known.clear();
+    }
+    let Some(tenant) = &e.tenant_id else {
+        return Ok(());
+    };
+    let targets = match known.get(tenant) {
+        Some(t) => t.clone(),
+        None => {
+            let t: Arc<Vec<Target>> = Arc::new(tx_fetch_all!(
+                tx,
+                Target,
+                "SELECT id, categories FROM rm_webhooks WHERE tenant_id = $1 ORDER BY id",
+                tenant.clone()
+            )?);
+            known.insert(tenant.clone(), t.clone());
+            t
+        }
+    };
+    if targets.is_empty() {
+        return Ok(());
+    }
+    let row = audit::row_of(e);
+    let payload = audit::entry_json(&row).to_string();
+    for t in targets.iter() {
+        // A webhook is not told about its own dropped deliveries: a
+        // receiver that is down would otherwise feed itself forever.
+        if e.event_type == "webhook-delivery-dropped" && e.stream_id == t.id {
+            continue;
+        }
+        let categories: Vec<String> = serde_json::from_str(&t.categories).unwrap_or_default();
+        if !categories.is_empty() && !categories.contains(&row.category) {
+            continue;
+        }
+        tx_execute!(
+            tx,
+            "INSERT INTO webhook_deliveries (id, webhook_id, tenant_id, event_id, commit_id, position, action, payload, \
+             status, attempts, created_at, next_attempt_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $9) ON CONFLICT (webhook_id, event_id) DO NOTHING",
+            format!("dlv_{}", Uuid::now_v7().simple()),
+            t.id.clone(),
+            tenant.clone(),
+            row.event_id.clone(),
+            e.log.commit,
+            e.log.position,
+            row.action.clone(),
+            payload.clone(),
+            e.metadata.occurred_at
+        )?;
+    }
+    Ok(())
 }
 
 async fn fold(tx: &mut Tx, e: &RecordedEvent) -> Result<(), ProjectionError> {

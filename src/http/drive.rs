@@ -170,6 +170,25 @@ pub async fn visible_folder(
     Ok((row, share))
 }
 
+/// A folder the caller sees, without its share: the read-back after a write
+/// of the caller's own (the write already checked the share).
+pub async fn visible_folder_row(state: &AppState, p: &Principal, id: &str) -> ApiResult<FolderRow> {
+    let row = q::folder(&state.db, &p.tenant_id.to_string(), id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("folder"))?;
+    require_visible(state, p, On::Folder(&row), "folder").await?;
+    Ok(row)
+}
+
+/// A file the caller sees, without its share (see [`visible_folder_row`]).
+pub async fn visible_file_row(state: &AppState, p: &Principal, id: &str) -> ApiResult<FileRow> {
+    let row = q::file(&state.db, &p.tenant_id.to_string(), id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("file"))?;
+    require_visible(state, p, On::File(&row), "file").await?;
+    Ok(row)
+}
+
 /// A folder that is live, in a live share.
 pub async fn live_folder(
     state: &AppState,

@@ -48,8 +48,9 @@ pub fn router() -> Router<AppState> {
 }
 
 pub(crate) async fn fresh(state: &AppState, p: &Principal, id: &str) -> ApiResult<Value> {
-    let (row, _) = visible_file(state, p, id).await?;
-    Ok(file_json(&row))
+    Ok(file_json(
+        &super::drive::visible_file_row(state, p, id).await?,
+    ))
 }
 
 /// The tenant's per-file cap.

@@ -51,8 +51,7 @@ impl Validate for CreateFolder {
 }
 
 async fn fresh(state: &AppState, p: &Principal, id: &str) -> ApiResult<Value> {
-    let (row, _) = visible_folder(state, p, id).await?;
-    Ok(folder_json(&row))
+    Ok(folder_json(&drive::visible_folder_row(state, p, id).await?))
 }
 
 /// Creates a folder (CREATE on the parent).

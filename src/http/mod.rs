@@ -21,6 +21,7 @@ pub mod events;
 pub mod extract;
 pub mod files;
 pub mod folders;
+pub mod group_cache;
 pub mod history;
 pub mod links;
 pub mod openapi;

@@ -172,13 +172,16 @@ impl FromRequestParts<AppState> for Principal {
                 )))
             }
         }
-        let groups = scaidrive_projections::groups::user_group_ids(
-            &state.db,
-            &identity.tenant_id.to_string(),
-            &identity.user_id.to_string(),
-            &claims.groups,
-        )
-        .await?;
+        let groups = state
+            .groups
+            .groups_of(
+                &state.projector,
+                &state.db,
+                &identity.tenant_id.to_string(),
+                &identity.user_id.to_string(),
+                &claims.groups,
+            )
+            .await?;
         let principal = Principal {
             user_id: identity.user_id,
             tenant_id: identity.tenant_id,

@@ -22,6 +22,8 @@ pub struct Services {
     pub store: DynStore,
     pub bus: CommandBus,
     pub projector: Arc<Projector>,
+    /// Callers' groups, kept while the groups read model is unchanged.
+    pub groups: super::group_cache::GroupCache,
     pub auth: Authenticator,
     pub blob: BlobStore,
     pub limiter: crate::ratelimit::RateLimiter,

@@ -102,6 +102,8 @@ impl Projector {
                     continue;
                 };
                 if progress[i] != cp.position {
+                    // Applied elsewhere: what changed is not known here.
+                    self.touched(i);
                     progress[i] = cp.position;
                     moved = true;
                 }

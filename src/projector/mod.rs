@@ -3,6 +3,7 @@
 //! Also answers "have the read models passed position P yet?" for
 //! read-your-writes.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +20,10 @@ use crate::store::DynStore;
 
 mod batches;
 mod follow;
+mod joint;
 mod rebuild;
+#[cfg(test)]
+mod tests;
 
 const BATCH: usize = 500;
 /// Re-read the log this often even without a wake-up (a signal can be missed,
@@ -34,6 +38,9 @@ pub struct Projector {
     progress: watch::Sender<Vec<LogPosition>>,
     waiters: follow::Waiters,
     batches: batches::Batches,
+    /// Per projection, how often its read model has changed as far as this
+    /// process can tell (see [`generation`](Self::generation)).
+    changes: Vec<AtomicU64>,
 }
 
 impl Projector {
@@ -42,10 +49,11 @@ impl Projector {
         Arc::new(Self {
             db,
             store,
-            projections,
             progress,
             waiters: follow::Waiters::default(),
             batches: batches::Batches::default(),
+            changes: (0..projections.len()).map(|_| AtomicU64::new(0)).collect(),
+            projections,
         })
     }
 
@@ -67,6 +75,28 @@ impl Projector {
     /// live tails that follow a read model.
     pub fn watch(&self) -> watch::Receiver<Vec<LogPosition>> {
         self.progress.subscribe()
+    }
+
+    /// The index of the projection called `name`, in [`names`](Self::names) order.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.projections.iter().position(|p| p.name() == name)
+    }
+
+    /// A number that changes whenever projection `index`'s read model may
+    /// have changed: a batch it applied something in, a batch applied
+    /// elsewhere (another process, a rebuild). A value read before reading
+    /// the read model and still current afterwards means what was read is
+    /// still what the model holds, so it can be kept in memory. It moves
+    /// before the projection's progress does: whoever has waited for a
+    /// position sees the new value.
+    pub fn generation(&self, index: usize) -> u64 {
+        self.changes[index].load(Ordering::SeqCst)
+    }
+
+    /// Marks projection `index`'s read model as changed (before its
+    /// progress moves).
+    fn touched(&self, index: usize) {
+        self.changes[index].fetch_add(1, Ordering::SeqCst);
     }
 
     /// Where one projection has got to.
@@ -113,9 +143,9 @@ impl Projector {
         Ok(cp)
     }
 
-    /// Spawns one task per projection, which applies the log while this
-    /// process holds the projection's lease (from `leases`, named after the
-    /// projection), and one that follows the progress of those held
+    /// Spawns the task that applies the log to the projections whose leases
+    /// (from `leases`, named after the projections) this process holds, all
+    /// at once ([`joint`]), and one that follows the progress of those held
     /// elsewhere. They stop when `shutdown` is cancelled.
     pub fn spawn(
         self: &Arc<Self>,
@@ -127,63 +157,12 @@ impl Projector {
             .iter()
             .map(|p| leases.lease(p.name()))
             .collect();
-        let mut tasks: Vec<JoinHandle<()>> = per_projection
-            .iter()
-            .enumerate()
-            .map(|(i, lease)| {
-                let me = self.clone();
-                let (lease, stop) = (lease.clone(), shutdown.clone());
-                tokio::spawn(async move { me.run(i, lease, stop).await })
-            })
-            .collect();
-        tasks.push(tokio::spawn(self.clone().follow(per_projection, shutdown)));
-        tasks
-    }
-
-    async fn run(self: Arc<Self>, index: usize, lease: Lease, shutdown: CancellationToken) {
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = lease.acquired() => {}
-            }
-            self.apply_while_held(index, &lease, &shutdown).await;
-        }
-    }
-
-    /// Applies batches until the lease is lost or `shutdown` (a batch under
-    /// way when the lease goes finishes: the checkpoint row keeps a taker
-    /// from applying it again).
-    async fn apply_while_held(&self, index: usize, lease: &Lease, shutdown: &CancellationToken) {
-        let projection = self.projections[index].clone();
-        let mut wake = self.store.subscribe();
-        let mut backoff = Duration::from_millis(100);
-        while lease.is_held() && !shutdown.is_cancelled() {
-            match self.step(index).await {
-                Ok(0) => {
-                    backoff = Duration::from_millis(100);
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = lease.lost() => return,
-                        _ = wake.recv() => {}
-                        _ = tokio::time::sleep(POLL) => {}
-                    }
-                }
-                Ok(_) => backoff = Duration::from_millis(100),
-                Err(e) => {
-                    tracing::error!(projection = projection.name(), error = %e, "projection batch failed, retrying");
-                    // A wake-up also ends the pause: after an outage the
-                    // store's listener reconnects and signals, so the read
-                    // models resume as soon as the database is back.
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = lease.lost() => return,
-                        _ = wake.recv() => {}
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                }
-            }
-        }
+        let me = self.clone();
+        let (held, stop) = (per_projection.clone(), shutdown.clone());
+        vec![
+            tokio::spawn(async move { me.drive(held, stop).await }),
+            tokio::spawn(self.clone().follow(per_projection, shutdown)),
+        ]
     }
 
     /// Applies at most one batch to projection `index`; returns events read.
@@ -216,18 +195,18 @@ impl Projector {
             if let Some(cp) = checkpoint::load(&mut tx, projection.name()).await? {
                 if cp.position != from {
                     tx.rollback().await?;
+                    self.touched(index);
                     self.progress.send_modify(|v| v[index] = cp.position);
                     return Ok(1);
                 }
             }
         }
-        for event in batch.iter().filter(|e| projection.handles(&e.event_type)) {
-            projection.apply(&mut tx, event).await?;
-        }
+        projection.apply_all(&mut tx, &batch).await?;
         if !took {
             checkpoint::store(&mut tx, projection.name(), next).await?;
         }
         tx.commit().await?;
+        self.touched(index);
         self.progress.send_modify(|v| v[index] = last);
         Ok(batch.len())
     }

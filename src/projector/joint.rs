@@ -1,0 +1,240 @@
+//! One runner for all the projections this process holds: the projections
+//! standing at the same position read one batch and apply it in one
+//! transaction with one checkpoint statement for the lot, instead of one
+//! transaction each. A write's read-your-writes wait then ends with a single
+//! commit on the read-model database.
+//!
+//! The checkpoint rows still decide who applies a batch, one row per
+//! projection, exactly as for a runner of its own ([`Projector::step`]): the
+//! joint statement moves only the rows still where this process left them
+//! and not locked by anyone else. A projection whose row did not move is
+//! settled alone, without holding up the others. A batch that fails is
+//! applied again one projection at a time, so a read model that cannot apply
+//! an event stalls only itself (it then stands at a position of its own and
+//! is stepped alone, with the runner's back-off).
+
+use std::time::Duration;
+
+use futures::future::{select_all, BoxFuture, FutureExt};
+use scaidrive_domain::LogPosition;
+use scaidrive_projections::checkpoint;
+use tokio_util::sync::CancellationToken;
+
+use super::{Projector, ProjectorError, POLL};
+use crate::lease::Lease;
+
+impl Projector {
+    /// Applies the log to every projection whose lease (in `leases`, one
+    /// per projection in order) this process holds, until `shutdown`.
+    pub(super) async fn drive(&self, leases: Vec<Lease>, shutdown: CancellationToken) {
+        let mut wake = self.store.subscribe();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let held: Vec<usize> = (0..leases.len()).filter(|&i| leases[i].is_held()).collect();
+            let pause = if held.is_empty() {
+                None
+            } else {
+                match self.step_held(&held).await {
+                    Ok(0) => {
+                        backoff = Duration::from_millis(100);
+                        Some(POLL)
+                    }
+                    Ok(_) => {
+                        backoff = Duration::from_millis(100);
+                        if shutdown.is_cancelled() {
+                            return;
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "projection batch failed, retrying");
+                        let pause = backoff;
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                        Some(pause)
+                    }
+                }
+            };
+            // A wake-up also ends a pause after an error: after an outage
+            // the store's listener reconnects and signals, so the read
+            // models resume as soon as the database is back.
+            let sleep = async {
+                match pause {
+                    Some(p) => tokio::time::sleep(p).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = wake.recv() => {}
+                _ = sleep => {}
+                _ = lease_change(&leases, &held) => {}
+            }
+        }
+    }
+
+    /// One step for the projections `held`: a joint batch for each group
+    /// standing at the same position. Returns the events read.
+    pub(super) async fn step_held(&self, held: &[usize]) -> Result<usize, ProjectorError> {
+        let mut groups: Vec<(LogPosition, Vec<usize>)> = Vec::new();
+        {
+            let progress = self.progress.borrow();
+            for &i in held {
+                match groups.iter_mut().find(|(at, _)| *at == progress[i]) {
+                    Some((_, members)) => members.push(i),
+                    None => groups.push((progress[i], vec![i])),
+                }
+            }
+        }
+        let mut read = 0;
+        let mut failed = None;
+        for (from, members) in groups {
+            match self.step_joint(from, &members).await {
+                Ok(n) => read += n,
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        match failed {
+            // Some moved on: go again at once (the failed ones now stand
+            // apart and come back to the back-off alone).
+            Some(e) if read > 0 => {
+                tracing::error!(error = %e, "projection batch failed, retrying");
+                Ok(read)
+            }
+            Some(e) => Err(e),
+            None => Ok(read),
+        }
+    }
+
+    /// Applies the batch after `from` to `members` (all standing there) in
+    /// one transaction; falls back to one step each if that fails.
+    async fn step_joint(
+        &self,
+        from: LogPosition,
+        members: &[usize],
+    ) -> Result<usize, ProjectorError> {
+        match self.apply_joint(from, members).await {
+            Ok(n) => Ok(n),
+            Err(joint) if members.len() > 1 => {
+                tracing::warn!(error = %joint, "joint projection batch failed, applying it one projection at a time");
+                let mut read = 0;
+                let mut failed = None;
+                for &i in members {
+                    match self.step(i).await {
+                        Ok(n) => read = read.max(n),
+                        Err(e) => {
+                            failed.get_or_insert(e);
+                        }
+                    }
+                }
+                match failed {
+                    Some(e) if read == 0 => Err(e),
+                    Some(e) => {
+                        tracing::error!(error = %e, "projection batch failed, retrying");
+                        Ok(read)
+                    }
+                    None => Ok(read),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn apply_joint(
+        &self,
+        from: LogPosition,
+        members: &[usize],
+    ) -> Result<usize, ProjectorError> {
+        let batch = self.batches.read(&self.store, from).await?;
+        let Some(last) = batch.last().map(|e| e.log) else {
+            return Ok(0);
+        };
+        let rows: Vec<(&str, i32)> = members
+            .iter()
+            .map(|&i| (self.projections[i].name(), self.projections[i].version()))
+            .collect();
+        let concerned: Vec<bool> = members
+            .iter()
+            .map(|&i| {
+                let p = &self.projections[i];
+                batch.iter().any(|e| p.handles(&e.event_type))
+            })
+            .collect();
+        let moved = if concerned.contains(&true) {
+            let mut tx = self.db.begin().await?;
+            let moved = checkpoint::take_many(&mut tx, &rows, from, last).await?;
+            for (k, &i) in members.iter().enumerate() {
+                if !(moved[k] && concerned[k]) {
+                    continue;
+                }
+                self.projections[i].apply_all(&mut tx, &batch).await?;
+            }
+            tx.commit().await?;
+            moved
+        } else {
+            // Nothing here for any of them: one statement moves them all.
+            checkpoint::advance_many(&self.db, &rows, from, last).await?
+        };
+        for (k, &i) in members.iter().enumerate() {
+            if moved[k] && concerned[k] {
+                self.touched(i);
+            }
+        }
+        self.progress.send_modify(|v| {
+            for (k, &i) in members.iter().enumerate() {
+                if moved[k] {
+                    v[i] = last;
+                }
+            }
+        });
+        let mut read = if moved.contains(&true) {
+            batch.len()
+        } else {
+            0
+        };
+        for (k, &i) in members.iter().enumerate() {
+            if !moved[k] {
+                read += self.settle(i, from).await?;
+            }
+        }
+        Ok(read)
+    }
+
+    /// Projection `index`'s checkpoint did not move from `from` in a joint
+    /// batch: take over a position someone else stored, or let
+    /// [`step`](Self::step) deal with a row that is missing. A row still at
+    /// `from` is locked by someone finishing a batch or a swap; it is tried
+    /// again on the next step. Returns whether anything changed, as events.
+    async fn settle(&self, index: usize, from: LogPosition) -> Result<usize, ProjectorError> {
+        let p = self.projections[index].as_ref();
+        match checkpoint::read(&self.db, p.name()).await? {
+            Some(cp) if cp.position != from => {
+                self.touched(index);
+                self.progress.send_modify(|v| v[index] = cp.position);
+                Ok(1)
+            }
+            Some(_) => Ok(0),
+            None => self.step(index).await,
+        }
+    }
+}
+
+/// Resolves when a lease in `leases` is gained or lost, relative to `held`.
+fn lease_change<'a>(leases: &'a [Lease], held: &[usize]) -> BoxFuture<'a, ()> {
+    let changes: Vec<BoxFuture<'a, ()>> = leases
+        .iter()
+        .enumerate()
+        .map(|(i, lease)| {
+            if held.contains(&i) {
+                lease.lost().boxed()
+            } else {
+                lease.acquired().boxed()
+            }
+        })
+        .collect();
+    if changes.is_empty() {
+        return std::future::pending().boxed();
+    }
+    select_all(changes).map(|_| ()).boxed()
+}
