@@ -41,6 +41,8 @@ struct State {
 struct Snapshot {
     keys: Vec<Arc<VerifyKey>>,
     fetched_at: Instant,
+    /// Which fetch this is (each successful fetch gets a new number).
+    generation: u64,
 }
 
 impl Snapshot {
@@ -83,12 +85,16 @@ impl JwksCache {
     }
 
     /// The keys that may have signed a token with this `kid` and `alg`.
+    /// The candidate keys for a token, with the generation of the key set
+    /// they come from (it changes with every fetch: what was verified
+    /// against an older set is verified again).
     pub(crate) async fn keys_for(
         &self,
         kid: Option<&str>,
         alg: Algorithm,
-    ) -> Result<Vec<Arc<VerifyKey>>, AuthError> {
-        self.resolve(|snap| snap.find(kid, alg)).await
+    ) -> Result<(Vec<Arc<VerifyKey>>, u64), AuthError> {
+        self.resolve(|snap| snap.find(kid, alg).map(|keys| (keys, snap.generation)))
+            .await
     }
 
     /// Succeeds when a current key set is cached or can be fetched now.
@@ -129,6 +135,7 @@ impl JwksCache {
                 let snapshot = Snapshot {
                     keys,
                     fetched_at: now,
+                    generation: st.attempts,
                 };
                 let found = find(&snapshot);
                 st.keys = Some(snapshot);

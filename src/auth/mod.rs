@@ -19,6 +19,7 @@ mod error;
 mod jwks;
 mod scope;
 mod token;
+mod verified;
 
 pub use claims::Claims;
 pub use dev::{DevIssuer, MintRequest, DEFAULT_ISSUER, KEY_FILE};
@@ -65,6 +66,7 @@ impl AuthConfig {
 #[derive(Clone)]
 pub struct Authenticator {
     mode: Arc<Mode>,
+    verified: Arc<verified::Verified>,
 }
 
 enum Mode {
@@ -106,6 +108,7 @@ impl Authenticator {
         };
         Ok(Self {
             mode: Arc::new(mode),
+            verified: Arc::default(),
         })
     }
 
@@ -116,9 +119,28 @@ impl Authenticator {
             return Err(AuthError::Missing);
         }
         let header = token::header(token)?;
+        let digest = verified::Verified::digest(token);
         match &*self.mode {
-            Mode::ScaiKey(scaikey) => scaikey.verify(token, &header).await,
-            Mode::Development(dev) => dev.verify(token, &header),
+            Mode::ScaiKey(scaikey) => {
+                let (keys, generation) = scaikey
+                    .jwks
+                    .keys_for(header.kid.as_deref(), header.alg)
+                    .await?;
+                if let Some(claims) = self.verified.get(&digest, generation) {
+                    return Ok(claims);
+                }
+                let claims = scaikey.verify(token, &header, &keys)?;
+                self.verified.put(digest, generation, &claims);
+                Ok(claims)
+            }
+            Mode::Development(dev) => {
+                if let Some(claims) = self.verified.get(&digest, 0) {
+                    return Ok(claims);
+                }
+                let claims = dev.verify(token, &header)?;
+                self.verified.put(digest, 0, &claims);
+                Ok(claims)
+            }
         }
     }
 
@@ -180,11 +202,12 @@ impl ScaiKey {
         })
     }
 
-    async fn verify(&self, token: &str, header: &Header) -> Result<Claims, AuthError> {
-        let keys = self
-            .jwks
-            .keys_for(header.kid.as_deref(), header.alg)
-            .await?;
+    fn verify(
+        &self,
+        token: &str,
+        header: &Header,
+        keys: &[Arc<token::VerifyKey>],
+    ) -> Result<Claims, AuthError> {
         let payload = token::decode(token, header.alg, keys.iter().map(AsRef::as_ref))?;
         let issuer = payload
             .get("iss")

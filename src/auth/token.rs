@@ -9,7 +9,7 @@ use super::AuthError;
 /// Larger tokens are refused before any parsing.
 const MAX_TOKEN_LEN: usize = 16 * 1024;
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
-const LEEWAY_SECS: u64 = 30;
+pub(crate) const LEEWAY_SECS: u64 = 30;
 
 /// A public key allowed to verify tokens, with the one algorithm it is used with.
 #[derive(Clone)]

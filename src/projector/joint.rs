@@ -20,8 +20,17 @@ use scaidrive_domain::LogPosition;
 use scaidrive_projections::checkpoint;
 use tokio_util::sync::CancellationToken;
 
-use super::{Projector, ProjectorError, POLL};
+use super::{Projector, ProjectorError, BATCH, POLL};
 use crate::lease::Lease;
+
+/// What a step did.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Stepped {
+    /// Events read (by the groups that moved).
+    pub read: usize,
+    /// Whether to step again at once rather than wait for a commit signal.
+    pub more: bool,
+}
 
 impl Projector {
     /// Applies the log to every projection whose lease (in `leases`, one
@@ -35,16 +44,19 @@ impl Projector {
                 None
             } else {
                 match self.step_held(&held).await {
-                    Ok(0) => {
-                        backoff = Duration::from_millis(100);
-                        Some(POLL)
-                    }
-                    Ok(_) => {
+                    Ok(stepped) if stepped.more => {
                         backoff = Duration::from_millis(100);
                         if shutdown.is_cancelled() {
                             return;
                         }
                         continue;
+                    }
+                    // Caught up as of the read: the next commit's signal
+                    // (queued on `wake` if it came during the step) or the
+                    // poll starts the next step.
+                    Ok(_) => {
+                        backoff = Duration::from_millis(100);
+                        Some(POLL)
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "projection batch failed, retrying");
@@ -73,8 +85,8 @@ impl Projector {
     }
 
     /// One step for the projections `held`: a joint batch for each group
-    /// standing at the same position. Returns the events read.
-    pub(super) async fn step_held(&self, held: &[usize]) -> Result<usize, ProjectorError> {
+    /// standing at the same position.
+    pub(super) async fn step_held(&self, held: &[usize]) -> Result<Stepped, ProjectorError> {
         let mut groups: Vec<(LogPosition, Vec<usize>)> = Vec::new();
         {
             let progress = self.progress.borrow();
@@ -85,25 +97,33 @@ impl Projector {
                 }
             }
         }
-        let mut read = 0;
+        let several = groups.len() > 1;
+        let mut total = Stepped::default();
         let mut failed = None;
         for (from, members) in groups {
             match self.step_joint(from, &members).await {
-                Ok(n) => read += n,
+                Ok(s) => {
+                    total.read += s.read;
+                    total.more |= s.more;
+                }
                 Err(e) => {
                     failed.get_or_insert(e);
                 }
             }
         }
+        // Several groups (after a start or a takeover) may have been handed
+        // a remembered, shorter batch: look again rather than wait.
+        total.more |= several && total.read > 0;
         match failed {
             // Some moved on: go again at once (the failed ones now stand
             // apart and come back to the back-off alone).
-            Some(e) if read > 0 => {
+            Some(e) if total.read > 0 => {
                 tracing::error!(error = %e, "projection batch failed, retrying");
-                Ok(read)
+                total.more = true;
+                Ok(total)
             }
             Some(e) => Err(e),
-            None => Ok(read),
+            None => Ok(total),
         }
     }
 
@@ -113,9 +133,9 @@ impl Projector {
         &self,
         from: LogPosition,
         members: &[usize],
-    ) -> Result<usize, ProjectorError> {
+    ) -> Result<Stepped, ProjectorError> {
         match self.apply_joint(from, members).await {
-            Ok(n) => Ok(n),
+            Ok(s) => Ok(s),
             Err(joint) if members.len() > 1 => {
                 tracing::warn!(error = %joint, "joint projection batch failed, applying it one projection at a time");
                 let mut read = 0;
@@ -128,13 +148,14 @@ impl Projector {
                         }
                     }
                 }
+                let stepped = Stepped { read, more: true };
                 match failed {
                     Some(e) if read == 0 => Err(e),
                     Some(e) => {
                         tracing::error!(error = %e, "projection batch failed, retrying");
-                        Ok(read)
+                        Ok(stepped)
                     }
-                    None => Ok(read),
+                    None => Ok(stepped),
                 }
             }
             Err(e) => Err(e),
@@ -145,10 +166,10 @@ impl Projector {
         &self,
         from: LogPosition,
         members: &[usize],
-    ) -> Result<usize, ProjectorError> {
+    ) -> Result<Stepped, ProjectorError> {
         let batch = self.batches.read(&self.store, from).await?;
         let Some(last) = batch.last().map(|e| e.log) else {
-            return Ok(0);
+            return Ok(Stepped::default());
         };
         let rows: Vec<(&str, i32)> = members
             .iter()
@@ -188,17 +209,21 @@ impl Projector {
                 }
             }
         });
-        let mut read = if moved.contains(&true) {
-            batch.len()
-        } else {
-            0
+        let mut stepped = Stepped {
+            read: if moved.contains(&true) {
+                batch.len()
+            } else {
+                0
+            },
+            // A full batch: the log may hold more right now.
+            more: batch.len() >= BATCH,
         };
         for (k, &i) in members.iter().enumerate() {
-            if !moved[k] {
-                read += self.settle(i, from).await?;
+            if !moved[k] && self.settle(i, from).await? > 0 {
+                stepped.more = true;
             }
         }
-        Ok(read)
+        Ok(stepped)
     }
 
     /// Projection `index`'s checkpoint did not move from `from` in a joint
