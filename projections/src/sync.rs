@@ -498,35 +498,54 @@ async fn carried(
     Ok(Some(d))
 }
 
-async fn insert_change(tx: &mut Tx, event: &RecordedEvent, d: Draft) -> Result<(), sqlx::Error> {
-    let actor = &event.metadata.actor;
-    tx_execute!(
-        tx,
-        "INSERT INTO rm_changes (commit_id, position, id, tenant_id, share_id, old_share_id, resource_type, resource_id, \
-         change_type, changed_by, device_id, changed_at, name, parent_id, old_path, new_path, version_id, size, mime_type, permanent) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
-         ON CONFLICT (commit_id, position) DO NOTHING",
-        event.log.commit,
-        event.log.position,
-        ChangeId::from_uuid(event.event_id).to_string(),
-        event.tenant_id.clone().unwrap_or_default(),
-        d.share_id,
-        d.old_share_id,
-        d.resource_type.as_str(),
-        d.resource_id,
-        d.change_type.as_str(),
-        actor.user_id.clone().or(d.by),
-        &actor.device_id,
-        event.metadata.occurred_at,
-        d.name,
-        d.parent_id,
-        d.old_path,
-        d.new_path,
-        d.version_id,
-        d.size,
-        d.mime_type,
-        d.permanent
-    )?;
+/// Rows per `rm_changes` `INSERT`: 20 parameters each stays far below
+/// either backend's limit on bound parameters.
+const CHANGES_PER_INSERT: usize = 500;
+
+/// Inserts the change rows of `changes` (event and draft) in one statement.
+async fn insert_changes(
+    tx: &mut Tx,
+    changes: &[(&RecordedEvent, Draft)],
+) -> Result<(), sqlx::Error> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    const HEAD: &str = "INSERT INTO rm_changes (commit_id, position, id, tenant_id, share_id, old_share_id, resource_type, resource_id, \
+         change_type, changed_by, device_id, changed_at, name, parent_id, old_path, new_path, version_id, size, mime_type, permanent) ";
+    macro_rules! run {
+        ($db:ty, $conn:expr) => {{
+            let mut q = sqlx::QueryBuilder::<$db>::new(HEAD);
+            q.push_values(changes, |mut row, (event, d)| {
+                let actor = &event.metadata.actor;
+                row.push_bind(event.log.commit)
+                    .push_bind(event.log.position)
+                    .push_bind(ChangeId::from_uuid(event.event_id).to_string())
+                    .push_bind(event.tenant_id.clone().unwrap_or_default())
+                    .push_bind(d.share_id.clone())
+                    .push_bind(d.old_share_id.clone())
+                    .push_bind(d.resource_type.as_str())
+                    .push_bind(d.resource_id.clone())
+                    .push_bind(d.change_type.as_str())
+                    .push_bind(actor.user_id.clone().or_else(|| d.by.clone()))
+                    .push_bind(actor.device_id.clone())
+                    .push_bind(event.metadata.occurred_at)
+                    .push_bind(d.name.clone())
+                    .push_bind(d.parent_id.clone())
+                    .push_bind(d.old_path.clone())
+                    .push_bind(d.new_path.clone())
+                    .push_bind(d.version_id.clone())
+                    .push_bind(d.size)
+                    .push_bind(d.mime_type.clone())
+                    .push_bind(d.permanent);
+            });
+            q.push(" ON CONFLICT (commit_id, position) DO NOTHING");
+            q.build().execute($conn).await?;
+        }};
+    }
+    match tx {
+        Tx::Sqlite(t) => run!(sqlx::Sqlite, &mut **t),
+        Tx::Postgres(t) => run!(sqlx::Postgres, &mut **t),
+    }
     Ok(())
 }
 
@@ -701,8 +720,35 @@ impl Projection for SyncProjection {
         }
         if let Some(d) = drive_change(event)? {
             if let Some(d) = carried(tx, event, d).await? {
-                insert_change(tx, event, d).await?;
+                insert_changes(tx, &[(event, d)]).await?;
             }
+        }
+        Ok(())
+    }
+
+    /// Device and conflict events as they come; the run's changes in one
+    /// multi-row `INSERT` per [`CHANGES_PER_INSERT`] (nothing here reads
+    /// `rm_changes`, so writing them last changes nothing).
+    async fn apply_all(
+        &self,
+        tx: &mut Tx,
+        events: &[RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        let mut changes: Vec<(&RecordedEvent, Draft)> = Vec::new();
+        for event in events.iter().filter(|e| self.handles(&e.event_type)) {
+            let t = event.event_type.as_str();
+            if t.starts_with("device-") || t.starts_with("sync-") {
+                apply_device(tx, event).await?;
+            } else if t.starts_with("conflict-") {
+                apply_conflict(tx, event).await?;
+            } else if let Some(d) = drive_change(event)? {
+                if let Some(d) = carried(tx, event, d).await? {
+                    changes.push((event, d));
+                }
+            }
+        }
+        for chunk in changes.chunks(CHANGES_PER_INSERT) {
+            insert_changes(tx, chunk).await?;
         }
         Ok(())
     }
