@@ -17,8 +17,6 @@ pub struct ShareRow {
     pub is_deleted: bool,
     /// The share's quota limit (set through /quotas/shares, else at creation).
     pub quota_bytes: Option<i64>,
-    /// Every version of every file in the share, trash included.
-    pub used_bytes: i64,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
     pub modified_at: DateTime<Utc>,
@@ -26,12 +24,37 @@ pub struct ShareRow {
 
 const SHARE_COLS: &str = "s.id, s.tenant_id, s.name, s.description, s.share_type, s.owner_id, s.is_public, s.is_deleted, \
     COALESCE((SELECT q.limit_bytes FROM rm_quota_accounts q WHERE q.target_type = 'share' AND q.target_id = s.id AND NOT q.exempt), s.quota_bytes) AS quota_bytes, \
-    CAST(COALESCE((SELECT SUM(f.version_bytes) FROM rm_files f WHERE f.share_id = s.id), 0) AS BIGINT) AS used_bytes, \
     s.created_by, s.created_at, s.modified_at";
 
 pub async fn share(db: &Db, tenant_id: &str, id: &str) -> Result<Option<ShareRow>, sqlx::Error> {
     let sql = format!("SELECT {SHARE_COLS} FROM rm_shares s WHERE s.id = $1 AND s.tenant_id = $2");
     db_fetch_optional!(db, ShareRow, &sql, id, tenant_id)
+}
+
+/// What each of `share_ids` holds: every version of every file, trash
+/// included, by share (shares without files are absent). Not part of
+/// [`ShareRow`]: the sum reads every file row of the share, and most reads
+/// of a share (every permission check) do not show it.
+pub async fn share_usage(
+    db: &Db,
+    share_ids: &[&str],
+) -> Result<std::collections::HashMap<String, i64>, sqlx::Error> {
+    use crate::db::Arg;
+    if share_ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let marks: Vec<String> = (1..=share_ids.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT share_id, CAST(COALESCE(SUM(version_bytes), 0) AS BIGINT) AS used_bytes FROM rm_files \
+         WHERE share_id IN ({}) GROUP BY share_id",
+        marks.join(", ")
+    );
+    let args: Vec<Arg> = share_ids
+        .iter()
+        .map(|id| Arg::Text((*id).to_owned()))
+        .collect();
+    let rows: Vec<(String, i64)> = db.fetch_all_args(&sql, &args).await?;
+    Ok(rows.into_iter().collect())
 }
 
 /// Shares the caller can see: all of the tenant's for admins, else owned ones.

@@ -340,7 +340,23 @@ pub fn require_read(p: &Principal) -> ApiResult<()> {
     p.require(Scope::FilesRead)
 }
 
-pub fn share_json(r: &ShareRow) -> Value {
+/// A share as the API shows it, with what it holds.
+pub async fn share_body(state: &AppState, r: &ShareRow) -> ApiResult<Value> {
+    let used = q::share_usage(&state.db, &[r.id.as_str()]).await?;
+    Ok(share_json(r, used.get(&r.id).copied().unwrap_or(0)))
+}
+
+/// [`share_body`] for a page of shares, with one usage query for all.
+pub async fn share_bodies(state: &AppState, rows: &[ShareRow]) -> ApiResult<Vec<Value>> {
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    let used = q::share_usage(&state.db, &ids).await?;
+    Ok(rows
+        .iter()
+        .map(|r| share_json(r, used.get(&r.id).copied().unwrap_or(0)))
+        .collect())
+}
+
+fn share_json(r: &ShareRow, used_bytes: i64) -> Value {
     json!({
         "id": r.id,
         "tenant_id": r.tenant_id,
@@ -352,7 +368,7 @@ pub fn share_json(r: &ShareRow) -> Value {
         "is_public": r.is_public,
         "is_deleted": r.is_deleted,
         "quota_bytes": r.quota_bytes,
-        "used_bytes": r.used_bytes,
+        "used_bytes": used_bytes,
         "settings": {},
         "created_by": r.created_by,
         "created_at": ts(r.created_at),

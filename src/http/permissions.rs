@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::drive::{
-    effective, path_id, require_perm, require_read, require_write, share_json, visible_file,
+    effective, path_id, require_perm, require_read, require_write, share_body, visible_file,
     visible_folder, visible_share, On,
 };
 use super::error::{ApiError, ApiResult};
@@ -699,5 +699,8 @@ async fn transfer(
     let row = q::share(&state.db, &p.tenant_id.to_string(), &id)
         .await?
         .ok_or_else(|| ApiError::not_found("share"))?;
-    Ok(Positioned(committed.position, Json(share_json(&row))))
+    Ok(Positioned(
+        committed.position,
+        Json(share_body(&state, &row).await?),
+    ))
 }

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::drive::{
-    self, live_share, path_id, require_perm, require_read, require_write, share_json,
+    self, live_share, path_id, require_perm, require_read, require_write, share_bodies, share_body,
     visible_share, On, Page,
 };
 use super::error::{ApiError, ApiResult};
@@ -79,7 +79,7 @@ async fn list(
     )
     .await?;
     Ok(Json(
-        json!({ "shares": rows.iter().map(share_json).collect::<Vec<_>>(), "total": total }),
+        json!({ "shares": share_bodies(&state, &rows).await?, "total": total }),
     ))
 }
 
@@ -188,7 +188,7 @@ async fn create(
     let row = visible_share(&state, &p, &share_id.to_string()).await?;
     Ok(Positioned(
         committed.position,
-        (StatusCode::CREATED, Json(share_json(&row))),
+        (StatusCode::CREATED, Json(share_body(&state, &row).await?)),
     ))
 }
 
@@ -205,7 +205,7 @@ async fn read(
     let _: ShareId = path_id(&id, "share")?;
     let row = live_share(&state, &p, &id).await?;
     require_read(&p)?;
-    Ok(Json(share_json(&row)))
+    Ok(Json(share_body(&state, &row).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -261,7 +261,10 @@ async fn update(
         .await?;
     state.caught_up_to(&committed).await;
     let row = visible_share(&state, &p, &id).await?;
-    Ok(Positioned(committed.position, Json(share_json(&row))))
+    Ok(Positioned(
+        committed.position,
+        Json(share_body(&state, &row).await?),
+    ))
 }
 
 /// Trashes or restores a share: owner (or tenant admin) only.
@@ -320,7 +323,7 @@ async fn restore(
 ) -> ApiResult<Positioned<Json<Value>>> {
     let position = set_trashed(&state, &p, &id, false).await?;
     let row = visible_share(&state, &p, &id).await?;
-    Ok(Positioned(position, Json(share_json(&row))))
+    Ok(Positioned(position, Json(share_body(&state, &row).await?)))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -556,6 +556,15 @@ async fn share_limits_default_to_the_share_quota_then_the_tenant_setting() {
     let share = app.get(&format!("/shares/{other}"), &admin).await;
     assert_eq!(share.body["quota_bytes"], 80, "{}", share.body);
     assert_eq!(share.body["used_bytes"], 50);
+    // The listing shows each share's own usage.
+    let list = app.get("/shares", &admin).await;
+    let used_of = |id: &str| {
+        list.body["shares"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["id"] == id))
+            .map(|s| s["used_bytes"].clone())
+    };
+    assert_eq!(used_of(&other), Some(json!(50)), "{}", list.body);
     assert_eq!(upload(&app, &admin, &other, "b.bin", 30).await.status, 201);
     assert_eq!(upload(&app, &admin, &other, "c.bin", 1).await.status, 507);
 }
