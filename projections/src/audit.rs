@@ -8,8 +8,8 @@ use serde_json::Value;
 use sqlx::types::Json;
 
 use crate::db::{Db, Tx};
-use crate::db_fetch_all;
 use crate::projection::{Projection, ProjectionError};
+use crate::{db_fetch_all, tx_insert_rows};
 
 /// How an event type reads in the audit log.
 pub struct Classification {
@@ -245,37 +245,32 @@ const ROWS_PER_INSERT: usize = 500;
 async fn insert(tx: &mut Tx, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
     const HEAD: &str = "INSERT INTO rm_audit (position, commit_id, event_id, tenant_id, occurred_at, category, action, severity, event_type, \
          user_id, service_account, ip, user_agent, resource_type, resource_id, details) ";
-    macro_rules! run {
-        ($db:ty, $conn:expr) => {{
-            let mut q = sqlx::QueryBuilder::<$db>::new(HEAD);
-            q.push_values(events, |mut row, e| {
-                let c = classify(&e.event_type);
-                let a = &e.metadata.actor;
-                row.push_bind(e.log.position)
-                    .push_bind(e.log.commit)
-                    .push_bind(scaidrive_domain::id::EventId::from_uuid(e.event_id).to_string())
-                    .push_bind(e.tenant_id.clone())
-                    .push_bind(e.metadata.occurred_at)
-                    .push_bind(c.category)
-                    .push_bind(c.action)
-                    .push_bind(c.severity)
-                    .push_bind(e.event_type.clone())
-                    .push_bind(a.user_id.clone())
-                    .push_bind(a.service_account.clone())
-                    .push_bind(a.ip.clone())
-                    .push_bind(a.user_agent.clone())
-                    .push_bind(c.resource_type)
-                    .push_bind(e.stream_id.clone())
-                    .push_bind(Json(scaidrive_domain::event::redacted(&e.data)));
-            });
-            q.push(" ON CONFLICT (position) DO NOTHING");
-            q.build().execute($conn).await?;
-        }};
-    }
-    match tx {
-        Tx::Sqlite(t) => run!(sqlx::Sqlite, &mut **t),
-        Tx::Postgres(t) => run!(sqlx::Postgres, &mut **t),
-    }
+    tx_insert_rows!(
+        tx,
+        HEAD,
+        events,
+        |mut row, e: &RecordedEvent| {
+            let c = classify(&e.event_type);
+            let a = &e.metadata.actor;
+            row.push_bind(e.log.position)
+                .push_bind(e.log.commit)
+                .push_bind(scaidrive_domain::id::EventId::from_uuid(e.event_id).to_string())
+                .push_bind(e.tenant_id.clone())
+                .push_bind(e.metadata.occurred_at)
+                .push_bind(c.category)
+                .push_bind(c.action)
+                .push_bind(c.severity)
+                .push_bind(e.event_type.clone())
+                .push_bind(a.user_id.clone())
+                .push_bind(a.service_account.clone())
+                .push_bind(a.ip.clone())
+                .push_bind(a.user_agent.clone())
+                .push_bind(c.resource_type)
+                .push_bind(e.stream_id.clone())
+                .push_bind(Json(scaidrive_domain::event::redacted(&e.data)));
+        },
+        " ON CONFLICT (position) DO NOTHING"
+    )?;
     Ok(())
 }
 

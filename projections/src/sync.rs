@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use crate::db::Tx;
 use crate::projection::{Projection, ProjectionError};
-use crate::tx_execute;
+use crate::{tx_execute, tx_insert_rows};
 
 /// Folds drive events into the change feed and sync events into devices,
 /// cursors and conflicts.
@@ -512,40 +512,35 @@ async fn insert_changes(
     }
     const HEAD: &str = "INSERT INTO rm_changes (commit_id, position, id, tenant_id, share_id, old_share_id, resource_type, resource_id, \
          change_type, changed_by, device_id, changed_at, name, parent_id, old_path, new_path, version_id, size, mime_type, permanent) ";
-    macro_rules! run {
-        ($db:ty, $conn:expr) => {{
-            let mut q = sqlx::QueryBuilder::<$db>::new(HEAD);
-            q.push_values(changes, |mut row, (event, d)| {
-                let actor = &event.metadata.actor;
-                row.push_bind(event.log.commit)
-                    .push_bind(event.log.position)
-                    .push_bind(ChangeId::from_uuid(event.event_id).to_string())
-                    .push_bind(event.tenant_id.clone().unwrap_or_default())
-                    .push_bind(d.share_id.clone())
-                    .push_bind(d.old_share_id.clone())
-                    .push_bind(d.resource_type.as_str())
-                    .push_bind(d.resource_id.clone())
-                    .push_bind(d.change_type.as_str())
-                    .push_bind(actor.user_id.clone().or_else(|| d.by.clone()))
-                    .push_bind(actor.device_id.clone())
-                    .push_bind(event.metadata.occurred_at)
-                    .push_bind(d.name.clone())
-                    .push_bind(d.parent_id.clone())
-                    .push_bind(d.old_path.clone())
-                    .push_bind(d.new_path.clone())
-                    .push_bind(d.version_id.clone())
-                    .push_bind(d.size)
-                    .push_bind(d.mime_type.clone())
-                    .push_bind(d.permanent);
-            });
-            q.push(" ON CONFLICT (commit_id, position) DO NOTHING");
-            q.build().execute($conn).await?;
-        }};
-    }
-    match tx {
-        Tx::Sqlite(t) => run!(sqlx::Sqlite, &mut **t),
-        Tx::Postgres(t) => run!(sqlx::Postgres, &mut **t),
-    }
+    tx_insert_rows!(
+        tx,
+        HEAD,
+        changes,
+        |mut row, (event, d): &(&RecordedEvent, Draft)| {
+            let actor = &event.metadata.actor;
+            row.push_bind(event.log.commit)
+                .push_bind(event.log.position)
+                .push_bind(ChangeId::from_uuid(event.event_id).to_string())
+                .push_bind(event.tenant_id.clone().unwrap_or_default())
+                .push_bind(d.share_id.clone())
+                .push_bind(d.old_share_id.clone())
+                .push_bind(d.resource_type.as_str())
+                .push_bind(d.resource_id.clone())
+                .push_bind(d.change_type.as_str())
+                .push_bind(actor.user_id.clone().or_else(|| d.by.clone()))
+                .push_bind(actor.device_id.clone())
+                .push_bind(event.metadata.occurred_at)
+                .push_bind(d.name.clone())
+                .push_bind(d.parent_id.clone())
+                .push_bind(d.old_path.clone())
+                .push_bind(d.new_path.clone())
+                .push_bind(d.version_id.clone())
+                .push_bind(d.size)
+                .push_bind(d.mime_type.clone())
+                .push_bind(d.permanent);
+        },
+        " ON CONFLICT (commit_id, position) DO NOTHING"
+    )?;
     Ok(())
 }
 
