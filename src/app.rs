@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{AuthConfig, Authenticator};
 use crate::command::CommandBus;
 use crate::config::Config;
+use crate::http::read_cache::ReadCache;
 use crate::http::{self, AppState, Services};
 use crate::projector::Projector;
 use crate::store;
@@ -147,7 +148,9 @@ impl Application {
             bus: CommandBus::new(core.store.clone(), 100_000),
             db: core.db,
             store: core.store,
-            groups: crate::http::group_cache::GroupCache::new(&projector),
+            groups: ReadCache::new(&projector, "groups"),
+            memberships: ReadCache::new(&projector, "access"),
+            share_acls: ReadCache::new(&projector, "access"),
             projector,
             leases,
             auth,

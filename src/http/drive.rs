@@ -39,7 +39,14 @@ pub async fn share_role_of(
     owner: &str,
 ) -> ApiResult<Option<scaidrive_domain::access::ShareRole>> {
     let principals = p.principal_ids();
-    let members = access::memberships_of(&state.db, share_id, &principals).await?;
+    let members = state
+        .memberships
+        .get_or_load(
+            &state.projector,
+            (share_id.to_owned(), principals.clone()),
+            || access::memberships_of(&state.db, share_id, &principals),
+        )
+        .await?;
     Ok(share_role(
         &subject(p, &principals),
         owner,
@@ -57,6 +64,17 @@ fn subject<'a>(p: &'a Principal, principals: &'a [String]) -> Subject<'a> {
     }
 }
 
+/// Whether any folder or file of the share has an ACL (remembered while the
+/// access read model is unchanged).
+async fn has_acls(state: &AppState, share_id: &str) -> ApiResult<bool> {
+    Ok(state
+        .share_acls
+        .get_or_load(&state.projector, share_id.to_owned(), || {
+            access::share_has_acls(&state.db, share_id)
+        })
+        .await?)
+}
+
 /// The caller's effective permissions on a resource (SPEC §3), resolved
 /// once per request and resource.
 pub async fn effective(state: &AppState, p: &Principal, on: On<'_>) -> ApiResult<Permissions> {
@@ -72,7 +90,7 @@ pub async fn effective(state: &AppState, p: &Principal, on: On<'_>) -> ApiResult
         return Ok(hit);
     }
     let role = share_role_of(state, p, share_id, owner).await?;
-    let levels = if access::share_has_acls(&state.db, share_id).await? {
+    let levels = if has_acls(state, share_id).await? {
         let mut chain = match on {
             On::Share(_) => vec![],
             On::Folder(f) => access::folder_chain(&state.db, &f.id).await?,
@@ -531,7 +549,7 @@ async fn hidden_children(
     parent: Option<&str>,
 ) -> ApiResult<std::collections::HashSet<String>> {
     let mut hidden = std::collections::HashSet::new();
-    if p.is_tenant_admin || !access::share_has_acls(&state.db, share_id).await? {
+    if p.is_tenant_admin || !has_acls(state, share_id).await? {
         return Ok(hidden);
     }
     let ids = access::children_with_acls(&state.db, share_id, parent).await?;

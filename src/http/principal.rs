@@ -172,15 +172,18 @@ impl FromRequestParts<AppState> for Principal {
                 )))
             }
         }
+        let (tenant_id, user_id) = (identity.tenant_id.to_string(), identity.user_id.to_string());
+        let key = (tenant_id.clone(), user_id.clone(), claims.groups.clone());
         let groups = state
             .groups
-            .groups_of(
-                &state.projector,
-                &state.db,
-                &identity.tenant_id.to_string(),
-                &identity.user_id.to_string(),
-                &claims.groups,
-            )
+            .get_or_load(&state.projector, key, || {
+                scaidrive_projections::groups::user_group_ids(
+                    &state.db,
+                    &tenant_id,
+                    &user_id,
+                    &claims.groups,
+                )
+            })
             .await?;
         let principal = Principal {
             user_id: identity.user_id,

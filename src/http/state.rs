@@ -5,9 +5,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use scaidrive_domain::access::Membership;
 use scaidrive_domain::LogPosition;
 use scaidrive_projections::db::Db;
 
+use super::read_cache::{self, ReadCache};
 use crate::auth::Authenticator;
 use crate::blob::BlobStore;
 use crate::command::{CommandBus, Committed};
@@ -23,7 +25,11 @@ pub struct Services {
     pub bus: CommandBus,
     pub projector: Arc<Projector>,
     /// Callers' groups, kept while the groups read model is unchanged.
-    pub groups: super::group_cache::GroupCache,
+    pub groups: ReadCache<read_cache::GroupKey, Vec<String>>,
+    /// Callers' memberships of shares, kept while the access read model is unchanged.
+    pub memberships: ReadCache<read_cache::MembershipKey, Vec<Membership>>,
+    /// Whether a share has ACLs, likewise.
+    pub share_acls: ReadCache<String, bool>,
     pub auth: Authenticator,
     pub blob: BlobStore,
     pub limiter: crate::ratelimit::RateLimiter,
