@@ -93,6 +93,17 @@ async fn run_backend(
         )
         .await?;
     }
+    // A second user, a reader of the share: their reads go through the
+    // membership check a tenant admin skips.
+    let member = Arc::new(server.token("bench", "member")?);
+    let member_me = s::get_json(&http, &format!("{base}/users/me"), &member).await?;
+    s::post_json(
+        &http,
+        &format!("{base}/shares/{share}/members"),
+        &token,
+        &json!({"principal_type": "user", "principal_id": member_me["id"], "role": "reader"}),
+    )
+    .await?;
     let share = Arc::new(share);
     let listed = Arc::new(listed);
 
@@ -106,6 +117,18 @@ async fn run_backend(
         })
         .await?;
         rows.push(("GET /shares/{id}".to_owned(), l));
+    }
+    {
+        let (http, base, member, share) =
+            (http.clone(), base.clone(), member.clone(), share.clone());
+        let l = s::load(conns, dur, move |_, _| {
+            let req = http
+                .get(format!("{base}/shares/{share}"))
+                .bearer_auth(member.as_str());
+            async move { s::expect_status(req, 200).await }
+        })
+        .await?;
+        rows.push(("GET /shares/{id} (a member)".to_owned(), l));
     }
     {
         let (http, base, token, listed) =
