@@ -358,6 +358,27 @@ pub fn require_read(p: &Principal) -> ApiResult<()> {
     p.require(Scope::FilesRead)
 }
 
+/// Whether `s` is a media type: `type/subtype` (RFC 9110 tokens), then
+/// optional `;` parameters, in at most 255 printable ASCII characters.
+pub fn is_media_type(s: &str) -> bool {
+    let token = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    let essence = s.split(';').next().unwrap_or_default().trim();
+    s.len() <= 255
+        && s.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && matches!(essence.split_once('/'), Some((t, sub)) if token(t) && token(sub))
+}
+
+/// The media type stored for new content: the client's when it is one (a
+/// multipart part's header may hold anything), else `application/octet-stream`.
+pub fn media_type_or_default(raw: Option<String>) -> String {
+    raw.filter(|m| is_media_type(m))
+        .unwrap_or_else(|| "application/octet-stream".into())
+}
+
 /// A share as the API shows it, with what it holds.
 pub async fn share_body(state: &AppState, r: &ShareRow) -> ApiResult<Value> {
     let used = q::share_usage(&state.db, &[r.id.as_str()]).await?;
@@ -575,4 +596,33 @@ async fn hidden_children(
         }
     }
     Ok(hidden)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_media_type;
+
+    #[test]
+    fn media_types_are_type_slash_subtype_tokens() {
+        for ok in [
+            "text/plain",
+            "application/vnd.ms-excel",
+            "text/markdown; charset=utf-8",
+            "image/svg+xml",
+        ] {
+            assert!(is_media_type(ok), "{ok}");
+        }
+        for bad in [
+            "0",
+            "",
+            "text",
+            "/plain",
+            "text/",
+            "te xt/plain",
+            "text/plain\u{e9}",
+            "a/b/c",
+        ] {
+            assert!(!is_media_type(bad), "{bad}");
+        }
+    }
 }

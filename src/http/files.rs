@@ -175,9 +175,7 @@ async fn upload(
         version_id: VersionId::from_uuid(Uuid::now_v7()),
         size: stored.size,
         checksum_sha256: stored.sha256,
-        mime_type: mime
-            .filter(|m| !m.is_empty())
-            .unwrap_or_else(|| "application/octet-stream".into()),
+        mime_type: super::drive::media_type_or_default(mime),
         chunk_size: DEFAULT_CHUNK_SIZE,
         chunks: stored.chunks,
     };
@@ -352,7 +350,13 @@ pub(crate) async fn content_response(
     let h = resp.headers_mut();
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
-    if let Ok(ct) = HeaderValue::from_str(&content.mime_type) {
+    // Content stored before media types were checked may hold anything.
+    let ct = if super::drive::is_media_type(&content.mime_type) {
+        content.mime_type.as_str()
+    } else {
+        "application/octet-stream"
+    };
+    if let Ok(ct) = HeaderValue::from_str(ct) {
         h.insert(header::CONTENT_TYPE, ct);
     }
     let ascii: String = name

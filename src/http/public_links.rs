@@ -1027,9 +1027,7 @@ async fn upload(
         version_id: VersionId::from_uuid(Uuid::now_v7()),
         size: stored.size,
         checksum_sha256: stored.sha256.clone(),
-        mime_type: mime
-            .filter(|m| !m.is_empty())
-            .unwrap_or_else(|| "application/octet-stream".into()),
+        mime_type: super::drive::media_type_or_default(mime),
         chunk_size: DEFAULT_CHUNK_SIZE,
         chunks: stored.chunks,
     };

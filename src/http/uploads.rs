@@ -80,6 +80,14 @@ impl Validate for StartUpload {
         v.item_name("file_name", &self.file_name);
         if let Some(m) = &self.mime_type {
             v.length("mime_type", m, 1, 255);
+            if !m.is_empty() && m.chars().count() <= 255 && !super::drive::is_media_type(m) {
+                v.push(
+                    "value_error",
+                    "mime_type",
+                    "Value error, not a media type (such as text/plain or application/pdf)",
+                    serde_json::Value::from(m.as_str()),
+                );
+            }
         }
     }
 }

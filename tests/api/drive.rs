@@ -748,3 +748,65 @@ async fn purged_content_is_collected_and_live_content_is_kept() {
     .await;
     assert_eq!(body, b"keep me");
 }
+
+#[tokio::test]
+async fn content_types_that_are_not_media_types_are_refused_or_replaced() {
+    let app = spawn().await;
+    let t = app.token("acme", "alice", "");
+    let share = new_share(&app, &t, "S").await;
+
+    // A multipart part may carry any header: it is stored as a byte stream.
+    let boundary = "sd-boundary";
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"share_id\"\r\n\r\n{share}\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"odd.bin\"\r\n\
+         Content-Type: 0\r\n\r\nhello\r\n--{boundary}--\r\n"
+    );
+    let resp = app
+        .raw(Method::POST, "/files")
+        .bearer_auth(&t)
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .expect("send");
+    let up = TestApp::answer(resp).await;
+    assert_eq!(up.status, 201, "{}", up.body);
+    assert_eq!(
+        up.body["mime_type"], "application/octet-stream",
+        "{}",
+        up.body
+    );
+    let file = up.body["id"].as_str().expect("id");
+    let (status, headers, bytes) =
+        download(&app, &t, &format!("/files/{file}/content"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "application/octet-stream");
+    assert_eq!(bytes, b"hello");
+
+    // Named explicitly for a resumable upload, it must be one.
+    let refused = app
+        .post(
+            "/uploads",
+            &t,
+            json!({"share_id": share, "file_name": "x.txt", "file_size": 5, "mime_type": "0"}),
+        )
+        .await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert_eq!(
+        refused.body["detail"][0]["loc"],
+        json!(["body", "mime_type"])
+    );
+    let ok = app
+        .post(
+            "/uploads",
+            &t,
+            json!({"share_id": share, "file_name": "x.md", "file_size": 5,
+                   "mime_type": "text/markdown; charset=utf-8"}),
+        )
+        .await;
+    assert_eq!(ok.status, 201, "{}", ok.body);
+}
