@@ -296,10 +296,18 @@ async fn moved_checkpoint_is_taken_over(f: Fixture) {
     let index = projector.index_of("t-a").expect("t-a");
     let generation = projector.generation(index);
     let held: Vec<usize> = (0..4).collect();
-    loop {
+    // Until every projection stands at the event: on PostgreSQL it becomes
+    // readable only once older transactions elsewhere in the cluster (other
+    // tests) have ended.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while projector.positions().iter().any(|(_, at)| *at < first) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the projections never reached the event"
+        );
         let stepped = projector.step_held(&held).await.expect("step");
         if stepped.read == 0 && !stepped.more {
-            break;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
     assert_eq!(projector.position_of("t-a"), Some(first));
