@@ -169,20 +169,22 @@ macro_rules! tx_execute {
 
 /// A multi-row `INSERT` on a [`Tx`]:
 /// `tx_insert_rows!(tx, "INSERT INTO t (a, b) ", items, |mut row, item| { row.push_bind(..); }, " ON CONFLICT ...")`
-/// (the closure is that of `QueryBuilder::push_values`; `items` must not be empty).
+/// (the closure is that of `QueryBuilder::push_values`; `items` is a slice,
+/// and an empty one inserts nothing).
 #[macro_export]
 macro_rules! tx_insert_rows {
     ($tx:expr, $head:expr, $items:expr, $bind:expr, $tail:expr $(,)?) => {
-        match $tx {
-            $crate::db::Tx::Sqlite(t) => {
+        match ($tx, $items) {
+            (_, items) if items.is_empty() => Ok(0u64),
+            ($crate::db::Tx::Sqlite(t), items) => {
                 let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new($head);
-                q.push_values($items, $bind);
+                q.push_values(items, $bind);
                 q.push($tail);
                 q.build().execute(&mut **t).await.map(|r| r.rows_affected())
             }
-            $crate::db::Tx::Postgres(t) => {
+            ($crate::db::Tx::Postgres(t), items) => {
                 let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new($head);
-                q.push_values($items, $bind);
+                q.push_values(items, $bind);
                 q.push($tail);
                 q.build().execute(&mut **t).await.map(|r| r.rows_affected())
             }

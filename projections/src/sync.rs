@@ -507,9 +507,6 @@ async fn insert_changes(
     tx: &mut Tx,
     changes: &[(&RecordedEvent, Draft)],
 ) -> Result<(), sqlx::Error> {
-    if changes.is_empty() {
-        return Ok(());
-    }
     const HEAD: &str = "INSERT INTO rm_changes (commit_id, position, id, tenant_id, share_id, old_share_id, resource_type, resource_id, \
          change_type, changed_by, device_id, changed_at, name, parent_id, old_path, new_path, version_id, size, mime_type, permanent) ";
     tx_insert_rows!(
@@ -706,19 +703,7 @@ impl Projection for SyncProjection {
     }
 
     async fn apply(&self, tx: &mut Tx, event: &RecordedEvent) -> Result<(), ProjectionError> {
-        let t = event.event_type.as_str();
-        if t.starts_with("device-") || t.starts_with("sync-") {
-            return apply_device(tx, event).await;
-        }
-        if t.starts_with("conflict-") {
-            return apply_conflict(tx, event).await;
-        }
-        if let Some(d) = drive_change(event)? {
-            if let Some(d) = carried(tx, event, d).await? {
-                insert_changes(tx, &[(event, d)]).await?;
-            }
-        }
-        Ok(())
+        self.apply_all(tx, std::slice::from_ref(event)).await
     }
 
     /// Device and conflict events as they come; the run's changes in one

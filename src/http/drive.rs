@@ -177,19 +177,15 @@ pub async fn visible_folder(
     p: &Principal,
     id: &str,
 ) -> ApiResult<(FolderRow, ShareRow)> {
-    let tenant = p.tenant_id.to_string();
-    let row = q::folder(&state.db, &tenant, id)
+    let row = visible_folder_row(state, p, id).await?;
+    let share = q::share(&state.db, &p.tenant_id.to_string(), &row.share_id)
         .await?
         .ok_or_else(|| ApiError::not_found("folder"))?;
-    let share = q::share(&state.db, &tenant, &row.share_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("folder"))?;
-    require_visible(state, p, On::Folder(&row), "folder").await?;
     Ok((row, share))
 }
 
-/// A folder the caller sees, without its share: the read-back after a write
-/// of the caller's own (the write already checked the share).
+/// A folder the caller sees, without its share: enough for the read-back
+/// after a write of the caller's own (the write already checked the share).
 pub async fn visible_folder_row(state: &AppState, p: &Principal, id: &str) -> ApiResult<FolderRow> {
     let row = q::folder(&state.db, &p.tenant_id.to_string(), id)
         .await?
@@ -229,14 +225,10 @@ pub async fn visible_file(
     p: &Principal,
     id: &str,
 ) -> ApiResult<(FileRow, ShareRow)> {
-    let tenant = p.tenant_id.to_string();
-    let row = q::file(&state.db, &tenant, id)
+    let row = visible_file_row(state, p, id).await?;
+    let share = q::share(&state.db, &p.tenant_id.to_string(), &row.share_id)
         .await?
         .ok_or_else(|| ApiError::not_found("file"))?;
-    let share = q::share(&state.db, &tenant, &row.share_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("file"))?;
-    require_visible(state, p, On::File(&row), "file").await?;
     Ok((row, share))
 }
 
@@ -379,19 +371,29 @@ pub fn media_type_or_default(raw: Option<String>) -> String {
         .unwrap_or_else(|| "application/octet-stream".into())
 }
 
-/// A share as the API shows it, with what it holds.
-pub async fn share_body(state: &AppState, r: &ShareRow) -> ApiResult<Value> {
-    let used = q::share_usage(&state.db, &[r.id.as_str()]).await?;
-    Ok(share_json(r, used.get(&r.id).copied().unwrap_or(0)))
-}
-
-/// [`share_body`] for a page of shares, with one usage query for all.
-pub async fn share_bodies(state: &AppState, rows: &[ShareRow]) -> ApiResult<Vec<Value>> {
+/// What each of `rows` holds (`used_bytes`), in `rows` order: one query for all.
+pub async fn used_bytes_of(state: &AppState, rows: &[ShareRow]) -> ApiResult<Vec<i64>> {
     let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
     let used = q::share_usage(&state.db, &ids).await?;
     Ok(rows
         .iter()
-        .map(|r| share_json(r, used.get(&r.id).copied().unwrap_or(0)))
+        .map(|r| used.get(&r.id).copied().unwrap_or(0))
+        .collect())
+}
+
+/// A share as the API shows it, with what it holds.
+pub async fn share_body(state: &AppState, r: &ShareRow) -> ApiResult<Value> {
+    let used = used_bytes_of(state, std::slice::from_ref(r)).await?;
+    Ok(share_json(r, used[0]))
+}
+
+/// [`share_body`] for a page of shares.
+pub async fn share_bodies(state: &AppState, rows: &[ShareRow]) -> ApiResult<Vec<Value>> {
+    let used = used_bytes_of(state, rows).await?;
+    Ok(rows
+        .iter()
+        .zip(used)
+        .map(|(r, u)| share_json(r, u))
         .collect())
 }
 

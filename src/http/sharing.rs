@@ -669,10 +669,9 @@ async fn my_shares(
         offset,
     )
     .await?;
-    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
-    let used = scaidrive_projections::drive_queries::share_usage(&state.db, &ids).await?;
+    let used = super::drive::used_bytes_of(&state, &rows).await?;
     let mut shares = Vec::with_capacity(rows.len());
-    for r in &rows {
+    for (r, used_bytes) in rows.iter().zip(used) {
         let role = super::drive::share_role_of(&state, &p, &r.id, &r.owner_id).await?;
         shares.push(json!({
             "id": r.id,
@@ -682,7 +681,7 @@ async fn my_shares(
             "role": role.map(ShareRole::as_str),
             "owner_id": r.owner_id,
             "quota_bytes": r.quota_bytes,
-            "used_bytes": used.get(&r.id).copied().unwrap_or(0),
+            "used_bytes": used_bytes,
             "is_deleted": r.is_deleted,
             "created_at": ts(r.created_at),
         }));
