@@ -12,7 +12,7 @@ use scaidrive_domain::{DomainEvent, RecordedEvent};
 
 use crate::db::Tx;
 use crate::projection::{Projection, ProjectionError};
-use crate::{tx_execute, tx_fetch_optional};
+use crate::{tx_execute, tx_fetch_optional, tx_insert_rows};
 use scaidrive_domain::drive::child_path;
 
 /// Folds the drive's events into `rm_shares`, `rm_folders`, `rm_files`,
@@ -43,6 +43,49 @@ async fn folder_path(tx: &mut Tx, folder: Option<String>) -> Result<String, sqlx
         .map(|r| r.0)
         .unwrap_or_else(|| "/".to_owned())),
     }
+}
+
+/// A `rm_folders` row for a created folder.
+struct NewFolder {
+    id: String,
+    tenant_id: String,
+    share_id: String,
+    parent_id: Option<String>,
+    name: String,
+    path: String,
+    by: String,
+    at: DateTime<Utc>,
+}
+
+/// Rows per `rm_folders` `INSERT` (10 parameters each).
+const FOLDERS_PER_INSERT: usize = 1000;
+
+/// Writes `folders` (and empties it), in one statement per
+/// [`FOLDERS_PER_INSERT`].
+async fn insert_folders(tx: &mut Tx, folders: &mut Vec<NewFolder>) -> Result<(), sqlx::Error> {
+    const HEAD: &str = "INSERT INTO rm_folders (id, tenant_id, share_id, parent_id, name, path, owner_id, created_by, created_at, modified_at) ";
+    for chunk in folders.chunks(FOLDERS_PER_INSERT) {
+        tx_insert_rows!(
+            &mut *tx,
+            HEAD,
+            chunk,
+            |mut row, f: &NewFolder| {
+                row.push_bind(&f.id)
+                    .push_bind(&f.tenant_id)
+                    .push_bind(&f.share_id)
+                    .push_bind(&f.parent_id)
+                    .push_bind(&f.name)
+                    .push_bind(&f.path)
+                    .push_bind(&f.by)
+                    .push_bind(&f.by)
+                    .push_bind(f.at)
+                    .push_bind(f.at);
+            },
+            " ON CONFLICT (id) DO NOTHING"
+        )?;
+    }
+    folders.clear();
+    Ok(())
 }
 
 async fn stored_path(tx: &mut Tx, table: &str, id: &str) -> Result<Option<String>, sqlx::Error> {
@@ -164,6 +207,57 @@ impl Projection for DriveProjection {
             || t.starts_with("upload-")
     }
 
+    /// A run of `folder-created` events goes in one multi-row `INSERT`
+    /// (any other event writes the run first, so everything it reads is
+    /// there); the rest as [`apply`](Self::apply) does it.
+    async fn apply_all(
+        &self,
+        tx: &mut Tx,
+        events: &[RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        let mut run: Vec<NewFolder> = Vec::new();
+        for event in events.iter().filter(|e| self.handles(&e.event_type)) {
+            if event.event_type == "folder-created" {
+                if let FolderEvent::FolderCreated {
+                    folder_id,
+                    tenant_id,
+                    share_id,
+                    parent_id,
+                    name,
+                    by,
+                    at,
+                    ..
+                } = decode::<FolderEvent>(event)?
+                {
+                    let parent = parent_id.map(|p| p.to_string());
+                    // The parent may be earlier in this run, not written yet.
+                    let pending = parent
+                        .as_deref()
+                        .and_then(|p| run.iter().rev().find(|f| f.id == p));
+                    let parent_path = match pending {
+                        Some(f) => f.path.clone(),
+                        None => folder_path(tx, parent.clone()).await?,
+                    };
+                    run.push(NewFolder {
+                        id: folder_id.to_string(),
+                        tenant_id: tenant_id.to_string(),
+                        share_id: share_id.to_string(),
+                        path: child_path(&parent_path, &name),
+                        parent_id: parent,
+                        name,
+                        by: by.to_string(),
+                        at,
+                    });
+                    continue;
+                }
+            }
+            insert_folders(tx, &mut run).await?;
+            self.apply(tx, event).await?;
+        }
+        insert_folders(tx, &mut run).await?;
+        Ok(())
+    }
+
     async fn apply(&self, tx: &mut Tx, event: &RecordedEvent) -> Result<(), ProjectionError> {
         let t = event.event_type.as_str();
         let tenant = event.tenant_id.clone().unwrap_or_default();
@@ -248,24 +342,19 @@ impl Projection for DriveProjection {
                     at,
                     ..
                 } => {
-                    let path = child_path(
-                        &folder_path(tx, parent_id.map(|p| p.to_string())).await?,
-                        &name,
-                    );
-
-                    tx_execute!(
-                        tx,
-                        "INSERT INTO rm_folders (id, tenant_id, share_id, parent_id, name, path, owner_id, created_by, created_at, modified_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $8) ON CONFLICT (id) DO NOTHING",
-                        folder_id.to_string(),
-                        tenant_id.to_string(),
-                        share_id.to_string(),
-                        parent_id.map(|p| p.to_string()),
+                    let parent = parent_id.map(|p| p.to_string());
+                    let path = child_path(&folder_path(tx, parent.clone()).await?, &name);
+                    let folder = NewFolder {
+                        id: folder_id.to_string(),
+                        tenant_id: tenant_id.to_string(),
+                        share_id: share_id.to_string(),
+                        parent_id: parent,
                         name,
                         path,
-                        by.to_string(),
-                        at
-                    )?;
+                        by: by.to_string(),
+                        at,
+                    };
+                    insert_folders(tx, &mut vec![folder]).await?;
                 }
                 FolderEvent::FolderRenamed {
                     folder_id,

@@ -17,7 +17,7 @@ use scaidrive_domain::{DomainEvent, RecordedEvent};
 use crate::db::{Db, Tx};
 use crate::outbox::{enqueue, Message};
 use crate::projection::{Projection, ProjectionError};
-use crate::{db_fetch_all, db_fetch_optional, tx_execute, tx_fetch_all};
+use crate::{db_fetch_all, db_fetch_optional, tx_execute, tx_fetch_all, tx_insert_rows};
 
 /// Folds drive, tenant, upload and quota events into the `rm_quota_*` tables.
 pub struct QuotaProjection;
@@ -32,6 +32,38 @@ fn decode<E: DomainEvent>(event: &RecordedEvent) -> Result<E, ProjectionError> {
 const SUBTREE: &str = "WITH RECURSIVE sub(id) AS (\
      SELECT folder_id FROM rm_quota_folders WHERE parent_id = $1 \
      UNION ALL SELECT f.folder_id FROM rm_quota_folders f JOIN sub ON f.parent_id = sub.id) ";
+
+/// A `rm_quota_folders` row for a created folder.
+struct QuotaFolder {
+    folder_id: String,
+    tenant_id: String,
+    share_id: String,
+    parent_id: Option<String>,
+}
+
+/// Rows per `rm_quota_folders` `INSERT`.
+const FOLDERS_PER_INSERT: usize = 1000;
+
+/// Writes `folders` (and empties it), in one statement per
+/// [`FOLDERS_PER_INSERT`].
+async fn insert_folders(tx: &mut Tx, folders: &mut Vec<QuotaFolder>) -> Result<(), sqlx::Error> {
+    for chunk in folders.chunks(FOLDERS_PER_INSERT) {
+        tx_insert_rows!(
+            &mut *tx,
+            "INSERT INTO rm_quota_folders (folder_id, tenant_id, share_id, parent_id) ",
+            chunk,
+            |mut row, f: &QuotaFolder| {
+                row.push_bind(&f.folder_id)
+                    .push_bind(&f.tenant_id)
+                    .push_bind(&f.share_id)
+                    .push_bind(&f.parent_id);
+            },
+            " ON CONFLICT (folder_id) DO NOTHING"
+        )?;
+    }
+    folders.clear();
+    Ok(())
+}
 
 async fn upsert_account(
     tx: &mut Tx,
@@ -108,6 +140,41 @@ impl Projection for QuotaProjection {
             || t == "upload-aborted"
             || t == "upload-expired"
             || t.starts_with("quota-")
+    }
+
+    /// A run of `folder-created` events goes in one multi-row `INSERT`
+    /// (written before any other event is applied); the rest as
+    /// [`apply`](Self::apply) does it.
+    async fn apply_all(
+        &self,
+        tx: &mut Tx,
+        events: &[RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        let mut run: Vec<QuotaFolder> = Vec::new();
+        for event in events.iter().filter(|e| self.handles(&e.event_type)) {
+            if event.event_type == "folder-created" {
+                if let FolderEvent::FolderCreated {
+                    folder_id,
+                    tenant_id,
+                    share_id,
+                    parent_id,
+                    ..
+                } = decode::<FolderEvent>(event)?
+                {
+                    run.push(QuotaFolder {
+                        folder_id: folder_id.to_string(),
+                        tenant_id: tenant_id.to_string(),
+                        share_id: share_id.to_string(),
+                        parent_id: parent_id.map(|p| p.to_string()),
+                    });
+                    continue;
+                }
+            }
+            insert_folders(tx, &mut run).await?;
+            self.apply(tx, event).await?;
+        }
+        insert_folders(tx, &mut run).await?;
+        Ok(())
     }
 
     async fn apply(&self, tx: &mut Tx, event: &RecordedEvent) -> Result<(), ProjectionError> {
@@ -201,14 +268,13 @@ impl QuotaProjection {
                 parent_id,
                 ..
             } => {
-                tx_execute!(
-                    tx,
-                    "INSERT INTO rm_quota_folders (folder_id, tenant_id, share_id, parent_id) VALUES ($1, $2, $3, $4) ON CONFLICT (folder_id) DO NOTHING",
-                    folder_id.to_string(),
-                    tenant_id.to_string(),
-                    share_id.to_string(),
-                    parent_id.map(|p| p.to_string())
-                )?;
+                let folder = QuotaFolder {
+                    folder_id: folder_id.to_string(),
+                    tenant_id: tenant_id.to_string(),
+                    share_id: share_id.to_string(),
+                    parent_id: parent_id.map(|p| p.to_string()),
+                };
+                insert_folders(tx, &mut vec![folder]).await?;
             }
             FolderEvent::FolderRenamed { .. } => {}
             FolderEvent::FolderMoved {

@@ -199,7 +199,7 @@ impl Projector {
         };
         for (k, &i) in members.iter().enumerate() {
             if moved[k] && concerned[k] {
-                self.touched(i);
+                self.touched(i, Some(&batch));
             }
         }
         self.progress.send_modify(|v| {
@@ -235,7 +235,7 @@ impl Projector {
         let p = self.projections[index].as_ref();
         match checkpoint::read(&self.db, p.name()).await? {
             Some(cp) if cp.position != from => {
-                self.touched(index);
+                self.touched(index, None);
                 self.progress.send_modify(|v| v[index] = cp.position);
                 Ok(1)
             }
