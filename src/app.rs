@@ -151,6 +151,7 @@ impl Application {
             groups: ReadCache::new(&projector, "groups"),
             memberships: ReadCache::new(&projector, "access"),
             share_acls: ReadCache::new(&projector, "access"),
+            shares: ReadCache::for_events(&projector, crate::http::state::SHARE_ROW_SOURCES),
             projector,
             leases,
             auth,

@@ -41,11 +41,9 @@ pub async fn share_role_of(
     let principals = p.principal_ids();
     let members = state
         .memberships
-        .get_or_load(
-            &state.projector,
-            (share_id.to_owned(), principals.clone()),
-            || access::memberships_of(&state.db, share_id, &principals),
-        )
+        .get_or_load((share_id.to_owned(), principals.clone()), || {
+            access::memberships_of(&state.db, share_id, &principals)
+        })
         .await?;
     Ok(share_role(
         &subject(p, &principals),
@@ -69,7 +67,7 @@ fn subject<'a>(p: &'a Principal, principals: &'a [String]) -> Subject<'a> {
 async fn has_acls(state: &AppState, share_id: &str) -> ApiResult<bool> {
     Ok(state
         .share_acls
-        .get_or_load(&state.projector, share_id.to_owned(), || {
+        .get_or_load(share_id.to_owned(), || {
             access::share_has_acls(&state.db, share_id)
         })
         .await?)
@@ -149,7 +147,8 @@ pub fn path_id<T: FromStr>(raw: &str, what: &str) -> ApiResult<T> {
 
 /// The share, if the caller may see it (trashed ones included).
 pub async fn visible_share(state: &AppState, p: &Principal, id: &str) -> ApiResult<ShareRow> {
-    let row = q::share(&state.db, &p.tenant_id.to_string(), id)
+    let row = state
+        .share_row(&p.tenant_id.to_string(), id)
         .await?
         .ok_or_else(|| ApiError::not_found("share"))?;
     require_visible(state, p, On::Share(&row), "share").await?;
@@ -178,7 +177,8 @@ pub async fn visible_folder(
     id: &str,
 ) -> ApiResult<(FolderRow, ShareRow)> {
     let row = visible_folder_row(state, p, id).await?;
-    let share = q::share(&state.db, &p.tenant_id.to_string(), &row.share_id)
+    let share = state
+        .share_row(&p.tenant_id.to_string(), &row.share_id)
         .await?
         .ok_or_else(|| ApiError::not_found("folder"))?;
     Ok((row, share))
@@ -226,7 +226,8 @@ pub async fn visible_file(
     id: &str,
 ) -> ApiResult<(FileRow, ShareRow)> {
     let row = visible_file_row(state, p, id).await?;
-    let share = q::share(&state.db, &p.tenant_id.to_string(), &row.share_id)
+    let share = state
+        .share_row(&p.tenant_id.to_string(), &row.share_id)
         .await?
         .ok_or_else(|| ApiError::not_found("file"))?;
     Ok((row, share))

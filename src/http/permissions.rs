@@ -13,7 +13,7 @@ use scaidrive_domain::id::AceId;
 use scaidrive_domain::sharing::{acl_stream, AceRecord, Acl, AclCommand, ResourceType};
 use scaidrive_domain::{Aggregate, DomainError};
 use scaidrive_projections::access::{self, AceRow};
-use scaidrive_projections::drive_queries::{self as q, FileRow, FolderRow, ShareRow};
+use scaidrive_projections::drive_queries::{FileRow, FolderRow, ShareRow};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -696,7 +696,8 @@ async fn transfer(
         .execute::<Share, _>(&id, &ctx, |s| s.state.decide(&cmd))
         .await?;
     state.caught_up_to(&committed).await;
-    let row = q::share(&state.db, &p.tenant_id.to_string(), &id)
+    let row = state
+        .share_row(&p.tenant_id.to_string(), &id)
         .await?
         .ok_or_else(|| ApiError::not_found("share"))?;
     Ok(Positioned(

@@ -176,7 +176,7 @@ impl FromRequestParts<AppState> for Principal {
         let key = (tenant_id.clone(), user_id.clone(), claims.groups.clone());
         let groups = state
             .groups
-            .get_or_load(&state.projector, key, || {
+            .get_or_load(key, || {
                 scaidrive_projections::groups::user_group_ids(
                     &state.db,
                     &tenant_id,

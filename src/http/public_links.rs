@@ -322,7 +322,8 @@ fn gone(what: &str) -> ApiError {
 async fn link_root(state: &AppState, v: &Visit) -> ApiResult<Option<FolderRow>> {
     let tenant = v.tenant.to_string();
     let share_id = v.link.share_id.map(|s| s.to_string()).unwrap_or_default();
-    let share = q::share(&state.db, &tenant, &share_id)
+    let share = state
+        .share_row(&tenant, &share_id)
         .await?
         .ok_or_else(|| gone("share"))?;
     if share.is_deleted {
@@ -361,7 +362,7 @@ async fn target_file(state: &AppState, v: &Visit, file_id: Option<&str>) -> ApiR
         let row = q::file(&state.db, &tenant, &v.link.resource_id)
             .await?
             .ok_or_else(|| gone("file"))?;
-        let share = q::share(&state.db, &tenant, &row.share_id).await?;
+        let share = state.share_row(&tenant, &row.share_id).await?;
         if row.is_deleted || row.trashed_via.is_some() || share.is_none_or(|s| s.is_deleted) {
             return Err(gone("file"));
         }
@@ -433,7 +434,8 @@ async fn show_landing(state: &AppState, v: Visit, with_token: bool) -> ApiResult
             None,
         ),
         _ => (
-            q::share(&state.db, &tenant, &v.link.resource_id)
+            state
+                .share_row(&tenant, &v.link.resource_id)
                 .await?
                 .map(|s| s.name)
                 .unwrap_or_default(),

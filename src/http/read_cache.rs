@@ -18,7 +18,7 @@ use std::sync::Arc;
 use lru::LruCache;
 use parking_lot::Mutex;
 
-use crate::projector::Projector;
+use crate::projector::{Generation, Projector};
 
 /// Entries kept at most per cache (least recently used go first).
 const CAPACITY: NonZeroUsize = match NonZeroUsize::new(10_000) {
@@ -29,38 +29,49 @@ const CAPACITY: NonZeroUsize = match NonZeroUsize::new(10_000) {
 /// An answer, with the generation it was read at.
 type Entry<V> = (u64, Arc<V>);
 
-/// Answers read from one projection's tables, by key.
+/// Answers read from read-model tables, by key.
 pub struct ReadCache<K: Hash + Eq, V> {
-    /// The projection's index in the projector (none: never cache).
-    index: Option<usize>,
+    /// What moves when the answers may change (none: never cache).
+    generations: Option<Vec<Generation>>,
     entries: Mutex<LruCache<K, Entry<V>>>,
 }
 
 impl<K: Hash + Eq, V: Clone> ReadCache<K, V> {
     /// A cache of answers from the tables of the projection called `projection`.
     pub fn new(projector: &Projector, projection: &str) -> Self {
+        Self::tied_to(projector.generation_handle(projection).map(|g| vec![g]))
+    }
+
+    /// A cache of answers that change only with events of some kinds: per
+    /// projection (by name), the event type prefixes whose application can
+    /// change an answer.
+    pub fn for_events(projector: &Projector, sources: &[(&str, &'static [&'static str])]) -> Self {
+        let generations: Option<Vec<Generation>> = sources
+            .iter()
+            .map(|(projection, kinds)| projector.generation_of(projection, kinds))
+            .collect();
+        Self::tied_to(generations)
+    }
+
+    fn tied_to(generations: Option<Vec<Generation>>) -> Self {
         Self {
-            index: projector.index_of(projection),
+            generations,
             entries: Mutex::new(LruCache::new(CAPACITY)),
         }
     }
 
     /// The answer for `key`: remembered, or from `load` (and remembered).
-    pub async fn get_or_load<E, Fut>(
-        &self,
-        projector: &Projector,
-        key: K,
-        load: impl FnOnce() -> Fut,
-    ) -> Result<V, E>
+    pub async fn get_or_load<E, Fut>(&self, key: K, load: impl FnOnce() -> Fut) -> Result<V, E>
     where
         Fut: Future<Output = Result<V, E>>,
     {
-        let Some(index) = self.index else {
+        let Some(generations) = &self.generations else {
             return load().await;
         };
         // Read before the query: a change applied meanwhile moves it, and
-        // the entry stored below is then never used.
-        let generation = projector.generation(index);
+        // the entry stored below is then never used. (Each count only
+        // grows, so their sum moves whenever one of them does.)
+        let generation = generations.iter().map(Generation::get).sum::<u64>();
         if let Some((at, value)) = self.entries.lock().get(&key) {
             if *at == generation {
                 return Ok(value.as_ref().clone());

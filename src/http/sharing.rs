@@ -556,7 +556,7 @@ async fn my_invitations(
     let mut out = Vec::with_capacity(rows.len());
     for r in &rows {
         let mut v = invitation_json(r);
-        if let Some(s) = q::share(&state.db, &r.tenant_id, &r.share_id).await? {
+        if let Some(s) = state.share_row(&r.tenant_id, &r.share_id).await? {
             v["share_name"] = json!(s.name);
         }
         out.push(v);

@@ -8,6 +8,7 @@ use std::time::Duration;
 use scaidrive_domain::access::Membership;
 use scaidrive_domain::LogPosition;
 use scaidrive_projections::db::Db;
+use scaidrive_projections::drive_queries::ShareRow;
 
 use super::read_cache::{self, ReadCache};
 use crate::auth::Authenticator;
@@ -30,6 +31,9 @@ pub struct Services {
     pub memberships: ReadCache<read_cache::MembershipKey, Vec<Membership>>,
     /// Whether a share has ACLs, likewise.
     pub share_acls: ReadCache<String, bool>,
+    /// Share rows by tenant and id, kept while no share or quota event is
+    /// applied (see [`share_row`](Self::share_row)).
+    pub shares: ReadCache<(String, String), Option<ShareRow>>,
     pub auth: Authenticator,
     pub blob: BlobStore,
     pub limiter: crate::ratelimit::RateLimiter,
@@ -57,7 +61,26 @@ impl Deref for AppState {
     }
 }
 
+/// What a share's row is made of: the drive read model's share events and
+/// the quota read model's account settings (its limit).
+pub const SHARE_ROW_SOURCES: &[(&str, &[&str])] = &[("drive", &["share-"]), ("quota", &["quota-"])];
+
 impl Services {
+    /// A share's row in the caller's tenant: every permission check of a
+    /// share, folder or file needs it, and it changes far less often than
+    /// what the share holds.
+    pub async fn share_row(
+        &self,
+        tenant_id: &str,
+        id: &str,
+    ) -> Result<Option<ShareRow>, sqlx::Error> {
+        self.shares
+            .get_or_load((tenant_id.to_owned(), id.to_owned()), || {
+                scaidrive_projections::drive_queries::share(&self.db, tenant_id, id)
+            })
+            .await
+    }
+
     /// Waits (bounded) until the read models include `position`.
     pub async fn caught_up(&self, position: Option<LogPosition>) {
         self.caught_up_in(position, None).await

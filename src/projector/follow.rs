@@ -103,7 +103,7 @@ impl Projector {
                 };
                 if progress[i] != cp.position {
                     // Applied elsewhere: what changed is not known here.
-                    self.touched(i);
+                    self.touched(i, None);
                     progress[i] = cp.position;
                     moved = true;
                 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use scaidrive_domain::LogPosition;
+use scaidrive_domain::{LogPosition, RecordedEvent};
 use scaidrive_projections::checkpoint::{self, Checkpoint};
 use scaidrive_projections::db::Db;
 use scaidrive_projections::Projection;
@@ -40,7 +40,29 @@ pub struct Projector {
     batches: batches::Batches,
     /// Per projection, how often its read model has changed as far as this
     /// process can tell (see [`generation`](Self::generation)).
-    changes: Vec<AtomicU64>,
+    changes: Vec<Arc<AtomicU64>>,
+    /// Narrower counts: changes made by events of some kinds only (see
+    /// [`generation_of`](Self::generation_of)).
+    kinds: parking_lot::RwLock<Vec<KindCount>>,
+}
+
+/// How often one projection has applied events of some kinds.
+struct KindCount {
+    index: usize,
+    /// Event type prefixes.
+    kinds: &'static [&'static str],
+    count: Arc<AtomicU64>,
+}
+
+/// A number that moves whenever what it counts may have changed (see
+/// [`Projector::generation_of`]).
+#[derive(Clone)]
+pub struct Generation(Arc<AtomicU64>);
+
+impl Generation {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
 }
 
 impl Projector {
@@ -52,7 +74,10 @@ impl Projector {
             progress,
             waiters: follow::Waiters::default(),
             batches: batches::Batches::default(),
-            changes: (0..projections.len()).map(|_| AtomicU64::new(0)).collect(),
+            changes: (0..projections.len())
+                .map(|_| Arc::new(AtomicU64::new(0)))
+                .collect(),
+            kinds: Default::default(),
             projections,
         })
     }
@@ -93,10 +118,51 @@ impl Projector {
         self.changes[index].load(Ordering::SeqCst)
     }
 
-    /// Marks projection `index`'s read model as changed (before its
-    /// progress moves).
-    fn touched(&self, index: usize) {
+    /// Like [`generation`](Self::generation), but moving only when the
+    /// projection called `projection` applies an event whose type starts
+    /// with one of `kinds` (or when it is changed in a way this process does
+    /// not see event by event: elsewhere, by a rebuild). For answers that
+    /// depend on a few rare events of a busy projection (a share's row, not
+    /// its folders). `None` for an unknown projection.
+    pub fn generation_of(
+        &self,
+        projection: &str,
+        kinds: &'static [&'static str],
+    ) -> Option<Generation> {
+        let index = self.index_of(projection)?;
+        let mut all = self.kinds.write();
+        if let Some(k) = all.iter().find(|k| k.index == index && k.kinds == kinds) {
+            return Some(Generation(k.count.clone()));
+        }
+        let count = Arc::new(AtomicU64::new(0));
+        all.push(KindCount {
+            index,
+            kinds,
+            count: count.clone(),
+        });
+        Some(Generation(count))
+    }
+
+    /// [`generation`](Self::generation) as a handle.
+    pub fn generation_handle(&self, projection: &str) -> Option<Generation> {
+        let index = self.index_of(projection)?;
+        Some(Generation(self.changes[index].clone()))
+    }
+
+    /// Marks projection `index`'s read model as changed by `batch` (by
+    /// anything, for `None`), before its progress moves.
+    fn touched(&self, index: usize, batch: Option<&[RecordedEvent]>) {
         self.changes[index].fetch_add(1, Ordering::SeqCst);
+        for k in self.kinds.read().iter().filter(|k| k.index == index) {
+            let hit = batch.is_none_or(|events| {
+                events
+                    .iter()
+                    .any(|e| k.kinds.iter().any(|p| e.event_type.starts_with(p)))
+            });
+            if hit {
+                k.count.fetch_add(1, Ordering::SeqCst);
+            }
+        }
     }
 
     /// Where one projection has got to.
@@ -195,7 +261,7 @@ impl Projector {
             if let Some(cp) = checkpoint::load(&mut tx, projection.name()).await? {
                 if cp.position != from {
                     tx.rollback().await?;
-                    self.touched(index);
+                    self.touched(index, None);
                     self.progress.send_modify(|v| v[index] = cp.position);
                     return Ok(1);
                 }
@@ -206,7 +272,7 @@ impl Projector {
             checkpoint::store(&mut tx, projection.name(), next).await?;
         }
         tx.commit().await?;
-        self.touched(index);
+        self.touched(index, Some(&batch));
         self.progress.send_modify(|v| v[index] = last);
         Ok(batch.len())
     }

@@ -81,7 +81,7 @@ impl Projector {
         let done = joined
             .map_err(|e| ProjectorError::Rebuild(format!("the rebuild task failed: {e}")))??;
         progress(done.read);
-        self.touched(index);
+        self.touched(index, None);
         self.progress
             .send_modify(|v| v[index] = v[index].max(done.position));
         Ok(done.read)
