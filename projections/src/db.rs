@@ -80,7 +80,12 @@ impl Db {
     pub async fn connect(url: &str, opts: &ConnectOptions) -> Result<Db, sqlx::Error> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url)?;
+            // No ping before each use: it is a round trip of its own on
+            // every query. A connection the server dropped fails its next
+            // query instead (answered 503, retried by the runners) and is
+            // not returned to the pool.
             let pool = PgPoolOptions::new()
+                .test_before_acquire(false)
                 .max_connections(opts.max_connections)
                 .acquire_timeout(opts.acquire_timeout)
                 .connect_with(options)
