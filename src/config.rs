@@ -17,9 +17,12 @@ pub struct StoreArgs {
     #[arg(long, env = "SCAIDRIVE_DATABASE_URL")]
     pub database_url: Option<String>,
     /// Maximum database connections.
-    #[arg(long, env = "SCAIDRIVE_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    #[arg(long, env = "SCAIDRIVE_DATABASE_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS)]
     pub database_max_connections: u32,
 }
+
+/// Database connections a server keeps at most unless told otherwise.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 
 impl StoreArgs {
     /// The database URL in effect.

@@ -38,6 +38,11 @@ impl Server {
         if let Some(url) = database_url {
             config.database_url = url.to_owned();
         }
+        // What `scaidrive serve` runs with (tests start from fewer).
+        config.database_max_connections = std::env::var("SCAIDRIVE_DATABASE_MAX_CONNECTIONS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(crate::config::DEFAULT_MAX_CONNECTIONS);
         config.consistency_wait = Duration::from_secs(30);
         config.rate_limits = crate::ratelimit::Limits {
             per_token: u64::MAX / 4,
