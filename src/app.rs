@@ -152,6 +152,7 @@ impl Application {
             memberships: ReadCache::new(&projector, "access"),
             share_acls: ReadCache::new(&projector, "access"),
             shares: ReadCache::for_events(&projector, crate::http::state::SHARE_ROW_SOURCES),
+            signed_in: ReadCache::for_events(&projector, crate::http::state::SIGNED_IN_SOURCES),
             projector,
             leases,
             auth,

@@ -160,7 +160,18 @@ impl FromRequestParts<AppState> for Principal {
             causation_id: None,
             now: Utc::now(),
         };
-        let (user, position) = provision(&state.bus, &ctx, &identity).await?;
+        // A user already signed in with these claims needs no read of their
+        // stream until a user event is applied (a suspension, a new role).
+        let known = (
+            identity.tenant_id.to_string(),
+            identity.user_id.to_string(),
+            identity.email.clone(),
+            identity.name.clone(),
+        );
+        let (user, position) = state
+            .signed_in
+            .get_or_load(known, || provision(&state.bus, &ctx, &identity))
+            .await?;
         state.caught_up(position).await;
         rate_limit(state, parts, &token, &identity).await?;
         match user.status {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use scaidrive_domain::access::Membership;
+use scaidrive_domain::tenancy::User;
 use scaidrive_domain::LogPosition;
 use scaidrive_projections::db::Db;
 use scaidrive_projections::drive_queries::ShareRow;
@@ -31,6 +32,10 @@ pub struct Services {
     pub memberships: ReadCache<read_cache::MembershipKey, Vec<Membership>>,
     /// Whether a share has ACLs, likewise.
     pub share_acls: ReadCache<String, bool>,
+    /// Signed-in users by tenant, user and profile claims: the state their
+    /// sign-in found (and the position of what it appended), kept until a
+    /// user event is applied.
+    pub signed_in: ReadCache<read_cache::SignInKey, (User, Option<LogPosition>)>,
     /// Share rows by tenant and id, kept while no share or quota event is
     /// applied (see [`share_row`](Self::share_row)).
     pub shares: ReadCache<(String, String), Option<ShareRow>>,
@@ -60,6 +65,10 @@ impl Deref for AppState {
         &self.0
     }
 }
+
+/// What a signed-in user's state is made of: their user events, which the
+/// tenancy read model applies.
+pub const SIGNED_IN_SOURCES: &[(&str, &[&str])] = &[("tenancy", &["user-"])];
 
 /// What a share's row is made of: the drive read model's share events and
 /// the quota read model's account settings (its limit).
