@@ -57,6 +57,47 @@ struct NewFolder {
     at: DateTime<Utc>,
 }
 
+/// The row of a `folder-created` event (`None` for another event). Its path
+/// is below the parent's: a parent created earlier in `run` (not written
+/// yet) or the stored one.
+async fn new_folder(
+    tx: &mut Tx,
+    run: &[NewFolder],
+    event: &RecordedEvent,
+) -> Result<Option<NewFolder>, ProjectionError> {
+    let FolderEvent::FolderCreated {
+        folder_id,
+        tenant_id,
+        share_id,
+        parent_id,
+        name,
+        by,
+        at,
+        ..
+    } = decode::<FolderEvent>(event)?
+    else {
+        return Ok(None);
+    };
+    let parent = parent_id.map(|p| p.to_string());
+    let pending = parent
+        .as_deref()
+        .and_then(|p| run.iter().rev().find(|f| f.id == p));
+    let parent_path = match pending {
+        Some(f) => f.path.clone(),
+        None => folder_path(tx, parent.clone()).await?,
+    };
+    Ok(Some(NewFolder {
+        id: folder_id.to_string(),
+        tenant_id: tenant_id.to_string(),
+        share_id: share_id.to_string(),
+        path: child_path(&parent_path, &name),
+        parent_id: parent,
+        name,
+        by: by.to_string(),
+        at,
+    }))
+}
+
 /// Rows per `rm_folders` `INSERT` (10 parameters each).
 const FOLDERS_PER_INSERT: usize = 1000;
 
@@ -218,36 +259,8 @@ impl Projection for DriveProjection {
         let mut run: Vec<NewFolder> = Vec::new();
         for event in events.iter().filter(|e| self.handles(&e.event_type)) {
             if event.event_type == "folder-created" {
-                if let FolderEvent::FolderCreated {
-                    folder_id,
-                    tenant_id,
-                    share_id,
-                    parent_id,
-                    name,
-                    by,
-                    at,
-                    ..
-                } = decode::<FolderEvent>(event)?
-                {
-                    let parent = parent_id.map(|p| p.to_string());
-                    // The parent may be earlier in this run, not written yet.
-                    let pending = parent
-                        .as_deref()
-                        .and_then(|p| run.iter().rev().find(|f| f.id == p));
-                    let parent_path = match pending {
-                        Some(f) => f.path.clone(),
-                        None => folder_path(tx, parent.clone()).await?,
-                    };
-                    run.push(NewFolder {
-                        id: folder_id.to_string(),
-                        tenant_id: tenant_id.to_string(),
-                        share_id: share_id.to_string(),
-                        path: child_path(&parent_path, &name),
-                        parent_id: parent,
-                        name,
-                        by: by.to_string(),
-                        at,
-                    });
+                if let Some(folder) = new_folder(tx, &run, event).await? {
+                    run.push(folder);
                     continue;
                 }
             }
@@ -332,29 +345,10 @@ impl Projection for DriveProjection {
             }
         } else if t.starts_with("folder-") {
             match decode::<FolderEvent>(event)? {
-                FolderEvent::FolderCreated {
-                    folder_id,
-                    tenant_id,
-                    share_id,
-                    parent_id,
-                    name,
-                    by,
-                    at,
-                    ..
-                } => {
-                    let parent = parent_id.map(|p| p.to_string());
-                    let path = child_path(&folder_path(tx, parent.clone()).await?, &name);
-                    let folder = NewFolder {
-                        id: folder_id.to_string(),
-                        tenant_id: tenant_id.to_string(),
-                        share_id: share_id.to_string(),
-                        parent_id: parent,
-                        name,
-                        path,
-                        by: by.to_string(),
-                        at,
-                    };
-                    insert_folders(tx, &mut vec![folder]).await?;
+                FolderEvent::FolderCreated { .. } => {
+                    if let Some(folder) = new_folder(tx, &[], event).await? {
+                        insert_folders(tx, &mut vec![folder]).await?;
+                    }
                 }
                 FolderEvent::FolderRenamed {
                     folder_id,
