@@ -41,6 +41,27 @@ struct QuotaFolder {
     parent_id: Option<String>,
 }
 
+impl QuotaFolder {
+    /// The row a `folder-created` event adds (`None` for other events).
+    fn of(e: &FolderEvent) -> Option<Self> {
+        match e {
+            FolderEvent::FolderCreated {
+                folder_id,
+                tenant_id,
+                share_id,
+                parent_id,
+                ..
+            } => Some(QuotaFolder {
+                folder_id: folder_id.to_string(),
+                tenant_id: tenant_id.to_string(),
+                share_id: share_id.to_string(),
+                parent_id: parent_id.map(|p| p.to_string()),
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// Rows per `rm_quota_folders` `INSERT`.
 const FOLDERS_PER_INSERT: usize = 1000;
 
@@ -153,20 +174,8 @@ impl Projection for QuotaProjection {
         let mut run: Vec<QuotaFolder> = Vec::new();
         for event in events.iter().filter(|e| self.handles(&e.event_type)) {
             if event.event_type == "folder-created" {
-                if let FolderEvent::FolderCreated {
-                    folder_id,
-                    tenant_id,
-                    share_id,
-                    parent_id,
-                    ..
-                } = decode::<FolderEvent>(event)?
-                {
-                    run.push(QuotaFolder {
-                        folder_id: folder_id.to_string(),
-                        tenant_id: tenant_id.to_string(),
-                        share_id: share_id.to_string(),
-                        parent_id: parent_id.map(|p| p.to_string()),
-                    });
+                if let Some(folder) = QuotaFolder::of(&decode::<FolderEvent>(event)?) {
+                    run.push(folder);
                     continue;
                 }
             }
@@ -261,20 +270,8 @@ impl Projection for QuotaProjection {
 impl QuotaProjection {
     async fn apply_folder(&self, tx: &mut Tx, e: FolderEvent) -> Result<(), sqlx::Error> {
         match e {
-            FolderEvent::FolderCreated {
-                folder_id,
-                tenant_id,
-                share_id,
-                parent_id,
-                ..
-            } => {
-                let folder = QuotaFolder {
-                    folder_id: folder_id.to_string(),
-                    tenant_id: tenant_id.to_string(),
-                    share_id: share_id.to_string(),
-                    parent_id: parent_id.map(|p| p.to_string()),
-                };
-                insert_folders(tx, &mut vec![folder]).await?;
+            FolderEvent::FolderCreated { .. } => {
+                insert_folders(tx, &mut QuotaFolder::of(&e).into_iter().collect()).await?;
             }
             FolderEvent::FolderRenamed { .. } => {}
             FolderEvent::FolderMoved {
