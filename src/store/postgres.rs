@@ -36,7 +36,7 @@ mod group;
 const CHANNEL: &str = "scaidrive_events";
 
 /// How many stream heads (version, last hash) a process remembers for the
-/// one-statement append.
+/// group append.
 const HEAD_CACHE_ENTRIES: usize = 100_000;
 
 /// One-statement attempts before an append falls back to the transaction
@@ -505,6 +505,9 @@ enum FastOutcome {
     Done(AppendOutcome),
     /// The heads the chain was computed from were not current; these are.
     Stale(Vec<(String, i64, String)>),
+    /// The group this append was in failed as a whole and wrote nothing:
+    /// write it on its own.
+    Alone,
 }
 
 #[derive(serde::Deserialize)]
@@ -709,65 +712,6 @@ impl Written {
     }
 }
 
-/// One prepared append as one autocommit statement (`scaidrive_append`,
-/// migration 0013): locks, checks, claims, idempotency, events and heads
-/// in a single round trip.
-async fn append_one(
-    pool: &PgPool,
-    written: &Written,
-    p: Prepared,
-) -> Result<FastOutcome, StoreError> {
-    let answer: Result<Answer, sqlx::Error> = sqlx::query_as(
-        "SELECT o_status, o_outcome, o_ids, o_positions, o_commits FROM scaidrive_append(\
-         $1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::bigint[], $7::text[], $8::text[], \
-         $9::text[], $10::bigint[], $11::uuid[], $12::text[], $13::int[], $14::text[], $15::jsonb[], $16::jsonb[], $17::text[], \
-         $18::timestamptz, $19::text[], $20::text[], $21::text[], $22::text[], $23::text, $24::jsonb)",
-    )
-    .bind(&p.p_streams)
-    .bind(&p.p_expected)
-    .bind(&p.p_expected_version)
-    .bind(&p.p_assumed_version)
-    .bind(&p.p_assumed_hash)
-    .bind(&p.p_new_version)
-    .bind(&p.p_new_hash)
-    .bind(&p.p_tenant)
-    .bind(&p.e_stream)
-    .bind(&p.e_version)
-    .bind(&p.e_id)
-    .bind(&p.e_type)
-    .bind(&p.e_schema)
-    .bind(&p.e_tenant)
-    .bind(&p.e_data)
-    .bind(&p.e_meta)
-    .bind(&p.e_hash)
-    .bind(p.now)
-    .bind(&p.c_op)
-    .bind(&p.c_scope)
-    .bind(&p.c_key)
-    .bind(&p.c_owner)
-    .bind(p.idem_key.as_deref())
-    .bind(p.idem_outcome.as_ref())
-    .fetch_one(pool)
-    .await;
-    match answer {
-        Ok(a) => Ok(written.finish(p, a)),
-        Err(sqlx::Error::Database(d)) => {
-            let code = d.code().map(|c| c.into_owned());
-            let constraint = d.constraint().map(str::to_owned);
-            let failure = Failure {
-                code,
-                message: d.message().to_owned(),
-                constraint,
-            };
-            match failure.outcome(&p) {
-                Some(outcome) => outcome,
-                None => Err(err(sqlx::Error::Database(d))),
-            }
-        }
-        Err(x) => Err(err(x)),
-    }
-}
-
 /// What `scaidrive_append` answers: status, stored outcome of a repeated
 /// idempotency key, and the ids, positions and commit ids of the events.
 type Answer = (
@@ -923,6 +867,7 @@ impl EventStore for PostgresStore {
                             heads.put(stream, (version, hash));
                         }
                     }
+                    FastOutcome::Alone => break,
                 }
             }
         }

@@ -45,6 +45,7 @@ conformance!(
     concurrent_writers_with_slow_commits_are_seen_exactly_once,
     two_stores_on_one_database_keep_versions_and_chains,
     concurrent_appends_succeed_or_fail_alone,
+    concurrent_unclaimed_appends_succeed_or_fail_alone,
 );
 
 /// Only meaningful where positions can commit out of order.

@@ -823,3 +823,89 @@ pub async fn concurrent_appends_succeed_or_fail_alone(h: &Harness) {
     assert_eq!(report.first_broken, None, "{report:?}");
     assert_eq!(report.events_checked, 16 + 32 * 2);
 }
+
+/// The same without claims (on PostgreSQL the groups then take the
+/// set-based path, which hands a group with anything to refuse to the
+/// append-by-append one): refused, duplicate, checked and plain appends
+/// racing together each get their own outcome, and nothing else is lost.
+pub async fn concurrent_unclaimed_appends_succeed_or_fail_alone(h: &Harness) {
+    use ExpectedVersion::{Exact, NoStream};
+    let s = &h.store;
+    for i in (0..64).step_by(4) {
+        committed(s, one(&format!("plain-{i}"), NoStream, 1)).await;
+    }
+    committed(s, one("plain-anchor", NoStream, 1)).await;
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let mut req = one(&format!("plain-{i}"), NoStream, 2);
+                match i % 4 {
+                    // exists already: refused
+                    0 => {}
+                    // pairs (i, i + 4) share a key: one commits, one is a duplicate
+                    1 => {
+                        req.idempotency = Some(Idempotency {
+                            key: format!("plain-key-{}", i / 8),
+                            outcome: json!({ "by": i }),
+                        });
+                    }
+                    // a second stream that is only checked
+                    2 => {
+                        let mut check = one("plain-anchor", Exact(1), 0);
+                        req.streams.push(check.streams.remove(0));
+                    }
+                    _ => {}
+                }
+                (i, s.append(req).await)
+            })
+        })
+        .collect();
+    let (mut written, mut refused, mut duplicates) = (0, 0, 0);
+    let mut last = LogPosition::START;
+    for t in tasks {
+        let (i, outcome) = t.await.expect("join");
+        match outcome {
+            Ok(AppendOutcome::Committed(a)) => {
+                assert_ne!(i % 4, 0, "plain-{i} exists and must be refused");
+                assert_eq!(a.events.len(), 2);
+                assert_eq!(a.events[0].stream_id, format!("plain-{i}"));
+                assert_eq!(
+                    a.events
+                        .iter()
+                        .map(|e| e.stream_version)
+                        .collect::<Vec<_>>(),
+                    vec![1, 2]
+                );
+                assert!(a.events[0].log < a.events[1].log);
+                last = last.max(a.last.expect("position"));
+                written += 1;
+            }
+            Ok(AppendOutcome::Duplicate(v)) => {
+                assert_eq!(i % 4, 1, "only keyed appends are duplicates, not plain-{i}");
+                let by = v["by"].as_i64().expect("the stored outcome");
+                assert_eq!(by / 8, i as i64 / 8, "plain-{i} got another key's outcome");
+                assert_ne!(by, i as i64);
+                duplicates += 1;
+            }
+            Err(StoreError::Conflict { stream, .. }) => {
+                assert_eq!(i % 4, 0, "only existing streams conflict, not plain-{i}");
+                assert_eq!(stream, format!("plain-{i}"));
+                refused += 1;
+            }
+            other => panic!("plain-{i}: unexpected {other:?}"),
+        }
+    }
+    assert_eq!(refused, 16);
+    assert_eq!(duplicates, 8);
+    assert_eq!(written, 40);
+    let all = read_everything(s, last).await;
+    assert_eq!(all.len(), 16 + 1 + 40 * 2);
+    let ids: HashSet<_> = all.iter().map(|e| e.event_id).collect();
+    assert_eq!(ids.len(), all.len());
+    assert!(all.windows(2).all(|w| w[0].log < w[1].log));
+    assert_eq!(s.stream_version("plain-anchor").await.expect("v"), Some(1));
+    let report = s.verify(None).await.expect("verify");
+    assert_eq!(report.first_broken, None, "{report:?}");
+    assert_eq!(report.events_checked, 16 + 1 + 40 * 2);
+}

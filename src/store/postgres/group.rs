@@ -1,13 +1,22 @@
 //! Group commit: appends that arrive while earlier ones are being written
-//! are written together, in one transaction and one round trip
-//! (`scaidrive_append_group`, migration 0014), each in a subtransaction of
-//! its own so that one refused append does not undo the others.
+//! are written together, in one transaction and one round trip.
+//!
+//! A group goes first to `scaidrive_append_batch` (migration 0015), which
+//! checks and writes the whole group with a few set-based statements. When
+//! one of its appends has to be answered on its own (a conflict, a stale
+//! head, a used idempotency key, a claim already held), or two of them use
+//! one idempotency or claim key, it goes to `scaidrive_append_group`
+//! (migration 0014) instead, which writes each
+//! append in a subtransaction of its own, so that one refused append does
+//! not undo the others.
 //!
 //! A few committer tasks share one queue. Each takes what has queued up (at
 //! most [`MAX_GROUP`] appends, none touching a stream another in the group
 //! touches), writes it and answers every caller; so under load a group is as
 //! large as the number of appends that arrived during the previous write,
-//! and a lone append is written at once, by the plain one-statement path.
+//! and a lone append is written at once, as a group of one. A task keeps its
+//! connection while appends keep coming and gives it back to the pool when
+//! the queue runs dry.
 //! The tasks, not the callers, run the writes: a caller that goes away (a
 //! request whose client disconnected) cannot cut short a group that carries
 //! other callers' appends.
@@ -18,7 +27,9 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use parking_lot::Mutex;
-use sqlx::postgres::PgPool;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgPool, Postgres};
+use sqlx::PgConnection;
 use tokio::sync::{oneshot, Notify};
 use uuid::Uuid;
 
@@ -76,10 +87,38 @@ impl Committer {
             let queue = queue.clone();
             let (pool, written) = (pool.clone(), written.clone());
             tokio::spawn(async move {
+                // The connection is kept from one group to the next while
+                // appends keep coming, and given back to the pool when the
+                // queue runs dry (a pooled query costs a round trip more: the
+                // pool tests every connection given back to it).
+                let mut held: Option<PoolConnection<Postgres>> = None;
                 while !queue.closed.load(Ordering::SeqCst) {
-                    let group = next_group(&queue).await;
-                    if !group.is_empty() {
-                        write(&pool, &written, group).await;
+                    let group = match take_now(&queue) {
+                        Some(group) => group,
+                        None => {
+                            held = None;
+                            next_group(&queue).await
+                        }
+                    };
+                    if group.is_empty() {
+                        continue;
+                    }
+                    let conn = match held.as_mut() {
+                        Some(conn) => conn,
+                        None => match pool.acquire().await {
+                            Ok(conn) => held.insert(conn),
+                            Err(e) => {
+                                let e = err(e);
+                                for one in group {
+                                    let _ = one.reply.send(Err(e.clone()));
+                                }
+                                continue;
+                            }
+                        },
+                    };
+                    if !write(conn, &written, group).await {
+                        // Possibly broken: the pool tests it on the way back.
+                        held = None;
                     }
                 }
             });
@@ -101,6 +140,18 @@ impl Committer {
             ))
         })
     }
+}
+
+/// A group of the appends queued now, if any.
+fn take_now(queue: &Queue) -> Option<Vec<Pending>> {
+    let (group, more) = take(&mut queue.pending.lock());
+    if group.is_empty() {
+        return None;
+    }
+    if more {
+        queue.arrived.notify_one();
+    }
+    Some(group)
 }
 
 /// Waits for queued appends and takes a group of them (empty when woken
@@ -180,15 +231,9 @@ impl Prepared {
     }
 }
 
-/// Writes one group and answers its callers.
-async fn write(pool: &PgPool, written: &Written, mut group: Vec<Pending>) {
-    if group.len() == 1 {
-        if let Some(one) = group.pop() {
-            let outcome = super::append_one(pool, written, one.prepared).await;
-            let _ = one.reply.send(outcome);
-        }
-        return;
-    }
+/// Writes one group on `conn` and answers its callers; false when the
+/// connection failed (rather than an append).
+async fn write(conn: &mut PgConnection, written: &Written, mut group: Vec<Pending>) -> bool {
     let now = Utc::now();
     let mut g = Prepared::with_capacity(0, 0, 0);
     // Everything the group locks, in one sorted order: its streams, and its
@@ -214,6 +259,34 @@ async fn write(pool: &PgPool, written: &Written, mut group: Vec<Pending>) {
     }
     all_streams.sort();
     all_streams.dedup();
+
+    if distinct_keys(&r_idem_key) && distinct_claims(&g) {
+        match write_batch(conn, &g, &all_streams, &r_idem_key, &r_idem_outcome, now).await {
+            Ok((ids, positions, commits)) => {
+                answer_batch(written, group, now, &ids, &positions, &commits);
+                return true;
+            }
+            // Something to answer append by append: the group function does.
+            Err(sqlx::Error::Database(d)) if d.code().as_deref() == Some(GROUP_RETRY) => {}
+            Err(sqlx::Error::Database(d)) => {
+                // Nothing of the group was written, and the error is one of
+                // its appends' (a unique violation nobody expected): each is
+                // written on its own, so only that one fails.
+                tracing::debug!(error = %d, "group append failed; writing its appends one by one");
+                for one in group {
+                    let _ = one.reply.send(Ok(FastOutcome::Alone));
+                }
+                return true;
+            }
+            Err(e) => {
+                let e = err(e);
+                for one in group {
+                    let _ = one.reply.send(Err(e.clone()));
+                }
+                return false;
+            }
+        }
+    }
 
     type Row = (
         i32,
@@ -261,7 +334,7 @@ async fn write(pool: &PgPool, written: &Written, mut group: Vec<Pending>) {
     .bind(&g.c_scope)
     .bind(&g.c_key)
     .bind(&g.c_owner)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await;
 
     let rows = match rows {
@@ -272,7 +345,7 @@ async fn write(pool: &PgPool, written: &Written, mut group: Vec<Pending>) {
             for one in group {
                 let _ = one.reply.send(Err(e.clone()));
             }
-            return;
+            return false;
         }
     };
     let mut answers: Vec<Option<Row>> = (0..group.len()).map(|_| None).collect();
@@ -311,6 +384,144 @@ async fn write(pool: &PgPool, written: &Written, mut group: Vec<Pending>) {
                 }
             }
         };
+        let _ = one.reply.send(outcome);
+    }
+    true
+}
+
+/// The SQLSTATE `scaidrive_append_batch` raises when the group needs
+/// answering append by append.
+const GROUP_RETRY: &str = "SD4GR";
+
+/// Whether no idempotency key appears twice.
+fn distinct_keys(keys: &[Option<String>]) -> bool {
+    let mut seen = HashSet::new();
+    keys.iter().flatten().all(|k| seen.insert(k.as_str()))
+}
+
+/// Whether no claim key (scope and key) appears twice among the claims and
+/// releases of a group: the order of two ops on one key would matter.
+fn distinct_claims(g: &Prepared) -> bool {
+    let mut seen = HashSet::new();
+    g.c_scope
+        .iter()
+        .zip(&g.c_key)
+        .all(|(scope, key)| seen.insert((scope.as_str(), key.as_str())))
+}
+
+type Written3 = (Option<Vec<Uuid>>, Option<Vec<i64>>, Option<Vec<i64>>);
+
+/// The fast path: the whole group in one call of `scaidrive_append_batch`
+/// (migration 0015), which raises [`GROUP_RETRY`] and writes nothing when an
+/// append of the group has to be answered on its own.
+async fn write_batch(
+    conn: &mut PgConnection,
+    g: &Prepared,
+    all_streams: &[String],
+    idem_key: &[Option<String>],
+    idem_outcome: &[Option<serde_json::Value>],
+    now: chrono::DateTime<Utc>,
+) -> Result<Written3, sqlx::Error> {
+    let (mut n_move, mut n_new, mut n_check) = (0i32, 0i32, 0i32);
+    for ((av, nv), x) in g
+        .p_assumed_version
+        .iter()
+        .zip(&g.p_new_version)
+        .zip(&g.p_expected)
+    {
+        if nv == av {
+            n_check += i32::from(*x != "any");
+        } else if *av > 0 {
+            n_move += 1;
+        } else {
+            n_new += 1;
+        }
+    }
+    let keyed = idem_key.iter().any(Option::is_some);
+    let claimed = !g.c_op.is_empty();
+    let n_claim = g.c_op.iter().filter(|op| **op == "claim").count() as i32;
+    sqlx::query_as(
+        "SELECT o_ids, o_positions, o_commits FROM scaidrive_append_batch($1::text[], $2::text[], $3::jsonb[], \
+         $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::text[], $9::bigint[], $10::text[], $11::text[], \
+         $12::text[], $13::bigint[], $14::uuid[], $15::text[], $16::int[], $17::text[], $18::jsonb[], $19::jsonb[], $20::text[], \
+         $21::timestamptz, $22::text[], $23::text[], $24::text[], $25::text[], $26::int, $27::int, $28::int, $29::int)",
+    )
+    .bind(all_streams)
+    .bind(keyed.then_some(idem_key))
+    .bind(keyed.then_some(idem_outcome))
+    .bind(&g.p_streams)
+    .bind(&g.p_expected)
+    .bind(&g.p_expected_version)
+    .bind(&g.p_assumed_version)
+    .bind(&g.p_assumed_hash)
+    .bind(&g.p_new_version)
+    .bind(&g.p_new_hash)
+    .bind(&g.p_tenant)
+    .bind(&g.e_stream)
+    .bind(&g.e_version)
+    .bind(&g.e_id)
+    .bind(&g.e_type)
+    .bind(&g.e_schema)
+    .bind(&g.e_tenant)
+    .bind(&g.e_data)
+    .bind(&g.e_meta)
+    .bind(&g.e_hash)
+    .bind(now)
+    .bind(claimed.then_some(&g.c_op))
+    .bind(claimed.then_some(&g.c_scope))
+    .bind(claimed.then_some(&g.c_key))
+    .bind(claimed.then_some(&g.c_owner))
+    .bind(n_move)
+    .bind(n_new)
+    .bind(n_check)
+    .bind(n_claim)
+    .fetch_one(conn)
+    .await
+}
+
+/// Answers a group written whole by the fast path: the ids, positions and
+/// commit ids of all its events, in the order of its appends, are cut into
+/// each append's share.
+fn answer_batch(
+    written: &Written,
+    group: Vec<Pending>,
+    now: chrono::DateTime<Utc>,
+    ids: &Option<Vec<Uuid>>,
+    positions: &Option<Vec<i64>>,
+    commits: &Option<Vec<i64>>,
+) {
+    let (ids, positions, commits) = (
+        ids.as_deref().unwrap_or_default(),
+        positions.as_deref().unwrap_or_default(),
+        commits.as_deref().unwrap_or_default(),
+    );
+    let mut at = 0;
+    for one in group {
+        let mut p = one.prepared;
+        let n = p.recorded.len();
+        let outcome = match (
+            ids.get(at..at + n),
+            positions.get(at..at + n),
+            commits.get(at..at + n),
+        ) {
+            (Some(i), Some(pos), Some(c)) => {
+                for r in &mut p.recorded {
+                    r.recorded_at = now;
+                }
+                let answer: Answer = (
+                    "committed".into(),
+                    None,
+                    Some(i.to_vec()),
+                    Some(pos.to_vec()),
+                    Some(c.to_vec()),
+                );
+                Ok(written.finish(p, answer))
+            }
+            _ => Err(StoreError::Backend(
+                "scaidrive_append_batch answered fewer events than the group has".into(),
+            )),
+        };
+        at += n;
         let _ = one.reply.send(outcome);
     }
 }
