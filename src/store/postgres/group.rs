@@ -28,7 +28,8 @@ use std::sync::Arc;
 use chrono::Utc;
 use parking_lot::Mutex;
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgPool, Postgres};
+use sqlx::postgres::{PgArguments, PgPool, Postgres};
+use sqlx::query::QueryAs;
 use sqlx::PgConnection;
 use tokio::sync::{oneshot, Notify};
 use uuid::Uuid;
@@ -203,6 +204,32 @@ fn take(pending: &mut VecDeque<Pending>) -> (Vec<Pending>, bool) {
 }
 
 impl Prepared {
+    /// Binds the head arrays (`p_*`) and then the event arrays (`e_*`), in
+    /// the order both group functions take them.
+    fn bind_heads_and_events<'q, O>(
+        &'q self,
+        query: QueryAs<'q, Postgres, O, PgArguments>,
+    ) -> QueryAs<'q, Postgres, O, PgArguments> {
+        query
+            .bind(&self.p_streams)
+            .bind(&self.p_expected)
+            .bind(&self.p_expected_version)
+            .bind(&self.p_assumed_version)
+            .bind(&self.p_assumed_hash)
+            .bind(&self.p_new_version)
+            .bind(&self.p_new_hash)
+            .bind(&self.p_tenant)
+            .bind(&self.e_stream)
+            .bind(&self.e_version)
+            .bind(&self.e_id)
+            .bind(&self.e_type)
+            .bind(&self.e_schema)
+            .bind(&self.e_tenant)
+            .bind(&self.e_data)
+            .bind(&self.e_meta)
+            .bind(&self.e_hash)
+    }
+
     /// Moves `p`'s arrays onto the end of this one's (the group's call).
     /// `p` keeps what its answer is read with: its streams, their
     /// expectations and the events as recorded.
@@ -299,7 +326,7 @@ async fn write(conn: &mut PgConnection, written: &Written, mut group: Vec<Pendin
         Option<String>,
         Option<String>,
     );
-    let rows: Result<Vec<Row>, sqlx::Error> = sqlx::query_as(
+    let query = sqlx::query_as(
         "SELECT g_request, g_status, g_outcome, g_ids, g_positions, g_commits, g_code, g_message, g_constraint \
          FROM scaidrive_append_group($1::text[], $2::int[], $3::int[], $4::int[], $5::text[], $6::jsonb[], \
          $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::text[], $12::bigint[], $13::text[], $14::text[], \
@@ -311,31 +338,16 @@ async fn write(conn: &mut PgConnection, written: &Written, mut group: Vec<Pendin
     .bind(&r_event_end)
     .bind(&r_claim_end)
     .bind(&r_idem_key)
-    .bind(&r_idem_outcome)
-    .bind(&g.p_streams)
-    .bind(&g.p_expected)
-    .bind(&g.p_expected_version)
-    .bind(&g.p_assumed_version)
-    .bind(&g.p_assumed_hash)
-    .bind(&g.p_new_version)
-    .bind(&g.p_new_hash)
-    .bind(&g.p_tenant)
-    .bind(&g.e_stream)
-    .bind(&g.e_version)
-    .bind(&g.e_id)
-    .bind(&g.e_type)
-    .bind(&g.e_schema)
-    .bind(&g.e_tenant)
-    .bind(&g.e_data)
-    .bind(&g.e_meta)
-    .bind(&g.e_hash)
-    .bind(now)
-    .bind(&g.c_op)
-    .bind(&g.c_scope)
-    .bind(&g.c_key)
-    .bind(&g.c_owner)
-    .fetch_all(&mut *conn)
-    .await;
+    .bind(&r_idem_outcome);
+    let rows: Result<Vec<Row>, sqlx::Error> = g
+        .bind_heads_and_events(query)
+        .bind(now)
+        .bind(&g.c_op)
+        .bind(&g.c_scope)
+        .bind(&g.c_key)
+        .bind(&g.c_owner)
+        .fetch_all(&mut *conn)
+        .await;
 
     let rows = match rows {
         Ok(rows) => rows,
@@ -440,7 +452,7 @@ async fn write_batch(
     let keyed = idem_key.iter().any(Option::is_some);
     let claimed = !g.c_op.is_empty();
     let n_claim = g.c_op.iter().filter(|op| **op == "claim").count() as i32;
-    sqlx::query_as(
+    let query = sqlx::query_as(
         "SELECT o_ids, o_positions, o_commits FROM scaidrive_append_batch($1::text[], $2::text[], $3::jsonb[], \
          $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::text[], $9::bigint[], $10::text[], $11::text[], \
          $12::text[], $13::bigint[], $14::uuid[], $15::text[], $16::int[], $17::text[], $18::jsonb[], $19::jsonb[], $20::text[], \
@@ -448,35 +460,19 @@ async fn write_batch(
     )
     .bind(all_streams)
     .bind(keyed.then_some(idem_key))
-    .bind(keyed.then_some(idem_outcome))
-    .bind(&g.p_streams)
-    .bind(&g.p_expected)
-    .bind(&g.p_expected_version)
-    .bind(&g.p_assumed_version)
-    .bind(&g.p_assumed_hash)
-    .bind(&g.p_new_version)
-    .bind(&g.p_new_hash)
-    .bind(&g.p_tenant)
-    .bind(&g.e_stream)
-    .bind(&g.e_version)
-    .bind(&g.e_id)
-    .bind(&g.e_type)
-    .bind(&g.e_schema)
-    .bind(&g.e_tenant)
-    .bind(&g.e_data)
-    .bind(&g.e_meta)
-    .bind(&g.e_hash)
-    .bind(now)
-    .bind(claimed.then_some(&g.c_op))
-    .bind(claimed.then_some(&g.c_scope))
-    .bind(claimed.then_some(&g.c_key))
-    .bind(claimed.then_some(&g.c_owner))
-    .bind(n_move)
-    .bind(n_new)
-    .bind(n_check)
-    .bind(n_claim)
-    .fetch_one(conn)
-    .await
+    .bind(keyed.then_some(idem_outcome));
+    g.bind_heads_and_events(query)
+        .bind(now)
+        .bind(claimed.then_some(&g.c_op))
+        .bind(claimed.then_some(&g.c_scope))
+        .bind(claimed.then_some(&g.c_key))
+        .bind(claimed.then_some(&g.c_owner))
+        .bind(n_move)
+        .bind(n_new)
+        .bind(n_check)
+        .bind(n_claim)
+        .fetch_one(conn)
+        .await
 }
 
 /// Answers a group written whole by the fast path: the ids, positions and
