@@ -150,6 +150,8 @@ fn take_now(queue: &Queue) -> Option<Vec<Pending>> {
         return None;
     }
     if more {
+        // Appends left behind (touching a stream of this group, or beyond
+        // its size): another committer may take them now.
         queue.arrived.notify_one();
     }
     Some(group)
@@ -162,13 +164,7 @@ async fn next_group(queue: &Queue) -> Vec<Pending> {
     tokio::pin!(notified);
     loop {
         notified.as_mut().enable();
-        let (group, more) = take(&mut queue.pending.lock());
-        if !group.is_empty() {
-            if more {
-                // Appends left behind (touching a stream of this group, or
-                // beyond its size): another committer may take them now.
-                queue.arrived.notify_one();
-            }
+        if let Some(group) = take_now(queue) {
             return group;
         }
         if queue.closed.load(Ordering::SeqCst) {
