@@ -147,6 +147,19 @@ impl Db {
         }
     }
 
+    /// Starts a write transaction for derived data only (read models and
+    /// their checkpoints, all rebuilt from the log): on PostgreSQL its
+    /// commit does not wait for the write-ahead log to reach the disk.
+    pub async fn begin_derived(&self) -> Result<Tx, sqlx::Error> {
+        match self {
+            Db::Sqlite(_) => self.begin().await,
+            Db::Postgres(pool) => Ok(Tx::Postgres(
+                pool.begin_with("BEGIN; SET LOCAL synchronous_commit TO OFF")
+                    .await?,
+            )),
+        }
+    }
+
     pub async fn close(&self) {
         match self {
             Db::Sqlite(db) => {

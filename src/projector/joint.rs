@@ -183,7 +183,7 @@ impl Projector {
             })
             .collect();
         let moved = if concerned.contains(&true) {
-            let mut tx = self.db.begin().await?;
+            let mut tx = self.db.begin_derived().await?;
             let moved = checkpoint::take_many(&mut tx, &rows, from, last).await?;
             for (k, &i) in members.iter().enumerate() {
                 if !(moved[k] && concerned[k]) {

@@ -252,7 +252,7 @@ impl Projector {
             self.progress.send_modify(|v| v[index] = last);
             return Ok(batch.len());
         }
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.db.begin_derived().await?;
         // Move the checkpoint first: that locks its row for the batch (runners
         // of other processes, and a rebuild's swap, take turns on it) and
         // finds out whether someone else moved it meanwhile.
