@@ -412,3 +412,34 @@ async fn postgres_failing_projection_stalls_alone() {
 async fn postgres_moved_checkpoint_is_taken_over() {
     moved_checkpoint_is_taken_over(Fixture::postgres().await).await;
 }
+
+/// Projection batches commit without waiting for the log flush; every other
+/// transaction keeps the server's setting.
+#[tokio::test]
+#[ignore = "needs PostgreSQL (SCAIDRIVE_TEST_DATABASE_URL; scripts/test sets it)"]
+async fn postgres_only_derived_transactions_skip_the_flush() {
+    let f = Fixture::postgres().await;
+    let setting = |tx: Tx| async move {
+        let Tx::Postgres(mut t) = tx else {
+            panic!("a PostgreSQL transaction")
+        };
+        let v: String = sqlx::query_scalar("SHOW synchronous_commit")
+            .fetch_one(&mut *t)
+            .await
+            .expect("show");
+        t.rollback().await.expect("rollback");
+        v
+    };
+    let derived = f.db.begin_derived().await.expect("begin derived");
+    assert_eq!(setting(derived).await, "off");
+    let Db::Postgres(pool) = &f.db else {
+        panic!("a PostgreSQL database")
+    };
+    let server: String = sqlx::query_scalar("SHOW synchronous_commit")
+        .fetch_one(pool)
+        .await
+        .expect("show");
+    let plain = f.db.begin().await.expect("begin");
+    assert_eq!(setting(plain).await, server);
+    f.close().await;
+}
