@@ -11,7 +11,7 @@ use scaidrive_domain::{Aggregate, DomainError, DomainEvent};
 use scaidrive_projections::db::{ConnectOptions, Db};
 use serde::{Deserialize, Serialize};
 use sqlx::pool::PoolConnection;
-use sqlx::{PgConnection, Postgres};
+use sqlx::Postgres;
 use uuid::Uuid;
 
 use crate::command::{CommandBus, CommandContext};
@@ -260,7 +260,7 @@ async fn bench_backend(
                             Some(conn) => conn,
                             None => slot.insert(pool.acquire().await.map_err(|e| e.to_string())?),
                         };
-                        raw_insert_pg(conn).await
+                        raw_insert_pg(&mut **conn).await
                     }
                     _ => raw_insert(&db).await,
                 }
@@ -407,8 +407,8 @@ const HELD_WRITERS: usize = 32;
 const RAW_INSERT: &str = "INSERT INTO bench_raw_events (stream_id, stream_version, event_id, event_type, schema_version, \
      tenant_id, data, metadata, recorded_at, hash) VALUES ($1, 1, $2, 'counter-incremented', 1, $3, $4, $5, $6, $7)";
 
-/// One baseline row on a connection of its own (PostgreSQL).
-async fn raw_insert_pg(conn: &mut PgConnection) -> Result<(), String> {
+/// One baseline row on PostgreSQL, on a connection of its own or the pool.
+async fn raw_insert_pg<'e>(conn: impl sqlx::PgExecutor<'e>) -> Result<(), String> {
     let id = Uuid::now_v7();
     let now = chrono::Utc::now();
     sqlx::query(RAW_INSERT)
@@ -426,35 +426,22 @@ async fn raw_insert_pg(conn: &mut PgConnection) -> Result<(), String> {
 }
 
 async fn raw_insert(db: &Db) -> Result<(), String> {
+    let d = match db {
+        Db::Sqlite(d) => d,
+        Db::Postgres(p) => return raw_insert_pg(p).await,
+    };
     let id = Uuid::now_v7();
-    let data = serde_json::json!({"value": 1});
-    let meta = serde_json::json!({"occurred_at": chrono::Utc::now()});
     let now = chrono::Utc::now();
-    let hash = "0".repeat(64);
-    let sql = RAW_INSERT;
-    match db {
-        Db::Sqlite(d) => sqlx::query(sql)
-            .bind(id.to_string())
-            .bind(id.to_string())
-            .bind("tnt_bench")
-            .bind(data.to_string())
-            .bind(meta.to_string())
-            .bind(now)
-            .bind(hash)
-            .execute(&d.write)
-            .await
-            .map(|_| ()),
-        Db::Postgres(p) => sqlx::query(sql)
-            .bind(id.to_string())
-            .bind(id)
-            .bind("tnt_bench")
-            .bind(data)
-            .bind(meta)
-            .bind(now)
-            .bind(hash)
-            .execute(p)
-            .await
-            .map(|_| ()),
-    }
-    .map_err(|e| e.to_string())
+    sqlx::query(RAW_INSERT)
+        .bind(id.to_string())
+        .bind(id.to_string())
+        .bind("tnt_bench")
+        .bind(serde_json::json!({"value": 1}).to_string())
+        .bind(serde_json::json!({"occurred_at": now}).to_string())
+        .bind(now)
+        .bind("0".repeat(64))
+        .execute(&d.write)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }

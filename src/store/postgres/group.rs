@@ -285,8 +285,8 @@ async fn write(conn: &mut PgConnection, written: &Written, mut group: Vec<Pendin
 
     if distinct_keys(&r_idem_key) && distinct_claims(&g) {
         match write_batch(conn, &g, &all_streams, &r_idem_key, &r_idem_outcome, now).await {
-            Ok((ids, positions, commits)) => {
-                answer_batch(written, group, now, &ids, &positions, &commits);
+            Ok(answer) => {
+                answer_batch(written, group, now, answer);
                 return true;
             }
             // Something to answer append by append: the group function does.
@@ -417,7 +417,8 @@ fn distinct_claims(g: &Prepared) -> bool {
         .all(|(scope, key)| seen.insert((scope.as_str(), key.as_str())))
 }
 
-type Written3 = (Option<Vec<Uuid>>, Option<Vec<i64>>, Option<Vec<i64>>);
+/// The ids, positions and commit ids of a batch's events, in order.
+type BatchAnswer = (Option<Vec<Uuid>>, Option<Vec<i64>>, Option<Vec<i64>>);
 
 /// The fast path: the whole group in one call of `scaidrive_append_batch`
 /// (migration 0015), which raises [`GROUP_RETRY`] and writes nothing when an
@@ -429,7 +430,7 @@ async fn write_batch(
     idem_key: &[Option<String>],
     idem_outcome: &[Option<serde_json::Value>],
     now: chrono::DateTime<Utc>,
-) -> Result<Written3, sqlx::Error> {
+) -> Result<BatchAnswer, sqlx::Error> {
     let (mut n_move, mut n_new, mut n_check) = (0i32, 0i32, 0i32);
     for ((av, nv), x) in g
         .p_assumed_version
@@ -478,14 +479,12 @@ fn answer_batch(
     written: &Written,
     group: Vec<Pending>,
     now: chrono::DateTime<Utc>,
-    ids: &Option<Vec<Uuid>>,
-    positions: &Option<Vec<i64>>,
-    commits: &Option<Vec<i64>>,
+    (ids, positions, commits): BatchAnswer,
 ) {
     let (ids, positions, commits) = (
-        ids.as_deref().unwrap_or_default(),
-        positions.as_deref().unwrap_or_default(),
-        commits.as_deref().unwrap_or_default(),
+        ids.unwrap_or_default(),
+        positions.unwrap_or_default(),
+        commits.unwrap_or_default(),
     );
     let mut at = 0;
     for one in group {
