@@ -125,7 +125,6 @@ pub async fn move_folder(
     ctx: &CommandContext,
     id: FolderId,
     target: Target,
-    target_ancestors: Vec<FolderId>,
     current_path: &str,
     subtree_bytes: u64,
 ) -> Result<Committed, CommandError> {
@@ -134,7 +133,8 @@ pub async fn move_folder(
         let mut f = uow.load::<Folder>(&id.to_string()).await?;
         f.state.path = current_path.to_owned();
         let share = f.state.share_id.ok_or(DomainError::NotFound("folder"))?;
-        if target.folder_id == Some(id) || target_ancestors.contains(&id) {
+        let target_ancestors = ancestors(&mut uow, target.folder_id, id).await?;
+        if target_ancestors.contains(&id) {
             return Err(DomainError::InvalidTransition(
                 "cannot move a folder into itself or its own subtree".into(),
             )
@@ -145,7 +145,7 @@ pub async fn move_folder(
             share_id: target.share_id,
             parent_id: target.folder_id,
             new_path,
-            target_ancestors: target_ancestors.clone(),
+            target_ancestors,
             at: ctx.now,
         })?;
         if !events.is_empty() {
@@ -173,6 +173,39 @@ pub async fn move_folder(
         uow.commit().await
     })
     .await
+}
+
+/// Deeper than any folder tree a client can build; a chain longer than this
+/// is refused rather than walked further.
+const MAX_DEPTH: usize = 10_000;
+
+/// The folder `start` and its ancestors, nearest first, up to the share root
+/// or to `moving` (a cycle the move would close), read from the folders' own
+/// streams. Each one read joins the append's expectations: a concurrent move
+/// of any of them makes this decision conflict and be taken again on the new
+/// state, so two crossing moves (A into B, B into A) cannot both pass the
+/// check, which a read model a moment behind would let them do.
+async fn ancestors(
+    uow: &mut UnitOfWork<'_>,
+    start: Option<FolderId>,
+    moving: FolderId,
+) -> Result<Vec<FolderId>, CommandError> {
+    let mut chain = Vec::new();
+    let mut cur = start;
+    while let Some(f) = cur {
+        if chain.contains(&f) || chain.len() >= MAX_DEPTH {
+            return Err(DomainError::InvalidTransition(
+                "the target folder's ancestry does not end at its share root".into(),
+            )
+            .into());
+        }
+        chain.push(f);
+        if f == moving {
+            break;
+        }
+        cur = uow.load::<Folder>(&f.to_string()).await?.state.parent_id;
+    }
+    Ok(chain)
 }
 
 /// Soft delete (releases the name) or restore (claims it again).

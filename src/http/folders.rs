@@ -190,25 +190,6 @@ async fn update(
     Ok(Positioned(position, Json(fresh(&state, &p, &id).await?)))
 }
 
-/// The target folder and its ancestors, nearest first (cycle checks).
-async fn ancestors(
-    state: &AppState,
-    p: &Principal,
-    start: Option<FolderId>,
-) -> ApiResult<Vec<FolderId>> {
-    let mut out = Vec::new();
-    let mut cur = start;
-    while let Some(f) = cur {
-        if out.len() > 10_000 || out.contains(&f) {
-            break;
-        }
-        out.push(f);
-        let row = q::folder(&state.db, &p.tenant_id.to_string(), &f.to_string()).await?;
-        cur = row.and_then(|r| r.parent_id).and_then(|s| s.parse().ok());
-    }
-    Ok(out)
-}
-
 /// Moves a folder and its subtree (DELETE here, CREATE at the target).
 #[utoipa::path(post, path = "/folders/{id}/move", request_body = super::drive::TargetBody,
     params(("id" = inline(doc::FolderId), Path)),
@@ -230,7 +211,6 @@ async fn move_to(
     require_write(&p)?;
     require_perm(&state, &p, On::Folder(&row), Permission::Delete).await?;
     let target = resolve_target(&state, &p, &body).await?;
-    let chain = ancestors(&state, &p, target.folder_id).await?;
     let ctx = p.context();
     let bytes = if target.share_id.to_string() != row.share_id {
         let (_, files) = q::subtree(&state.db, &row.share_id, &row.path).await?;
@@ -242,7 +222,7 @@ async fn move_to(
         0
     };
     let committed =
-        cmd::move_folder(&state.bus, &ctx, folder_id, target, chain, &row.path, bytes).await?;
+        cmd::move_folder(&state.bus, &ctx, folder_id, target, &row.path, bytes).await?;
     state.caught_up_to(&committed).await;
     Ok(Positioned(
         committed.position,

@@ -17,7 +17,7 @@ use scaidrive_domain::sync::{
     ConflictStrategy, DeviceInfo, ResourceType, Settlement,
 };
 use scaidrive_domain::{DomainError, LogPosition};
-use scaidrive_projections::drive_queries::{self as q, ShareRow};
+use scaidrive_projections::drive_queries::ShareRow;
 use scaidrive_projections::sync::NAME as FEED;
 use scaidrive_projections::sync_queries as sq;
 use serde::Deserialize;
@@ -725,21 +725,6 @@ async fn target_in(cx: &Cx<'_>, parent: Option<FolderId>) -> ApiResult<Target> {
     }
 }
 
-/// The target folder and its ancestors, nearest first (cycle checks).
-async fn ancestors(cx: &Cx<'_>, start: Option<FolderId>) -> ApiResult<Vec<FolderId>> {
-    let mut out = Vec::new();
-    let mut cur = start;
-    while let Some(f) = cur {
-        if out.len() > 10_000 || out.contains(&f) {
-            break;
-        }
-        out.push(f);
-        let row = q::folder(&cx.state.db, &cx.p.tenant_id.to_string(), &f.to_string()).await?;
-        cur = row.and_then(|r| r.parent_id).and_then(|s| s.parse().ok());
-    }
-    Ok(out)
-}
-
 fn resource_id(ch: &ApplyChange) -> ApiResult<&str> {
     ch.resource_id
         .as_deref()
@@ -840,9 +825,8 @@ async fn apply_folder(cx: &Cx<'_>, ch: &ApplyChange) -> Result<Outcome, Stop> {
         ChangeType::Moved => {
             require_perm(cx.state, cx.p, On::Folder(&row), Permission::Delete).await?;
             let target = target_in(cx, ch.parent_id).await?;
-            let chain = ancestors(cx, target.folder_id).await?;
             // Sync moves stay inside the share: no quota moves with them.
-            cmd::move_folder(bus, ctx, id, target, chain, &row.path, 0).await?
+            cmd::move_folder(bus, ctx, id, target, &row.path, 0).await?
         }
         ChangeType::Deleted => {
             require_perm(cx.state, cx.p, On::Folder(&row), Permission::Delete).await?;

@@ -206,6 +206,86 @@ async fn fifty_concurrent_creates_of_one_name_yield_exactly_one_folder() {
     );
 }
 
+/// Two folders side by side, as ids (through the API: the read models have them).
+async fn two_folders(app: &TestApp, t: &str, share: &str, run: usize) -> (String, String) {
+    let mut ids = Vec::new();
+    for name in ["A", "B"] {
+        let f = app
+            .post("/folders", t, json!({"share_id": share, "name": format!("{name}{run}")}))
+            .await;
+        assert_eq!(f.status, 201, "{}", f.body);
+        ids.push(f.body["id"].as_str().expect("id").to_owned());
+    }
+    (ids.remove(0), ids.remove(0))
+}
+
+/// The cycle check reads the folders' own streams, not the read model: a
+/// move that has committed but is not yet projected still stops the move
+/// that would close a loop with it.
+#[tokio::test]
+async fn a_move_not_yet_projected_still_stops_a_cycle() {
+    use scaidrive::command::drive::{move_folder, Target};
+    use scaidrive::command::CommandContext;
+    use scaidrive_domain::id::{FolderId, ShareId};
+
+    let app = spawn().await;
+    let t = app.token("acme", "alice", "");
+    let share = new_share(&app, &t, "S").await;
+    let (a, b) = two_folders(&app, &t, &share, 0).await;
+    let tenant = app.get("/users/me", &t).await.body["tenant_id"]
+        .as_str()
+        .expect("tenant")
+        .to_owned();
+    let ctx = CommandContext::system(Some(tenant));
+    let share_id: ShareId = share.parse().expect("share id");
+    let (a_id, b_id): (FolderId, FolderId) = (a.parse().expect("a"), b.parse().expect("b"));
+    let into = |folder| Target {
+        share_id,
+        folder_id: Some(folder),
+        parent_path: "/".into(),
+    };
+    // B into A, straight on the bus: nothing waits for the read models.
+    move_folder(&app.state.bus, &ctx, b_id, into(a_id), "/B0", 0)
+        .await
+        .expect("B into A");
+    // A into B would close the loop, whatever the read models show yet.
+    let err = move_folder(&app.state.bus, &ctx, a_id, into(b_id), "/A0", 0)
+        .await
+        .expect_err("A into B must be refused");
+    assert!(err.to_string().contains("own subtree"), "{err}");
+}
+
+/// Crossing moves sent at the same time: at most one of them lands, and the
+/// tree is still a tree.
+#[tokio::test]
+async fn crossing_moves_never_make_a_cycle() {
+    let app = spawn().await;
+    let t = app.token("acme", "alice", "");
+    let share = new_share(&app, &t, "S").await;
+    for run in 0..10 {
+        let (a, b) = two_folders(&app, &t, &share, run).await;
+        let (a_move, b_move) = (format!("/folders/{a}/move"), format!("/folders/{b}/move"));
+        let (ab, ba) = tokio::join!(
+            app.post(&a_move, &t, json!({"target_folder_id": b})),
+            app.post(&b_move, &t, json!({"target_folder_id": a})),
+        );
+        let landed = [ab.status, ba.status].iter().filter(|s| **s == 200).count();
+        assert!(landed <= 1, "both crossing moves landed: {} / {}", ab.body, ba.body);
+        for refused in [&ab, &ba].into_iter().filter(|r| r.status != 200) {
+            refused.assert_detail(409);
+        }
+        let parent_of = |id: &str| {
+            let (app, t, id) = (&app, &t, id.to_owned());
+            async move { app.get(&format!("/folders/{id}"), t).await.body["parent_id"].clone() }
+        };
+        let (pa, pb) = (parent_of(&a).await, parent_of(&b).await);
+        assert!(
+            !(pa == json!(b) && pb == json!(a)),
+            "A and B are each other's parent"
+        );
+    }
+}
+
 #[tokio::test]
 async fn folders_rename_move_trash_restore_and_refuse_cycles() {
     let app = spawn().await;
