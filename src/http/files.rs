@@ -25,6 +25,7 @@ use super::drive::{
 use super::error::{ApiError, ApiResult, FieldError};
 use super::extract::{ApiJson, ApiMultipart, ApiPath, ApiQuery, Validate, Violations};
 use super::openapi as doc;
+use super::prefer::Prefer;
 use super::principal::Principal;
 use super::state::AppState;
 use super::{ts, Positioned};
@@ -99,8 +100,9 @@ fn bad_field(field: &str, msg: &str, input: &str) -> ApiError {
 async fn upload(
     State(state): State<AppState>,
     p: Principal,
+    prefer: Prefer,
     ApiMultipart(mut form): ApiMultipart,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     let max = max_file_size(&state, &p).await?;
     let tenant = p.tenant_id.to_string();
     let (mut share_id, mut folder_id, mut name, mut stored, mut mime) =
@@ -199,14 +201,12 @@ async fn upload(
         accounts,
     };
     let (committed, _) = quota::submit(&state.bus, &state.db, job).await?;
-    state.caught_up_to(&committed).await;
-    Ok(Positioned(
-        committed.position,
-        (
-            StatusCode::CREATED,
-            Json(fresh(&state, &p, &file_id.to_string()).await?),
-        ),
-    ))
+    let id = file_id.to_string();
+    prefer
+        .answer(&state, &committed, StatusCode::CREATED, &id, || {
+            fresh(&state, &p, &id)
+        })
+        .await
 }
 
 /// A file's metadata.
@@ -511,9 +511,10 @@ struct DeleteQuery {
 async fn remove(
     State(state): State<AppState>,
     p: Principal,
+    prefer: Prefer,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<DeleteQuery>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     let file_id: FileId = path_id(&id, "file")?;
     let ctx = p.context();
     let committed = if q.permanent.unwrap_or(false) {
@@ -538,8 +539,7 @@ async fn remove(
         )
         .await?
     };
-    state.caught_up_to(&committed).await;
-    Ok(Positioned(committed.position, StatusCode::NO_CONTENT))
+    Ok(prefer.answer_empty(&state, &committed).await)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -571,9 +571,10 @@ impl Validate for MoveBody {
 async fn copy(
     State(state): State<AppState>,
     p: Principal,
+    prefer: Prefer,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<MoveBody>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     let file_id: FileId = path_id(&id, "file")?;
     live_file(&state, &p, &id).await?;
     require_write(&p)?;
@@ -588,14 +589,12 @@ async fn copy(
         p.user_id,
     )
     .await?;
-    state.caught_up_to(&committed).await;
-    Ok(Positioned(
-        committed.position,
-        (
-            StatusCode::CREATED,
-            Json(fresh(&state, &p, &new_id.to_string()).await?),
-        ),
-    ))
+    let new_id = new_id.to_string();
+    prefer
+        .answer(&state, &committed, StatusCode::CREATED, &new_id, || {
+            fresh(&state, &p, &new_id)
+        })
+        .await
 }
 
 /// Moves a file (DELETE here, CREATE at the target).
@@ -610,9 +609,10 @@ async fn copy(
 async fn move_to(
     State(state): State<AppState>,
     p: Principal,
+    prefer: Prefer,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<MoveBody>,
-) -> ApiResult<Positioned<Json<Value>>> {
+) -> ApiResult<Response> {
     let file_id: FileId = path_id(&id, "file")?;
     let (row, _) = live_file(&state, &p, &id).await?;
     require_write(&p)?;
@@ -627,11 +627,11 @@ async fn move_to(
     };
     let committed =
         cmd::move_file(&state.bus, &ctx, edit, target, body.new_name.as_deref()).await?;
-    state.caught_up_to(&committed).await;
-    Ok(Positioned(
-        committed.position,
-        Json(fresh(&state, &p, &id).await?),
-    ))
+    prefer
+        .answer(&state, &committed, StatusCode::OK, &id, || {
+            fresh(&state, &p, &id)
+        })
+        .await
 }
 
 /// A file's versions, newest first.
@@ -674,8 +674,9 @@ async fn versions(
 async fn restore_version(
     State(state): State<AppState>,
     p: Principal,
+    prefer: Prefer,
     ApiPath((id, n)): ApiPath<(String, u64)>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     let _: FileId = path_id(&id, "file")?;
     let (row, _) = live_file(&state, &p, &id).await?;
     require_write(&p)?;
@@ -711,11 +712,11 @@ async fn restore_version(
             uow.commit().await
         })
         .await?;
-    state.caught_up_to(&committed).await;
-    Ok(Positioned(
-        committed.position,
-        (StatusCode::CREATED, Json(fresh(&state, &p, &id).await?)),
-    ))
+    prefer
+        .answer(&state, &committed, StatusCode::CREATED, &id, || {
+            fresh(&state, &p, &id)
+        })
+        .await
 }
 
 impl Validate for TargetBody {}

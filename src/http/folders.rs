@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use scaidrive_domain::access::Permission;
@@ -18,6 +18,7 @@ use super::drive::{
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
 use super::openapi as doc;
+use super::prefer::Prefer;
 use super::principal::Principal;
 use super::state::AppState;
 use super::Positioned;
@@ -64,21 +65,20 @@ async fn fresh(state: &AppState, p: &Principal, id: &str) -> ApiResult<Value> {
 async fn create(
     State(state): State<AppState>,
     p: Principal,
+    prefer: Prefer,
     ApiJson(body): ApiJson<CreateFolder>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     let target =
         drive::creation_target(&state, &p, body.share_id, body.parent_id, "parent_id").await?;
     let ctx = p.context();
     let (id, committed) =
         cmd::create_folder(&state.bus, &ctx, p.tenant_id, target, &body.name, p.user_id).await?;
-    state.caught_up_to(&committed).await;
-    Ok(Positioned(
-        committed.position,
-        (
-            StatusCode::CREATED,
-            Json(fresh(&state, &p, &id.to_string()).await?),
-        ),
-    ))
+    let id = id.to_string();
+    prefer
+        .answer(&state, &committed, StatusCode::CREATED, &id, || {
+            fresh(&state, &p, &id)
+        })
+        .await
 }
 
 /// One folder.
@@ -203,9 +203,10 @@ async fn update(
 async fn move_to(
     State(state): State<AppState>,
     p: Principal,
+    prefer: Prefer,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<TargetBody>,
-) -> ApiResult<Positioned<Json<Value>>> {
+) -> ApiResult<Response> {
     let folder_id: FolderId = path_id(&id, "folder")?;
     let (row, _) = live_folder(&state, &p, &id).await?;
     require_write(&p)?;
@@ -221,13 +222,12 @@ async fn move_to(
     } else {
         0
     };
-    let committed =
-        cmd::move_folder(&state.bus, &ctx, folder_id, target, &row.path, bytes).await?;
-    state.caught_up_to(&committed).await;
-    Ok(Positioned(
-        committed.position,
-        Json(fresh(&state, &p, &id).await?),
-    ))
+    let committed = cmd::move_folder(&state.bus, &ctx, folder_id, target, &row.path, bytes).await?;
+    prefer
+        .answer(&state, &committed, StatusCode::OK, &id, || {
+            fresh(&state, &p, &id)
+        })
+        .await
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -245,6 +245,7 @@ struct DeleteQuery {
 async fn remove(
     State(state): State<AppState>,
     p: Principal,
+    prefer: Prefer,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<DeleteQuery>,
 ) -> ApiResult<impl IntoResponse> {
@@ -264,6 +265,5 @@ async fn remove(
         require_perm(&state, &p, On::Folder(&row), Permission::Delete).await?;
         cmd::trash_folder(&state.bus, &ctx, folder_id, false, &row.path).await?
     };
-    state.caught_up_to(&committed).await;
-    Ok(Positioned(committed.position, StatusCode::NO_CONTENT))
+    Ok(prefer.answer_empty(&state, &committed).await)
 }

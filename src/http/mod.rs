@@ -25,6 +25,7 @@ pub mod history;
 pub mod links;
 pub mod openapi;
 pub mod permissions;
+pub mod prefer;
 pub mod principal;
 pub mod principals;
 pub mod public_links;

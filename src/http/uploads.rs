@@ -4,7 +4,7 @@
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use chrono::Utc;
@@ -24,6 +24,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, Validate, Violations};
 use super::files::{fresh, max_file_size};
 use super::openapi as doc;
+use super::prefer::Prefer;
 use super::principal::Principal;
 use super::state::AppState;
 use super::{ts, Positioned};
@@ -357,8 +358,9 @@ async fn chunk(
 async fn complete(
     State(state): State<AppState>,
     p: Principal,
+    prefer: Prefer,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     let session = own_session(&state, &p, &id).await?;
     require_write(&p)?;
     let upload_id: UploadId = path_id(&id, "upload session")?;
@@ -473,14 +475,12 @@ async fn complete(
             uow.commit().await
         })
         .await?;
-    state.caught_up_to(&committed).await;
-    Ok(Positioned(
-        committed.position,
-        (
-            StatusCode::CREATED,
-            Json(fresh(&state, &p, &file_id.to_string()).await?),
-        ),
-    ))
+    let file_id = file_id.to_string();
+    prefer
+        .answer(&state, &committed, StatusCode::CREATED, &file_id, || {
+            fresh(&state, &p, &file_id)
+        })
+        .await
 }
 
 /// Aborts an upload and releases its reservation.

@@ -206,12 +206,86 @@ async fn fifty_concurrent_creates_of_one_name_yield_exactly_one_folder() {
     );
 }
 
+/// `Prefer: return=minimal`: the write answers its id and position without
+/// waiting for the read models; the position sent back reads it.
+#[tokio::test]
+async fn writes_answer_minimally_when_asked() {
+    let app = spawn().await;
+    let t = app.token("acme", "alice", "");
+    let share = new_share(&app, &t, "S").await;
+    let minimal = |method: Method, path: &str| {
+        app.raw(method, path)
+            .bearer_auth(&t)
+            .header("Prefer", "respond-async, return=minimal")
+    };
+    let created = TestApp::answer(
+        minimal(Method::POST, "/folders")
+            .json(&json!({"share_id": share, "name": "Quick"}))
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.header("preference-applied"), Some("return=minimal"));
+    let id = created.body["id"].as_str().expect("id").to_owned();
+    assert_eq!(created.body, json!({ "id": id }));
+    let position = created.header("x-scaidrive-position").expect("position");
+    let read = TestApp::answer(
+        app.raw(Method::GET, &format!("/folders/{id}"))
+            .bearer_auth(&t)
+            .header("X-ScaiDrive-Position", position)
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(read.status, 200);
+    assert_eq!(read.body["name"], "Quick");
+    assert_eq!(read.body["path"], "/Quick");
+
+    // Errors are the same as ever, and change nothing.
+    let taken = TestApp::answer(
+        minimal(Method::POST, "/folders")
+            .json(&json!({"share_id": share, "name": "quick"}))
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    taken.assert_detail(409);
+    assert_eq!(taken.header("preference-applied"), None);
+
+    let trashed = TestApp::answer(
+        minimal(Method::DELETE, &format!("/folders/{id}"))
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(trashed.status, 204);
+    assert_eq!(trashed.header("preference-applied"), Some("return=minimal"));
+    assert!(trashed.header("x-scaidrive-position").is_some());
+
+    // Without the preference: the whole item, and no Preference-Applied.
+    let full = app
+        .post("/folders", &t, json!({"share_id": share, "name": "Full"}))
+        .await;
+    assert_eq!(full.status, 201);
+    assert_eq!(full.body["path"], "/Full");
+    assert_eq!(full.header("preference-applied"), None);
+}
+
 /// Two folders side by side, as ids (through the API: the read models have them).
 async fn two_folders(app: &TestApp, t: &str, share: &str, run: usize) -> (String, String) {
     let mut ids = Vec::new();
     for name in ["A", "B"] {
         let f = app
-            .post("/folders", t, json!({"share_id": share, "name": format!("{name}{run}")}))
+            .post(
+                "/folders",
+                t,
+                json!({"share_id": share, "name": format!("{name}{run}")}),
+            )
             .await;
         assert_eq!(f.status, 201, "{}", f.body);
         ids.push(f.body["id"].as_str().expect("id").to_owned());
@@ -270,7 +344,12 @@ async fn crossing_moves_never_make_a_cycle() {
             app.post(&b_move, &t, json!({"target_folder_id": a})),
         );
         let landed = [ab.status, ba.status].iter().filter(|s| **s == 200).count();
-        assert!(landed <= 1, "both crossing moves landed: {} / {}", ab.body, ba.body);
+        assert!(
+            landed <= 1,
+            "both crossing moves landed: {} / {}",
+            ab.body,
+            ba.body
+        );
         for refused in [&ab, &ba].into_iter().filter(|r| r.status != 200) {
             refused.assert_detail(409);
         }
