@@ -46,7 +46,9 @@ pub const BASE: &str = "/api/v1";
             resumable uploads, ACLs, sync, external links, quotas, events and audit. \
             Errors answer `{\"detail\": ...}` (an array of field errors for 422) with an optional \
             stable `code`. Send `X-ScaiDrive-Position` (from a write's response) to read your \
-            own writes.",
+            own writes. Single-item folder and file writes take `Prefer: return=minimal`: \
+            they then answer only `{\"id\": ...}` and the position, without waiting for \
+            the read models (`Preference-Applied: return=minimal`).",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     paths(

@@ -218,26 +218,21 @@ async fn writes_answer_minimally_when_asked() {
             .bearer_auth(&t)
             .header("Prefer", "respond-async, return=minimal")
     };
-    let created = TestApp::answer(
-        minimal(Method::POST, "/folders")
-            .json(&json!({"share_id": share, "name": "Quick"}))
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
+    let send = |req: reqwest::RequestBuilder| async move {
+        TestApp::answer(req.send().await.expect("send")).await
+    };
+    let created =
+        send(minimal(Method::POST, "/folders").json(&json!({"share_id": share, "name": "Quick"})))
+            .await;
     assert_eq!(created.status, 201, "{}", created.body);
     assert_eq!(created.header("preference-applied"), Some("return=minimal"));
     let id = created.body["id"].as_str().expect("id").to_owned();
     assert_eq!(created.body, json!({ "id": id }));
     let position = created.header("x-scaidrive-position").expect("position");
-    let read = TestApp::answer(
+    let read = send(
         app.raw(Method::GET, &format!("/folders/{id}"))
             .bearer_auth(&t)
-            .header("X-ScaiDrive-Position", position)
-            .send()
-            .await
-            .expect("send"),
+            .header("X-ScaiDrive-Position", position),
     )
     .await;
     assert_eq!(read.status, 200);
@@ -245,24 +240,13 @@ async fn writes_answer_minimally_when_asked() {
     assert_eq!(read.body["path"], "/Quick");
 
     // Errors are the same as ever, and change nothing.
-    let taken = TestApp::answer(
-        minimal(Method::POST, "/folders")
-            .json(&json!({"share_id": share, "name": "quick"}))
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
+    let taken =
+        send(minimal(Method::POST, "/folders").json(&json!({"share_id": share, "name": "quick"})))
+            .await;
     taken.assert_detail(409);
     assert_eq!(taken.header("preference-applied"), None);
 
-    let trashed = TestApp::answer(
-        minimal(Method::DELETE, &format!("/folders/{id}"))
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
+    let trashed = send(minimal(Method::DELETE, &format!("/folders/{id}"))).await;
     assert_eq!(trashed.status, 204);
     assert_eq!(trashed.header("preference-applied"), Some("return=minimal"));
     assert!(trashed.header("x-scaidrive-position").is_some());
