@@ -1,4 +1,4 @@
-//! The command line: `serve`, `token`, `audit verify`, `events tail`, `bench`.
+//! The command line: `serve`, `token`, `audit verify`, `events tail`, `bench`, `ws`.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -21,6 +21,7 @@ pub mod bench_rebuild;
 pub mod bench_support;
 pub mod bench_sync;
 pub mod events;
+pub mod ws;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -72,6 +73,8 @@ pub enum Command {
     },
     /// Measure command throughput and latency against a raw INSERT baseline.
     Bench(bench::BenchArgs),
+    /// Connect to a WebSocket (sync or realtime), send frames, print what arrives.
+    Ws(ws::WsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -212,6 +215,7 @@ pub fn run(cli: Cli) -> ExitCode {
             init_tracing(false);
             runtime().and_then(|rt| rt.block_on(bench::run(args)))
         }
+        Command::Ws(args) => runtime().and_then(|rt| rt.block_on(ws::run(args))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
