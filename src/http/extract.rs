@@ -351,12 +351,18 @@ impl Found {
         }
     }
 
+    /// The entries in the order of the body as sent (checks that ran
+    /// earlier, e.g. `check_json`, do not come first for that); a field that
+    /// was not sent follows the fields of its object that were.
     fn into_error(mut self) -> ApiError {
         for e in &mut self.errors {
             if e.msg.is_empty() {
                 e.msg = "Input should be a valid enumeration member".into();
             }
         }
+        let original = &self.original;
+        self.errors
+            .sort_by_cached_key(|e| document_order(original, e.loc.get(1..).unwrap_or_default()));
         if self.errors.is_empty() {
             // Unreachable in practice: a failed typed pass always reports.
             self.errors.push(FieldError {
@@ -369,6 +375,28 @@ impl Found {
         }
         ApiError::Validation(self.errors)
     }
+}
+
+/// Where `path` sits in `root` as sent: per step, the key's position in its
+/// object or the list index; `usize::MAX` from the first step not sent.
+fn document_order(root: &Value, path: &[Value]) -> Vec<usize> {
+    let mut at = Some(root);
+    path.iter()
+        .map(|seg| {
+            let (pos, next) = match (at, seg) {
+                (Some(Value::Object(m)), Value::String(k)) => {
+                    (m.keys().position(|x| x == k), m.get(k))
+                }
+                (Some(Value::Array(a)), Value::Number(i)) => {
+                    let i = i.as_u64().and_then(|i| usize::try_from(i).ok());
+                    (i.filter(|i| *i < a.len()), i.and_then(|i| a.get(i)))
+                }
+                _ => (None, None),
+            };
+            at = next;
+            pos.unwrap_or(usize::MAX)
+        })
+        .collect()
 }
 
 fn lookup<'a>(root: &'a Value, path: &[Value]) -> Option<&'a Value> {
@@ -802,6 +830,134 @@ mod tests {
         assert_eq!(errors("{nope")[0].kind, "json_invalid");
         assert_eq!(errors("")[0].kind, "missing");
         assert_eq!(errors("[1]")[0].kind, "model_attributes_type");
+    }
+
+    #[derive(Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Outer {
+        id: scaidrive_domain::id::ShareId,
+        count: u32,
+        when: Option<chrono::DateTime<chrono::Utc>>,
+        items: Vec<Item>,
+        settings: Option<Strict>,
+    }
+
+    #[derive(Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Item {
+        name: String,
+        kind: Kind,
+        on: Option<bool>,
+    }
+
+    #[derive(Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Strict {
+        days: Option<u32>,
+        ratio: Option<f64>,
+    }
+
+    impl Validate for Outer {}
+
+    /// (type, loc below body, msg) of each entry.
+    fn outer(body: serde_json::Value) -> Vec<(&'static str, Value, String)> {
+        match parse_json_value::<Outer>(body) {
+            Err(ApiError::Validation(e)) => e
+                .into_iter()
+                .map(|e| (e.kind, Value::from(e.loc[1..].to_vec()), e.msg))
+                .collect(),
+            other => panic!("expected validation error, got {:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn every_failure_is_reported_at_its_full_loc() {
+        let found = outer(serde_json::json!({
+            "id": "nope",
+            "count": "7",
+            "when": 5,
+            "items": [
+                {"name": "a", "kind": "a"},
+                {"name": 1, "kind": "z", "on": "yes"},
+                {"kind": 3},
+                7
+            ],
+            "settings": {"days": -1, "ratio": "x", "extra": 1}
+        }));
+        let expect = |kind: &str, loc: Value| {
+            assert!(
+                found.iter().any(|(k, l, _)| *k == kind && *l == loc),
+                "no {kind} at {loc} in {found:?}"
+            );
+        };
+        use serde_json::json;
+        expect("value_error", json!(["id"]));
+        expect("int_type", json!(["count"]));
+        expect("datetime_type", json!(["when"]));
+        expect("string_type", json!(["items", 1, "name"]));
+        expect("enum", json!(["items", 1, "kind"]));
+        expect("bool_type", json!(["items", 1, "on"]));
+        expect("missing", json!(["items", 2, "name"]));
+        expect("enum", json!(["items", 2, "kind"]));
+        expect("dict_type", json!(["items", 3]));
+        expect("greater_than_equal", json!(["settings", "days"]));
+        expect("float_type", json!(["settings", "ratio"]));
+        expect("extra_forbidden", json!(["settings", "extra"]));
+        assert_eq!(found.len(), 12, "{found:?}");
+        for (_, _, msg) in &found {
+            assert!(!msg.contains('`'), "a raw serde message: {msg}");
+        }
+        let kinds: Vec<&String> = found
+            .iter()
+            .filter(|(k, _, _)| *k == "enum")
+            .map(|(_, _, m)| m)
+            .collect();
+        assert_eq!(kinds, ["Input should be 'a'", "Input should be 'a'"]);
+    }
+
+    #[test]
+    fn missing_shows_the_enclosing_object_and_extra_shows_the_value() {
+        let body = serde_json::json!({"count": 1, "items": [], "settings": {"x": [1]}});
+        match parse_json_value::<Outer>(body.clone()) {
+            Err(ApiError::Validation(e)) => {
+                let missing = e.iter().find(|e| e.kind == "missing").expect("missing");
+                assert_eq!(missing.loc, vec![Value::from("body"), Value::from("id")]);
+                assert_eq!(missing.msg, "Field required");
+                assert_eq!(missing.input, body);
+                let extra = e
+                    .iter()
+                    .find(|e| e.kind == "extra_forbidden")
+                    .expect("extra");
+                assert_eq!(extra.input, serde_json::json!([1]));
+                assert_eq!(extra.msg, "Extra inputs are not permitted");
+            }
+            other => panic!("expected validation error, got {:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn numbers_out_of_range_or_with_a_fraction_are_named_as_pydantic_does() {
+        use serde_json::json;
+        let id = "shr_00000000000000000000000000";
+        let found = outer(json!({"id": id, "count": 5_000_000_000u64, "items": []}));
+        assert_eq!(found[0].0, "less_than_equal");
+        assert_eq!(
+            found[0].2,
+            "Input should be less than or equal to 4294967295"
+        );
+        let found = outer(json!({"id": id, "count": 1.5, "items": []}));
+        assert_eq!(found[0].0, "int_from_float");
+        let found = outer(json!({"id": id, "count": 1, "items": {}}));
+        assert_eq!(found[0].0, "list_type");
+        assert!(parse_json_value::<Outer>(json!({"id": id, "count": 1.0, "items": []})).is_ok());
+    }
+
+    #[test]
+    fn a_json_syntax_error_names_the_parser_error_in_ctx() {
+        let e = &errors("{nope")[0];
+        assert_eq!(e.msg, "JSON decode error");
+        assert!(e.ctx.as_ref().is_some_and(|c| c["error"].is_string()));
     }
 
     #[derive(Deserialize, Debug)]
