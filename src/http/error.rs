@@ -15,26 +15,41 @@ use crate::store::StoreError;
 /// One failing field of a 422 answer, Pydantic-style.
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct FieldError {
-    /// `missing`, `enum`, `string_type`, `string_too_long`, `json_invalid`, ...
+    /// Pydantic's error type: `missing`, `extra_forbidden`, `enum`,
+    /// `string_type`, `int_type`, `int_from_float`, `float_type`, `bool_type`,
+    /// `list_type`, `dict_type`, `datetime_type`, `model_attributes_type`,
+    /// `string_too_short`, `string_too_long`, `greater_than_equal`,
+    /// `less_than_equal`, `value_error`, `json_invalid`.
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// Where: `body` (or `query`, `path`), then field names and list indexes.
     #[schema(value_type = Vec<super::openapi::LocStep>)]
     pub loc: Vec<Value>,
+    /// A sentence for people, e.g. `Field required`, `Input should be a valid integer`.
     pub msg: String,
-    /// The value that failed (`null` when absent).
+    /// The value that failed; for `missing`, the object that lacks the field.
     pub input: Value,
+    /// More about the failure (`json_invalid`: `{"error": ...}`, the parser's words).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub ctx: Option<Value>,
 }
 
 impl FieldError {
+    /// An entry at a dotted path below `body`; digits name a list index
+    /// (`changes.3.name` → `["body", "changes", 3, "name"]`).
     pub fn body(kind: &'static str, path: &[&str], msg: impl Into<String>, input: Value) -> Self {
         let mut loc = vec![Value::from("body")];
-        loc.extend(path.iter().map(|p| Value::from(*p)));
+        loc.extend(path.iter().map(|p| match p.parse::<u64>() {
+            Ok(i) => Value::from(i),
+            Err(_) => Value::from(*p),
+        }));
         Self {
             kind,
             loc,
             msg: msg.into(),
             input,
+            ctx: None,
         }
     }
 }

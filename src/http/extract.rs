@@ -15,6 +15,12 @@ pub trait Validate {
     /// Fields that must be present; all missing ones are reported together.
     const REQUIRED: &'static [&'static str] = &[];
 
+    /// Checks parts of the raw JSON the typed pass cannot locate on its own
+    /// (fields of a `#[serde(flatten)]` struct, a free-form object with a
+    /// schema of its own), usually with [`Found::check_as`]; what it reports
+    /// is settled, so the typed pass steps past it.
+    fn check_json(_body: &mut Value, _found: &mut Found) {}
+
     fn validate(&self, _v: &mut Violations) {}
 }
 
@@ -142,14 +148,16 @@ pub fn parse_json_body<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T
             loc: vec![Value::from("body")],
             msg: "Field required".into(),
             input: Value::Null,
+            ctx: None,
         }));
     }
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
         ApiError::validation(FieldError {
             kind: "json_invalid",
             loc: vec![Value::from("body"), Value::from(e.column())],
-            msg: format!("JSON decode error: {e}"),
+            msg: "JSON decode error".into(),
             input: Value::Object(Default::default()),
+            ctx: Some(serde_json::json!({ "error": e.to_string() })),
         })
     })?;
     parse_json_value(value)
@@ -158,51 +166,489 @@ pub fn parse_json_body<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T
 /// Validates an already-parsed JSON value against `T` (always an object:
 /// serde would otherwise read a struct from an array, field by position).
 pub fn parse_json_value<T: DeserializeOwned + Validate>(mut value: Value) -> Result<T, ApiError> {
-    let mut errors = Vec::new();
-    find_nul(&value, &mut vec![], &mut errors);
     integral_numbers(&mut value);
-    match &value {
-        Value::Object(map) => {
-            for f in T::REQUIRED {
-                if map.get(*f).is_none_or(Value::is_null) {
-                    errors.push(FieldError::body(
-                        "missing",
-                        &[f],
-                        "Field required",
-                        value.clone(),
-                    ));
+    let mut found = Found::new(&value);
+    find_nul(&value, &mut vec![], &mut found);
+    let Value::Object(map) = &value else {
+        found.errors.push(FieldError {
+            kind: "model_attributes_type",
+            loc: vec![Value::from("body")],
+            msg: "Input should be a valid dictionary or object to extract fields from".into(),
+            input: value.clone(),
+            ctx: None,
+        });
+        return Err(found.into_error());
+    };
+    for f in T::REQUIRED {
+        if map.get(*f).is_none_or(Value::is_null) {
+            let input = value.clone();
+            found.report(vec![Value::from(*f)], "missing", "Field required", input);
+        }
+    }
+    T::check_json(&mut value, &mut found);
+    match found.check_as::<T>(&mut value, &[]) {
+        Some(parsed) if found.errors.is_empty() => {
+            let mut v = Violations::default();
+            parsed.validate(&mut v);
+            if v.is_empty() {
+                Ok(parsed)
+            } else {
+                Err(ApiError::Validation(v.0))
+            }
+        }
+        _ => Err(found.into_error()),
+    }
+}
+
+/// Typed passes over a body give up after this many failures (each pass
+/// reads the whole body again, so a huge body full of faults stays cheap).
+const MAX_PASSES: usize = 256;
+
+/// Stand-ins tried at one place before the search gives up there.
+const MAX_TRIES: u8 = 4;
+
+/// The failures found in one body so far, and the places already settled.
+#[derive(Debug)]
+pub struct Found {
+    /// The body as sent, for the `input` of each entry.
+    original: Value,
+    errors: Vec<FieldError>,
+    /// Places (below `body`) already reported: failures at or below one are
+    /// consequences (or stand-ins), not new findings.
+    settled: Vec<Vec<Value>>,
+}
+
+impl Found {
+    fn new(original: &Value) -> Self {
+        Self {
+            original: original.clone(),
+            errors: Vec::new(),
+            settled: Vec::new(),
+        }
+    }
+
+    /// Reports a failure at `path` (below `body`), unless one at or above it
+    /// was reported already.
+    pub fn report(&mut self, path: Vec<Value>, kind: &'static str, msg: &str, input: Value) {
+        if self.covers(&path) {
+            return;
+        }
+        let mut loc = vec![Value::from("body")];
+        loc.extend(path.iter().cloned());
+        self.errors.push(FieldError {
+            kind,
+            loc,
+            msg: msg.to_owned(),
+            input,
+            ctx: None,
+        });
+        if !path.is_empty() {
+            self.settled.push(path);
+        }
+    }
+
+    fn covers(&self, path: &[Value]) -> bool {
+        self.settled.iter().any(|s| path.starts_with(s))
+    }
+
+    /// The value sent at `path`, `null` where it was absent.
+    fn sent(&self, path: &[Value]) -> Value {
+        lookup(&self.original, path).cloned().unwrap_or(Value::Null)
+    }
+
+    /// Deserialises `T` from `value` (found at `at` below `body`) and reports
+    /// every failure it can find, not only serde's first.
+    ///
+    /// serde stops at the first failure, so this runs it again after each
+    /// one, with the failing value replaced by a stand-in of the type serde
+    /// said it expected (`""`, `0`, `false`, `[]`, `{}`, an enum's first
+    /// variant, a well-formed id); a missing field is filled with `null`
+    /// (whose type error then names the type), an unknown key is removed.
+    /// This is sound because a stand-in only ever replaces a value that was
+    /// just reported, failures at or below a reported place are not reported
+    /// again, and serde reads each field on its own, so a stand-in cannot make
+    /// another field fail: every entry is a real fault of the input. Cross-field
+    /// checks ([`Validate::validate`]) run only on a body without stand-ins.
+    /// Where no stand-in gets past a place (a value only a custom parser
+    /// judges), the search ends with what it has found.
+    ///
+    /// `None` when `T` could not be built, even with stand-ins.
+    pub fn check_as<T: DeserializeOwned>(&mut self, value: &mut Value, at: &[Value]) -> Option<T> {
+        let mut tries: Vec<(Vec<Value>, u8)> = Vec::new();
+        for _ in 0..MAX_PASSES {
+            let err = match serde_path_to_error::deserialize::<_, T>(&*value) {
+                Ok(parsed) => return Some(parsed),
+                Err(e) => e,
+            };
+            let mut path = Vec::new();
+            let mut located = true;
+            for seg in err.path().iter() {
+                match seg {
+                    serde_path_to_error::Segment::Map { key } => {
+                        path.push(Value::from(key.as_str()))
+                    }
+                    serde_path_to_error::Segment::Seq { index } => path.push(Value::from(*index)),
+                    serde_path_to_error::Segment::Enum { variant } => {
+                        path.push(Value::from(variant.as_str()))
+                    }
+                    serde_path_to_error::Segment::Unknown => located = false,
+                }
+            }
+            let fault = Fault::read(&err.into_inner().to_string());
+            if let Some(key) = &fault.key {
+                path.push(Value::from(key.as_str()));
+            }
+            let mut full = at.to_vec();
+            full.extend(path.iter().cloned());
+            if !located || path.is_empty() {
+                // Inside a flattened struct serde cannot say where; its
+                // `check_json` has located what it could already.
+                if self.errors.is_empty() {
+                    let input = self.sent(&full);
+                    self.report(full, fault.kind, &fault.msg, input);
+                }
+                return None;
+            }
+            let n = match tries.iter_mut().find(|(p, _)| *p == path) {
+                Some((_, n)) => {
+                    *n += 1;
+                    *n
+                }
+                None => {
+                    tries.push((path.clone(), 1));
+                    1
+                }
+            };
+            if n > MAX_TRIES {
+                return None;
+            }
+            if self.covers(&full) {
+                if fault.kind == "enum" {
+                    self.name_variants(&full, &fault.msg);
+                }
+            } else {
+                let input = if fault.kind == "missing" {
+                    self.sent(&full[..full.len() - 1])
+                } else {
+                    self.sent(&full)
+                };
+                self.report(full, fault.kind, &fault.msg, input);
+            }
+            if !fault.fix.apply(value, &path) {
+                return None;
+            }
+        }
+        None
+    }
+
+    /// An enum given a non-string was reported before its variants were
+    /// known; the probe that followed named them.
+    fn name_variants(&mut self, full: &[Value], msg: &str) {
+        for e in &mut self.errors {
+            if e.kind == "enum" && e.msg.is_empty() && e.loc.get(1..) == Some(full) {
+                e.msg = msg.to_owned();
+            }
+        }
+    }
+
+    /// The entries in the order of the body as sent (checks that ran
+    /// earlier, e.g. `check_json`, do not come first for that); a field that
+    /// was not sent follows the fields of its object that were.
+    fn into_error(mut self) -> ApiError {
+        for e in &mut self.errors {
+            if e.msg.is_empty() {
+                e.msg = "Input should be a valid enumeration member".into();
+            }
+        }
+        let original = &self.original;
+        self.errors
+            .sort_by_cached_key(|e| document_order(original, e.loc.get(1..).unwrap_or_default()));
+        if self.errors.is_empty() {
+            // Unreachable in practice: a failed typed pass always reports.
+            self.errors.push(FieldError {
+                kind: "value_error",
+                loc: vec![Value::from("body")],
+                msg: "Value error, the body does not match the expected shape".into(),
+                input: self.original,
+                ctx: None,
+            });
+        }
+        ApiError::Validation(self.errors)
+    }
+}
+
+/// Where `path` sits in `root` as sent: per step, the key's position in its
+/// object or the list index; `usize::MAX` from the first step not sent.
+fn document_order(root: &Value, path: &[Value]) -> Vec<usize> {
+    let mut at = Some(root);
+    path.iter()
+        .map(|seg| {
+            let (pos, next) = match (at, seg) {
+                (Some(Value::Object(m)), Value::String(k)) => {
+                    (m.keys().position(|x| x == k), m.get(k))
+                }
+                (Some(Value::Array(a)), Value::Number(i)) => {
+                    let i = i.as_u64().and_then(|i| usize::try_from(i).ok());
+                    (i.filter(|i| *i < a.len()), i.and_then(|i| a.get(i)))
+                }
+                _ => (None, None),
+            };
+            at = next;
+            pos.unwrap_or(usize::MAX)
+        })
+        .collect()
+}
+
+fn lookup<'a>(root: &'a Value, path: &[Value]) -> Option<&'a Value> {
+    path.iter().try_fold(root, |v, seg| match (v, seg) {
+        (Value::Object(m), Value::String(k)) => m.get(k),
+        (Value::Array(a), Value::Number(i)) => i.as_u64().and_then(|i| a.get(i as usize)),
+        _ => None,
+    })
+}
+
+fn lookup_mut<'a>(root: &'a mut Value, path: &[Value]) -> Option<&'a mut Value> {
+    path.iter().try_fold(root, |v, seg| match (v, seg) {
+        (Value::Object(m), Value::String(k)) => m.get_mut(k),
+        (Value::Array(a), Value::Number(i)) => i.as_u64().and_then(|i| a.get_mut(i as usize)),
+        _ => None,
+    })
+}
+
+/// One serde failure in Pydantic's words, and how to step past it.
+struct Fault {
+    kind: &'static str,
+    msg: String,
+    /// The field a `missing` names (serde's path stops at its object).
+    key: Option<String>,
+    fix: Fix,
+}
+
+/// What replaces a reported value for the next typed pass.
+enum Fix {
+    Set(Value),
+    Remove,
+}
+
+impl Fix {
+    /// Applies the fix at `path` (never empty); false when it cannot.
+    fn apply(self, root: &mut Value, path: &[Value]) -> bool {
+        let Some((last, parent)) = path.split_last() else {
+            return false;
+        };
+        match (lookup_mut(root, parent), last, self) {
+            (Some(Value::Object(m)), Value::String(k), Fix::Set(v)) => {
+                m.insert(k.clone(), v);
+                true
+            }
+            (Some(Value::Object(m)), Value::String(k), Fix::Remove) => m.remove(k).is_some(),
+            (Some(Value::Array(a)), Value::Number(i), fix) => {
+                match i.as_u64().and_then(|i| a.get_mut(i as usize)) {
+                    Some(slot) => {
+                        // An array keeps its indexes: a removed item is `null`.
+                        *slot = match fix {
+                            Fix::Set(v) => v,
+                            Fix::Remove => Value::Null,
+                        };
+                        true
+                    }
+                    None => false,
+                }
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Fault {
+    fn new(kind: &'static str, msg: impl Into<String>, fix: Fix) -> Self {
+        Self {
+            kind,
+            msg: msg.into(),
+            key: None,
+            fix,
+        }
+    }
+
+    /// Reads one of serde's messages (their wording is stable: serde's own
+    /// `de::Error` constructors and the derive's `missing field`/`unknown`).
+    fn read(message: &str) -> Fault {
+        if let Some(field) = between(message, "missing field `", "`") {
+            return Fault {
+                key: Some(field.to_owned()),
+                ..Fault::new("missing", "Field required", Fix::Set(Value::Null))
+            };
+        }
+        if message.starts_with("unknown field `") {
+            return Fault::new(
+                "extra_forbidden",
+                "Extra inputs are not permitted",
+                Fix::Remove,
+            );
+        }
+        if message.starts_with("unknown variant `") {
+            let names = message
+                .rsplit_once(", expected ")
+                .map(|(_, e)| backticked(e))
+                .unwrap_or_default();
+            let fix = match names.first() {
+                Some(first) => Fix::Set(Value::from(first.as_str())),
+                None => Fix::Remove,
+            };
+            return Fault::new("enum", format!("Input should be {}", one_of(&names)), fix);
+        }
+        if let Some(rest) = message.strip_prefix("invalid type: ") {
+            let (unexpected, expected) = rest.rsplit_once(", expected ").unwrap_or((rest, ""));
+            return Fault::wrong_type(unexpected, expected, message);
+        }
+        if let Some(rest) = message.strip_prefix("invalid value: integer `") {
+            if let Some((n, expected)) = rest.split_once("`, expected ") {
+                if let Some((min, max)) = int_bounds(expected) {
+                    return Fault::out_of_bounds(n.starts_with('-'), min, max);
                 }
             }
         }
-        _ => errors.push(FieldError {
-            kind: "model_attributes_type",
-            loc: vec![Value::from("body")],
-            msg: "Input should be a valid object".into(),
-            input: value.clone(),
-        }),
+        if let Some(prefix) = between(message, "expected '", "' followed by 26 base32 characters") {
+            // One of our ids: a well-formed one of the same kind stands in.
+            let stand_in = format!("{prefix}{}", "0".repeat(26));
+            return Fault::new(
+                "value_error",
+                format!("Value error, {message}"),
+                Fix::Set(Value::from(stand_in)),
+            );
+        }
+        Fault::new(
+            "value_error",
+            format!("Value error, {message}"),
+            Fix::Remove,
+        )
     }
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
+
+    fn wrong_type(unexpected: &str, expected: &str, message: &str) -> Fault {
+        if expected == "string or map" {
+            // serde_json's enums: the variants are learnt from the probe `""`.
+            return Fault::new("enum", "", Fix::Set(Value::from("")));
+        }
+        if expected.contains("date") {
+            return Fault::new(
+                "datetime_type",
+                "Input should be a valid datetime",
+                Fix::Set(Value::from("1970-01-01T00:00:00Z")),
+            );
+        }
+        if expected.contains("string") || expected == "a character" {
+            return Fault::new(
+                "string_type",
+                "Input should be a valid string",
+                Fix::Set(Value::from("")),
+            );
+        }
+        if expected == "a boolean" {
+            return Fault::new(
+                "bool_type",
+                "Input should be a valid boolean",
+                Fix::Set(Value::Bool(false)),
+            );
+        }
+        if let Some((min, max)) = int_bounds(expected) {
+            if let Some(f) =
+                between(unexpected, "floating point `", "`").and_then(|f| f.parse::<f64>().ok())
+            {
+                if f.fract() == 0.0 {
+                    // Integral but beyond what JSON integers hold exactly.
+                    return Fault::out_of_bounds(f < 0.0, min, max);
+                }
+                return Fault::new(
+                    "int_from_float",
+                    "Input should be a valid integer, got a number with a fractional part",
+                    Fix::Set(Value::from(0)),
+                );
+            }
+            return Fault::new(
+                "int_type",
+                "Input should be a valid integer",
+                Fix::Set(Value::from(0)),
+            );
+        }
+        if expected == "f32" || expected == "f64" {
+            return Fault::new(
+                "float_type",
+                "Input should be a valid number",
+                Fix::Set(Value::from(0.0)),
+            );
+        }
+        if expected.contains("sequence") || expected.contains("tuple") || expected.contains("array")
+        {
+            return Fault::new(
+                "list_type",
+                "Input should be a valid list",
+                Fix::Set(Value::Array(Vec::new())),
+            );
+        }
+        if expected.contains("map") || expected.starts_with("struct ") {
+            return Fault::new(
+                "dict_type",
+                "Input should be a valid dictionary",
+                Fix::Set(Value::Object(Default::default())),
+            );
+        }
+        Fault::new(
+            "value_error",
+            format!("Value error, {message}"),
+            Fix::Remove,
+        )
     }
-    let parsed: T = serde_path_to_error::deserialize(&value).map_err(|e| {
-        let path: Vec<String> = e
-            .path()
-            .iter()
-            .filter_map(|seg| match seg {
-                serde_path_to_error::Segment::Map { key } => Some(key.clone()),
-                serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
-                serde_path_to_error::Segment::Enum { variant } => Some(variant.clone()),
-                serde_path_to_error::Segment::Unknown => None,
-            })
-            .collect();
-        ApiError::validation(serde_field_error(&value, path, &e.into_inner().to_string()))
-    })?;
-    let mut v = Violations::default();
-    parsed.validate(&mut v);
-    if !v.is_empty() {
-        return Err(ApiError::Validation(v.0));
+
+    fn out_of_bounds(negative: bool, min: i128, max: i128) -> Fault {
+        if negative {
+            Fault::new(
+                "greater_than_equal",
+                format!("Input should be greater than or equal to {min}"),
+                Fix::Set(Value::from(0)),
+            )
+        } else {
+            Fault::new(
+                "less_than_equal",
+                format!("Input should be less than or equal to {max}"),
+                Fix::Set(Value::from(0)),
+            )
+        }
     }
-    Ok(parsed)
+}
+
+/// The range of the integer type serde names (`u32`, `i64`, ...).
+fn int_bounds(expected: &str) -> Option<(i128, i128)> {
+    Some(match expected {
+        "u8" => (0, u8::MAX.into()),
+        "u16" => (0, u16::MAX.into()),
+        "u32" => (0, u32::MAX.into()),
+        "u64" | "usize" => (0, u64::MAX.into()),
+        "i8" => (i8::MIN.into(), i8::MAX.into()),
+        "i16" => (i16::MIN.into(), i16::MAX.into()),
+        "i32" => (i32::MIN.into(), i32::MAX.into()),
+        "i64" | "isize" => (i64::MIN.into(), i64::MAX.into()),
+        _ => return None,
+    })
+}
+
+fn between<'a>(s: &'a str, open: &str, close: &str) -> Option<&'a str> {
+    let rest = &s[s.find(open)? + open.len()..];
+    Some(&rest[..rest.find(close)?])
+}
+
+/// The names serde lists in backticks: "one of `a`, `b`" → [a, b].
+fn backticked(s: &str) -> Vec<String> {
+    s.split('`').skip(1).step_by(2).map(str::to_owned).collect()
+}
+
+/// Pydantic's wording of a choice: `'a'`, `'a' or 'b'`, `'a', 'b' or 'c'`.
+fn one_of(names: &[String]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
+    match quoted.split_last() {
+        None => "a valid enumeration member".into(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+    }
 }
 
 /// `5.0` is the integer 5 (JSON Schema's and Pydantic's reading), so integer
@@ -223,106 +669,39 @@ fn integral_numbers(value: &mut Value) {
     }
 }
 
-fn find_nul(value: &Value, path: &mut Vec<String>, out: &mut Vec<FieldError>) {
+fn find_nul(value: &Value, path: &mut Vec<Value>, found: &mut Found) {
     match value {
-        Value::String(s) if s.contains('\0') => {
-            let p: Vec<&str> = path.iter().map(String::as_str).collect();
-            out.push(FieldError::body(
-                "value_error",
-                &p,
-                "Value error, NUL characters are not allowed",
-                value.clone(),
-            ));
-        }
+        Value::String(s) if s.contains('\0') => found.report(
+            path.clone(),
+            "value_error",
+            "Value error, NUL characters are not allowed",
+            value.clone(),
+        ),
         Value::Object(map) => {
             for (k, v) in map {
-                path.push(k.clone());
+                path.push(Value::from(k.as_str()));
                 if k.contains('\0') {
-                    let p: Vec<&str> = path.iter().map(String::as_str).collect();
-                    out.push(FieldError::body(
+                    found.report(
+                        path.clone(),
                         "value_error",
-                        &p,
                         "Value error, NUL characters are not allowed in keys",
                         v.clone(),
-                    ));
+                    );
                 } else {
-                    find_nul(v, path, out);
+                    find_nul(v, path, found);
                 }
                 path.pop();
             }
         }
         Value::Array(items) => {
             for (i, v) in items.iter().enumerate() {
-                path.push(i.to_string());
-                find_nul(v, path, out);
+                path.push(Value::from(i));
+                find_nul(v, path, found);
                 path.pop();
             }
         }
         _ => {}
     }
-}
-
-/// Turns a serde message into a Pydantic-style entry.
-fn serde_field_error(root: &Value, mut path: Vec<String>, message: &str) -> FieldError {
-    let (kind, msg): (&'static str, String) = if let Some(rest) =
-        message.strip_prefix("missing field `")
-    {
-        let field = rest.split('`').next().unwrap_or_default().to_owned();
-        path.push(field);
-        ("missing", "Field required".into())
-    } else if message.starts_with("unknown variant") {
-        let expected = message.split("expected ").nth(1).unwrap_or("a known value");
-        (
-            "enum",
-            format!("Input should be {}", expected.replace('`', "'")),
-        )
-    } else if message.starts_with("invalid type") {
-        let expected = message.rsplit("expected ").next().unwrap_or("");
-        if expected.contains("string") || expected.contains("char") {
-            ("string_type", "Input should be a valid string".into())
-        } else if expected.contains("bool") {
-            ("bool_type", "Input should be a valid boolean".into())
-        } else if [
-            "i8", "i16", "i32", "i64", "u8", "u16", "u32", "u64", "usize", "integer",
-        ]
-        .iter()
-        .any(|t| expected.contains(t))
-        {
-            ("int_type", "Input should be a valid integer".into())
-        } else if expected.contains("sequence") {
-            ("list_type", "Input should be a valid list".into())
-        } else if expected.contains("map") || expected.contains("struct") {
-            (
-                "model_attributes_type",
-                "Input should be a valid object".into(),
-            )
-        } else {
-            ("value_error", format!("Value error, {message}"))
-        }
-    } else if message.starts_with("invalid value: integer `-") && message.contains("expected u") {
-        (
-            "greater_than_equal",
-            "Input should be greater than or equal to 0".into(),
-        )
-    } else if message.starts_with("invalid value: integer") {
-        ("less_than_equal", format!("Value error, {message}"))
-    } else {
-        ("value_error", format!("Value error, {message}"))
-    };
-    let mut input = root;
-    for seg in &path {
-        let next = match input {
-            Value::Object(m) => m.get(seg),
-            Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
-            _ => None,
-        };
-        match next {
-            Some(v) => input = v,
-            None => break,
-        }
-    }
-    let refs: Vec<&str> = path.iter().map(String::as_str).collect();
-    FieldError::body(kind, &refs, msg, input.clone())
 }
 
 /// Query parameters; malformed ones answer 400.
@@ -451,6 +830,134 @@ mod tests {
         assert_eq!(errors("{nope")[0].kind, "json_invalid");
         assert_eq!(errors("")[0].kind, "missing");
         assert_eq!(errors("[1]")[0].kind, "model_attributes_type");
+    }
+
+    #[derive(Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Outer {
+        id: scaidrive_domain::id::ShareId,
+        count: u32,
+        when: Option<chrono::DateTime<chrono::Utc>>,
+        items: Vec<Item>,
+        settings: Option<Strict>,
+    }
+
+    #[derive(Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Item {
+        name: String,
+        kind: Kind,
+        on: Option<bool>,
+    }
+
+    #[derive(Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Strict {
+        days: Option<u32>,
+        ratio: Option<f64>,
+    }
+
+    impl Validate for Outer {}
+
+    /// (type, loc below body, msg) of each entry.
+    fn outer(body: serde_json::Value) -> Vec<(&'static str, Value, String)> {
+        match parse_json_value::<Outer>(body) {
+            Err(ApiError::Validation(e)) => e
+                .into_iter()
+                .map(|e| (e.kind, Value::from(e.loc[1..].to_vec()), e.msg))
+                .collect(),
+            other => panic!("expected validation error, got {:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn every_failure_is_reported_at_its_full_loc() {
+        let found = outer(serde_json::json!({
+            "id": "nope",
+            "count": "7",
+            "when": 5,
+            "items": [
+                {"name": "a", "kind": "a"},
+                {"name": 1, "kind": "z", "on": "yes"},
+                {"kind": 3},
+                7
+            ],
+            "settings": {"days": -1, "ratio": "x", "extra": 1}
+        }));
+        let expect = |kind: &str, loc: Value| {
+            assert!(
+                found.iter().any(|(k, l, _)| *k == kind && *l == loc),
+                "no {kind} at {loc} in {found:?}"
+            );
+        };
+        use serde_json::json;
+        expect("value_error", json!(["id"]));
+        expect("int_type", json!(["count"]));
+        expect("datetime_type", json!(["when"]));
+        expect("string_type", json!(["items", 1, "name"]));
+        expect("enum", json!(["items", 1, "kind"]));
+        expect("bool_type", json!(["items", 1, "on"]));
+        expect("missing", json!(["items", 2, "name"]));
+        expect("enum", json!(["items", 2, "kind"]));
+        expect("dict_type", json!(["items", 3]));
+        expect("greater_than_equal", json!(["settings", "days"]));
+        expect("float_type", json!(["settings", "ratio"]));
+        expect("extra_forbidden", json!(["settings", "extra"]));
+        assert_eq!(found.len(), 12, "{found:?}");
+        for (_, _, msg) in &found {
+            assert!(!msg.contains('`'), "a raw serde message: {msg}");
+        }
+        let kinds: Vec<&String> = found
+            .iter()
+            .filter(|(k, _, _)| *k == "enum")
+            .map(|(_, _, m)| m)
+            .collect();
+        assert_eq!(kinds, ["Input should be 'a'", "Input should be 'a'"]);
+    }
+
+    #[test]
+    fn missing_shows_the_enclosing_object_and_extra_shows_the_value() {
+        let body = serde_json::json!({"count": 1, "items": [], "settings": {"x": [1]}});
+        match parse_json_value::<Outer>(body.clone()) {
+            Err(ApiError::Validation(e)) => {
+                let missing = e.iter().find(|e| e.kind == "missing").expect("missing");
+                assert_eq!(missing.loc, vec![Value::from("body"), Value::from("id")]);
+                assert_eq!(missing.msg, "Field required");
+                assert_eq!(missing.input, body);
+                let extra = e
+                    .iter()
+                    .find(|e| e.kind == "extra_forbidden")
+                    .expect("extra");
+                assert_eq!(extra.input, serde_json::json!([1]));
+                assert_eq!(extra.msg, "Extra inputs are not permitted");
+            }
+            other => panic!("expected validation error, got {:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn numbers_out_of_range_or_with_a_fraction_are_named_as_pydantic_does() {
+        use serde_json::json;
+        let id = "shr_00000000000000000000000000";
+        let found = outer(json!({"id": id, "count": 5_000_000_000u64, "items": []}));
+        assert_eq!(found[0].0, "less_than_equal");
+        assert_eq!(
+            found[0].2,
+            "Input should be less than or equal to 4294967295"
+        );
+        let found = outer(json!({"id": id, "count": 1.5, "items": []}));
+        assert_eq!(found[0].0, "int_from_float");
+        let found = outer(json!({"id": id, "count": 1, "items": {}}));
+        assert_eq!(found[0].0, "list_type");
+        assert!(parse_json_value::<Outer>(json!({"id": id, "count": 1.0, "items": []})).is_ok());
+    }
+
+    #[test]
+    fn a_json_syntax_error_names_the_parser_error_in_ctx() {
+        let e = &errors("{nope")[0];
+        assert_eq!(e.msg, "JSON decode error");
+        assert!(e.ctx.as_ref().is_some_and(|c| c["error"].is_string()));
     }
 
     #[derive(Deserialize, Debug)]

@@ -23,7 +23,7 @@ use super::drive::{
     resolve_target, visible_file, On, RenameOrRestore, TargetBody,
 };
 use super::error::{ApiError, ApiResult, FieldError};
-use super::extract::{ApiJson, ApiMultipart, ApiPath, ApiQuery, Validate, Violations};
+use super::extract::{ApiJson, ApiMultipart, ApiPath, ApiQuery, Found, Validate, Violations};
 use super::openapi as doc;
 use super::prefer::Prefer;
 use super::principal::Principal;
@@ -552,6 +552,11 @@ struct MoveBody {
 }
 
 impl Validate for MoveBody {
+    fn check_json(body: &mut Value, found: &mut Found) {
+        // serde cannot place a failure inside a flattened struct.
+        found.check_as::<TargetBody>(body, &[]);
+    }
+
     fn validate(&self, v: &mut Violations) {
         if let Some(n) = &self.new_name {
             v.item_name("new_name", n);

@@ -25,7 +25,7 @@ use super::drive::{
     visible_file, visible_folder, visible_share, On, Page,
 };
 use super::error::{ApiError, ApiResult, FieldError};
-use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Found, Validate, Violations};
 use super::openapi as doc;
 use super::principal::Principal;
 use super::public_links::hash_password;
@@ -63,6 +63,7 @@ fn item_error(field: &str, index: usize, msg: String, input: &str) -> FieldError
         loc: vec![Value::from("body"), Value::from(field), Value::from(index)],
         msg,
         input: Value::from(input),
+        ctx: None,
     }
 }
 
@@ -279,6 +280,11 @@ struct CreateBody {
 }
 
 impl Validate for CreateBody {
+    fn check_json(body: &mut Value, found: &mut Found) {
+        // serde cannot place a failure inside a flattened struct.
+        found.check_as::<OptionFields>(body, &[]);
+    }
+
     const REQUIRED: &'static [&'static str] =
         &["resource_type", "resource_id", "share_id", "link_type"];
 
@@ -730,6 +736,11 @@ struct PatchBody {
 }
 
 impl Validate for PatchBody {
+    fn check_json(body: &mut Value, found: &mut Found) {
+        // serde cannot place a failure inside a flattened struct.
+        found.check_as::<OptionFields>(body, &[]);
+    }
+
     fn validate(&self, v: &mut Violations) {
         self.options.validate(v);
         for (field, given) in [

@@ -18,7 +18,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::schema::{
@@ -579,7 +579,7 @@ pub enum Resolution {
     ClientWins,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum LinkTypeDoc {
     View,
@@ -814,8 +814,9 @@ pub struct RateLimits {
 }
 
 /// A partial `settings` object: only the keys given change (`null` only
-/// where a key is nullable); unknown keys are refused (422).
-#[derive(Serialize, ToSchema)]
+/// where a key is nullable); unknown keys are refused (422). The request
+/// edge checks a patch's shape against this type, key by key.
+#[derive(Serialize, Deserialize, ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct TenantSettingsPatch {
     /// At most 4 TiB.
@@ -848,7 +849,7 @@ impl Default for TenantSettingsPatch {
     }
 }
 
-#[derive(Serialize, ToSchema, Default)]
+#[derive(Serialize, Deserialize, ToSchema, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct SharingPolicyPatch {
     pub external_sharing_enabled: bool,
@@ -863,7 +864,7 @@ pub struct SharingPolicyPatch {
 }
 
 /// `null` for a key: the server default.
-#[derive(Serialize, ToSchema, Default)]
+#[derive(Serialize, Deserialize, ToSchema, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimitsPatch {
     #[schema(minimum = 1)]

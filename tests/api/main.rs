@@ -31,4 +31,5 @@ mod scaleout;
 mod sharing;
 mod sync;
 mod system;
+mod validation;
 mod webhooks_out;
