@@ -675,7 +675,13 @@ async fn usage_tenant(
             .projector
             .recompute_tenant("quota", &id)
             .await
-            .map_err(|e| ApiError::Internal(format!("recomputing the tenant's usage: {e}")))?;
+            .map_err(|e| match e {
+                crate::projector::ProjectorError::Store(e) => ApiError::from(e),
+                // Logged where it failed; the live figures are untouched.
+                _ => ApiError::Unavailable(
+                    "the tenant's usage could not be recomputed now; try again".into(),
+                ),
+            })?;
         Utc::now()
     } else {
         figures_at(&state).await?
