@@ -169,6 +169,10 @@ pub struct ServeArgs {
     /// network).
     #[arg(long, env = "SCAIDRIVE_WEBHOOK_ALLOW_PRIVATE", default_value_t = false)]
     pub webhook_allow_private: bool,
+    /// SMTP relay for outgoing mail (`smtp://host:port`,
+    /// `smtps://user:pass@host`).
+    #[arg(long, env = "SCAIDRIVE_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
 }
 
 /// A secret value: usable, but never printed by `Debug`.
@@ -227,6 +231,8 @@ pub struct Config {
     pub link_secret: Option<String>,
     /// Outbound webhook sender: queue bound, retry-delay divisor, poll period.
     pub webhooks: crate::webhooks::Settings,
+    /// SMTP relay for outgoing mail (`SCAIDRIVE_SMTP_URL`); `None` = none.
+    pub smtp_url: Option<String>,
 }
 
 impl From<ServeArgs> for Config {
@@ -274,6 +280,7 @@ impl From<ServeArgs> for Config {
                 poll: Duration::from_millis(a.webhook_poll_ms.max(10)),
                 allow_private: a.webhook_allow_private,
             },
+            smtp_url: a.smtp_url.filter(|u| !u.trim().is_empty()),
         }
     }
 }
@@ -312,6 +319,7 @@ impl Config {
                 // Tests and benchmarks deliver to receivers on loopback.
                 allow_private: true,
             },
+            smtp_url: None,
         }
     }
 }

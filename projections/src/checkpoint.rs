@@ -73,6 +73,21 @@ pub async fn read(db: &Db, name: &str) -> Result<Option<Checkpoint>, sqlx::Error
     Ok(db_fetch_optional!(db, Row, SELECT, name)?.map(Into::into))
 }
 
+/// When a checkpoint last moved, that is when its read model was last
+/// brought up to date with the log, from the read side.
+pub async fn updated_at(
+    db: &Db,
+    name: &str,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, sqlx::Error> {
+    Ok(db_fetch_optional!(
+        db,
+        (chrono::DateTime<chrono::Utc>,),
+        "SELECT updated_at FROM projection_checkpoints WHERE name = $1",
+        name
+    )?
+    .map(|r| r.0))
+}
+
 /// Every stored checkpoint, by name, from the read side.
 pub async fn all(db: &Db) -> Result<Vec<(String, Checkpoint)>, sqlx::Error> {
     #[derive(sqlx::FromRow)]

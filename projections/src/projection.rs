@@ -59,6 +59,13 @@ pub trait Projection: Send + Sync + 'static {
     /// event log, another projection's) and the [`QUEUE_TABLES`] it queues
     /// into.
     fn tables(&self) -> &'static [&'static str];
+    /// Those of [`tables`](Self::tables) whose rows each belong to one
+    /// tenant (a `tenant_id` column) and are written only by that tenant's
+    /// own events (events whose `tenant_id` it is), so one tenant's rows can
+    /// be recomputed from its events alone. Empty: no tenant recompute.
+    fn tenant_tables(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// Folds one event into the read model.
     ///
     /// It may read its own tables, the event log (`events`) and other

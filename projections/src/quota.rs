@@ -265,6 +265,17 @@ impl Projection for QuotaProjection {
             "rm_quota_accounts",
         ]
     }
+
+    /// The usage rows. Not the tenants' partners nor the accounts' settings:
+    /// those may be written by another tenant's caller (a partner admin).
+    fn tenant_tables(&self) -> &'static [&'static str] {
+        &[
+            "rm_quota_files",
+            "rm_quota_folders",
+            "rm_quota_shares",
+            "rm_quota_reservations",
+        ]
+    }
 }
 
 impl QuotaProjection {

@@ -152,6 +152,13 @@ impl Authenticator {
         }
     }
 
+    /// Whether tokens are verified by the embedded development issuer (no
+    /// ScaiKey configured): the only issuer whose first user of a tenant is
+    /// seated as its admin, to bootstrap a local tenant.
+    pub fn is_development(&self) -> bool {
+        matches!(&*self.mode, Mode::Development(_))
+    }
+
     /// The development issuer, present only when no ScaiKey is configured.
     pub fn dev_issuer(&self) -> Option<&DevIssuer> {
         match &*self.mode {

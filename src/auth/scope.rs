@@ -78,7 +78,15 @@ impl fmt::Display for Scope {
 
 /// The effective scopes of a token, implications already applied.
 #[derive(Clone, Copy, PartialEq, Eq, Default)]
-pub struct Scopes(u8);
+pub struct Scopes {
+    granted: u8,
+    /// The claim itself names `tenant:admin`, `admin:*` or `*`.
+    explicit_admin: bool,
+}
+
+/// The scopes whose explicit presence in a claim makes its bearer a tenant
+/// admin (SPEC §3 "Admin gate"); `partner:admin` is not one of them.
+const EXPLICIT_ADMIN: [Scope; 3] = [Scope::TenantAdmin, Scope::AdminAll, Scope::All];
 
 impl Scopes {
     /// Parses a space-separated `scope` claim.
@@ -95,20 +103,35 @@ impl Scopes {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let granted = names
+        let named: Vec<Scope> = names
             .into_iter()
             .filter_map(|n| Scope::from_name(n.as_ref()))
-            .fold(0u8, |acc, s| acc | s.closure());
+            .collect();
+        let granted = named.iter().fold(0u8, |acc, s| acc | s.closure());
         if granted == 0 {
-            Scopes(Scope::TenantAdmin.closure())
+            Scopes {
+                granted: Scope::TenantAdmin.closure(),
+                explicit_admin: false,
+            }
         } else {
-            Scopes(granted)
+            Scopes {
+                granted,
+                explicit_admin: named.iter().any(|s| EXPLICIT_ADMIN.contains(s)),
+            }
         }
     }
 
     /// Whether these scopes permit an action that needs `needed`.
     pub fn allows(&self, needed: Scope) -> bool {
-        self.0 & needed.bit() != 0
+        self.granted & needed.bit() != 0
+    }
+
+    /// Whether the claim *explicitly* names `tenant:admin`, `admin:*` or
+    /// `*`: ScaiKey's word that the bearer administers the tenant. The
+    /// `tenant:admin` a token without application scopes is given does not
+    /// count.
+    pub fn explicit_tenant_admin(&self) -> bool {
+        self.explicit_admin
     }
 
     /// The effective scope names, narrowest first (what `GET /users/me` shows).
@@ -193,6 +216,23 @@ mod tests {
         ] {
             assert_eq!(effective(raw), tenant_admin, "scope claim {raw:?}");
         }
+    }
+
+    #[test]
+    fn only_a_named_admin_scope_is_explicit() {
+        for raw in [
+            "tenant:admin",
+            "admin:*",
+            "*",
+            "openid files:read tenant:admin",
+        ] {
+            assert!(Scopes::parse(raw).explicit_tenant_admin(), "{raw:?}");
+        }
+        for raw in ["", "openid", "files:write", "partner:admin", "files:delete"] {
+            assert!(!Scopes::parse(raw).explicit_tenant_admin(), "{raw:?}");
+        }
+        // The implicit grant still allows the scope; it is just not explicit.
+        assert!(Scopes::parse("openid").allows(Scope::TenantAdmin));
     }
 
     #[test]

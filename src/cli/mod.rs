@@ -111,6 +111,12 @@ pub enum AuditCommand {
         /// Only this tenant's streams.
         #[arg(long)]
         tenant: Option<String>,
+        /// Only events that occurred at or after this ISO-8601 time.
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only events that occurred at or before this ISO-8601 time.
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
     },
 }
 
@@ -176,10 +182,16 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Token(args) => token(args),
         Command::Audit {
-            command: AuditCommand::Verify { store, tenant },
+            command:
+                AuditCommand::Verify {
+                    store,
+                    tenant,
+                    from,
+                    to,
+                },
         } => {
             init_tracing(false);
-            verify(store, tenant)
+            verify(store, tenant, crate::store::VerifyRange { from, to })
         }
         Command::Gc {
             store,
@@ -273,14 +285,18 @@ fn token(args: TokenArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn verify(store: StoreArgs, tenant: Option<String>) -> Result<(), String> {
+fn verify(
+    store: StoreArgs,
+    tenant: Option<String>,
+    range: crate::store::VerifyRange,
+) -> Result<(), String> {
     runtime()?.block_on(async move {
         let mut config = Config::embedded(store.data_dir.clone());
         config.database_url = store.database_url();
         let core = Core::open(&config).await.map_err(|e| e.to_string())?;
         let report = core
             .store
-            .verify(tenant.as_deref())
+            .verify_range(tenant.as_deref(), range)
             .await
             .map_err(|e| e.to_string())?;
         println!(

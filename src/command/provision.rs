@@ -5,7 +5,8 @@ use scaidrive_domain::drive::share::{Share, ShareCommand};
 use scaidrive_domain::drive::{Owner, ShareType};
 use scaidrive_domain::id::{PartnerId, ShareId, TenantId, UserId};
 use scaidrive_domain::tenancy::{
-    AdminRole, Partner, PartnerCommand, Tenant, TenantCommand, User, UserCommand,
+    AdminRole, Partner, PartnerCommand, Tenant, TenantCommand, User, UserCommand, UserEvent,
+    UserStatus,
 };
 use scaidrive_domain::{Aggregate, DomainError, LogPosition};
 
@@ -55,25 +56,37 @@ impl Identity {
 /// How a user comes to be provisioned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
-    /// The user signs in: the user whose sign-in creates a tenant, or the
-    /// first new user of a tenant that waits for an admin, becomes its admin.
-    SignIn,
+    /// The user signs in with a token (see [`SignIn`] for who becomes an admin).
+    SignIn(SignIn),
     /// ScaiKey's directory announces the user (webhook): nobody signs in, the
     /// role is what the directory says, and a tenant created on the way waits
-    /// for its first signing-in user to take the admin seat.
+    /// for an admin to sign in.
     Directory { admin_role: Option<AdminRole> },
 }
 
-/// Makes sure partner, tenant and user exist and the profile is current;
-/// returns the user's state. The user whose sign-in creates a tenant becomes
-/// its first tenant admin.
-/// Also answers the log position of what it appended, if anything.
+/// What a sign-in's token says about the admin role (SPEC §3 "Admin gate").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SignIn {
+    /// The token's `scope` claim names `tenant:admin`, `admin:*` or `*`:
+    /// the user is seated as tenant admin, at first sign-in or later.
+    pub explicit_admin: bool,
+    /// The token comes from the embedded development issuer, which seats the
+    /// user whose sign-in creates a tenant (or the first new user of a tenant
+    /// waiting for an admin) as its admin, to bootstrap a local tenant. With
+    /// ScaiKey configured being first makes nobody an admin.
+    pub bootstrap: bool,
+}
+
+/// Makes sure partner, tenant and user exist and the profile (and, for an
+/// explicit admin scope, the admin role) is current; returns the user's
+/// state. Also answers the log position of what it appended, if anything.
 pub async fn provision(
     bus: &CommandBus,
     ctx: &CommandContext,
     who: &Identity,
+    sign_in: SignIn,
 ) -> Result<(User, Option<LogPosition>), CommandError> {
-    provision_as(bus, ctx, who, Origin::SignIn).await
+    provision_as(bus, ctx, who, Origin::SignIn(sign_in)).await
 }
 
 /// [`provision`] for a given [`Origin`].
@@ -93,6 +106,29 @@ pub async fn provision_as(
         at: ctx.now,
     };
 
+    let explicit_admin = matches!(origin, Origin::SignIn(s) if s.explicit_admin);
+    // A known user: the profile claims, and the role an explicit admin scope
+    // grants (ScaiKey's word; recorded, so the stored role, which resource
+    // checks use, agrees with the gate). A suspended or inactive user's role
+    // is left alone: every request of theirs is refused anyway.
+    let update = |u: &User| -> Result<Vec<UserEvent>, DomainError> {
+        let mut events = u.decide(&user_cmd(None))?;
+        if explicit_admin
+            && u.status == UserStatus::Active
+            && u.admin_role != Some(AdminRole::TenantAdmin)
+        {
+            let mut next = u.clone();
+            for e in &events {
+                next.evolve(e);
+            }
+            events.extend(next.decide(&UserCommand::SetAdminRole {
+                admin_role: Some(AdminRole::TenantAdmin),
+                at: ctx.now,
+            })?);
+        }
+        Ok(events)
+    };
+
     // Fast path: a known user (one cached stream read, usually no append).
     let known = bus.load::<User>(&user_stream).await?;
     if known.exists() {
@@ -101,11 +137,11 @@ pub async fn provision_as(
                 DomainError::Forbidden("this user belongs to another tenant".into()).into(),
             );
         }
-        if known.state.decide(&user_cmd(None))?.is_empty() {
+        if update(&known.state)?.is_empty() {
             return Ok((known.state, None));
         }
         let (state, committed) = bus
-            .execute::<User, _>(&user_stream, ctx, |u| u.state.decide(&user_cmd(None)))
+            .execute::<User, _>(&user_stream, ctx, |u| update(&u.state))
             .await?;
         return Ok((state, committed.position));
     }
@@ -138,7 +174,7 @@ pub async fn provision_as(
             tenant_id: who.tenant_id,
             partner_id: who.partner_id,
             name: who.tenant_name.clone(),
-            awaiting_admin: origin != Origin::SignIn,
+            awaiting_admin: !matches!(origin, Origin::SignIn(_)),
             at: ctx.now,
         })?;
         for e in &events {
@@ -148,21 +184,27 @@ pub async fn provision_as(
         let user = uow.load::<User>(&user_stream).await?;
         let user_is_new = !user.exists();
         let role = match origin {
-            Origin::SignIn if new_tenant => Some(AdminRole::TenantAdmin),
-            // The seat is an event on the tenant stream, so two first users
-            // signing in at once conflict there and only one gets it.
-            Origin::SignIn if user_is_new && tenant_state.awaiting_admin => {
-                events.extend(tenant_state.decide(&TenantCommand::SeatAdmin {
-                    user_id: who.user_id,
-                    at: ctx.now,
-                })?);
-                Some(AdminRole::TenantAdmin)
+            Origin::SignIn(s) => {
+                let first = new_tenant || (user_is_new && tenant_state.awaiting_admin);
+                let admin = s.explicit_admin || (s.bootstrap && first);
+                // The seat is an event on the tenant stream, so two first users
+                // signing in at once conflict there and only one gets it.
+                if admin && user_is_new && tenant_state.awaiting_admin {
+                    events.extend(tenant_state.decide(&TenantCommand::SeatAdmin {
+                        user_id: who.user_id,
+                        at: ctx.now,
+                    })?);
+                }
+                admin.then_some(AdminRole::TenantAdmin)
             }
-            Origin::SignIn => None,
             Origin::Directory { admin_role } => admin_role,
         };
         uow.emit::<Tenant>(&tenant_stream, &events)?;
-        let events = user.state.decide(&user_cmd(role))?;
+        let events = if user_is_new {
+            user.state.decide(&user_cmd(role))?
+        } else {
+            update(&user.state)?
+        };
         let mut state = user.state;
         for e in &events {
             state.evolve(e);

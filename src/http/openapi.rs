@@ -711,25 +711,59 @@ pub struct Ready {
     pub checks: BTreeMap<String, bool>,
 }
 
+/// `GET /config`: what this process has on, and limits.
 #[derive(Serialize, ToSchema)]
 pub struct ClientConfig {
     pub version: String,
+    /// The tenant whose settings `limits` (and `external_sharing`) show:
+    /// the caller's, when a valid bearer token was sent; null = the server
+    /// defaults.
+    #[schema(value_type = Option<TenantId>)]
+    pub tenant_id: Option<String>,
     pub features: ClientFeatures,
     pub limits: ClientLimits,
 }
 
+/// Each flag is true only when the thing is on in this process.
 #[derive(Serialize, ToSchema)]
 pub struct ClientFeatures {
+    /// Semantic search (not built yet: false).
     pub semantic_search: bool,
+    /// External links: built; with a token, the tenant's sharing policy.
     pub external_sharing: bool,
+    /// SMB connectors (not built yet: false).
     pub smb_connector: bool,
+    /// SharePoint connectors (not built yet: false).
     pub sharepoint_connector: bool,
+    /// Keyword search (not built yet: false).
+    pub search: bool,
+    /// The Kafka relay is compiled in and brokers are configured.
+    pub kafka: bool,
+    /// A Redis URL is configured (shared rate-limit windows).
+    pub redis: bool,
+    /// An SMTP URL is configured (`SCAIDRIVE_SMTP_URL`).
+    pub smtp: bool,
+    /// Any connector (not built yet: false).
+    pub connectors: bool,
 }
 
+/// Upload limits and rate limits: the caller's tenant's, else the defaults.
 #[derive(Serialize, ToSchema)]
 pub struct ClientLimits {
+    /// The tenant's per-file cap (`settings.max_file_size_bytes`).
     pub max_file_size_bytes: u64,
     pub max_upload_chunk_size_bytes: u64,
+    pub rate_limits: ClientRateLimits,
+}
+
+/// Units per window (SPEC §4.11): the tenant's own settings where set,
+/// else the server's defaults.
+#[derive(Serialize, ToSchema)]
+pub struct ClientRateLimits {
+    pub per_token: u64,
+    pub per_user: u64,
+    pub per_tenant: u64,
+    pub window_seconds: u64,
 }
 
 // ------------------------------------------------------------ users, admin
@@ -1454,6 +1488,8 @@ pub struct Usage {
     pub version_bytes: i64,
     pub trash_bytes: i64,
     pub reserved_bytes: i64,
+    /// When these figures were computed: when the usage read model was last
+    /// brought up to date with the log, or now after `recalculate=true`.
     #[schema(value_type = Timestamp)]
     pub calculated_at: String,
 }
@@ -1587,6 +1623,22 @@ pub struct AuditVerification {
     pub events_checked: u64,
     pub streams_checked: u64,
     pub first_broken: Option<BrokenLink>,
+    pub range: VerifiedRange,
+}
+
+/// The range a verification checked: events whose `occurred_at` lies in
+/// `[from, to]` (null = open end), and the earliest and latest `occurred_at`
+/// among the events it checked (null when none).
+#[derive(Serialize, ToSchema)]
+pub struct VerifiedRange {
+    #[schema(value_type = Option<Timestamp>)]
+    pub from: Option<String>,
+    #[schema(value_type = Option<Timestamp>)]
+    pub to: Option<String>,
+    #[schema(value_type = Option<Timestamp>)]
+    pub first_occurred_at: Option<String>,
+    #[schema(value_type = Option<Timestamp>)]
+    pub last_occurred_at: Option<String>,
 }
 
 /// The last event a historical view includes.

@@ -14,7 +14,7 @@ use super::error::ApiError;
 use super::state::AppState;
 use super::RequestContext;
 use crate::auth::{Scope, Scopes};
-use crate::command::provision::{provision, Identity};
+use crate::command::provision::{provision, Identity, SignIn};
 use crate::command::CommandContext;
 
 /// A signed-in user of one tenant.
@@ -80,12 +80,17 @@ impl Principal {
             .collect()
     }
 
-    /// 403 unless the caller may administer its tenant: the `tenant:admin`
-    /// scope and the stored tenant-admin role (a token claim alone is not
-    /// enough), or a `partner:admin` token of the tenant's partner.
+    /// 403 unless the caller may administer its tenant (SPEC §3 "Admin
+    /// gate"): a token whose scope claim explicitly names `tenant:admin`,
+    /// `admin:*` or `*`; the implicit `tenant:admin` of a token without
+    /// application scopes together with the stored tenant-admin role; or a
+    /// `partner:admin` token of the tenant's partner.
     pub fn require_tenant_admin(&self) -> Result<(), ApiError> {
         self.require(Scope::TenantAdmin)?;
-        if self.is_tenant_admin || self.scopes.allows(Scope::PartnerAdmin) {
+        if self.scopes.explicit_tenant_admin()
+            || self.is_tenant_admin
+            || self.scopes.allows(Scope::PartnerAdmin)
+        {
             Ok(())
         } else {
             Err(ApiError::Forbidden(
@@ -160,6 +165,10 @@ impl FromRequestParts<AppState> for Principal {
             causation_id: None,
             now: Utc::now(),
         };
+        let sign_in = SignIn {
+            explicit_admin: claims.scopes.explicit_tenant_admin(),
+            bootstrap: state.auth.is_development(),
+        };
         // A user already signed in with these claims needs no read of their
         // stream until a user event is applied (a suspension, a new role).
         let known = (
@@ -167,10 +176,11 @@ impl FromRequestParts<AppState> for Principal {
             identity.user_id.to_string(),
             identity.email.clone(),
             identity.name.clone(),
+            sign_in.explicit_admin,
         );
         let (user, position) = state
             .signed_in
-            .get_or_load(known, || provision(&state.bus, &ctx, &identity))
+            .get_or_load(known, || provision(&state.bus, &ctx, &identity, sign_in))
             .await?;
         state.caught_up(position).await;
         rate_limit(state, parts, &token, &identity).await?;

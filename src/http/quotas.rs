@@ -1,17 +1,18 @@
 //! Quotas (SPEC §4.8): limits per partner, tenant, group, user and share,
-//! exemptions, and usage from the quota read model (`recalculate` rebuilds it
-//! from the log first).
+//! exemptions, and usage from the quota read model (`recalculate` recomputes
+//! the caller's tenant's rows of it from the tenant's events first).
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use scaidrive_domain::access::Permission;
 use scaidrive_domain::id::{GroupId, PartnerId, TenantId, UserId};
 use scaidrive_domain::quota::account::QuotaTarget;
 use scaidrive_domain::quota::{LimitType, QuotaAccount, QuotaLevel, QuotaLimit};
+use scaidrive_projections::checkpoint;
 use scaidrive_projections::quota::{self as rm, Usage};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -51,10 +52,11 @@ pub fn router() -> Router<AppState> {
         .route("/quotas/usage/shares/{id}", get(usage_share))
 }
 
-/// 403 unless the caller is a stored tenant admin with an admin-capable token.
+/// 403 unless the caller is a tenant admin: a token that explicitly names an
+/// admin scope, or a stored tenant admin with an admin-capable token.
 pub(crate) fn require_tenant_admin(p: &Principal) -> ApiResult<()> {
     p.require(Scope::TenantAdmin)?;
-    if !p.is_tenant_admin {
+    if !(p.is_tenant_admin || p.scopes.explicit_tenant_admin()) {
         return Err(ApiError::Forbidden(
             "tenant administrator role required".into(),
         ));
@@ -62,7 +64,16 @@ pub(crate) fn require_tenant_admin(p: &Principal) -> ApiResult<()> {
     Ok(())
 }
 
-fn usage_json(level: QuotaLevel, target_id: &str, u: &Usage) -> Value {
+/// When the quota read model's figures were computed: when it was last
+/// brought up to date with the log (its checkpoint last moved), not the time
+/// of the request. Before its first batch, now.
+async fn figures_at(state: &AppState) -> ApiResult<DateTime<Utc>> {
+    Ok(checkpoint::updated_at(&state.db, "quota")
+        .await?
+        .unwrap_or_else(Utc::now))
+}
+
+fn usage_json(level: QuotaLevel, target_id: &str, u: &Usage, at: DateTime<Utc>) -> Value {
     json!({
         "target_type": level.as_str(),
         "target_id": target_id,
@@ -72,12 +83,18 @@ fn usage_json(level: QuotaLevel, target_id: &str, u: &Usage) -> Value {
         "version_bytes": u.version_bytes,
         "trash_bytes": u.trash_bytes,
         "reserved_bytes": u.reserved_bytes,
-        "calculated_at": ts(Utc::now()),
+        "calculated_at": ts(at),
     })
 }
 
 /// The quota object of SPEC §4.8 (with its usage and the limit's source).
-fn quota_json(t: &QuotaTarget, acc: &QuotaAccount, default: Option<u64>, u: &Usage) -> Value {
+fn quota_json(
+    t: &QuotaTarget,
+    acc: &QuotaAccount,
+    default: Option<u64>,
+    u: &Usage,
+    at: DateTime<Utc>,
+) -> Value {
     let limit = acc.effective_limit(default);
     let shown = limit.clone().unwrap_or_else(|| QuotaLimit::hard(0));
     let limit_bytes = limit.as_ref().map(|l| l.limit_bytes);
@@ -103,7 +120,7 @@ fn quota_json(t: &QuotaTarget, acc: &QuotaAccount, default: Option<u64>, u: &Usa
         "used_bytes": u.used_bytes,
         "reserved_bytes": u.reserved_bytes,
         "percent_used": percent,
-        "usage": usage_json(t.target_type, &t.target_id, u),
+        "usage": usage_json(t.target_type, &t.target_id, u, at),
     })
 }
 
@@ -112,10 +129,11 @@ async fn show(state: &AppState, t: &QuotaTarget, default: Option<u64>) -> ApiRes
         .bus
         .load::<QuotaAccount>(&t.quota_id.to_string())
         .await?;
+    let at = figures_at(state).await?;
     let u = rm::usage(&state.db, t.target_type, &t.target_id).await?;
     // An account created by another tenant's writes keeps its own tenant.
     let t = acc.state.target.clone().unwrap_or_else(|| t.clone());
-    Ok(quota_json(&t, &acc.state, default, &u))
+    Ok(quota_json(&t, &acc.state, default, &u, at))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -632,7 +650,8 @@ async fn put_share(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 struct Recalculate {
-    /// Rebuild the quota read model from the log first.
+    /// Recompute the caller's tenant's usage from its events first (other
+    /// tenants' figures are not touched).
     #[serde(default)]
     #[param(value_type = Option<bool>)]
     recalculate: bool,
@@ -650,16 +669,25 @@ async fn usage_tenant(
     ApiQuery(q): ApiQuery<Recalculate>,
 ) -> ApiResult<Json<Value>> {
     require_tenant_admin(&p)?;
-    if q.recalculate {
+    let id = p.tenant_id.to_string();
+    let at = if q.recalculate {
         state
             .projector
-            .rebuild("quota", |_| {})
+            .recompute_tenant("quota", &id)
             .await
-            .map_err(|e| ApiError::Internal(format!("rebuilding the quota read model: {e}")))?;
-    }
-    let id = p.tenant_id.to_string();
+            .map_err(|e| match e {
+                crate::projector::ProjectorError::Store(e) => ApiError::from(e),
+                // Logged where it failed; the live figures are untouched.
+                _ => ApiError::Unavailable(
+                    "the tenant's usage could not be recomputed now; try again".into(),
+                ),
+            })?;
+        Utc::now()
+    } else {
+        figures_at(&state).await?
+    };
     let u = rm::usage(&state.db, QuotaLevel::Tenant, &id).await?;
-    Ok(Json(usage_json(QuotaLevel::Tenant, &id, &u)))
+    Ok(Json(usage_json(QuotaLevel::Tenant, &id, &u, at)))
 }
 
 /// Every user's usage (tenant admins).
@@ -673,11 +701,12 @@ async fn usage_users(
 ) -> ApiResult<Json<Value>> {
     require_tenant_admin(&p)?;
     let (limit, offset) = q.resolve()?;
+    let at = figures_at(&state).await?;
     let (ids, total) = rm::user_targets(&state.db, &p.tenant_id.to_string(), limit, offset).await?;
     let mut items = Vec::with_capacity(ids.len());
     for id in ids {
         let u = rm::usage(&state.db, QuotaLevel::User, &id).await?;
-        items.push(usage_json(QuotaLevel::User, &id, &u));
+        items.push(usage_json(QuotaLevel::User, &id, &u, at));
     }
     Ok(Json(json!({ "usage": items, "total": total })))
 }
@@ -695,8 +724,9 @@ async fn usage_user(
     if id != p.user_id.to_string() {
         require_tenant_admin(&p)?;
     }
+    let at = figures_at(&state).await?;
     let u = rm::usage(&state.db, QuotaLevel::User, &id).await?;
-    Ok(Json(usage_json(QuotaLevel::User, &id, &u)))
+    Ok(Json(usage_json(QuotaLevel::User, &id, &u, at)))
 }
 
 /// A share's usage (READ on it).
@@ -710,8 +740,9 @@ async fn usage_share(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
     share_target(&state, &p, &id, Permission::Read).await?;
+    let at = figures_at(&state).await?;
     let u = rm::usage(&state.db, QuotaLevel::Share, &id).await?;
-    Ok(Json(usage_json(QuotaLevel::Share, &id, &u)))
+    Ok(Json(usage_json(QuotaLevel::Share, &id, &u, at)))
 }
 
 /// `GET /users/me/quota`: the caller's user-level usage and limit.

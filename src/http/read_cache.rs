@@ -91,5 +91,6 @@ pub type GroupKey = (String, String, Vec<String>);
 /// Whose memberships of which share: the share and the caller's principal ids.
 pub type MembershipKey = (String, Vec<String>);
 
-/// Who signed in with which profile claims: tenant, user, email and name.
-pub type SignInKey = (String, String, Option<String>, Option<String>);
+/// Who signed in with which claims: tenant, user, email, name and whether
+/// the scope explicitly names an admin scope.
+pub type SignInKey = (String, String, Option<String>, Option<String>, bool);

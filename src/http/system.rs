@@ -1,14 +1,18 @@
 //! Health, readiness and the public client configuration.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use scaidrive_domain::id::TenantId;
+use scaidrive_domain::tenancy::{Tenant, TenantSettings};
 use serde_json::json;
 
+use super::error::ApiResult;
 use super::openapi as doc;
 use super::state::AppState;
+use crate::command::provision::Identity;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -84,24 +88,84 @@ async fn ready(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// The public client configuration.
+/// The public client configuration: what this process really has on, and
+/// the limits of the caller's tenant when a valid bearer token comes along
+/// (else the server defaults). A missing, bad or expired token is not an
+/// error here: the answer is the defaults, with `tenant_id` null.
 #[utoipa::path(get, path = "/config", security(()), responses(
     (status = 200, description = "Features and limits", body = doc::ClientConfig),
 ))]
-async fn config() -> Json<serde_json::Value> {
-    Json(json!({
-        "version": VERSION,
-        "features": {
-            "semantic_search": false,
-            "external_sharing": true,
-            "smb_connector": false,
-            "sharepoint_connector": false,
+async fn config(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<doc::ClientConfig>> {
+    let tenant = caller_tenant(&state, &headers)
+        .await?
+        .map(|(id, tenant)| (id, tenant.settings));
+    let defaults = TenantSettings::default();
+    let settings = tenant.as_ref().map_or(&defaults, |(_, s)| s);
+    let server = state.config.rate_limits;
+    let own = &settings.rate_limits;
+    let c = &state.config;
+    Ok(Json(doc::ClientConfig {
+        version: VERSION.to_owned(),
+        tenant_id: tenant.as_ref().map(|(id, _)| id.to_string()),
+        features: doc::ClientFeatures {
+            semantic_search: false,
+            external_sharing: settings.sharing.external_sharing_enabled,
+            smb_connector: false,
+            sharepoint_connector: false,
+            search: false,
+            kafka: cfg!(feature = "kafka") && c.kafka.is_some(),
+            redis: c.redis_url.is_some(),
+            smtp: c.smtp_url.is_some(),
+            connectors: false,
         },
-        "limits": {
-            "max_file_size_bytes": 5_368_709_120u64,
-            "max_upload_chunk_size_bytes": 5_242_880u64,
+        limits: doc::ClientLimits {
+            max_file_size_bytes: settings.max_file_size_bytes,
+            max_upload_chunk_size_bytes: super::uploads::MAX_CHUNK_BODY as u64,
+            rate_limits: doc::ClientRateLimits {
+                per_token: own.per_token.unwrap_or(server.per_token),
+                per_user: own.per_user.unwrap_or(server.per_user),
+                per_tenant: own.per_tenant.unwrap_or(server.per_tenant),
+                window_seconds: c.rate_limit_window.as_secs(),
+            },
         },
     }))
+}
+
+/// The tenant a valid bearer token names, if it exists and belongs to the
+/// token's partner. Nothing is provisioned; a token that does not verify
+/// (or ScaiKey being unreachable) counts as no token.
+async fn caller_tenant(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> ApiResult<Option<(TenantId, Tenant)>> {
+    let Some(token) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+    else {
+        return Ok(None);
+    };
+    let Ok(claims) = state.auth.verify(token).await else {
+        return Ok(None);
+    };
+    let who = Identity::from_claims(
+        claims.partner_id.as_deref(),
+        &claims.tenant_id,
+        &claims.subject,
+        None,
+        None,
+    );
+    let tenant = state
+        .bus
+        .load::<Tenant>(&who.tenant_id.to_string())
+        .await?
+        .state;
+    Ok((tenant.partner_id == Some(who.partner_id)).then_some((who.tenant_id, tenant)))
 }
 
 /// Prometheus metrics.

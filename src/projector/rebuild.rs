@@ -88,6 +88,45 @@ impl Projector {
     }
 }
 
+impl Projector {
+    /// Recomputes one tenant's rows of a projection's
+    /// [`tenant_tables`](Projection::tenant_tables) from that tenant's events
+    /// alone, and puts them in place of the live ones; other tenants' rows
+    /// and the projection's other tables are left alone. The replay goes into
+    /// a scratch as for [`rebuild`](Self::rebuild); then one live
+    /// transaction locks the checkpoint, brings the scratch to the live
+    /// model's position and replaces the tenant's rows. Returns the number of
+    /// events read. Runs in a task of its own, like a rebuild.
+    pub async fn recompute_tenant(
+        &self,
+        name: &str,
+        tenant_id: &str,
+    ) -> Result<u64, ProjectorError> {
+        let index = self
+            .projections
+            .iter()
+            .position(|p| p.name() == name)
+            .ok_or_else(|| ProjectorError::Unknown(name.to_owned()))?;
+        let projection = self.projections[index].clone();
+        if projection.tenant_tables().is_empty() {
+            return Err(ProjectorError::Rebuild(format!(
+                "'{name}' cannot be recomputed for one tenant"
+            )));
+        }
+        let job = Rebuild {
+            db: self.db.clone(),
+            store: self.store.clone(),
+            projection,
+        };
+        let tenant = tenant_id.to_owned();
+        let read = tokio::spawn(async move { job.run_tenant(&tenant).await })
+            .await
+            .map_err(|e| ProjectorError::Rebuild(format!("the recompute task failed: {e}")))??;
+        self.touched(index, None);
+        Ok(read)
+    }
+}
+
 /// One rebuild of one projection.
 struct Rebuild {
     db: Db,
@@ -280,6 +319,281 @@ impl Rebuild {
                 Err(SwapError::Fatal(e)) => return Err(e),
             }
         }
+    }
+
+    /// [`Projector::recompute_tenant`]: scratch, replay of the tenant's
+    /// events, swap of its rows, scratch removed whatever happened.
+    async fn run_tenant(self, tenant: &str) -> Result<u64, ProjectorError> {
+        let name = self.projection.name();
+        let started = Instant::now();
+        let mut scratch = match &self.db {
+            Db::Sqlite(db) => Scratch::Sqlite(SqliteScratch::new(db, name)?),
+            Db::Postgres(_) => Scratch::Postgres(PgScratch::new(name)),
+        };
+        let done = match scratch.create(&self.db, self.projection.as_ref()).await {
+            Ok(()) => self.replay_and_swap_tenant(&scratch, tenant).await,
+            Err(e) => Err(e),
+        };
+        scratch.remove(&self.db).await;
+        match &done {
+            Ok(read) => tracing::info!(
+                projection = name,
+                tenant_id = tenant,
+                events = read,
+                seconds = started.elapsed().as_secs_f64(),
+                "recomputed a tenant's rows"
+            ),
+            Err(e) => {
+                tracing::error!(projection = name, tenant_id = tenant, error = %e, "tenant recompute failed; the live read model is untouched")
+            }
+        }
+        done
+    }
+
+    /// Applies the tenant's events after `from`, up to `until` (or the head),
+    /// to the scratch in short transactions; returns where it got and how
+    /// many events it read.
+    async fn replay_tenant(
+        &self,
+        scratch: &Scratch,
+        filter: &crate::store::LogFilter,
+        from: LogPosition,
+        until: Option<LogPosition>,
+    ) -> Result<(LogPosition, u64), ProjectorError> {
+        let p = self.projection.as_ref();
+        let mut at = from;
+        let mut read = 0u64;
+        loop {
+            let batch = self.store.read_filtered(at, REPLAY_BATCH, filter).await?;
+            let full = batch.len() == REPLAY_BATCH;
+            let mut open: Option<(Tx, Instant)> = None;
+            let mut ended = batch.is_empty();
+            for event in &batch {
+                if until.is_some_and(|u| event.log > u) {
+                    ended = true;
+                    break;
+                }
+                at = event.log;
+                read += 1;
+                if !p.handles(&event.event_type) {
+                    continue;
+                }
+                if open.is_none() {
+                    open = Some((scratch.begin().await?, Instant::now()));
+                }
+                let Some((tx, _)) = open.as_mut() else {
+                    continue;
+                };
+                p.apply(tx, event).await?;
+                if open
+                    .as_ref()
+                    .is_some_and(|(_, t)| t.elapsed() >= SCRATCH_TX)
+                {
+                    if let Some((tx, _)) = open.take() {
+                        tx.commit().await?;
+                    }
+                }
+            }
+            if let Some((tx, _)) = open.take() {
+                tx.commit().await?;
+            }
+            if ended || !full {
+                return Ok((at, read));
+            }
+        }
+    }
+
+    async fn replay_and_swap_tenant(
+        &self,
+        scratch: &Scratch,
+        tenant: &str,
+    ) -> Result<u64, ProjectorError> {
+        let p = self.projection.as_ref();
+        let filter = crate::store::LogFilter {
+            tenant_id: Some(tenant.to_owned()),
+            ..crate::store::LogFilter::default()
+        };
+        let (mut at, mut read) = self
+            .replay_tenant(scratch, &filter, LogPosition::START, None)
+            .await?;
+        scratch.analyze(&self.db).await;
+        for attempt in 1..=SWAP_ATTEMPTS {
+            // Bring the scratch to where the live model is now; the swap
+            // checks the live model has not passed another event of the
+            // tenant meanwhile.
+            self.live_catch_up(at).await?;
+            let live = checkpoint::read(&self.db, p.name())
+                .await?
+                .map_or(LogPosition::START, |c| c.position);
+            let (_, tail) = self.replay_tenant(scratch, &filter, at, Some(live)).await?;
+            read += tail;
+            at = at.max(live);
+            // SQLite: the writer connection reaches the scratch by attaching
+            // it (outside any transaction).
+            if let (Scratch::Sqlite(s), Db::Sqlite(db)) = (scratch, &self.db) {
+                let Some(file) = s.path.to_str() else {
+                    return Err(ProjectorError::Rebuild(
+                        "the scratch path is not UTF-8".into(),
+                    ));
+                };
+                sqlx::query(&format!("ATTACH DATABASE $1 AS {}", ident(&s.alias)))
+                    .bind(file)
+                    .execute(&db.write)
+                    .await?;
+            }
+            let swapped = self.swap_tenant(scratch, &filter, at).await;
+            if let (Scratch::Sqlite(s), Db::Sqlite(db)) = (scratch, &self.db) {
+                if let Err(e) = sqlx::raw_sql(&format!("DETACH DATABASE {}", ident(&s.alias)))
+                    .execute(&db.write)
+                    .await
+                {
+                    tracing::debug!(error = %e, "detaching the recompute scratch database");
+                }
+            }
+            match swapped {
+                Ok(true) => return Ok(read),
+                Ok(false) => tracing::debug!(
+                    projection = p.name(),
+                    attempt,
+                    "tenant recompute: the tenant wrote meanwhile; catching up to try again"
+                ),
+                Err(SwapError::Retry(why)) => tracing::warn!(
+                    projection = p.name(),
+                    attempt,
+                    reason = %why,
+                    "tenant recompute: the swap gave up waiting; catching up to try again"
+                ),
+                Err(SwapError::Fatal(e)) => return Err(e),
+            }
+        }
+        Err(ProjectorError::Rebuild(format!(
+            "could not swap in the recomputed '{}' rows in {SWAP_ATTEMPTS} attempts",
+            p.name()
+        )))
+    }
+
+    /// In one live transaction: lock the checkpoint and, if the live model
+    /// has passed no event of the tenant since `at` (the scratch's
+    /// position), replace the tenant's rows of each tenant table with the
+    /// scratch's. Answers false (nothing changed) if it has.
+    async fn swap_tenant(
+        &self,
+        scratch: &Scratch,
+        filter: &crate::store::LogFilter,
+        at: LogPosition,
+    ) -> Result<bool, SwapError> {
+        let p = self.projection.as_ref();
+        let tenant = filter.tenant_id.clone().unwrap_or_default();
+        let mut tx = self.db.begin().await?;
+        if let Tx::Postgres(_) = &tx {
+            exec(
+                &mut tx,
+                &format!("SET LOCAL lock_timeout = '{PG_LOCK_TIMEOUT}'"),
+            )
+            .await?;
+        }
+        if let (Scratch::Sqlite(s), Tx::Sqlite(t)) = (scratch, &mut tx) {
+            let attached = sqlx::query("SELECT 1 FROM pragma_database_list WHERE name = $1")
+                .bind(&s.alias)
+                .fetch_optional(&mut **t)
+                .await?
+                .is_some();
+            if !attached {
+                tx.rollback().await?;
+                return Err(SwapError::Retry(
+                    "the scratch database was not attached to the writer connection".into(),
+                ));
+            }
+        }
+        let stored = checkpoint::load(&mut tx, p.name()).await?;
+        let live = stored.map_or(LogPosition::START, |c| c.position);
+        if live < at {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        if live > at {
+            let newer = self.store.read_filtered(at, 1, filter).await?;
+            if newer.first().is_some_and(|e| e.log <= live) {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+        }
+        for table in p.tenant_tables() {
+            let (live, copy, columns) = match (scratch, &mut tx) {
+                (Scratch::Sqlite(s), Tx::Sqlite(t)) => {
+                    let columns: Vec<String> =
+                        sqlx::query(&format!("PRAGMA main.table_info({})", ident(table)))
+                            .fetch_all(&mut **t)
+                            .await?
+                            .iter()
+                            .map(|r| ident(&r.get::<String, _>("name")))
+                            .collect();
+                    (
+                        format!("main.{}", ident(table)),
+                        format!("{}.{}", ident(&s.alias), ident(table)),
+                        columns,
+                    )
+                }
+                (Scratch::Postgres(s), Tx::Postgres(t)) => {
+                    let Some((schema, _)) = s.owned.iter().find(|(_, t)| t == table) else {
+                        return Err(SwapError::Fatal(ProjectorError::Rebuild(format!(
+                            "table {table} is not one of the projection's own"
+                        ))));
+                    };
+                    let columns: Vec<String> = sqlx::query_scalar::<_, String>(
+                        "SELECT attname::text FROM pg_attribute WHERE attrelid = $1::regclass \
+                         AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                    )
+                    .bind(format!("{}.{}", ident(schema), ident(table)))
+                    .fetch_all(&mut **t)
+                    .await?
+                    .iter()
+                    .map(|c| ident(c))
+                    .collect();
+                    (
+                        format!("{}.{}", ident(schema), ident(table)),
+                        format!("{}.{}", ident(&s.schema), ident(table)),
+                        columns,
+                    )
+                }
+                _ => {
+                    return Err(SwapError::Fatal(ProjectorError::Rebuild(
+                        "scratch and database backends differ".into(),
+                    )))
+                }
+            };
+            if !columns.iter().any(|c| c == "\"tenant_id\"") {
+                return Err(SwapError::Fatal(ProjectorError::Rebuild(format!(
+                    "table {table} has no tenant_id column"
+                ))));
+            }
+            let list = columns.join(", ");
+            scaidrive_projections::tx_execute!(
+                &mut tx,
+                &format!("DELETE FROM {live} WHERE tenant_id = $1"),
+                &tenant
+            )?;
+            scaidrive_projections::tx_execute!(
+                &mut tx,
+                &format!(
+                    "INSERT INTO {live} ({list}) SELECT {list} FROM {copy} WHERE tenant_id = $1"
+                ),
+                &tenant
+            )?;
+        }
+        // Stored again where it was: its time says when the model was last
+        // brought up to date, which is now for this tenant's rows.
+        checkpoint::store(
+            &mut tx,
+            p.name(),
+            Checkpoint {
+                version: stored.map_or(p.version(), |c| c.version),
+                position: live,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Lets the live read model reach `target` in short transactions of its

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use scaidrive_domain::{LogPosition, NewEvent, RecordedEvent};
 use scaidrive_projections::db::Db;
 use serde_json::Value;
@@ -111,6 +112,27 @@ pub struct VerifyReport {
     pub streams_checked: u64,
     /// The first broken link in log order, if any.
     pub first_broken: Option<BrokenLink>,
+    /// The earliest and latest `occurred_at` among the checked events.
+    pub first_occurred_at: Option<DateTime<Utc>>,
+    pub last_occurred_at: Option<DateTime<Utc>>,
+}
+
+/// Which events a verification checks: those whose `occurred_at` (the
+/// timestamp the audit view filters on) lies in `[from, to]`; an open end is
+/// unbounded. The first checked event of a stream is linked to the stored
+/// hash of the stream's event before it, which is itself outside the range
+/// and not checked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VerifyRange {
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+impl VerifyRange {
+    /// Whether an event that occurred at `at` is checked.
+    pub fn contains(&self, at: DateTime<Utc>) -> bool {
+        self.from.is_none_or(|f| at >= f) && self.to.is_none_or(|t| at <= t)
+    }
 }
 
 /// Store failures, typed so callers can decide without string matching.
@@ -215,7 +237,16 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Recomputes the hash chains of all streams (optionally of one tenant)
     /// and reports the first broken link.
-    async fn verify(&self, tenant_id: Option<&str>) -> Result<VerifyReport, StoreError>;
+    async fn verify(&self, tenant_id: Option<&str>) -> Result<VerifyReport, StoreError> {
+        self.verify_range(tenant_id, VerifyRange::default()).await
+    }
+
+    /// Like [`verify`](Self::verify), checking only the events in `range`.
+    async fn verify_range(
+        &self,
+        tenant_id: Option<&str>,
+        range: VerifyRange,
+    ) -> Result<VerifyReport, StoreError>;
 
     /// Checks the database answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
@@ -282,29 +313,55 @@ pub async fn open(db: &Db) -> Result<DynStore, StoreError> {
 }
 
 /// Recomputes hash chains from events fed in stream order, remembering the
-/// earliest (by log position) broken link.
+/// earliest (by log position) broken link. Events outside the range only
+/// pass their stored hash on to the next event of their stream.
 #[derive(Debug, Default)]
 pub(crate) struct ChainVerifier {
-    current: Option<(String, String, bool)>,
+    range: VerifyRange,
+    /// The current stream: id, the hash its next event links to, whether it
+    /// is broken already, whether it was counted.
+    current: Option<(String, String, bool, bool)>,
     events: u64,
     streams: u64,
     first_broken: Option<BrokenLink>,
+    first_at: Option<DateTime<Utc>>,
+    last_at: Option<DateTime<Utc>>,
 }
 
 impl ChainVerifier {
+    /// A verifier that checks only the events in `range`.
+    pub(crate) fn new(range: VerifyRange) -> Self {
+        ChainVerifier {
+            range,
+            ..ChainVerifier::default()
+        }
+    }
+
     pub(crate) fn check(&mut self, e: &RecordedEvent) {
-        self.events += 1;
         let same = self
             .current
             .as_ref()
-            .is_some_and(|(s, _, _)| *s == e.stream_id);
+            .is_some_and(|(s, _, _, _)| *s == e.stream_id);
         if !same {
-            self.streams += 1;
-            self.current = Some((e.stream_id.clone(), String::new(), false));
+            self.current = Some((e.stream_id.clone(), String::new(), false, false));
         }
-        let Some((_, prev, broken)) = self.current.as_mut() else {
+        let Some((_, prev, broken, counted)) = self.current.as_mut() else {
             return;
         };
+        let at = e.metadata.occurred_at;
+        if !self.range.contains(at) {
+            if !*broken {
+                *prev = e.hash.clone();
+            }
+            return;
+        }
+        self.events += 1;
+        if !*counted {
+            *counted = true;
+            self.streams += 1;
+        }
+        self.first_at = Some(self.first_at.map_or(at, |f| f.min(at)));
+        self.last_at = Some(self.last_at.map_or(at, |l| l.max(at)));
         if *broken {
             return;
         }
@@ -347,6 +404,8 @@ impl ChainVerifier {
             events_checked: self.events,
             streams_checked: self.streams,
             first_broken: self.first_broken,
+            first_occurred_at: self.first_at,
+            last_occurred_at: self.last_at,
         }
     }
 }

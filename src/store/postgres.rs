@@ -28,7 +28,8 @@ use uuid::Uuid;
 
 use super::{
     check_expected, validate_request, AppendOutcome, AppendRequest, Appended, ChainVerifier,
-    ClaimOp, EventStore, ExpectedVersion, LogFilter, StoreError, StreamAppend, VerifyReport,
+    ClaimOp, EventStore, ExpectedVersion, LogFilter, StoreError, StreamAppend, VerifyRange,
+    VerifyReport,
 };
 
 mod group;
@@ -1014,12 +1015,16 @@ impl EventStore for PostgresStore {
         self.written.wake.subscribe()
     }
 
-    async fn verify(&self, tenant_id: Option<&str>) -> Result<VerifyReport, StoreError> {
+    async fn verify_range(
+        &self,
+        tenant_id: Option<&str>,
+        range: VerifyRange,
+    ) -> Result<VerifyReport, StoreError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM events WHERE ($1::text IS NULL OR tenant_id = $1) ORDER BY stream_id, stream_version"
         );
         let mut rows = sqlx::query(&sql).bind(tenant_id).fetch(&self.pool);
-        let mut chains = ChainVerifier::default();
+        let mut chains = ChainVerifier::new(range);
         while let Some(row) = rows.try_next().await.map_err(err)? {
             chains.check(&decode_row(&row)?);
         }

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::{
     check_expected, validate_request, AppendOutcome, AppendRequest, Appended, ClaimOp, EventStore,
-    LogFilter, StoreError, VerifyReport,
+    LogFilter, StoreError, VerifyRange, VerifyReport,
 };
 
 /// The SQLite event store.
@@ -387,12 +387,16 @@ impl EventStore for SqliteStore {
         self.wake.subscribe()
     }
 
-    async fn verify(&self, tenant_id: Option<&str>) -> Result<VerifyReport, StoreError> {
+    async fn verify_range(
+        &self,
+        tenant_id: Option<&str>,
+        range: VerifyRange,
+    ) -> Result<VerifyReport, StoreError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM events WHERE ($1 IS NULL OR tenant_id = $1) ORDER BY stream_id, stream_version"
         );
         let mut rows = sqlx::query(&sql).bind(tenant_id).fetch(&self.db.read);
-        let mut chains = super::ChainVerifier::default();
+        let mut chains = super::ChainVerifier::new(range);
         while let Some(row) = rows.try_next().await.map_err(err)? {
             chains.check(&decode_row(&row)?);
         }

@@ -631,3 +631,127 @@ async fn copies_are_charged_and_moves_carry_bytes_between_share_limits() {
     assert_eq!(upload(&app, &admin, &a, "y.bin", 41).await.status, 507);
     assert_eq!(upload(&app, &admin, &a, "y.bin", 40).await.status, 201);
 }
+
+/// Sets every quota file row's sizes (both tenants): drift the recompute must
+/// repair.
+async fn drift_usage(app: &TestApp) {
+    let sql = "UPDATE rm_quota_files SET size = 999999, version_bytes = 999999";
+    match &app.state.db {
+        scaidrive_projections::db::Db::Sqlite(db) => sqlx::query(sql)
+            .execute(&db.write)
+            .await
+            .map(|r| r.rows_affected()),
+        scaidrive_projections::db::Db::Postgres(pool) => sqlx::query(sql)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()),
+    }
+    .expect("drift");
+}
+
+/// Sets the quota read model's checkpoint time, as if it last moved then.
+async fn set_figures_time(app: &TestApp, at: &str) {
+    let sql = format!("UPDATE projection_checkpoints SET updated_at = '{at}' WHERE name = 'quota'");
+    match &app.state.db {
+        scaidrive_projections::db::Db::Sqlite(db) => sqlx::query(&sql)
+            .execute(&db.write)
+            .await
+            .map(|r| r.rows_affected()),
+        scaidrive_projections::db::Db::Postgres(pool) => sqlx::query(&sql)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()),
+    }
+    .expect("checkpoint time");
+}
+
+async fn recalculate_recomputes_only_the_callers_tenant(backend: Backend) {
+    let app = spawn_on(backend).await;
+    let acme = app.token("acme", "alice", "");
+    let globex = app.token("globex", "gina", "");
+    for (t, size) in [(&acme, 100), (&globex, 300)] {
+        let share = new_share(&app, t, "Data").await;
+        assert_eq!(upload(&app, t, &share, "a.bin", size).await.status, 201);
+        let trashed = upload(&app, t, &share, "b.bin", size).await;
+        let id = trashed.body["id"].as_str().expect("id").to_owned();
+        assert_eq!(app.delete(&format!("/files/{id}"), t).await.status, 204);
+    }
+    let usage = |t: &str| {
+        let t = t.to_owned();
+        let app = &app;
+        async move { app.get("/quotas/usage/tenant", &t).await }
+    };
+    let before = usage(&acme).await;
+    assert_eq!(before.body["used_bytes"], 200, "{}", before.body);
+    assert_eq!(before.body["trash_bytes"], 100);
+
+    // No write since: the figures are as old as the read model's last
+    // catch-up, not the time of the request.
+    let head = scaidrive::store::EventStore::head(app.state.store.as_ref())
+        .await
+        .expect("head");
+    assert!(
+        app.state
+            .projector
+            .wait_for(head, std::time::Duration::from_secs(60))
+            .await
+    );
+    set_figures_time(&app, "2020-01-02T03:04:05Z").await;
+    for path in [
+        "/quotas/usage/tenant".to_owned(),
+        "/quotas/usage/users".to_owned(),
+        "/quotas/tenant".to_owned(),
+    ] {
+        let a = app.get(&path, &acme).await;
+        assert_eq!(a.status, 200, "{path}: {}", a.body);
+        let at = if path == "/quotas/usage/users" {
+            a.body["usage"][0]["calculated_at"].clone()
+        } else if path == "/quotas/tenant" {
+            a.body["usage"]["calculated_at"].clone()
+        } else {
+            a.body["calculated_at"].clone()
+        };
+        assert_eq!(at, "2020-01-02T03:04:05Z", "{path}: {}", a.body);
+    }
+
+    drift_usage(&app).await;
+    assert_eq!(usage(&acme).await.body["used_bytes"], 1_999_998);
+    assert_eq!(usage(&globex).await.body["used_bytes"], 1_999_998);
+
+    let started = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let recalculated = app
+        .get("/quotas/usage/tenant?recalculate=true", &acme)
+        .await;
+    assert_eq!(recalculated.status, 200, "{}", recalculated.body);
+    assert_eq!(
+        recalculated.body["used_bytes"], 200,
+        "{}",
+        recalculated.body
+    );
+    assert_eq!(recalculated.body["trash_bytes"], 100);
+    assert_eq!(recalculated.body["file_count"], before.body["file_count"]);
+    let at = chrono::DateTime::parse_from_rfc3339(
+        recalculated.body["calculated_at"]
+            .as_str()
+            .expect("calculated_at"),
+    )
+    .expect("timestamp");
+    assert!(at >= started, "computed now: {at}");
+    assert_eq!(usage(&acme).await.body["used_bytes"], 200);
+    // The other tenant's figures were not touched.
+    assert_eq!(usage(&globex).await.body["used_bytes"], 1_999_998);
+
+    // And the live model goes on from the recomputed rows.
+    let share = new_share(&app, &acme, "More").await;
+    assert_eq!(upload(&app, &acme, &share, "c.bin", 50).await.status, 201);
+    assert_eq!(usage(&acme).await.body["used_bytes"], 250);
+    let g = app
+        .get("/quotas/usage/tenant?recalculate=true", &globex)
+        .await;
+    assert_eq!(g.body["used_bytes"], 600, "{}", g.body);
+    assert_eq!(usage(&acme).await.body["used_bytes"], 250);
+}
+
+crate::both_backends!(recalculate_recomputes_only_the_callers_tenant
+    => recalculate_recomputes_only_the_callers_tenant_sqlite,
+       recalculate_recomputes_only_the_callers_tenant_postgres);

@@ -42,6 +42,7 @@ conformance!(
     streams_and_the_log_read_back_in_order,
     subscribers_are_woken_by_new_commits,
     hash_chains_verify_and_expose_tampering,
+    hash_chain_verification_checks_only_its_range,
     concurrent_writers_with_slow_commits_are_seen_exactly_once,
     two_stores_on_one_database_keep_versions_and_chains,
     concurrent_appends_succeed_or_fail_alone,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::Utc;
 use scaidrive::store::{
     AppendOutcome, AppendRequest, Appended, ClaimOp, DynStore, ExpectedVersion, Idempotency,
-    StoreError, StreamAppend,
+    StoreError, StreamAppend, VerifyRange,
 };
 use scaidrive_domain::{Actor, EventMetadata, LogPosition, NewEvent, RecordedEvent};
 use serde_json::{json, Value};
@@ -549,6 +549,89 @@ pub async fn hash_chains_verify_and_expose_tampering(h: &Harness) {
     assert_eq!(broken.stream_version, 3);
     assert_eq!(broken.position, victim.log.position);
     assert_ne!(broken.expected_hash, broken.stored_hash);
+}
+
+pub async fn hash_chain_verification_checks_only_its_range(h: &Harness) {
+    let s = &h.store;
+    let day = |d: u32| {
+        chrono::NaiveDate::from_ymd_opt(2026, 1, d)
+            .and_then(|d| d.and_hms_opt(12, 0, 0))
+            .expect("date")
+            .and_utc()
+    };
+    let mut req = one("range-a", ExpectedVersion::Any, 4);
+    for (i, e) in req.streams[0].events.iter_mut().enumerate() {
+        e.metadata.occurred_at = day(i as u32 + 1);
+    }
+    committed(s, req).await;
+    let mut req = one("range-b", ExpectedVersion::Any, 1);
+    req.streams[0].events[0].metadata.occurred_at = day(3);
+    committed(s, req).await;
+
+    // The first event of range-a is forged.
+    let victim = s
+        .read_stream("range-a", 0, 1)
+        .await
+        .expect("read")
+        .remove(0);
+    let sql = match h.pg {
+        Some(_) => format!(
+            "UPDATE events SET data = '{{\"i\": 999}}'::jsonb WHERE position = {}",
+            victim.log.position
+        ),
+        None => format!(
+            "UPDATE events SET data = '{{\"i\": 999}}' WHERE position = {}",
+            victim.log.position
+        ),
+    };
+    assert_eq!(h.execute(&sql).await, 1);
+    let tenant = Some("tnt_test");
+    let whole = s.verify(tenant).await.expect("verify");
+    assert_eq!(whole.events_checked, 5);
+    assert_eq!(
+        whole.first_broken.map(|b| b.stream_version),
+        Some(1),
+        "the whole log includes the forgery"
+    );
+
+    let range = |from: Option<u32>, to: Option<u32>| VerifyRange {
+        from: from.map(day),
+        to: to.map(day),
+    };
+    // From the second day on: the forged event is not looked at, and the
+    // second event links to its stored hash.
+    let later = s
+        .verify_range(tenant, range(Some(2), None))
+        .await
+        .expect("verify");
+    assert_eq!(later.first_broken, None, "{later:?}");
+    assert_eq!(later.events_checked, 4);
+    assert_eq!(later.streams_checked, 2);
+    assert_eq!(later.first_occurred_at, Some(day(2)));
+    assert_eq!(later.last_occurred_at, Some(day(4)));
+
+    // Both ends inclusive.
+    let middle = s
+        .verify_range(tenant, range(Some(2), Some(3)))
+        .await
+        .expect("verify");
+    assert_eq!(middle.events_checked, 3);
+    assert_eq!(middle.last_occurred_at, Some(day(3)));
+
+    let first_day = s
+        .verify_range(tenant, range(None, Some(1)))
+        .await
+        .expect("verify");
+    assert_eq!(first_day.events_checked, 1);
+    assert_eq!(first_day.first_broken.map(|b| b.stream_version), Some(1));
+
+    let none = s
+        .verify_range(tenant, range(Some(20), None))
+        .await
+        .expect("verify");
+    assert_eq!(none.events_checked, 0);
+    assert_eq!(none.streams_checked, 0);
+    assert_eq!(none.first_occurred_at, None);
 }
 
 /// Many writers, some holding their transaction open before COMMIT, while a
