@@ -40,6 +40,7 @@ pub fn classify(event_type: &str) -> Classification {
         ("link", "email_code_issued") => ("AUTHENTICATION", "info"),
         ("link", "revoked" | "regenerated") => ("SHARING", "warning"),
         ("link" | "member" | "invitation" | "acl", _) => ("SHARING", "info"),
+        ("file" | "folder", "ownership_transferred") => ("SHARING", "info"),
         ("file" | "folder" | "upload", _) => ("FILE_MODIFICATION", "info"),
         // Quotas: settings are administration; crossed thresholds and grace
         // overruns are flagged.
