@@ -21,9 +21,9 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::drive::{
-    effective, file_json, folder_json, live_file, live_folder, path_id, require_perm,
-    require_read, require_write, share_body, visible_file, visible_file_row, visible_folder,
-    visible_folder_row, visible_share, On,
+    effective, file_json, folder_json, live_file, live_folder, path_id, require_perm, require_read,
+    require_write, share_body, visible_file, visible_file_row, visible_folder, visible_folder_row,
+    visible_share, On,
 };
 use super::error::{ApiError, ApiResult, FieldError};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
@@ -755,7 +755,9 @@ async fn transfer_item(
         return Err(ApiError::validation(FieldError::body(
             "value_error",
             &["new_owner_id"],
-            format!("Value error, a {what} is owned by a user: new_owner_id must be a user (usr_…) id"),
+            format!(
+                "Value error, a {what} is owned by a user: new_owner_id must be a user (usr_…) id"
+            ),
             json!(body.new_owner_id),
         )));
     };

@@ -28,13 +28,13 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 
+use super::drive::{require_perm, require_read, visible_share, On};
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
 use super::principal::{bearer_token, Principal};
 use super::state::AppState;
-use super::drive::{require_perm, require_read, visible_share, On};
-use super::sync::readable_share;
 use super::state::SHARE_ROW_SOURCES;
+use super::sync::readable_share;
 use crate::hub::LiveChange;
 use crate::projector::Generation;
 use scaidrive_domain::access::Permission;
@@ -243,10 +243,7 @@ struct Follows {
 
 impl Follows {
     fn new(state: &AppState) -> Self {
-        let mut sources = state
-            .projector
-            .generation_handle("access")
-            .map(|g| vec![g]);
+        let mut sources = state.projector.generation_handle("access").map(|g| vec![g]);
         for (projection, kinds) in SHARE_ROW_SOURCES {
             sources = match (sources, state.projector.generation_of(projection, kinds)) {
                 (Some(mut all), Some(g)) => {
@@ -461,11 +458,13 @@ async fn handle(
                 follows.all = true;
                 follows.excluded.clear();
                 let listed = follows.listed(state, p).await;
-                vec![json!({"type": "subscribed", "all": true, "share_ids": listed, "share_id": listed.first()})]
+                vec![
+                    json!({"type": "subscribed", "all": true, "share_ids": listed, "share_id": listed.first()}),
+                ]
             }
-            Kind::Realtime => vec![
-                json!({"type": "error", "detail": "subscribe needs share_id or share_ids"}),
-            ],
+            Kind::Realtime => {
+                vec![json!({"type": "error", "detail": "subscribe needs share_id or share_ids"})]
+            }
         },
         "subscribe" => {
             let mut out = Vec::new();

@@ -1432,9 +1432,7 @@ async fn download(
 ) -> ApiResult<Response> {
     let _: FileId = path_id(&id, "file")?;
     if q.version == Some(0) {
-        return Err(ApiError::BadRequest(
-            "version numbers start at 1".into(),
-        ));
+        return Err(ApiError::BadRequest("version numbers start at 1".into()));
     }
     let headers = requested_range(&q, headers)?;
     let (row, share) = live_file(&state, &p, &id).await?;
