@@ -322,6 +322,7 @@ impl Follows {
 /// Visible and READ, whether or not the share is in the trash (its
 /// deletion is a change its followers get).
 async fn can_read_share(state: &AppState, p: &Principal, id: &str) -> Result<(), ApiError> {
+    let p = &p.afresh();
     require_read(p)?;
     let share = visible_share(state, p, id).await?;
     require_perm(state, p, On::Share(&share), Permission::Read).await
@@ -470,7 +471,7 @@ async fn handle(
             let mut out = Vec::new();
             let mut added = Vec::new();
             for s in wanted {
-                match readable_share(state, p, &s).await {
+                match readable_share(state, &p.afresh(), &s).await {
                     Ok(_) => {
                         follows.excluded.remove(&s);
                         follows.shares.insert(s.clone());
