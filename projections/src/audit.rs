@@ -40,6 +40,7 @@ pub fn classify(event_type: &str) -> Classification {
         ("link", "email_code_issued") => ("AUTHENTICATION", "info"),
         ("link", "revoked" | "regenerated") => ("SHARING", "warning"),
         ("link" | "member" | "invitation" | "acl", _) => ("SHARING", "info"),
+        ("file" | "folder", "ownership_transferred") => ("SHARING", "info"),
         ("file" | "folder" | "upload", _) => ("FILE_MODIFICATION", "info"),
         // Quotas: settings are administration; crossed thresholds and grace
         // overruns are flagged.
@@ -293,6 +294,11 @@ mod tests {
         let c = classify("file-purged");
         assert_eq!((c.category, c.severity), ("FILE_MODIFICATION", "warning"));
         assert_eq!(classify("file-version-added").action, "file.version_added");
+        let c = classify("folder-ownership-transferred");
+        assert_eq!(
+            (c.category, c.action.as_str(), c.resource_type),
+            ("SHARING", "folder.ownership_transferred", "folder")
+        );
         let c = classify("group-member-added");
         assert_eq!(
             (c.category, c.action.as_str(), c.severity, c.resource_type),

@@ -447,6 +447,18 @@ impl Projection for DriveProjection {
                     let id = folder_id.to_string();
                     hide_subtree(tx, &share_id.to_string(), &path, None, &id).await?;
                 }
+                FolderEvent::FolderOwnershipTransferred {
+                    folder_id,
+                    new_owner,
+                    ..
+                } => {
+                    tx_execute!(
+                        tx,
+                        "UPDATE rm_folders SET owner_id = $2 WHERE id = $1",
+                        folder_id.to_string(),
+                        new_owner.to_string()
+                    )?;
+                }
                 FolderEvent::FolderPurged { folder_id, .. } => {
                     tx_execute!(
                         tx,
@@ -572,6 +584,16 @@ impl Projection for DriveProjection {
                         "UPDATE rm_files SET is_deleted = TRUE, deleted_at = $2 WHERE id = $1",
                         file_id.to_string(),
                         at
+                    )?;
+                }
+                FileEvent::FileOwnershipTransferred {
+                    file_id, new_owner, ..
+                } => {
+                    tx_execute!(
+                        tx,
+                        "UPDATE rm_files SET owner_id = $2 WHERE id = $1",
+                        file_id.to_string(),
+                        new_owner.to_string()
                     )?;
                 }
                 FileEvent::FileRestored { file_id, .. } => {

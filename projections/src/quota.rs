@@ -284,7 +284,8 @@ impl QuotaProjection {
             FolderEvent::FolderCreated { .. } => {
                 insert_folders(tx, &mut QuotaFolder::of(&e).into_iter().collect()).await?;
             }
-            FolderEvent::FolderRenamed { .. } => {}
+            // Usage follows shares, not who owns an item.
+            FolderEvent::FolderRenamed { .. } | FolderEvent::FolderOwnershipTransferred { .. } => {}
             FolderEvent::FolderMoved {
                 folder_id,
                 share_id,
@@ -388,7 +389,7 @@ impl QuotaProjection {
                     version.content.size as i64
                 )?;
             }
-            FileEvent::FileRenamed { .. } => {}
+            FileEvent::FileRenamed { .. } | FileEvent::FileOwnershipTransferred { .. } => {}
             FileEvent::FileMoved {
                 file_id,
                 share_id,

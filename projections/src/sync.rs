@@ -326,6 +326,8 @@ fn drive_change(event: &RecordedEvent) -> Result<Option<Draft>, ProjectionError>
                 d.new_path = Some(path);
                 d
             }
+            // Who owns an item is not content; clients read it with the item.
+            FolderEvent::FolderOwnershipTransferred { .. } => return Ok(None),
             FolderEvent::FolderPurged {
                 folder_id,
                 share_id,
@@ -440,6 +442,7 @@ fn drive_change(event: &RecordedEvent) -> Result<Option<Draft>, ProjectionError>
                 d.by = Some(by.to_string());
                 d
             }
+            FileEvent::FileOwnershipTransferred { .. } => return Ok(None),
             FileEvent::FilePurged {
                 file_id,
                 share_id,

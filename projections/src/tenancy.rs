@@ -233,7 +233,8 @@ pub async fn partner_tenants(
 /// Filters of `GET /admin/users`.
 #[derive(Debug, Clone, Default)]
 pub struct UserFilter {
-    /// Case-insensitive substring of the email or the name.
+    /// Case-insensitive substring of the email, the name or the display
+    /// name (the name, else the email, else the id).
     pub q: Option<String>,
     pub status: Option<String>,
     pub is_admin: Option<bool>,
@@ -251,7 +252,8 @@ pub async fn users(
 ) -> Result<(Vec<UserRow>, i64), sqlx::Error> {
     let pattern = f.q.as_deref().map(crate::groups::like_pattern);
     let filter = "tenant_id = $1 \
-        AND ($2 IS NULL OR lower(COALESCE(email, '')) LIKE $2 ESCAPE '\\' OR lower(COALESCE(name, '')) LIKE $2 ESCAPE '\\') \
+        AND ($2 IS NULL OR lower(COALESCE(email, '')) LIKE $2 ESCAPE '\\' OR lower(COALESCE(name, '')) LIKE $2 ESCAPE '\\' \
+             OR lower(COALESCE(name, email, id)) LIKE $2 ESCAPE '\\') \
         AND ($3 IS NULL OR status = $3) \
         AND ($4 IS NULL OR (admin_role IS NOT NULL) = $4)";
     let sql = format!(

@@ -181,7 +181,10 @@ fn user_json(row: &tenancy::UserRow) -> Value {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 struct UserQuery {
-    /// Matches email or name.
+    /// Case-insensitive substring of the email, the name or the display name.
+    #[param(max_length = 200)]
+    search: Option<String>,
+    /// The same as `search` (give one of the two).
     #[param(max_length = 200)]
     q: Option<String>,
     #[param(value_type = Option<doc::UserStatusDoc>, inline)]
@@ -215,11 +218,20 @@ async fn list_users(
             ));
         }
     }
-    let q_text = q.q.as_deref().map(str::trim).filter(|t| !t.is_empty());
+    let (param, raw) = match (&q.search, &q.q) {
+        (Some(s), Some(alias)) if s.trim() != alias.trim() => {
+            return Err(ApiError::BadRequest(
+                "search and q are the same filter; give one of them".into(),
+            ));
+        }
+        (Some(s), _) => ("search", Some(s)),
+        (None, alias) => ("q", alias.as_ref()),
+    };
+    let q_text = raw.map(|t| t.trim()).filter(|t| !t.is_empty());
     if q_text.is_some_and(|t| t.chars().count() > 200) {
-        return Err(ApiError::BadRequest(
-            "q must be at most 200 characters".into(),
-        ));
+        return Err(ApiError::BadRequest(format!(
+            "{param} must be at most 200 characters"
+        )));
     }
     let filter = tenancy::UserFilter {
         q: q_text.map(str::to_owned),

@@ -657,7 +657,8 @@ async fn versions(
         .iter()
         .map(|v| {
             json!({
-                "id": v.version_id, "version_id": v.version_id, "number": v.number, "version": v.number,
+                "id": v.version_id, "version_id": v.version_id, "version_number": v.number,
+                "number": v.number, "version": v.number,
                 "size": v.size, "checksum_sha256": v.checksum_sha256, "mime_type": v.mime_type,
                 "created_by": v.created_by, "created_at": ts(v.created_at), "is_current": v.number == row.version,
             })

@@ -234,7 +234,7 @@ async fn history(
                 "inherit_from_parent": a.inherit_from_parent,
                 "entries": a.entries.iter().map(|e| json!({
                     "id": e.id, "principal_type": e.principal_type.as_str(),
-                    "principal_id": (!e.principal_id.is_empty()).then_some(&e.principal_id),
+                    "principal_id": super::permissions::shown_principal_id(e.principal_type.as_str(), &e.principal_id),
                     "permissions": e.permissions, "ace_type": e.ace_type.as_str(),
                     "inherit_to_children": e.inherit_to_children,
                 })).collect::<Vec<_>>(),
@@ -319,6 +319,8 @@ async fn listing_at(
                             i.3 = true;
                         }
                     }
+                    // A listing shows no owners.
+                    FolderEvent::FolderOwnershipTransferred { .. } => {}
                 }
             } else if e.event_type.starts_with("file-") {
                 let ev = FileEvent::decode(&e.event_type, e.schema_version, e.data.clone())
@@ -350,7 +352,8 @@ async fn listing_at(
                             i.3 = true;
                         }
                     }
-                    FileEvent::FileVersionAdded { .. } => {}
+                    FileEvent::FileVersionAdded { .. }
+                    | FileEvent::FileOwnershipTransferred { .. } => {}
                 }
             }
         }

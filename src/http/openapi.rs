@@ -1213,8 +1213,12 @@ pub struct TrashListing {
 
 #[derive(Serialize, ToSchema)]
 pub struct Version {
+    /// The version's id (`ver_…`); `version_id` repeats it.
     pub id: String,
     pub version_id: String,
+    /// 1 for the first upload, one more for each later version.
+    pub version_number: i64,
+    /// Same as `version_number`.
     pub number: i64,
     pub version: i64,
     pub size: i64,
@@ -1224,6 +1228,16 @@ pub struct Version {
     #[schema(value_type = Timestamp)]
     pub created_at: String,
     pub is_current: bool,
+}
+
+/// What an ownership transfer answers: the share, folder or file as it now
+/// is (`owner_id` is the new owner).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum OwnedResource {
+    Share(Share),
+    Folder(Folder),
+    File(File),
 }
 
 #[derive(Serialize, ToSchema)]
@@ -1322,8 +1336,8 @@ pub struct Effective {
 pub struct AclEntry {
     pub id: String,
     pub principal_type: AclPrincipalType,
-    /// `null` for `everyone`.
-    pub principal_id: Option<String>,
+    /// A `usr_`/`grp_` id, or `"everyone"` for `everyone`.
+    pub principal_id: String,
     pub permissions: Vec<PermissionDoc>,
     pub ace_type: AceTypeDoc,
     pub inherit_to_children: bool,

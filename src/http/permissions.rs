@@ -7,9 +7,11 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use scaidrive_domain::access::{AceType, Permission, Permissions, PrincipalType};
+use scaidrive_domain::drive::file::{File, FileCommand};
+use scaidrive_domain::drive::folder::{Folder, FolderCommand};
 use scaidrive_domain::drive::share::{Share, ShareCommand};
 use scaidrive_domain::drive::Owner;
-use scaidrive_domain::id::AceId;
+use scaidrive_domain::id::{AceId, FileId, FolderId};
 use scaidrive_domain::sharing::{acl_stream, AceRecord, Acl, AclCommand, ResourceType};
 use scaidrive_domain::{Aggregate, DomainError};
 use scaidrive_projections::access::{self, AceRow};
@@ -19,10 +21,11 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::drive::{
-    effective, path_id, require_perm, require_read, require_write, share_body, visible_file,
-    visible_folder, visible_share, On,
+    effective, file_json, folder_json, live_file, live_folder, path_id, require_perm, require_read,
+    require_write, share_body, visible_file, visible_file_row, visible_folder, visible_folder_row,
+    visible_share, On,
 };
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, FieldError};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
 use super::openapi as doc;
 use super::principal::Principal;
@@ -309,12 +312,34 @@ async fn effective_permissions(
 
 // ---------------------------------------------------------------------- ACLs
 
+/// The `principal_id` an entry has and is answered with for `everyone`
+/// (the documented literal; requests may also leave it out or send null).
+pub(crate) const EVERYONE: &str = "everyone";
+
+/// An entry's principal id as answered: the stored id, or `everyone` for
+/// the entry that matches everyone (stored without an id).
+pub(crate) fn shown_principal_id(principal_type: &str, principal_id: &str) -> String {
+    if principal_type == EVERYONE {
+        EVERYONE.to_owned()
+    } else {
+        principal_id.to_owned()
+    }
+}
+
+/// The id stored for a requested principal: none for `everyone`.
+fn stored_principal_id(t: PrincipalType, requested: Option<&str>) -> String {
+    match t {
+        PrincipalType::Everyone => String::new(),
+        _ => requested.unwrap_or_default().to_owned(),
+    }
+}
+
 fn entry_json(e: &AceRow) -> Value {
     let perms = Permissions(u8::try_from(e.permissions).unwrap_or(0));
     json!({
         "id": e.id,
         "principal_type": e.principal_type,
-        "principal_id": if e.principal_type == "everyone" { Value::Null } else { json!(e.principal_id) },
+        "principal_id": shown_principal_id(&e.principal_type, &e.principal_id),
         "permissions": perms.list(),
         "ace_type": e.ace_type,
         "inherit_to_children": e.inherit_to_children,
@@ -382,7 +407,8 @@ async fn read_acl(
 struct AddEntry {
     #[schema(value_type = doc::AclPrincipalType)]
     principal_type: PrincipalType,
-    /// `usr_`/`grp_` id of the caller's tenant; empty or absent for `everyone`.
+    /// `usr_`/`grp_` id of the caller's tenant; for `everyone`, `"everyone"`,
+    /// null, empty or absent.
     principal_id: Option<String>,
     #[schema(value_type = Vec<doc::PermissionDoc>, min_items = 1)]
     permissions: Vec<String>,
@@ -420,10 +446,10 @@ impl Validate for AddEntry {
 
 fn principal_fields(v: &mut Violations, t: PrincipalType, id: Option<&str>) {
     match (t, id) {
-        (PrincipalType::Everyone, Some(id)) if !id.is_empty() => v.push(
+        (PrincipalType::Everyone, Some(id)) if !id.is_empty() && id != EVERYONE => v.push(
             "value_error",
             "principal_id",
-            "must be empty for principal_type everyone",
+            "must be 'everyone', null or absent for principal_type everyone",
             json!(id),
         ),
         (PrincipalType::Everyone, _) => {}
@@ -487,7 +513,7 @@ async fn add_entry(
     ApiJson(body): ApiJson<AddEntry>,
 ) -> ApiResult<impl IntoResponse> {
     let r = managed(&state, &p, &t, &id).await?;
-    let principal_id = body.principal_id.clone().unwrap_or_default();
+    let principal_id = stored_principal_id(body.principal_type, body.principal_id.as_deref());
     principal_exists(&state, &p, body.principal_type, &principal_id).await?;
     let share_id = path_id(&r.share().id, "share")?;
     let entry = AceRecord {
@@ -525,6 +551,7 @@ async fn add_entry(
 struct RemoveEntry {
     #[schema(value_type = doc::AclPrincipalType)]
     principal_type: PrincipalType,
+    /// As when adding: for `everyone`, `"everyone"`, null, empty or absent.
     principal_id: Option<String>,
     #[schema(value_type = doc::AceTypeDoc)]
     ace_type: AceType,
@@ -558,7 +585,7 @@ async fn remove_entry(
         resource_id: r.id().to_owned(),
         share_id,
         principal_type: body.principal_type,
-        principal_id: body.principal_id.clone().unwrap_or_default(),
+        principal_id: stored_principal_id(body.principal_type, body.principal_id.as_deref()),
         ace_type: body.ace_type,
         at,
     })
@@ -628,7 +655,7 @@ async fn set_inheritance(
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct Transfer {
-    /// A user or group of the caller's tenant.
+    /// A user of the caller's tenant, or for a share also a group.
     #[schema(value_type = doc::OwnerId)]
     new_owner_id: String,
 }
@@ -647,13 +674,16 @@ impl Validate for Transfer {
     }
 }
 
-/// Transfers a share's ownership (its owner or a tenant admin).
+/// Transfers the ownership of a share (to a user or group), a folder or a
+/// file (to a user): its current owner or a tenant admin only.
 #[utoipa::path(post, path = "/permissions/ownership/{resource_type}/{id}/transfer",
     request_body = Transfer, params(("resource_type" = inline(doc::ResourceTypeDoc), Path), ("id" = inline(doc::ResourceId), Path, description = "The resource's id (its prefix matches resource_type)")),
     responses(
-        (status = 200, description = "The share with its new owner", body = doc::Share),
-        (status = 409, description = "Already the owner"),
-        (status = 410, description = "The share is in the trash"),
+        (status = 200, description = "The share, folder or file with its new owner in `owner_id` (a transfer to the current owner changes nothing)", body = doc::OwnedResource),
+        (status = 403, description = "The caller is neither the owner nor a tenant admin"),
+        (status = 404, description = "No such resource, or not visible"),
+        (status = 410, description = "The resource is in the trash"),
+        (status = 422, description = "new_owner_id is not a user (or, for a share, a group) of the caller's tenant"),
     ),
 )]
 async fn transfer(
@@ -662,18 +692,22 @@ async fn transfer(
     ApiPath((t, id)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<Transfer>,
 ) -> ApiResult<Positioned<Json<Value>>> {
-    let t = resource_type(&t)?;
-    if t != ResourceType::Share {
-        // Folders and files carry their creator as owner; shares are what
-        // ownership governs.
-        return Err(ApiError::BadRequest(
-            "ownership is transferred on shares; resource_type must be 'share'".into(),
-        ));
+    match resource_type(&t)? {
+        ResourceType::Share => transfer_share(&state, &p, &id, &body).await,
+        item => transfer_item(&state, &p, item, &id, &body).await,
     }
-    let r = visible(&state, &p, t, &id).await?;
-    require_write(&p)?;
+}
+
+async fn transfer_share(
+    state: &AppState,
+    p: &Principal,
+    id: &str,
+    body: &Transfer,
+) -> ApiResult<Positioned<Json<Value>>> {
+    let r = visible(state, p, ResourceType::Share, id).await?;
+    require_write(p)?;
     let share = r.share();
-    if !super::shares::is_owner(&p, share) {
+    if !super::shares::is_owner(p, share) {
         return Err(ApiError::Forbidden(
             "only the share's owner or a tenant admin can transfer ownership".into(),
         ));
@@ -684,7 +718,7 @@ async fn transfer(
         Owner::User(_) => PrincipalType::User,
         Owner::Group(_) => PrincipalType::Group,
     };
-    principal_exists(&state, &p, kind, &body.new_owner_id).await?;
+    principal_exists(state, p, kind, &body.new_owner_id).await?;
     let ctx = p.context();
     let cmd = ShareCommand::TransferOwnership {
         new_owner,
@@ -693,15 +727,95 @@ async fn transfer(
     };
     let (_, committed) = state
         .bus
-        .execute::<Share, _>(&id, &ctx, |s| s.state.decide(&cmd))
+        .execute::<Share, _>(id, &ctx, |s| s.state.decide(&cmd))
         .await?;
     state.caught_up_to(&committed).await;
     let row = state
-        .share_row(&p.tenant_id.to_string(), &id)
+        .share_row(&p.tenant_id.to_string(), id)
         .await?
         .ok_or_else(|| ApiError::not_found("share"))?;
     Ok(Positioned(
         committed.position,
-        Json(share_body(&state, &row).await?),
+        Json(share_body(state, &row).await?),
     ))
+}
+
+/// A folder's or file's ownership: it goes to a user of the tenant (the
+/// read models keep a user as the owner of both), recorded on the item's
+/// own stream.
+async fn transfer_item(
+    state: &AppState,
+    p: &Principal,
+    t: ResourceType,
+    id: &str,
+    body: &Transfer,
+) -> ApiResult<Positioned<Json<Value>>> {
+    let what = t.as_str();
+    let Some(Owner::User(new_owner)) = Owner::parse(&body.new_owner_id) else {
+        return Err(ApiError::validation(FieldError::body(
+            "value_error",
+            &["new_owner_id"],
+            format!(
+                "Value error, a {what} is owned by a user: new_owner_id must be a user (usr_…) id"
+            ),
+            json!(body.new_owner_id),
+        )));
+    };
+    let owner_id = match t {
+        ResourceType::Folder => {
+            let _: FolderId = path_id(id, "folder")?;
+            live_folder(state, p, id).await?.0.owner_id
+        }
+        _ => {
+            let _: FileId = path_id(id, "file")?;
+            live_file(state, p, id).await?.0.owner_id
+        }
+    };
+    require_write(p)?;
+    if !(p.is_tenant_admin || owner_id == p.user_id.to_string()) {
+        return Err(ApiError::Forbidden(format!(
+            "only the {what}'s owner or a tenant admin can transfer its ownership"
+        )));
+    }
+    if !access::user_in_tenant(&state.db, &p.tenant_id.to_string(), &body.new_owner_id).await? {
+        return Err(ApiError::validation(FieldError::body(
+            "value_error",
+            &["new_owner_id"],
+            "Value error, no such user in this tenant",
+            json!(body.new_owner_id),
+        )));
+    }
+    let ctx = p.context();
+    let committed = match t {
+        ResourceType::Folder => {
+            let cmd = FolderCommand::TransferOwnership {
+                new_owner,
+                by: p.user_id,
+                at: ctx.now,
+            };
+            state
+                .bus
+                .execute::<Folder, _>(id, &ctx, |f| f.state.decide(&cmd))
+                .await?
+                .1
+        }
+        _ => {
+            let cmd = FileCommand::TransferOwnership {
+                new_owner,
+                by: p.user_id,
+                at: ctx.now,
+            };
+            state
+                .bus
+                .execute::<File, _>(id, &ctx, |f| f.state.decide(&cmd))
+                .await?
+                .1
+        }
+    };
+    state.caught_up_to(&committed).await;
+    let answer = match t {
+        ResourceType::Folder => folder_json(&visible_folder_row(state, p, id).await?),
+        _ => file_json(&visible_file_row(state, p, id).await?),
+    };
+    Ok(Positioned(committed.position, Json(answer)))
 }

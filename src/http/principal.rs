@@ -60,6 +60,16 @@ impl AccessCache {
 }
 
 impl Principal {
+    /// The same caller with nothing resolved yet: what a long-lived
+    /// connection checks each new question with (a resolved permission is
+    /// only valid for the request that resolved it).
+    pub fn afresh(&self) -> Principal {
+        Principal {
+            access: AccessCache::default(),
+            ..self.clone()
+        }
+    }
+
     /// 403 unless the token's scopes allow `scope`.
     pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
         if self.scopes.allows(scope) {

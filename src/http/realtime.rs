@@ -5,8 +5,14 @@
 //! `Authorization` header, and close with 4401 when it is missing or bad.
 //! The socket is a nudge; the cursor is the truth: a client that falls
 //! behind gets `force_sync` and pages the feed.
+//!
+//! Every frame is checked against the caller's READ permission on the share
+//! as it is when the change arrives (remembered until the access or share
+//! read models move), so a membership removed while the socket is open stops
+//! the frames of that share, and a sync client's plain `subscribe` follows
+//! every share the caller can read, also those granted later.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -22,12 +28,17 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 
+use super::drive::{require_perm, require_read, visible_share, On};
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
 use super::principal::{bearer_token, Principal};
 use super::state::AppState;
+use super::state::SHARE_ROW_SOURCES;
 use super::sync::readable_share;
 use crate::hub::LiveChange;
+use crate::projector::Generation;
+use scaidrive_domain::access::Permission;
+use scaidrive_projections::drive_queries as dq;
 
 /// Close code for a missing or bad token (SPEC §4.6).
 pub const CLOSE_UNAUTHORIZED: u16 = 4401;
@@ -102,9 +113,12 @@ async fn send(socket: &mut WebSocket, v: Value) -> bool {
         .is_ok()
 }
 
-/// A sync client's nudge socket: client frames `{"type":"subscribe"}` and
-/// `{"type":"ping"}`; server frames `subscribed`, `pong`,
+/// A sync client's nudge socket: client frames `{"type":"subscribe"}` (every
+/// share the caller can read, now and granted later; or `share_id` /
+/// `share_ids`), `unsubscribe` and `{"type":"ping"}`; server frames
+/// `subscribed` (`share_ids`, and `all: true` for a plain subscribe), `pong`,
 /// `{"event_type":"change","share_id",...,"data":<change>}` and `force_sync`.
+/// A share the caller can no longer read sends nothing more.
 /// Closes with 4401 (token), 4403 (not allowed) or 4404 (unknown device).
 #[utoipa::path(get, path = "/sync/ws/{device_id}", security((), ("bearer" = [])),
     params(("device_id" = String, Path, min_length = 1, max_length = 128), TokenQuery),
@@ -141,11 +155,12 @@ async fn device_socket(
                 .await
             }
         }
-        serve(state, p, socket, Kind::Device(device_id)).await
+        serve(state, p, socket, Kind::Device).await
     })
 }
 
-/// A web client's live view: server frames `connected`, `subscribed`,
+/// A web client's live view: server frames `connected` (`user_id`,
+/// `tenant_id`, `timestamp` in ISO-8601 UTC), `subscribed`,
 /// `unsubscribed`, `file_created|file_updated|file_deleted|folder_created|
 /// folder_deleted`, `pong`; client frames `subscribe`/`unsubscribe` with
 /// `share_id` or `share_ids`, and `ping`. Closes with 4401 for a bad token.
@@ -171,7 +186,12 @@ async fn realtime_socket(
             Ok(p) => p,
             Err(e) => return refuse(socket, close_code(&e), e.to_string()).await,
         };
-        let hello = json!({"type": "connected", "user_id": p.user_id.to_string(), "tenant_id": p.tenant_id.to_string()});
+        let hello = json!({
+            "type": "connected",
+            "user_id": p.user_id.to_string(),
+            "tenant_id": p.tenant_id.to_string(),
+            "timestamp": super::ts(chrono::Utc::now()),
+        });
         if send(&mut socket, hello).await {
             serve(state, p, socket, Kind::Realtime).await
         }
@@ -179,7 +199,7 @@ async fn realtime_socket(
 }
 
 enum Kind {
-    Device(String),
+    Device,
     Realtime,
 }
 
@@ -201,12 +221,135 @@ fn realtime_type(c: &ChangeRow) -> String {
     format!("{}_{verb}", c.resource_type)
 }
 
+/// Most shares a plain `subscribe` lists in its answer (and a lagging socket
+/// is told to resynchronise); the frames follow every readable share.
+const MAX_LISTED: i64 = 1000;
+
+/// What a socket follows, and whether the caller can read those shares.
+struct Follows {
+    /// Shares subscribed by id.
+    shares: BTreeSet<String>,
+    /// Every share the caller can read (a sync client's plain `subscribe`).
+    all: bool,
+    /// Shares unsubscribed by id while following all of them.
+    excluded: BTreeSet<String>,
+    /// Whether the caller can read a share, as of `stamp`.
+    readable: HashMap<String, bool>,
+    stamp: u64,
+    /// What moves when that may change: the access read model (memberships,
+    /// ACLs) and share rows (owner, trash). `None`: ask every time.
+    sources: Option<Vec<Generation>>,
+}
+
+impl Follows {
+    fn new(state: &AppState) -> Self {
+        let mut sources = state.projector.generation_handle("access").map(|g| vec![g]);
+        for (projection, kinds) in SHARE_ROW_SOURCES {
+            sources = match (sources, state.projector.generation_of(projection, kinds)) {
+                (Some(mut all), Some(g)) => {
+                    all.push(g);
+                    Some(all)
+                }
+                _ => None,
+            };
+        }
+        Self {
+            shares: BTreeSet::new(),
+            all: false,
+            excluded: BTreeSet::new(),
+            readable: HashMap::new(),
+            stamp: u64::MAX,
+            sources,
+        }
+    }
+
+    fn wants(&self, share: &str) -> bool {
+        self.shares.contains(share) || (self.all && !self.excluded.contains(share))
+    }
+
+    /// Whether the caller can see and READ `share` now.
+    async fn can_read(&mut self, state: &AppState, p: &Principal, share: &str) -> bool {
+        // Read before asking: a change applied meanwhile moves it, and the
+        // answer remembered below is dropped at the next check.
+        let stamp = self
+            .sources
+            .as_ref()
+            .map(|g| g.iter().map(Generation::get).sum::<u64>());
+        if let Some(stamp) = stamp {
+            if stamp == self.stamp {
+                if let Some(known) = self.readable.get(share) {
+                    return *known;
+                }
+            } else {
+                self.readable.clear();
+                self.stamp = stamp;
+            }
+        }
+        let ok = match can_read_share(state, p, share).await {
+            Ok(()) => true,
+            Err(e) if e.status().is_client_error() => false,
+            Err(e) => {
+                tracing::warn!(error = %e, share_id = share, "socket permission check failed");
+                return false;
+            }
+        };
+        if stamp.is_some() {
+            self.readable.insert(share.to_owned(), ok);
+        }
+        ok
+    }
+
+    /// The shares followed now, by id (those a plain `subscribe` follows
+    /// listed as far as the caller's memberships name them).
+    async fn listed(&mut self, state: &AppState, p: &Principal) -> Vec<String> {
+        let mut out: BTreeSet<String> = self.shares.clone();
+        if self.all {
+            match member_shares(state, p).await {
+                Ok(ids) => {
+                    for id in ids {
+                        if !self.excluded.contains(&id) && self.can_read(state, p, &id).await {
+                            out.insert(id);
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot list a socket's shares"),
+            }
+        }
+        out.into_iter().collect()
+    }
+}
+
+/// Visible and READ, whether or not the share is in the trash (its
+/// deletion is a change its followers get).
+async fn can_read_share(state: &AppState, p: &Principal, id: &str) -> Result<(), ApiError> {
+    let p = &p.afresh();
+    require_read(p)?;
+    let share = visible_share(state, p, id).await?;
+    require_perm(state, p, On::Share(&share), Permission::Read).await
+}
+
+/// The live shares the caller holds a role in (all of the tenant's for a
+/// tenant admin), oldest first.
+async fn member_shares(state: &AppState, p: &Principal) -> Result<Vec<String>, ApiError> {
+    let principals = (!p.is_tenant_admin).then(|| p.principal_ids());
+    let (rows, _) = dq::shares(
+        &state.db,
+        &p.tenant_id.to_string(),
+        principals.as_deref(),
+        false,
+        MAX_LISTED,
+        0,
+    )
+    .await?;
+    Ok(rows.into_iter().map(|r| r.id).collect())
+}
+
 async fn serve(state: AppState, p: Principal, mut socket: WebSocket, kind: Kind) {
     // Subscribe to the hub first, so nothing committed after the client's
     // subscription is confirmed can be missed.
     let mut rx = state.hub.subscribe();
     let tenant = p.tenant_id.to_string();
-    let mut shares: BTreeSet<String> = BTreeSet::new();
+    let mut follows = Follows::new(&state);
     loop {
         tokio::select! {
             _ = state.shutdown.cancelled() => {
@@ -218,7 +361,7 @@ async fn serve(state: AppState, p: Principal, mut socket: WebSocket, kind: Kind)
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
                     Some(Ok(_)) => continue,
                 };
-                let reply = handle(&state, &p, &kind, &mut shares, &text).await;
+                let reply = handle(&state, &p, &kind, &mut follows, &text).await;
                 for r in reply {
                     if !send(&mut socket, r).await {
                         return;
@@ -229,18 +372,21 @@ async fn serve(state: AppState, p: Principal, mut socket: WebSocket, kind: Kind)
                 let frames: Vec<String> = match change {
                     Ok(live) => {
                         let c = &live.row;
-                        let share = [Some(&c.share_id), c.old_share_id.as_ref()]
-                            .into_iter()
-                            .flatten()
-                            .find(|s| shares.contains(*s))
-                            .cloned();
-                        match share {
-                            Some(share) if c.tenant_id == tenant => vec![rendered(&kind, &share, &live)],
-                            _ => vec![],
+                        let mut share = None;
+                        if c.tenant_id == tenant {
+                            for s in [Some(&c.share_id), c.old_share_id.as_ref()].into_iter().flatten() {
+                                if follows.wants(s) && follows.can_read(&state, &p, s).await {
+                                    share = Some(s.clone());
+                                    break;
+                                }
+                            }
                         }
+                        share.map(|s| rendered(&kind, &s, &live)).into_iter().collect()
                     }
                     // Changes were dropped for this socket: tell it to page the feed.
-                    Err(RecvError::Lagged(_)) => shares
+                    Err(RecvError::Lagged(_)) => follows
+                        .listed(&state, &p)
+                        .await
                         .iter()
                         .map(|s| json!({"event_type": "force_sync", "type": "force_sync", "share_id": s}).to_string())
                         .collect(),
@@ -263,7 +409,7 @@ fn rendered(kind: &Kind, share: &str, live: &LiveChange) -> String {
         return frame(kind, share, &live.row).to_string();
     }
     let cell = match kind {
-        Kind::Device(_) => &live.device_frame,
+        Kind::Device => &live.device_frame,
         Kind::Realtime => &live.realtime_frame,
     };
     cell.get_or_init(|| frame(kind, share, &live.row).to_string())
@@ -272,7 +418,7 @@ fn rendered(kind: &Kind, share: &str, live: &LiveChange) -> String {
 
 fn frame(kind: &Kind, share: &str, c: &ChangeRow) -> Value {
     match kind {
-        Kind::Device(_) => json!({
+        Kind::Device => json!({
             "event_type": "change",
             "share_id": share,
             "position": c.log().to_token(),
@@ -293,7 +439,7 @@ async fn handle(
     state: &AppState,
     p: &Principal,
     kind: &Kind,
-    shares: &mut BTreeSet<String>,
+    follows: &mut Follows,
     text: &str,
 ) -> Vec<Value> {
     let msg: ClientMessage = match serde_json::from_str(text) {
@@ -306,30 +452,29 @@ async fn handle(
     wanted.extend(msg.share_id);
     match msg.kind.as_str() {
         "ping" => vec![json!({"type": "pong"})],
-        "subscribe" => {
-            if wanted.is_empty() {
-                if let Kind::Device(device) = kind {
-                    // A sync client follows the shares it keeps a cursor in.
-                    match sq::cursors(&state.db, &p.user_id.to_string(), device).await {
-                        Ok(c) => wanted = c.into_iter().map(|c| c.share_id).collect(),
-                        Err(e) => {
-                            return vec![
-                                json!({"type": "error", "detail": format!("cannot read cursors: {e}")}),
-                            ]
-                        }
-                    }
-                } else {
-                    return vec![
-                        json!({"type": "error", "detail": "subscribe needs share_id or share_ids"}),
-                    ];
-                }
+        "subscribe" if wanted.is_empty() => match kind {
+            // A sync client follows every share it can read, including
+            // those it is granted while the socket is open.
+            Kind::Device => {
+                follows.all = true;
+                follows.excluded.clear();
+                let listed = follows.listed(state, p).await;
+                vec![
+                    json!({"type": "subscribed", "all": true, "share_ids": listed, "share_id": listed.first()}),
+                ]
             }
+            Kind::Realtime => {
+                vec![json!({"type": "error", "detail": "subscribe needs share_id or share_ids"})]
+            }
+        },
+        "subscribe" => {
             let mut out = Vec::new();
             let mut added = Vec::new();
             for s in wanted {
-                match readable_share(state, p, &s).await {
+                match readable_share(state, &p.afresh(), &s).await {
                     Ok(_) => {
-                        shares.insert(s.clone());
+                        follows.excluded.remove(&s);
+                        follows.shares.insert(s.clone());
                         added.push(s);
                     }
                     Err(e) => out.push(json!({"type": "error", "share_id": s, "status": e.status().as_u16(), "detail": e.to_string()})),
@@ -343,9 +488,21 @@ async fn handle(
         }
         "unsubscribe" => {
             let removed: Vec<String> = if wanted.is_empty() {
-                std::mem::take(shares).into_iter().collect()
+                follows.all = false;
+                follows.excluded.clear();
+                std::mem::take(&mut follows.shares).into_iter().collect()
             } else {
-                wanted.into_iter().filter(|s| shares.remove(s)).collect()
+                wanted
+                    .into_iter()
+                    .filter(|s| {
+                        let followed = follows.wants(s);
+                        follows.shares.remove(s);
+                        if follows.all {
+                            follows.excluded.insert(s.clone());
+                        }
+                        followed
+                    })
+                    .collect()
             };
             vec![json!({"type": "unsubscribed", "share_ids": removed, "share_id": removed.first()})]
         }

@@ -3,7 +3,7 @@
 //! conflicts, and downloads with ranges.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -1364,14 +1364,60 @@ async fn resolve(
     Ok(Positioned(out.position, Json(body)))
 }
 
-/// Streams a file's current content for a sync client (ranges honoured).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct SyncDownloadQuery {
+    /// A version number; default the current one.
+    #[param(minimum = 1)]
+    version: Option<u64>,
+    /// The first byte to send (inclusive, from 0), as `Range: bytes=a-`
+    /// would; answers 206 with `Content-Range`. Not with a `Range` header.
+    #[param(minimum = 0)]
+    range_start: Option<u64>,
+    /// The last byte to send (inclusive, clamped to the end); needs
+    /// `range_start`.
+    #[param(minimum = 0)]
+    range_end: Option<u64>,
+}
+
+/// The byte range a sync download asks for, as the `Range` header the
+/// content response honours: the header itself, or the query's
+/// `range_start`/`range_end` written as one.
+fn requested_range(q: &SyncDownloadQuery, mut headers: HeaderMap) -> ApiResult<HeaderMap> {
+    let Some(start) = q.range_start else {
+        if q.range_end.is_some() {
+            return Err(ApiError::BadRequest(
+                "range_end needs range_start (both are inclusive byte offsets)".into(),
+            ));
+        }
+        return Ok(headers);
+    };
+    if headers.contains_key(header::RANGE) {
+        return Err(ApiError::BadRequest(
+            "give the range either as a Range header or as range_start/range_end, not both".into(),
+        ));
+    }
+    let end = q.range_end.map(|e| e.to_string()).unwrap_or_default();
+    // Digits and a dash always make a valid header value; an end before the
+    // start is left for the range check to refuse with 416, as a header's is.
+    let value = HeaderValue::from_str(&format!("bytes={start}-{end}"))
+        .map_err(|_| ApiError::BadRequest("unusable byte range".into()))?;
+    headers.insert(header::RANGE, value);
+    Ok(headers)
+}
+
+/// Streams a file's content for a sync client: the current version or
+/// `version`, whole or one byte range (`Range` header, or `range_start` and
+/// `range_end` in the query).
 #[utoipa::path(get, path = "/sync/download/{file_id}",
-    params(("file_id" = inline(doc::FileId), Path),
+    params(("file_id" = inline(doc::FileId), Path), SyncDownloadQuery,
         ("Range" = Option<String>, Header, pattern = "^bytes=[0-9]*-[0-9]*$",
             description = "One byte range, `bytes=a-b`")),
     responses(
         (status = 200, description = "The content", body = doc::Binary, content_type = "*/*"),
         (status = 206, description = "The requested range", body = doc::Binary, content_type = "*/*"),
+        (status = 400, description = "Malformed id or query, version 0, range_end without range_start, or both a Range header and range_start"),
+        (status = 404, description = "No such file or version, or not visible"),
         (status = 410, description = "The file is in the trash"),
         (status = 416, description = "The range is not satisfiable"),
         (status = 502, description = "The blob store is unreachable"),
@@ -1381,12 +1427,17 @@ async fn download(
     State(state): State<AppState>,
     p: Principal,
     ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<SyncDownloadQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let _: FileId = path_id(&id, "file")?;
+    if q.version == Some(0) {
+        return Err(ApiError::BadRequest("version numbers start at 1".into()));
+    }
+    let headers = requested_range(&q, headers)?;
     let (row, share) = live_file(&state, &p, &id).await?;
     require_read(&p)?;
     require_perm(&state, &p, On::File(&row), Permission::Read).await?;
     drop(share);
-    super::files::stream_file(&state, &p, &id, None, &headers).await
+    super::files::stream_file(&state, &p, &id, q.version, &headers).await
 }

@@ -30,6 +30,7 @@ mod ratelimit;
 mod rebuild;
 mod s3;
 mod scaleout;
+mod shapes;
 mod sharing;
 mod sync;
 mod system;

@@ -332,7 +332,7 @@ async fn devices_status_and_cursors_follow_the_feed() {
     );
 }
 
-async fn register(app: &TestApp, t: &str, device: &str, name: &str) {
+pub(crate) async fn register(app: &TestApp, t: &str, device: &str, name: &str) {
     let d = app
         .post(
             "/sync/devices",
@@ -719,10 +719,10 @@ async fn sync_download_serves_ranges() {
         .assert_detail(404);
 }
 
-type Ws =
+pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn ws_connect(app: &TestApp, path: &str) -> Ws {
+pub(crate) async fn ws_connect(app: &TestApp, path: &str) -> Ws {
     let url = format!("{}{}", app.base.replacen("http://", "ws://", 1), path);
     tokio_tungstenite::connect_async(url)
         .await
@@ -731,7 +731,7 @@ async fn ws_connect(app: &TestApp, path: &str) -> Ws {
 }
 
 /// The next JSON text frame (or the close code), waiting at most 20 s.
-async fn next_frame(ws: &mut Ws) -> Result<Value, Option<u16>> {
+pub(crate) async fn next_frame(ws: &mut Ws) -> Result<Value, Option<u16>> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -745,7 +745,7 @@ async fn next_frame(ws: &mut Ws) -> Result<Value, Option<u16>> {
     }
 }
 
-async fn send_json(ws: &mut Ws, v: Value) {
+pub(crate) async fn send_json(ws: &mut Ws, v: Value) {
     ws.send(Message::Text(v.to_string().into()))
         .await
         .expect("send");
@@ -768,12 +768,14 @@ async fn websockets_push_changes_to_subscribers_and_refuse_bad_tokens() {
     let mut none = ws_connect(&app, "/realtime/ws").await;
     assert_eq!(next_frame(&mut none).await, Err(Some(4401)));
 
-    // Sync socket: subscribe (defaults to the device's cursor shares), ping.
+    // Sync socket: subscribe (to every share the caller can read), ping.
     let mut sync = ws_connect(&app, &format!("/sync/ws/ws-dev?token={t}")).await;
     send_json(&mut sync, json!({"type": "subscribe"})).await;
     let sub = next_frame(&mut sync).await.expect("subscribed");
     assert_eq!(sub["type"], "subscribed");
-    assert_eq!(sub["share_ids"], json!([share]));
+    assert_eq!(sub["all"], true);
+    let listed = sub["share_ids"].as_array().expect("share_ids");
+    assert!(listed.contains(&json!(share)), "{sub}");
     send_json(&mut sync, json!({"type": "ping"})).await;
     assert_eq!(next_frame(&mut sync).await.expect("pong")["type"], "pong");
 

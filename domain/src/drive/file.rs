@@ -43,6 +43,8 @@ pub struct File {
     pub deleted: bool,
     pub purged: bool,
     pub created_by: Option<UserId>,
+    /// The user who owns the file: its creator until a transfer.
+    pub owner: Option<UserId>,
 }
 
 impl File {
@@ -108,6 +110,12 @@ pub enum FileCommand {
         at: DateTime<Utc>,
     },
     Purge {
+        by: UserId,
+        at: DateTime<Utc>,
+    },
+    /// Makes `new_owner` the file's owner (who may ask is the caller's rule).
+    TransferOwnership {
+        new_owner: UserId,
         by: UserId,
         at: DateTime<Utc>,
     },
@@ -178,6 +186,14 @@ pub enum FileEvent {
         was_deleted: bool,
         /// Every chunk of every version, so reference counts can drop.
         chunks: Vec<ChunkRef>,
+        by: UserId,
+        at: DateTime<Utc>,
+    },
+    FileOwnershipTransferred {
+        file_id: FileId,
+        share_id: ShareId,
+        previous_owner: UserId,
+        new_owner: UserId,
         by: UserId,
         at: DateTime<Utc>,
     },
@@ -366,6 +382,22 @@ impl Aggregate for File {
                 by: *by,
                 at: *at,
             }]),
+            FileCommand::TransferOwnership { new_owner, by, at } => {
+                let Some(previous) = self.owner else {
+                    return Err(DomainError::NotFound("file"));
+                };
+                if previous == *new_owner {
+                    return Ok(vec![]);
+                }
+                Ok(vec![FileEvent::FileOwnershipTransferred {
+                    file_id: id,
+                    share_id: share,
+                    previous_owner: previous,
+                    new_owner: *new_owner,
+                    by: *by,
+                    at: *at,
+                }])
+            }
         }
     }
 
@@ -387,6 +419,7 @@ impl Aggregate for File {
                 self.name = name.clone();
                 self.path = path.clone();
                 self.created_by = Some(version.by);
+                self.owner = Some(version.by);
                 self.versions = vec![version.clone()];
             }
             FileEvent::FileVersionAdded { version, .. } => self.versions.push(version.clone()),
@@ -407,6 +440,7 @@ impl Aggregate for File {
             FileEvent::FileDeleted { .. } => self.deleted = true,
             FileEvent::FileRestored { .. } => self.deleted = false,
             FileEvent::FilePurged { .. } => self.purged = true,
+            FileEvent::FileOwnershipTransferred { new_owner, .. } => self.owner = Some(*new_owner),
         }
     }
 }
@@ -454,6 +488,37 @@ mod tests {
                 at: Utc::now(),
             },
         }
+    }
+
+    #[test]
+    fn ownership_moves_to_the_new_owner_once_and_not_in_the_trash() {
+        let bob = UserId::from_uuid(Uuid::from_u128(6));
+        let transfer = |to| FileCommand::TransferOwnership {
+            new_owner: to,
+            by: user(),
+            at: Utc::now(),
+        };
+        let state = Scenario::<File>::given([created()])
+            .when(transfer(bob))
+            .then_types(&["file-ownership-transferred"]);
+        let FileEvent::FileOwnershipTransferred { previous_owner, .. } = &state[0] else {
+            panic!("transferred")
+        };
+        assert_eq!(*previous_owner, user());
+        Scenario::<File>::given([created()])
+            .when(transfer(user()))
+            .then([]);
+        let deleted = FileEvent::FileDeleted {
+            file_id: FileId::from_uuid(Uuid::from_u128(1)),
+            share_id: ShareId::from_uuid(Uuid::from_u128(3)),
+            path: "/a.txt".into(),
+            version_bytes: 5,
+            by: user(),
+            at: Utc::now(),
+        };
+        Scenario::<File>::given([created(), deleted])
+            .when(transfer(bob))
+            .then_error_matches(|e| matches!(e, DomainError::Gone(_)));
     }
 
     #[test]

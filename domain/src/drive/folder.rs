@@ -17,6 +17,8 @@ pub struct Folder {
     pub parent_id: Option<FolderId>,
     pub name: String,
     pub path: String,
+    /// The user who owns the folder: its creator until a transfer.
+    pub owner: Option<UserId>,
     pub deleted: bool,
     pub purged: bool,
 }
@@ -53,6 +55,12 @@ pub enum FolderCommand {
         at: DateTime<Utc>,
     },
     Purge {
+        at: DateTime<Utc>,
+    },
+    /// Makes `new_owner` the folder's owner (who may ask is the caller's rule).
+    TransferOwnership {
+        new_owner: UserId,
+        by: UserId,
         at: DateTime<Utc>,
     },
 }
@@ -104,6 +112,14 @@ pub enum FolderEvent {
         folder_id: FolderId,
         share_id: ShareId,
         path: String,
+        at: DateTime<Utc>,
+    },
+    FolderOwnershipTransferred {
+        folder_id: FolderId,
+        share_id: ShareId,
+        previous_owner: UserId,
+        new_owner: UserId,
+        by: UserId,
         at: DateTime<Utc>,
     },
 }
@@ -218,6 +234,22 @@ impl Aggregate for Folder {
                 path: self.path.clone(),
                 at: *at,
             }]),
+            FolderCommand::TransferOwnership { new_owner, by, at } => {
+                let Some(previous) = self.owner else {
+                    return Err(DomainError::NotFound("folder"));
+                };
+                if previous == *new_owner {
+                    return Ok(vec![]);
+                }
+                Ok(vec![FolderEvent::FolderOwnershipTransferred {
+                    folder_id: id,
+                    share_id: share,
+                    previous_owner: previous,
+                    new_owner: *new_owner,
+                    by: *by,
+                    at: *at,
+                }])
+            }
         }
     }
 
@@ -230,9 +262,11 @@ impl Aggregate for Folder {
                 parent_id,
                 name,
                 path,
+                by,
                 ..
             } => {
                 self.id = Some(*folder_id);
+                self.owner = Some(*by);
                 self.tenant_id = Some(*tenant_id);
                 self.share_id = Some(*share_id);
                 self.parent_id = *parent_id;
@@ -256,6 +290,9 @@ impl Aggregate for Folder {
             FolderEvent::FolderDeleted { .. } => self.deleted = true,
             FolderEvent::FolderRestored { .. } => self.deleted = false,
             FolderEvent::FolderPurged { .. } => self.purged = true,
+            FolderEvent::FolderOwnershipTransferred { new_owner, .. } => {
+                self.owner = Some(*new_owner)
+            }
         }
     }
 }
@@ -313,6 +350,37 @@ mod tests {
                 at: Utc::now(),
             })
             .then_types(&["folder-moved"]);
+    }
+
+    #[test]
+    fn ownership_moves_to_the_new_owner_once_and_not_in_the_trash() {
+        let creator = UserId::from_uuid(Uuid::from_u128(7));
+        let bob = UserId::from_uuid(Uuid::from_u128(6));
+        let transfer = |to| FolderCommand::TransferOwnership {
+            new_owner: to,
+            by: creator,
+            at: Utc::now(),
+        };
+        let ev = Scenario::<Folder>::given([created()])
+            .when(transfer(bob))
+            .then_types(&["folder-ownership-transferred"]);
+        let FolderEvent::FolderOwnershipTransferred { previous_owner, .. } = &ev[0] else {
+            panic!("transferred")
+        };
+        assert_eq!(*previous_owner, creator);
+        // To the owner it already has: nothing to record.
+        Scenario::<Folder>::given([created()])
+            .when(transfer(creator))
+            .then([]);
+        let deleted = FolderEvent::FolderDeleted {
+            folder_id: fid(1),
+            share_id: ShareId::from_uuid(Uuid::from_u128(8)),
+            path: "/Docs".into(),
+            at: Utc::now(),
+        };
+        Scenario::<Folder>::given([created(), deleted])
+            .when(transfer(bob))
+            .then_error_matches(|e| matches!(e, DomainError::Gone(_)));
     }
 
     #[test]
