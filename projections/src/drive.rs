@@ -596,6 +596,27 @@ impl Projection for DriveProjection {
                     )?;
                     add_chunk_refs(tx, &tenant, &chunks, -1, at).await?;
                 }
+                FileEvent::FileVersionPruned {
+                    file_id,
+                    number,
+                    size,
+                    chunks,
+                    ..
+                } => {
+                    tx_execute!(
+                        tx,
+                        "DELETE FROM rm_file_versions WHERE file_id = $1 AND number = $2",
+                        file_id.to_string(),
+                        number as i64
+                    )?;
+                    tx_execute!(
+                        tx,
+                        "UPDATE rm_files SET version_bytes = version_bytes - $2 WHERE id = $1",
+                        file_id.to_string(),
+                        size as i64
+                    )?;
+                    add_chunk_refs(tx, &tenant, &chunks, -1, at).await?;
+                }
             }
         } else if t.starts_with("upload-") {
             match decode::<UploadEvent>(event)? {

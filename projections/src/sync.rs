@@ -450,9 +450,11 @@ fn drive_change(event: &RecordedEvent) -> Result<Option<Draft>, ProjectionError>
                 let mut d = Draft::new(share_id, ResourceType::File, file_id, ChangeType::Deleted);
                 d.old_path = Some(path);
                 d.permanent = true;
-                d.by = Some(by.to_string());
+                d.by = by.map(|b| b.to_string());
                 d
             }
+            // The file as clients sync it (its current version) is unchanged.
+            FileEvent::FileVersionPruned { .. } => return Ok(None),
         }
     } else {
         return Ok(None);

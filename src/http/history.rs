@@ -350,7 +350,7 @@ async fn listing_at(
                             i.3 = true;
                         }
                     }
-                    FileEvent::FileVersionAdded { .. } => {}
+                    FileEvent::FileVersionAdded { .. } | FileEvent::FileVersionPruned { .. } => {}
                 }
             }
         }

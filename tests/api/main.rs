@@ -26,6 +26,7 @@ mod procs;
 mod quota;
 mod ratelimit;
 mod rebuild;
+mod retention;
 mod s3;
 mod scaleout;
 mod sharing;

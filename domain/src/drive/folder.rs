@@ -18,7 +18,16 @@ pub struct Folder {
     pub name: String,
     pub path: String,
     pub deleted: bool,
+    /// When the folder itself was moved to the trash.
+    pub deleted_at: Option<DateTime<Utc>>,
     pub purged: bool,
+}
+
+impl Folder {
+    /// Whether the folder itself went to the trash at or before `cutoff`.
+    pub fn trashed_before(&self, cutoff: DateTime<Utc>) -> bool {
+        self.deleted && !self.purged && self.deleted_at.is_some_and(|t| t <= cutoff)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -253,8 +262,14 @@ impl Aggregate for Folder {
                 self.parent_id = *parent_id;
                 self.path = path.clone();
             }
-            FolderEvent::FolderDeleted { .. } => self.deleted = true,
-            FolderEvent::FolderRestored { .. } => self.deleted = false,
+            FolderEvent::FolderDeleted { at, .. } => {
+                self.deleted = true;
+                self.deleted_at = Some(*at);
+            }
+            FolderEvent::FolderRestored { .. } => {
+                self.deleted = false;
+                self.deleted_at = None;
+            }
             FolderEvent::FolderPurged { .. } => self.purged = true,
         }
     }
