@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use scaidrive_domain::drive::upload::UploadSession;
-use scaidrive_domain::id::{FileId, FolderId};
+use scaidrive_domain::id::{FileId, FolderId, ShareId};
 use scaidrive_domain::tenancy::Tenant;
 use scaidrive_projections::db::Db;
 use scaidrive_projections::drive_queries as q;
@@ -35,11 +35,12 @@ const PAGE: i64 = 500;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Removed {
     pub tenant_id: String,
-    /// `file`, `folder` (with everything below it) or `version`.
+    /// `share` (with everything in it), `folder` (with everything below
+    /// it), `file` or `version`.
     pub resource_type: &'static str,
     /// The file or folder id.
     pub resource_id: String,
-    /// Versions pruned (for `version`), files purged (for `folder`).
+    /// Versions pruned (for `version`), files purged (otherwise).
     pub count: u64,
     /// Version bytes freed on the quota accounts.
     pub bytes: u64,
@@ -51,6 +52,7 @@ pub struct RetentionReport {
     /// When the pass ran (the cutoffs count back from here).
     pub now: Option<DateTime<Utc>>,
     pub tenants: u64,
+    pub shares_purged: u64,
     pub files_purged: u64,
     pub folders_purged: u64,
     pub versions_pruned: u64,
@@ -121,7 +123,53 @@ async fn retain_tenant(
     let trash_cutoff = now - chrono::Duration::days(i64::from(settings.trash_retention_days));
     let version_cutoff = now - chrono::Duration::days(i64::from(settings.version_retention_days));
 
-    // Folders first: their purge takes the files below them along.
+    // Shares first, then folders: their purge takes what is in them along.
+    let mut after = String::new();
+    loop {
+        let ids = q::shares_trashed_before(db, tenant, trash_cutoff, &after, PAGE)
+            .await
+            .map_err(store_err)?;
+        for raw in &ids {
+            let Ok(id) = raw.parse::<ShareId>() else {
+                continue;
+            };
+            let (mut folders, files) = q::subtree(db, raw, "").await.map_err(store_err)?;
+            folders.sort_by(|a, b| a.path.cmp(&b.path));
+            let folders: Vec<FolderId> = folders.iter().filter_map(|f| f.id.parse().ok()).collect();
+            let files: Vec<FileId> = files.iter().filter_map(|f| f.id.parse().ok()).collect();
+            match crate::command::retention::purge_trashed_share(
+                bus,
+                &ctx,
+                id,
+                &folders,
+                &files,
+                trash_cutoff,
+            )
+            .await
+            {
+                Ok(Some((purged, _))) => {
+                    report.shares_purged += 1;
+                    report.folders_purged += purged.folders;
+                    report.files_purged += purged.files;
+                    report.bytes_freed += purged.bytes;
+                    report.removed.push(Removed {
+                        tenant_id: tenant.to_owned(),
+                        resource_type: "share",
+                        resource_id: raw.clone(),
+                        count: purged.files,
+                        bytes: purged.bytes,
+                    });
+                }
+                Ok(None) => {}
+                Err(e) => item_failed(report, e, raw)?,
+            }
+        }
+        match ids.last() {
+            Some(last) if ids.len() as i64 == PAGE => after = last.clone(),
+            _ => break,
+        }
+    }
+
     let mut after = String::new();
     loop {
         let rows = q::folders_trashed_before(db, tenant, trash_cutoff, &after, PAGE)
@@ -354,6 +402,7 @@ pub fn spawn(
             if retention.is_held() {
                 match apply_retention(&state.db, &state.bus, Utc::now()).await {
                     Ok(r) if !r.removed.is_empty() => tracing::info!(
+                        shares = r.shares_purged,
                         files = r.files_purged,
                         folders = r.folders_purged,
                         versions = r.versions_pruned,

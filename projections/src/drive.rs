@@ -324,6 +324,13 @@ impl Projection for DriveProjection {
                 ShareEvent::ShareRestored { share_id, at } => {
                     tx_execute!(tx, "UPDATE rm_shares SET is_deleted = FALSE, deleted_at = NULL, modified_at = $2 WHERE id = $1", share_id.to_string(), at)?;
                 }
+                ShareEvent::SharePurged { share_id, .. } => {
+                    tx_execute!(
+                        tx,
+                        "DELETE FROM rm_shares WHERE id = $1",
+                        share_id.to_string()
+                    )?;
+                }
                 ShareEvent::ShareOwnershipTransferred {
                     share_id,
                     new_owner,

@@ -428,3 +428,25 @@ pub async fn files_with_versions_superseded_before(
     )?;
     Ok(rows.into_iter().map(|r| r.0).collect())
 }
+
+/// Shares of a tenant that went to the trash at or before `cutoff`, one
+/// page after `after` (by id).
+pub async fn shares_trashed_before(
+    db: &Db,
+    tenant_id: &str,
+    cutoff: DateTime<Utc>,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    let rows: Vec<(String,)> = db_fetch_all!(
+        db,
+        (String,),
+        "SELECT id FROM rm_shares WHERE tenant_id = $1 AND is_deleted AND deleted_at <= $2 AND id > $3 \
+         ORDER BY id LIMIT $4",
+        tenant_id,
+        cutoff,
+        after,
+        limit
+    )?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}

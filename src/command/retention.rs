@@ -6,16 +6,21 @@
 
 use chrono::{DateTime, Utc};
 use scaidrive_domain::drive::file::{File, FileCommand, FileEvent};
-use scaidrive_domain::drive::folder::Folder;
-use scaidrive_domain::id::{FileId, FolderId, TenantId};
+use scaidrive_domain::drive::folder::{Folder, FolderCommand};
+use scaidrive_domain::drive::share::{Share, ShareCommand};
+use scaidrive_domain::drive::sibling_scope;
+use scaidrive_domain::id::{FileId, FolderId, ShareId, TenantId};
+use scaidrive_domain::name::name_key;
 use scaidrive_domain::Aggregate;
 
-use super::drive::{purge_file_in, purge_folder_in, PurgedSubtree};
+use super::drive::{current_share, purge_file_in, purge_folder_in, PurgedSubtree};
 use super::{CommandBus, CommandContext, CommandError, Committed};
 
 /// Something retention is about to remove for good.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Removal {
+    /// A share purged from the trash, with everything in it.
+    Share(ShareId),
     /// A file purged from the trash (on its own or below a purged folder).
     File(FileId),
     /// A folder purged from the trash, with everything below it.
@@ -149,6 +154,69 @@ pub async fn prune_versions(
         let share = super::drive::current_share(&mut uow, share, f.state.folder_id).await?;
         super::quota::free_in(&mut uow, share, &id.to_string(), pruned.bytes, ctx.now).await?;
         Ok(Some((pruned, uow.commit().await?)))
+    })
+    .await
+}
+
+/// Purges a share that went to the trash at or before `cutoff`, with every
+/// folder (parents before children) and file the read model has in it; only
+/// items still in that share go. `None` when the share is no longer such a
+/// share or something in it is under a hold.
+pub async fn purge_trashed_share(
+    bus: &CommandBus,
+    ctx: &CommandContext,
+    id: ShareId,
+    folders: &[FolderId],
+    files: &[FileId],
+    cutoff: DateTime<Utc>,
+) -> Result<Option<(PurgedSubtree, Committed)>, CommandError> {
+    bus.retrying(|| async {
+        let mut uow = bus.begin(ctx);
+        let stream = id.to_string();
+        let share = uow.load::<Share>(&stream).await?.state;
+        let Some(tenant) = share.tenant_id else {
+            return Ok(None);
+        };
+        if !share.trashed_before(cutoff) {
+            return Ok(None);
+        }
+        let held = std::iter::once(Removal::Share(id))
+            .chain(folders.iter().map(|f| Removal::Folder(*f)))
+            .chain(files.iter().map(|f| Removal::File(*f)))
+            .any(|r| !legal_holds_permit(tenant, r));
+        if held {
+            return Ok(None);
+        }
+        let mut purged = PurgedSubtree::default();
+        for fid in folders {
+            let f = uow.load::<Folder>(&fid.to_string()).await?.state;
+            let Some(own) = f.share_id else { continue };
+            if f.purged || current_share(&mut uow, own, f.parent_id).await? != id {
+                continue;
+            }
+            uow.release(
+                sibling_scope(own, f.parent_id),
+                name_key(&f.name),
+                fid.to_string(),
+            );
+            let events = f.decide(&FolderCommand::Purge { at: ctx.now })?;
+            uow.emit::<Folder>(&fid.to_string(), &events)?;
+            purged.folders += 1;
+        }
+        for fid in files {
+            let f = uow.load::<File>(&fid.to_string()).await?.state;
+            let Some(own) = f.share_id else { continue };
+            if f.purged || current_share(&mut uow, own, f.folder_id).await? != id {
+                continue;
+            }
+            if let Some(bytes) = purge_file_in(&mut uow, *fid, None, ctx.now).await? {
+                purged.files += 1;
+                purged.bytes += bytes;
+            }
+        }
+        let events = share.decide(&ShareCommand::Purge { at: ctx.now })?;
+        uow.emit::<Share>(&stream, &events)?;
+        Ok(Some((purged, uow.commit().await?)))
     })
     .await
 }

@@ -268,3 +268,72 @@ async fn version_pruning_keeps_the_current_version_and_newer_ones(backend: Backe
 both_backends!(version_pruning_keeps_the_current_version_and_newer_ones
     => version_pruning_keeps_the_current_version_and_newer_ones_sqlite,
        version_pruning_keeps_the_current_version_and_newer_ones_postgres);
+
+async fn a_trashed_share_is_purged_with_everything_in_it(backend: Backend) {
+    let app = spawn_on(backend).await;
+    let admin = app.token("acme", "alice", "");
+    let keep = new_share(&app, &admin, "keep").await;
+    let gone = new_share(&app, &admin, "gone").await;
+    let folder = app
+        .post("/folders", &admin, json!({"share_id": gone, "name": "f"}))
+        .await;
+    assert_eq!(folder.status, 201, "{}", folder.body);
+    let folder = id(&folder);
+    let inner = upload(&app, &admin, &gone, Some(&folder), "in.bin", vec![1; 25]).await;
+    assert_eq!(inner.status, 201, "{}", inner.body);
+    let root = upload(&app, &admin, &gone, None, "root.bin", vec![2; 15]).await;
+    assert_eq!(root.status, 201, "{}", root.body);
+    let kept = upload(&app, &admin, &keep, None, "k.bin", vec![3; 10]).await;
+    assert_eq!(kept.status, 201, "{}", kept.body);
+    assert_eq!(
+        app.delete(&format!("/shares/{gone}"), &admin).await.status,
+        204
+    );
+
+    let early = retain(&app, Utc::now() + Duration::days(29)).await;
+    assert!(early.removed.is_empty(), "{early:?}");
+    let report = retain(&app, Utc::now() + Duration::days(31)).await;
+    assert_eq!(
+        (
+            report.shares_purged,
+            report.folders_purged,
+            report.files_purged,
+            report.bytes_freed
+        ),
+        (1, 1, 2, 40),
+        "{report:?}"
+    );
+    app.get(&format!("/shares/{gone}"), &admin)
+        .await
+        .assert_detail(404);
+    app.post(&format!("/shares/{gone}/restore"), &admin, json!({}))
+        .await
+        .assert_detail(404);
+    for path in [
+        format!("/folders/{folder}"),
+        format!("/files/{}", id(&inner)),
+        format!("/files/{}", id(&root)),
+    ] {
+        app.get(&path, &admin).await.assert_detail(404);
+    }
+    let listed = app.get("/shares?include_trashed=true", &admin).await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert!(!listed.body.to_string().contains(&gone), "{}", listed.body);
+    let usage = app.get("/quotas/usage/tenant", &admin).await;
+    assert_eq!(usage.body["used_bytes"], 10, "{}", usage.body);
+    let purged = app.get("/events?type=share-purged", &admin).await;
+    let purged = purged.body["events"].as_array().expect("events");
+    assert_eq!(purged.len(), 1);
+    assert!(purged[0]["actor"]["user_id"].is_null(), "{}", purged[0]);
+    // The other share is untouched.
+    assert_eq!(
+        app.get(&format!("/files/{}", id(&kept)), &admin)
+            .await
+            .status,
+        200
+    );
+}
+
+both_backends!(a_trashed_share_is_purged_with_everything_in_it
+    => a_trashed_share_is_purged_with_everything_in_it_sqlite,
+       a_trashed_share_is_purged_with_everything_in_it_postgres);
