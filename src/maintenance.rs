@@ -60,6 +60,9 @@ pub struct RetentionReport {
     /// Items that could not be handled this time (they are tried again next pass).
     pub failed: u64,
     pub removed: Vec<Removed>,
+    /// Log position of the pass's last append (read-your-writes token).
+    #[serde(skip)]
+    pub last_position: Option<scaidrive_domain::LogPosition>,
 }
 
 fn store_err(e: sqlx::Error) -> CommandError {
@@ -147,7 +150,8 @@ async fn retain_tenant(
             )
             .await
             {
-                Ok(Some((purged, _))) => {
+                Ok(Some((purged, committed))) => {
+                    report.last_position = committed.position.or(report.last_position);
                     report.shares_purged += 1;
                     report.folders_purged += purged.folders;
                     report.files_purged += purged.files;
@@ -196,7 +200,8 @@ async fn retain_tenant(
             )
             .await
             {
-                Ok(Some((purged, _))) => {
+                Ok(Some((purged, committed))) => {
+                    report.last_position = committed.position.or(report.last_position);
                     report.folders_purged += purged.folders;
                     report.files_purged += purged.files;
                     report.bytes_freed += purged.bytes;
@@ -228,7 +233,8 @@ async fn retain_tenant(
                 continue;
             };
             match crate::command::retention::purge_trashed_file(bus, &ctx, id, trash_cutoff).await {
-                Ok(Some((bytes, _))) => {
+                Ok(Some((bytes, committed))) => {
+                    report.last_position = committed.position.or(report.last_position);
                     report.files_purged += 1;
                     report.bytes_freed += bytes;
                     report.removed.push(Removed {
@@ -260,7 +266,8 @@ async fn retain_tenant(
                 continue;
             };
             match crate::command::retention::prune_versions(bus, &ctx, id, version_cutoff).await {
-                Ok(Some((pruned, _))) => {
+                Ok(Some((pruned, committed))) => {
+                    report.last_position = committed.position.or(report.last_position);
                     report.versions_pruned += pruned.versions;
                     report.bytes_freed += pruned.bytes;
                     report.removed.push(Removed {
