@@ -38,7 +38,7 @@ pub struct Removed {
     /// `share` (with everything in it), `folder` (with everything below
     /// it), `file` or `version`.
     pub resource_type: &'static str,
-    /// The file or folder id.
+    /// The share, folder or file id.
     pub resource_id: String,
     /// Versions pruned (for `version`), files purged (otherwise).
     pub count: u64,
