@@ -1,11 +1,14 @@
-//! Background housekeeping: expiring idle upload sessions (releasing what
-//! they hold) and collecting chunks no version references any more.
+//! Background housekeeping: retention (purging old trash, pruning old
+//! versions), expiring idle upload sessions (releasing what they hold) and
+//! collecting chunks no version references any more.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use scaidrive_domain::drive::upload::UploadSession;
+use scaidrive_domain::id::{FileId, FolderId, ShareId};
+use scaidrive_domain::tenancy::Tenant;
 use scaidrive_projections::db::Db;
 use scaidrive_projections::drive_queries as q;
 use scaidrive_projections::{db_fetch_all, db_fetch_optional};
@@ -20,6 +23,271 @@ pub struct GcReport {
     pub chunks_deleted: u64,
     pub bytes_freed: u64,
     pub chunks_kept: u64,
+}
+
+/// The lease that lets one process (on PostgreSQL) apply retention.
+pub const RETENTION_LEASE: &str = "retention";
+
+/// Candidates read from the read model per query page.
+const PAGE: i64 = 500;
+
+/// One item retention removed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Removed {
+    pub tenant_id: String,
+    /// `share` (with everything in it), `folder` (with everything below
+    /// it), `file` or `version`.
+    pub resource_type: &'static str,
+    /// The share, folder or file id.
+    pub resource_id: String,
+    /// Versions pruned (for `version`), files purged (otherwise).
+    pub count: u64,
+    /// Version bytes freed on the quota accounts.
+    pub bytes: u64,
+}
+
+/// What one retention pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RetentionReport {
+    /// When the pass ran (the cutoffs count back from here).
+    pub now: Option<DateTime<Utc>>,
+    pub tenants: u64,
+    pub shares_purged: u64,
+    pub files_purged: u64,
+    pub folders_purged: u64,
+    pub versions_pruned: u64,
+    pub bytes_freed: u64,
+    /// Items that could not be handled this time (they are tried again next pass).
+    pub failed: u64,
+    pub removed: Vec<Removed>,
+    /// Log position of the pass's last append (read-your-writes token).
+    #[serde(skip)]
+    pub last_position: Option<scaidrive_domain::LogPosition>,
+}
+
+fn store_err(e: sqlx::Error) -> CommandError {
+    CommandError::Store(crate::store::StoreError::from_sqlx(e))
+}
+
+/// Applies every tenant's retention as of `now`: purges trash older than
+/// `trash_retention_days` and prunes versions superseded more than
+/// `version_retention_days` ago, each removal its own append by the system
+/// actor (so one refused item does not hold back the others). Candidates come
+/// from the read model; each command decides on the aggregates.
+pub async fn apply_retention(
+    db: &Db,
+    bus: &CommandBus,
+    now: DateTime<Utc>,
+) -> Result<RetentionReport, CommandError> {
+    let mut report = RetentionReport {
+        now: Some(now),
+        ..RetentionReport::default()
+    };
+    let mut after = String::new();
+    loop {
+        let tenants = q::tenant_ids(db, &after, PAGE).await.map_err(store_err)?;
+        for tenant in &tenants {
+            report.tenants += 1;
+            retain_tenant(db, bus, tenant, now, &mut report).await?;
+        }
+        match tenants.last() {
+            Some(last) if tenants.len() as i64 == PAGE => after = last.clone(),
+            _ => break,
+        }
+    }
+    Ok(report)
+}
+
+/// A failure that concerns one item only: it is logged and counted, and the
+/// pass carries on; store failures end the pass.
+fn item_failed(
+    report: &mut RetentionReport,
+    e: CommandError,
+    id: &str,
+) -> Result<(), CommandError> {
+    if matches!(e, CommandError::Store(_)) {
+        return Err(e);
+    }
+    tracing::warn!(item = %id, error = %e, "retention skipped an item");
+    report.failed += 1;
+    Ok(())
+}
+
+async fn retain_tenant(
+    db: &Db,
+    bus: &CommandBus,
+    tenant: &str,
+    now: DateTime<Utc>,
+    report: &mut RetentionReport,
+) -> Result<(), CommandError> {
+    let settings = bus.load::<Tenant>(tenant).await?.state.settings;
+    let mut ctx = CommandContext::system(Some(tenant.to_owned()));
+    ctx.now = now;
+    let trash_cutoff = now - chrono::Duration::days(i64::from(settings.trash_retention_days));
+    let version_cutoff = now - chrono::Duration::days(i64::from(settings.version_retention_days));
+
+    // Shares first, then folders: their purge takes what is in them along.
+    let mut after = String::new();
+    loop {
+        let ids = q::shares_trashed_before(db, tenant, trash_cutoff, &after, PAGE)
+            .await
+            .map_err(store_err)?;
+        for raw in &ids {
+            let Ok(id) = raw.parse::<ShareId>() else {
+                continue;
+            };
+            let (mut folders, files) = q::subtree(db, raw, "").await.map_err(store_err)?;
+            folders.sort_by(|a, b| a.path.cmp(&b.path));
+            let folders: Vec<FolderId> = folders.iter().filter_map(|f| f.id.parse().ok()).collect();
+            let files: Vec<FileId> = files.iter().filter_map(|f| f.id.parse().ok()).collect();
+            match crate::command::retention::purge_trashed_share(
+                bus,
+                &ctx,
+                id,
+                &folders,
+                &files,
+                trash_cutoff,
+            )
+            .await
+            {
+                Ok(Some((purged, committed))) => {
+                    report.last_position = committed.position.or(report.last_position);
+                    report.shares_purged += 1;
+                    report.folders_purged += purged.folders;
+                    report.files_purged += purged.files;
+                    report.bytes_freed += purged.bytes;
+                    report.removed.push(Removed {
+                        tenant_id: tenant.to_owned(),
+                        resource_type: "share",
+                        resource_id: raw.clone(),
+                        count: purged.files,
+                        bytes: purged.bytes,
+                    });
+                }
+                Ok(None) => {}
+                Err(e) => item_failed(report, e, raw)?,
+            }
+        }
+        match ids.last() {
+            Some(last) if ids.len() as i64 == PAGE => after = last.clone(),
+            _ => break,
+        }
+    }
+
+    let mut after = String::new();
+    loop {
+        let rows = q::folders_trashed_before(db, tenant, trash_cutoff, &after, PAGE)
+            .await
+            .map_err(store_err)?;
+        for row in &rows {
+            let Ok(id) = row.id.parse::<FolderId>() else {
+                continue;
+            };
+            let (mut folders, files) = q::subtree(db, &row.share_id, &row.path)
+                .await
+                .map_err(store_err)?;
+            // Parents before children, so containment can be checked in order.
+            folders.sort_by(|a, b| a.path.cmp(&b.path));
+            let folders: Vec<FolderId> = folders.iter().filter_map(|f| f.id.parse().ok()).collect();
+            let files: Vec<FileId> = files.iter().filter_map(|f| f.id.parse().ok()).collect();
+            match crate::command::retention::purge_trashed_folder(
+                bus,
+                &ctx,
+                id,
+                &folders,
+                &files,
+                trash_cutoff,
+            )
+            .await
+            {
+                Ok(Some((purged, committed))) => {
+                    report.last_position = committed.position.or(report.last_position);
+                    report.folders_purged += purged.folders;
+                    report.files_purged += purged.files;
+                    report.bytes_freed += purged.bytes;
+                    report.removed.push(Removed {
+                        tenant_id: tenant.to_owned(),
+                        resource_type: "folder",
+                        resource_id: row.id.clone(),
+                        count: purged.files,
+                        bytes: purged.bytes,
+                    });
+                }
+                Ok(None) => {}
+                Err(e) => item_failed(report, e, &row.id)?,
+            }
+        }
+        match rows.last() {
+            Some(last) if rows.len() as i64 == PAGE => after = last.id.clone(),
+            _ => break,
+        }
+    }
+
+    let mut after = String::new();
+    loop {
+        let ids = q::files_trashed_before(db, tenant, trash_cutoff, &after, PAGE)
+            .await
+            .map_err(store_err)?;
+        for raw in &ids {
+            let Ok(id) = raw.parse::<FileId>() else {
+                continue;
+            };
+            match crate::command::retention::purge_trashed_file(bus, &ctx, id, trash_cutoff).await {
+                Ok(Some((bytes, committed))) => {
+                    report.last_position = committed.position.or(report.last_position);
+                    report.files_purged += 1;
+                    report.bytes_freed += bytes;
+                    report.removed.push(Removed {
+                        tenant_id: tenant.to_owned(),
+                        resource_type: "file",
+                        resource_id: raw.clone(),
+                        count: 1,
+                        bytes,
+                    });
+                }
+                Ok(None) => {}
+                Err(e) => item_failed(report, e, raw)?,
+            }
+        }
+        match ids.last() {
+            Some(last) if ids.len() as i64 == PAGE => after = last.clone(),
+            _ => break,
+        }
+    }
+
+    let mut after = String::new();
+    loop {
+        let ids =
+            q::files_with_versions_superseded_before(db, tenant, version_cutoff, &after, PAGE)
+                .await
+                .map_err(store_err)?;
+        for raw in &ids {
+            let Ok(id) = raw.parse::<FileId>() else {
+                continue;
+            };
+            match crate::command::retention::prune_versions(bus, &ctx, id, version_cutoff).await {
+                Ok(Some((pruned, committed))) => {
+                    report.last_position = committed.position.or(report.last_position);
+                    report.versions_pruned += pruned.versions;
+                    report.bytes_freed += pruned.bytes;
+                    report.removed.push(Removed {
+                        tenant_id: tenant.to_owned(),
+                        resource_type: "version",
+                        resource_id: raw.clone(),
+                        count: pruned.versions,
+                        bytes: pruned.bytes,
+                    });
+                }
+                Ok(None) => {}
+                Err(e) => item_failed(report, e, raw)?,
+            }
+        }
+        match ids.last() {
+            Some(last) if ids.len() as i64 == PAGE => after = last.clone(),
+            _ => break,
+        }
+    }
+    Ok(())
 }
 
 /// Expires active sessions idle past their expiry; returns how many.
@@ -121,18 +389,36 @@ pub async fn collect_garbage(
     Ok(report)
 }
 
-/// Runs both chores every `every` until cancelled.
+/// Runs the chores every `every` until cancelled (retention only while this
+/// process holds its lease).
 pub fn spawn(
     state: crate::http::AppState,
     every: Duration,
     grace: Duration,
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
+    // Retention appends many events: one process does it (on PostgreSQL,
+    // the lease holder); the other chores coordinate through their rows.
+    let retention = state.leases.lease(RETENTION_LEASE);
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}
+            }
+            if retention.is_held() {
+                match apply_retention(&state.db, &state.bus, Utc::now()).await {
+                    Ok(r) if !r.removed.is_empty() => tracing::info!(
+                        shares = r.shares_purged,
+                        files = r.files_purged,
+                        folders = r.folders_purged,
+                        versions = r.versions_pruned,
+                        bytes = r.bytes_freed,
+                        "retention purged old trash and versions"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "retention pass failed"),
+                }
             }
             match expire_uploads(&state.db, &state.bus).await {
                 Ok(n) if n > 0 => tracing::info!(expired = n, "expired idle upload sessions"),

@@ -46,8 +46,10 @@ impl Projection for AccessProjection {
     }
 
     fn handles(&self, t: &str) -> bool {
-        matches!(t, "share-created" | "share-ownership-transferred")
-            || t.starts_with("share-member-")
+        matches!(
+            t,
+            "share-created" | "share-ownership-transferred" | "share-purged"
+        ) || t.starts_with("share-member-")
             || t.starts_with("invitation-")
             || t.starts_with("acl-")
     }
@@ -151,6 +153,14 @@ impl Projection for AccessProjection {
                         new_owner.to_string(),
                         by.to_string(),
                         at
+                    )?;
+                }
+                // A purged share grants nothing any more.
+                ShareEvent::SharePurged { share_id, .. } => {
+                    tx_execute!(
+                        tx,
+                        "DELETE FROM rm_share_members WHERE share_id = $1",
+                        share_id.to_string()
                     )?;
                 }
                 _ => {}

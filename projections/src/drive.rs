@@ -324,6 +324,13 @@ impl Projection for DriveProjection {
                 ShareEvent::ShareRestored { share_id, at } => {
                     tx_execute!(tx, "UPDATE rm_shares SET is_deleted = FALSE, deleted_at = NULL, modified_at = $2 WHERE id = $1", share_id.to_string(), at)?;
                 }
+                ShareEvent::SharePurged { share_id, .. } => {
+                    tx_execute!(
+                        tx,
+                        "DELETE FROM rm_shares WHERE id = $1",
+                        share_id.to_string()
+                    )?;
+                }
                 ShareEvent::ShareOwnershipTransferred {
                     share_id,
                     new_owner,
@@ -615,6 +622,27 @@ impl Projection for DriveProjection {
                         tx,
                         "DELETE FROM rm_files WHERE id = $1",
                         file_id.to_string()
+                    )?;
+                    add_chunk_refs(tx, &tenant, &chunks, -1, at).await?;
+                }
+                FileEvent::FileVersionPruned {
+                    file_id,
+                    number,
+                    size,
+                    chunks,
+                    ..
+                } => {
+                    tx_execute!(
+                        tx,
+                        "DELETE FROM rm_file_versions WHERE file_id = $1 AND number = $2",
+                        file_id.to_string(),
+                        number as i64
+                    )?;
+                    tx_execute!(
+                        tx,
+                        "UPDATE rm_files SET version_bytes = version_bytes - $2 WHERE id = $1",
+                        file_id.to_string(),
+                        size as i64
                     )?;
                     add_chunk_refs(tx, &tenant, &chunks, -1, at).await?;
                 }

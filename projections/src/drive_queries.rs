@@ -352,3 +352,101 @@ pub async fn expired_uploads(
         limit
     )
 }
+
+/// Tenant ids, one page after `after` (retention walks every tenant).
+pub async fn tenant_ids(db: &Db, after: &str, limit: i64) -> Result<Vec<String>, sqlx::Error> {
+    let rows: Vec<(String,)> = db_fetch_all!(
+        db,
+        (String,),
+        "SELECT id FROM rm_tenants WHERE id > $1 ORDER BY id LIMIT $2",
+        after,
+        limit
+    )?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+/// Files of a tenant that went to the trash themselves at or before
+/// `cutoff`, one page after `after` (by id).
+pub async fn files_trashed_before(
+    db: &Db,
+    tenant_id: &str,
+    cutoff: DateTime<Utc>,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    let rows: Vec<(String,)> = db_fetch_all!(
+        db,
+        (String,),
+        "SELECT id FROM rm_files WHERE tenant_id = $1 AND is_deleted AND deleted_at <= $2 AND id > $3 \
+         ORDER BY id LIMIT $4",
+        tenant_id,
+        cutoff,
+        after,
+        limit
+    )?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+/// Folders of a tenant that went to the trash themselves at or before
+/// `cutoff`, one page after `after` (by id).
+pub async fn folders_trashed_before(
+    db: &Db,
+    tenant_id: &str,
+    cutoff: DateTime<Utc>,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<FolderRow>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {FOLDER_COLS} FROM rm_folders WHERE tenant_id = $1 AND is_deleted AND deleted_at <= $2 \
+         AND id > $3 ORDER BY id LIMIT $4"
+    );
+    db_fetch_all!(db, FolderRow, &sql, tenant_id, cutoff, after, limit)
+}
+
+/// Files of a tenant with a non-current version superseded (a later
+/// version created) at or before `cutoff`, one page after `after` (by id).
+pub async fn files_with_versions_superseded_before(
+    db: &Db,
+    tenant_id: &str,
+    cutoff: DateTime<Utc>,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    let rows: Vec<(String,)> = db_fetch_all!(
+        db,
+        (String,),
+        "SELECT DISTINCT v.file_id FROM rm_file_versions v \
+         JOIN rm_files f ON f.id = v.file_id \
+         WHERE f.tenant_id = $1 AND v.number < f.version AND v.file_id > $3 AND EXISTS ( \
+             SELECT 1 FROM rm_file_versions n WHERE n.file_id = v.file_id AND n.number > v.number \
+             AND n.created_at <= $2) \
+         ORDER BY v.file_id LIMIT $4",
+        tenant_id,
+        cutoff,
+        after,
+        limit
+    )?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+/// Shares of a tenant that went to the trash at or before `cutoff`, one
+/// page after `after` (by id).
+pub async fn shares_trashed_before(
+    db: &Db,
+    tenant_id: &str,
+    cutoff: DateTime<Utc>,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    let rows: Vec<(String,)> = db_fetch_all!(
+        db,
+        (String,),
+        "SELECT id FROM rm_shares WHERE tenant_id = $1 AND is_deleted AND deleted_at <= $2 AND id > $3 \
+         ORDER BY id LIMIT $4",
+        tenant_id,
+        cutoff,
+        after,
+        limit
+    )?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}

@@ -425,6 +425,14 @@ impl QuotaProjection {
                     file_id.to_string()
                 )?;
             }
+            FileEvent::FileVersionPruned { file_id, size, .. } => {
+                tx_execute!(
+                    tx,
+                    "UPDATE rm_quota_files SET version_bytes = version_bytes - $2 WHERE file_id = $1",
+                    file_id.to_string(),
+                    size as i64
+                )?;
+            }
         }
         Ok(())
     }

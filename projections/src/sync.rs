@@ -171,10 +171,18 @@ async fn folder_parents(
 }
 
 /// A permanent delete of a folder purges its whole subtree in one commit;
-/// only the purge of the subtree's top carries the change.
+/// only the purge of the subtree's top carries the change. A purged share
+/// takes all its content in one commit; the share's own change carries it.
 async fn is_top_purge(tx: &mut Tx, event: &RecordedEvent) -> Result<bool, sqlx::Error> {
-    let purges: Vec<Sibling> = commit_events(tx, event, None)
-        .await?
+    let commit = commit_events(tx, event, None).await?;
+    let my_share = event.data.get("share_id").and_then(Value::as_str);
+    if commit
+        .iter()
+        .any(|s| s.event_type == "share-purged" && Some(s.stream_id.as_str()) == my_share)
+    {
+        return Ok(false);
+    }
+    let purges: Vec<Sibling> = commit
         .into_iter()
         .filter(|s| s.event_type == "folder-purged" || s.event_type == "file-purged")
         .collect();
@@ -225,6 +233,12 @@ fn drive_change(event: &RecordedEvent) -> Result<Option<Draft>, ProjectionError>
             }
             ShareEvent::ShareRestored { share_id, .. } => {
                 Draft::new(share_id, ResourceType::Share, share_id, ChangeType::Created)
+            }
+            ShareEvent::SharePurged { share_id, .. } => {
+                let mut d =
+                    Draft::new(share_id, ResourceType::Share, share_id, ChangeType::Deleted);
+                d.permanent = true;
+                d
             }
             ShareEvent::ShareOwnershipTransferred { share_id, .. } => {
                 Draft::new(share_id, ResourceType::Share, share_id, ChangeType::Updated)
@@ -453,9 +467,11 @@ fn drive_change(event: &RecordedEvent) -> Result<Option<Draft>, ProjectionError>
                 let mut d = Draft::new(share_id, ResourceType::File, file_id, ChangeType::Deleted);
                 d.old_path = Some(path);
                 d.permanent = true;
-                d.by = Some(by.to_string());
+                d.by = by.map(|b| b.to_string());
                 d
             }
+            // The file as clients sync it (its current version) is unchanged.
+            FileEvent::FileVersionPruned { .. } => return Ok(None),
         }
     } else {
         return Ok(None);

@@ -1,4 +1,4 @@
-//! The command line: `serve`, `token`, `audit verify`, `events tail`, `bench`, `ws`.
+//! The command line: `serve`, `token`, `audit verify`, `maintenance run`, `events tail`, `bench`, `ws`.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -56,6 +56,11 @@ pub enum Command {
         #[arg(long, default_value_t = 48)]
         grace_hours: u64,
     },
+    /// Housekeeping, as the server does it periodically.
+    Maintenance {
+        #[command(subcommand)]
+        command: MaintenanceCommand,
+    },
     /// Read-model maintenance.
     Projections {
         #[command(subcommand)]
@@ -93,6 +98,24 @@ pub enum ProjectionsCommand {
     Status {
         #[command(flatten)]
         store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MaintenanceCommand {
+    /// Run every chore once: retention (purge trash older than each tenant's
+    /// `trash_retention_days`, prune versions superseded longer ago than its
+    /// `version_retention_days`), upload-session expiry, chunk collection.
+    /// Prints a JSON summary of what was removed.
+    Run {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Blob store URL (as for serve).
+        #[arg(long, env = "SCAIDRIVE_BLOB_URL")]
+        blob_url: Option<String>,
+        /// Keep unreferenced chunks at least this long.
+        #[arg(long, default_value_t = 48)]
+        grace_hours: u64,
     },
 }
 
@@ -200,6 +223,17 @@ pub fn run(cli: Cli) -> ExitCode {
         } => {
             init_tracing(false);
             gc(store, blob_url, grace_hours)
+        }
+        Command::Maintenance {
+            command:
+                MaintenanceCommand::Run {
+                    store,
+                    blob_url,
+                    grace_hours,
+                },
+        } => {
+            init_tracing(false);
+            maintenance_run(store, blob_url, grace_hours)
         }
         Command::Projections {
             command: ProjectionsCommand::Rebuild { store, name },
@@ -340,6 +374,57 @@ fn gc(store: StoreArgs, blob_url: Option<String>, grace_hours: u64) -> Result<()
             "{}",
             serde_json::to_string_pretty(&report).unwrap_or_default()
         );
+        Ok(())
+    })
+}
+
+/// What `maintenance run` did, printed as JSON.
+#[derive(Debug, serde::Serialize)]
+struct MaintenanceSummary {
+    retention: crate::maintenance::RetentionReport,
+    expired_uploads: u64,
+    gc: crate::maintenance::GcReport,
+}
+
+fn maintenance_run(
+    store: StoreArgs,
+    blob_url: Option<String>,
+    grace_hours: u64,
+) -> Result<(), String> {
+    runtime()?.block_on(async move {
+        let mut config = Config::embedded(store.data_dir.clone());
+        config.database_url = store.database_url();
+        let core = Core::open(&config).await.map_err(|e| e.to_string())?;
+        let settings = crate::blob::BlobSettings {
+            url: blob_url,
+            ..crate::blob::BlobSettings::local()
+        };
+        let blob =
+            crate::blob::BlobStore::open(&settings, &store.data_dir).map_err(|e| e.to_string())?;
+        let bus = crate::command::CommandBus::new(core.store.clone(), 10_000);
+        let retention = crate::maintenance::apply_retention(&core.db, &bus, chrono::Utc::now())
+            .await
+            .map_err(|e| e.to_string())?;
+        let expired_uploads = crate::maintenance::expire_uploads(&core.db, &bus)
+            .await
+            .map_err(|e| e.to_string())?;
+        let gc = crate::maintenance::collect_garbage(
+            &core.db,
+            &bus,
+            &blob,
+            Duration::from_secs(grace_hours * 3600),
+        )
+        .await?;
+        let summary = MaintenanceSummary {
+            retention,
+            expired_uploads,
+            gc,
+        };
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary).map_err(|e| e.to_string())?
+        );
+        core.db.close().await;
         Ok(())
     })
 }

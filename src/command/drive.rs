@@ -117,22 +117,27 @@ pub async fn rename_folder(
     .await
 }
 
-/// `ancestors` yields the target folder's ancestor chain (target first);
-/// `subtree_bytes` is what the folder holds (version bytes of every file
-/// below it), moved between the shares' quota accounts when it changes share.
+/// Moves a folder with its subtree. `folders_below` (parents before
+/// children) and `files_below` are what the read model has below it; when
+/// the move changes share, the version bytes of the files still inside the
+/// subtree (read from their own streams, which join the append's
+/// expectations) move from the source share's quota accounts to the
+/// target's, in the move's append (over a limit → 507).
 pub async fn move_folder(
     bus: &CommandBus,
     ctx: &CommandContext,
     id: FolderId,
     target: Target,
     current_path: &str,
-    subtree_bytes: u64,
+    folders_below: &[FolderId],
+    files_below: &[FileId],
 ) -> Result<Committed, CommandError> {
     bus.retrying(|| async {
         let mut uow = bus.begin(ctx);
         let mut f = uow.load::<Folder>(&id.to_string()).await?;
         f.state.path = current_path.to_owned();
-        let share = f.state.share_id.ok_or(DomainError::NotFound("folder"))?;
+        let own_share = f.state.share_id.ok_or(DomainError::NotFound("folder"))?;
+        let share = current_share(&mut uow, own_share, f.state.parent_id).await?;
         let target_ancestors = ancestors(&mut uow, target.folder_id, id).await?;
         if target_ancestors.contains(&id) {
             return Err(DomainError::InvalidTransition(
@@ -151,7 +156,7 @@ pub async fn move_folder(
         if !events.is_empty() {
             let key = name_key(&f.state.name);
             uow.release(
-                sibling_scope(share, f.state.parent_id),
+                sibling_scope(own_share, f.state.parent_id),
                 key.clone(),
                 id.to_string(),
             );
@@ -160,19 +165,73 @@ pub async fn move_folder(
                 key,
                 id.to_string(),
             );
-            super::quota::transfer_in(
-                &mut uow,
-                share,
-                target.share_id,
-                &id.to_string(),
-                subtree_bytes,
-            )
-            .await?;
+            if share != target.share_id {
+                let bytes = subtree_bytes(&mut uow, id, folders_below, files_below).await?;
+                super::quota::transfer_in(&mut uow, share, target.share_id, &id.to_string(), bytes)
+                    .await?;
+            }
         }
         uow.emit::<Folder>(&id.to_string(), &events)?;
         uow.commit().await
     })
     .await
+}
+
+/// Version bytes of the files below folder `id` that are still inside its
+/// subtree, each read from its own stream (joining the append's expectations,
+/// so a version added meanwhile makes the decision be taken again).
+async fn subtree_bytes(
+    uow: &mut UnitOfWork<'_>,
+    id: FolderId,
+    folders_below: &[FolderId],
+    files_below: &[FileId],
+) -> Result<u64, CommandError> {
+    let mut inside = vec![id];
+    for fid in folders_below {
+        let f = uow.load::<Folder>(&fid.to_string()).await?.state;
+        if !f.purged && f.parent_id.is_some_and(|p| inside.contains(&p)) {
+            inside.push(*fid);
+        }
+    }
+    let mut bytes = 0;
+    for fid in files_below {
+        let f = uow.load::<File>(&fid.to_string()).await?.state;
+        if !f.purged && f.folder_id.is_some_and(|p| inside.contains(&p)) {
+            bytes += f.version_bytes();
+        }
+    }
+    Ok(bytes)
+}
+
+/// The share an item in `folder` (or at the root of `own`) is in now. A
+/// folder moved to another share takes its subtree along, but only the moved
+/// folder's own stream records that: the items below keep the old share in
+/// their state. The root-most ancestor's share is always current (a move
+/// records the share on the folder moved), so that one wins. Every ancestor
+/// read joins the append's expectations.
+pub(crate) async fn current_share(
+    uow: &mut UnitOfWork<'_>,
+    own: ShareId,
+    folder: Option<FolderId>,
+) -> Result<ShareId, CommandError> {
+    let mut share = own;
+    let mut cur = folder;
+    let mut seen = 0;
+    while let Some(f) = cur {
+        seen += 1;
+        if seen > MAX_DEPTH {
+            return Err(DomainError::InvalidTransition(
+                "the folder's ancestry does not end at its share root".into(),
+            )
+            .into());
+        }
+        let state = uow.load::<Folder>(&f.to_string()).await?.state;
+        if let Some(s) = state.share_id {
+            share = s;
+        }
+        cur = state.parent_id;
+    }
+    Ok(share)
 }
 
 /// Deeper than any folder tree a client can build; a chain longer than this
@@ -262,38 +321,82 @@ pub async fn purge_folder(
 ) -> Result<Committed, CommandError> {
     bus.retrying(|| async {
         let mut uow = bus.begin(ctx);
-        for fid in std::iter::once(&id).chain(folders_below.iter()) {
-            let f = uow.load::<Folder>(&fid.to_string()).await?;
-            if f.state.id.is_none() || f.state.purged {
-                continue;
-            }
-            if let Some(share) = f.state.share_id {
-                uow.release(
-                    sibling_scope(share, f.state.parent_id),
-                    name_key(&f.state.name),
-                    fid.to_string(),
-                );
-            }
-            let events = f.state.decide(&FolderCommand::Purge { at: ctx.now })?;
-            uow.emit::<Folder>(&fid.to_string(), &events)?;
-        }
-        for file_id in files_below {
-            purge_file_in(&mut uow, *file_id, by, ctx.now).await?;
-        }
+        purge_folder_in(&mut uow, id, folders_below, files_below, Some(by), false).await?;
         uow.commit().await
     })
     .await
 }
 
-async fn purge_file_in(
+/// What a subtree purge removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PurgedSubtree {
+    pub folders: u64,
+    pub files: u64,
+    /// Version bytes of the purged files (freed on the quota accounts).
+    pub bytes: u64,
+}
+
+/// Stages the purge of a folder and what lies below it. With `contained`,
+/// an item is purged only if it still sits in a folder of the purged set
+/// (the lists come from the read model, which may not have seen a move out
+/// of the subtree yet); every item read joins the append's expectations.
+pub(crate) async fn purge_folder_in(
+    uow: &mut UnitOfWork<'_>,
+    id: FolderId,
+    folders_below: &[FolderId],
+    files_below: &[FileId],
+    by: Option<UserId>,
+    contained: bool,
+) -> Result<PurgedSubtree, CommandError> {
+    let now = uow.context().now;
+    let mut purged = PurgedSubtree::default();
+    let mut inside = vec![id];
+    for fid in std::iter::once(&id).chain(folders_below.iter()) {
+        let f = uow.load::<Folder>(&fid.to_string()).await?;
+        if f.state.id.is_none() || f.state.purged {
+            continue;
+        }
+        if contained && *fid != id && !f.state.parent_id.is_some_and(|p| inside.contains(&p)) {
+            continue;
+        }
+        inside.push(*fid);
+        if let Some(share) = f.state.share_id {
+            uow.release(
+                sibling_scope(share, f.state.parent_id),
+                name_key(&f.state.name),
+                fid.to_string(),
+            );
+        }
+        let events = f.state.decide(&FolderCommand::Purge { at: now })?;
+        uow.emit::<Folder>(&fid.to_string(), &events)?;
+        purged.folders += 1;
+    }
+    for file_id in files_below {
+        if contained {
+            let f = uow.load::<File>(&file_id.to_string()).await?;
+            if !f.state.folder_id.is_some_and(|p| inside.contains(&p)) {
+                continue;
+            }
+        }
+        if let Some(bytes) = purge_file_in(uow, *file_id, by, now).await? {
+            purged.files += 1;
+            purged.bytes += bytes;
+        }
+    }
+    Ok(purged)
+}
+
+/// Stages a file's purge (name release, chunk references, quota freed);
+/// answers the version bytes freed, or `None` when it is already gone.
+pub(crate) async fn purge_file_in(
     uow: &mut UnitOfWork<'_>,
     id: FileId,
-    by: UserId,
+    by: Option<UserId>,
     at: DateTime<Utc>,
-) -> Result<(), CommandError> {
+) -> Result<Option<u64>, CommandError> {
     let f = uow.load::<File>(&id.to_string()).await?;
     if f.state.id.is_none() || f.state.purged {
-        return Ok(());
+        return Ok(None);
     }
     if let Some(share) = f.state.share_id {
         uow.release(
@@ -304,10 +407,12 @@ async fn purge_file_in(
     }
     let events = f.state.decide(&FileCommand::Purge { by, at })?;
     uow.emit::<File>(&id.to_string(), &events)?;
+    let bytes = f.state.version_bytes();
     if let Some(share) = f.state.share_id {
-        super::quota::free_in(uow, share, &id.to_string(), f.state.version_bytes(), at).await?;
+        let share = current_share(uow, share, f.state.folder_id).await?;
+        super::quota::free_in(uow, share, &id.to_string(), bytes, at).await?;
     }
-    Ok(())
+    Ok(Some(bytes))
 }
 
 /// Creates a file from content already in the blob store.
@@ -482,7 +587,8 @@ pub async fn move_file(
                 id.to_string(),
             );
             let bytes = f.state.version_bytes();
-            super::quota::transfer_in(&mut uow, share, target.share_id, &id.to_string(), bytes)
+            let from = current_share(&mut uow, share, f.state.folder_id).await?;
+            super::quota::transfer_in(&mut uow, from, target.share_id, &id.to_string(), bytes)
                 .await?;
         }
         uow.emit::<File>(&id.to_string(), &events)?;
@@ -580,7 +686,7 @@ pub async fn purge_file(
         if f.state.id.is_none() || f.state.purged {
             return Err(DomainError::NotFound("file").into());
         }
-        purge_file_in(&mut uow, id, by, ctx.now).await?;
+        purge_file_in(&mut uow, id, Some(by), ctx.now).await?;
         uow.commit().await
     })
     .await

@@ -28,6 +28,7 @@ pub mod groups;
 pub mod links;
 pub mod provision;
 pub mod quota;
+pub mod retention;
 pub mod sharing;
 mod stripes;
 pub mod sync;

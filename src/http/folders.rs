@@ -213,16 +213,24 @@ async fn move_to(
     require_perm(&state, &p, On::Folder(&row), Permission::Delete).await?;
     let target = resolve_target(&state, &p, &body).await?;
     let ctx = p.context();
-    let bytes = if target.share_id.to_string() != row.share_id {
-        let (_, files) = q::subtree(&state.db, &row.share_id, &row.path).await?;
-        files
-            .iter()
-            .map(|f| u64::try_from(f.version_bytes).unwrap_or(0))
-            .sum()
-    } else {
-        0
-    };
-    let committed = cmd::move_folder(&state.bus, &ctx, folder_id, target, &row.path, bytes).await?;
+    let (folders, files): (Vec<FolderId>, Vec<FileId>) =
+        if target.share_id.to_string() != row.share_id {
+            // The bytes that change share are those of the subtree: list it
+            // from a read model that has every write committed so far.
+            state.caught_up(Some(state.store.head().await?)).await;
+            let (mut folders, files) = q::subtree(&state.db, &row.share_id, &row.path).await?;
+            folders.sort_by(|a, b| a.path.cmp(&b.path));
+            (
+                folders.iter().filter_map(|f| f.id.parse().ok()).collect(),
+                files.iter().filter_map(|f| f.id.parse().ok()).collect(),
+            )
+        } else {
+            (Vec::new(), Vec::new())
+        };
+    let committed = cmd::move_folder(
+        &state.bus, &ctx, folder_id, target, &row.path, &folders, &files,
+    )
+    .await?;
     prefer
         .answer(&state, &committed, StatusCode::OK, &id, || {
             fresh(&state, &p, &id)

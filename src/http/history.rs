@@ -353,6 +353,7 @@ async fn listing_at(
                         }
                     }
                     FileEvent::FileVersionAdded { .. }
+                    | FileEvent::FileVersionPruned { .. }
                     | FileEvent::FileOwnershipTransferred { .. } => {}
                 }
             }

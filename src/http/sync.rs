@@ -826,7 +826,7 @@ async fn apply_folder(cx: &Cx<'_>, ch: &ApplyChange) -> Result<Outcome, Stop> {
             require_perm(cx.state, cx.p, On::Folder(&row), Permission::Delete).await?;
             let target = target_in(cx, ch.parent_id).await?;
             // Sync moves stay inside the share: no quota moves with them.
-            cmd::move_folder(bus, ctx, id, target, &row.path, 0).await?
+            cmd::move_folder(bus, ctx, id, target, &row.path, &[], &[]).await?
         }
         ChangeType::Deleted => {
             require_perm(cx.state, cx.p, On::Folder(&row), Permission::Delete).await?;

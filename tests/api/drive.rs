@@ -303,11 +303,11 @@ async fn a_move_not_yet_projected_still_stops_a_cycle() {
         parent_path: "/".into(),
     };
     // B into A, straight on the bus: nothing waits for the read models.
-    move_folder(&app.state.bus, &ctx, b_id, into(a_id), "/B0", 0)
+    move_folder(&app.state.bus, &ctx, b_id, into(a_id), "/B0", &[], &[])
         .await
         .expect("B into A");
     // A into B would close the loop, whatever the read models show yet.
-    let err = move_folder(&app.state.bus, &ctx, a_id, into(b_id), "/A0", 0)
+    let err = move_folder(&app.state.bus, &ctx, a_id, into(b_id), "/A0", &[], &[])
         .await
         .expect_err("A into B must be refused");
     assert!(err.to_string().contains("own subtree"), "{err}");

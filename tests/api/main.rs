@@ -28,6 +28,7 @@ mod procs;
 mod quota;
 mod ratelimit;
 mod rebuild;
+mod retention;
 mod s3;
 mod scaleout;
 mod shapes;

@@ -755,3 +755,173 @@ async fn recalculate_recomputes_only_the_callers_tenant(backend: Backend) {
 crate::both_backends!(recalculate_recomputes_only_the_callers_tenant
     => recalculate_recomputes_only_the_callers_tenant_sqlite,
        recalculate_recomputes_only_the_callers_tenant_postgres);
+
+async fn move_to(app: &TestApp, t: &str, kind: &str, id: &str, body: Value) -> Answer {
+    app.post(&format!("/{kind}/{id}/move"), t, body).await
+}
+
+async fn used(app: &TestApp, t: &str, share: &str) -> Value {
+    let u = app.get(&format!("/quotas/usage/shares/{share}"), t).await;
+    assert_eq!(u.status, 200, "{}", u.body);
+    u.body["used_bytes"].clone()
+}
+
+async fn concurrent_moves_into_a_nearly_full_share_never_overshoot(backend: Backend) {
+    let app = spawn_on(backend).await;
+    let admin = app.token("acme", "alice", "");
+    let partner = app.token("acme", "alice", "partner:admin");
+    let src = new_share(&app, &admin, "src").await;
+    let dst = new_share(&app, &admin, "dst").await;
+    let set = put(
+        &app,
+        &format!("/quotas/shares/{dst}"),
+        &admin,
+        json!({"limit_bytes": 100}),
+    )
+    .await;
+    assert_eq!(set.status, 200, "{}", set.body);
+    assert_eq!(upload(&app, &admin, &dst, "seed.bin", 50).await.status, 201);
+    let mut files = Vec::new();
+    for i in 0..16 {
+        let f = upload(&app, &admin, &src, &format!("f{i}.bin"), 10).await;
+        assert_eq!(f.status, 201, "{}", f.body);
+        files.push(f.body["id"].as_str().expect("id").to_owned());
+    }
+    // The tenant is limited too, to exactly what it holds: a move between
+    // two of its shares must not be charged on it a second time.
+    let set = put(
+        &app,
+        "/quotas/tenant",
+        &partner,
+        json!({"limit_bytes": 210}),
+    )
+    .await;
+    assert_eq!(set.status, 200, "{}", set.body);
+    assert_eq!(set.body["used_bytes"], 210, "{}", set.body);
+    // Room for exactly 5 of the 16 racing moves.
+    let tasks: Vec<_> = files
+        .iter()
+        .map(|f| {
+            let (app, admin, dst) = (&app, admin.clone(), dst.clone());
+            async move { move_to(app, &admin, "files", f, json!({"target_share_id": dst})).await }
+        })
+        .collect();
+    let answers = futures::future::join_all(tasks).await;
+    let moved = answers.iter().filter(|a| a.status == 200).count();
+    for a in answers.iter().filter(|a| a.status != 200) {
+        a.assert_detail(507);
+        assert_eq!(a.body["detail"], "Share quota exceeded", "{}", a.body);
+    }
+    assert_eq!(moved, 5);
+    assert_eq!(
+        eventually(
+            &app,
+            &format!("/quotas/usage/shares/{dst}"),
+            &admin,
+            "used_bytes",
+            json!(100)
+        )
+        .await
+        .body["used_bytes"],
+        100
+    );
+    assert_eq!(used(&app, &admin, &src).await, json!(110));
+    assert_eq!(upload(&app, &admin, &dst, "one.bin", 1).await.status, 507);
+}
+
+crate::both_backends!(concurrent_moves_into_a_nearly_full_share_never_overshoot
+    => concurrent_moves_into_a_nearly_full_share_never_overshoot_sqlite,
+       concurrent_moves_into_a_nearly_full_share_never_overshoot_postgres);
+
+async fn folder_moves_carry_their_subtree_bytes_between_shares(backend: Backend) {
+    let app = spawn_on(backend).await;
+    let admin = app.token("acme", "alice", "");
+    let src = new_share(&app, &admin, "src").await;
+    let small = new_share(&app, &admin, "small").await;
+    let big = new_share(&app, &admin, "big").await;
+    for (s, limit) in [(&small, 40), (&big, 60), (&src, 1000)] {
+        let set = put(
+            &app,
+            &format!("/quotas/shares/{s}"),
+            &admin,
+            json!({"limit_bytes": limit}),
+        )
+        .await;
+        assert_eq!(set.status, 200, "{}", set.body);
+    }
+    let top = app
+        .post("/folders", &admin, json!({"share_id": src, "name": "top"}))
+        .await;
+    assert_eq!(top.status, 201, "{}", top.body);
+    let top = top.body["id"].as_str().expect("id").to_owned();
+    let sub = app
+        .post(
+            "/folders",
+            &admin,
+            json!({"share_id": src, "parent_id": top, "name": "sub"}),
+        )
+        .await;
+    assert_eq!(sub.status, 201, "{}", sub.body);
+    let sub = sub.body["id"].as_str().expect("id").to_owned();
+    let a = crate::drive::upload(&app, &admin, &src, Some(&top), "a.bin", vec![1; 20]).await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let b = crate::drive::upload(&app, &admin, &src, Some(&sub), "b.bin", vec![2; 30]).await;
+    assert_eq!(b.status, 201, "{}", b.body);
+    let b = b.body["id"].as_str().expect("id").to_owned();
+    assert_eq!(used(&app, &admin, &src).await, json!(50));
+
+    // 50 bytes do not fit in 40: refused, nothing moved.
+    let refused = move_to(
+        &app,
+        &admin,
+        "folders",
+        &top,
+        json!({"target_share_id": small}),
+    )
+    .await;
+    refused.assert_detail(507);
+    assert_eq!(refused.body["detail"], "Share quota exceeded");
+    assert_eq!(
+        app.get(&format!("/folders/{top}"), &admin).await.body["share_id"],
+        json!(src)
+    );
+    let moved = move_to(
+        &app,
+        &admin,
+        "folders",
+        &top,
+        json!({"target_share_id": big}),
+    )
+    .await;
+    assert_eq!(moved.status, 200, "{}", moved.body);
+    assert_eq!(used(&app, &admin, &big).await, json!(50));
+    assert_eq!(used(&app, &admin, &src).await, json!(0));
+    assert_eq!(upload(&app, &admin, &big, "x.bin", 11).await.status, 507);
+
+    // Purging a file deep in the moved subtree frees the share it is in now.
+    assert_eq!(
+        app.delete(&format!("/files/{b}?permanent=true"), &admin)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(used(&app, &admin, &big).await, json!(20));
+    assert_eq!(upload(&app, &admin, &big, "x.bin", 40).await.status, 201);
+    assert_eq!(upload(&app, &admin, &big, "y.bin", 1).await.status, 507);
+    // And moving the rest back frees it there.
+    let back = move_to(
+        &app,
+        &admin,
+        "folders",
+        &top,
+        json!({"target_share_id": src}),
+    )
+    .await;
+    assert_eq!(back.status, 200, "{}", back.body);
+    assert_eq!(used(&app, &admin, &big).await, json!(40));
+    assert_eq!(upload(&app, &admin, &big, "y.bin", 20).await.status, 201);
+}
+
+crate::both_backends!(folder_moves_carry_their_subtree_bytes_between_shares
+    => folder_moves_carry_their_subtree_bytes_between_shares_sqlite,
+       folder_moves_carry_their_subtree_bytes_between_shares_postgres);

@@ -41,6 +41,8 @@ pub struct File {
     pub path: String,
     pub versions: Vec<Version>,
     pub deleted: bool,
+    /// When the file itself was moved to the trash (not when a folder above it was).
+    pub deleted_at: Option<DateTime<Utc>>,
     pub purged: bool,
     pub created_by: Option<UserId>,
     /// The user who owns the file: its creator until a transfer.
@@ -59,6 +61,22 @@ impl File {
     /// Bytes of every version (what version usage counts).
     pub fn version_bytes(&self) -> u64 {
         self.versions.iter().map(|v| v.content.size).sum()
+    }
+
+    /// Whether the file itself went to the trash at or before `cutoff`.
+    pub fn trashed_before(&self, cutoff: DateTime<Utc>) -> bool {
+        self.deleted && !self.purged && self.deleted_at.is_some_and(|t| t <= cutoff)
+    }
+
+    /// The non-current versions superseded at or before `cutoff`, each with
+    /// the moment it stopped being current (when the next version came).
+    /// The current version is never among them.
+    pub fn superseded_before(&self, cutoff: DateTime<Utc>) -> Vec<(&Version, DateTime<Utc>)> {
+        self.versions
+            .windows(2)
+            .filter(|w| w[1].at <= cutoff)
+            .map(|w| (&w[0], w[1].at))
+            .collect()
     }
 }
 
@@ -109,8 +127,15 @@ pub enum FileCommand {
         by: UserId,
         at: DateTime<Utc>,
     },
+    /// `by`: `None` when the system purges (trash retention).
     Purge {
-        by: UserId,
+        by: Option<UserId>,
+        at: DateTime<Utc>,
+    },
+    /// Prunes the non-current versions superseded at or before
+    /// `superseded_before` (version retention; the system does it).
+    PruneVersions {
+        superseded_before: DateTime<Utc>,
         at: DateTime<Utc>,
     },
     /// Makes `new_owner` the file's owner (who may ask is the caller's rule).
@@ -186,7 +211,22 @@ pub enum FileEvent {
         was_deleted: bool,
         /// Every chunk of every version, so reference counts can drop.
         chunks: Vec<ChunkRef>,
-        by: UserId,
+        /// `None` when the system purged it (trash retention).
+        #[serde(default)]
+        by: Option<UserId>,
+        at: DateTime<Utc>,
+    },
+    /// A non-current version removed by version retention.
+    FileVersionPruned {
+        file_id: FileId,
+        share_id: ShareId,
+        number: u64,
+        version_id: VersionId,
+        size: u64,
+        /// The version's chunks, so reference counts can drop.
+        chunks: Vec<ChunkRef>,
+        /// When the version stopped being current.
+        superseded_at: DateTime<Utc>,
         at: DateTime<Utc>,
     },
     FileOwnershipTransferred {
@@ -263,6 +303,23 @@ impl Aggregate for File {
                 by: *by,
                 at: *at,
             }]),
+            FileCommand::PruneVersions {
+                superseded_before,
+                at,
+            } => Ok(self
+                .superseded_before(*superseded_before)
+                .into_iter()
+                .map(|(v, superseded_at)| FileEvent::FileVersionPruned {
+                    file_id: id,
+                    share_id: share,
+                    number: v.number,
+                    version_id: v.content.version_id,
+                    size: v.content.size,
+                    chunks: v.content.chunks.clone(),
+                    superseded_at,
+                    at: *at,
+                })
+                .collect()),
             FileCommand::Restore { by, at } => {
                 if !self.deleted {
                     return Err(DomainError::InvalidTransition(
@@ -437,10 +494,19 @@ impl Aggregate for File {
                 self.folder_id = *folder_id;
                 self.path = path.clone();
             }
-            FileEvent::FileDeleted { .. } => self.deleted = true,
-            FileEvent::FileRestored { .. } => self.deleted = false,
+            FileEvent::FileDeleted { at, .. } => {
+                self.deleted = true;
+                self.deleted_at = Some(*at);
+            }
+            FileEvent::FileRestored { .. } => {
+                self.deleted = false;
+                self.deleted_at = None;
+            }
             FileEvent::FilePurged { .. } => self.purged = true,
             FileEvent::FileOwnershipTransferred { new_owner, .. } => self.owner = Some(*new_owner),
+            FileEvent::FileVersionPruned { number, .. } => {
+                self.versions.retain(|v| v.number != *number);
+            }
         }
     }
 }
@@ -615,7 +681,10 @@ mod tests {
             })
             .then_error(DomainError::Gone("file is in the trash".into()));
         let ev = Scenario::<File>::given([created(), deleted])
-            .when(FileCommand::Purge { by: user(), at })
+            .when(FileCommand::Purge {
+                by: Some(user()),
+                at,
+            })
             .then_types(&["file-purged"]);
         let FileEvent::FilePurged {
             chunks,
@@ -627,5 +696,91 @@ mod tests {
         };
         assert_eq!(chunks.len(), 1);
         assert!(*was_deleted);
+    }
+
+    #[test]
+    fn pruning_keeps_the_current_version_and_versions_superseded_after_the_cutoff() {
+        let t0 = Utc::now() - chrono::Duration::days(400);
+        let added = |n: u64, v: u128, at| FileEvent::FileVersionAdded {
+            file_id: FileId::from_uuid(Uuid::from_u128(1)),
+            share_id: ShareId::from_uuid(Uuid::from_u128(3)),
+            path: "/a.txt".into(),
+            version: Version {
+                number: n,
+                content: content(v, 3),
+                by: user(),
+                at,
+            },
+            restored_from: None,
+        };
+        let mut first = created();
+        if let FileEvent::FileCreated { version, .. } = &mut first {
+            version.at = t0;
+        }
+        // v1 superseded at t0+10d, v2 at t0+300d, v3 current.
+        let history = vec![
+            first,
+            added(2, 11, t0 + chrono::Duration::days(10)),
+            added(3, 12, t0 + chrono::Duration::days(300)),
+        ];
+        let cutoff = t0 + chrono::Duration::days(100);
+        let ev = Scenario::<File>::given(history.clone())
+            .when(FileCommand::PruneVersions {
+                superseded_before: cutoff,
+                at: Utc::now(),
+            })
+            .then_types(&["file-version-pruned"]);
+        let FileEvent::FileVersionPruned {
+            number,
+            size,
+            chunks,
+            ..
+        } = &ev[0]
+        else {
+            panic!("pruned")
+        };
+        assert_eq!((*number, *size, chunks.len()), (1, 5, 1));
+        // Even a cutoff in the far future never takes the current version.
+        let all = Scenario::<File>::given(history.clone())
+            .when(FileCommand::PruneVersions {
+                superseded_before: Utc::now() + chrono::Duration::days(1000),
+                at: Utc::now(),
+            })
+            .then_types(&["file-version-pruned", "file-version-pruned"]);
+        let mut state = File::default();
+        for e in history.iter().chain(all.iter()) {
+            state.evolve(e);
+        }
+        assert_eq!(state.versions.len(), 1);
+        assert_eq!(state.current().map(|v| v.number), Some(3));
+        assert_eq!(state.version_bytes(), 3);
+        // Nothing is left to prune: no events.
+        let mut again = history;
+        again.extend(all);
+        Scenario::<File>::given(again)
+            .when(FileCommand::PruneVersions {
+                superseded_before: Utc::now() + chrono::Duration::days(1000),
+                at: Utc::now(),
+            })
+            .then_types(&[]);
+    }
+
+    #[test]
+    fn only_items_trashed_before_the_cutoff_count_as_expired() {
+        let at = Utc::now();
+        let deleted = FileEvent::FileDeleted {
+            file_id: FileId::from_uuid(Uuid::from_u128(1)),
+            share_id: ShareId::from_uuid(Uuid::from_u128(3)),
+            path: "/a.txt".into(),
+            version_bytes: 5,
+            by: user(),
+            at,
+        };
+        let mut f = File::default();
+        f.evolve(&created());
+        assert!(!f.trashed_before(at + chrono::Duration::days(1)));
+        f.evolve(&deleted);
+        assert!(!f.trashed_before(at - chrono::Duration::seconds(1)));
+        assert!(f.trashed_before(at));
     }
 }

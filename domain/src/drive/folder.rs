@@ -20,7 +20,16 @@ pub struct Folder {
     /// The user who owns the folder: its creator until a transfer.
     pub owner: Option<UserId>,
     pub deleted: bool,
+    /// When the folder itself was moved to the trash.
+    pub deleted_at: Option<DateTime<Utc>>,
     pub purged: bool,
+}
+
+impl Folder {
+    /// Whether the folder itself went to the trash at or before `cutoff`.
+    pub fn trashed_before(&self, cutoff: DateTime<Utc>) -> bool {
+        self.deleted && !self.purged && self.deleted_at.is_some_and(|t| t <= cutoff)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -287,8 +296,14 @@ impl Aggregate for Folder {
                 self.parent_id = *parent_id;
                 self.path = path.clone();
             }
-            FolderEvent::FolderDeleted { .. } => self.deleted = true,
-            FolderEvent::FolderRestored { .. } => self.deleted = false,
+            FolderEvent::FolderDeleted { at, .. } => {
+                self.deleted = true;
+                self.deleted_at = Some(*at);
+            }
+            FolderEvent::FolderRestored { .. } => {
+                self.deleted = false;
+                self.deleted_at = None;
+            }
             FolderEvent::FolderPurged { .. } => self.purged = true,
             FolderEvent::FolderOwnershipTransferred { new_owner, .. } => {
                 self.owner = Some(*new_owner)

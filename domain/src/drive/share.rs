@@ -22,8 +22,19 @@ pub struct Share {
     pub owner: Option<Owner>,
     pub quota_bytes: Option<u64>,
     pub deleted: bool,
+    /// When the share went to the trash.
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// Purged from the trash: gone for good.
+    pub purged: bool,
     /// Members other than the owner, by principal id.
     pub members: BTreeMap<String, Member>,
+}
+
+impl Share {
+    /// Whether the share went to the trash at or before `cutoff`.
+    pub fn trashed_before(&self, cutoff: DateTime<Utc>) -> bool {
+        self.deleted && !self.purged && self.deleted_at.is_some_and(|t| t <= cutoff)
+    }
 }
 
 /// A share membership (the owner is not one: it is `Share::owner`).
@@ -56,6 +67,10 @@ pub enum ShareCommand {
         at: DateTime<Utc>,
     },
     Restore {
+        at: DateTime<Utc>,
+    },
+    /// Removes a trashed share for good (its content is purged beside it).
+    Purge {
         at: DateTime<Utc>,
     },
     AddMember {
@@ -112,6 +127,10 @@ pub enum ShareEvent {
         at: DateTime<Utc>,
     },
     ShareRestored {
+        share_id: ShareId,
+        at: DateTime<Utc>,
+    },
+    SharePurged {
         share_id: ShareId,
         at: DateTime<Utc>,
     },
@@ -201,8 +220,22 @@ impl Aggregate for Share {
         let Some(id) = self.id else {
             return Err(DomainError::NotFound("share"));
         };
+        if self.purged {
+            return Err(DomainError::NotFound("share"));
+        }
         match command {
             ShareCommand::Create { .. } => Ok(vec![]),
+            ShareCommand::Purge { at } => {
+                if !self.deleted {
+                    return Err(DomainError::InvalidTransition(
+                        "only a share in the trash can be purged".into(),
+                    ));
+                }
+                Ok(vec![ShareEvent::SharePurged {
+                    share_id: id,
+                    at: *at,
+                }])
+            }
             ShareCommand::Restore { at } => {
                 if !self.deleted {
                     return Err(DomainError::InvalidTransition(
@@ -386,8 +419,15 @@ impl Aggregate for Share {
                     self.description = Some(d.clone());
                 }
             }
-            ShareEvent::ShareDeleted { .. } => self.deleted = true,
-            ShareEvent::ShareRestored { .. } => self.deleted = false,
+            ShareEvent::ShareDeleted { at, .. } => {
+                self.deleted = true;
+                self.deleted_at = Some(*at);
+            }
+            ShareEvent::ShareRestored { .. } => {
+                self.deleted = false;
+                self.deleted_at = None;
+            }
+            ShareEvent::SharePurged { .. } => self.purged = true,
             ShareEvent::ShareMemberAdded {
                 principal_type,
                 principal_id,
@@ -576,5 +616,28 @@ mod tests {
                 at: Utc::now(),
             })
             .then_error_matches(|e| matches!(e, DomainError::Invalid { .. }));
+    }
+
+    #[test]
+    fn only_a_trashed_share_is_purged_and_then_it_is_gone() {
+        let at = Utc::now();
+        Scenario::<Share>::given([created()])
+            .when(ShareCommand::Purge { at })
+            .then_error_matches(|e| matches!(e, DomainError::InvalidTransition(_)));
+        let deleted = ShareEvent::ShareDeleted {
+            share_id: ShareId::from_uuid(Uuid::from_u128(1)),
+            at,
+        };
+        let purged = Scenario::<Share>::given([created(), deleted.clone()])
+            .when(ShareCommand::Purge { at })
+            .then_types(&["share-purged"]);
+        let mut state = Share::default();
+        for e in [created(), deleted].iter().chain(purged.iter()) {
+            state.evolve(e);
+        }
+        assert!(!state.trashed_before(at));
+        Scenario::<Share>::given([created()].into_iter().chain(purged.iter().cloned()))
+            .when(ShareCommand::Restore { at })
+            .then_error(DomainError::NotFound("share"));
     }
 }
