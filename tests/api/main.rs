@@ -20,6 +20,7 @@ mod events;
 mod groups;
 mod kafka;
 mod links;
+mod mail;
 mod openapi;
 mod postgres;
 mod procs;
