@@ -173,7 +173,7 @@ mod tests {
         assert!(!r.html.contains("<script>"));
         assert!(r
             .html
-            .contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; more"));
+            .contains("&#39;&lt;script&gt;alert(1)&lt;/script&gt;&#39; &amp; more"));
         assert!(r
             .html
             .contains("href=\"http://h/x?a=1&amp;b=&quot;2&quot;\""));

@@ -187,8 +187,8 @@ mod tests {
         assert_eq!(file_name("../x"), "%2E.%2Fx.eml");
     }
 
-    #[test]
-    fn smtp_urls_choose_the_relay_and_its_security() {
+    #[tokio::test]
+    async fn smtp_urls_choose_the_relay_and_its_security() {
         let dir = tempfile::tempdir().unwrap();
         let mut c = Config::embedded(dir.path().to_path_buf());
         assert!(matches!(

@@ -493,3 +493,34 @@ async fn interrupted_files_are_recognised(backend: Backend) {
 crate::both_backends!(interrupted_files_are_recognised
     => an_interrupted_eml_write_is_recognised_after_a_restart,
        an_interrupted_eml_write_is_recognised_after_a_restart_postgres);
+
+async fn member_added_mail(backend: Backend) {
+    let app = spawn_with(backend, fast).await;
+    let (t, share, _) = share_with_file(&app).await;
+    // Bob signs in once, so the directory knows his address.
+    let bob = app.token("acme", "bob", "");
+    let me = app.get("/users/me", &bob).await;
+    assert_eq!(me.status, 200, "{}", me.body);
+    let email = me.body["email"].as_str().expect("an email").to_owned();
+    let added = app
+        .post(
+            &format!("/shares/{share}/members"),
+            &t,
+            json!({"principal_type": "user", "principal_id": me.body["id"], "role": "reader"}),
+        )
+        .await;
+    assert_eq!(added.status, 201, "{}", added.body);
+    let dir = app.state.config.data_dir.join("mail");
+    let mail = wait_mail(&dir, &email, 1).await.remove(0);
+    let text = unfolded(&mail);
+    assert!(text.contains("Subject: You were added to 'Team'"), "{mail}");
+    assert!(text.contains(&format!("/api/v1/shares/{share}")), "{mail}");
+    let row = &outbox::to_recipient(&app.state.db, &email).await.unwrap()[0];
+    assert_eq!(
+        (row.kind.as_str(), row.status.as_str()),
+        ("member-added", "sent")
+    );
+}
+crate::both_backends!(member_added_mail
+    => a_user_added_to_a_share_gets_a_mail,
+       a_user_added_to_a_share_gets_a_mail_postgres);
