@@ -41,6 +41,8 @@ pub enum StartError {
     Blob(#[from] crate::blob::BlobError),
     #[error("cannot start the Kafka relay: {0}")]
     Kafka(String),
+    #[error("cannot send mail: {0}")]
+    Mail(String),
     #[error("cannot use Redis: {0}")]
     Redis(String),
     #[error("cannot bind {addr}: {source}")]
@@ -85,6 +87,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> Result<Application, StartError> {
+        crate::mail::check(&config).map_err(StartError::Mail)?;
         let core = Core::open(&config).await?;
         let auth = Authenticator::new(AuthConfig {
             scaikey_url: config.scaikey_url.clone(),
@@ -190,6 +193,7 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let addr = self.local_addr();
         let state = self.state.clone();
         let mut workers = self.workers;
         workers.push(crate::maintenance::spawn(
@@ -198,11 +202,19 @@ impl Application {
             state.config.gc_grace,
             self.stop_workers.clone(),
         ));
-        workers.push(crate::notify::spawn(
-            state.db.clone(),
-            std::time::Duration::from_millis(500),
-            self.stop_workers.clone(),
-        ));
+        let host = if addr.ip().is_unspecified() {
+            format!("localhost:{}", addr.port())
+        } else {
+            addr.to_string()
+        };
+        match crate::mail::Sender::new(state.clone(), format!("http://{host}")) {
+            Ok(sender) => workers.push(crate::mail::spawn(
+                sender,
+                state.leases.lease(crate::mail::LEASE),
+                self.stop_workers.clone(),
+            )),
+            Err(e) => tracing::error!(error = %e, "notification mail is off"),
+        }
         match crate::webhooks::Sender::new(state.clone(), state.config.webhooks) {
             Ok(sender) => workers.push(crate::webhooks::spawn(sender, self.stop_workers.clone())),
             Err(e) => tracing::error!(error = %e, "outbound webhooks are off: no HTTP client"),

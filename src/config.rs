@@ -169,10 +169,52 @@ pub struct ServeArgs {
     /// network).
     #[arg(long, env = "SCAIDRIVE_WEBHOOK_ALLOW_PRIVATE", default_value_t = false)]
     pub webhook_allow_private: bool,
-    /// SMTP relay for outgoing mail (`smtp://host:port`,
-    /// `smtps://user:pass@host`).
+    /// SMTP relay for notification mail: `smtp://host[:port]` (STARTTLS
+    /// when offered), `smtp+starttls://...` (STARTTLS required) or
+    /// `smtps://user:pass@host[:port]` (implicit TLS); unset, each message
+    /// is written as an `.eml` file under `{data_dir}/mail/`.
     #[arg(long, env = "SCAIDRIVE_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
+    /// Sender of notification mail (`Name <address>` or an address).
+    #[arg(
+        long,
+        env = "SCAIDRIVE_MAIL_FROM",
+        default_value = "ScaiDrive <noreply@localhost>"
+    )]
+    pub mail_from: String,
+    /// Delay before the first retry of a failed message (seconds); later
+    /// retries wait 4x, 20x, 120x, 360x and 720x as long.
+    #[arg(long, env = "SCAIDRIVE_MAIL_RETRY_BASE_SECS", default_value_t = 30)]
+    pub mail_retry_base_secs: u64,
+    /// Attempts before a message is given up (dead) and recorded as a
+    /// SECURITY event.
+    #[arg(long, env = "SCAIDRIVE_MAIL_MAX_ATTEMPTS", default_value_t = 7)]
+    pub mail_max_attempts: u32,
+}
+
+/// Splits an SMTP URL into the URL without its password (safe to show) and
+/// the password. A string that is no URL keeps only its scheme and host part
+/// after any `@`, so that starting fails without echoing a password.
+pub fn split_smtp_url(raw: &str) -> (String, Option<Secret>) {
+    match url::Url::parse(raw.trim()) {
+        Ok(mut u) => {
+            let password = u
+                .password()
+                .map(|p| Secret::new(percent_encoding::percent_decode_str(p).decode_utf8_lossy()));
+            let _ = u.set_password(None);
+            (u.to_string(), password)
+        }
+        Err(_) => {
+            let shown = match raw.rsplit_once('@') {
+                Some((head, host)) => match head.split_once("://") {
+                    Some((scheme, _)) => format!("{scheme}://***@{host}"),
+                    None => format!("***@{host}"),
+                },
+                None => raw.to_owned(),
+            };
+            (shown, None)
+        }
+    }
 }
 
 /// A secret value: usable, but never printed by `Debug`.
@@ -231,12 +273,25 @@ pub struct Config {
     pub link_secret: Option<String>,
     /// Outbound webhook sender: queue bound, retry-delay divisor, poll period.
     pub webhooks: crate::webhooks::Settings,
-    /// SMTP relay for outgoing mail (`SCAIDRIVE_SMTP_URL`); `None` = none.
+    /// SMTP relay URL without its password (safe to show); `None` writes
+    /// `.eml` files under `{data_dir}/mail/`.
     pub smtp_url: Option<String>,
+    /// The password taken out of `SCAIDRIVE_SMTP_URL`.
+    pub smtp_password: Option<Secret>,
+    /// Sender address of notification mail.
+    pub mail_from: String,
+    /// Retry schedule and poll period of the mail sender.
+    pub mail: crate::mail::Settings,
 }
 
 impl From<ServeArgs> for Config {
     fn from(a: ServeArgs) -> Self {
+        let smtp = a
+            .smtp_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(split_smtp_url);
         Config {
             bind: a.bind,
             database_url: a.store.database_url(),
@@ -280,7 +335,14 @@ impl From<ServeArgs> for Config {
                 poll: Duration::from_millis(a.webhook_poll_ms.max(10)),
                 allow_private: a.webhook_allow_private,
             },
-            smtp_url: a.smtp_url.filter(|u| !u.trim().is_empty()),
+            mail: crate::mail::Settings {
+                retry_base: Duration::from_secs(a.mail_retry_base_secs.max(1)),
+                max_attempts: a.mail_max_attempts.max(1),
+                ..crate::mail::Settings::default()
+            },
+            mail_from: a.mail_from,
+            smtp_password: smtp.as_ref().and_then(|s| s.1.clone()),
+            smtp_url: smtp.map(|s| s.0),
         }
     }
 }
@@ -320,6 +382,27 @@ impl Config {
                 allow_private: true,
             },
             smtp_url: None,
+            smtp_password: None,
+            mail_from: "ScaiDrive <noreply@localhost>".into(),
+            mail: crate::mail::Settings::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_smtp_password_is_kept_apart_and_never_shown() {
+        let (url, password) = split_smtp_url("smtps://mailer:s3cr%40t@mail.example.com:465");
+        assert_eq!(url, "smtps://mailer@mail.example.com:465");
+        let password = password.expect("password");
+        assert_eq!(password.expose(), "s3cr@t");
+        assert_eq!(format!("{password:?}"), "Secret(***)");
+        let (url, password) = split_smtp_url("smtp://127.0.0.1:2525");
+        assert_eq!((url.as_str(), password), ("smtp://127.0.0.1:2525", None));
+        let (shown, _) = split_smtp_url("smtps://u:p w@x y");
+        assert!(!shown.contains("p w"), "{shown}");
     }
 }

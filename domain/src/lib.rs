@@ -11,6 +11,7 @@ pub mod group;
 pub mod id;
 pub mod link;
 pub mod name;
+pub mod notification;
 pub mod quota;
 pub mod sharing;
 pub mod sync;

@@ -94,12 +94,23 @@ impl Projection for AccessProjection {
                         share_id.to_string(),
                         &tenant,
                         principal_type.as_str(),
-                        principal_id,
+                        &principal_id,
                         role.as_str(),
                         expires_at,
                         by.to_string(),
                         at
                     )?;
+                    if principal_type == PrincipalType::User && by.to_string() != principal_id {
+                        notify_member(
+                            tx,
+                            event,
+                            &tenant,
+                            &share_id.to_string(),
+                            &principal_id,
+                            role,
+                        )
+                        .await?;
+                    }
                 }
                 ShareEvent::ShareMemberUpdated {
                     share_id,
@@ -211,6 +222,7 @@ impl Projection for AccessProjection {
                             recipient: &email,
                             subject: &format!("Invitation to '{share_name}'"),
                             body: &body,
+                            link_path: Some("/api/v1/users/me/invitations"),
                             source_event_id: Some(&event_id),
                             at,
                         },
@@ -304,6 +316,48 @@ impl Projection for AccessProjection {
             "rm_acl_entries",
         ]
     }
+}
+
+/// Queues the "you were added" message for a user added to a share, when
+/// the directory knows their email (users appear there once they sign in).
+async fn notify_member(
+    tx: &mut Tx,
+    event: &RecordedEvent,
+    tenant: &str,
+    share_id: &str,
+    user_id: &str,
+    role: ShareRole,
+) -> Result<(), sqlx::Error> {
+    let email = crate::tx_fetch_optional!(
+        tx,
+        (Option<String>,),
+        "SELECT email FROM rm_users WHERE id = $1",
+        user_id.to_owned()
+    )?
+    .and_then(|r| r.0)
+    .filter(|e| !e.is_empty());
+    let Some(email) = email else {
+        return Ok(());
+    };
+    let share_name = db_share_name(tx, share_id).await?;
+    let role = role.as_str();
+    let event_id = event.event_id.to_string();
+    let link_path = format!("/api/v1/shares/{share_id}");
+    outbox::enqueue(
+        tx,
+        &Message {
+            id: format!("{event_id}:{email}"),
+            tenant_id: Some(tenant),
+            kind: "member-added",
+            recipient: &email,
+            subject: &format!("You were added to '{share_name}'"),
+            body: &format!("You now have access to the share '{share_name}' as {role}."),
+            link_path: Some(&link_path),
+            source_event_id: Some(&event_id),
+            at: event.metadata.occurred_at,
+        },
+    )
+    .await
 }
 
 async fn db_share_name(tx: &mut Tx, share_id: &str) -> Result<String, sqlx::Error> {

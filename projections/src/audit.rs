@@ -57,6 +57,9 @@ pub fn classify(event_type: &str) -> Classification {
         // Outbound webhooks: configuration is ADMIN; a lost delivery is SECURITY.
         ("webhook", "delivery_dropped") => ("SECURITY", "warning"),
         ("webhook", _) => ("ADMIN", "info"),
+        // Mail: a message given up after its last attempt never reached its
+        // recipient (an invitation, a one-time code, a warning).
+        ("notification", "dead_lettered") => ("SECURITY", "warning"),
         _ => ("ADMIN", "info"),
     };
     let resource_type = match resource_type {
@@ -75,6 +78,7 @@ pub fn classify(event_type: &str) -> Classification {
         "quota" => "quota",
         // Outbound webhooks.
         "webhook" => "webhook",
+        "notification" => "notification",
         _ => "other",
     };
     Classification {
@@ -306,5 +310,15 @@ mod tests {
         );
         let c = classify("group-created");
         assert_eq!((c.category, c.resource_type), ("ADMIN", "group"));
+        let c = classify("notification-dead-lettered");
+        assert_eq!(
+            (c.category, c.action.as_str(), c.severity, c.resource_type),
+            (
+                "SECURITY",
+                "notification.dead_lettered",
+                "warning",
+                "notification"
+            )
+        );
     }
 }

@@ -207,6 +207,7 @@ async fn notify_owner(
         event.metadata.occurred_at.to_rfc3339()
     );
     let event_id = scaidrive_domain::id::EventId::from_uuid(event.event_id).to_string();
+    let link_path = format!("/api/v1/external/links/{link_id}");
     crate::outbox::enqueue(
         tx,
         &crate::outbox::Message {
@@ -216,6 +217,7 @@ async fn notify_owner(
             recipient: to,
             subject: &subject,
             body: &body,
+            link_path: Some(&link_path),
             source_event_id: Some(&event_id),
             at: event.metadata.occurred_at,
         },

@@ -517,6 +517,13 @@ impl QuotaProjection {
                     target.target_id
                 );
                 let event_id = scaidrive_domain::id::EventId::from_uuid(event.event_id).to_string();
+                let link_path = match target.target_type {
+                    QuotaLevel::User => format!("/api/v1/quotas/usage/users/{}", target.target_id),
+                    QuotaLevel::Share => {
+                        format!("/api/v1/quotas/usage/shares/{}", target.target_id)
+                    }
+                    _ => "/api/v1/quotas/usage/tenant".to_owned(),
+                };
                 for recipient in warning_recipients(tx, &target, Some(&tenant)).await? {
                     enqueue(
                         tx,
@@ -527,6 +534,7 @@ impl QuotaProjection {
                             recipient: &recipient,
                             subject: &subject,
                             body: &body,
+                            link_path: Some(&link_path),
                             source_event_id: Some(&event_id),
                             at,
                         },

@@ -570,6 +570,7 @@ async fn email_code(
         "Your one-time code is {code}. It is valid for {EMAIL_CODE_MINUTES} minutes and only for this link."
     );
     let tenant = v.tenant.to_string();
+    let link_path = format!("/api/v1/public/links/{token}");
     let mut tx = state.db.begin().await?;
     outbox::enqueue(
         &mut tx,
@@ -580,6 +581,7 @@ async fn email_code(
             recipient: &email,
             subject: &subject,
             body: &text,
+            link_path: Some(&link_path),
             source_event_id: Some(&event_id),
             at: v.ctx.now,
         },

@@ -22,6 +22,7 @@ mod gate;
 mod groups;
 mod kafka;
 mod links;
+mod mail;
 mod openapi;
 mod postgres;
 mod procs;
