@@ -227,6 +227,8 @@ pub struct Config {
     pub link_secret: Option<String>,
     /// Outbound webhook sender: queue bound, retry-delay divisor, poll period.
     pub webhooks: crate::webhooks::Settings,
+    /// Bounds on access-log entries (refusals, content reads).
+    pub access_log: crate::access_log::Settings,
 }
 
 impl From<ServeArgs> for Config {
@@ -274,6 +276,7 @@ impl From<ServeArgs> for Config {
                 poll: Duration::from_millis(a.webhook_poll_ms.max(10)),
                 allow_private: a.webhook_allow_private,
             },
+            access_log: crate::access_log::Settings::default(),
         }
     }
 }
@@ -312,6 +315,7 @@ impl Config {
                 // Tests and benchmarks deliver to receivers on loopback.
                 allow_private: true,
             },
+            access_log: crate::access_log::Settings::default(),
         }
     }
 }

@@ -674,7 +674,10 @@ async fn transfer(
     require_write(&p)?;
     let share = r.share();
     if !super::shares::is_owner(&p, share) {
-        return Err(ApiError::Forbidden(
+        return Err(super::drive::denied(
+            &p,
+            On::Share(share),
+            "owner",
             "only the share's owner or a tenant admin can transfer ownership".into(),
         ));
     }

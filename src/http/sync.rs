@@ -1388,5 +1388,14 @@ async fn download(
     require_read(&p)?;
     require_perm(&state, &p, On::File(&row), Permission::Read).await?;
     drop(share);
-    super::files::stream_file(&state, &p, &id, None, &headers).await
+    super::files::stream_file(
+        &state,
+        &p,
+        &id,
+        None,
+        &headers,
+        super::access_log::ReadKind::Download,
+        scaidrive_domain::access_log::ReadVia::Sync,
+    )
+    .await
 }
