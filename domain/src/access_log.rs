@@ -58,7 +58,7 @@ pub enum AccessLogEvent {
         /// `share`, `folder` or `file`.
         resource_type: String,
         resource_id: String,
-        /// The permission lacked (`write`, `delete`, ...), or `owner` for an
+        /// The permission lacked (`WRITE`, `DELETE`, ...), or `OWNER` for an
         /// owner-only action.
         permission: String,
         method: String,
@@ -86,7 +86,7 @@ mod tests {
         let denied = AccessLogEvent::AccessDenied {
             resource_type: "file".into(),
             resource_id: "fil_x".into(),
-            permission: "delete".into(),
+            permission: "DELETE".into(),
             method: "DELETE".into(),
             route: "/api/v1/files/{id}".into(),
             suppressed: 3,

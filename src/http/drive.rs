@@ -48,7 +48,7 @@ impl On<'_> {
     }
 }
 
-/// The 403 for a permission (or `owner`) the caller lacks on a resource they
+/// The 403 for a permission (or `OWNER`) the caller lacks on a resource they
 /// can see; the access log records it (see [`Refusal`]).
 pub fn denied(p: &Principal, on: On<'_>, permission: &'static str, detail: String) -> ApiError {
     ApiError::Denied {

@@ -52,7 +52,8 @@ pub struct Refusal {
     /// `share`, `folder` or `file`.
     pub resource_type: &'static str,
     pub resource_id: String,
-    /// The permission lacked, or `owner` for an owner-only action.
+    /// The permission lacked (`DELETE`, ...), or `OWNER` for an owner-only
+    /// action.
     pub permission: &'static str,
 }
 

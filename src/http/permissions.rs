@@ -677,7 +677,7 @@ async fn transfer(
         return Err(super::drive::denied(
             &p,
             On::Share(share),
-            "owner",
+            "OWNER",
             "only the share's owner or a tenant admin can transfer ownership".into(),
         ));
     }

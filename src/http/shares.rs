@@ -282,7 +282,7 @@ async fn set_trashed(
         return Err(drive::denied(
             p,
             On::Share(&row),
-            "owner",
+            "OWNER",
             format!("only the share's owner can {verb} it"),
         ));
     }

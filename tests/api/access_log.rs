@@ -70,10 +70,17 @@ async fn id_of(app: &TestApp, t: &str) -> String {
 }
 
 /// Polls `/audit/events?{query}` until `f` holds for its entries.
-async fn wait_audit(app: &TestApp, t: &str, query: &str, f: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+async fn wait_audit(
+    app: &TestApp,
+    t: &str,
+    query: &str,
+    f: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let r = app.get(&format!("/audit/events?{query}&limit=100"), t).await;
+        let r = app
+            .get(&format!("/audit/events?{query}&limit=100"), t)
+            .await;
         assert_eq!(r.status, 200, "{}", r.body);
         let events = r.body["events"].as_array().expect("events").clone();
         if f(&events) {
@@ -140,7 +147,7 @@ async fn refusals_are_authorization_entries_bounded_per_resource(backend: Backen
     assert_eq!(file["event_type"], "access-denied");
     assert_eq!(file["user_id"], c.bob_id.as_str());
     assert_eq!(file["resource_type"], "file");
-    assert_eq!(file["details"]["permission"], "delete");
+    assert_eq!(file["details"]["permission"], "DELETE");
     assert_eq!(file["details"]["method"], "DELETE");
     assert_eq!(file["details"]["route"], "/api/v1/files/{id}");
     assert_eq!(file["details"]["suppressed"], 0);
@@ -155,7 +162,7 @@ async fn refusals_are_authorization_entries_bounded_per_resource(backend: Backen
         .find(|e| e["resource_id"] == c.share.as_str())
         .expect("share entry");
     assert_eq!(share["resource_type"], "share");
-    assert_eq!(share["details"]["permission"], "owner");
+    assert_eq!(share["details"]["permission"], "OWNER");
     assert!(entries.iter().all(|e| e["user_id"] != carol_id.as_str()));
     // The audit filters reach them like any entry.
     let by_action = app
@@ -203,10 +210,15 @@ async fn a_later_refusal_entry_counts_the_ones_left_out_and_the_tenant_ceiling_h
             .get("/audit/events?action=access.denied&limit=100", &c.admin)
             .await;
         let e = r.body["events"].as_array().expect("events").clone();
-        if e.iter().any(|e| e["details"]["suppressed"].as_u64() > Some(0)) {
+        if e.iter()
+            .any(|e| e["details"]["suppressed"].as_u64() > Some(0))
+        {
             break e;
         }
-        assert!(Instant::now() < deadline, "no entry counted what it left out: {e:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no entry counted what it left out: {e:?}"
+        );
     };
     let recorded = entries.len() as u64;
     let left_out: u64 = entries
@@ -223,8 +235,8 @@ async fn a_later_refusal_entry_counts_the_ones_left_out_and_the_tenant_ceiling_h
     .await;
     let c = cast(&app).await;
     for i in 0..5 {
-        let f = crate::drive::upload(&app, &c.admin, &c.share, None, &format!("f{i}"), vec![1])
-            .await;
+        let f =
+            crate::drive::upload(&app, &c.admin, &c.share, None, &format!("f{i}"), vec![1]).await;
         let id = f.body["id"].as_str().expect("file");
         app.delete(&format!("/files/{id}"), &c.bob)
             .await
@@ -314,7 +326,9 @@ async fn downloads_and_previews_are_file_access_entries(backend: Backend) {
         )
         .await;
     assert_eq!(about_file.body["events"].as_array().map(Vec::len), Some(3));
-    let events = app.get("/events?type=access-file-downloaded", &c.admin).await;
+    let events = app
+        .get("/events?type=access-file-downloaded", &c.admin)
+        .await;
     assert_eq!(events.body["events"].as_array().map(Vec::len), Some(2));
 }
 
