@@ -1220,12 +1220,19 @@ async fn apply(
                 }
                 state.caught_up(last).await;
                 let status = e.status();
-                let resp = e.into_response();
+                let mut resp = e.into_response();
+                // A refused permission stays recorded (the middleware finds it
+                // on the answer).
+                let refusal = resp.extensions_mut().remove::<super::error::Refusal>();
                 let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
                     .await
                     .map_err(ApiError::internal)?;
                 let body: Value = serde_json::from_slice(&bytes).unwrap_or(json!({}));
-                return Ok(Positioned(last, stopped(status, body, i, &results)).into_response());
+                let mut resp = Positioned(last, stopped(status, body, i, &results)).into_response();
+                if let Some(r) = refusal {
+                    resp.extensions_mut().insert(r);
+                }
+                return Ok(resp);
             }
         }
     }
