@@ -149,6 +149,7 @@ impl Application {
             })?;
         let services = Services {
             bus: CommandBus::new(core.store.clone(), 100_000),
+            access_log: crate::access_log::AccessLog::new(config.access_log),
             db: core.db,
             store: core.store,
             groups: ReadCache::new(&projector, "groups"),

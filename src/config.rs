@@ -282,6 +282,8 @@ pub struct Config {
     pub mail_from: String,
     /// Retry schedule and poll period of the mail sender.
     pub mail: crate::mail::Settings,
+    /// Bounds on access-log entries (refusals, content reads).
+    pub access_log: crate::access_log::Settings,
 }
 
 impl From<ServeArgs> for Config {
@@ -343,6 +345,7 @@ impl From<ServeArgs> for Config {
             mail_from: a.mail_from,
             smtp_password: smtp.as_ref().and_then(|s| s.1.clone()),
             smtp_url: smtp.map(|s| s.0),
+            access_log: crate::access_log::Settings::default(),
         }
     }
 }
@@ -385,6 +388,7 @@ impl Config {
             smtp_password: None,
             mail_from: "ScaiDrive <noreply@localhost>".into(),
             mail: crate::mail::Settings::default(),
+            access_log: crate::access_log::Settings::default(),
         }
     }
 }

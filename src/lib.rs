@@ -1,6 +1,7 @@
 //! The ScaiDrive service: configuration, event store, command handling,
 //! projections, HTTP, auth, blobs, relay and CLI.
 
+pub mod access_log;
 pub mod app;
 pub mod auth;
 pub mod blob;

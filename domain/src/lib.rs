@@ -3,6 +3,7 @@
 //! enforce. No I/O, no clocks, no async.
 
 pub mod access;
+pub mod access_log;
 pub mod aggregate;
 pub mod drive;
 pub mod error;

@@ -60,7 +60,16 @@ pub fn classify(event_type: &str) -> Classification {
         // Mail: a message given up after its last attempt never reached its
         // recipient (an invitation, a one-time code, a warning).
         ("notification", "dead_lettered") => ("SECURITY", "warning"),
+        // The access log: refused permissions and signed-in content reads.
+        ("access", "denied") => ("AUTHORIZATION", "warning"),
+        ("access", _) => ("FILE_ACCESS", "info"),
         _ => ("ADMIN", "info"),
+    };
+    // Reads read as actions on the file (`file.downloaded`), though their
+    // type names keep them out of the `file-` events the drive models apply.
+    let action = match (resource_type, verb.strip_prefix("file_")) {
+        ("access", Some(read)) => format!("file.{read}"),
+        _ => action,
     };
     let resource_type = match resource_type {
         "partner" => "partner",
@@ -79,6 +88,8 @@ pub fn classify(event_type: &str) -> Classification {
         // Outbound webhooks.
         "webhook" => "webhook",
         "notification" => "notification",
+        // The access log names its resource in the data (see `resource_of`).
+        "access" if verb != "denied" => "file",
         _ => "other",
     };
     Classification {
@@ -87,6 +98,21 @@ pub fn classify(event_type: &str) -> Classification {
         severity,
         resource_type,
     }
+}
+
+/// The resource an audit entry is about: the event's stream, except for the
+/// access log, whose stream is the caller's and whose data names the
+/// resource (`resource_type`/`resource_id` of a refusal, `file_id` of a read).
+pub fn resource_of(e: &RecordedEvent, c: &Classification) -> (String, String) {
+    if e.event_type.starts_with("access-") {
+        let text = |k: &str| e.data.get(k).and_then(Value::as_str).map(str::to_owned);
+        let id = text("resource_id").or_else(|| text("file_id"));
+        if let Some(id) = id {
+            let ty = text("resource_type").unwrap_or_else(|| c.resource_type.to_owned());
+            return (ty, id);
+        }
+    }
+    (c.resource_type.to_owned(), e.stream_id.clone())
 }
 
 /// Folds every event into `rm_audit`.
@@ -173,6 +199,7 @@ pub fn entry_json(r: &AuditRow) -> Value {
 /// The audit entry of an event, built the way [`AuditProjection`] stores it.
 pub fn row_of(e: &RecordedEvent) -> AuditRow {
     let c = classify(&e.event_type);
+    let (resource_type, resource_id) = resource_of(e, &c);
     let a = &e.metadata.actor;
     AuditRow {
         position: e.log.position,
@@ -188,8 +215,8 @@ pub fn row_of(e: &RecordedEvent) -> AuditRow {
         service_account: a.service_account.clone(),
         ip: a.ip.clone(),
         user_agent: a.user_agent.clone(),
-        resource_type: Some(c.resource_type.to_owned()),
-        resource_id: e.stream_id.clone(),
+        resource_type: Some(resource_type),
+        resource_id,
         details: Json(scaidrive_domain::event::redacted(&e.data)),
     }
 }
@@ -256,6 +283,7 @@ async fn insert(tx: &mut Tx, events: &[RecordedEvent]) -> Result<(), ProjectionE
         events,
         |mut row, e: &RecordedEvent| {
             let c = classify(&e.event_type);
+            let (resource_type, resource_id) = resource_of(e, &c);
             let a = &e.metadata.actor;
             row.push_bind(e.log.position)
                 .push_bind(e.log.commit)
@@ -270,8 +298,8 @@ async fn insert(tx: &mut Tx, events: &[RecordedEvent]) -> Result<(), ProjectionE
                 .push_bind(a.service_account.clone())
                 .push_bind(a.ip.clone())
                 .push_bind(a.user_agent.clone())
-                .push_bind(c.resource_type)
-                .push_bind(e.stream_id.clone())
+                .push_bind(resource_type)
+                .push_bind(resource_id)
                 .push_bind(Json(scaidrive_domain::event::redacted(&e.data)));
         },
         " ON CONFLICT (position) DO NOTHING"
@@ -320,5 +348,53 @@ mod tests {
                 "notification"
             )
         );
+    }
+
+    #[test]
+    fn the_access_log_reads_as_authorization_and_file_access() {
+        let c = classify("access-denied");
+        assert_eq!(
+            (c.category, c.action.as_str(), c.severity),
+            ("AUTHORIZATION", "access.denied", "warning")
+        );
+        let c = classify("access-file-downloaded");
+        assert_eq!(
+            (c.category, c.action.as_str(), c.severity, c.resource_type),
+            ("FILE_ACCESS", "file.downloaded", "info", "file")
+        );
+        assert_eq!(classify("access-file-previewed").action, "file.previewed");
+    }
+
+    #[test]
+    fn access_log_entries_are_about_the_resource_not_the_callers_stream() {
+        let mut e = scaidrive_domain::RecordedEvent {
+            log: Default::default(),
+            stream_id: "access-log:usr_x".into(),
+            stream_version: 1,
+            event_id: uuid::Uuid::nil(),
+            event_type: "access-denied".into(),
+            schema_version: 1,
+            tenant_id: None,
+            data: serde_json::json!({"resource_type": "folder", "resource_id": "fld_y"}),
+            metadata: scaidrive_domain::EventMetadata {
+                occurred_at: chrono::Utc::now(),
+                actor: Default::default(),
+                correlation_id: None,
+                causation_id: None,
+            },
+            recorded_at: chrono::Utc::now(),
+            hash: String::new(),
+        };
+        let row = super::row_of(&e);
+        assert_eq!(row.resource_type.as_deref(), Some("folder"));
+        assert_eq!(row.resource_id, "fld_y");
+        e.event_type = "access-file-downloaded".into();
+        e.data = serde_json::json!({"file_id": "fil_z", "version": 1});
+        let row = super::row_of(&e);
+        assert_eq!(
+            (row.resource_type.as_deref(), row.resource_id.as_str()),
+            (Some("file"), "fil_z")
+        );
+        assert_eq!(row.category, "FILE_ACCESS");
     }
 }

@@ -257,6 +257,55 @@ impl CommandBus {
         }
     }
 
+    /// Appends events to a stream that belongs to no aggregate (the access
+    /// log), after whatever is there: nothing is decided on the stream's
+    /// state, so there is no version to check and nothing to retry.
+    pub async fn record<E: DomainEvent>(
+        &self,
+        stream_id: &str,
+        ctx: &CommandContext,
+        events: &[E],
+    ) -> Result<Committed, CommandError> {
+        let meta = ctx.metadata();
+        let events = events
+            .iter()
+            .map(|e| {
+                let (event_type, data) = e.encode();
+                NewEvent {
+                    event_id: Uuid::now_v7(),
+                    schema_version: E::schema_version(&event_type),
+                    event_type,
+                    tenant_id: ctx.tenant_id.clone(),
+                    data,
+                    metadata: meta.clone(),
+                }
+            })
+            .collect();
+        let request = AppendRequest {
+            streams: vec![StreamAppend {
+                stream_id: stream_id.to_owned(),
+                expected: ExpectedVersion::Any,
+                events,
+            }],
+            ..Default::default()
+        };
+        match self.store.append(request).await? {
+            AppendOutcome::Committed(appended) => {
+                self.metrics
+                    .events_appended(appended.events.iter().map(|e| e.event_type.as_str()));
+                Ok(Committed {
+                    events: appended.events,
+                    position: appended.last,
+                    replayed: None,
+                })
+            }
+            AppendOutcome::Duplicate(outcome) => Ok(Committed {
+                replayed: Some(outcome),
+                ..Default::default()
+            }),
+        }
+    }
+
     /// The common case: one aggregate, one decision, retried on conflict.
     /// Commands on one stream are serialised inside the process.
     ///

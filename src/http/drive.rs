@@ -14,7 +14,7 @@ use scaidrive_projections::drive_queries::{self as q, FileRow, FolderRow, ShareR
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, Refusal};
 use super::principal::Principal;
 use super::state::AppState;
 use super::ts;
@@ -27,6 +27,40 @@ pub enum On<'a> {
     Share(&'a ShareRow),
     Folder(&'a FolderRow),
     File(&'a FileRow),
+}
+
+impl On<'_> {
+    /// `share`, `folder` or `file`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            On::Share(_) => "share",
+            On::Folder(_) => "folder",
+            On::File(_) => "file",
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        match self {
+            On::Share(s) => &s.id,
+            On::Folder(f) => &f.id,
+            On::File(f) => &f.id,
+        }
+    }
+}
+
+/// The 403 for a permission (or `OWNER`) the caller lacks on a resource they
+/// can see; the access log records it (see [`Refusal`]).
+pub fn denied(p: &Principal, on: On<'_>, permission: &'static str, detail: String) -> ApiError {
+    ApiError::Denied {
+        detail,
+        refusal: Box::new(Refusal {
+            ctx: p.context(),
+            user_id: p.user_id,
+            resource_type: on.kind(),
+            resource_id: on.id().to_owned(),
+            permission,
+        }),
+    }
 }
 
 /// The caller's role on a share, from their memberships (the owner row
@@ -132,10 +166,12 @@ pub async fn require_perm(
     if effective(state, p, on).await?.contains(need) {
         Ok(())
     } else {
-        Err(ApiError::Forbidden(format!(
-            "you lack the {} permission on this resource",
-            need.as_str()
-        )))
+        Err(denied(
+            p,
+            on,
+            need.as_str(),
+            format!("you lack the {} permission on this resource", need.as_str()),
+        ))
     }
 }
 

@@ -3,13 +3,14 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use scaidrive_domain::id::UserId;
 use scaidrive_domain::DomainError;
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::auth::AuthError;
 use crate::blob::BlobError;
-use crate::command::CommandError;
+use crate::command::{CommandContext, CommandError};
 use crate::store::StoreError;
 
 /// One failing field of a 422 answer, Pydantic-style.
@@ -54,6 +55,23 @@ impl FieldError {
     }
 }
 
+/// A permission refused on a resource the caller can see (403), as the
+/// access log records it. The response carries it as an extension and the
+/// request middleware (`http::around_request`) records it, with the method
+/// and route, once for every handler.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// The caller's tenant, actor and request.
+    pub ctx: CommandContext,
+    pub user_id: UserId,
+    /// `share`, `folder` or `file`.
+    pub resource_type: &'static str,
+    pub resource_id: String,
+    /// The permission lacked (`DELETE`, ...), or `OWNER` for an owner-only
+    /// action.
+    pub permission: &'static str,
+}
+
 /// Every way a request can fail.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -63,6 +81,13 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
+    /// 403 for a permission lacked on a visible resource (recorded in the
+    /// access log).
+    #[error("{detail}")]
+    Denied {
+        detail: String,
+        refusal: Box<Refusal>,
+    },
     #[error("{0}")]
     NotFound(String),
     #[error("method not allowed")]
@@ -110,7 +135,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::Denied { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -130,7 +155,7 @@ impl ApiError {
         match self {
             ApiError::Domain(d) => Some(d.code()),
             ApiError::Unauthorized(_) => Some("UNAUTHORIZED"),
-            ApiError::Forbidden(_) => Some("FORBIDDEN"),
+            ApiError::Forbidden(_) | ApiError::Denied { .. } => Some("FORBIDDEN"),
             ApiError::NotFound(_) => Some("NOT_FOUND"),
             ApiError::PayloadTooLarge(_) => Some("PAYLOAD_TOO_LARGE"),
             ApiError::BadGateway(_) => Some("UPSTREAM_UNAVAILABLE"),
@@ -202,6 +227,10 @@ impl IntoResponse for ApiError {
             h.insert("x-ratelimit-remaining", HeaderValue::from(0u64));
             let reset = chrono::Utc::now().timestamp().max(0) as u64 + retry_after;
             h.insert("x-ratelimit-reset", HeaderValue::from(reset));
+        }
+        if let ApiError::Denied { refusal, .. } = self {
+            resp.extensions_mut().insert(*refusal);
+            return resp;
         }
         if matches!(self, ApiError::Unauthorized(_)) {
             resp.headers_mut()

@@ -9,6 +9,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::{StreamExt, TryStreamExt};
 use scaidrive_domain::access::Permission;
+use scaidrive_domain::access_log::{ByteRange, FileRead, ReadVia};
 use scaidrive_domain::drive::chunking::DEFAULT_CHUNK_SIZE;
 use scaidrive_domain::drive::file::{Content, File, FileCommand, FileEvent};
 use scaidrive_domain::id::{FileId, FolderId, ShareId, VersionId};
@@ -18,6 +19,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::access_log::{self, ReadKind};
 use super::drive::{
     creation_target, file_json, live_file, path_id, require_perm, require_read, require_write,
     resolve_target, visible_file, On, RenameOrRestore, TargetBody,
@@ -231,6 +233,10 @@ pub(crate) struct DownloadQuery {
     /// A version number; default the current one.
     #[param(minimum = 1)]
     pub version: Option<u64>,
+    /// `true` asks for display in the browser (a preview):
+    /// `Content-Disposition: inline`, recorded as `file.previewed` instead
+    /// of `file.downloaded`.
+    pub inline: Option<bool>,
 }
 
 /// A parsed `Range: bytes=…` header against a length.
@@ -267,13 +273,16 @@ pub(crate) fn parse_range(headers: &HeaderMap, len: u64) -> Result<Option<(u64, 
     Ok(Some((start, end)))
 }
 
-/// Streams a file's content (any version), honouring a single byte range.
+/// Streams a file's content (any version), honouring a single byte range,
+/// and records the read in the caller's access log (`via` the endpoint).
 pub(crate) async fn stream_file(
     state: &AppState,
     p: &Principal,
     id: &str,
     version: Option<u64>,
     headers: &HeaderMap,
+    kind: ReadKind,
+    via: ReadVia,
 ) -> ApiResult<Response> {
     let (row, _) = live_file(state, p, id).await?;
     require_read(p)?;
@@ -288,15 +297,43 @@ pub(crate) async fn stream_file(
             .current()
             .ok_or_else(|| ApiError::not_found("file"))?,
     };
-    content_response(
+    let disposition = match kind {
+        ReadKind::Download => "attachment",
+        ReadKind::Preview => "inline",
+    };
+    let resp = content_response(
         state,
         &p.tenant_id.to_string(),
         &row.name,
         &v.content,
         headers,
-        "attachment",
+        disposition,
     )
-    .await
+    .await?;
+    if resp.status().is_success() {
+        let (file_id, share_id) = (path_id(id, "file")?, path_id(&row.share_id, "share")?);
+        let range = match resp.status() {
+            StatusCode::PARTIAL_CONTENT => parse_range(headers, v.content.size)
+                .ok()
+                .flatten()
+                .map(|(start, end)| ByteRange { start, end }),
+            _ => None,
+        };
+        access_log::read(
+            state,
+            p,
+            kind,
+            FileRead {
+                file_id,
+                share_id,
+                version: v.number,
+                range,
+                via,
+                suppressed: 0,
+            },
+        );
+    }
+    Ok(resp)
 }
 
 /// Streams stored content as a response (single byte range honoured) with
@@ -397,7 +434,10 @@ pub(crate) async fn content_response(
     Ok(resp)
 }
 
-/// Streams a file's content; `Range: bytes=a-b` answers 206.
+/// Streams a file's content; `Range: bytes=a-b` answers 206; `inline=true`
+/// serves it for display (a preview). Recorded in the audit view as
+/// `file.downloaded` or `file.previewed` (FILE_ACCESS), at most once per
+/// caller, file version and minute.
 #[utoipa::path(get, path = "/files/{id}/content",
     params(("id" = inline(doc::FileId), Path), DownloadQuery,
         ("Range" = Option<String>, Header, pattern = "^bytes=[0-9]*-[0-9]*$",
@@ -420,7 +460,12 @@ async fn download(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let _: FileId = path_id(&id, "file")?;
-    stream_file(&state, &p, &id, q.version, &headers).await
+    let kind = if q.inline.unwrap_or(false) {
+        ReadKind::Preview
+    } else {
+        ReadKind::Download
+    };
+    stream_file(&state, &p, &id, q.version, &headers, kind, ReadVia::Files).await
 }
 
 /// Renames a file, restores it from the trash, or both (WRITE).

@@ -13,6 +13,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use scaidrive_domain::LogPosition;
 use uuid::Uuid;
 
+pub mod access_log;
 pub mod admin;
 pub mod audit;
 pub mod drive;
@@ -207,11 +208,17 @@ async fn around_request(State(state): State<AppState>, mut req: Request, next: N
     }
     let status = resp.status();
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let refusal = resp.extensions_mut().remove::<error::Refusal>();
     let route = resp
         .extensions()
         .get::<RouteTag>()
         .map(|r| r.0.as_str())
         .unwrap_or("unmatched");
+    // Every refused permission on a visible resource, whichever handler
+    // refused it (see `drive::denied`).
+    if let Some(r) = refusal {
+        access_log::refused(&state, r, method.as_str(), route);
+    }
     state
         .bus
         .metrics()

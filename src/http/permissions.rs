@@ -708,7 +708,10 @@ async fn transfer_share(
     require_write(p)?;
     let share = r.share();
     if !super::shares::is_owner(p, share) {
-        return Err(ApiError::Forbidden(
+        return Err(super::drive::denied(
+            p,
+            On::Share(share),
+            "OWNER",
             "only the share's owner or a tenant admin can transfer ownership".into(),
         ));
     }
@@ -761,21 +764,30 @@ async fn transfer_item(
             json!(body.new_owner_id),
         )));
     };
-    let owner_id = match t {
+    // The rows are kept so that a refusal names the resource it was about.
+    let (folder, file) = match t {
         ResourceType::Folder => {
             let _: FolderId = path_id(id, "folder")?;
-            live_folder(state, p, id).await?.0.owner_id
+            (Some(live_folder(state, p, id).await?.0), None)
         }
         _ => {
             let _: FileId = path_id(id, "file")?;
-            live_file(state, p, id).await?.0.owner_id
+            (None, Some(live_file(state, p, id).await?.0))
         }
+    };
+    let (on, owner_id) = match (&folder, &file) {
+        (Some(f), _) => (On::Folder(f), f.owner_id.as_str()),
+        (_, Some(f)) => (On::File(f), f.owner_id.as_str()),
+        (None, None) => return Err(ApiError::NotFound(format!("{what} not found"))),
     };
     require_write(p)?;
     if !(p.is_tenant_admin || owner_id == p.user_id.to_string()) {
-        return Err(ApiError::Forbidden(format!(
-            "only the {what}'s owner or a tenant admin can transfer its ownership"
-        )));
+        return Err(super::drive::denied(
+            p,
+            on,
+            "OWNER",
+            format!("only the {what}'s owner or a tenant admin can transfer its ownership"),
+        ));
     }
     if !access::user_in_tenant(&state.db, &p.tenant_id.to_string(), &body.new_owner_id).await? {
         return Err(ApiError::validation(FieldError::body(

@@ -91,7 +91,9 @@ async fn authenticate(
 
 fn close_code(e: &ApiError) -> u16 {
     match e {
-        ApiError::Forbidden(_) | ApiError::RateLimited { .. } => CLOSE_FORBIDDEN,
+        ApiError::Forbidden(_) | ApiError::Denied { .. } | ApiError::RateLimited { .. } => {
+            CLOSE_FORBIDDEN
+        }
         _ => CLOSE_UNAUTHORIZED,
     }
 }

@@ -279,9 +279,12 @@ async fn set_trashed(
     require_write(p)?;
     if !is_owner(p, &row) {
         let verb = if trashed { "delete" } else { "restore" };
-        return Err(ApiError::Forbidden(format!(
-            "only the share's owner can {verb} it"
-        )));
+        return Err(drive::denied(
+            p,
+            On::Share(&row),
+            "OWNER",
+            format!("only the share's owner can {verb} it"),
+        ));
     }
     let ctx = p.context();
     let cmd = if trashed {

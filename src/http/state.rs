@@ -42,6 +42,8 @@ pub struct Services {
     pub auth: Authenticator,
     pub blob: BlobStore,
     pub limiter: crate::ratelimit::RateLimiter,
+    /// How often refusals and content reads reach the access log.
+    pub access_log: crate::access_log::AccessLog,
     /// The configured Kafka cluster, for readiness.
     #[cfg(feature = "kafka")]
     pub kafka: Option<crate::relay::KafkaProbe>,

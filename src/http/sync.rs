@@ -1220,12 +1220,19 @@ async fn apply(
                 }
                 state.caught_up(last).await;
                 let status = e.status();
-                let resp = e.into_response();
+                let mut resp = e.into_response();
+                // A refused permission stays recorded (the middleware finds it
+                // on the answer).
+                let refusal = resp.extensions_mut().remove::<super::error::Refusal>();
                 let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
                     .await
                     .map_err(ApiError::internal)?;
                 let body: Value = serde_json::from_slice(&bytes).unwrap_or(json!({}));
-                return Ok(Positioned(last, stopped(status, body, i, &results)).into_response());
+                let mut resp = Positioned(last, stopped(status, body, i, &results)).into_response();
+                if let Some(r) = refusal {
+                    resp.extensions_mut().insert(r);
+                }
+                return Ok(resp);
             }
         }
     }
@@ -1439,5 +1446,14 @@ async fn download(
     require_read(&p)?;
     require_perm(&state, &p, On::File(&row), Permission::Read).await?;
     drop(share);
-    super::files::stream_file(&state, &p, &id, q.version, &headers).await
+    super::files::stream_file(
+        &state,
+        &p,
+        &id,
+        q.version,
+        &headers,
+        super::access_log::ReadKind::Download,
+        scaidrive_domain::access_log::ReadVia::Sync,
+    )
+    .await
 }

@@ -7,6 +7,7 @@ mod helpers;
 mod history;
 mod isolation;
 
+mod access_log;
 mod admin;
 mod audit;
 mod auth;

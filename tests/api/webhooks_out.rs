@@ -20,34 +20,34 @@ const SECRET: &str = "s3cret-for-tests";
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
-struct Hit {
+pub(crate) struct Hit {
     headers: HeaderMap,
     body: Bytes,
     at: Instant,
 }
 
 impl Hit {
-    fn header(&self, name: &str) -> &str {
+    pub(crate) fn header(&self, name: &str) -> &str {
         self.headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).expect("json body")
     }
 }
 
 /// A local webhook receiver that answers 500 to its first `fail_first`
 /// requests (all of them with `usize::MAX`) and 200 afterwards.
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     hits: Arc<Mutex<Vec<Hit>>>,
 }
 
 impl Receiver {
-    async fn start(fail_first: usize) -> Receiver {
+    pub(crate) async fn start(fail_first: usize) -> Receiver {
         let hits: Arc<Mutex<Vec<Hit>>> = Arc::default();
         let seen = Arc::new(AtomicUsize::new(0));
         let h = hits.clone();
@@ -88,7 +88,7 @@ impl Receiver {
     }
 
     /// Polls until `f` holds for the hits so far.
-    async fn wait_for(&self, what: &str, f: impl Fn(&[Hit]) -> bool) -> Vec<Hit> {
+    pub(crate) async fn wait_for(&self, what: &str, f: impl Fn(&[Hit]) -> bool) -> Vec<Hit> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let hits = self.hits();
