@@ -41,6 +41,8 @@ pub enum StartError {
     Blob(#[from] crate::blob::BlobError),
     #[error("cannot start the Kafka relay: {0}")]
     Kafka(String),
+    #[error("cannot load the secret key: {0}")]
+    SecretKey(#[from] crate::secrets::SecretError),
     #[error("cannot use Redis: {0}")]
     Redis(String),
     #[error("cannot bind {addr}: {source}")]
@@ -86,6 +88,10 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> Result<Application, StartError> {
         let core = Core::open(&config).await?;
+        let secrets = crate::secrets::SecretKey::load(
+            config.secret_key.as_ref().map(|s| s.expose()),
+            &config.data_dir,
+        )?;
         let auth = Authenticator::new(AuthConfig {
             scaikey_url: config.scaikey_url.clone(),
             jwt_issuer: config.jwt_issuer.clone(),
@@ -159,6 +165,7 @@ impl Application {
             blob,
             config,
             limiter,
+            secrets,
             #[cfg(feature = "kafka")]
             kafka,
             hub,

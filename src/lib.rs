@@ -16,5 +16,6 @@ pub mod notify;
 pub mod projector;
 pub mod ratelimit;
 pub mod relay;
+pub mod secrets;
 pub mod store;
 pub mod webhooks;

@@ -1,5 +1,6 @@
 //! Draining the notification outbox. Delivery goes to the log (target
-//! `scaidrive::mail`) until an SMTP relay is configured; a message is marked
+//! `scaidrive::mail`: recipient and subject, never the body, which can carry
+//! a one-time code) until an SMTP relay is configured; a message is marked
 //! sent only after delivery, so a crash resends rather than loses it.
 
 use std::time::Duration;
@@ -24,7 +25,8 @@ pub async fn drain(db: &Db) -> Result<usize, sqlx::Error> {
                 kind = %m.kind,
                 to = %m.recipient,
                 subject = %m.subject,
-                body = %m.body,
+                // Never the body: it can carry a one-time code.
+                body_bytes = m.body.len(),
                 "notification delivered"
             );
             outbox::mark(db, &m.id, None, Utc::now()).await?;

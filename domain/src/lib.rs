@@ -12,6 +12,7 @@ pub mod id;
 pub mod link;
 pub mod name;
 pub mod quota;
+pub mod secret;
 pub mod sharing;
 pub mod sync;
 pub mod tenancy;

@@ -161,7 +161,8 @@ pub fn entry_json(r: &AuditRow) -> Value {
         "user_agent": r.user_agent,
         "resource_type": r.resource_type,
         "resource_id": r.resource_id,
-        "details": r.details.0,
+        // Rows written before sealing existed may hold a secret in the clear.
+        "details": scaidrive_domain::secret::outward(&r.event_type, &r.details.0),
     })
 }
 
@@ -185,7 +186,7 @@ pub fn row_of(e: &RecordedEvent) -> AuditRow {
         user_agent: a.user_agent.clone(),
         resource_type: Some(c.resource_type.to_owned()),
         resource_id: e.stream_id.clone(),
-        details: Json(scaidrive_domain::event::redacted(&e.data)),
+        details: Json(scaidrive_domain::secret::outward(&e.event_type, &e.data)),
     }
 }
 
@@ -267,7 +268,10 @@ async fn insert(tx: &mut Tx, events: &[RecordedEvent]) -> Result<(), ProjectionE
                 .push_bind(a.user_agent.clone())
                 .push_bind(c.resource_type)
                 .push_bind(e.stream_id.clone())
-                .push_bind(Json(scaidrive_domain::event::redacted(&e.data)));
+                .push_bind(Json(scaidrive_domain::secret::outward(
+                    &e.event_type,
+                    &e.data,
+                )));
         },
         " ON CONFLICT (position) DO NOTHING"
     )?;

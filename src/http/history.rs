@@ -253,7 +253,8 @@ async fn history(
                     .unwrap_or_else(Utc::now),
                 At::Now => Utc::now(),
             };
-            let mut body = super::links::link_json_at(&l, "", when);
+            // History is an outward view: the token and short code never leave.
+            let mut body = super::links::link_json_at(&l, "", when, None);
             body["as_of"] = as_of(&events);
             body
         }

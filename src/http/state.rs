@@ -42,6 +42,8 @@ pub struct Services {
     pub auth: Authenticator,
     pub blob: BlobStore,
     pub limiter: crate::ratelimit::RateLimiter,
+    /// Seals and opens the secrets kept in the log.
+    pub secrets: crate::secrets::SecretKey,
     /// The configured Kafka cluster, for readiness.
     #[cfg(feature = "kafka")]
     pub kafka: Option<crate::relay::KafkaProbe>,

@@ -28,6 +28,7 @@ mod ratelimit;
 mod rebuild;
 mod s3;
 mod scaleout;
+mod secrets;
 mod sharing;
 mod sync;
 mod system;
