@@ -104,17 +104,25 @@ impl SecretKey {
                 std::fs::create_dir_all(data_dir).map_err(io)?;
                 let mut key = [0u8; 32];
                 OsRng.fill_bytes(&mut key);
+                // Written whole under a private name, then linked into place:
+                // processes starting together never read a half-written key,
+                // and the first link wins.
+                let mut nonce = [0u8; 8];
+                OsRng.fill_bytes(&mut nonce);
+                let tmp = data_dir.join(format!("{KEY_FILE}.{}", hex::encode(nonce)));
                 let mut opts = std::fs::OpenOptions::new();
                 opts.write(true).create_new(true);
                 #[cfg(unix)]
                 std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-                match opts.open(&path) {
-                    Ok(mut f) => {
-                        std::io::Write::write_all(&mut f, B64.encode(key).as_bytes())
-                            .map_err(io)?;
-                        Ok(Self::from_bytes(key))
-                    }
-                    // Another process created it first: use theirs.
+                let written = opts.open(&tmp).and_then(|mut f| {
+                    std::io::Write::write_all(&mut f, B64.encode(key).as_bytes())?;
+                    f.sync_all()
+                });
+                let linked = written.and_then(|()| std::fs::hard_link(&tmp, &path));
+                let _ = std::fs::remove_file(&tmp);
+                match linked {
+                    Ok(()) => Ok(Self::from_bytes(key)),
+                    // Another process linked its key first: use theirs.
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                         from_file(&std::fs::read_to_string(&path).map_err(io)?)
                     }
@@ -240,6 +248,23 @@ mod tests {
         assert!(SecretKey::from_base64(&text).is_ok());
         assert!(SecretKey::from_base64("c2hvcnQ=").is_err());
         assert!(SecretKey::from_base64("not base64!").is_err());
+    }
+
+    #[test]
+    fn processes_starting_together_share_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys: Vec<SecretKey> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| SecretKey::load(None, dir.path()).unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let sealed = keys[0].seal("shared");
+        for k in &keys {
+            assert_eq!(k.open(&sealed).unwrap(), "shared");
+        }
+        let files = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(files, 1, "no temporary key file is left behind");
     }
 
     #[test]
