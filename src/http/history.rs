@@ -131,7 +131,7 @@ fn as_of(events: &[RecordedEvent]) -> Value {
         HistoryQuery,
     ),
     responses(
-        (status = 200, description = "The resource then", body = doc::History),
+        (status = 200, description = "The resource then (a link's token, short code and URLs show as `[redacted]`)", body = doc::History),
         (status = 404, description = "No such resource, or it did not exist then"),
     ),
 )]
