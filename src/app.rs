@@ -43,6 +43,8 @@ pub enum StartError {
     Kafka(String),
     #[error("cannot send mail: {0}")]
     Mail(String),
+    #[error("cannot load the secret key: {0}")]
+    SecretKey(#[from] crate::secrets::SecretError),
     #[error("cannot use Redis: {0}")]
     Redis(String),
     #[error("cannot bind {addr}: {source}")]
@@ -89,6 +91,10 @@ impl Application {
     pub async fn build(config: Config) -> Result<Application, StartError> {
         crate::mail::check(&config).map_err(StartError::Mail)?;
         let core = Core::open(&config).await?;
+        let secrets = crate::secrets::SecretKey::load(
+            config.secret_key.as_ref().map(|s| s.expose()),
+            &config.data_dir,
+        )?;
         let auth = Authenticator::new(AuthConfig {
             scaikey_url: config.scaikey_url.clone(),
             jwt_issuer: config.jwt_issuer.clone(),
@@ -163,6 +169,7 @@ impl Application {
             blob,
             config,
             limiter,
+            secrets,
             #[cfg(feature = "kafka")]
             kafka,
             hub,

@@ -154,6 +154,13 @@ pub struct ServeArgs {
     /// processes serve the same database.
     #[arg(long, env = "SCAIDRIVE_LINK_SECRET", hide_env_values = true)]
     pub link_secret: Option<String>,
+    /// Server key (base64 of 32 bytes) that seals secrets kept in the log
+    /// (link tokens, password hashes, webhook secrets); default: a random
+    /// key kept in the data directory (`secret-key`). Set it when several
+    /// processes serve the same database, and back it up: sealed values
+    /// cannot be read without it.
+    #[arg(long, env = "SCAIDRIVE_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
     /// Most pending deliveries an outbound webhook may hold (beyond it the
     /// newest are dropped with a SECURITY event).
     #[arg(long, env = "SCAIDRIVE_WEBHOOK_QUEUE_MAX", default_value_t = 10_000)]
@@ -271,6 +278,8 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Overrides the data-directory key for link access tokens.
     pub link_secret: Option<String>,
+    /// Overrides the data-directory key that seals secrets in the log.
+    pub secret_key: Option<Secret>,
     /// Outbound webhook sender: queue bound, retry-delay divisor, poll period.
     pub webhooks: crate::webhooks::Settings,
     /// SMTP relay URL without its password (safe to show); `None` writes
@@ -331,6 +340,10 @@ impl From<ServeArgs> for Config {
                 .map(|u| u.trim_end_matches('/').to_owned())
                 .filter(|u| !u.is_empty()),
             link_secret: a.link_secret.filter(|s| !s.is_empty()),
+            secret_key: a
+                .secret_key
+                .filter(|s| !s.trim().is_empty())
+                .map(Secret::new),
             webhooks: crate::webhooks::Settings {
                 retry_scale: a.webhook_retry_scale.max(1),
                 queue_max: a.webhook_queue_max.max(1),
@@ -377,6 +390,7 @@ impl Config {
             trusted_proxies: Vec::new(),
             public_url: None,
             link_secret: None,
+            secret_key: None,
             webhooks: crate::webhooks::Settings {
                 retry_scale: 1,
                 queue_max: 10_000,

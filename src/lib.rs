@@ -17,5 +17,6 @@ pub mod metrics;
 pub mod projector;
 pub mod ratelimit;
 pub mod relay;
+pub mod secrets;
 pub mod store;
 pub mod webhooks;

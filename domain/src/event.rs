@@ -117,7 +117,8 @@ pub struct RecordedEvent {
 }
 
 impl RecordedEvent {
-    /// The public envelope (SPEC §4.10).
+    /// The public envelope (SPEC §4.10); secrets in the clear (events
+    /// written before sealing) are redacted, see [`crate::secret`].
     pub fn envelope(&self) -> Value {
         serde_json::json!({
             "event_id": EventId::from_uuid(self.event_id).to_string(),
@@ -131,7 +132,7 @@ impl RecordedEvent {
             "actor": self.metadata.actor,
             "correlation_id": self.metadata.correlation_id,
             "causation_id": self.metadata.causation_id,
-            "data": redacted(&self.data),
+            "data": crate::secret::outward(&self.event_type, &self.data),
             "hash": self.hash,
         })
     }
@@ -139,31 +140,6 @@ impl RecordedEvent {
     /// Decodes the payload into an aggregate's event type, upcasting old schemas.
     pub fn decode<E: DomainEvent>(&self) -> Result<E, serde_json::Error> {
         E::decode(&self.event_type, self.schema_version, self.data.clone())
-    }
-}
-
-/// Payload fields that stay in the log (the aggregates need them) but never
-/// leave it: readers of events, audit rows and the Kafka topic see a marker.
-/// A one-time code's hash is as good as the code (a million guesses).
-pub const SECRET_FIELDS: [&str; 3] = ["password_hash", "code_hash", "secret"];
-
-/// A payload with every [`SECRET_FIELDS`] value replaced, at any depth.
-pub fn redacted(data: &Value) -> Value {
-    match data {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| {
-                    let v = if SECRET_FIELDS.contains(&k.as_str()) && !v.is_null() {
-                        Value::String("[redacted]".into())
-                    } else {
-                        redacted(v)
-                    };
-                    (k.clone(), v)
-                })
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.iter().map(redacted).collect()),
-        other => other.clone(),
     }
 }
 

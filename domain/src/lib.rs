@@ -14,6 +14,7 @@ pub mod link;
 pub mod name;
 pub mod notification;
 pub mod quota;
+pub mod secret;
 pub mod sharing;
 pub mod sync;
 pub mod tenancy;

@@ -68,7 +68,8 @@ impl LinkResource {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LinkOptions {
-    /// PHC string of an argon2id hash; never the password.
+    /// PHC string of an argon2id hash, sealed under the server key
+    /// (events written before sealing hold it in the clear); never the password.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password_hash: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,
@@ -300,7 +301,7 @@ pub enum Credential {
     Unlock {
         password: PasswordCheck,
         email: Option<String>,
-        /// Hash of the one-time code the recipient typed (see [`code_hash`]).
+        /// Keyed digest of the one-time code the recipient typed (see [`code_message`]).
         code_hash: Option<String>,
     },
 }
@@ -316,17 +317,25 @@ pub struct AccessRequest {
     pub at: DateTime<Utc>,
 }
 
-/// The stored form of an emailed one-time code: hex SHA-256 over the link,
+/// What an emailed one-time code's stored digest is computed over: the link,
 /// the address and the code, so a code is only good for its link and address.
+/// The service stores a keyed digest of it (a plain hash of a six-digit code
+/// falls to a million guesses).
+pub fn code_message(link_id: LinkId, email: &str, code: &str) -> String {
+    format!(
+        "{link_id}\n{}\n{}",
+        email.trim().to_lowercase(),
+        code.trim()
+    )
+}
+
+/// The unkeyed digest events written before keyed digests held (hex SHA-256
+/// of [`code_message`]); kept for tests of old logs.
 pub fn code_hash(link_id: LinkId, email: &str, code: &str) -> String {
     use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update(link_id.to_string().as_bytes());
-    h.update(b"\n");
-    h.update(email.trim().to_lowercase().as_bytes());
-    h.update(b"\n");
-    h.update(code.trim().as_bytes());
-    hex::encode(h.finalize())
+    hex::encode(Sha256::digest(
+        code_message(link_id, email, code).as_bytes(),
+    ))
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -345,7 +354,9 @@ pub struct Link {
     pub resource_type: Option<LinkResource>,
     pub resource_id: String,
     pub link_type: Option<LinkType>,
+    /// Sealed under the server key (plaintext in events written before sealing).
     pub token: String,
+    /// Sealed like `token`.
     pub short_code: String,
     /// Bumped by regeneration; link access tokens carry it, so regenerating
     /// ends every unlocked session.

@@ -192,7 +192,8 @@ pub fn entry_json(r: &AuditRow) -> Value {
         "user_agent": r.user_agent,
         "resource_type": r.resource_type,
         "resource_id": r.resource_id,
-        "details": r.details.0,
+        // Rows written before sealing existed may hold a secret in the clear.
+        "details": scaidrive_domain::secret::outward(&r.event_type, &r.details.0),
     })
 }
 
@@ -217,7 +218,7 @@ pub fn row_of(e: &RecordedEvent) -> AuditRow {
         user_agent: a.user_agent.clone(),
         resource_type: Some(resource_type),
         resource_id,
-        details: Json(scaidrive_domain::event::redacted(&e.data)),
+        details: Json(scaidrive_domain::secret::outward(&e.event_type, &e.data)),
     }
 }
 
@@ -300,7 +301,7 @@ async fn insert(tx: &mut Tx, events: &[RecordedEvent]) -> Result<(), ProjectionE
                 .push_bind(a.user_agent.clone())
                 .push_bind(resource_type)
                 .push_bind(resource_id)
-                .push_bind(Json(scaidrive_domain::event::redacted(&e.data)));
+                .push_bind(Json(scaidrive_domain::secret::outward(&e.event_type, &e.data)));
         },
         " ON CONFLICT (position) DO NOTHING"
     )?;

@@ -172,16 +172,23 @@ async fn notify_owner(
     ip: Option<String>,
     email: Option<String>,
 ) -> Result<(), sqlx::Error> {
-    let Some((options, short_code)) = tx_fetch_optional!(
+    let Some((options,)) = tx_fetch_optional!(
         tx,
-        (Json<Value>, String),
-        "SELECT options, short_code FROM rm_links WHERE id = $1",
+        (Json<Value>,),
+        "SELECT options FROM rm_links WHERE id = $1",
         link_id
     )?
     else {
         return Ok(());
     };
     let o = &options.0;
+    // Named by its custom name or id: the short code is a capability, sealed
+    // in the log, and mail is no place for it.
+    let name = o
+        .get("custom_name")
+        .and_then(Value::as_str)
+        .map(|n| format!("\"{n}\""))
+        .unwrap_or_else(|| link_id.to_owned());
     let flag = match action {
         AccessAction::Landing => "notify_on_access",
         AccessAction::Download => "notify_on_download",
@@ -201,9 +208,9 @@ async fn notify_owner(
     };
     let who = email.unwrap_or_else(|| "someone".into());
     let from = ip.unwrap_or_else(|| "an unknown address".into());
-    let subject = format!("Your link {short_code} was {what}");
+    let subject = format!("Your link {name} was {what}");
     let body = format!(
-        "{who} {what} your link {short_code} from {from} at {}.",
+        "{who} {what} your link {name} from {from} at {}.",
         event.metadata.occurred_at.to_rfc3339()
     );
     let event_id = scaidrive_domain::id::EventId::from_uuid(event.event_id).to_string();
@@ -247,7 +254,10 @@ pub struct LinkRow {
     pub resource_type: String,
     pub resource_id: String,
     pub link_type: String,
+    /// As the log holds it: sealed under the server key (plaintext for links
+    /// created before sealing).
     pub token: String,
+    /// Sealed like `token`.
     pub short_code: String,
     pub revoked: bool,
     pub disabled: bool,

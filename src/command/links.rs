@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::drive::{create_file_in, Target};
 use super::{CommandBus, CommandContext, CommandError, Committed};
+use crate::secrets::SecretKey;
 
 /// Claim scope that keeps link tokens unique.
 pub const TOKEN_SCOPE: &str = "link-token";
@@ -50,18 +51,20 @@ pub fn is_short_code(s: &str) -> bool {
 const CLAIM_ATTEMPTS: usize = 5;
 
 /// Creates a link; `make` builds the create command from a fresh token and
-/// short code (drawn again if either is taken).
+/// short code (drawn again if either is taken). The claims hold them in the
+/// clear (recipients are found by them); the command gets them sealed.
 pub async fn create_link(
     bus: &CommandBus,
     ctx: &CommandContext,
     link_id: LinkId,
+    secrets: &SecretKey,
     make: impl Fn(String, String) -> LinkCommand,
 ) -> Result<Committed, CommandError> {
     let stream = link_id.to_string();
     let mut last = None;
     for _ in 0..CLAIM_ATTEMPTS {
         let (token, code) = (new_token(), new_short_code());
-        let cmd = make(token.clone(), code.clone());
+        let cmd = make(secrets.seal(&token), secrets.seal(&code));
         let result = bus
             .retrying(|| async {
                 let mut uow = bus.begin(ctx);
@@ -91,17 +94,24 @@ pub async fn regenerate_link(
     ctx: &CommandContext,
     link_id: LinkId,
     by: UserId,
+    secrets: &SecretKey,
 ) -> Result<(Link, Committed), CommandError> {
     let stream = link_id.to_string();
     for _ in 0..CLAIM_ATTEMPTS {
         let (token, code) = (new_token(), new_short_code());
+        let (sealed_token, sealed_code) = (secrets.seal(&token), secrets.seal(&code));
         let result = bus
             .retrying(|| async {
                 let mut uow = bus.begin(ctx);
                 let link = uow.load::<Link>(&stream).await?;
-                let events = link.state.decide(&LinkCommand::Regenerate {
-                    token: token.clone(),
-                    short_code: code.clone(),
+                // The released token and code go into the event: sealed,
+                // even when the link is older than sealing.
+                let mut current = link.state.clone();
+                current.token = secrets.reseal(&current.token);
+                current.short_code = secrets.reseal(&current.short_code);
+                let events = current.decide(&LinkCommand::Regenerate {
+                    token: sealed_token.clone(),
+                    short_code: sealed_code.clone(),
                     by,
                     at: ctx.now,
                 })?;
@@ -109,8 +119,12 @@ pub async fn regenerate_link(
                 for e in &events {
                     state.evolve(e);
                 }
-                uow.release(TOKEN_SCOPE, link.state.token.clone(), stream.clone());
-                uow.release(CODE_SCOPE, link.state.short_code.clone(), stream.clone());
+                let (old_token, old_code) = (
+                    open_claim(secrets, &stream, &link.state.token)?,
+                    open_claim(secrets, &stream, &link.state.short_code)?,
+                );
+                uow.release(TOKEN_SCOPE, old_token, stream.clone());
+                uow.release(CODE_SCOPE, old_code, stream.clone());
                 uow.claim(TOKEN_SCOPE, token.clone(), stream.clone());
                 uow.claim(CODE_SCOPE, code.clone(), stream.clone());
                 uow.emit::<Link>(&stream, &events)?;
@@ -123,6 +137,14 @@ pub async fn regenerate_link(
         }
     }
     Err(DomainError::InvalidTransition("could not draw a unique link token".into()).into())
+}
+
+/// The claim key behind a sealed token or short code.
+fn open_claim(secrets: &SecretKey, stream: &str, stored: &str) -> Result<String, CommandError> {
+    secrets.open(stored).map_err(|e| CommandError::Corrupt {
+        stream: stream.to_owned(),
+        message: e.to_string(),
+    })
 }
 
 /// An owner change (update, disable, revoke) on one link.

@@ -131,7 +131,7 @@ fn as_of(events: &[RecordedEvent]) -> Value {
         HistoryQuery,
     ),
     responses(
-        (status = 200, description = "The resource then", body = doc::History),
+        (status = 200, description = "The resource then (a link's token, short code and URLs show as `[redacted]`)", body = doc::History),
         (status = 404, description = "No such resource, or it did not exist then"),
     ),
 )]
@@ -253,7 +253,8 @@ async fn history(
                     .unwrap_or_else(Utc::now),
                 At::Now => Utc::now(),
             };
-            let mut body = super::links::link_json_at(&l, "", when);
+            // History is an outward view: the token and short code never leave.
+            let mut body = super::links::link_json_at(&l, "", when, None);
             body["as_of"] = as_of(&events);
             body
         }

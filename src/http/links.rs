@@ -32,6 +32,8 @@ use super::public_links::hash_password;
 use super::state::AppState;
 use super::{ts, Positioned};
 use crate::command::links as cmd;
+use crate::secrets::SecretKey;
+use scaidrive_domain::secret::REDACTED;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -254,12 +256,13 @@ impl OptionFields {
         }
     }
 
-    /// Hashes a new password off the async threads (argon2 is slow on purpose).
-    async fn password_hash(&self) -> ApiResult<Option<Option<String>>> {
+    /// Hashes a new password off the async threads (argon2 is slow on
+    /// purpose) and seals the hash: the log never holds it in the clear.
+    async fn password_hash(&self, secrets: &SecretKey) -> ApiResult<Option<Option<String>>> {
         match &self.password {
             None => Ok(None),
             Some(None) => Ok(Some(None)),
-            Some(Some(p)) => Ok(Some(Some(hash_password(p.clone()).await?))),
+            Some(Some(p)) => Ok(Some(Some(secrets.seal(&hash_password(p.clone()).await?)))),
         }
     }
 }
@@ -350,8 +353,8 @@ struct View<'a> {
     resource_type: &'a str,
     resource_id: &'a str,
     link_type: &'a str,
-    token: &'a str,
-    short_code: &'a str,
+    /// Opened token and short code; `None` in outward views (history).
+    secret: Option<(String, String)>,
     status: &'a str,
     password_required: bool,
     download_count: i64,
@@ -365,6 +368,18 @@ struct View<'a> {
 fn render(v: View<'_>, base: &str) -> Value {
     let o = &v.options;
     let field = |k: &str| o.get(k).cloned().unwrap_or(Value::Null);
+    let (token, short_code, url, short_url) = match &v.secret {
+        Some((t, c)) => (
+            t.clone(),
+            c.clone(),
+            format!("{base}/api/v1/public/links/{t}"),
+            format!("{base}/api/v1/public/s/{c}"),
+        ),
+        None => {
+            let r = || REDACTED.to_owned();
+            (r(), r(), r(), r())
+        }
+    };
     json!({
         "id": v.id,
         "tenant_id": v.tenant_id,
@@ -372,10 +387,10 @@ fn render(v: View<'_>, base: &str) -> Value {
         "resource_type": v.resource_type,
         "resource_id": v.resource_id,
         "link_type": v.link_type,
-        "token": v.token,
-        "short_code": v.short_code,
-        "url": format!("{base}/api/v1/public/links/{}", v.token),
-        "short_url": format!("{base}/api/v1/public/s/{}", v.short_code),
+        "token": token,
+        "short_code": short_code,
+        "url": url,
+        "short_url": short_url,
         "status": v.status,
         "is_active": v.status == "active",
         "password_required": v.password_required,
@@ -406,13 +421,29 @@ fn render(v: View<'_>, base: &str) -> Value {
     })
 }
 
-/// A link as the owner sees it (never the password hash).
-pub(crate) fn link_json(l: &Link, base: &str) -> Value {
-    link_json_at(l, base, Utc::now())
+/// A link as the owner sees it, token and short code opened (never the
+/// password hash).
+pub(crate) fn link_json(state: &AppState, l: &Link, base: &str) -> ApiResult<Value> {
+    let secret = (
+        opened(&state.secrets, &l.token)?,
+        opened(&state.secrets, &l.short_code)?,
+    );
+    Ok(link_json_at(l, base, Utc::now(), Some(secret)))
 }
 
-/// A link with its status as of `now` (history shows past states).
-pub(crate) fn link_json_at(l: &Link, base: &str, now: DateTime<Utc>) -> Value {
+/// The plaintext of a sealed token or short code.
+fn opened(secrets: &SecretKey, stored: &str) -> ApiResult<String> {
+    secrets.open(stored).map_err(ApiError::internal)
+}
+
+/// A link with its status as of `now` (history shows past states); without
+/// `secret` the token, short code and URLs show as redacted.
+pub(crate) fn link_json_at(
+    l: &Link,
+    base: &str,
+    now: DateTime<Utc>,
+    secret: Option<(String, String)>,
+) -> Value {
     let mut options = serde_json::to_value(&l.options).unwrap_or(Value::Null);
     if let Value::Object(m) = &mut options {
         m.remove("password_hash");
@@ -425,8 +456,7 @@ pub(crate) fn link_json_at(l: &Link, base: &str, now: DateTime<Utc>) -> Value {
             resource_type: l.resource_type.map(|r| r.as_str()).unwrap_or_default(),
             resource_id: &l.resource_id,
             link_type: l.link_type.map(|t| t.as_str()).unwrap_or_default(),
-            token: &l.token,
-            short_code: &l.short_code,
+            secret,
             status: l.status(now),
             password_required: l.password_required(),
             download_count: l.download_count as i64,
@@ -440,7 +470,7 @@ pub(crate) fn link_json_at(l: &Link, base: &str, now: DateTime<Utc>) -> Value {
     )
 }
 
-fn row_json(r: &LinkRow, base: &str, now: DateTime<Utc>) -> Value {
+fn row_json(secrets: &SecretKey, r: &LinkRow, base: &str, now: DateTime<Utc>) -> ApiResult<Value> {
     let status = if r.revoked {
         "revoked"
     } else if r.disabled {
@@ -450,7 +480,8 @@ fn row_json(r: &LinkRow, base: &str, now: DateTime<Utc>) -> Value {
     } else {
         "active"
     };
-    render(
+    let secret = Some((opened(secrets, &r.token)?, opened(secrets, &r.short_code)?));
+    Ok(render(
         View {
             id: r.id.clone(),
             tenant_id: r.tenant_id.clone(),
@@ -458,8 +489,7 @@ fn row_json(r: &LinkRow, base: &str, now: DateTime<Utc>) -> Value {
             resource_type: &r.resource_type,
             resource_id: &r.resource_id,
             link_type: &r.link_type,
-            token: &r.token,
-            short_code: &r.short_code,
+            secret,
             status,
             password_required: r.options.0["password_required"].as_bool().unwrap_or(false),
             download_count: r.download_count,
@@ -470,7 +500,7 @@ fn row_json(r: &LinkRow, base: &str, now: DateTime<Utc>) -> Value {
             last_access_at: r.last_access_at,
         },
         base,
-    )
+    ))
 }
 
 /// The tenant's sharing policy, from its own stream (exact).
@@ -577,11 +607,15 @@ async fn create(
         allow_preview: true,
         ..LinkOptions::default()
     };
-    let hash = body.options.password_hash().await?;
+    let hash = body.options.password_hash(&state.secrets).await?;
     body.options.apply(&mut options, hash, ctx.now);
     let link_id = LinkId::from_uuid(Uuid::now_v7());
-    let committed = cmd::create_link(&state.bus, &ctx, link_id, |token, short_code| {
-        LinkCommand::Create {
+    let committed = cmd::create_link(
+        &state.bus,
+        &ctx,
+        link_id,
+        &state.secrets,
+        |token, short_code| LinkCommand::Create {
             link_id,
             tenant_id: p.tenant_id,
             share_id: body.share_id,
@@ -594,8 +628,8 @@ async fn create(
             policy: policy.clone(),
             by: p.user_id,
             at: ctx.now,
-        }
-    })
+        },
+    )
     .await?;
     state.caught_up_to(&committed).await;
     let link = state.bus.load::<Link>(&link_id.to_string()).await?.state;
@@ -603,7 +637,7 @@ async fn create(
         committed.position,
         (
             StatusCode::CREATED,
-            Json(link_json(&link, &public_base(&state, &headers))),
+            Json(link_json(&state, &link, &public_base(&state, &headers))?),
         ),
     ))
 }
@@ -662,7 +696,10 @@ async fn list(
     )
     .await?;
     let base = public_base(&state, &headers);
-    let links: Vec<Value> = rows.iter().map(|r| row_json(r, &base, now)).collect();
+    let links = rows
+        .iter()
+        .map(|r| row_json(&state.secrets, r, &base, now))
+        .collect::<ApiResult<Vec<Value>>>()?;
     Ok(Json(json!({ "links": links, "total": total })))
 }
 
@@ -713,7 +750,11 @@ async fn read(
 ) -> ApiResult<Json<Value>> {
     require_read(&p)?;
     let link = manageable(&state, &p, &id).await?;
-    Ok(Json(link_json(&link, &public_base(&state, &headers))))
+    Ok(Json(link_json(
+        &state,
+        &link,
+        &public_base(&state, &headers),
+    )?))
 }
 
 /// A link's options; its resource and type cannot change (422).
@@ -808,7 +849,7 @@ async fn update(
     }
     let policy = policy(&state, &p).await?;
     let ctx = p.context();
-    let hash = body.options.password_hash().await?;
+    let hash = body.options.password_hash(&state.secrets).await?;
     let enabled = match (body.status.as_deref(), body.is_active) {
         (Some("disabled"), _) => Some(false),
         (Some(_), _) => Some(true),
@@ -822,6 +863,8 @@ async fn update(
             // Merged on the state being decided on, so concurrent patches of
             // different fields both survive.
             let mut options = l.state.options.clone();
+            // A hash from before sealing is sealed as it moves into a new event.
+            options.password_hash = options.password_hash.map(|h| state.secrets.reseal(&h));
             fields.apply(&mut options, hash.clone(), ctx.now);
             l.state.decide(&LinkCommand::Update {
                 options,
@@ -837,7 +880,7 @@ async fn update(
     let link = state.bus.load::<Link>(&link_id.to_string()).await?.state;
     Ok(Positioned(
         committed.position,
-        Json(link_json(&link, &public_base(&state, &headers))),
+        Json(link_json(&state, &link, &public_base(&state, &headers))?),
     ))
 }
 
@@ -884,11 +927,12 @@ async fn regenerate(
     manageable(&state, &p, &id).await?;
     let link_id: LinkId = path_id(&id, "link")?;
     let ctx = p.context();
-    let (link, committed) = cmd::regenerate_link(&state.bus, &ctx, link_id, p.user_id).await?;
+    let (link, committed) =
+        cmd::regenerate_link(&state.bus, &ctx, link_id, p.user_id, &state.secrets).await?;
     state.caught_up_to(&committed).await;
     Ok(Positioned(
         committed.position,
-        Json(link_json(&link, &public_base(&state, &headers))),
+        Json(link_json(&state, &link, &public_base(&state, &headers))?),
     ))
 }
 

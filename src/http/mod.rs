@@ -190,7 +190,7 @@ async fn around_request(State(state): State<AppState>, mut req: Request, next: N
     state.caught_up(wait_for).await;
 
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    let path = loggable_path(req.uri().path());
     let started = std::time::Instant::now();
     let mut resp = match tokio::time::timeout(state.config.request_timeout, next.run(req)).await {
         Ok(r) => r,
@@ -229,6 +229,18 @@ async fn around_request(State(state): State<AppState>, mut req: Request, next: N
         tracing::debug!(%method, %path, status = status.as_u16(), elapsed_ms, request_id, "request");
     }
     with_request_id(resp, &request_id)
+}
+
+/// A request path for the log: a public link's token or short code is a
+/// capability and never written there.
+fn loggable_path(path: &str) -> String {
+    for prefix in ["/api/v1/public/links/", "/api/v1/public/s/"] {
+        if let Some(rest) = path.strip_prefix(prefix) {
+            let tail = rest.find('/').map(|i| &rest[i..]).unwrap_or("");
+            return format!("{prefix}{}{tail}", scaidrive_domain::secret::REDACTED);
+        }
+    }
+    path.to_owned()
 }
 
 fn with_request_id(mut resp: Response, id: &str) -> Response {

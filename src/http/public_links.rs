@@ -26,7 +26,7 @@ use scaidrive_domain::drive::chunking::DEFAULT_CHUNK_SIZE;
 use scaidrive_domain::drive::file::{Content, File};
 use scaidrive_domain::id::{FileId, FolderId, LinkId, ShareId, TenantId, VersionId};
 use scaidrive_domain::link::{
-    code_hash, extension_of, looks_like_email, AccessAction, AccessOutcome, AccessRequest,
+    code_message, extension_of, looks_like_email, AccessAction, AccessOutcome, AccessRequest,
     Credential, IssuedCode, Link, LinkResource, PasswordCheck, EMAIL_CODE_MINUTES,
 };
 use scaidrive_domain::tenancy::Tenant;
@@ -84,6 +84,13 @@ pub(crate) async fn hash_password(password: String) -> ApiResult<String> {
     })
     .await
     .map_err(ApiError::internal)?
+}
+
+/// The keyed digest of an emailed one-time code, as the log keeps it.
+fn email_code_digest(state: &AppState, link: LinkId, email: &str, code: &str) -> String {
+    state
+        .secrets
+        .digest("link-email-code", &code_message(link, email, code))
 }
 
 /// Checks a password against a stored hash; argon2's comparison is
@@ -259,7 +266,7 @@ async fn find(state: &AppState, scope: &str, key: &str) -> ApiResult<(LinkId, Li
     } else {
         &link.short_code
     };
-    if link.id.is_none() || current != key {
+    if link.id.is_none() || state.secrets.open(current).map_err(ApiError::internal)? != key {
         return Err(not_found());
     }
     Ok((id, link))
@@ -445,7 +452,11 @@ async fn show_landing(state: &AppState, v: Visit, with_token: bool) -> ApiResult
     };
     let mut body = landing_json(state, &v, name, size, mime);
     if with_token {
-        body["token"] = Value::from(v.link.token.clone());
+        let token = state
+            .secrets
+            .open(&v.link.token)
+            .map_err(ApiError::internal)?;
+        body["token"] = Value::from(token);
     }
     Ok(Json(body))
 }
@@ -543,7 +554,7 @@ async fn email_code(
     let email = body.email.trim().to_lowercase();
     let code = format!("{:06}", OsRng.gen_range(0..1_000_000u32));
     let issued = IssuedCode {
-        code_hash: code_hash(v.id, &email, &code),
+        code_hash: email_code_digest(&state, v.id, &email, &code),
         expires_at: v.ctx.now + Duration::minutes(EMAIL_CODE_MINUTES),
     };
     let mut request = v.request(AccessAction::EmailCode);
@@ -656,7 +667,7 @@ async fn unlock(
         .map(|e| e.trim().to_lowercase())
         .filter(|e| !e.is_empty());
     let code_hash = match (&email, &body.code) {
-        (Some(e), Some(c)) => Some(code_hash(v.id, e, c)),
+        (Some(e), Some(c)) => Some(email_code_digest(&state, v.id, e, c)),
         _ => None,
     };
     let mut request = AccessRequest {
@@ -674,7 +685,8 @@ async fn unlock(
     // throttled or refused caller cannot make the server hash for free.
     if let (Some(hash), Some(pw)) = (&v.link.options.password_hash, &body.password) {
         if v.link.evaluate(&request) == AccessOutcome::PasswordRequired {
-            let ok = verify_password(hash.clone(), pw.clone()).await?;
+            let hash = state.secrets.open(hash).map_err(ApiError::internal)?;
+            let ok = verify_password(hash, pw.clone()).await?;
             request.credential = Credential::Unlock {
                 password: if ok {
                     PasswordCheck::Correct

@@ -44,6 +44,8 @@ pub struct Services {
     pub limiter: crate::ratelimit::RateLimiter,
     /// How often refusals and content reads reach the access log.
     pub access_log: crate::access_log::AccessLog,
+    /// Seals and opens the secrets kept in the log.
+    pub secrets: crate::secrets::SecretKey,
     /// The configured Kafka cluster, for readiness.
     #[cfg(feature = "kafka")]
     pub kafka: Option<crate::relay::KafkaProbe>,

@@ -195,13 +195,14 @@ async fn create(
     p.require_tenant_admin()?;
     let ctx = p.context();
     let id = WebhookId::from_uuid(Uuid::now_v7());
+    webhook::checked_secret(&body.secret)?;
     let cmd = WebhookCommand::Create {
         webhook_id: id,
         tenant_id: p.tenant_id,
         name: body.name,
         url: body.url,
         categories: body.categories,
-        secret: body.secret,
+        secret: state.secrets.seal(&body.secret),
         headers: body.headers,
         status: body.status,
         at: ctx.now,
@@ -258,11 +259,14 @@ async fn patch(
     p.require_tenant_admin()?;
     let (id, _) = tenant_webhook(&state, &p, &webhook_id).await?;
     let ctx = p.context();
+    if let Some(s) = &body.secret {
+        webhook::checked_secret(s)?;
+    }
     let cmd = WebhookCommand::Update {
         name: body.name,
         url: body.url,
         categories: body.categories,
-        secret: body.secret,
+        secret: body.secret.map(|s| state.secrets.seal(&s)),
         headers: body.headers,
         status: body.status,
         at: ctx.now,

@@ -183,7 +183,7 @@ impl Relay {
         let mut pending = Vec::with_capacity(batch.len());
         let mut refused = None;
         for e in batch {
-            let value = e.envelope().to_string();
+            let value = super::value(e);
             let mut headers = OwnedHeaders::new();
             for (key, v) in super::headers(e) {
                 headers = headers.insert(Header {

@@ -102,6 +102,21 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     }
 }
 
+/// A queued body as it may leave: entries queued before secrets were sealed
+/// in the log may hold one in the clear in `details`.
+pub fn outward_body(payload: &str) -> String {
+    let Ok(mut entry) = serde_json::from_str::<serde_json::Value>(payload) else {
+        return payload.to_owned();
+    };
+    let event_type = entry["event_type"].as_str().unwrap_or_default().to_owned();
+    let details = &entry["details"];
+    if !scaidrive_domain::secret::needs_redaction(&event_type, details) {
+        return payload.to_owned();
+    }
+    entry["details"] = scaidrive_domain::secret::outward(&event_type, details);
+    entry.to_string()
+}
+
 /// When the retry after failed attempt number `attempts` (1-based) is due;
 /// `None` once the schedule is used up.
 pub fn next_attempt(attempts: i32, now: DateTime<Utc>, scale: u32) -> Option<DateTime<Utc>> {
@@ -152,7 +167,8 @@ impl Sender {
     }
 
     async fn attempt(&self, d: &DueDelivery) -> Result<(), sqlx::Error> {
-        let body = d.payload.as_bytes().to_vec();
+        let body = outward_body(&d.payload).into_bytes();
+        let secret = self.state.secrets.open(&d.secret);
         let headers: BTreeMap<String, String> =
             serde_json::from_str(&d.headers).unwrap_or_default();
         let mut req = self.client.post(&d.url);
@@ -163,11 +179,16 @@ impl Sender {
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("X-ScaiDrive-Event", d.action.as_str())
             .header("X-ScaiDrive-Delivery-Id", d.id.as_str())
-            .header("X-ScaiDrive-Signature", signature(&d.secret, &body))
+            .header(
+                "X-ScaiDrive-Signature",
+                signature(secret.as_deref().unwrap_or_default(), &body),
+            )
             .body(body);
         let at = Utc::now();
         let started = std::time::Instant::now();
-        let guard = if self.settings.allow_private {
+        let guard = if let Err(e) = &secret {
+            Err(format!("cannot open the webhook's secret: {e}"))
+        } else if self.settings.allow_private {
             Ok(())
         } else {
             destination_allowed(&d.url).await

@@ -1084,7 +1084,8 @@ async fn owners_are_notified_of_downloads_when_they_ask() {
     };
     assert_eq!(mail.len(), 1, "only the link that asked notifies");
     assert_eq!(mail[0].kind, "link-activity");
-    assert!(mail[0]
+    assert!(mail[0].subject.contains(link["id"].as_str().unwrap()));
+    assert!(!mail[0]
         .subject
         .contains(link["short_code"].as_str().unwrap()));
 }

@@ -34,6 +34,7 @@ mod retention;
 mod s3;
 mod scaleout;
 mod shapes;
+mod secrets;
 mod sharing;
 mod sync;
 mod system;
