@@ -1923,6 +1923,9 @@ pub struct WebhookApplied {
 pub struct ScaiKeyDelivery {
     /// `user.created|updated|deleted`, `group.created|updated|deleted`,
     /// `group.member_added|member_removed` (alias `type`).
+    #[schema(
+        pattern = "^(user\\.(created|updated|deleted)|group\\.(created|updated|deleted|member_added|member_removed))$"
+    )]
     pub event: String,
     #[schema(min_length = 1, max_length = 255)]
     pub tenant_id: String,

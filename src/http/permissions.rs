@@ -383,6 +383,7 @@ struct AddEntry {
     #[schema(value_type = doc::AclPrincipalType)]
     principal_type: PrincipalType,
     /// `usr_`/`grp_` id of the caller's tenant; empty or absent for `everyone`.
+    #[schema(pattern = "^$|^(usr_|grp_)[0-7OoIiLl][0-9A-TV-Za-tv-z]{25}$")]
     principal_id: Option<String>,
     #[schema(value_type = Vec<doc::PermissionDoc>, min_items = 1)]
     permissions: Vec<String>,
@@ -525,6 +526,8 @@ async fn add_entry(
 struct RemoveEntry {
     #[schema(value_type = doc::AclPrincipalType)]
     principal_type: PrincipalType,
+    /// `usr_`/`grp_` id; empty or absent for `everyone`.
+    #[schema(pattern = "^$|^(usr_|grp_)[0-7OoIiLl][0-9A-TV-Za-tv-z]{25}$")]
     principal_id: Option<String>,
     #[schema(value_type = doc::AceTypeDoc)]
     ace_type: AceType,
