@@ -606,7 +606,7 @@ def coverage(fixtures_path: str, *paths: str) -> int:
                     if op_key(*label.split(" ", 1)) in documented:
                         calls[label][status] += 1
     bad = []
-    print(f"{'operation':60} {'calls':>6}  2xx  3xx  4xx  5xx  404  429")
+    print(f"{'operation':66} {'calls':>6}  2xx  3xx  4xx  5xx  404  429")
     for label in sorted(calls, key=lambda l: (l.split(" ", 1)[1], l)):
         st = calls[label]
         n = sum(st.values())
@@ -621,7 +621,7 @@ def coverage(fixtures_path: str, *paths: str) -> int:
             else:
                 flag = "  <-- mostly 404/429"
                 bad.append(label)
-        print(f"{label:60} {n:6} {cls[2]:4} {cls[3]:4} {cls[4]:4} {cls[5]:4} {st[404]:4} {st[429]:4}{flag}")
+        print(f"{label:66} {n:6} {cls[2]:4} {cls[3]:4} {cls[4]:4} {cls[5]:4} {st[404]:4} {st[429]:4}{flag}")
     print(f"{len(calls)} operations, {sum(sum(s.values()) for s in calls.values())} calls")
     if bad:
         print(f"{len(bad)} operations answered mostly 404/429: " + ", ".join(bad))
