@@ -399,15 +399,13 @@ def _fixed(key: str, name: str, params: dict) -> str | None:
         return fx["member"]
     if name == "partner_id":
         return ids["prt"]
-    if name in ("device_id",):
+    if name == "device_id":
         return fx["device"]
     if name == "delivery_id":
         return fx["delivery"]
-    if name == "n":
-        return None
     if name in ("token", "short_code"):
         kind = "upload" if key.endswith("/upload") else "folder" if key.endswith("/children") else "file"
-        return fx["links"][kind][name] if name in fx["links"][kind] else None
+        return fx["links"][kind].get(name)
     return None
 
 

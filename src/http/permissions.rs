@@ -652,7 +652,7 @@ impl Validate for Transfer {
 
 /// Transfers a share's ownership (its owner or a tenant admin).
 #[utoipa::path(post, path = "/permissions/ownership/{resource_type}/{id}/transfer",
-    request_body = Transfer, params(("resource_type" = inline(doc::ResourceTypeDoc), Path), ("id" = inline(doc::ResourceId), Path, description = "The resource's id (its prefix matches resource_type)")),
+    request_body = Transfer, params(("resource_type" = String, Path, pattern = "^share$", description = "Only shares change owner (other types: 400)"), ("id" = inline(doc::ShareId), Path, description = "The share's id")),
     responses(
         (status = 200, description = "The share with its new owner", body = doc::Share),
         (status = 409, description = "Already the owner"),
