@@ -215,19 +215,20 @@ fn finish_operation(path: &str, method: &str, op: &mut Operation, has_path_param
     let handler = op.operation_id.clone().unwrap_or_else(|| method.to_owned());
     op.operation_id = Some(format!("{module}_{handler}"));
 
-    // `security(())` marks a public operation; everything else is bearer.
-    let public = op
-        .security
-        .as_ref()
-        .is_some_and(|s| s.iter().all(is_empty_requirement));
-    if public {
-        op.security = None;
+    // `security(())` marks a public operation, `security((), ("bearer" = []))`
+    // one where the bearer token is optional (a link's access token);
+    // everything else is bearer.
+    let requirements = op.security.as_deref().unwrap_or_default();
+    let public = !requirements.is_empty() && requirements.iter().all(is_empty_requirement);
+    let optional = !public && requirements.iter().any(is_empty_requirement);
+    let bearer = SecurityRequirement::new("bearer", Vec::<String>::new());
+    op.security = if public {
+        None
+    } else if optional {
+        Some(vec![SecurityRequirement::default(), bearer])
     } else {
-        op.security = Some(vec![SecurityRequirement::new(
-            "bearer",
-            Vec::<String>::new(),
-        )]);
-    }
+        Some(vec![bearer])
+    };
 
     let json_body = op
         .request_body
@@ -1989,6 +1990,9 @@ pub struct WebhookApplied {
 pub struct ScaiKeyDelivery {
     /// `user.created|updated|deleted`, `group.created|updated|deleted`,
     /// `group.member_added|member_removed` (alias `type`).
+    #[schema(
+        pattern = "^(user\\.(created|updated|deleted)|group\\.(created|updated|deleted|member_added|member_removed))$"
+    )]
     pub event: String,
     #[schema(min_length = 1, max_length = 255)]
     pub tenant_id: String,

@@ -409,6 +409,7 @@ struct AddEntry {
     principal_type: PrincipalType,
     /// `usr_`/`grp_` id of the caller's tenant; for `everyone`, `"everyone"`,
     /// null, empty or absent.
+    #[schema(pattern = "^$|^everyone$|^(usr_|grp_)[0-7OoIiLl][0-9A-TV-Za-tv-z]{25}$")]
     principal_id: Option<String>,
     #[schema(value_type = Vec<doc::PermissionDoc>, min_items = 1)]
     permissions: Vec<String>,
@@ -552,6 +553,7 @@ struct RemoveEntry {
     #[schema(value_type = doc::AclPrincipalType)]
     principal_type: PrincipalType,
     /// As when adding: for `everyone`, `"everyone"`, null, empty or absent.
+    #[schema(pattern = "^$|^everyone$|^(usr_|grp_)[0-7OoIiLl][0-9A-TV-Za-tv-z]{25}$")]
     principal_id: Option<String>,
     #[schema(value_type = doc::AceTypeDoc)]
     ace_type: AceType,

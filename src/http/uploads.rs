@@ -61,9 +61,15 @@ struct StartUpload {
     /// A power of two, 64 KiB–4 MiB; default 4 MiB.
     #[schema(minimum = 65536, maximum = 4194304)]
     chunk_size: Option<u64>,
-    #[schema(min_length = 1, max_length = 255)]
+    /// A media type (`type/subtype`, parameters after `;`), printable ASCII.
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^ *[-!#$%&'*+.^_`|~0-9A-Za-z]+/[-!#$%&'*+.^_`|~0-9A-Za-z]+ *(;[ -~]*)?$"
+    )]
     mime_type: Option<String>,
     /// Hex SHA-256 of the whole file, checked on complete.
+    #[schema(pattern = "^[0-9A-Fa-f]{64}$")]
     checksum_sha256: Option<String>,
     /// Complete into a new version of this file.
     #[schema(value_type = Option<doc::FileId>)]

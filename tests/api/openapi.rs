@@ -189,6 +189,18 @@ async fn every_operation_has_an_id_answers_and_error_bodies() {
                 );
                 assert!(responses.contains_key("401"), "{m} {path} lacks 401");
             }
+            // A link recipient's access token is optional: links without a
+            // password or email check are served without one.
+            let optional_token = ["", "/content", "/preview", "/children", "/upload"]
+                .iter()
+                .any(|tail| *path == format!("/api/v1/public/links/{{token}}{tail}"));
+            if optional_token {
+                assert_eq!(
+                    op["security"],
+                    serde_json::json!([{}, {"bearer": []}]),
+                    "{m} {path} takes the link access token optionally"
+                );
+            }
             if path.contains('{') {
                 assert!(responses.contains_key("404"), "{m} {path} lacks 404");
             }
