@@ -301,7 +301,10 @@ async fn insert(tx: &mut Tx, events: &[RecordedEvent]) -> Result<(), ProjectionE
                 .push_bind(a.user_agent.clone())
                 .push_bind(resource_type)
                 .push_bind(resource_id)
-                .push_bind(Json(scaidrive_domain::secret::outward(&e.event_type, &e.data)));
+                .push_bind(Json(scaidrive_domain::secret::outward(
+                    &e.event_type,
+                    &e.data,
+                )));
         },
         " ON CONFLICT (position) DO NOTHING"
     )?;
