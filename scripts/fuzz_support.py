@@ -61,6 +61,10 @@ class Client:
 
     def call(self, method: str, path: str, *, ok=(200, 201, 204), **kw) -> dict:
         r = self.session().request(method, self.base + path, timeout=60, **kw)
+        # The log position of this thread's last write: a request that must
+        # see it (a fresh target, below) sends it back.
+        if r.headers.get("X-ScaiDrive-Position"):
+            self.local.position = r.headers["X-ScaiDrive-Position"]
         if r.status_code not in ok:
             raise RuntimeError(f"{method} {path}: {r.status_code} {r.text[:300]}")
         return r.json() if r.content and r.headers.get("content-type", "").startswith("application/json") else {}
@@ -571,6 +575,10 @@ try:
                         # Reported by the coverage table as this operation's 404s.
                         print(f"fuzz_support: no fresh target for {key}: {e}", file=sys.stderr)
                         fresh = {}
+                position = getattr(_CLIENT.local, "position", None)
+                if fresh and position:
+                    # The fuzzed call must see the target just made for it.
+                    case.headers = {**(case.headers or {}), "X-ScaiDrive-Position": position}
                 params[name] = fresh.get(name) or _fixed(key, name, params) or _swap(value, ids, fx["device"], False)
             elif value in fx["public_link_ids"]:
                 params[name] = ids["lnk"]

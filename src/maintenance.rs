@@ -113,6 +113,90 @@ fn item_failed(
     Ok(())
 }
 
+/// What one removal took away, in the report's terms.
+#[derive(Default)]
+struct Tally {
+    shares: u64,
+    folders: u64,
+    files: u64,
+    versions: u64,
+    bytes: u64,
+}
+
+impl From<crate::command::drive::PurgedSubtree> for Tally {
+    fn from(p: crate::command::drive::PurgedSubtree) -> Self {
+        Tally {
+            folders: p.folders,
+            files: p.files,
+            bytes: p.bytes,
+            ..Tally::default()
+        }
+    }
+}
+
+impl From<crate::command::retention::Pruned> for Tally {
+    fn from(p: crate::command::retention::Pruned) -> Self {
+        Tally {
+            versions: p.versions,
+            bytes: p.bytes,
+            ..Tally::default()
+        }
+    }
+}
+
+impl Tally {
+    fn share(p: crate::command::drive::PurgedSubtree) -> Self {
+        Tally {
+            shares: 1,
+            ..p.into()
+        }
+    }
+
+    fn file(bytes: u64) -> Self {
+        Tally {
+            files: 1,
+            bytes,
+            ..Tally::default()
+        }
+    }
+}
+
+impl RetentionReport {
+    /// Adds one command's outcome to the report: a removal is counted and
+    /// listed, nothing to do is nothing, a failure is [`item_failed`].
+    fn settle(
+        &mut self,
+        tenant: &str,
+        resource_type: &'static str,
+        id: &str,
+        outcome: Result<Option<(Tally, crate::command::Committed)>, CommandError>,
+    ) -> Result<(), CommandError> {
+        let (t, committed) = match outcome {
+            Ok(Some(done)) => done,
+            Ok(None) => return Ok(()),
+            Err(e) => return item_failed(self, e, id),
+        };
+        self.last_position = committed.position.or(self.last_position);
+        self.shares_purged += t.shares;
+        self.folders_purged += t.folders;
+        self.files_purged += t.files;
+        self.versions_pruned += t.versions;
+        self.bytes_freed += t.bytes;
+        self.removed.push(Removed {
+            tenant_id: tenant.to_owned(),
+            resource_type,
+            resource_id: id.to_owned(),
+            count: if resource_type == "version" {
+                t.versions
+            } else {
+                t.files
+            },
+            bytes: t.bytes,
+        });
+        Ok(())
+    }
+}
+
 async fn retain_tenant(
     db: &Db,
     bus: &CommandBus,
@@ -140,7 +224,7 @@ async fn retain_tenant(
             folders.sort_by(|a, b| a.path.cmp(&b.path));
             let folders: Vec<FolderId> = folders.iter().filter_map(|f| f.id.parse().ok()).collect();
             let files: Vec<FileId> = files.iter().filter_map(|f| f.id.parse().ok()).collect();
-            match crate::command::retention::purge_trashed_share(
+            let outcome = crate::command::retention::purge_trashed_share(
                 bus,
                 &ctx,
                 id,
@@ -149,24 +233,8 @@ async fn retain_tenant(
                 trash_cutoff,
             )
             .await
-            {
-                Ok(Some((purged, committed))) => {
-                    report.last_position = committed.position.or(report.last_position);
-                    report.shares_purged += 1;
-                    report.folders_purged += purged.folders;
-                    report.files_purged += purged.files;
-                    report.bytes_freed += purged.bytes;
-                    report.removed.push(Removed {
-                        tenant_id: tenant.to_owned(),
-                        resource_type: "share",
-                        resource_id: raw.clone(),
-                        count: purged.files,
-                        bytes: purged.bytes,
-                    });
-                }
-                Ok(None) => {}
-                Err(e) => item_failed(report, e, raw)?,
-            }
+            .map(|o| o.map(|(p, c)| (Tally::share(p), c)));
+            report.settle(tenant, "share", raw, outcome)?;
         }
         match ids.last() {
             Some(last) if ids.len() as i64 == PAGE => after = last.clone(),
@@ -190,7 +258,7 @@ async fn retain_tenant(
             folders.sort_by(|a, b| a.path.cmp(&b.path));
             let folders: Vec<FolderId> = folders.iter().filter_map(|f| f.id.parse().ok()).collect();
             let files: Vec<FileId> = files.iter().filter_map(|f| f.id.parse().ok()).collect();
-            match crate::command::retention::purge_trashed_folder(
+            let outcome = crate::command::retention::purge_trashed_folder(
                 bus,
                 &ctx,
                 id,
@@ -199,23 +267,8 @@ async fn retain_tenant(
                 trash_cutoff,
             )
             .await
-            {
-                Ok(Some((purged, committed))) => {
-                    report.last_position = committed.position.or(report.last_position);
-                    report.folders_purged += purged.folders;
-                    report.files_purged += purged.files;
-                    report.bytes_freed += purged.bytes;
-                    report.removed.push(Removed {
-                        tenant_id: tenant.to_owned(),
-                        resource_type: "folder",
-                        resource_id: row.id.clone(),
-                        count: purged.files,
-                        bytes: purged.bytes,
-                    });
-                }
-                Ok(None) => {}
-                Err(e) => item_failed(report, e, &row.id)?,
-            }
+            .map(|o| o.map(|(p, c)| (p.into(), c)));
+            report.settle(tenant, "folder", &row.id, outcome)?;
         }
         match rows.last() {
             Some(last) if rows.len() as i64 == PAGE => after = last.id.clone(),
@@ -232,22 +285,11 @@ async fn retain_tenant(
             let Ok(id) = raw.parse::<FileId>() else {
                 continue;
             };
-            match crate::command::retention::purge_trashed_file(bus, &ctx, id, trash_cutoff).await {
-                Ok(Some((bytes, committed))) => {
-                    report.last_position = committed.position.or(report.last_position);
-                    report.files_purged += 1;
-                    report.bytes_freed += bytes;
-                    report.removed.push(Removed {
-                        tenant_id: tenant.to_owned(),
-                        resource_type: "file",
-                        resource_id: raw.clone(),
-                        count: 1,
-                        bytes,
-                    });
-                }
-                Ok(None) => {}
-                Err(e) => item_failed(report, e, raw)?,
-            }
+            let outcome =
+                crate::command::retention::purge_trashed_file(bus, &ctx, id, trash_cutoff)
+                    .await
+                    .map(|o| o.map(|(bytes, c)| (Tally::file(bytes), c)));
+            report.settle(tenant, "file", raw, outcome)?;
         }
         match ids.last() {
             Some(last) if ids.len() as i64 == PAGE => after = last.clone(),
@@ -265,22 +307,10 @@ async fn retain_tenant(
             let Ok(id) = raw.parse::<FileId>() else {
                 continue;
             };
-            match crate::command::retention::prune_versions(bus, &ctx, id, version_cutoff).await {
-                Ok(Some((pruned, committed))) => {
-                    report.last_position = committed.position.or(report.last_position);
-                    report.versions_pruned += pruned.versions;
-                    report.bytes_freed += pruned.bytes;
-                    report.removed.push(Removed {
-                        tenant_id: tenant.to_owned(),
-                        resource_type: "version",
-                        resource_id: raw.clone(),
-                        count: pruned.versions,
-                        bytes: pruned.bytes,
-                    });
-                }
-                Ok(None) => {}
-                Err(e) => item_failed(report, e, raw)?,
-            }
+            let outcome = crate::command::retention::prune_versions(bus, &ctx, id, version_cutoff)
+                .await
+                .map(|o| o.map(|(p, c)| (p.into(), c)));
+            report.settle(tenant, "version", raw, outcome)?;
         }
         match ids.last() {
             Some(last) if ids.len() as i64 == PAGE => after = last.clone(),
