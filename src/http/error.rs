@@ -32,7 +32,7 @@ pub struct FieldError {
     pub input: Value,
     /// More about the failure (`json_invalid`: `{"error": ...}`, the parser's words).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>, required = false)]
+    #[schema(value_type = Option<Object>)]
     pub ctx: Option<Value>,
 }
 

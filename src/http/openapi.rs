@@ -132,6 +132,7 @@ async fn document() -> Response {
 /// `null`, and is marked required).
 const OPTIONAL: &[(&str, &str)] = &[
     ("ErrorBody", "code"),
+    ("FieldError", "ctx"),
     ("Actor", "*"),
     ("FolderEntry", "is_deleted"),
     ("FolderEntry", "deleted_at"),
