@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 import os
 import re
@@ -193,6 +194,10 @@ def seed(base: str, bin_path: str, data_dir: str, work: str) -> None:
     pub_file = new_link(c, share, "file", pub_f["id"])
     pub_folder = new_link(c, share, "folder", pub_dir, "VIEW")
     pub_upload = new_link(c, share, "folder", pub_dir, "UPLOAD", upload_folder_id=pub_dir)
+    # One-time codes are throttled per link and caller IP (10 per 15 min, by
+    # contract): the fuzzed requests for codes take turns over a pool of
+    # require_email links, so they reach the handler rather than the throttle.
+    code_links = [new_link(c, share, "file", pub_f["id"], require_email=True)["token"] for _ in range(CODE_LINKS)]
     anon = requests.Session()
 
     def unlock(l: dict) -> str:
@@ -241,6 +246,7 @@ def seed(base: str, bin_path: str, data_dir: str, work: str) -> None:
     fx["member"] = users["member"]["id"]
     fx["delivery"] = deliveries[0]["id"] if deliveries else None
     fx["public_link_ids"] = [pub_file["id"], pub_folder["id"], pub_upload["id"]]
+    fx["code_links"] = code_links
     # Accounts the run depends on: never suspended or demoted by the fuzzer.
     fx["accounts"] = [me["id"], users["owner"]["id"], users["member"]["id"]]
     fx["links"] = {
@@ -400,6 +406,12 @@ DESTRUCTIVE = {
 }
 
 
+# require_email links the one-time-code requests take turns over (see seeding).
+CODE_LINKS = 24
+_code_turn = itertools.count()
+_code_turn_lock = threading.Lock()
+
+
 def _fixed(key: str, name: str, params: dict) -> str | None:
     """The seeded value of path parameter `name` of an operation."""
     fx = fixtures()
@@ -418,6 +430,10 @@ def _fixed(key: str, name: str, params: dict) -> str | None:
         return fx["device"]
     if name == "delivery_id":
         return fx["delivery"]
+    if key == "POST /public/links/{token}/email-code" and name == "token":
+        with _code_turn_lock:
+            turn = next(_code_turn)
+        return fx["code_links"][turn % len(fx["code_links"])]
     if name in ("token", "short_code"):
         kind = "upload" if key.endswith("/upload") else "folder" if key.endswith("/children") else "file"
         return fx["links"][kind].get(name)
