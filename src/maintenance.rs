@@ -213,7 +213,7 @@ async fn retain_tenant(
     // Shares first, then folders: their purge takes what is in them along.
     let mut after = String::new();
     loop {
-        let ids = q::shares_trashed_before(db, tenant, trash_cutoff, &after, PAGE)
+        let ids = q::ids_trashed_before(db, q::Trashed::Shares, tenant, trash_cutoff, &after, PAGE)
             .await
             .map_err(store_err)?;
         for raw in &ids {
@@ -278,7 +278,7 @@ async fn retain_tenant(
 
     let mut after = String::new();
     loop {
-        let ids = q::files_trashed_before(db, tenant, trash_cutoff, &after, PAGE)
+        let ids = q::ids_trashed_before(db, q::Trashed::Files, tenant, trash_cutoff, &after, PAGE)
             .await
             .map_err(store_err)?;
         for raw in &ids {

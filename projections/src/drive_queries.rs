@@ -365,25 +365,33 @@ pub async fn tenant_ids(db: &Db, after: &str, limit: i64) -> Result<Vec<String>,
     Ok(rows.into_iter().map(|r| r.0).collect())
 }
 
-/// Files of a tenant that went to the trash themselves at or before
+/// The items [`ids_trashed_before`] lists: shares, or files trashed
+/// themselves (not with a folder).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trashed {
+    Shares,
+    Files,
+}
+
+/// Ids of a tenant's shares or files that went to the trash at or before
 /// `cutoff`, one page after `after` (by id).
-pub async fn files_trashed_before(
+pub async fn ids_trashed_before(
     db: &Db,
+    what: Trashed,
     tenant_id: &str,
     cutoff: DateTime<Utc>,
     after: &str,
     limit: i64,
 ) -> Result<Vec<String>, sqlx::Error> {
-    let rows: Vec<(String,)> = db_fetch_all!(
-        db,
-        (String,),
-        "SELECT id FROM rm_files WHERE tenant_id = $1 AND is_deleted AND deleted_at <= $2 AND id > $3 \
-         ORDER BY id LIMIT $4",
-        tenant_id,
-        cutoff,
-        after,
-        limit
-    )?;
+    let table = match what {
+        Trashed::Shares => "rm_shares",
+        Trashed::Files => "rm_files",
+    };
+    let sql = format!(
+        "SELECT id FROM {table} WHERE tenant_id = $1 AND is_deleted AND deleted_at <= $2 AND id > $3 \
+         ORDER BY id LIMIT $4"
+    );
+    let rows: Vec<(String,)> = db_fetch_all!(db, (String,), &sql, tenant_id, cutoff, after, limit)?;
     Ok(rows.into_iter().map(|r| r.0).collect())
 }
 
@@ -421,28 +429,6 @@ pub async fn files_with_versions_superseded_before(
              SELECT 1 FROM rm_file_versions n WHERE n.file_id = v.file_id AND n.number > v.number \
              AND n.created_at <= $2) \
          ORDER BY v.file_id LIMIT $4",
-        tenant_id,
-        cutoff,
-        after,
-        limit
-    )?;
-    Ok(rows.into_iter().map(|r| r.0).collect())
-}
-
-/// Shares of a tenant that went to the trash at or before `cutoff`, one
-/// page after `after` (by id).
-pub async fn shares_trashed_before(
-    db: &Db,
-    tenant_id: &str,
-    cutoff: DateTime<Utc>,
-    after: &str,
-    limit: i64,
-) -> Result<Vec<String>, sqlx::Error> {
-    let rows: Vec<(String,)> = db_fetch_all!(
-        db,
-        (String,),
-        "SELECT id FROM rm_shares WHERE tenant_id = $1 AND is_deleted AND deleted_at <= $2 AND id > $3 \
-         ORDER BY id LIMIT $4",
         tenant_id,
         cutoff,
         after,
