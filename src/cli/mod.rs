@@ -347,18 +347,28 @@ fn verify(
     })
 }
 
+/// The store, blob store and a command bus for a one-off chore run beside
+/// (or without) a server.
+async fn open_for_chores(
+    store: &StoreArgs,
+    blob_url: Option<String>,
+) -> Result<(Core, crate::blob::BlobStore, crate::command::CommandBus), String> {
+    let mut config = Config::embedded(store.data_dir.clone());
+    config.database_url = store.database_url();
+    let core = Core::open(&config).await.map_err(|e| e.to_string())?;
+    let settings = crate::blob::BlobSettings {
+        url: blob_url,
+        ..crate::blob::BlobSettings::local()
+    };
+    let blob =
+        crate::blob::BlobStore::open(&settings, &store.data_dir).map_err(|e| e.to_string())?;
+    let bus = crate::command::CommandBus::new(core.store.clone(), 10_000);
+    Ok((core, blob, bus))
+}
+
 fn gc(store: StoreArgs, blob_url: Option<String>, grace_hours: u64) -> Result<(), String> {
     runtime()?.block_on(async move {
-        let mut config = Config::embedded(store.data_dir.clone());
-        config.database_url = store.database_url();
-        let core = Core::open(&config).await.map_err(|e| e.to_string())?;
-        let settings = crate::blob::BlobSettings {
-            url: blob_url,
-            ..crate::blob::BlobSettings::local()
-        };
-        let blob =
-            crate::blob::BlobStore::open(&settings, &store.data_dir).map_err(|e| e.to_string())?;
-        let bus = crate::command::CommandBus::new(core.store.clone(), 10_000);
+        let (core, blob, bus) = open_for_chores(&store, blob_url).await?;
         let expired = crate::maintenance::expire_uploads(&core.db, &bus)
             .await
             .map_err(|e| e.to_string())?;
@@ -392,16 +402,7 @@ fn maintenance_run(
     grace_hours: u64,
 ) -> Result<(), String> {
     runtime()?.block_on(async move {
-        let mut config = Config::embedded(store.data_dir.clone());
-        config.database_url = store.database_url();
-        let core = Core::open(&config).await.map_err(|e| e.to_string())?;
-        let settings = crate::blob::BlobSettings {
-            url: blob_url,
-            ..crate::blob::BlobSettings::local()
-        };
-        let blob =
-            crate::blob::BlobStore::open(&settings, &store.data_dir).map_err(|e| e.to_string())?;
-        let bus = crate::command::CommandBus::new(core.store.clone(), 10_000);
+        let (core, blob, bus) = open_for_chores(&store, blob_url).await?;
         let retention = crate::maintenance::apply_retention(&core.db, &bus, chrono::Utc::now())
             .await
             .map_err(|e| e.to_string())?;

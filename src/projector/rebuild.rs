@@ -259,21 +259,7 @@ impl Rebuild {
                     if !p.handles(&event.event_type) {
                         continue;
                     }
-                    if open.is_none() {
-                        open = Some((scratch.begin().await?, Instant::now()));
-                    }
-                    let Some((tx, _)) = open.as_mut() else {
-                        continue;
-                    };
-                    p.apply(tx, event).await?;
-                    if open
-                        .as_ref()
-                        .is_some_and(|(_, t)| t.elapsed() >= SCRATCH_TX)
-                    {
-                        if let Some((tx, _)) = open.take() {
-                            tx.commit().await?;
-                        }
-                    }
+                    scratch.apply(p, &mut open, event).await?;
                 }
                 if let Some((tx, _)) = open.take() {
                     tx.commit().await?;
@@ -378,21 +364,7 @@ impl Rebuild {
                 if !p.handles(&event.event_type) {
                     continue;
                 }
-                if open.is_none() {
-                    open = Some((scratch.begin().await?, Instant::now()));
-                }
-                let Some((tx, _)) = open.as_mut() else {
-                    continue;
-                };
-                p.apply(tx, event).await?;
-                if open
-                    .as_ref()
-                    .is_some_and(|(_, t)| t.elapsed() >= SCRATCH_TX)
-                {
-                    if let Some((tx, _)) = open.take() {
-                        tx.commit().await?;
-                    }
-                }
+                scratch.apply(p, &mut open, event).await?;
             }
             if let Some((tx, _)) = open.take() {
                 tx.commit().await?;
@@ -872,6 +844,31 @@ impl Scratch {
                 Tx::Postgres(s.pool.as_ref().ok_or_else(unready)?.begin().await?)
             }
         })
+    }
+
+    /// Applies one event of a replay in `open`, the replay's transaction:
+    /// begun on demand and committed once it has been open for
+    /// [`SCRATCH_TX`], so that no long transaction holds back the log's read
+    /// watermark.
+    async fn apply(
+        &self,
+        p: &dyn Projection,
+        open: &mut Option<(Tx, Instant)>,
+        event: &scaidrive_domain::RecordedEvent,
+    ) -> Result<(), ProjectorError> {
+        if open.is_none() {
+            *open = Some((self.begin().await?, Instant::now()));
+        }
+        let Some((tx, started)) = open.as_mut() else {
+            return Ok(());
+        };
+        p.apply(tx, event).await?;
+        if started.elapsed() >= SCRATCH_TX {
+            if let Some((tx, _)) = open.take() {
+                tx.commit().await?;
+            }
+        }
+        Ok(())
     }
 
     /// Fresh planner statistics for the rebuilt tables before they go live
