@@ -113,33 +113,8 @@ fn code_in(mail: &str) -> String {
 /// A share with one file; returns (owner token, share id, file id).
 async fn share_with_file(app: &TestApp) -> (String, String, String) {
     let t = app.token("acme", "alice", "");
-    let me = app.get("/users/me", &t).await;
-    let s = app
-        .post(
-            "/shares",
-            &t,
-            json!({"name": "Team", "share_type": "project", "owner_id": me.body["id"]}),
-        )
-        .await;
-    assert_eq!(s.status, 201, "{}", s.body);
-    let share = s.body["id"].as_str().unwrap().to_owned();
-    let form = reqwest::multipart::Form::new()
-        .text("share_id", share.clone())
-        .part(
-            "file",
-            reqwest::multipart::Part::bytes(b"hello mail".to_vec())
-                .file_name("report.txt")
-                .mime_str("text/plain")
-                .unwrap(),
-        );
-    let resp = app
-        .raw(Method::POST, "/files")
-        .bearer_auth(&t)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    let f = TestApp::answer(resp).await;
+    let share = crate::drive::new_share(app, &t, "Team").await;
+    let f = crate::drive::upload(app, &t, &share, None, "report.txt", b"hello mail".to_vec()).await;
     assert_eq!(f.status, 201, "{}", f.body);
     let file = f.body["id"].as_str().unwrap().to_owned();
     (t, share, file)

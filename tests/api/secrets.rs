@@ -145,33 +145,8 @@ async fn me(app: &TestApp, t: &str) -> Value {
 }
 
 async fn share_with_file(app: &TestApp, t: &str) -> (String, String) {
-    let me = me(app, t).await;
-    let s = app
-        .post(
-            "/shares",
-            t,
-            json!({"name": "Secrets", "share_type": "project", "owner_id": me["id"]}),
-        )
-        .await;
-    assert_eq!(s.status, 201, "{}", s.body);
-    let share = s.body["id"].as_str().unwrap().to_owned();
-    let form = reqwest::multipart::Form::new()
-        .text("share_id", share.clone())
-        .part(
-            "file",
-            reqwest::multipart::Part::bytes(b"classified".to_vec())
-                .file_name("plan.txt")
-                .mime_str("text/plain")
-                .unwrap(),
-        );
-    let resp = app
-        .raw(Method::POST, "/files")
-        .bearer_auth(t)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    let f = TestApp::answer(resp).await;
+    let share = crate::drive::new_share(app, t, "Secrets").await;
+    let f = crate::drive::upload(app, t, &share, None, "plan.txt", b"classified".to_vec()).await;
     assert_eq!(f.status, 201, "{}", f.body);
     (share, f.body["id"].as_str().unwrap().to_owned())
 }
