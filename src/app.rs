@@ -14,9 +14,10 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{AuthConfig, Authenticator};
 use crate::command::CommandBus;
 use crate::config::Config;
-use crate::http::read_cache::ReadCache;
-use crate::http::{self, AppState, Services};
+use crate::http;
 use crate::projector::Projector;
+use crate::read_cache::ReadCache;
+use crate::services::{AppState, Services, SHARE_ROW_SOURCES, SIGNED_IN_SOURCES};
 use crate::store;
 
 /// Why the application could not start.
@@ -45,6 +46,8 @@ pub enum StartError {
     Mail(String),
     #[error("cannot load the secret key: {0}")]
     SecretKey(#[from] crate::secrets::SecretError),
+    #[error("cannot load the log signing key: {0}")]
+    LogKey(#[from] crate::proofs::ProofError),
     #[error("cannot use Redis: {0}")]
     Redis(String),
     #[error("cannot bind {addr}: {source}")]
@@ -109,6 +112,7 @@ impl Application {
         );
         projector.prepare().await?;
         let stop_workers = CancellationToken::new();
+        crate::relay::cloudevents::set_public_url(config.public_url.as_deref());
         let (leases, keeper) = crate::lease::Leases::start(&core.db, stop_workers.clone());
         let mut workers = projector.spawn(&leases, stop_workers.clone());
         workers.extend(keeper);
@@ -145,8 +149,37 @@ impl Application {
                 .map_err(|e| StartError::Redis(e.to_string()))?,
             ),
         };
+        let log_key = Arc::new(crate::proofs::load_key(
+            &config.proofs,
+            &crate::proofs::origin(&config.proofs, config.public_url.as_deref()),
+            &config.data_dir,
+        )?);
+        if config.proofs.enabled {
+            workers.push(crate::proofs::spawn(
+                core.db.clone(),
+                core.store.clone(),
+                log_key.clone(),
+                config.proofs.clone(),
+                leases.lease(crate::proofs::FOLLOWER),
+                stop_workers.clone(),
+            ));
+        }
         let hub = Arc::new(crate::hub::Hub::default());
         workers.push(hub.spawn(core.db.clone(), projector.clone(), stop_workers.clone()));
+        let search = match crate::search::indexer::Indexer::open(
+            crate::search::Settings::from_env(&config.data_dir),
+            core.store.clone(),
+            blob.clone(),
+        ) {
+            Ok(ix) => {
+                workers.push(tokio::spawn(ix.clone().run(stop_workers.clone())));
+                Some(ix)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the search index; search answers 502");
+                None
+            }
+        };
         let listener = TcpListener::bind(config.bind)
             .await
             .map_err(|source| StartError::Bind {
@@ -161,8 +194,8 @@ impl Application {
             groups: ReadCache::new(&projector, "groups"),
             memberships: ReadCache::new(&projector, "access"),
             share_acls: ReadCache::new(&projector, "access"),
-            shares: ReadCache::for_events(&projector, crate::http::state::SHARE_ROW_SOURCES),
-            signed_in: ReadCache::for_events(&projector, crate::http::state::SIGNED_IN_SOURCES),
+            shares: ReadCache::for_events(&projector, SHARE_ROW_SOURCES),
+            signed_in: ReadCache::for_events(&projector, SIGNED_IN_SOURCES),
             projector,
             leases,
             auth,
@@ -170,9 +203,11 @@ impl Application {
             config,
             limiter,
             secrets,
+            log_key,
             #[cfg(feature = "kafka")]
             kafka,
             hub,
+            search,
             draining: AtomicBool::new(false),
             shutdown: CancellationToken::new(),
             started: AtomicBool::new(true),
@@ -227,6 +262,11 @@ impl Application {
             Ok(sender) => workers.push(crate::webhooks::spawn(sender, self.stop_workers.clone())),
             Err(e) => tracing::error!(error = %e, "outbound webhooks are off: no HTTP client"),
         }
+        workers.push(crate::connector::spawn(
+            state.clone(),
+            state.leases.lease(crate::connector::LEASE),
+            self.stop_workers.clone(),
+        ));
         let app = http::router(self.state.clone());
         let drain_state = state.clone();
         let serve = axum::serve(

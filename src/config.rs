@@ -161,6 +161,28 @@ pub struct ServeArgs {
     /// cannot be read without it.
     #[arg(long, env = "SCAIDRIVE_SECRET_KEY", hide_env_values = true)]
     pub secret_key: Option<String>,
+    /// Ed25519 key (base64 of the 32-byte seed) that signs the log's
+    /// checkpoints; default: a random key kept in the data directory
+    /// (`log-signing-key`).
+    #[arg(long, env = "SCAIDRIVE_LOG_SIGNING_KEY", hide_env_values = true)]
+    pub log_signing_key: Option<String>,
+    /// The log's origin line and key name in checkpoints; default: the host
+    /// of the public URL + `/log`, else `scaidrive.local/log`.
+    #[arg(long, env = "SCAIDRIVE_LOG_ORIGIN")]
+    pub log_origin: Option<String>,
+    /// A checkpoint is signed once this many events joined the tree...
+    #[arg(
+        long,
+        env = "SCAIDRIVE_CHECKPOINT_EVERY_EVENTS",
+        default_value_t = 1000
+    )]
+    pub checkpoint_every_events: u64,
+    /// ...or this many seconds passed since the last with new events in between.
+    #[arg(long, env = "SCAIDRIVE_CHECKPOINT_EVERY_SECONDS", default_value_t = 60)]
+    pub checkpoint_every_seconds: u64,
+    /// Keep the Merkle tree and sign checkpoints (off only for comparisons).
+    #[arg(long, env = "SCAIDRIVE_MERKLE_LOG", default_value_t = true, action = clap::ArgAction::Set)]
+    pub merkle_log: bool,
     /// Most pending deliveries an outbound webhook may hold (beyond it the
     /// newest are dropped with a SECURITY event).
     #[arg(long, env = "SCAIDRIVE_WEBHOOK_QUEUE_MAX", default_value_t = 10_000)]
@@ -281,7 +303,7 @@ pub struct Config {
     /// Overrides the data-directory key that seals secrets in the log.
     pub secret_key: Option<Secret>,
     /// Outbound webhook sender: queue bound, retry-delay divisor, poll period.
-    pub webhooks: crate::webhooks::Settings,
+    pub webhooks: WebhookSettings,
     /// SMTP relay URL without its password (safe to show); `None` writes
     /// `.eml` files under `{data_dir}/mail/`.
     pub smtp_url: Option<String>,
@@ -290,9 +312,49 @@ pub struct Config {
     /// Sender address of notification mail.
     pub mail_from: String,
     /// Retry schedule and poll period of the mail sender.
-    pub mail: crate::mail::Settings,
+    pub mail: MailSettings,
     /// Bounds on access-log entries (refusals, content reads).
     pub access_log: crate::access_log::Settings,
+    /// The Merkle log and its signed checkpoints.
+    pub proofs: ProofSettings,
+}
+
+/// The outbound webhook sender's knobs ([`crate::webhooks`]).
+#[derive(Debug, Clone, Copy)]
+pub struct WebhookSettings {
+    /// Divides every retry delay (1 in production; tests walk the schedule fast).
+    pub retry_scale: u32,
+    /// Most pending deliveries one webhook may hold.
+    pub queue_max: i64,
+    /// How often the queue is looked at.
+    pub poll: Duration,
+    /// Whether deliveries may go to loopback, private or link-local addresses.
+    pub allow_private: bool,
+}
+
+/// The mail sender's knobs ([`crate::mail`]).
+#[derive(Debug, Clone, Copy)]
+pub struct MailSettings {
+    /// Delay before the first retry.
+    pub retry_base: Duration,
+    /// Attempts before a message is given up.
+    pub max_attempts: u32,
+    /// How often the outbox is looked at.
+    pub poll: Duration,
+    /// How old another sender's unsettled claim must be before it counts as
+    /// abandoned (longer than a send can take).
+    pub claim_timeout: Duration,
+}
+
+impl Default for MailSettings {
+    fn default() -> Self {
+        MailSettings {
+            retry_base: Duration::from_secs(30),
+            max_attempts: 7,
+            poll: Duration::from_millis(500),
+            claim_timeout: Duration::from_secs(300),
+        }
+    }
 }
 
 impl From<ServeArgs> for Config {
@@ -344,21 +406,31 @@ impl From<ServeArgs> for Config {
                 .secret_key
                 .filter(|s| !s.trim().is_empty())
                 .map(Secret::new),
-            webhooks: crate::webhooks::Settings {
+            webhooks: WebhookSettings {
                 retry_scale: a.webhook_retry_scale.max(1),
                 queue_max: a.webhook_queue_max.max(1),
                 poll: Duration::from_millis(a.webhook_poll_ms.max(10)),
                 allow_private: a.webhook_allow_private,
             },
-            mail: crate::mail::Settings {
+            mail: MailSettings {
                 retry_base: Duration::from_secs(a.mail_retry_base_secs.max(1)),
                 max_attempts: a.mail_max_attempts.max(1),
-                ..crate::mail::Settings::default()
+                ..MailSettings::default()
             },
             mail_from: a.mail_from,
             smtp_password: smtp.as_ref().and_then(|s| s.1.clone()),
             smtp_url: smtp.map(|s| s.0),
             access_log: crate::access_log::Settings::default(),
+            proofs: ProofSettings {
+                enabled: a.merkle_log,
+                every_events: a.checkpoint_every_events.max(1),
+                every: Duration::from_secs(a.checkpoint_every_seconds.max(1)),
+                signing_key: a
+                    .log_signing_key
+                    .filter(|k| !k.trim().is_empty())
+                    .map(Secret::new),
+                origin: a.log_origin.filter(|o| !o.trim().is_empty()),
+            },
         }
     }
 }
@@ -391,7 +463,7 @@ impl Config {
             public_url: None,
             link_secret: None,
             secret_key: None,
-            webhooks: crate::webhooks::Settings {
+            webhooks: WebhookSettings {
                 retry_scale: 1,
                 queue_max: 10_000,
                 poll: Duration::from_secs(1),
@@ -401,8 +473,36 @@ impl Config {
             smtp_url: None,
             smtp_password: None,
             mail_from: "ScaiDrive <noreply@localhost>".into(),
-            mail: crate::mail::Settings::default(),
+            mail: MailSettings::default(),
             access_log: crate::access_log::Settings::default(),
+            proofs: ProofSettings::default(),
+        }
+    }
+}
+
+/// Configuration of the tree and its checkpoints.
+#[derive(Debug, Clone)]
+pub struct ProofSettings {
+    /// Keep the tree (off only to measure what it costs).
+    pub enabled: bool,
+    /// Sign once this many leaves joined since the last checkpoint...
+    pub every_events: u64,
+    /// ...or once this long passed with new leaves.
+    pub every: Duration,
+    /// Base64 of the 32-byte Ed25519 seed; `None` uses the key file.
+    pub signing_key: Option<Secret>,
+    /// Origin line and key name; `None` derives one from the public URL.
+    pub origin: Option<String>,
+}
+
+impl Default for ProofSettings {
+    fn default() -> Self {
+        ProofSettings {
+            enabled: true,
+            every_events: 1000,
+            every: Duration::from_secs(60),
+            signing_key: None,
+            origin: None,
         }
     }
 }

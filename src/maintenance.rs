@@ -422,7 +422,7 @@ pub async fn collect_garbage(
 /// Runs the chores every `every` until cancelled (retention only while this
 /// process holds its lease).
 pub fn spawn(
-    state: crate::http::AppState,
+    state: crate::services::AppState,
     every: Duration,
     grace: Duration,
     stop: CancellationToken,

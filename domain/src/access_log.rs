@@ -16,14 +16,14 @@ pub fn stream_id(user: &UserId) -> String {
 }
 
 /// A byte range served, `start` inclusive, `end` exclusive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ByteRange {
     pub start: u64,
     pub end: u64,
 }
 
 /// Which endpoint served a file's content.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ReadVia {
     /// `GET /files/{id}/content`.
@@ -33,7 +33,7 @@ pub enum ReadVia {
 }
 
 /// One content read of a file version by a signed-in caller.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FileRead {
     pub file_id: FileId,
     pub share_id: ShareId,
@@ -50,7 +50,7 @@ pub struct FileRead {
 }
 
 /// Entries of the access log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", content = "data", rename_all = "kebab-case")]
 pub enum AccessLogEvent {
     /// A caller who can see a resource was refused a permission on it (403).

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::id::EventId;
 
 /// Who caused an event, as far as the service knows.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Actor {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
@@ -206,6 +206,18 @@ pub fn write_canonical(value: &Value, out: &mut String) {
         }
         other => out.push_str(&other.to_string()),
     }
+}
+
+/// For an optional field whose value may itself be `null`
+/// (`Option<Option<T>>` with `#[serde(default, deserialize_with = "present")]`):
+/// a field that is there, `null` included, is `Some`; only a missing field
+/// (an event written before the field existed) is `None`.
+pub fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// An aggregate's event enum, serialised as `{"type": "kebab-name", "data": {..}}`.

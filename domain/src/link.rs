@@ -27,7 +27,7 @@ pub const THROTTLE_WINDOW_MINUTES: i64 = 15;
 pub const EMAIL_CODE_MINUTES: i64 = 10;
 
 /// What a link lets its recipient do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum LinkType {
     View,
@@ -46,7 +46,7 @@ impl LinkType {
 }
 
 /// What a link points at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LinkResource {
     File,
@@ -65,7 +65,7 @@ impl LinkResource {
 }
 
 /// Everything about a link its owner may change after creation.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct LinkOptions {
     /// PHC string of an argon2id hash, sealed under the server key
@@ -75,6 +75,7 @@ pub struct LinkOptions {
     pub expires_at: Option<DateTime<Utc>>,
     pub max_downloads: Option<u64>,
     pub max_views: Option<u64>,
+    #[schemars(with = "Vec<String>", extend("examples" = [["10.0.0.0/8", "2001:db8::/32"]]))]
     pub allowed_ips: Vec<IpNet>,
     /// Lower-cased addresses.
     pub allowed_emails: Vec<String>,
@@ -160,7 +161,7 @@ pub fn numbered_name(name: &str, n: u32) -> String {
 }
 
 /// What a recipient attempted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum AccessAction {
     Landing,
@@ -187,7 +188,7 @@ impl AccessAction {
 }
 
 /// How an attempt ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum AccessOutcome {
     Allowed,
@@ -584,7 +585,7 @@ pub enum LinkCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", content = "data", rename_all = "kebab-case")]
 pub enum LinkEvent {
     LinkCreated {

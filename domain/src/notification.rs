@@ -30,7 +30,7 @@ pub enum NotificationCommand {
 }
 
 /// Never carries the message's subject, body, code or link.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", content = "data", rename_all = "kebab-case")]
 pub enum NotificationEvent {
     NotificationDeadLettered {

@@ -71,7 +71,7 @@ pub enum InvitationCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", content = "data", rename_all = "kebab-case")]
 pub enum InvitationEvent {
     InvitationCreated {
@@ -245,7 +245,7 @@ impl Aggregate for Invitation {
 // ----------------------------------------------------------------------- ACLs
 
 /// What an ACL is attached to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ResourceType {
     Share,
@@ -278,7 +278,7 @@ pub fn acl_stream(resource_id: &str) -> String {
 }
 
 /// One entry as stored in events and state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AceRecord {
     pub id: AceId,
     pub principal_type: PrincipalType,
@@ -362,7 +362,7 @@ pub enum AclCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", content = "data", rename_all = "kebab-case")]
 pub enum AclEvent {
     AclEntryAdded {

@@ -33,7 +33,7 @@ pub fn validate_device_id(id: &str) -> Result<(), &'static str> {
 }
 
 /// What a change did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ChangeType {
     Created,
@@ -56,7 +56,7 @@ impl ChangeType {
 }
 
 /// What a change is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ResourceType {
     File,
@@ -75,7 +75,9 @@ impl ResourceType {
 }
 
 /// How a stale change (its base version is no longer current) is settled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ConflictStrategy {
     /// Store the conflict and let a person decide (the request answers 409).
@@ -178,7 +180,7 @@ pub fn conflicted_copy_name(name: &str, who: &str, date: NaiveDate) -> String {
 }
 
 /// A change as a device sent it (kept with a conflict, to apply it later).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ClientChange {
     pub change_type: ChangeType,
     pub resource_type: ResourceType,
@@ -209,7 +211,7 @@ pub struct Device {
 }
 
 /// The descriptive fields of a device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DeviceInfo {
     pub device_name: String,
     pub platform: String,
@@ -243,7 +245,7 @@ pub enum DeviceCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", content = "data", rename_all = "kebab-case")]
 pub enum DeviceEvent {
     DeviceRegistered {
@@ -422,7 +424,7 @@ pub struct Conflict {
 }
 
 /// Everything known when a conflict is detected.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ConflictFacts {
     pub conflict_id: ConflictId,
     pub tenant_id: TenantId,
@@ -453,7 +455,7 @@ pub enum ConflictCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", content = "data", rename_all = "kebab-case")]
 pub enum ConflictEvent {
     ConflictDetected(Box<ConflictFacts>),

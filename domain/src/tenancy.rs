@@ -26,7 +26,7 @@ pub enum PartnerCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", content = "data", rename_all = "kebab-case")]
 pub enum PartnerEvent {
     PartnerProvisioned {
@@ -75,7 +75,7 @@ impl Aggregate for Partner {
 // ---------------------------------------------------------------- tenant
 
 /// Tenant-wide policy for external links (SPEC §4.7).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct SharingPolicy {
     pub external_sharing_enabled: bool,
@@ -100,7 +100,7 @@ impl Default for SharingPolicy {
 }
 
 /// Per-tenant rate limits (units per 60 s window); `None` = server default.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct RateLimits {
     pub per_token: Option<u64>,
@@ -112,7 +112,7 @@ pub struct RateLimits {
 pub const MAX_FILE_SIZE_CEILING: u64 = 4 << 40;
 
 /// Tenant settings with the documented defaults.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct TenantSettings {
     pub max_file_size_bytes: u64,
@@ -268,7 +268,7 @@ pub enum TenantCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", content = "data", rename_all = "kebab-case")]
 pub enum TenantEvent {
     TenantProvisioned {
@@ -411,7 +411,9 @@ impl Aggregate for Tenant {
 
 // ---------------------------------------------------------------- user
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum UserStatus {
     #[default]
@@ -431,7 +433,7 @@ impl UserStatus {
 }
 
 /// The stored administrative role of a user inside its tenant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AdminRole {
     TenantAdmin,
@@ -468,7 +470,7 @@ pub enum UserCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", content = "data", rename_all = "kebab-case")]
 pub enum UserEvent {
     UserProvisioned {

@@ -47,7 +47,9 @@ const RESERVED_HEADERS: [&str; 6] = [
 ];
 
 /// Whether a webhook delivers or holds its queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum WebhookStatus {
     #[default]
@@ -252,7 +254,7 @@ pub enum WebhookCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", content = "data", rename_all = "kebab-case")]
 pub enum WebhookEvent {
     /// `secret` is sealed under the server key (see `secret`).

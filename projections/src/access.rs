@@ -9,20 +9,14 @@ use scaidrive_domain::access::{
 use scaidrive_domain::drive::share::ShareEvent;
 use scaidrive_domain::drive::Owner;
 use scaidrive_domain::sharing::{AclEvent, InvitationEvent};
-use scaidrive_domain::{DomainEvent, RecordedEvent};
+use scaidrive_domain::{AnyEvent, DecodedEvent, RecordedEvent};
 
 use crate::db::{placeholders, Arg, Db, Tx};
 use crate::outbox::{self, Message};
-use crate::projection::{Projection, ProjectionError};
+use crate::projection::{typed, Projection, ProjectionError};
 use crate::{db_fetch_all, db_fetch_optional, db_fetch_scalar, tx_execute};
 
 pub struct AccessProjection;
-
-fn decode<E: DomainEvent>(event: &RecordedEvent) -> Result<E, ProjectionError> {
-    event
-        .decode::<E>()
-        .map_err(|e| ProjectionError::decode(event, e))
-}
 
 fn owner_type(o: &Owner) -> &'static str {
     match o {
@@ -54,11 +48,10 @@ impl Projection for AccessProjection {
             || t.starts_with("acl-")
     }
 
-    async fn apply(&self, tx: &mut Tx, event: &RecordedEvent) -> Result<(), ProjectionError> {
+    async fn apply(&self, tx: &mut Tx, event: &DecodedEvent) -> Result<(), ProjectionError> {
         let tenant = event.tenant_id.clone().unwrap_or_default();
-        let t = event.event_type.as_str();
-        if t.starts_with("share-") {
-            match decode::<ShareEvent>(event)? {
+        match typed(event)? {
+            AnyEvent::Share(e) => match e.clone() {
                 ShareEvent::ShareCreated {
                     share_id,
                     owner_id,
@@ -175,9 +168,8 @@ impl Projection for AccessProjection {
                     )?;
                 }
                 _ => {}
-            }
-        } else if t.starts_with("invitation-") {
-            match decode::<InvitationEvent>(event)? {
+            },
+            AnyEvent::Invitation(e) => match e.clone() {
                 InvitationEvent::InvitationCreated {
                     invitation_id,
                     share_id,
@@ -238,9 +230,8 @@ impl Projection for AccessProjection {
                 InvitationEvent::InvitationRevoked {
                     invitation_id, at, ..
                 } => set_invitation(tx, &invitation_id.to_string(), "revoked", Some(at)).await?,
-            }
-        } else if t.starts_with("acl-") {
-            match decode::<AclEvent>(event)? {
+            },
+            AnyEvent::Acl(e) => match e.clone() {
                 AclEvent::AclEntryAdded {
                     resource_type,
                     resource_id,
@@ -303,7 +294,8 @@ impl Projection for AccessProjection {
                         .await?;
                     }
                 }
-            }
+            },
+            _ => {}
         }
         Ok(())
     }

@@ -8,22 +8,16 @@ use scaidrive_domain::drive::folder::FolderEvent;
 use scaidrive_domain::drive::share::ShareEvent;
 use scaidrive_domain::drive::upload::UploadEvent;
 use scaidrive_domain::drive::ChunkRef;
-use scaidrive_domain::{DomainEvent, RecordedEvent};
+use scaidrive_domain::{AnyEvent, DecodedEvent};
 
 use crate::db::Tx;
-use crate::projection::{Projection, ProjectionError};
+use crate::projection::{typed, Projection, ProjectionError};
 use crate::{tx_execute, tx_fetch_optional, tx_insert_rows};
 use scaidrive_domain::drive::child_path;
 
 /// Folds the drive's events into `rm_shares`, `rm_folders`, `rm_files`,
 /// `rm_file_versions`, `rm_chunk_refs` and `rm_uploads`.
 pub struct DriveProjection;
-
-fn decode<E: DomainEvent>(event: &RecordedEvent) -> Result<E, ProjectionError> {
-    event
-        .decode::<E>()
-        .map_err(|e| ProjectionError::decode(event, e))
-}
 
 fn chars(s: &str) -> i32 {
     s.chars().count() as i32
@@ -63,9 +57,9 @@ struct NewFolder {
 async fn new_folder(
     tx: &mut Tx,
     run: &[NewFolder],
-    event: &RecordedEvent,
+    event: &DecodedEvent,
 ) -> Result<Option<NewFolder>, ProjectionError> {
-    let FolderEvent::FolderCreated {
+    let AnyEvent::Folder(FolderEvent::FolderCreated {
         folder_id,
         tenant_id,
         share_id,
@@ -74,11 +68,12 @@ async fn new_folder(
         by,
         at,
         ..
-    } = decode::<FolderEvent>(event)?
+    }) = typed(event)?
     else {
         return Ok(None);
     };
-    let parent = parent_id.map(|p| p.to_string());
+    let at = *at;
+    let parent = parent_id.as_ref().map(|p| p.to_string());
     let pending = parent
         .as_deref()
         .and_then(|p| run.iter().rev().find(|f| f.id == p));
@@ -90,9 +85,9 @@ async fn new_folder(
         id: folder_id.to_string(),
         tenant_id: tenant_id.to_string(),
         share_id: share_id.to_string(),
-        path: child_path(&parent_path, &name),
+        path: child_path(&parent_path, name),
         parent_id: parent,
-        name,
+        name: name.clone(),
         by: by.to_string(),
         at,
     }))
@@ -251,18 +246,12 @@ impl Projection for DriveProjection {
     /// A run of `folder-created` events goes in one multi-row `INSERT`
     /// (any other event writes the run first, so everything it reads is
     /// there); the rest as [`apply`](Self::apply) does it.
-    async fn apply_all(
-        &self,
-        tx: &mut Tx,
-        events: &[RecordedEvent],
-    ) -> Result<(), ProjectionError> {
+    async fn apply_all(&self, tx: &mut Tx, events: &[DecodedEvent]) -> Result<(), ProjectionError> {
         let mut run: Vec<NewFolder> = Vec::new();
         for event in events.iter().filter(|e| self.handles(&e.event_type)) {
-            if event.event_type == "folder-created" {
-                if let Some(folder) = new_folder(tx, &run, event).await? {
-                    run.push(folder);
-                    continue;
-                }
+            if let Some(folder) = new_folder(tx, &run, event).await? {
+                run.push(folder);
+                continue;
             }
             insert_folders(tx, &mut run).await?;
             self.apply(tx, event).await?;
@@ -271,12 +260,11 @@ impl Projection for DriveProjection {
         Ok(())
     }
 
-    async fn apply(&self, tx: &mut Tx, event: &RecordedEvent) -> Result<(), ProjectionError> {
-        let t = event.event_type.as_str();
+    async fn apply(&self, tx: &mut Tx, event: &DecodedEvent) -> Result<(), ProjectionError> {
         let tenant = event.tenant_id.clone().unwrap_or_default();
         let at = event.metadata.occurred_at;
-        if t.starts_with("share-") {
-            match decode::<ShareEvent>(event)? {
+        match typed(event)? {
+            AnyEvent::Share(e) => match e.clone() {
                 ShareEvent::ShareCreated {
                     share_id,
                     tenant_id,
@@ -349,9 +337,8 @@ impl Projection for DriveProjection {
                 ShareEvent::ShareMemberAdded { .. }
                 | ShareEvent::ShareMemberUpdated { .. }
                 | ShareEvent::ShareMemberRemoved { .. } => {}
-            }
-        } else if t.starts_with("folder-") {
-            match decode::<FolderEvent>(event)? {
+            },
+            AnyEvent::Folder(e) => match e.clone() {
                 FolderEvent::FolderCreated { .. } => {
                     if let Some(folder) = new_folder(tx, &[], event).await? {
                         insert_folders(tx, &mut vec![folder]).await?;
@@ -473,9 +460,8 @@ impl Projection for DriveProjection {
                         folder_id.to_string()
                     )?;
                 }
-            }
-        } else if t.starts_with("file-") {
-            match decode::<FileEvent>(event)? {
+            },
+            AnyEvent::File(e) => match e.clone() {
                 FileEvent::FileCreated {
                     file_id,
                     tenant_id,
@@ -646,9 +632,8 @@ impl Projection for DriveProjection {
                     )?;
                     add_chunk_refs(tx, &tenant, &chunks, -1, at).await?;
                 }
-            }
-        } else if t.starts_with("upload-") {
-            match decode::<UploadEvent>(event)? {
+            },
+            AnyEvent::Upload(e) => match e.clone() {
                 UploadEvent::UploadStarted {
                     upload_id,
                     plan,
@@ -699,7 +684,8 @@ impl Projection for DriveProjection {
                         upload_id.to_string()
                     )?;
                 }
-            }
+            },
+            _ => {}
         }
         Ok(())
     }

@@ -5,10 +5,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use scaidrive_domain::group::GroupEvent;
 use scaidrive_domain::name::name_key;
-use scaidrive_domain::RecordedEvent;
+use scaidrive_domain::{AnyEvent, DecodedEvent};
 
 use crate::db::{Db, Tx};
-use crate::projection::{Projection, ProjectionError};
+use crate::projection::{typed, Projection, ProjectionError};
 use crate::{db_fetch_all, db_fetch_optional, db_fetch_scalar, tx_execute};
 
 /// Folds group events into `rm_groups` and `rm_group_members`.
@@ -38,12 +38,12 @@ impl Projection for GroupsProjection {
         TYPES.contains(&event_type)
     }
 
-    async fn apply(&self, tx: &mut Tx, event: &RecordedEvent) -> Result<(), ProjectionError> {
+    async fn apply(&self, tx: &mut Tx, event: &DecodedEvent) -> Result<(), ProjectionError> {
         let id = event.stream_id.as_str();
-        let group = event
-            .decode::<GroupEvent>()
-            .map_err(|e| ProjectionError::decode(event, e))?;
-        match group {
+        let AnyEvent::Group(group) = typed(event)? else {
+            return Ok(());
+        };
+        match group.clone() {
             GroupEvent::GroupCreated {
                 group_id,
                 tenant_id,

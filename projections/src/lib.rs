@@ -4,6 +4,7 @@
 pub mod access;
 pub mod audit;
 pub mod checkpoint;
+pub mod connectors;
 pub mod db;
 pub mod drive;
 pub mod drive_queries;
@@ -31,5 +32,6 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projection>> {
         std::sync::Arc::new(links::LinksProjection),
         std::sync::Arc::new(quota::QuotaProjection),
         std::sync::Arc::new(webhooks::WebhooksProjection),
+        std::sync::Arc::new(connectors::ConnectorsProjection),
     ]
 }

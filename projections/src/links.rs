@@ -5,12 +5,12 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use scaidrive_domain::link::{AccessAction, AccessOutcome, LinkEvent};
-use scaidrive_domain::RecordedEvent;
+use scaidrive_domain::{AnyEvent, DecodedEvent};
 use serde_json::Value;
 use sqlx::types::Json;
 
 use crate::db::{Db, Tx};
-use crate::projection::{Projection, ProjectionError};
+use crate::projection::{typed, Projection, ProjectionError};
 use crate::{db_fetch_all, db_fetch_scalar, tx_execute, tx_fetch_optional};
 
 /// Folds `link-*` events into `rm_links`.
@@ -30,11 +30,11 @@ impl Projection for LinksProjection {
         t.starts_with("link-")
     }
 
-    async fn apply(&self, tx: &mut Tx, event: &RecordedEvent) -> Result<(), ProjectionError> {
-        let e = event
-            .decode::<LinkEvent>()
-            .map_err(|err| ProjectionError::decode(event, err))?;
-        match e {
+    async fn apply(&self, tx: &mut Tx, event: &DecodedEvent) -> Result<(), ProjectionError> {
+        let AnyEvent::Link(e) = typed(event)? else {
+            return Ok(());
+        };
+        match e.clone() {
             LinkEvent::LinkCreated {
                 link_id,
                 tenant_id,
@@ -166,7 +166,7 @@ impl Projection for LinksProjection {
 /// upload when the link asks for one (in this transaction, so exactly once).
 async fn notify_owner(
     tx: &mut Tx,
-    event: &RecordedEvent,
+    event: &DecodedEvent,
     link_id: &str,
     action: AccessAction,
     ip: Option<String>,

@@ -1,7 +1,7 @@
 //! The contract between read models and the runner that feeds them.
 
 use async_trait::async_trait;
-use scaidrive_domain::RecordedEvent;
+use scaidrive_domain::{AnyEvent, DecodedEvent, RecordedEvent};
 
 use crate::db::Tx;
 use crate::tx_execute;
@@ -40,11 +40,24 @@ impl ProjectionError {
     }
 }
 
+/// The typed payload of an event a projection handles; an event of a known
+/// family that did not decode is the projection's error (it stops there, and
+/// the runner tries again), as it was when each projection decoded the JSON
+/// itself.
+pub fn typed(event: &DecodedEvent) -> Result<&AnyEvent, ProjectionError> {
+    match &event.event {
+        AnyEvent::Undecodable(message) => Err(ProjectionError::decode(event, message)),
+        known => Ok(known),
+    }
+}
+
 /// A read model folded from the log.
 ///
-/// The runner calls `apply` for every event whose type `handles` accepts, in
-/// log order, inside the transaction that also moves the checkpoint, so each
-/// event is applied exactly once.
+/// The runner decodes each batch it reads once ([`DecodedEvent`]) and calls
+/// `apply_all` with it, in log order, inside the transaction that also moves
+/// the checkpoint, so each event is applied exactly once. Projections
+/// `match` on the typed payload ([`AnyEvent`], through [`typed`]); the raw
+/// JSON stays on the event for the few that store it as it is (audit).
 #[async_trait]
 pub trait Projection: Send + Sync + 'static {
     /// Stable name; the checkpoint row's key.
@@ -68,22 +81,18 @@ pub trait Projection: Send + Sync + 'static {
     }
     /// Folds one event into the read model.
     ///
-    /// It may read its own tables, the event log (`events`) and other
-    /// projections' tables, but what it writes into its own tables must not
+    /// It may read its own tables and other projections' tables (never the
+    /// event log: what it needs to know is on the events), but what it writes into its own tables must not
     /// depend on another projection's tables (those are at that projection's
     /// position, not this event's); reading them to word a queued message is
     /// fine. A rebuild's replay sees the live versions of every table it does
     /// not own.
-    async fn apply(&self, tx: &mut Tx, event: &RecordedEvent) -> Result<(), ProjectionError>;
+    async fn apply(&self, tx: &mut Tx, event: &DecodedEvent) -> Result<(), ProjectionError>;
     /// Folds a run of events, in order, skipping the ones it does not
     /// handle: the same as [`apply`](Self::apply) on each, which is what it
     /// does unless a projection can share work across the run (a lookup
     /// every event repeats).
-    async fn apply_all(
-        &self,
-        tx: &mut Tx,
-        events: &[RecordedEvent],
-    ) -> Result<(), ProjectionError> {
+    async fn apply_all(&self, tx: &mut Tx, events: &[DecodedEvent]) -> Result<(), ProjectionError> {
         for event in events.iter().filter(|e| self.handles(&e.event_type)) {
             self.apply(tx, event).await?;
         }

@@ -12,21 +12,15 @@ use scaidrive_domain::drive::upload::UploadEvent;
 use scaidrive_domain::quota::account::QuotaTarget;
 use scaidrive_domain::quota::{QuotaEvent, QuotaLevel};
 use scaidrive_domain::tenancy::TenantEvent;
-use scaidrive_domain::{DomainEvent, RecordedEvent};
+use scaidrive_domain::{AnyEvent, DecodedEvent, RecordedEvent};
 
 use crate::db::{Db, Tx};
 use crate::outbox::{enqueue, Message};
-use crate::projection::{Projection, ProjectionError};
+use crate::projection::{typed, Projection, ProjectionError};
 use crate::{db_fetch_all, db_fetch_optional, tx_execute, tx_fetch_all, tx_insert_rows};
 
 /// Folds drive, tenant, upload and quota events into the `rm_quota_*` tables.
 pub struct QuotaProjection;
-
-fn decode<E: DomainEvent>(event: &RecordedEvent) -> Result<E, ProjectionError> {
-    event
-        .decode::<E>()
-        .map_err(|e| ProjectionError::decode(event, e))
-}
 
 /// Descendant folders of `$1` (not `$1` itself).
 const SUBTREE: &str = "WITH RECURSIVE sub(id) AS (\
@@ -166,15 +160,11 @@ impl Projection for QuotaProjection {
     /// A run of `folder-created` events goes in one multi-row `INSERT`
     /// (written before any other event is applied); the rest as
     /// [`apply`](Self::apply) does it.
-    async fn apply_all(
-        &self,
-        tx: &mut Tx,
-        events: &[RecordedEvent],
-    ) -> Result<(), ProjectionError> {
+    async fn apply_all(&self, tx: &mut Tx, events: &[DecodedEvent]) -> Result<(), ProjectionError> {
         let mut run: Vec<QuotaFolder> = Vec::new();
         for event in events.iter().filter(|e| self.handles(&e.event_type)) {
-            if event.event_type == "folder-created" {
-                if let Some(folder) = QuotaFolder::of(&decode::<FolderEvent>(event)?) {
+            if let AnyEvent::Folder(e) = typed(event)? {
+                if let Some(folder) = QuotaFolder::of(e) {
                     run.push(folder);
                     continue;
                 }
@@ -186,16 +176,14 @@ impl Projection for QuotaProjection {
         Ok(())
     }
 
-    async fn apply(&self, tx: &mut Tx, event: &RecordedEvent) -> Result<(), ProjectionError> {
-        let t = event.event_type.as_str();
+    async fn apply(&self, tx: &mut Tx, event: &DecodedEvent) -> Result<(), ProjectionError> {
         let tenant = event.tenant_id.clone().unwrap_or_default();
-        if t == "tenant-provisioned" {
-            if let TenantEvent::TenantProvisioned {
+        match typed(event)? {
+            AnyEvent::Tenant(TenantEvent::TenantProvisioned {
                 tenant_id,
                 partner_id,
                 ..
-            } = decode::<TenantEvent>(event)?
-            {
+            }) => {
                 tx_execute!(
                     tx,
                     "INSERT INTO rm_quota_tenants (tenant_id, partner_id) VALUES ($1, $2) ON CONFLICT (tenant_id) DO NOTHING",
@@ -203,14 +191,12 @@ impl Projection for QuotaProjection {
                     partner_id.to_string()
                 )?;
             }
-        } else if t == "share-created" {
-            if let ShareEvent::ShareCreated {
+            AnyEvent::Share(ShareEvent::ShareCreated {
                 share_id,
                 tenant_id,
                 owner_id,
                 ..
-            } = decode::<ShareEvent>(event)?
-            {
+            }) => {
                 tx_execute!(
                     tx,
                     "INSERT INTO rm_quota_shares (share_id, tenant_id, owner_id) VALUES ($1, $2, $3) ON CONFLICT (share_id) DO NOTHING",
@@ -219,12 +205,9 @@ impl Projection for QuotaProjection {
                     owner_id.to_string()
                 )?;
             }
-        } else if t.starts_with("folder-") {
-            self.apply_folder(tx, decode::<FolderEvent>(event)?).await?;
-        } else if t.starts_with("file-") {
-            self.apply_file(tx, decode::<FileEvent>(event)?).await?;
-        } else if t.starts_with("upload-") {
-            match decode::<UploadEvent>(event)? {
+            AnyEvent::Folder(e) => self.apply_folder(tx, e.clone()).await?,
+            AnyEvent::File(e) => self.apply_file(tx, e.clone()).await?,
+            AnyEvent::Upload(e) => match e {
                 UploadEvent::UploadStarted {
                     upload_id, plan, ..
                 } => {
@@ -247,10 +230,9 @@ impl Projection for QuotaProjection {
                     )?;
                 }
                 UploadEvent::UploadChunkReceived { .. } => {}
-            }
-        } else if t.starts_with("quota-") {
-            self.apply_quota(tx, event, &tenant, decode::<QuotaEvent>(event)?)
-                .await?;
+            },
+            AnyEvent::Quota(e) => self.apply_quota(tx, event, &tenant, e.clone()).await?,
+            _ => {}
         }
         Ok(())
     }

@@ -13,11 +13,10 @@ use scaidrive_domain::drive::folder::FolderEvent;
 use scaidrive_domain::drive::share::ShareEvent;
 use scaidrive_domain::id::ChangeId;
 use scaidrive_domain::sync::{ChangeType, ConflictEvent, DeviceEvent, ResourceType};
-use scaidrive_domain::{DomainEvent, RecordedEvent};
-use serde_json::Value;
+use scaidrive_domain::{AnyEvent, DecodedEvent, RecordedEvent};
 
 use crate::db::Tx;
-use crate::projection::{Projection, ProjectionError};
+use crate::projection::{typed, Projection, ProjectionError};
 use crate::{tx_execute, tx_insert_rows};
 
 /// Folds drive events into the change feed and sync events into devices,
@@ -26,12 +25,6 @@ pub struct SyncProjection;
 
 /// The projection's name (its checkpoint is the end of the feed).
 pub const NAME: &str = "sync";
-
-fn decode<E: DomainEvent>(event: &RecordedEvent) -> Result<E, ProjectionError> {
-    event
-        .decode::<E>()
-        .map_err(|e| ProjectionError::decode(event, e))
-}
 
 /// One change about to be stored.
 #[derive(Debug, Clone)]
@@ -82,132 +75,49 @@ fn last_segment(path: &str) -> String {
     path.rsplit('/').next().unwrap_or_default().to_owned()
 }
 
-/// An event of the same commit, read back from the log.
-#[derive(Debug, Clone)]
-struct Sibling {
-    stream_id: String,
-    stream_version: i64,
-    event_type: String,
-    data: Value,
-}
-
-/// Events written by the same transaction as `event` (optionally only of one
-/// stream). A commit is visible whole, so this sees all of it even when the
-/// runner's batch ends in its middle.
-async fn commit_events(
-    tx: &mut Tx,
-    event: &RecordedEvent,
-    stream: Option<&str>,
-) -> Result<Vec<Sibling>, sqlx::Error> {
-    let rows: Vec<(String, i64, String, Value)> = match tx {
-        Tx::Sqlite(t) => {
-            let rows: Vec<(String, i64, String, String)> = sqlx::query_as(
-                "SELECT stream_id, stream_version, event_type, data FROM events \
-                 WHERE transaction_id = $1 AND ($2 IS NULL OR stream_id = $2) ORDER BY position",
-            )
-            .bind(event.log.commit)
-            .bind(stream)
-            .fetch_all(&mut **t)
-            .await?;
-            rows.into_iter()
-                .map(|(s, v, t, d)| (s, v, t, serde_json::from_str(&d).unwrap_or(Value::Null)))
-                .collect()
-        }
-        Tx::Postgres(t) => {
-            let rows: Vec<(String, i64, String, sqlx::types::Json<Value>)> = sqlx::query_as(
-                "SELECT stream_id, stream_version, event_type, data FROM events \
-                 WHERE transaction_id = $1::bigint::text::xid8 AND ($2::text IS NULL OR stream_id = $2) \
-                 ORDER BY position",
-            )
-            .bind(event.log.commit)
-            .bind(stream)
-            .fetch_all(&mut **t)
-            .await?;
-            rows.into_iter()
-                .map(|(s, v, t, d)| (s, v, t, d.0))
-                .collect()
-        }
-    };
-    Ok(rows
-        .into_iter()
-        .map(|(stream_id, stream_version, event_type, data)| Sibling {
-            stream_id,
-            stream_version,
-            event_type,
-            data,
-        })
-        .collect())
-}
-
-/// The current parent of each folder stream, from its created/moved events.
-async fn folder_parents(
-    tx: &mut Tx,
-    folders: &[String],
-) -> Result<std::collections::HashMap<String, Option<String>>, sqlx::Error> {
-    let mut out = std::collections::HashMap::new();
-    for f in folders {
-        let sql = "SELECT data FROM events WHERE stream_id = $1 AND event_type IN ('folder-created', 'folder-moved') \
-                   ORDER BY stream_version DESC LIMIT 1";
-        let data: Option<Value> = match tx {
-            Tx::Sqlite(t) => sqlx::query_scalar::<_, String>(sql)
-                .bind(f)
-                .fetch_optional(&mut **t)
-                .await?
-                .and_then(|d| serde_json::from_str(&d).ok()),
-            Tx::Postgres(t) => sqlx::query_scalar::<_, sqlx::types::Json<Value>>(sql)
-                .bind(f)
-                .fetch_optional(&mut **t)
-                .await?
-                .map(|d| d.0),
-        };
-        let parent = data.and_then(|d| {
-            d.get("parent_id")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        });
-        out.insert(f.clone(), parent);
-    }
-    Ok(out)
-}
-
-/// A permanent delete of a folder purges its whole subtree in one commit;
+/// Whether `event`, a purge, carries the change of what it purged. A
+/// permanent delete of a folder purges its whole subtree in one commit;
 /// only the purge of the subtree's top carries the change. A purged share
 /// takes all its content in one commit; the share's own change carries it.
-async fn is_top_purge(tx: &mut Tx, event: &RecordedEvent) -> Result<bool, sqlx::Error> {
-    let commit = commit_events(tx, event, None).await?;
-    let my_share = event.data.get("share_id").and_then(Value::as_str);
+/// `commit` is the whole commit `event` belongs to (the runner hands out
+/// whole commits).
+fn is_top_purge(event: &DecodedEvent, commit: &[DecodedEvent]) -> bool {
+    let (my_share, my_parent) = match &event.event {
+        AnyEvent::Folder(FolderEvent::FolderPurged {
+            share_id,
+            parent_id,
+            ..
+        }) => (share_id.to_string(), Some(parent_id)),
+        AnyEvent::File(FileEvent::FilePurged { share_id, .. }) => (share_id.to_string(), None),
+        _ => return true,
+    };
     if commit
         .iter()
-        .any(|s| s.event_type == "share-purged" && Some(s.stream_id.as_str()) == my_share)
+        .any(|s| s.event_type == "share-purged" && s.stream_id == my_share)
     {
-        return Ok(false);
+        return false;
     }
-    let purges: Vec<Sibling> = commit
-        .into_iter()
-        .filter(|s| s.event_type == "folder-purged" || s.event_type == "file-purged")
-        .collect();
-    let folders: Vec<String> = purges
+    let folders: Vec<&str> = commit
         .iter()
         .filter(|s| s.event_type == "folder-purged")
-        .map(|s| s.stream_id.clone())
+        .map(|s| s.stream_id.as_str())
         .collect();
-    if folders.is_empty() {
-        return Ok(true);
-    }
-    if event.event_type == "file-purged" {
+    let Some(first) = folders.first() else {
+        return true;
+    };
+    match my_parent {
         // Files are purged inside a folder's purge only.
-        return Ok(false);
+        None => false,
+        Some(Some(parent)) => parent.is_none_or(|p| !folders.contains(&p.to_string().as_str())),
+        // Written before purges named the parent: the subtree's top is
+        // purged first.
+        Some(None) => *first == event.stream_id,
     }
-    let parents = folder_parents(tx, &folders).await?;
-    let me = &event.stream_id;
-    let my_parent = parents.get(me).cloned().flatten();
-    Ok(my_parent.is_none_or(|p| !folders.contains(&p)))
 }
 
-fn drive_change(event: &RecordedEvent) -> Result<Option<Draft>, ProjectionError> {
-    let t = event.event_type.as_str();
-    let d = if t.starts_with("share-") {
-        match decode::<ShareEvent>(event)? {
+fn drive_change(event: &DecodedEvent) -> Result<Option<Draft>, ProjectionError> {
+    let d = match typed(event)?.clone() {
+        AnyEvent::Share(e) => match e {
             ShareEvent::ShareCreated {
                 share_id, name, by, ..
             } => {
@@ -248,9 +158,8 @@ fn drive_change(event: &RecordedEvent) -> Result<Option<Draft>, ProjectionError>
             ShareEvent::ShareMemberAdded { .. }
             | ShareEvent::ShareMemberUpdated { .. }
             | ShareEvent::ShareMemberRemoved { .. } => return Ok(None),
-        }
-    } else if t.starts_with("folder-") {
-        match decode::<FolderEvent>(event)? {
+        },
+        AnyEvent::Folder(e) => match e {
             FolderEvent::FolderCreated {
                 folder_id,
                 share_id,
@@ -358,9 +267,8 @@ fn drive_change(event: &RecordedEvent) -> Result<Option<Draft>, ProjectionError>
                 d.permanent = true;
                 d
             }
-        }
-    } else if t.starts_with("file-") {
-        match decode::<FileEvent>(event)? {
+        },
+        AnyEvent::File(e) => match e {
             FileEvent::FileCreated {
                 file_id,
                 share_id,
@@ -472,49 +380,43 @@ fn drive_change(event: &RecordedEvent) -> Result<Option<Draft>, ProjectionError>
             }
             // The file as clients sync it (its current version) is unchanged.
             FileEvent::FileVersionPruned { .. } => return Ok(None),
-        }
-    } else {
-        return Ok(None);
+        },
+        _ => return Ok(None),
     };
     Ok(Some(d))
 }
 
 /// Decides which event of a multi-event mutation carries its one change, and
-/// completes that change with what the others know.
-async fn carried(
-    tx: &mut Tx,
-    event: &RecordedEvent,
-    mut d: Draft,
-) -> Result<Option<Draft>, ProjectionError> {
+/// completes that change with what the others of its commit know.
+fn carried(event: &DecodedEvent, commit: &[DecodedEvent], mut d: Draft) -> Option<Draft> {
     let purge = matches!(event.event_type.as_str(), "folder-purged" | "file-purged");
-    if purge && !is_top_purge(tx, event).await? {
-        return Ok(None);
+    if purge && !is_top_purge(event, commit) {
+        return None;
     }
-    match event.event_type.as_str() {
+    let same_stream = |version: i64| {
+        commit
+            .iter()
+            .find(|s| s.stream_id == event.stream_id && s.stream_version == version)
+    };
+    match &event.event {
         // A move with a new name is a rename then a move of the same file in
         // one commit: the move carries it, from the path before the rename.
-        "file-renamed" => {
-            let same = commit_events(tx, event, Some(&event.stream_id)).await?;
-            let moved_too = same.iter().any(|s| {
-                s.stream_version == event.stream_version + 1 && s.event_type == "file-moved"
-            });
-            if moved_too {
-                return Ok(None);
-            }
+        AnyEvent::File(FileEvent::FileRenamed { .. })
+            if same_stream(event.stream_version + 1)
+                .is_some_and(|s| s.event_type == "file-moved") =>
+        {
+            return None;
         }
-        "file-moved" => {
-            let same = commit_events(tx, event, Some(&event.stream_id)).await?;
-            if let Some(renamed) = same.iter().find(|s| {
-                s.stream_version == event.stream_version - 1 && s.event_type == "file-renamed"
-            }) {
-                if let Some(p) = renamed.data.get("old_path").and_then(Value::as_str) {
-                    d.old_path = Some(p.to_owned());
-                }
+        AnyEvent::File(FileEvent::FileMoved { .. }) => {
+            if let Some(AnyEvent::File(FileEvent::FileRenamed { old_path, .. })) =
+                same_stream(event.stream_version - 1).map(|s| &s.event)
+            {
+                d.old_path = Some(old_path.clone());
             }
         }
         _ => {}
     }
-    Ok(Some(d))
+    Some(d)
 }
 
 /// Rows per `rm_changes` `INSERT`: 20 parameters each stays far below
@@ -560,9 +462,13 @@ async fn insert_changes(
     Ok(())
 }
 
-async fn apply_device(tx: &mut Tx, event: &RecordedEvent) -> Result<(), ProjectionError> {
+async fn apply_device(
+    tx: &mut Tx,
+    event: &DecodedEvent,
+    device: &DeviceEvent,
+) -> Result<(), ProjectionError> {
     let tenant = event.tenant_id.clone().unwrap_or_default();
-    match decode::<DeviceEvent>(event)? {
+    match device.clone() {
         DeviceEvent::DeviceRegistered {
             device_id,
             user_id,
@@ -652,8 +558,8 @@ async fn touch_device(
     Ok(())
 }
 
-async fn apply_conflict(tx: &mut Tx, event: &RecordedEvent) -> Result<(), ProjectionError> {
-    match decode::<ConflictEvent>(event)? {
+async fn apply_conflict(tx: &mut Tx, conflict: &ConflictEvent) -> Result<(), ProjectionError> {
+    match conflict.clone() {
         ConflictEvent::ConflictDetected(f) => {
             let change = serde_json::to_string(&f.change).unwrap_or_else(|_| "{}".into());
             tx_execute!(
@@ -721,28 +627,27 @@ impl Projection for SyncProjection {
             || t.starts_with("conflict-")
     }
 
-    async fn apply(&self, tx: &mut Tx, event: &RecordedEvent) -> Result<(), ProjectionError> {
+    async fn apply(&self, tx: &mut Tx, event: &DecodedEvent) -> Result<(), ProjectionError> {
         self.apply_all(tx, std::slice::from_ref(event)).await
     }
 
     /// Device and conflict events as they come; the run's changes in one
     /// multi-row `INSERT` per [`CHANGES_PER_INSERT`] (nothing here reads
     /// `rm_changes`, so writing them last changes nothing).
-    async fn apply_all(
-        &self,
-        tx: &mut Tx,
-        events: &[RecordedEvent],
-    ) -> Result<(), ProjectionError> {
+    async fn apply_all(&self, tx: &mut Tx, events: &[DecodedEvent]) -> Result<(), ProjectionError> {
         let mut changes: Vec<(&RecordedEvent, Draft)> = Vec::new();
-        for event in events.iter().filter(|e| self.handles(&e.event_type)) {
-            let t = event.event_type.as_str();
-            if t.starts_with("device-") || t.starts_with("sync-") {
-                apply_device(tx, event).await?;
-            } else if t.starts_with("conflict-") {
-                apply_conflict(tx, event).await?;
-            } else if let Some(d) = drive_change(event)? {
-                if let Some(d) = carried(tx, event, d).await? {
-                    changes.push((event, d));
+        for commit in events.chunk_by(|a, b| a.log.commit == b.log.commit) {
+            for event in commit.iter().filter(|e| self.handles(&e.event_type)) {
+                match typed(event)? {
+                    AnyEvent::Device(device) => apply_device(tx, event, device).await?,
+                    AnyEvent::Conflict(conflict) => apply_conflict(tx, conflict).await?,
+                    _ => {
+                        if let Some(d) = drive_change(event)? {
+                            if let Some(d) = carried(event, commit, d) {
+                                changes.push((event, d));
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -759,5 +664,171 @@ impl Projection for SyncProjection {
             "rm_sync_cursors",
             "rm_sync_conflicts",
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The change feed's choice of which event of a commit carries a change,
+    //! from decoded events alone.
+
+    use super::*;
+    use scaidrive_domain::id::{FileId, FolderId, ShareId};
+    use scaidrive_domain::{DomainEvent, EventMetadata, LogPosition};
+    use uuid::Uuid;
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    fn at() -> DateTime<Utc> {
+        DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap_or_default()
+    }
+
+    fn recorded<E: DomainEvent>(
+        stream: String,
+        version: i64,
+        position: i64,
+        e: &E,
+    ) -> DecodedEvent {
+        let (event_type, data) = e.encode();
+        DecodedEvent::new(RecordedEvent {
+            log: LogPosition::new(7, position),
+            stream_id: stream,
+            stream_version: version,
+            event_id: Uuid::from_u128(position as u128),
+            event_type,
+            schema_version: 1,
+            tenant_id: Some("tnt_t".into()),
+            data,
+            metadata: EventMetadata {
+                occurred_at: at(),
+                actor: Default::default(),
+                correlation_id: None,
+                causation_id: None,
+            },
+            recorded_at: at(),
+            hash: String::new(),
+        })
+    }
+
+    fn folder_purged(n: u128, parent: Option<Option<u128>>, position: i64) -> DecodedEvent {
+        let folder = FolderId::from_uuid(id(n));
+        let e = FolderEvent::FolderPurged {
+            folder_id: folder,
+            share_id: ShareId::from_uuid(id(1)),
+            path: format!("/f{n}"),
+            parent_id: parent.map(|p| p.map(|p| FolderId::from_uuid(id(p)))),
+            at: at(),
+        };
+        recorded(folder.to_string(), 3, position, &e)
+    }
+
+    fn file_purged(n: u128, position: i64) -> DecodedEvent {
+        let file = FileId::from_uuid(id(n));
+        let e = FileEvent::FilePurged {
+            file_id: file,
+            share_id: ShareId::from_uuid(id(1)),
+            path: format!("/x{n}"),
+            version_bytes: 0,
+            was_deleted: true,
+            chunks: vec![],
+            by: None,
+            at: at(),
+        };
+        recorded(file.to_string(), 4, position, &e)
+    }
+
+    fn carries(commit: &[DecodedEvent]) -> Vec<bool> {
+        commit
+            .iter()
+            .map(|e| {
+                let d = drive_change(e).ok().flatten();
+                d.and_then(|d| carried(e, commit, d)).is_some()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn only_the_top_of_a_purged_subtree_carries_the_change() {
+        let commit = vec![
+            folder_purged(10, Some(Some(99)), 1),
+            folder_purged(11, Some(Some(10)), 2),
+            folder_purged(12, Some(Some(11)), 3),
+            file_purged(20, 4),
+        ];
+        assert_eq!(carries(&commit), [true, false, false, false]);
+        // A folder at the share's root is a top too.
+        let commit = vec![
+            folder_purged(10, Some(None), 1),
+            folder_purged(11, Some(Some(10)), 2),
+        ];
+        assert_eq!(carries(&commit), [true, false]);
+        // A file purged alone carries its change.
+        assert_eq!(carries(&[file_purged(20, 1)]), [true]);
+    }
+
+    #[test]
+    fn purges_written_before_the_parent_was_recorded_take_the_first_as_top() {
+        let commit = vec![
+            folder_purged(10, None, 1),
+            folder_purged(11, None, 2),
+            file_purged(20, 3),
+        ];
+        assert_eq!(carries(&commit), [true, false, false]);
+    }
+
+    #[test]
+    fn a_share_purge_carries_everything_in_it() {
+        let share = ShareId::from_uuid(id(1));
+        let purged = recorded(
+            share.to_string(),
+            9,
+            3,
+            &scaidrive_domain::drive::share::ShareEvent::SharePurged {
+                share_id: share,
+                at: at(),
+            },
+        );
+        let commit = vec![folder_purged(10, Some(None), 1), file_purged(20, 2), purged];
+        assert_eq!(carries(&commit), [false, false, true]);
+    }
+
+    #[test]
+    fn a_rename_then_move_is_one_move_from_the_old_path() {
+        let file = FileId::from_uuid(id(20));
+        let share = ShareId::from_uuid(id(1));
+        let by = scaidrive_domain::id::UserId::from_uuid(id(5));
+        let renamed = FileEvent::FileRenamed {
+            file_id: file,
+            share_id: share,
+            name: "b".into(),
+            old_path: "/a".into(),
+            path: "/b".into(),
+            by,
+            at: at(),
+        };
+        let moved = FileEvent::FileMoved {
+            file_id: file,
+            old_share_id: share,
+            share_id: share,
+            old_folder_id: None,
+            folder_id: Some(FolderId::from_uuid(id(10))),
+            old_path: "/b".into(),
+            path: "/f/b".into(),
+            version_bytes: 0,
+            by,
+            at: at(),
+        };
+        let commit = vec![
+            recorded(file.to_string(), 2, 1, &renamed),
+            recorded(file.to_string(), 3, 2, &moved),
+        ];
+        assert_eq!(carries(&commit), [false, true]);
+        let d = drive_change(&commit[1]).ok().flatten();
+        let d = d.and_then(|d| carried(&commit[1], &commit, d));
+        assert_eq!(d.and_then(|d| d.old_path).as_deref(), Some("/a"));
+        // Alone, a rename is a rename.
+        assert_eq!(carries(&commit[..1]), [true]);
     }
 }

@@ -3,21 +3,15 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use scaidrive_domain::tenancy::{PartnerEvent, TenantEvent, TenantSettings, UserEvent};
-use scaidrive_domain::{DomainEvent, RecordedEvent};
+use scaidrive_domain::{AnyEvent, DecodedEvent, RecordedEvent};
 use sqlx::types::Json;
 
 use crate::db::{Db, Tx};
-use crate::projection::{Projection, ProjectionError};
+use crate::projection::{typed, Projection, ProjectionError};
 use crate::{db_fetch_all, db_fetch_optional, db_fetch_scalar, tx_execute};
 
 /// Folds partner, tenant and user events into `rm_partners`, `rm_tenants`, `rm_users`.
 pub struct TenancyProjection;
-
-fn decode<E: DomainEvent>(event: &RecordedEvent) -> Result<E, ProjectionError> {
-    event
-        .decode::<E>()
-        .map_err(|e| ProjectionError::decode(event, e))
-}
 
 #[async_trait]
 impl Projection for TenancyProjection {
@@ -35,10 +29,9 @@ impl Projection for TenancyProjection {
             || event_type.starts_with("user-")
     }
 
-    async fn apply(&self, tx: &mut Tx, event: &RecordedEvent) -> Result<(), ProjectionError> {
-        let t = event.event_type.as_str();
-        if t.starts_with("partner-") {
-            match decode::<PartnerEvent>(event)? {
+    async fn apply(&self, tx: &mut Tx, event: &DecodedEvent) -> Result<(), ProjectionError> {
+        match typed(event)? {
+            AnyEvent::Partner(e) => match e.clone() {
                 PartnerEvent::PartnerProvisioned {
                     partner_id,
                     name,
@@ -52,9 +45,8 @@ impl Projection for TenancyProjection {
                         at
                     )?;
                 }
-            }
-        } else if t.starts_with("tenant-") {
-            match decode::<TenantEvent>(event)? {
+            },
+            AnyEvent::Tenant(e) => match e.clone() {
                 TenantEvent::TenantProvisioned {
                     tenant_id,
                     partner_id,
@@ -93,19 +85,19 @@ impl Projection for TenancyProjection {
                         at
                     )?;
                 }
-            }
-        } else if t.starts_with("user-") {
-            let id = stream_suffix(event);
-            match decode::<UserEvent>(event)? {
-                UserEvent::UserProvisioned {
-                    user_id,
-                    tenant_id,
-                    email,
-                    name,
-                    admin_role,
-                    at,
-                } => {
-                    tx_execute!(
+            },
+            AnyEvent::User(e) => {
+                let id = stream_suffix(event);
+                match e.clone() {
+                    UserEvent::UserProvisioned {
+                        user_id,
+                        tenant_id,
+                        email,
+                        name,
+                        admin_role,
+                        at,
+                    } => {
+                        tx_execute!(
                         tx,
                         "INSERT INTO rm_users (id, tenant_id, email, name, status, admin_role, created_at, modified_at) \
                          VALUES ($1, $2, $3, $4, 'active', $5, $6, $6) ON CONFLICT (id) DO NOTHING",
@@ -116,9 +108,9 @@ impl Projection for TenancyProjection {
                         admin_role.map(|_| "tenant_admin"),
                         at
                     )?;
-                }
-                UserEvent::UserProfileUpdated { email, name, at } => {
-                    tx_execute!(
+                    }
+                    UserEvent::UserProfileUpdated { email, name, at } => {
+                        tx_execute!(
                         tx,
                         "UPDATE rm_users SET email = $2, name = $3, modified_at = $4 WHERE id = $1",
                         id,
@@ -126,26 +118,28 @@ impl Projection for TenancyProjection {
                         name,
                         at
                     )?;
-                }
-                UserEvent::UserStatusChanged { status, at } => {
-                    tx_execute!(
-                        tx,
-                        "UPDATE rm_users SET status = $2, modified_at = $3 WHERE id = $1",
-                        id,
-                        status.as_str(),
-                        at
-                    )?;
-                }
-                UserEvent::UserAdminRoleChanged { admin_role, at } => {
-                    tx_execute!(
-                        tx,
-                        "UPDATE rm_users SET admin_role = $2, modified_at = $3 WHERE id = $1",
-                        id,
-                        admin_role.map(|_| "tenant_admin"),
-                        at
-                    )?;
+                    }
+                    UserEvent::UserStatusChanged { status, at } => {
+                        tx_execute!(
+                            tx,
+                            "UPDATE rm_users SET status = $2, modified_at = $3 WHERE id = $1",
+                            id,
+                            status.as_str(),
+                            at
+                        )?;
+                    }
+                    UserEvent::UserAdminRoleChanged { admin_role, at } => {
+                        tx_execute!(
+                            tx,
+                            "UPDATE rm_users SET admin_role = $2, modified_at = $3 WHERE id = $1",
+                            id,
+                            admin_role.map(|_| "tenant_admin"),
+                            at
+                        )?;
+                    }
                 }
             }
+            _ => {}
         }
         Ok(())
     }

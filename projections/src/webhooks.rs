@@ -10,12 +10,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use scaidrive_domain::webhook::WebhookEvent;
-use scaidrive_domain::RecordedEvent;
+use scaidrive_domain::{AnyEvent, DecodedEvent};
 use uuid::Uuid;
 
 use crate::audit;
 use crate::db::{Db, Tx};
-use crate::projection::{Projection, ProjectionError};
+use crate::projection::{typed, Projection, ProjectionError};
 use crate::{db_fetch_all, db_fetch_optional, tx_execute, tx_fetch_all};
 
 /// Folds webhook events into `rm_webhooks` and queues deliveries.
@@ -54,17 +54,13 @@ impl Projection for WebhooksProjection {
         true
     }
 
-    async fn apply(&self, tx: &mut Tx, e: &RecordedEvent) -> Result<(), ProjectionError> {
+    async fn apply(&self, tx: &mut Tx, e: &DecodedEvent) -> Result<(), ProjectionError> {
         queue(tx, e, &mut Targets::default()).await
     }
 
     /// Reads each tenant's webhooks once for the run (again after an event
     /// that changes them).
-    async fn apply_all(
-        &self,
-        tx: &mut Tx,
-        events: &[RecordedEvent],
-    ) -> Result<(), ProjectionError> {
+    async fn apply_all(&self, tx: &mut Tx, events: &[DecodedEvent]) -> Result<(), ProjectionError> {
         let mut targets = Targets::default();
         for e in events {
             queue(tx, e, &mut targets).await?;
@@ -85,7 +81,7 @@ type Targets = HashMap<String, Arc<Vec<Target>>>;
 
 /// Folds `e` if it is a webhook's own event, then queues it for each of its
 /// tenant's webhooks whose categories match.
-async fn queue(tx: &mut Tx, e: &RecordedEvent, known: &mut Targets) -> Result<(), ProjectionError> {
+async fn queue(tx: &mut Tx, e: &DecodedEvent, known: &mut Targets) -> Result<(), ProjectionError> {
     if TYPES.contains(&e.event_type.as_str()) {
         fold(tx, e).await?;
         known.clear();
@@ -140,12 +136,12 @@ async fn queue(tx: &mut Tx, e: &RecordedEvent, known: &mut Targets) -> Result<()
     Ok(())
 }
 
-async fn fold(tx: &mut Tx, e: &RecordedEvent) -> Result<(), ProjectionError> {
+async fn fold(tx: &mut Tx, e: &DecodedEvent) -> Result<(), ProjectionError> {
     let id = e.stream_id.clone();
-    let ev = e
-        .decode::<WebhookEvent>()
-        .map_err(|err| ProjectionError::decode(e, err))?;
-    match ev {
+    let AnyEvent::Webhook(ev) = typed(e)? else {
+        return Ok(());
+    };
+    match ev.clone() {
         WebhookEvent::WebhookCreated {
             webhook_id,
             tenant_id,

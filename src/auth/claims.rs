@@ -2,7 +2,8 @@
 
 use serde_json::{Map, Value};
 
-use super::{AuthError, Scopes};
+use super::error::AuthError;
+use super::scope::Scopes;
 
 /// What a verified token says about its bearer. Ids are the raw claim strings.
 #[derive(Debug, Clone, PartialEq, Eq)]

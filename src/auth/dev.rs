@@ -18,8 +18,9 @@ use p256::SecretKey;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
+use super::claims::Claims;
+use super::error::AuthError;
 use super::token::{self, VerifyKey};
-use super::{AuthError, Claims};
 
 /// File name of the development key inside the data directory.
 pub const KEY_FILE: &str = "dev-issuer-key.pem";

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use url::Url;
 
+use super::error::AuthError;
 use super::token::VerifyKey;
-use super::AuthError;
 
 /// A key set larger than this is not a key set.
 const MAX_JWKS_BYTES: usize = 1024 * 1024;

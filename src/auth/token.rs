@@ -4,7 +4,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use serde_json::{Map, Value};
 
-use super::AuthError;
+use super::error::AuthError;
 
 /// Larger tokens are refused before any parsing.
 const MAX_TOKEN_LEN: usize = 16 * 1024;

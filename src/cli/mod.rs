@@ -1,4 +1,5 @@
-//! The command line: `serve`, `token`, `audit verify`, `maintenance run`, `events tail`, `bench`, `ws`.
+//! The command line: `serve`, `token`, `audit verify`, `maintenance run`, `events tail`, `ws`.
+//! (The load generators are another program, `scaidrive-bench`: see [`crate::bench`].)
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -9,17 +10,7 @@ use crate::app::{shutdown_signal, Application, Core};
 use crate::auth::{DevIssuer, MintRequest};
 use crate::config::{Config, ServeArgs, StoreArgs};
 
-pub mod bench;
-pub mod bench_downloads;
-pub mod bench_drive;
-pub mod bench_feed;
-pub mod bench_http;
-pub mod bench_links;
-pub mod bench_more;
-pub mod bench_quota;
-pub mod bench_rebuild;
-pub mod bench_support;
-pub mod bench_sync;
+pub mod audit_proofs;
 pub mod events;
 pub mod ws;
 
@@ -76,8 +67,6 @@ pub enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
-    /// Measure command throughput and latency against a raw INSERT baseline.
-    Bench(bench::BenchArgs),
     /// Connect to a WebSocket (sync or realtime), send frames, print what arrives.
     Ws(ws::WsArgs),
 }
@@ -91,7 +80,8 @@ pub enum ProjectionsCommand {
         #[command(flatten)]
         store: StoreArgs,
         /// Projection name (tenancy, drive, access, audit, groups, sync, links,
-        /// quota, webhooks); all when omitted.
+        /// quota, webhooks, or `search` for the keyword index in the data
+        /// directory); all when omitted.
         name: Option<String>,
     },
     /// List projections and how far each has got.
@@ -141,6 +131,11 @@ pub enum AuditCommand {
         #[arg(long)]
         to: Option<chrono::DateTime<chrono::Utc>>,
     },
+    /// Check a signed checkpoint, consistency with the last trusted one and
+    /// an export's inclusion, offline (no database).
+    VerifyProof(audit_proofs::VerifyArgs),
+    /// Poll checkpoints, check consistency, cosign; alarm on fork or rollback.
+    Witness(audit_proofs::WitnessArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -178,7 +173,7 @@ pub struct TokenArgs {
 
 fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SCAIDRIVE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,pavao=off"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -216,6 +211,12 @@ pub fn run(cli: Cli) -> ExitCode {
             init_tracing(false);
             verify(store, tenant, crate::store::VerifyRange { from, to })
         }
+        Command::Audit {
+            command: AuditCommand::VerifyProof(a),
+        } => return audit_proofs::verify_proof(a),
+        Command::Audit {
+            command: AuditCommand::Witness(a),
+        } => return audit_proofs::witness(a),
         Command::Gc {
             store,
             blob_url,
@@ -256,10 +257,6 @@ pub fn run(cli: Cli) -> ExitCode {
         } => {
             init_tracing(false);
             runtime().and_then(|rt| rt.block_on(events::tail(args)))
-        }
-        Command::Bench(args) => {
-            init_tracing(false);
-            runtime().and_then(|rt| rt.block_on(bench::run(args)))
         }
         Command::Ws(args) => runtime().and_then(|rt| rt.block_on(ws::run(args))),
     };
@@ -447,7 +444,9 @@ async fn open_projector(
 fn rebuild(store: StoreArgs, name: Option<String>) -> Result<(), String> {
     runtime()?.block_on(async move {
         let (core, projector) = open_projector(&store).await?;
+        let search_too = matches!(name.as_deref(), None | Some("search"));
         let names: Vec<String> = match name {
+            Some(n) if n == "search" => vec![],
             Some(n) => vec![n],
             None => projector.names().into_iter().map(str::to_owned).collect(),
         };
@@ -474,9 +473,41 @@ fn rebuild(store: StoreArgs, name: Option<String>) -> Result<(), String> {
                 events as f64 / secs.max(1e-9)
             );
         }
+        if search_too {
+            rebuild_search(&store, &core, head.position).await?;
+        }
         core.db.close().await;
         Ok(())
     })
+}
+
+/// Rebuilds the keyword search index beside the live one (a running server
+/// on this data directory switches to it on its next step).
+async fn rebuild_search(store: &StoreArgs, core: &Core, head: i64) -> Result<(), String> {
+    let settings = crate::search::Settings::from_env(&store.data_dir);
+    let blob_settings = crate::blob::BlobSettings {
+        url: std::env::var("SCAIDRIVE_BLOB_URL")
+            .ok()
+            .filter(|u| !u.trim().is_empty()),
+        ..crate::blob::BlobSettings::local()
+    };
+    let blob =
+        crate::blob::BlobStore::open(&blob_settings, &store.data_dir).map_err(|e| e.to_string())?;
+    let bar = indicatif::ProgressBar::new(head.max(1) as u64);
+    bar.set_prefix("search");
+    let started = std::time::Instant::now();
+    let events = crate::search::indexer::rebuild(&settings, &core.store, &blob, |at| {
+        bar.set_position(at.max(0) as u64)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    bar.finish();
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "search: rebuilt from {events} events in {secs:.2} s ({:.0} events/s)",
+        events as f64 / secs.max(1e-9)
+    );
+    Ok(())
 }
 
 fn projection_status(store: StoreArgs) -> Result<(), String> {

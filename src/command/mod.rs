@@ -29,6 +29,7 @@ pub mod links;
 pub mod provision;
 pub mod quota;
 pub mod retention;
+pub mod shares;
 pub mod sharing;
 mod stripes;
 pub mod sync;

@@ -215,11 +215,26 @@ async fn export(
             let Some(last) = rows.last() else { break };
             cursor = LogPosition::new(last.commit_id, last.position);
             let mut chunk = String::new();
+            // NDJSON entries carry what a Merkle proof is checked against.
+            let anchors = if csv {
+                Default::default()
+            } else {
+                let positions: Vec<i64> = rows.iter().map(|r| r.position).collect();
+                crate::proofs::anchors(&state.db, &positions)
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))?
+            };
             for r in &rows {
                 if csv {
                     chunk.push_str(&csv_line(r));
                 } else {
-                    chunk.push_str(&entry(r).to_string());
+                    let mut e = entry(r);
+                    let a = anchors.get(&r.position);
+                    e["hash"] = json!(a.map(|a| &a.hash));
+                    e["stream_id"] = json!(a.map(|a| &a.stream_id));
+                    e["stream_version"] = json!(a.map(|a| a.stream_version));
+                    e["leaf_index"] = json!(a.and_then(|a| a.leaf_index));
+                    chunk.push_str(&e.to_string());
                     chunk.push('\n');
                 }
             }

@@ -8,16 +8,16 @@ use std::str::FromStr;
 
 use chrono::Utc;
 use scaidrive_domain::access::{resolve, share_role, Permission, Permissions, Subject};
-use scaidrive_domain::id::{FolderId, ShareId};
+use scaidrive_domain::id::{FileId, FolderId, ShareId};
 use scaidrive_projections::access;
 use scaidrive_projections::drive_queries::{self as q, FileRow, FolderRow, ShareRow};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
+use super::dto::{self, Entry};
 use super::error::{ApiError, ApiResult, Refusal};
 use super::principal::Principal;
 use super::state::AppState;
-use super::ts;
 use crate::auth::Scope;
 use crate::command::drive::Target;
 
@@ -285,6 +285,89 @@ pub async fn live_file(
     Ok((row, share))
 }
 
+/// What a handler needs on a resource before it acts, checked after the
+/// lookup (404 when the caller cannot see it, 410 when trashed and the
+/// handler wants it live), in this order.
+#[derive(Debug, Clone, Copy)]
+pub enum Need {
+    /// The `files:read` scope (seeing the resource is its READ).
+    Read,
+    /// The `files:write` scope.
+    Write,
+    /// The `files:write` scope and this permission on the resource.
+    Perm(Permission),
+}
+
+async fn check(state: &AppState, p: &Principal, on: On<'_>, need: Need) -> ApiResult<()> {
+    match need {
+        Need::Read => require_read(p),
+        Need::Write => require_write(p),
+        Need::Perm(perm) => {
+            require_write(p)?;
+            require_perm(state, p, on, perm).await
+        }
+    }
+}
+
+/// A live folder, in a live share, the caller may act on as `need` says:
+/// the one guard of a folder handler.
+pub async fn folder(
+    state: &AppState,
+    p: &Principal,
+    id: FolderId,
+    need: Need,
+) -> ApiResult<(FolderRow, ShareRow)> {
+    let (row, share) = live_folder(state, p, &id.to_string()).await?;
+    check(state, p, On::Folder(&row), need).await?;
+    Ok((row, share))
+}
+
+/// [`folder`], trashed ones (or in a trashed share) included.
+pub async fn folder_any(
+    state: &AppState,
+    p: &Principal,
+    id: FolderId,
+    need: Need,
+) -> ApiResult<(FolderRow, ShareRow)> {
+    let (row, share) = visible_folder(state, p, &id.to_string()).await?;
+    check(state, p, On::Folder(&row), need).await?;
+    Ok((row, share))
+}
+
+/// A live file, in a live share, the caller may act on as `need` says.
+pub async fn file(
+    state: &AppState,
+    p: &Principal,
+    id: FileId,
+    need: Need,
+) -> ApiResult<(FileRow, ShareRow)> {
+    let (row, share) = live_file(state, p, &id.to_string()).await?;
+    check(state, p, On::File(&row), need).await?;
+    Ok((row, share))
+}
+
+/// [`file`], trashed ones (or in a trashed share) included.
+pub async fn file_any(
+    state: &AppState,
+    p: &Principal,
+    id: FileId,
+    need: Need,
+) -> ApiResult<(FileRow, ShareRow)> {
+    let (row, share) = visible_file(state, p, &id.to_string()).await?;
+    check(state, p, On::File(&row), need).await?;
+    Ok((row, share))
+}
+
+/// A folder as the API shows it, read back after a write of the caller's.
+pub async fn folder_dto(state: &AppState, p: &Principal, id: &str) -> ApiResult<dto::Folder> {
+    Ok((&visible_folder_row(state, p, id).await?).into())
+}
+
+/// A file as the API shows it, read back after a write of the caller's.
+pub async fn file_dto(state: &AppState, p: &Principal, id: &str) -> ApiResult<dto::File> {
+    Ok((&visible_file_row(state, p, id).await?).into())
+}
+
 /// `{target_folder_id | target_share_id}` of move and copy bodies.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct TargetBody {
@@ -419,91 +502,32 @@ pub async fn used_bytes_of(state: &AppState, rows: &[ShareRow]) -> ApiResult<Vec
 }
 
 /// A share as the API shows it, with what it holds.
-pub async fn share_body(state: &AppState, r: &ShareRow) -> ApiResult<Value> {
+pub async fn share_body(state: &AppState, r: &ShareRow) -> ApiResult<dto::Share> {
     let used = used_bytes_of(state, std::slice::from_ref(r)).await?;
-    Ok(share_json(r, used[0]))
+    Ok((r, used[0]).into())
 }
 
 /// [`share_body`] for a page of shares.
-pub async fn share_bodies(state: &AppState, rows: &[ShareRow]) -> ApiResult<Vec<Value>> {
+pub async fn share_bodies(state: &AppState, rows: &[ShareRow]) -> ApiResult<Vec<dto::Share>> {
     let used = used_bytes_of(state, rows).await?;
-    Ok(rows
-        .iter()
-        .zip(used)
-        .map(|(r, u)| share_json(r, u))
-        .collect())
+    Ok(rows.iter().zip(used).map(dto::Share::from).collect())
 }
 
-fn share_json(r: &ShareRow, used_bytes: i64) -> Value {
-    json!({
-        "id": r.id,
-        "tenant_id": r.tenant_id,
-        "name": r.name,
-        "description": r.description,
-        "share_type": r.share_type,
-        "type": r.share_type,
-        "owner_id": r.owner_id,
-        "is_public": r.is_public,
-        "is_deleted": r.is_deleted,
-        "quota_bytes": r.quota_bytes,
-        "used_bytes": used_bytes,
-        "settings": {},
-        "created_by": r.created_by,
-        "created_at": ts(r.created_at),
-        "modified_at": ts(r.modified_at),
-    })
+/// A live share the caller may act on as `need` says.
+pub async fn share(
+    state: &AppState,
+    p: &Principal,
+    id: ShareId,
+    need: Need,
+) -> ApiResult<ShareRow> {
+    let row = live_share(state, p, &id.to_string()).await?;
+    check(state, p, On::Share(&row), need).await?;
+    Ok(row)
 }
 
-pub fn folder_json(r: &FolderRow) -> Value {
-    json!({
-        "id": r.id,
-        "tenant_id": r.tenant_id,
-        "share_id": r.share_id,
-        "parent_id": r.parent_id,
-        "name": r.name,
-        "path": r.path,
-        "owner_id": r.owner_id,
-        "created_by": r.created_by,
-        "created_at": ts(r.created_at),
-        "modified_at": ts(r.modified_at),
-        "is_deleted": r.is_deleted || r.trashed_via.is_some(),
-        "deleted_at": r.deleted_at.map(ts),
-    })
-}
-
-pub fn file_json(r: &FileRow) -> Value {
-    json!({
-        "id": r.id,
-        "tenant_id": r.tenant_id,
-        "share_id": r.share_id,
-        "folder_id": r.folder_id,
-        "name": r.name,
-        "path": r.path,
-        "mime_type": r.mime_type,
-        "size": r.size,
-        "checksum_sha256": r.checksum_sha256,
-        "version": r.version,
-        "version_id": r.version_id,
-        "owner_id": r.owner_id,
-        "created_by": r.created_by,
-        "created_at": ts(r.created_at),
-        "modified_by": r.modified_by,
-        "modified_at": ts(r.modified_at),
-        "is_deleted": r.is_deleted || r.trashed_via.is_some(),
-        "deleted_at": r.deleted_at.map(ts),
-    })
-}
-
-/// A children listing entry.
-pub fn child_folder(r: &FolderRow) -> Value {
-    json!({"id": r.id, "name": r.name, "type": "folder", "path": r.path, "modified_at": ts(r.modified_at),
-           "is_deleted": r.is_deleted || r.trashed_via.is_some()})
-}
-
-pub fn child_file(r: &FileRow) -> Value {
-    json!({"id": r.id, "name": r.name, "type": "file", "path": r.path, "size": r.size, "mime_type": r.mime_type,
-           "version": r.version, "version_id": r.version_id, "modified_at": ts(r.modified_at),
-           "is_deleted": r.is_deleted || r.trashed_via.is_some()})
+/// A share as the API shows it, read back after a write of the caller's.
+pub async fn share_dto(state: &AppState, p: &Principal, id: &str) -> ApiResult<dto::Share> {
+    share_body(state, &visible_share(state, p, id).await?).await
 }
 
 /// `PATCH` body of folders and files: rename, restore from the trash, or both.
@@ -562,7 +586,7 @@ pub async fn listing(
     parent: Option<&str>,
     include_deleted: bool,
     page: &Page,
-) -> ApiResult<(Vec<Value>, i64)> {
+) -> ApiResult<(Vec<Entry>, i64)> {
     let (limit, offset) = page.resolve()?;
     let hidden = match p {
         Some(p) => hidden_children(state, p, share_id, parent).await?,
@@ -573,8 +597,8 @@ pub async fn listing(
             q::children(&state.db, share_id, parent, include_deleted, limit, offset).await?;
         let items = folders
             .iter()
-            .map(child_folder)
-            .chain(files.iter().map(child_file))
+            .map(Entry::from)
+            .chain(files.iter().map(Entry::from))
             .collect();
         return Ok((items, total));
     }
@@ -593,8 +617,8 @@ pub async fn listing(
     .await?;
     let items = folders
         .iter()
-        .map(child_folder)
-        .chain(files.iter().map(child_file))
+        .map(Entry::from)
+        .chain(files.iter().map(Entry::from))
         .collect();
     Ok((items, total))
 }

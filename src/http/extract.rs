@@ -749,11 +749,47 @@ where
                 "invalid path parameter: NUL characters are not allowed".into(),
             ));
         }
-        axum::extract::Path::<T>::from_request_parts(parts, state)
-            .await
-            .map(|p| ApiPath(p.0))
-            .map_err(|e| ApiError::BadRequest(format!("invalid path parameter: {}", e.body_text())))
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(p) => Ok(ApiPath(p.0)),
+            Err(e) => Err(match bad_id(&e, parts, state).await {
+                Some(answer) => answer,
+                None => ApiError::BadRequest(format!("invalid path parameter: {}", e.body_text())),
+            }),
+        }
     }
+}
+
+/// The 400 for a typed id in the path (`ApiPath<FolderId>`) that does not
+/// parse: `'{raw}' is not a valid {kind} id`, naming the segment as sent.
+async fn bad_id<S: Send + Sync>(
+    e: &axum::extract::rejection::PathRejection,
+    parts: &mut Parts,
+    state: &S,
+) -> Option<ApiError> {
+    use axum::extract::path::ErrorKind;
+    use axum::extract::rejection::PathRejection;
+    let PathRejection::FailedToDeserializePathParams(e) = e else {
+        return None;
+    };
+    let ErrorKind::Message(msg) = e.kind() else {
+        return None;
+    };
+    // The domain's `IdParseError`: "invalid {kind} id: expected '{prefix}' …".
+    let rest = msg.strip_prefix("invalid ")?;
+    let (kind, rest) = rest.split_once(" id: expected '")?;
+    let (prefix, _) = rest.split_once('\'')?;
+    let (prefix, kind) = (prefix.to_owned(), kind.to_owned());
+    let params = axum::extract::RawPathParams::from_request_parts(parts, state)
+        .await
+        .ok()?;
+    let raw = params.iter().map(|(_, v)| v).find(|v| {
+        v.strip_prefix(prefix.as_str())
+            .and_then(scaidrive_domain::id::decode_body)
+            .is_none()
+    })?;
+    Some(ApiError::BadRequest(format!(
+        "'{raw}' is not a valid {kind} id"
+    )))
 }
 
 /// A multipart body; a malformed one answers 400 with `detail`.

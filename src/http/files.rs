@@ -21,16 +21,16 @@ use uuid::Uuid;
 
 use super::access_log::{self, ReadKind};
 use super::drive::{
-    creation_target, file_json, live_file, path_id, require_perm, require_read, require_write,
-    resolve_target, visible_file, On, RenameOrRestore, TargetBody,
+    self, creation_target, file_dto, live_file, path_id, require_read, resolve_target, Need,
+    RenameOrRestore, TargetBody,
 };
+use super::dto;
 use super::error::{ApiError, ApiResult, FieldError};
 use super::extract::{ApiJson, ApiMultipart, ApiPath, ApiQuery, Found, Validate, Violations};
 use super::openapi as doc;
-use super::prefer::Prefer;
 use super::principal::Principal;
+use super::respond::Respond;
 use super::state::AppState;
-use super::{ts, Positioned};
 use crate::blob::content::{read_range, store_stream, StoreContentError};
 use crate::command::drive as cmd;
 use crate::command::quota;
@@ -48,12 +48,6 @@ pub fn router() -> Router<AppState> {
         .route("/files/{id}/move", post(move_to))
         .route("/files/{id}/versions", get(versions))
         .route("/files/{id}/versions/{n}/restore", post(restore_version))
-}
-
-pub(crate) async fn fresh(state: &AppState, p: &Principal, id: &str) -> ApiResult<Value> {
-    Ok(file_json(
-        &super::drive::visible_file_row(state, p, id).await?,
-    ))
 }
 
 /// The tenant's per-file cap.
@@ -89,7 +83,7 @@ fn bad_field(field: &str, msg: &str, input: &str) -> ApiError {
 #[utoipa::path(post, path = "/files",
     request_body(content = doc::SimpleUpload, content_type = "multipart/form-data"),
     responses(
-        (status = 201, description = "The new file", body = doc::File),
+        (status = 201, description = "The new file", body = dto::File),
         (status = 404, description = "No such share or folder, or not visible"),
         (status = 409, description = "A live sibling has this name (NAME_CONFLICT)"),
         (status = 410, description = "The share or folder is in the trash"),
@@ -102,7 +96,7 @@ fn bad_field(field: &str, msg: &str, input: &str) -> ApiError {
 async fn upload(
     State(state): State<AppState>,
     p: Principal,
-    prefer: Prefer,
+    respond: Respond,
     ApiMultipart(mut form): ApiMultipart,
 ) -> ApiResult<Response> {
     let max = max_file_size(&state, &p).await?;
@@ -204,27 +198,25 @@ async fn upload(
     };
     let (committed, _) = quota::submit(&state.bus, &state.db, job).await?;
     let id = file_id.to_string();
-    prefer
-        .answer(&state, &committed, StatusCode::CREATED, &id, || {
-            fresh(&state, &p, &id)
+    respond
+        .item(&state, &committed, StatusCode::CREATED, &id, || {
+            file_dto(&state, &p, &id)
         })
         .await
 }
 
 /// A file's metadata.
 #[utoipa::path(get, path = "/files/{id}", params(("id" = inline(doc::FileId), Path)), responses(
-    (status = 200, description = "The file", body = doc::File),
+    (status = 200, description = "The file", body = dto::File),
     (status = 410, description = "The file is in the trash"),
 ))]
 async fn read(
     State(state): State<AppState>,
     p: Principal,
-    ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
-    let _: FileId = path_id(&id, "file")?;
-    let (row, _) = live_file(&state, &p, &id).await?;
-    require_read(&p)?;
-    Ok(Json(file_json(&row)))
+    ApiPath(id): ApiPath<FileId>,
+) -> ApiResult<Json<dto::File>> {
+    let (row, _) = drive::file(&state, &p, id, Need::Read).await?;
+    Ok(Json((&row).into()))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -455,11 +447,11 @@ pub(crate) async fn content_response(
 async fn download(
     State(state): State<AppState>,
     p: Principal,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(id): ApiPath<FileId>,
     ApiQuery(q): ApiQuery<DownloadQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let _: FileId = path_id(&id, "file")?;
+    let id = id.to_string();
     let kind = if q.inline.unwrap_or(false) {
         ReadKind::Preview
     } else {
@@ -472,7 +464,7 @@ async fn download(
 #[utoipa::path(patch, path = "/files/{id}", request_body = super::drive::RenameOrRestore,
     params(("id" = inline(doc::FileId), Path)),
     responses(
-        (status = 200, description = "The file as changed", body = doc::File),
+        (status = 200, description = "The file as changed", body = dto::File),
         (status = 409, description = "A live sibling has this name (NAME_CONFLICT)"),
         (status = 410, description = "The file (or a folder above it, or its share) is in the trash"),
     ),
@@ -480,16 +472,15 @@ async fn download(
 async fn update(
     State(state): State<AppState>,
     p: Principal,
-    ApiPath(id): ApiPath<String>,
+    respond: Respond,
+    ApiPath(id): ApiPath<FileId>,
     ApiJson(body): ApiJson<RenameOrRestore>,
-) -> ApiResult<Positioned<Json<Value>>> {
-    let file_id: FileId = path_id(&id, "file")?;
+) -> ApiResult<Response> {
     let ctx = p.context();
     let mut position = None;
+    let write = Need::Perm(Permission::Write);
     if body.restore == Some(true) {
-        let (row, share) = visible_file(&state, &p, &id).await?;
-        require_write(&p)?;
-        require_perm(&state, &p, On::File(&row), Permission::Write).await?;
+        let (row, share) = drive::file_any(&state, &p, id, write).await?;
         if share.is_deleted {
             return Err(DomainError::Gone("share is in the trash".into()).into());
         }
@@ -499,46 +490,41 @@ async fn update(
             )
             .into());
         }
-        position = cmd::trash_file(
-            &state.bus,
-            &ctx,
-            cmd::FileEdit {
-                id: file_id,
-                by: p.user_id,
-                current_path: &row.path,
-                base: None,
-            },
-            true,
-        )
-        .await?
-        .position
-        .or(position);
+        let edit = cmd::FileEdit {
+            id,
+            by: p.user_id,
+            current_path: &row.path,
+            base: None,
+        };
+        position = cmd::trash_file(&state.bus, &ctx, edit, true)
+            .await?
+            .position
+            .or(position);
+        // The rename below reads the restored file.
         state.caught_up(position).await;
     }
     if let Some(name) = &body.name {
-        let (row, _) = live_file(&state, &p, &id).await?;
-        require_write(&p)?;
-        require_perm(&state, &p, On::File(&row), Permission::Write).await?;
-        position = cmd::rename_file(
-            &state.bus,
-            &ctx,
-            cmd::FileEdit {
-                id: file_id,
-                by: p.user_id,
-                current_path: &row.path,
-                base: None,
-            },
-            name,
-        )
-        .await?
-        .position
-        .or(position);
-        state.caught_up(position).await;
+        let (row, _) = drive::file(&state, &p, id, write).await?;
+        let edit = cmd::FileEdit {
+            id,
+            by: p.user_id,
+            current_path: &row.path,
+            base: None,
+        };
+        position = cmd::rename_file(&state.bus, &ctx, edit, name)
+            .await?
+            .position
+            .or(position);
     }
     if body.name.is_none() && body.restore != Some(true) {
-        live_file(&state, &p, &id).await?;
+        live_file(&state, &p, &id.to_string()).await?;
     }
-    Ok(Positioned(position, Json(fresh(&state, &p, &id).await?)))
+    let id = id.to_string();
+    respond
+        .after(&state, position, StatusCode::OK, || {
+            file_dto(&state, &p, &id)
+        })
+        .await
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -556,35 +542,26 @@ struct DeleteQuery {
 async fn remove(
     State(state): State<AppState>,
     p: Principal,
-    prefer: Prefer,
-    ApiPath(id): ApiPath<String>,
+    respond: Respond,
+    ApiPath(id): ApiPath<FileId>,
     ApiQuery(q): ApiQuery<DeleteQuery>,
 ) -> ApiResult<Response> {
-    let file_id: FileId = path_id(&id, "file")?;
     let ctx = p.context();
+    let need = Need::Perm(Permission::Delete);
     let committed = if q.permanent.unwrap_or(false) {
-        let (row, _) = visible_file(&state, &p, &id).await?;
-        require_write(&p)?;
-        require_perm(&state, &p, On::File(&row), Permission::Delete).await?;
-        cmd::purge_file(&state.bus, &ctx, file_id, p.user_id).await?
+        drive::file_any(&state, &p, id, need).await?;
+        cmd::purge_file(&state.bus, &ctx, id, p.user_id).await?
     } else {
-        let (row, _) = live_file(&state, &p, &id).await?;
-        require_write(&p)?;
-        require_perm(&state, &p, On::File(&row), Permission::Delete).await?;
-        cmd::trash_file(
-            &state.bus,
-            &ctx,
-            cmd::FileEdit {
-                id: file_id,
-                by: p.user_id,
-                current_path: &row.path,
-                base: None,
-            },
-            false,
-        )
-        .await?
+        let (row, _) = drive::file(&state, &p, id, need).await?;
+        let edit = cmd::FileEdit {
+            id,
+            by: p.user_id,
+            current_path: &row.path,
+            base: None,
+        };
+        cmd::trash_file(&state.bus, &ctx, edit, false).await?
     };
-    Ok(prefer.answer_empty(&state, &committed).await)
+    Ok(respond.empty(&state, &committed).await)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -612,7 +589,7 @@ impl Validate for MoveBody {
 /// Copies a file (READ here, CREATE at the target).
 #[utoipa::path(post, path = "/files/{id}/copy", request_body = MoveBody, params(("id" = inline(doc::FileId), Path)),
     responses(
-        (status = 201, description = "The copy", body = doc::File),
+        (status = 201, description = "The copy", body = dto::File),
         (status = 409, description = "Name taken at the target (NAME_CONFLICT)"),
         (status = 410, description = "The file or the target is in the trash"),
         (status = 507, description = "A quota would be exceeded (QUOTA_EXCEEDED)"),
@@ -621,13 +598,11 @@ impl Validate for MoveBody {
 async fn copy(
     State(state): State<AppState>,
     p: Principal,
-    prefer: Prefer,
-    ApiPath(id): ApiPath<String>,
+    respond: Respond,
+    ApiPath(file_id): ApiPath<FileId>,
     ApiJson(body): ApiJson<MoveBody>,
 ) -> ApiResult<Response> {
-    let file_id: FileId = path_id(&id, "file")?;
-    live_file(&state, &p, &id).await?;
-    require_write(&p)?;
+    drive::file(&state, &p, file_id, Need::Write).await?;
     let target = resolve_target(&state, &p, &body.target).await?;
     let ctx = p.context();
     let (new_id, committed) = cmd::copy_file(
@@ -640,9 +615,9 @@ async fn copy(
     )
     .await?;
     let new_id = new_id.to_string();
-    prefer
-        .answer(&state, &committed, StatusCode::CREATED, &new_id, || {
-            fresh(&state, &p, &new_id)
+    respond
+        .item(&state, &committed, StatusCode::CREATED, &new_id, || {
+            file_dto(&state, &p, &new_id)
         })
         .await
 }
@@ -650,7 +625,7 @@ async fn copy(
 /// Moves a file (DELETE here, CREATE at the target).
 #[utoipa::path(post, path = "/files/{id}/move", request_body = MoveBody, params(("id" = inline(doc::FileId), Path)),
     responses(
-        (status = 200, description = "The file at its new place", body = doc::File),
+        (status = 200, description = "The file at its new place", body = dto::File),
         (status = 409, description = "Name taken at the target (NAME_CONFLICT)"),
         (status = 410, description = "The file or the target is in the trash"),
         (status = 507, description = "The target share's quota would be exceeded"),
@@ -659,14 +634,11 @@ async fn copy(
 async fn move_to(
     State(state): State<AppState>,
     p: Principal,
-    prefer: Prefer,
-    ApiPath(id): ApiPath<String>,
+    respond: Respond,
+    ApiPath(file_id): ApiPath<FileId>,
     ApiJson(body): ApiJson<MoveBody>,
 ) -> ApiResult<Response> {
-    let file_id: FileId = path_id(&id, "file")?;
-    let (row, _) = live_file(&state, &p, &id).await?;
-    require_write(&p)?;
-    require_perm(&state, &p, On::File(&row), Permission::Delete).await?;
+    let (row, _) = drive::file(&state, &p, file_id, Need::Perm(Permission::Delete)).await?;
     let target = resolve_target(&state, &p, &body.target).await?;
     let ctx = p.context();
     let edit = cmd::FileEdit {
@@ -677,47 +649,38 @@ async fn move_to(
     };
     let committed =
         cmd::move_file(&state.bus, &ctx, edit, target, body.new_name.as_deref()).await?;
-    prefer
-        .answer(&state, &committed, StatusCode::OK, &id, || {
-            fresh(&state, &p, &id)
+    respond
+        .item(&state, &committed, StatusCode::OK, &row.id, || {
+            file_dto(&state, &p, &row.id)
         })
         .await
 }
 
 /// A file's versions, newest first.
 #[utoipa::path(get, path = "/files/{id}/versions", params(("id" = inline(doc::FileId), Path)), responses(
-    (status = 200, description = "Every version", body = doc::VersionList),
+    (status = 200, description = "Every version", body = dto::VersionList),
     (status = 410, description = "The file is in the trash"),
 ))]
 async fn versions(
     State(state): State<AppState>,
     p: Principal,
-    ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
-    let _: FileId = path_id(&id, "file")?;
-    let (row, _) = live_file(&state, &p, &id).await?;
-    require_read(&p)?;
-    let rows = q::versions(&state.db, &id).await?;
-    let items: Vec<Value> = rows
+    ApiPath(id): ApiPath<FileId>,
+) -> ApiResult<Json<dto::VersionList>> {
+    let (row, _) = drive::file(&state, &p, id, Need::Read).await?;
+    let rows = q::versions(&state.db, &row.id).await?;
+    let versions: Vec<dto::Version> = rows
         .iter()
-        .map(|v| {
-            json!({
-                "id": v.version_id, "version_id": v.version_id, "version_number": v.number,
-                "number": v.number, "version": v.number,
-                "size": v.size, "checksum_sha256": v.checksum_sha256, "mime_type": v.mime_type,
-                "created_by": v.created_by, "created_at": ts(v.created_at), "is_current": v.number == row.version,
-            })
-        })
+        .map(|v| dto::Version::of(v, row.version))
         .collect();
-    let total = items.len();
-    Ok(Json(json!({ "versions": items, "total": total })))
+    let total = versions.len() as i64;
+    Ok(Json(dto::VersionList { versions, total }))
 }
 
 /// Adds a new version with version `n`'s content (WRITE).
 #[utoipa::path(post, path = "/files/{id}/versions/{n}/restore",
     params(("id" = inline(doc::FileId), Path), ("n" = u64, Path, minimum = 1, description = "The version number to restore")),
     responses(
-        (status = 201, description = "The file at its new version", body = doc::File),
+        (status = 201, description = "The file at its new version", body = dto::File),
         (status = 410, description = "The file is in the trash"),
         (status = 507, description = "A quota would be exceeded (QUOTA_EXCEEDED)"),
     ),
@@ -725,13 +688,11 @@ async fn versions(
 async fn restore_version(
     State(state): State<AppState>,
     p: Principal,
-    prefer: Prefer,
-    ApiPath((id, n)): ApiPath<(String, u64)>,
+    respond: Respond,
+    ApiPath((file_id, n)): ApiPath<(FileId, u64)>,
 ) -> ApiResult<Response> {
-    let _: FileId = path_id(&id, "file")?;
-    let (row, _) = live_file(&state, &p, &id).await?;
-    require_write(&p)?;
-    require_perm(&state, &p, On::File(&row), Permission::Write).await?;
+    let (row, _) = drive::file(&state, &p, file_id, Need::Perm(Permission::Write)).await?;
+    let id = row.id.clone();
     let ctx = p.context();
     let cmd = FileCommand::RestoreVersion {
         number: n,
@@ -763,9 +724,9 @@ async fn restore_version(
             uow.commit().await
         })
         .await?;
-    prefer
-        .answer(&state, &committed, StatusCode::CREATED, &id, || {
-            fresh(&state, &p, &id)
+    respond
+        .item(&state, &committed, StatusCode::CREATED, &id, || {
+            file_dto(&state, &p, &id)
         })
         .await
 }

@@ -2,26 +2,22 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use scaidrive_domain::access::Permission;
 use scaidrive_domain::id::{FileId, FolderId, ShareId};
 use scaidrive_projections::drive_queries as q;
 use serde::Deserialize;
-use serde_json::{json, Value};
 
-use super::drive::{
-    self, folder_json, live_folder, path_id, require_perm, require_read, require_write,
-    resolve_target, visible_folder, On, Page, RenameOrRestore, TargetBody,
-};
+use super::drive::{self, folder_dto, resolve_target, Need, Page, RenameOrRestore, TargetBody};
+use super::dto;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
 use super::openapi as doc;
-use super::prefer::Prefer;
 use super::principal::Principal;
+use super::respond::Respond;
 use super::state::AppState;
-use super::Positioned;
 use crate::command::drive as cmd;
 
 pub fn router() -> Router<AppState> {
@@ -51,13 +47,9 @@ impl Validate for CreateFolder {
     }
 }
 
-async fn fresh(state: &AppState, p: &Principal, id: &str) -> ApiResult<Value> {
-    Ok(folder_json(&drive::visible_folder_row(state, p, id).await?))
-}
-
 /// Creates a folder (CREATE on the parent).
 #[utoipa::path(post, path = "/folders", request_body = CreateFolder, responses(
-    (status = 201, description = "The new folder", body = doc::Folder),
+    (status = 201, description = "The new folder", body = dto::Folder),
     (status = 404, description = "No such share or parent folder"),
     (status = 409, description = "A live sibling has this name (NAME_CONFLICT)"),
     (status = 410, description = "The share or parent folder is in the trash"),
@@ -65,7 +57,7 @@ async fn fresh(state: &AppState, p: &Principal, id: &str) -> ApiResult<Value> {
 async fn create(
     State(state): State<AppState>,
     p: Principal,
-    prefer: Prefer,
+    respond: Respond,
     ApiJson(body): ApiJson<CreateFolder>,
 ) -> ApiResult<Response> {
     let target =
@@ -74,27 +66,25 @@ async fn create(
     let (id, committed) =
         cmd::create_folder(&state.bus, &ctx, p.tenant_id, target, &body.name, p.user_id).await?;
     let id = id.to_string();
-    prefer
-        .answer(&state, &committed, StatusCode::CREATED, &id, || {
-            fresh(&state, &p, &id)
+    respond
+        .item(&state, &committed, StatusCode::CREATED, &id, || {
+            folder_dto(&state, &p, &id)
         })
         .await
 }
 
 /// One folder.
 #[utoipa::path(get, path = "/folders/{id}", params(("id" = inline(doc::FolderId), Path)), responses(
-    (status = 200, description = "The folder", body = doc::Folder),
+    (status = 200, description = "The folder", body = dto::Folder),
     (status = 410, description = "The folder is in the trash"),
 ))]
 async fn read(
     State(state): State<AppState>,
     p: Principal,
-    ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
-    let _: FolderId = path_id(&id, "folder")?;
-    let (row, _) = live_folder(&state, &p, &id).await?;
-    require_read(&p)?;
-    Ok(Json(folder_json(&row)))
+    ApiPath(id): ApiPath<FolderId>,
+) -> ApiResult<Json<dto::Folder>> {
+    let (row, _) = drive::folder(&state, &p, id, Need::Read).await?;
+    Ok(Json((&row).into()))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -110,18 +100,16 @@ struct ChildrenQuery {
 
 /// A folder's children, folders first.
 #[utoipa::path(get, path = "/folders/{id}/children", params(("id" = inline(doc::FolderId), Path), ChildrenQuery), responses(
-    (status = 200, description = "A page of children", body = doc::Listing),
+    (status = 200, description = "A page of children", body = dto::Listing),
     (status = 410, description = "The folder is in the trash"),
 ))]
 async fn children(
     State(state): State<AppState>,
     p: Principal,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(id): ApiPath<FolderId>,
     ApiQuery(q): ApiQuery<ChildrenQuery>,
-) -> ApiResult<Json<Value>> {
-    let _: FolderId = path_id(&id, "folder")?;
-    let (row, _) = live_folder(&state, &p, &id).await?;
-    require_read(&p)?;
+) -> ApiResult<Json<dto::Listing>> {
+    let (row, _) = drive::folder(&state, &p, id, Need::Read).await?;
     let page = Page {
         limit: q.limit,
         offset: q.offset,
@@ -130,21 +118,23 @@ async fn children(
         &state,
         Some(&p),
         &row.share_id,
-        Some(&id),
+        Some(&row.id),
         q.include_deleted.unwrap_or(false),
         &page,
     )
     .await?;
-    Ok(Json(
-        json!({ "items": items, "path": row.path, "total": total }),
-    ))
+    Ok(Json(dto::Listing {
+        items,
+        path: row.path,
+        total,
+    }))
 }
 
 /// Renames a folder, restores it from the trash, or both (WRITE).
 #[utoipa::path(patch, path = "/folders/{id}", request_body = super::drive::RenameOrRestore,
     params(("id" = inline(doc::FolderId), Path)),
     responses(
-        (status = 200, description = "The folder as changed", body = doc::Folder),
+        (status = 200, description = "The folder as changed", body = dto::Folder),
         (status = 409, description = "A live sibling has this name (NAME_CONFLICT)"),
         (status = 410, description = "The folder (or a folder above it, or its share) is in the trash"),
     ),
@@ -152,16 +142,14 @@ async fn children(
 async fn update(
     State(state): State<AppState>,
     p: Principal,
-    ApiPath(id): ApiPath<String>,
+    respond: Respond,
+    ApiPath(id): ApiPath<FolderId>,
     ApiJson(body): ApiJson<RenameOrRestore>,
-) -> ApiResult<Positioned<Json<Value>>> {
-    let folder_id: FolderId = path_id(&id, "folder")?;
+) -> ApiResult<Response> {
     let ctx = p.context();
     let mut position = None;
     if body.restore == Some(true) {
-        let (row, share) = visible_folder(&state, &p, &id).await?;
-        require_write(&p)?;
-        require_perm(&state, &p, On::Folder(&row), Permission::Write).await?;
+        let (row, share) = drive::folder_any(&state, &p, id, Need::Perm(Permission::Write)).await?;
         if share.is_deleted {
             return Err(ApiError::Domain(scaidrive_domain::DomainError::Gone(
                 "share is in the trash".into(),
@@ -172,29 +160,32 @@ async fn update(
                 "a folder above this one is in the trash; restore that one".into(),
             )));
         }
-        let c = cmd::trash_folder(&state.bus, &ctx, folder_id, true, &row.path).await?;
+        let c = cmd::trash_folder(&state.bus, &ctx, id, true, &row.path).await?;
         position = c.position.or(position);
+        // The rename below reads the restored folder.
         state.caught_up(position).await;
     }
     if let Some(name) = &body.name {
-        let (row, _) = live_folder(&state, &p, &id).await?;
-        require_write(&p)?;
-        require_perm(&state, &p, On::Folder(&row), Permission::Write).await?;
-        let c = cmd::rename_folder(&state.bus, &ctx, folder_id, name, &row.path).await?;
+        let (row, _) = drive::folder(&state, &p, id, Need::Perm(Permission::Write)).await?;
+        let c = cmd::rename_folder(&state.bus, &ctx, id, name, &row.path).await?;
         position = c.position.or(position);
-        state.caught_up(position).await;
     }
     if body.name.is_none() && body.restore != Some(true) {
-        live_folder(&state, &p, &id).await?;
+        drive::live_folder(&state, &p, &id.to_string()).await?;
     }
-    Ok(Positioned(position, Json(fresh(&state, &p, &id).await?)))
+    let id = id.to_string();
+    respond
+        .after(&state, position, StatusCode::OK, || {
+            folder_dto(&state, &p, &id)
+        })
+        .await
 }
 
 /// Moves a folder and its subtree (DELETE here, CREATE at the target).
 #[utoipa::path(post, path = "/folders/{id}/move", request_body = super::drive::TargetBody,
     params(("id" = inline(doc::FolderId), Path)),
     responses(
-        (status = 200, description = "The folder at its new place", body = doc::Folder),
+        (status = 200, description = "The folder at its new place", body = dto::Folder),
         (status = 409, description = "Name taken at the target, or the target is inside the folder"),
         (status = 410, description = "The folder or the target is in the trash"),
         (status = 507, description = "The target share's quota would be exceeded"),
@@ -203,14 +194,11 @@ async fn update(
 async fn move_to(
     State(state): State<AppState>,
     p: Principal,
-    prefer: Prefer,
-    ApiPath(id): ApiPath<String>,
+    respond: Respond,
+    ApiPath(id): ApiPath<FolderId>,
     ApiJson(body): ApiJson<TargetBody>,
 ) -> ApiResult<Response> {
-    let folder_id: FolderId = path_id(&id, "folder")?;
-    let (row, _) = live_folder(&state, &p, &id).await?;
-    require_write(&p)?;
-    require_perm(&state, &p, On::Folder(&row), Permission::Delete).await?;
+    let (row, _) = drive::folder(&state, &p, id, Need::Perm(Permission::Delete)).await?;
     let target = resolve_target(&state, &p, &body).await?;
     let ctx = p.context();
     let (folders, files): (Vec<FolderId>, Vec<FileId>) =
@@ -227,13 +215,11 @@ async fn move_to(
         } else {
             (Vec::new(), Vec::new())
         };
-    let committed = cmd::move_folder(
-        &state.bus, &ctx, folder_id, target, &row.path, &folders, &files,
-    )
-    .await?;
-    prefer
-        .answer(&state, &committed, StatusCode::OK, &id, || {
-            fresh(&state, &p, &id)
+    let committed =
+        cmd::move_folder(&state.bus, &ctx, id, target, &row.path, &folders, &files).await?;
+    respond
+        .item(&state, &committed, StatusCode::OK, &row.id, || {
+            folder_dto(&state, &p, &row.id)
         })
         .await
 }
@@ -253,25 +239,21 @@ struct DeleteQuery {
 async fn remove(
     State(state): State<AppState>,
     p: Principal,
-    prefer: Prefer,
-    ApiPath(id): ApiPath<String>,
+    respond: Respond,
+    ApiPath(id): ApiPath<FolderId>,
     ApiQuery(q): ApiQuery<DeleteQuery>,
-) -> ApiResult<impl IntoResponse> {
-    let folder_id: FolderId = path_id(&id, "folder")?;
+) -> ApiResult<Response> {
     let ctx = p.context();
+    let need = Need::Perm(Permission::Delete);
     let committed = if q.permanent.unwrap_or(false) {
-        let (row, _) = visible_folder(&state, &p, &id).await?;
-        require_write(&p)?;
-        require_perm(&state, &p, On::Folder(&row), Permission::Delete).await?;
+        let (row, _) = drive::folder_any(&state, &p, id, need).await?;
         let (folders, files) = q::subtree(&state.db, &row.share_id, &row.path).await?;
         let folders: Vec<FolderId> = folders.iter().filter_map(|f| f.id.parse().ok()).collect();
         let files: Vec<FileId> = files.iter().filter_map(|f| f.id.parse().ok()).collect();
-        cmd::purge_folder(&state.bus, &ctx, folder_id, &folders, &files, p.user_id).await?
+        cmd::purge_folder(&state.bus, &ctx, id, &folders, &files, p.user_id).await?
     } else {
-        let (row, _) = live_folder(&state, &p, &id).await?;
-        require_write(&p)?;
-        require_perm(&state, &p, On::Folder(&row), Permission::Delete).await?;
-        cmd::trash_folder(&state.bus, &ctx, folder_id, false, &row.path).await?
+        let (row, _) = drive::folder(&state, &p, id, need).await?;
+        cmd::trash_folder(&state.bus, &ctx, id, false, &row.path).await?
     };
-    Ok(prefer.answer_empty(&state, &committed).await)
+    Ok(respond.empty(&state, &committed).await)
 }

@@ -2,17 +2,16 @@
 //! it was at a moment (an ISO-8601 timestamp) or log position, by replaying
 //! its events up to that point.
 
-use std::collections::BTreeMap;
-
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use scaidrive_domain::drive::file::{File, FileEvent};
-use scaidrive_domain::drive::folder::{Folder, FolderEvent};
+use scaidrive_domain::drive::file::File;
+use scaidrive_domain::drive::folder::Folder;
 use scaidrive_domain::drive::share::Share;
+use scaidrive_domain::history;
 use scaidrive_domain::link::Link;
-use scaidrive_domain::{Aggregate, DomainEvent, LogPosition, RecordedEvent};
+use scaidrive_domain::{Aggregate, DecodedEvent, LogPosition, RecordedEvent};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -107,12 +106,7 @@ async fn stream_until(
 }
 
 fn fold<A: Aggregate>(events: &[RecordedEvent]) -> ApiResult<A> {
-    let mut state = A::default();
-    for e in events {
-        let ev: A::Event = e.decode().map_err(ApiError::internal)?;
-        state.evolve(&ev);
-    }
-    Ok(state)
+    history::replay(events).map_err(ApiError::internal)
 }
 
 fn as_of(events: &[RecordedEvent]) -> Value {
@@ -275,8 +269,7 @@ async fn listing_at(
     folder: &str,
     at: At,
 ) -> ApiResult<Vec<Value>> {
-    // id -> (kind, parent, name, live)
-    let mut items: BTreeMap<String, (&'static str, Option<String>, String, bool)> = BTreeMap::new();
+    let mut listing = history::Listing::default();
     let filter = LogFilter {
         tenant_id: Some(p.tenant_id.to_string()),
         ..LogFilter::default()
@@ -285,97 +278,26 @@ async fn listing_at(
     'read: loop {
         let batch = state.store.read_filtered(after, 1000, &filter).await?;
         let n = batch.len();
-        for e in &batch {
+        for e in batch {
             after = e.log;
-            if !at.includes(e) {
+            if !at.includes(&e) {
                 break 'read;
             }
-            if e.event_type.starts_with("folder-") {
-                let ev = FolderEvent::decode(&e.event_type, e.schema_version, e.data.clone())
-                    .map_err(ApiError::internal)?;
-                let id = e.stream_id.clone();
-                match ev {
-                    FolderEvent::FolderCreated {
-                        parent_id, name, ..
-                    } => {
-                        items.insert(id, ("folder", parent_id.map(|p| p.to_string()), name, true));
-                    }
-                    FolderEvent::FolderRenamed { name, .. } => {
-                        if let Some(i) = items.get_mut(&id) {
-                            i.2 = name;
-                        }
-                    }
-                    FolderEvent::FolderMoved { parent_id, .. } => {
-                        if let Some(i) = items.get_mut(&id) {
-                            i.1 = parent_id.map(|p| p.to_string());
-                        }
-                    }
-                    FolderEvent::FolderDeleted { .. } | FolderEvent::FolderPurged { .. } => {
-                        if let Some(i) = items.get_mut(&id) {
-                            i.3 = false;
-                        }
-                    }
-                    FolderEvent::FolderRestored { .. } => {
-                        if let Some(i) = items.get_mut(&id) {
-                            i.3 = true;
-                        }
-                    }
-                    // A listing shows no owners.
-                    FolderEvent::FolderOwnershipTransferred { .. } => {}
-                }
-            } else if e.event_type.starts_with("file-") {
-                let ev = FileEvent::decode(&e.event_type, e.schema_version, e.data.clone())
-                    .map_err(ApiError::internal)?;
-                let id = e.stream_id.clone();
-                match ev {
-                    FileEvent::FileCreated {
-                        folder_id, name, ..
-                    } => {
-                        items.insert(id, ("file", folder_id.map(|f| f.to_string()), name, true));
-                    }
-                    FileEvent::FileRenamed { name, .. } => {
-                        if let Some(i) = items.get_mut(&id) {
-                            i.2 = name;
-                        }
-                    }
-                    FileEvent::FileMoved { folder_id, .. } => {
-                        if let Some(i) = items.get_mut(&id) {
-                            i.1 = folder_id.map(|f| f.to_string());
-                        }
-                    }
-                    FileEvent::FileDeleted { .. } | FileEvent::FilePurged { .. } => {
-                        if let Some(i) = items.get_mut(&id) {
-                            i.3 = false;
-                        }
-                    }
-                    FileEvent::FileRestored { .. } => {
-                        if let Some(i) = items.get_mut(&id) {
-                            i.3 = true;
-                        }
-                    }
-                    FileEvent::FileVersionAdded { .. }
-                    | FileEvent::FileVersionPruned { .. }
-                    | FileEvent::FileOwnershipTransferred { .. } => {}
-                }
+            if !history::Listing::concerns(&e.event_type) {
+                continue;
             }
+            listing
+                .apply(&DecodedEvent::new(e))
+                .map_err(ApiError::internal)?;
         }
         if n < 1000 {
             break;
         }
     }
-    let mut children: Vec<Value> = items
+    let children: Vec<Value> = listing
+        .children(folder)
         .into_iter()
-        .filter(|(_, (_, parent, _, live))| *live && parent.as_deref() == Some(folder))
-        .map(|(id, (kind, _, name, _))| json!({"id": id, "name": name, "type": kind}))
+        .map(|i| json!({"id": i.id, "name": i.name, "type": i.kind.as_str()}))
         .collect();
-    children.sort_by(|a, b| {
-        let key = |v: &Value| {
-            (
-                v["type"] != "folder",
-                v["name"].as_str().unwrap_or_default().to_owned(),
-            )
-        };
-        key(a).cmp(&key(b))
-    });
     Ok(children)
 }

@@ -8,6 +8,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, SecondsFormat, Utc};
 use scaidrive_domain::LogPosition;
@@ -16,7 +17,10 @@ use uuid::Uuid;
 pub mod access_log;
 pub mod admin;
 pub mod audit;
+pub mod catalogue;
+pub mod connectors;
 pub mod drive;
+pub mod dto;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -29,10 +33,13 @@ pub mod permissions;
 pub mod prefer;
 pub mod principal;
 pub mod principals;
+pub mod proofs;
 pub mod public_links;
 pub mod quotas;
-pub mod read_cache;
+pub use crate::read_cache;
 pub mod realtime;
+pub mod respond;
+pub mod search;
 pub mod shares;
 pub mod sharing;
 pub mod state;
@@ -94,21 +101,26 @@ pub fn router(state: AppState) -> Router {
         .merge(uploads::router())
         .merge(quotas::router())
         .merge(events::router())
+        .merge(catalogue::router())
         .merge(audit::router())
         .merge(history::router())
         .merge(links::router())
         .merge(principals::router())
+        .merge(search::router())
         .merge(public_links::router())
         .merge(realtime::router())
         .merge(sync::router())
         .merge(webhooks_in::router())
         .merge(webhooks_out::router())
+        .merge(connectors::router())
+        .merge(proofs::router())
         .merge(openapi::router())
         .route_layer(middleware::from_fn(tag_route))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()
         .nest("/api/v1", api)
+        .route("/.well-known/scaidrive-log-key", get(proofs::log_key))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -28,11 +28,17 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{ContentBuilder, OpenApi as Doc, Ref, RefOr};
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
+pub use super::dto::{
+    Entry, File, FileEntry, FileKind, Folder, FolderEntry, FolderKind, Listing, TrashListing,
+    Version, VersionList,
+};
+pub use super::dto::{Share, ShareList};
 use super::error::FieldError;
 use super::state::AppState;
 use super::{
-    admin, audit, events, files, folders, history, links, permissions, principals, public_links,
-    quotas, realtime, shares, sharing, sync, system, uploads, users, webhooks_in, webhooks_out,
+    admin, audit, connectors, events, files, folders, history, links, permissions, principals,
+    public_links, quotas, realtime, shares, sharing, sync, system, uploads, users, webhooks_in,
+    webhooks_out,
 };
 
 /// Every route is served under this prefix.
@@ -96,6 +102,12 @@ pub const BASE: &str = "/api/v1";
         webhooks_in::receive,
         webhooks_out::list, webhooks_out::create, webhooks_out::read, webhooks_out::patch,
         webhooks_out::remove, webhooks_out::deliveries, webhooks_out::delivery,
+        connectors::list, connectors::create, connectors::read, connectors::patch, connectors::remove, connectors::test, connectors::sync, connectors::runs,
+    ),
+    nest(
+        (path = super::catalogue::NEST_PATH, api = super::catalogue::CatalogueDoc),
+        (path = super::catalogue::NEST_PATH, api = super::search::SearchApi),
+        (path = super::catalogue::NEST_PATH, api = super::proofs::ProofsApi)
     ),
     modifiers(&Finish),
 )]
@@ -677,18 +689,6 @@ pub enum UploadStatusDoc {
     Expired,
 }
 
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum FolderKind {
-    Folder,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum FileKind {
-    File,
-}
-
 // ------------------------------------------------------------ operations
 
 #[derive(Serialize, ToSchema)]
@@ -973,39 +973,9 @@ pub struct GroupMemberList {
 
 // ------------------------------------------------------------ shares
 
-#[derive(Serialize, ToSchema)]
-pub struct Share {
-    pub id: String,
-    pub tenant_id: String,
-    pub name: String,
-    pub description: Option<String>,
-    pub share_type: ShareTypeDoc,
-    /// Same as `share_type`.
-    #[serde(rename = "type")]
-    pub kind: ShareTypeDoc,
-    /// `usr_` or `grp_` id.
-    pub owner_id: String,
-    pub is_public: bool,
-    pub is_deleted: bool,
-    pub quota_bytes: Option<i64>,
-    pub used_bytes: i64,
-    pub settings: Object,
-    pub created_by: String,
-    #[schema(value_type = Timestamp)]
-    pub created_at: String,
-    #[schema(value_type = Timestamp)]
-    pub modified_at: String,
-}
-
 /// A free-form JSON object.
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Object {}
-
-#[derive(Serialize, ToSchema)]
-pub struct ShareList {
-    pub shares: Vec<Share>,
-    pub total: i64,
-}
 
 /// A share the caller holds a role on.
 #[derive(Serialize, ToSchema)]
@@ -1111,127 +1081,6 @@ pub struct PrincipalSearch {
 
 // ------------------------------------------------------------ folders, files
 
-#[derive(Serialize, ToSchema)]
-pub struct Folder {
-    pub id: String,
-    pub tenant_id: String,
-    pub share_id: String,
-    /// `null` at the share root.
-    pub parent_id: Option<String>,
-    pub name: String,
-    pub path: String,
-    pub owner_id: String,
-    pub created_by: String,
-    #[schema(value_type = Timestamp)]
-    pub created_at: String,
-    #[schema(value_type = Timestamp)]
-    pub modified_at: String,
-    pub is_deleted: bool,
-    #[schema(value_type = Option<Timestamp>)]
-    pub deleted_at: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct File {
-    pub id: String,
-    pub tenant_id: String,
-    pub share_id: String,
-    pub folder_id: Option<String>,
-    pub name: String,
-    pub path: String,
-    pub mime_type: String,
-    pub size: i64,
-    pub checksum_sha256: String,
-    pub version: i64,
-    pub version_id: String,
-    pub owner_id: String,
-    pub created_by: String,
-    #[schema(value_type = Timestamp)]
-    pub created_at: String,
-    pub modified_by: String,
-    #[schema(value_type = Timestamp)]
-    pub modified_at: String,
-    pub is_deleted: bool,
-    #[schema(value_type = Option<Timestamp>)]
-    pub deleted_at: Option<String>,
-}
-
-/// A folder in a listing.
-#[derive(Serialize, ToSchema)]
-pub struct FolderEntry {
-    pub id: String,
-    pub name: String,
-    #[serde(rename = "type")]
-    pub kind: FolderKind,
-    pub path: String,
-    #[schema(value_type = Timestamp)]
-    pub modified_at: String,
-    pub is_deleted: bool,
-    /// In trash listings.
-    #[schema(value_type = Option<Timestamp>)]
-    pub deleted_at: Option<String>,
-}
-
-/// A file in a listing.
-#[derive(Serialize, ToSchema)]
-pub struct FileEntry {
-    pub id: String,
-    pub name: String,
-    #[serde(rename = "type")]
-    pub kind: FileKind,
-    pub path: String,
-    pub size: i64,
-    pub mime_type: String,
-    pub version: i64,
-    pub version_id: String,
-    #[schema(value_type = Timestamp)]
-    pub modified_at: String,
-    pub is_deleted: bool,
-    /// In trash listings.
-    #[schema(value_type = Option<Timestamp>)]
-    pub deleted_at: Option<String>,
-}
-
-/// One listing entry: folders first, then files.
-#[derive(Serialize, ToSchema)]
-#[serde(untagged)]
-pub enum Entry {
-    Folder(FolderEntry),
-    File(FileEntry),
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct Listing {
-    pub items: Vec<Entry>,
-    pub path: String,
-    pub total: i64,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct TrashListing {
-    pub items: Vec<Entry>,
-    pub total: i64,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct Version {
-    /// The version's id (`ver_…`); `version_id` repeats it.
-    pub id: String,
-    pub version_id: String,
-    /// 1 for the first upload, one more for each later version.
-    pub version_number: i64,
-    /// Same as `version_number`.
-    pub number: i64,
-    pub version: i64,
-    pub size: i64,
-    pub checksum_sha256: String,
-    pub mime_type: String,
-    pub created_by: String,
-    #[schema(value_type = Timestamp)]
-    pub created_at: String,
-    pub is_current: bool,
-}
-
 /// What an ownership transfer answers: the share, folder or file as it now
 /// is (`owner_id` is the new owner).
 #[derive(Serialize, ToSchema)]
@@ -1240,12 +1089,6 @@ pub enum OwnedResource {
     Share(Share),
     Folder(Folder),
     File(File),
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct VersionList {
-    pub versions: Vec<Version>,
-    pub total: i64,
 }
 
 /// `POST /files` form fields.

@@ -21,9 +21,9 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::drive::{
-    effective, file_json, folder_json, live_file, live_folder, path_id, require_perm, require_read,
-    require_write, share_body, visible_file, visible_file_row, visible_folder, visible_folder_row,
-    visible_share, On,
+    effective, live_file, live_folder, path_id, require_perm, require_read, require_write,
+    share_body, visible_file, visible_file_row, visible_folder, visible_folder_row, visible_share,
+    On,
 };
 use super::error::{ApiError, ApiResult, FieldError};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
@@ -741,7 +741,7 @@ async fn transfer_share(
         .ok_or_else(|| ApiError::not_found("share"))?;
     Ok(Positioned(
         committed.position,
-        Json(share_body(state, &row).await?),
+        Json(json!(share_body(state, &row).await?)),
     ))
 }
 
@@ -828,8 +828,12 @@ async fn transfer_item(
     };
     state.caught_up_to(&committed).await;
     let answer = match t {
-        ResourceType::Folder => folder_json(&visible_folder_row(state, p, id).await?),
-        _ => file_json(&visible_file_row(state, p, id).await?),
+        ResourceType::Folder => json!(super::dto::Folder::from(
+            &visible_folder_row(state, p, id).await?
+        )),
+        _ => json!(super::dto::File::from(
+            &visible_file_row(state, p, id).await?
+        )),
     };
     Ok(Positioned(committed.position, Json(answer)))
 }

@@ -2,7 +2,7 @@
 //!
 //! By default a write answers with the item as the read models show it, so
 //! the answer waits until the projections have applied the write
-//! (read-your-writes, [`Services::caught_up_to`]). A client that does not need
+//! (read-your-writes, `Services::caught_up_to`). A client that does not need
 //! the item back (a sync client pushing a tree, a bulk import) can say so:
 //! the write then answers as soon as its events are in the log, with the
 //! item's id and the `X-ScaiDrive-Position` it reached, and
@@ -13,25 +13,16 @@
 //!
 //! Write endpoints that answer with more than one item, or run several
 //! commands one after the other, ignore the preference (and say nothing in
-//! `Preference-Applied`), as RFC 7240 allows.
+//! `Preference-Applied`), as RFC 7240 allows. [`super::respond::Respond`]
+//! answers accordingly; this module only reads the header.
 
 use std::convert::Infallible;
-use std::future::Future;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderName, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
-use serde_json::{json, Value};
-
-use super::error::ApiResult;
-use super::state::Services;
-use super::Positioned;
-use crate::command::Committed;
+use axum::http::{HeaderName, HeaderValue};
 
 static PREFER: HeaderName = HeaderName::from_static("prefer");
-static APPLIED: HeaderName = HeaderName::from_static("preference-applied");
 
 /// Whether the request asked for a minimal answer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -59,49 +50,6 @@ impl Prefer {
             });
         Self { minimal }
     }
-
-    /// The answer to a write of the item `id`: with `minimal`, at once, its
-    /// id alone; otherwise, once the read models show the write, the item as
-    /// `fresh` reads it back.
-    pub async fn answer<F, Fut>(
-        self,
-        state: &Services,
-        committed: &Committed,
-        status: StatusCode,
-        id: &str,
-        fresh: F,
-    ) -> ApiResult<Response>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = ApiResult<Value>>,
-    {
-        if self.minimal {
-            return Ok(applied(Positioned(
-                committed.position,
-                (status, Json(json!({ "id": id }))),
-            )));
-        }
-        state.caught_up_to(committed).await;
-        Ok(Positioned(committed.position, (status, Json(fresh().await?))).into_response())
-    }
-
-    /// The answer to a write that answers no body (204): with `minimal`,
-    /// without waiting for the read models.
-    pub async fn answer_empty(self, state: &Services, committed: &Committed) -> Response {
-        let done = Positioned(committed.position, StatusCode::NO_CONTENT);
-        if self.minimal {
-            return applied(done);
-        }
-        state.caught_up_to(committed).await;
-        done.into_response()
-    }
-}
-
-fn applied(answer: impl IntoResponse) -> Response {
-    let mut resp = answer.into_response();
-    resp.headers_mut()
-        .insert(APPLIED.clone(), HeaderValue::from_static("return=minimal"));
-    resp
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Prefer {

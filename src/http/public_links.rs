@@ -881,7 +881,7 @@ async fn children(
             Some(row)
         }
     };
-    let (mut items, total) = listing(
+    let (items, total) = listing(
         &state,
         None,
         &share_id,
@@ -900,14 +900,14 @@ async fn children(
             rest.to_owned()
         }
     };
-    for item in &mut items {
-        if let Some(p) = item.get("path").and_then(Value::as_str).map(relative) {
-            item["path"] = Value::from(p);
-        }
-        if let Value::Object(m) = item {
-            m.remove("is_deleted");
-        }
-    }
+    let items: Vec<_> = items
+        .into_iter()
+        .map(|mut item| {
+            let path = item.path_mut();
+            *path = relative(path);
+            item.without_deleted_flag()
+        })
+        .collect();
     Ok(Json(json!({
         "items": items,
         "total": total,

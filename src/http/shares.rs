@@ -2,29 +2,28 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use scaidrive_domain::access::Permission;
-use scaidrive_domain::drive::share::{Share, ShareCommand};
 use scaidrive_domain::drive::{Owner, ShareType};
 use scaidrive_domain::id::ShareId;
-use scaidrive_domain::{Aggregate, LogPosition};
 use scaidrive_projections::drive_queries as q;
 use serde::Deserialize;
-use serde_json::{json, Value};
-use uuid::Uuid;
+use serde_json::Value;
 
 use super::drive::{
-    self, live_share, path_id, require_perm, require_read, require_write, share_bodies, share_body,
-    visible_share, On, Page,
+    self, require_read, require_write, share_bodies, share_body, share_dto, visible_share, Need,
+    On, Page,
 };
+use super::dto::{self, Entry};
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
 use super::openapi as doc;
 use super::principal::Principal;
+use super::respond::Respond;
 use super::state::AppState;
-use super::Positioned;
+use crate::command::shares as cmd;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -59,13 +58,13 @@ impl ListQuery {
 
 /// The shares the caller may see (all of the tenant's for tenant admins).
 #[utoipa::path(get, path = "/shares", params(ListQuery), responses(
-    (status = 200, description = "A page of shares", body = doc::ShareList),
+    (status = 200, description = "A page of shares", body = dto::ShareList),
 ))]
 async fn list(
     State(state): State<AppState>,
     p: Principal,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::ShareList>> {
     require_read(&p)?;
     let (limit, offset) = q.page()?;
     let principals = (!p.is_tenant_admin).then(|| p.principal_ids());
@@ -78,9 +77,10 @@ async fn list(
         offset,
     )
     .await?;
-    Ok(Json(
-        json!({ "shares": share_bodies(&state, &rows).await?, "total": total }),
-    ))
+    Ok(Json(dto::ShareList {
+        shares: share_bodies(&state, &rows).await?,
+        total,
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -127,13 +127,14 @@ impl Validate for CreateShare {
 
 /// Creates a share.
 #[utoipa::path(post, path = "/shares", request_body = CreateShare, responses(
-    (status = 201, description = "The new share", body = doc::Share),
+    (status = 201, description = "The new share", body = dto::Share),
 ))]
 async fn create(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     ApiJson(body): ApiJson<CreateShare>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     require_write(&p)?;
     let owner =
         Owner::parse(&body.owner_id).ok_or_else(|| ApiError::BadRequest("bad owner".into()))?;
@@ -168,9 +169,7 @@ async fn create(
         }
     }
     let ctx = p.context();
-    let share_id = ShareId::from_uuid(Uuid::now_v7());
-    let cmd = ShareCommand::Create {
-        share_id,
+    let new = cmd::NewShare {
         tenant_id: p.tenant_id,
         name: body.name,
         description: body.description,
@@ -178,33 +177,28 @@ async fn create(
         owner,
         quota_bytes: body.quota_bytes,
         by: p.user_id,
-        at: ctx.now,
     };
-    let (_, committed) = state
-        .bus
-        .execute::<Share, _>(&share_id.to_string(), &ctx, |s| s.state.decide(&cmd))
-        .await?;
-    state.caught_up_to(&committed).await;
-    let row = visible_share(&state, &p, &share_id.to_string()).await?;
-    Ok(Positioned(
-        committed.position,
-        (StatusCode::CREATED, Json(share_body(&state, &row).await?)),
-    ))
+    let (share_id, committed) = cmd::create(&state.bus, &ctx, new).await?;
+    let id = share_id.to_string();
+    respond
+        .full()
+        .item(&state, &committed, StatusCode::CREATED, &id, || {
+            share_dto(&state, &p, &id)
+        })
+        .await
 }
 
 /// One share.
 #[utoipa::path(get, path = "/shares/{id}", params(("id" = inline(doc::ShareId), Path)), responses(
-    (status = 200, description = "The share", body = doc::Share),
+    (status = 200, description = "The share", body = dto::Share),
     (status = 410, description = "The share is in the trash"),
 ))]
 async fn read(
     State(state): State<AppState>,
     p: Principal,
-    ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
-    let _: ShareId = path_id(&id, "share")?;
-    let row = live_share(&state, &p, &id).await?;
-    require_read(&p)?;
+    ApiPath(id): ApiPath<ShareId>,
+) -> ApiResult<Json<dto::Share>> {
+    let row = drive::share(&state, &p, id, Need::Read).await?;
     Ok(Json(share_body(&state, &row).await?))
 }
 
@@ -235,47 +229,36 @@ pub fn is_owner(p: &Principal, row: &q::ShareRow) -> bool {
 /// Renames a share or changes its description (MANAGE_PERMISSIONS).
 #[utoipa::path(patch, path = "/shares/{id}", request_body = UpdateShare, params(("id" = inline(doc::ShareId), Path)),
     responses(
-        (status = 200, description = "The share as changed", body = doc::Share),
+        (status = 200, description = "The share as changed", body = dto::Share),
         (status = 410, description = "The share is in the trash"),
     ),
 )]
 async fn update(
     State(state): State<AppState>,
     p: Principal,
-    ApiPath(id): ApiPath<String>,
+    respond: Respond,
+    ApiPath(id): ApiPath<ShareId>,
     ApiJson(body): ApiJson<UpdateShare>,
-) -> ApiResult<Positioned<Json<Value>>> {
-    let share_id: ShareId = path_id(&id, "share")?;
-    let row = live_share(&state, &p, &id).await?;
-    require_write(&p)?;
-    require_perm(&state, &p, On::Share(&row), Permission::ManagePermissions).await?;
+) -> ApiResult<Response> {
+    let row = drive::share(&state, &p, id, Need::Perm(Permission::ManagePermissions)).await?;
     let ctx = p.context();
-    let cmd = ShareCommand::Update {
-        name: body.name,
-        description: body.description,
-        at: ctx.now,
-    };
-    let (_, committed) = state
-        .bus
-        .execute::<Share, _>(&share_id.to_string(), &ctx, |s| s.state.decide(&cmd))
-        .await?;
-    state.caught_up_to(&committed).await;
-    let row = visible_share(&state, &p, &id).await?;
-    Ok(Positioned(
-        committed.position,
-        Json(share_body(&state, &row).await?),
-    ))
+    let committed = cmd::update(&state.bus, &ctx, id, body.name, body.description).await?;
+    respond
+        .full()
+        .item(&state, &committed, StatusCode::OK, &row.id, || {
+            share_dto(&state, &p, &row.id)
+        })
+        .await
 }
 
 /// Trashes or restores a share: owner (or tenant admin) only.
 async fn set_trashed(
     state: &AppState,
     p: &Principal,
-    id: &str,
+    id: ShareId,
     trashed: bool,
-) -> ApiResult<Option<LogPosition>> {
-    let share_id: ShareId = path_id(id, "share")?;
-    let row = visible_share(state, p, id).await?;
+) -> ApiResult<crate::command::Committed> {
+    let row = visible_share(state, p, &id.to_string()).await?;
     require_write(p)?;
     if !is_owner(p, &row) {
         let verb = if trashed { "delete" } else { "restore" };
@@ -286,18 +269,7 @@ async fn set_trashed(
             format!("only the share's owner can {verb} it"),
         ));
     }
-    let ctx = p.context();
-    let cmd = if trashed {
-        ShareCommand::Delete { at: ctx.now }
-    } else {
-        ShareCommand::Restore { at: ctx.now }
-    };
-    let (_, committed) = state
-        .bus
-        .execute::<Share, _>(&share_id.to_string(), &ctx, |s| s.state.decide(&cmd))
-        .await?;
-    state.caught_up_to(&committed).await;
-    Ok(committed.position)
+    Ok(cmd::set_trashed(&state.bus, &p.context(), id, trashed).await?)
 }
 
 /// Moves a share to the trash (its owner or a tenant admin).
@@ -308,25 +280,32 @@ async fn set_trashed(
 async fn remove(
     State(state): State<AppState>,
     p: Principal,
-    ApiPath(id): ApiPath<String>,
-) -> ApiResult<impl IntoResponse> {
-    let position = set_trashed(&state, &p, &id, true).await?;
-    Ok(Positioned(position, StatusCode::NO_CONTENT))
+    respond: Respond,
+    ApiPath(id): ApiPath<ShareId>,
+) -> ApiResult<Response> {
+    let committed = set_trashed(&state, &p, id, true).await?;
+    Ok(respond.full().empty(&state, &committed).await)
 }
 
 /// Takes a share out of the trash (its owner or a tenant admin).
 #[utoipa::path(post, path = "/shares/{id}/restore", params(("id" = inline(doc::ShareId), Path)), responses(
-    (status = 200, description = "The restored share", body = doc::Share),
+    (status = 200, description = "The restored share", body = dto::Share),
     (status = 409, description = "The share is not in the trash"),
 ))]
 async fn restore(
     State(state): State<AppState>,
     p: Principal,
-    ApiPath(id): ApiPath<String>,
-) -> ApiResult<Positioned<Json<Value>>> {
-    let position = set_trashed(&state, &p, &id, false).await?;
-    let row = visible_share(&state, &p, &id).await?;
-    Ok(Positioned(position, Json(share_body(&state, &row).await?)))
+    respond: Respond,
+    ApiPath(id): ApiPath<ShareId>,
+) -> ApiResult<Response> {
+    let committed = set_trashed(&state, &p, id, false).await?;
+    let id = id.to_string();
+    respond
+        .full()
+        .item(&state, &committed, StatusCode::OK, &id, || {
+            share_dto(&state, &p, &id)
+        })
+        .await
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -342,18 +321,16 @@ struct ChildrenQuery {
 
 /// The share's root listing, folders first.
 #[utoipa::path(get, path = "/shares/{id}/children", params(("id" = inline(doc::ShareId), Path), ChildrenQuery), responses(
-    (status = 200, description = "A page of the root's children", body = doc::Listing),
+    (status = 200, description = "A page of the root's children", body = dto::Listing),
     (status = 410, description = "The share is in the trash"),
 ))]
 async fn children(
     State(state): State<AppState>,
     p: Principal,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(id): ApiPath<ShareId>,
     ApiQuery(q): ApiQuery<ChildrenQuery>,
-) -> ApiResult<Json<Value>> {
-    let _: ShareId = path_id(&id, "share")?;
-    live_share(&state, &p, &id).await?;
-    require_read(&p)?;
+) -> ApiResult<Json<dto::Listing>> {
+    let row = drive::share(&state, &p, id, Need::Read).await?;
     let page = Page {
         limit: q.limit,
         offset: q.offset,
@@ -361,42 +338,40 @@ async fn children(
     let (items, total) = drive::listing(
         &state,
         Some(&p),
-        &id,
+        &row.id,
         None,
         q.include_deleted.unwrap_or(false),
         &page,
     )
     .await?;
-    Ok(Json(json!({ "items": items, "path": "/", "total": total })))
+    Ok(Json(dto::Listing {
+        items,
+        path: "/".into(),
+        total,
+    }))
 }
 
 /// What is in the share's trash.
 #[utoipa::path(get, path = "/shares/{id}/trash", params(("id" = inline(doc::ShareId), Path)), responses(
-    (status = 200, description = "Trashed folders and files", body = doc::TrashListing),
+    (status = 200, description = "Trashed folders and files", body = dto::TrashListing),
     (status = 410, description = "The share is in the trash"),
 ))]
 async fn trash(
     State(state): State<AppState>,
     p: Principal,
-    ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
-    let _: ShareId = path_id(&id, "share")?;
-    live_share(&state, &p, &id).await?;
-    require_read(&p)?;
-    let (folders, files) = q::trash(&state.db, &id).await?;
-    let items: Vec<Value> = folders
+    ApiPath(id): ApiPath<ShareId>,
+) -> ApiResult<Json<dto::TrashListing>> {
+    let row = drive::share(&state, &p, id, Need::Read).await?;
+    let (folders, files) = q::trash(&state.db, &row.id).await?;
+    let items: Vec<Entry> = folders
         .iter()
-        .map(|f| {
-            let mut v = drive::child_folder(f);
-            v["deleted_at"] = json!(f.deleted_at.map(super::ts));
-            v
-        })
-        .chain(files.iter().map(|f| {
-            let mut v = drive::child_file(f);
-            v["deleted_at"] = json!(f.deleted_at.map(super::ts));
-            v
-        }))
+        .map(|f| Entry::from(f).trashed(f.deleted_at.map(super::ts)))
+        .chain(
+            files
+                .iter()
+                .map(|f| Entry::from(f).trashed(f.deleted_at.map(super::ts))),
+        )
         .collect();
-    let total = items.len();
-    Ok(Json(json!({ "items": items, "total": total })))
+    let total = items.len() as i64;
+    Ok(Json(dto::TrashListing { items, total }))
 }

@@ -1,82 +1,16 @@
-//! What every handler can reach.
+//! What every handler can reach: the services built by the composition root
+//! ([`crate::app`], defined in [`crate::services`]), and the read-your-writes
+//! wait handlers use after a write.
 
-use std::ops::Deref;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use scaidrive_domain::access::Membership;
-use scaidrive_domain::tenancy::User;
 use scaidrive_domain::LogPosition;
-use scaidrive_projections::db::Db;
 use scaidrive_projections::drive_queries::ShareRow;
 
-use super::read_cache::{self, ReadCache};
-use crate::auth::Authenticator;
-use crate::blob::BlobStore;
-use crate::command::{CommandBus, Committed};
-use crate::config::Config;
-use crate::projector::Projector;
-use crate::store::DynStore;
+use crate::command::Committed;
 
-/// The services behind the HTTP layer.
-pub struct Services {
-    pub config: Config,
-    pub db: Db,
-    pub store: DynStore,
-    pub bus: CommandBus,
-    pub projector: Arc<Projector>,
-    /// Callers' groups, kept while the groups read model is unchanged.
-    pub groups: ReadCache<read_cache::GroupKey, Vec<String>>,
-    /// Callers' memberships of shares, kept while the access read model is unchanged.
-    pub memberships: ReadCache<read_cache::MembershipKey, Vec<Membership>>,
-    /// Whether a share has ACLs, likewise.
-    pub share_acls: ReadCache<String, bool>,
-    /// Signed-in users by tenant, user and profile claims: the state their
-    /// sign-in found (and the position of what it appended), kept until a
-    /// user event is applied.
-    pub signed_in: ReadCache<read_cache::SignInKey, (User, Option<LogPosition>)>,
-    /// Share rows by tenant and id, kept while no share or quota event is
-    /// applied (see [`share_row`](Self::share_row)).
-    pub shares: ReadCache<(String, String), Option<ShareRow>>,
-    pub auth: Authenticator,
-    pub blob: BlobStore,
-    pub limiter: crate::ratelimit::RateLimiter,
-    /// How often refusals and content reads reach the access log.
-    pub access_log: crate::access_log::AccessLog,
-    /// Seals and opens the secrets kept in the log.
-    pub secrets: crate::secrets::SecretKey,
-    /// The configured Kafka cluster, for readiness.
-    #[cfg(feature = "kafka")]
-    pub kafka: Option<crate::relay::KafkaProbe>,
-    /// Which background workers this process runs now.
-    pub leases: crate::lease::Leases,
-    /// Live changes for WebSockets.
-    pub hub: Arc<crate::hub::Hub>,
-    pub draining: AtomicBool,
-    /// Cancelled when the server starts draining; long-lived responses end.
-    pub shutdown: tokio_util::sync::CancellationToken,
-    pub started: AtomicBool,
-}
-
-/// Cheap to clone; handed to every handler.
-#[derive(Clone)]
-pub struct AppState(pub Arc<Services>);
-
-impl Deref for AppState {
-    type Target = Services;
-    fn deref(&self) -> &Services {
-        &self.0
-    }
-}
-
-/// What a signed-in user's state is made of: their user events, which the
-/// tenancy read model applies.
-pub const SIGNED_IN_SOURCES: &[(&str, &[&str])] = &[("tenancy", &["user-"])];
-
-/// What a share's row is made of: the drive read model's share events and
-/// the quota read model's account settings (its limit).
-pub const SHARE_ROW_SOURCES: &[(&str, &[&str])] = &[("drive", &["share-"]), ("quota", &["quota-"])];
+pub use crate::services::{AppState, Services, SHARE_ROW_SOURCES, SIGNED_IN_SOURCES};
 
 impl Services {
     /// A share's row in the caller's tenant: every permission check of a

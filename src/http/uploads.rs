@@ -22,10 +22,10 @@ use uuid::Uuid;
 use super::drive::{live_file, live_folder, live_share, path_id, require_perm, require_write, On};
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, Validate, Violations};
-use super::files::{fresh, max_file_size};
+use super::files::max_file_size;
 use super::openapi as doc;
-use super::prefer::Prefer;
 use super::principal::Principal;
+use super::respond::Respond;
 use super::state::AppState;
 use super::{ts, Positioned};
 use crate::blob::content::checksum;
@@ -364,7 +364,7 @@ async fn chunk(
 async fn complete(
     State(state): State<AppState>,
     p: Principal,
-    prefer: Prefer,
+    respond: Respond,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Response> {
     let session = own_session(&state, &p, &id).await?;
@@ -482,9 +482,9 @@ async fn complete(
         })
         .await?;
     let file_id = file_id.to_string();
-    prefer
-        .answer(&state, &committed, StatusCode::CREATED, &file_id, || {
-            fresh(&state, &p, &file_id)
+    respond
+        .item(&state, &committed, StatusCode::CREATED, &file_id, || {
+            super::drive::file_dto(&state, &p, &file_id)
         })
         .await
 }

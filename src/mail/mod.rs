@@ -25,8 +25,9 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::command::CommandContext;
-use crate::http::state::AppState;
+pub use crate::config::MailSettings as Settings;
 use crate::lease::Lease;
+use crate::services::AppState;
 pub use transport::{SendError, Transport};
 
 /// The service account dead letters are recorded under.
@@ -38,31 +39,6 @@ pub const LEASE: &str = "mail";
 const BACKOFF: [u32; 6] = [1, 4, 20, 120, 360, 720];
 /// Messages looked at per pass.
 const BATCH: i64 = 100;
-
-/// The sender's knobs (from [`crate::config::Config`]).
-#[derive(Debug, Clone, Copy)]
-pub struct Settings {
-    /// Delay before the first retry.
-    pub retry_base: Duration,
-    /// Attempts before a message is given up.
-    pub max_attempts: u32,
-    /// How often the outbox is looked at.
-    pub poll: Duration,
-    /// How old another sender's unsettled claim must be before it counts as
-    /// abandoned (longer than a send can take).
-    pub claim_timeout: Duration,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            retry_base: Duration::from_secs(30),
-            max_attempts: 7,
-            poll: Duration::from_millis(500),
-            claim_timeout: Duration::from_secs(300),
-        }
-    }
-}
 
 /// The delay after failed attempt number `attempts` (1-based).
 pub fn retry_delay(base: Duration, attempts: u32) -> Duration {

@@ -12,11 +12,17 @@
 //! longer than [`EMPTY_FOR`]: on PostgreSQL an event can become readable
 //! without a signal of its own (when an older transaction ends), and the
 //! runners' poll must then find it.
+//!
+//! A batch is read once and decoded once ([`DecodedEvent`]), and always ends
+//! at the end of a commit ([`read_commits`]): a projection sees every event
+//! of a commit in the same batch, so what one event of a multi-event write
+//! needs to know about the others is in hand (the change feed's purges and
+//! rename-then-move, `projections/src/sync.rs`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use scaidrive_domain::{LogPosition, RecordedEvent};
+use scaidrive_domain::{DecodedEvent, LogPosition, RecordedEvent};
 use tokio::sync::{broadcast, Mutex};
 
 use super::BATCH;
@@ -28,7 +34,7 @@ const SLOTS: usize = 4;
 /// How long an empty answer is handed out at most.
 const EMPTY_FOR: Duration = Duration::from_millis(20);
 
-type Batch = Arc<Vec<RecordedEvent>>;
+type Batch = Arc<Vec<DecodedEvent>>;
 
 struct Slots {
     /// Most recently used last.
@@ -86,7 +92,7 @@ impl Batches {
             }
         }
         let read_at = Instant::now();
-        let batch: Batch = Arc::new(store.read_all(from, BATCH).await?);
+        let batch: Batch = Arc::new(DecodedEvent::all(read_commits(store, from, BATCH).await?));
         if batch.is_empty() {
             slots.empty = Some((from, read_at));
         } else {
@@ -98,4 +104,33 @@ impl Batches {
         }
         Ok(batch)
     }
+}
+
+/// At least `limit` events after `from` (fewer at the head of the log), and
+/// then the rest of the last one's commit: a batch never ends inside a
+/// commit. A commit is readable whole or not at all, so the rest is there.
+pub(super) async fn read_commits(
+    store: &DynStore,
+    from: LogPosition,
+    limit: usize,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let mut events = store.read_all(from, limit).await?;
+    if events.len() < limit {
+        return Ok(events);
+    }
+    while let Some(last) = events.last().map(|e| e.log) {
+        let more = store.read_all(last, limit).await?;
+        let read = more.len();
+        let same: Vec<RecordedEvent> = more
+            .into_iter()
+            .take_while(|e| e.log.commit == last.commit)
+            .collect();
+        // A later commit came back, or the head of the log: it is whole.
+        let whole = same.len() < read || read < limit;
+        events.extend(same);
+        if whole {
+            break;
+        }
+    }
+    Ok(events)
 }

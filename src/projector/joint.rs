@@ -16,8 +16,8 @@
 use std::time::Duration;
 
 use futures::future::{select_all, BoxFuture, FutureExt};
-use scaidrive_domain::LogPosition;
-use scaidrive_projections::checkpoint;
+use scaidrive_domain::{DecodedEvent, LogPosition};
+use scaidrive_projections::checkpoint::{self, Checkpoint};
 use tokio_util::sync::CancellationToken;
 
 use super::{Projector, ProjectorError, BATCH, POLL};
@@ -128,21 +128,21 @@ impl Projector {
     }
 
     /// Applies the batch after `from` to `members` (all standing there) in
-    /// one transaction; falls back to one step each if that fails.
+    /// one transaction; falls back to one projection at a time if that fails.
     async fn step_joint(
         &self,
         from: LogPosition,
         members: &[usize],
     ) -> Result<Stepped, ProjectorError> {
-        match self.apply_joint(from, members).await {
+        match self.apply_batch(from, members).await {
             Ok(s) => Ok(s),
             Err(joint) if members.len() > 1 => {
                 tracing::warn!(error = %joint, "joint projection batch failed, applying it one projection at a time");
                 let mut read = 0;
                 let mut failed = None;
                 for &i in members {
-                    match self.step(i).await {
-                        Ok(n) => read = read.max(n),
+                    match self.apply_batch(from, &[i]).await {
+                        Ok(s) => read = read.max(s.read),
                         Err(e) => {
                             failed.get_or_insert(e);
                         }
@@ -162,7 +162,13 @@ impl Projector {
         }
     }
 
-    async fn apply_joint(
+    /// The one way a batch is applied: reads (once, shared, decoded) the
+    /// whole commits after `from` and applies them to `members`, every one
+    /// standing at `from`, in one transaction with one checkpoint statement
+    /// for the lot (or, when none of them handles any event of the batch,
+    /// that statement alone). The checkpoint rows decide who applies: a row
+    /// that did not move is settled afterwards, alone ([`settle`](Self::settle)).
+    pub(super) async fn apply_batch(
         &self,
         from: LogPosition,
         members: &[usize],
@@ -184,6 +190,9 @@ impl Projector {
             .collect();
         let moved = if concerned.contains(&true) {
             let mut tx = self.db.begin_derived().await?;
+            // Moving the checkpoints first locks their rows for the batch
+            // (runners of other processes, and a rebuild's swap, take turns
+            // on them) and finds out whether someone else moved one.
             let moved = checkpoint::take_many(&mut tx, &rows, from, last).await?;
             for (k, &i) in members.iter().enumerate() {
                 if !(moved[k] && concerned[k]) {
@@ -219,28 +228,49 @@ impl Projector {
             more: batch.len() >= BATCH,
         };
         for (k, &i) in members.iter().enumerate() {
-            if !moved[k] && self.settle(i, from).await? > 0 {
+            if !moved[k] && self.settle(i, from, &batch).await? {
+                stepped.read = stepped.read.max(1);
                 stepped.more = true;
             }
         }
         Ok(stepped)
     }
 
-    /// Projection `index`'s checkpoint did not move from `from` in a joint
-    /// batch: take over a position someone else stored, or let
-    /// [`step`](Self::step) deal with a row that is missing. A row still at
-    /// `from` is locked by someone finishing a batch or a swap; it is tried
-    /// again on the next step. Returns whether anything changed, as events.
-    async fn settle(&self, index: usize, from: LogPosition) -> Result<usize, ProjectorError> {
+    /// Projection `index`'s checkpoint did not move from `from` with
+    /// `batch`: take over a position someone else stored, or, for a row that
+    /// is missing, apply the batch and store it. A row still at `from` is
+    /// locked by someone finishing a batch or a swap; it is tried again on
+    /// the next step. Returns whether anything changed.
+    async fn settle(
+        &self,
+        index: usize,
+        from: LogPosition,
+        batch: &[DecodedEvent],
+    ) -> Result<bool, ProjectorError> {
         let p = self.projections[index].as_ref();
         match checkpoint::read(&self.db, p.name()).await? {
             Some(cp) if cp.position != from => {
                 self.touched(index, None);
                 self.progress.send_modify(|v| v[index] = cp.position);
-                Ok(1)
+                Ok(true)
             }
-            Some(_) => Ok(0),
-            None => self.step(index).await,
+            Some(_) => Ok(false),
+            None => {
+                let Some(last) = batch.last().map(|e| e.log) else {
+                    return Ok(false);
+                };
+                let mut tx = self.db.begin_derived().await?;
+                p.apply_all(&mut tx, batch).await?;
+                let next = Checkpoint {
+                    version: p.version(),
+                    position: last,
+                };
+                checkpoint::store(&mut tx, p.name(), next).await?;
+                tx.commit().await?;
+                self.touched(index, Some(batch));
+                self.progress.send_modify(|v| v[index] = last);
+                Ok(true)
+            }
         }
     }
 }

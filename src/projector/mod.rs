@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use scaidrive_domain::{LogPosition, RecordedEvent};
+use scaidrive_domain::{DecodedEvent, LogPosition};
 use scaidrive_projections::checkpoint::{self, Checkpoint};
 use scaidrive_projections::db::Db;
 use scaidrive_projections::Projection;
@@ -151,7 +151,7 @@ impl Projector {
 
     /// Marks projection `index`'s read model as changed by `batch` (by
     /// anything, for `None`), before its progress moves.
-    fn touched(&self, index: usize, batch: Option<&[RecordedEvent]>) {
+    fn touched(&self, index: usize, batch: Option<&[DecodedEvent]>) {
         self.changes[index].fetch_add(1, Ordering::SeqCst);
         for k in self.kinds.read().iter().filter(|k| k.index == index) {
             let hit = batch.is_none_or(|events| {
@@ -231,50 +231,12 @@ impl Projector {
         ]
     }
 
-    /// Applies at most one batch to projection `index`; returns events read.
+    /// Applies at most one batch to projection `index` alone (the runner's
+    /// [`apply_batch`](Self::apply_batch) for one member); returns events
+    /// read, or 1 for a position taken over from elsewhere.
     pub async fn step(&self, index: usize) -> Result<usize, ProjectorError> {
-        let projection = &self.projections[index];
         let from = self.progress.borrow()[index];
-        let batch = self.batches.read(&self.store, from).await?;
-        let Some(last) = batch.last().map(|e| e.log) else {
-            return Ok(0);
-        };
-        let next = Checkpoint {
-            version: projection.version(),
-            position: last,
-        };
-        // Nothing here for this read model: move the checkpoint in one
-        // statement instead of a transaction (the full path below when the
-        // row is not where this runner left it).
-        if !batch.iter().any(|e| projection.handles(&e.event_type))
-            && checkpoint::advance(&self.db, projection.name(), from, next).await?
-        {
-            self.progress.send_modify(|v| v[index] = last);
-            return Ok(batch.len());
-        }
-        let mut tx = self.db.begin_derived().await?;
-        // Move the checkpoint first: that locks its row for the batch (runners
-        // of other processes, and a rebuild's swap, take turns on it) and
-        // finds out whether someone else moved it meanwhile.
-        let took = checkpoint::take(&mut tx, projection.name(), from, next).await?;
-        if !took {
-            if let Some(cp) = checkpoint::load(&mut tx, projection.name()).await? {
-                if cp.position != from {
-                    tx.rollback().await?;
-                    self.touched(index, None);
-                    self.progress.send_modify(|v| v[index] = cp.position);
-                    return Ok(1);
-                }
-            }
-        }
-        projection.apply_all(&mut tx, &batch).await?;
-        if !took {
-            checkpoint::store(&mut tx, projection.name(), next).await?;
-        }
-        tx.commit().await?;
-        self.touched(index, Some(&batch));
-        self.progress.send_modify(|v| v[index] = last);
-        Ok(batch.len())
+        Ok(self.apply_batch(from, &[index]).await?.read)
     }
 
     /// Drives every projection until it has nothing left to read (tests, CLI).

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use scaidrive_domain::LogPosition;
+use scaidrive_domain::{DecodedEvent, LogPosition};
 use scaidrive_projections::checkpoint::{self, Checkpoint};
 use scaidrive_projections::db::{Db, SqliteDb, Tx};
 use scaidrive_projections::{Projection, QUEUE_TABLES};
@@ -26,6 +26,7 @@ use sqlx::sqlite::{
 use sqlx::{Executor, Row};
 use tokio::sync::watch;
 
+use super::batches::read_commits;
 use super::{Projector, ProjectorError, BATCH};
 use crate::store::DynStore;
 
@@ -247,19 +248,22 @@ impl Rebuild {
         loop {
             // The whole log at first; after a swap that gave up, what came since.
             loop {
-                let batch = self.store.read_all(at, REPLAY_BATCH).await?;
+                let raw = read_commits(&self.store, at, REPLAY_BATCH).await?;
+                let full = raw.len() >= REPLAY_BATCH;
+                let batch = DecodedEvent::all(raw);
                 let Some(last) = batch.last().map(|e| e.log) else {
                     break;
                 };
                 // Short scratch transactions: on PostgreSQL any open writing
                 // transaction holds back the log's read watermark, and with
-                // it every live reader of the log.
+                // it every live reader of the log. One commit at a time, so
+                // a projection sees each commit whole.
                 let mut open: Option<(Tx, Instant)> = None;
-                for event in &batch {
-                    if !p.handles(&event.event_type) {
+                for commit in batch.chunk_by(|a, b| a.log.commit == b.log.commit) {
+                    if !commit.iter().any(|e| p.handles(&e.event_type)) {
                         continue;
                     }
-                    scratch.apply(p, &mut open, event).await?;
+                    scratch.apply(p, &mut open, commit).await?;
                 }
                 if let Some((tx, _)) = open.take() {
                     tx.commit().await?;
@@ -267,7 +271,7 @@ impl Rebuild {
                 read += batch.len() as u64;
                 at = last;
                 report.send_replace(read);
-                if batch.len() < REPLAY_BATCH {
+                if !full {
                     break;
                 }
             }
@@ -350,7 +354,8 @@ impl Rebuild {
         let mut at = from;
         let mut read = 0u64;
         loop {
-            let batch = self.store.read_filtered(at, REPLAY_BATCH, filter).await?;
+            let batch =
+                DecodedEvent::all(self.store.read_filtered(at, REPLAY_BATCH, filter).await?);
             let full = batch.len() == REPLAY_BATCH;
             let mut open: Option<(Tx, Instant)> = None;
             let mut ended = batch.is_empty();
@@ -364,7 +369,9 @@ impl Rebuild {
                 if !p.handles(&event.event_type) {
                     continue;
                 }
-                scratch.apply(p, &mut open, event).await?;
+                scratch
+                    .apply(p, &mut open, std::slice::from_ref(event))
+                    .await?;
             }
             if let Some((tx, _)) = open.take() {
                 tx.commit().await?;
@@ -581,7 +588,7 @@ impl Rebuild {
             if from >= target {
                 return Ok(());
             }
-            let batch = self.store.read_all(from, BATCH).await?;
+            let batch = DecodedEvent::all(read_commits(&self.store, from, BATCH).await?);
             if batch.is_empty() {
                 return Ok(());
             }
@@ -592,16 +599,9 @@ impl Rebuild {
                 tx.rollback().await?;
                 continue;
             }
-            let mut last = from;
-            for event in &batch {
-                if event.log > target {
-                    break;
-                }
-                if p.handles(&event.event_type) {
-                    p.apply(&mut tx, event).await?;
-                }
-                last = event.log;
-            }
+            let upto = batch.partition_point(|e| e.log <= target);
+            let last = batch[..upto].last().map_or(from, |e| e.log);
+            p.apply_all(&mut tx, &batch[..upto]).await?;
             if last == from {
                 tx.rollback().await?;
                 return Ok(());
@@ -634,19 +634,18 @@ impl Rebuild {
         let mut at = from;
         let mut read = 0u64;
         while at < until {
-            let batch = self.store.read_all(at, BATCH).await?;
+            let batch = DecodedEvent::all(read_commits(&self.store, at, BATCH).await?);
             if batch.is_empty() {
                 break;
             }
-            for event in &batch {
-                if event.log > until {
-                    return Ok((at, read));
-                }
-                if p.handles(&event.event_type) {
-                    p.apply(tx, event).await?;
-                }
-                at = event.log;
-                read += 1;
+            let upto = batch.partition_point(|e| e.log <= until);
+            p.apply_all(tx, &batch[..upto]).await?;
+            if let Some(e) = batch[..upto].last() {
+                at = e.log;
+            }
+            read += upto as u64;
+            if upto < batch.len() {
+                return Ok((at, read));
             }
         }
         Ok((at, read))
@@ -846,7 +845,8 @@ impl Scratch {
         })
     }
 
-    /// Applies one event of a replay in `open`, the replay's transaction:
+    /// Applies events of a replay (a whole commit, or one event of a
+    /// tenant's) in `open`, the replay's transaction:
     /// begun on demand and committed once it has been open for
     /// [`SCRATCH_TX`], so that no long transaction holds back the log's read
     /// watermark.
@@ -854,7 +854,7 @@ impl Scratch {
         &self,
         p: &dyn Projection,
         open: &mut Option<(Tx, Instant)>,
-        event: &scaidrive_domain::RecordedEvent,
+        events: &[DecodedEvent],
     ) -> Result<(), ProjectorError> {
         if open.is_none() {
             *open = Some((self.begin().await?, Instant::now()));
@@ -862,7 +862,7 @@ impl Scratch {
         let Some((tx, started)) = open.as_mut() else {
             return Ok(());
         };
-        p.apply(tx, event).await?;
+        p.apply_all(tx, events).await?;
         if started.elapsed() >= SCRATCH_TX {
             if let Some((tx, _)) = open.take() {
                 tx.commit().await?;

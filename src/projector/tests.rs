@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use scaidrive_domain::{Actor, EventMetadata, LogPosition, NewEvent, RecordedEvent};
+use scaidrive_domain::{Actor, DecodedEvent, EventMetadata, LogPosition, NewEvent};
 use scaidrive_projections::checkpoint::{self, Checkpoint};
 use scaidrive_projections::db::{ConnectOptions, Db, Tx};
 use scaidrive_projections::{tx_execute, Projection, ProjectionError};
@@ -43,7 +43,7 @@ impl Projection for Counter {
     fn tables(&self) -> &'static [&'static str] {
         &[]
     }
-    async fn apply(&self, tx: &mut Tx, e: &RecordedEvent) -> Result<(), ProjectionError> {
+    async fn apply(&self, tx: &mut Tx, e: &DecodedEvent) -> Result<(), ProjectionError> {
         if self.poison == Some(e.event_type.as_str()) {
             tx_execute!(tx, "INSERT INTO no_such_table VALUES (1)")?;
         }

@@ -10,6 +10,7 @@ use scaidrive_domain::LogPosition;
 use scaidrive_projections::checkpoint::{self, Checkpoint};
 use scaidrive_projections::db::Db;
 
+pub mod cloudevents;
 #[cfg(feature = "kafka")]
 mod kafka;
 #[cfg(feature = "kafka")]
@@ -62,6 +63,7 @@ pub fn headers(e: &scaidrive_domain::RecordedEvent) -> Vec<(&'static str, String
     if let Some(t) = &e.tenant_id {
         h.push(("tenant_id", t.clone()));
     }
+    h.extend(cloudevents::headers(e));
     h
 }
 

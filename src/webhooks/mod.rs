@@ -18,7 +18,8 @@ use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 
 use crate::command::CommandContext;
-use crate::http::state::AppState;
+pub use crate::config::WebhookSettings as Settings;
+use crate::services::AppState;
 
 /// How long one delivery attempt may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,19 +27,6 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const CONCURRENCY: usize = 16;
 /// The service account dropped-delivery events are recorded under.
 pub const SERVICE_ACCOUNT: &str = "scaidrive-webhooks";
-
-/// The sender's knobs (from [`crate::config::Config`]).
-#[derive(Debug, Clone, Copy)]
-pub struct Settings {
-    /// Divides every retry delay (1 in production; tests walk the schedule fast).
-    pub retry_scale: u32,
-    /// Most pending deliveries one webhook may hold.
-    pub queue_max: i64,
-    /// How often the queue is looked at.
-    pub poll: Duration,
-    /// Whether deliveries may go to loopback, private or link-local addresses.
-    pub allow_private: bool,
-}
 
 /// Addresses a webhook must not reach unless allowed: loopback, private,
 /// link-local, carrier-grade NAT, unique-local, unspecified, multicast and

@@ -2,11 +2,11 @@
 //! each connection holds a small piece of a chunk at a time, with the
 //! socket's backpressure deciding when the next piece is read, never whole
 //! chunks or files. Measured on the real server binary's resident set
-//! (`scaidrive bench --downloads` runs the same with 1 000 × 100 MiB).
+//! (`scaidrive-bench --downloads` runs the same with 1 000 × 100 MiB).
 
 use std::path::Path;
 
-use scaidrive::cli::bench_downloads::measure;
+use scaidrive::bench::downloads::measure;
 
 const DOWNLOADS: usize = 200;
 const SIZE: u64 = 20 * 1024 * 1024;

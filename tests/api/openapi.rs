@@ -179,6 +179,11 @@ async fn every_operation_has_an_id_answers_and_error_bodies() {
                     "/api/v1/metrics",
                     "/api/v1/openapi.json",
                     "/api/v1/webhooks/scaikey",
+                    "/api/v1/.well-known/scaidrive-log-key",
+                    "/api/v1/events/schemas",
+                    "/api/v1/events/schemas/{event_type}",
+                    "/api/v1/events/schemas/{event_type}/{version}",
+                    "/api/v1/asyncapi.json",
                 ]
                 .contains(&path.as_str());
             if !public {

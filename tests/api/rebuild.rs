@@ -15,7 +15,7 @@ use sqlx::Row;
 use crate::both_backends;
 use crate::helpers::{spawn, spawn_on, Backend, TestApp};
 
-pub(crate) const TABLES: [&str; 28] = [
+pub(crate) const TABLES: [&str; 30] = [
     "rm_partners",
     "rm_tenants",
     "rm_users",
@@ -44,6 +44,8 @@ pub(crate) const TABLES: [&str; 28] = [
     "rm_quota_reservations",
     "rm_quota_accounts",
     "rm_webhooks",
+    "rm_connectors",
+    "rm_connector_runs",
 ];
 
 /// Every read-model row as text, table by table, sorted.

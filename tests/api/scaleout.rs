@@ -774,3 +774,111 @@ async fn a_lease_whose_connection_dies_is_given_up_and_taken_by_another_process(
     keeper_b.await.expect("keeper");
     assert!(!a.is_held() && !b.is_held(), "stopping gives the leases up");
 }
+
+/// Search with several processes: each keeps its own keyword index from the
+/// log (here all share one data directory, so two of them keep private
+/// ones). A file uploaded through one process is found through every
+/// process by a search that sends the upload's position; a trash through
+/// another process hides it everywhere; a killed process does not stop the
+/// others from indexing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs SCAIDRIVE_TEST_DATABASE_URL (run by scripts/test)"]
+async fn every_process_keeps_its_own_search_index_from_the_log() {
+    let fleet = Fleet::start(&[]).await;
+    let t = fleet.token("sara");
+    let me = fleet.get(0, "/users/me", &t).await;
+    let share = fleet
+        .post(
+            0,
+            "/shares",
+            &t,
+            json!({"name": "Search", "share_type": "project", "owner_id": me.body["id"]}),
+        )
+        .await;
+    assert_eq!(share.status, 201, "{}", share.body);
+    let share = share.body["id"].as_str().expect("share").to_owned();
+    let upload = |i: usize, name: &'static str, text: &'static str| {
+        let form = reqwest::multipart::Form::new()
+            .text("share_id", share.clone())
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(text.as_bytes().to_vec())
+                    .file_name(name)
+                    .mime_str("text/plain")
+                    .expect("mime"),
+            );
+        fleet
+            .client
+            .post(format!("{}/files", fleet.servers[i].base))
+            .bearer_auth(&t)
+            .multipart(form)
+            .send()
+    };
+    let search = |i: usize, q: &'static str, pos: String| {
+        fleet
+            .client
+            .get(format!("{}/search", fleet.servers[i].base))
+            .query(&[("q", q)])
+            .header("x-scaidrive-position", pos)
+            .bearer_auth(&t)
+            .send()
+    };
+    let up = TestApp::answer(
+        upload(0, "animals.txt", "the okapi is shy")
+            .await
+            .expect("upload"),
+    )
+    .await;
+    assert_eq!(up.status, 201, "{}", up.body);
+    let id = up.body["id"].as_str().expect("id").to_owned();
+    let pos = up
+        .header("x-scaidrive-position")
+        .expect("position")
+        .to_owned();
+    for i in 0..INSTANCES {
+        let a = TestApp::answer(search(i, "okapi", pos.clone()).await.expect("search")).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        assert_eq!(a.body["total"], 1, "server {i}: {}", a.body);
+        assert_eq!(a.body["results"][0]["id"], id.as_str());
+    }
+    // Trash through server 1: gone through all of them.
+    let d = fleet
+        .client
+        .delete(format!("{}/files/{id}", fleet.servers[1].base))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(d.status(), 204);
+    let pos = d
+        .headers()
+        .get("x-scaidrive-position")
+        .and_then(|v| v.to_str().ok())
+        .expect("position")
+        .to_owned();
+    for i in 0..INSTANCES {
+        let a = TestApp::answer(search(i, "okapi", pos.clone()).await.expect("search")).await;
+        assert_eq!(a.body["total"], 0, "server {i}: {}", a.body);
+    }
+    // Kill server 0; the others go on indexing what comes through them.
+    fleet.servers[0].kill();
+    let up = TestApp::answer(
+        upload(2, "more.txt", "an okapi again")
+            .await
+            .expect("upload"),
+    )
+    .await;
+    assert_eq!(up.status, 201, "{}", up.body);
+    let pos = up
+        .header("x-scaidrive-position")
+        .expect("position")
+        .to_owned();
+    for i in 1..INSTANCES {
+        let a = TestApp::answer(search(i, "okapi", pos.clone()).await.expect("search")).await;
+        assert_eq!(a.body["total"], 1, "server {i}: {}", a.body);
+    }
+    for i in 1..INSTANCES {
+        let h = fleet.get(i, "/search/health", &t).await;
+        assert_eq!(h.body["keyword"]["documents"], 2, "server {i}: {}", h.body);
+    }
+}

@@ -11,7 +11,7 @@ use crate::id::{FileId, FolderId, ShareId, TenantId, UserId, VersionId};
 use crate::name::{normalize, validate_item_name};
 
 /// Content of a new version, before it is numbered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Content {
     pub version_id: VersionId,
     pub size: u64,
@@ -22,7 +22,7 @@ pub struct Content {
 }
 
 /// One stored version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Version {
     pub number: u64,
     #[serde(flatten)]
@@ -146,7 +146,7 @@ pub enum FileCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", content = "data", rename_all = "kebab-case")]
 pub enum FileEvent {
     FileCreated {

@@ -74,7 +74,7 @@ pub enum FolderCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", content = "data", rename_all = "kebab-case")]
 pub enum FolderEvent {
     FolderCreated {
@@ -121,6 +121,16 @@ pub enum FolderEvent {
         folder_id: FolderId,
         share_id: ShareId,
         path: String,
+        /// The folder's parent when it was purged (`Some(None)` at the
+        /// share's root), so the change feed can tell the top of a purged
+        /// subtree without reading the log. `None`: written before the
+        /// field existed.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "crate::event::present"
+        )]
+        parent_id: Option<Option<FolderId>>,
         at: DateTime<Utc>,
     },
     FolderOwnershipTransferred {
@@ -181,6 +191,7 @@ impl Aggregate for Folder {
                 folder_id: id,
                 share_id: share,
                 path: self.path.clone(),
+                parent_id: Some(self.parent_id),
                 at: *at,
             }]),
             FolderCommand::Restore { at } => {

@@ -13,7 +13,7 @@ pub mod share;
 pub mod upload;
 
 /// Who owns a share: a user or a group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum Owner {
     User(UserId),
@@ -40,7 +40,7 @@ impl Owner {
 }
 
 /// The kind of share.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ShareType {
     Central,
@@ -59,7 +59,7 @@ impl ShareType {
 }
 
 /// One content chunk of a file version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ChunkRef {
     pub hash: String,
     pub size: u64,

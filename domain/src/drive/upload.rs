@@ -40,7 +40,7 @@ impl UploadStatus {
 }
 
 /// What the session will produce, fixed at start.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct UploadPlan {
     pub tenant_id: TenantId,
     pub share_id: ShareId,
@@ -165,7 +165,7 @@ pub enum UploadCommand {
 
 // Events are built once per write and serialised at once; boxing the plan buys nothing.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", content = "data", rename_all = "kebab-case")]
 pub enum UploadEvent {
     UploadStarted {

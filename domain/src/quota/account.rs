@@ -21,7 +21,9 @@ use crate::event::DomainEvent;
 use crate::id::{QuotaId, TenantId};
 
 /// Hard limits block at the limit; soft limits allow a grace overrun.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum LimitType {
     #[default]
@@ -39,7 +41,7 @@ impl LimitType {
 }
 
 /// A limit and its warning and grace settings (SPEC §4.8 defaults).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct QuotaLimit {
     pub limit_bytes: u64,
     pub limit_type: LimitType,
@@ -119,7 +121,7 @@ impl QuotaLimit {
 }
 
 /// Who an account is for; travels in the events that may create the stream.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct QuotaTarget {
     pub quota_id: QuotaId,
     pub target_type: QuotaLevel,
@@ -254,7 +256,7 @@ pub enum QuotaCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", content = "data", rename_all = "kebab-case")]
 pub enum QuotaEvent {
     QuotaLimitSet {

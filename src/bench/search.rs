@@ -1,0 +1,470 @@
+//! `scaidrive bench --search`: the keyword index beside PostgreSQL
+//! full-text search (tsvector + GIN) and SQLite FTS5 on the same synthetic
+//! corpus, plus the whole path through a server (upload → indexer → HTTP
+//! search, permission filtering included) and the index rebuild from a log.
+//!
+//! Corpus: `files` documents, each a name of three words and a body of 60
+//! words drawn from a 20 000-word vocabulary with a Zipf-like skew (a few
+//! words are very common, most are rare), seeded so every run and every
+//! engine sees the same text. Queries are one or two mid-frequency words.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::support::{self as support, Server};
+use crate::search::index::{dir_size, FileDoc, KeywordIndex};
+
+const VOCABULARY: usize = 20_000;
+const BODY_WORDS: usize = 60;
+const USERS: usize = 16;
+const TENANT: &str = "tnt_bench";
+
+fn vocabulary() -> Vec<String> {
+    const SYL: &[&str] = &[
+        "ka", "lo", "mi", "nu", "pe", "ra", "si", "to", "ve", "zu", "ba", "de", "fi", "go", "hu",
+        "ja", "ke", "li", "mo", "ne",
+    ];
+    (0..VOCABULARY)
+        .map(|i| {
+            let mut w = String::new();
+            let mut n = i;
+            for _ in 0..4 {
+                w.push_str(SYL[n % SYL.len()]);
+                n /= SYL.len();
+            }
+            w
+        })
+        .collect()
+}
+
+/// A Zipf-like pick: low indexes are much more frequent.
+fn pick(rng: &mut StdRng) -> usize {
+    let u: f64 = rng.gen_range(0.0..1.0);
+    ((VOCABULARY as f64).powf(u) as usize)
+        .saturating_sub(1)
+        .min(VOCABULARY - 1)
+}
+
+fn corpus(files: usize) -> Vec<(String, String)> {
+    let words = vocabulary();
+    let mut rng = StdRng::seed_from_u64(21);
+    (0..files)
+        .map(|i| {
+            let name = format!(
+                "{} {} {} {i}.txt",
+                words[pick(&mut rng)],
+                words[pick(&mut rng)],
+                words[pick(&mut rng)]
+            );
+            let body: Vec<&str> = (0..BODY_WORDS)
+                .map(|_| words[pick(&mut rng)].as_str())
+                .collect();
+            (name, body.join(" "))
+        })
+        .collect()
+}
+
+/// Mid-frequency query words (each matching roughly 0.1–3 % of files).
+fn queries(n: usize) -> Vec<String> {
+    let words = vocabulary();
+    let mut rng = StdRng::seed_from_u64(7);
+    (0..n)
+        .map(|_| {
+            let a = &words[rng.gen_range(20..400)];
+            if rng.gen_bool(0.3) {
+                format!("{a} {}", words[rng.gen_range(20..200)])
+            } else {
+                a.clone()
+            }
+        })
+        .collect()
+}
+
+/// What one engine measured.
+struct Row {
+    engine: &'static str,
+    files: usize,
+    index_per_sec: f64,
+    size_bytes: u64,
+    qps: f64,
+    p50_us: u64,
+    p99_us: u64,
+}
+
+fn print(rows: &[Row]) {
+    println!();
+    println!(
+        "{:<34} {:>8} {:>12} {:>10} {:>9} {:>9} {:>9}",
+        "engine", "files", "indexed/s", "size MiB", "q/s", "p50 µs", "p99 µs"
+    );
+    for r in rows {
+        println!(
+            "{:<34} {:>8} {:>12.0} {:>10.1} {:>9.0} {:>9} {:>9}",
+            r.engine,
+            r.files,
+            r.index_per_sec,
+            r.size_bytes as f64 / 1048576.0,
+            r.qps,
+            r.p50_us,
+            r.p99_us
+        );
+    }
+}
+
+/// Runs `query` on `USERS` threads for `dur`.
+fn threads_load<F>(dur: Duration, query: F) -> Result<(f64, u64, u64), String>
+where
+    F: Fn(&str) -> Result<(), String> + Send + Sync + 'static,
+{
+    let query = Arc::new(query);
+    let qs = Arc::new(queries(1000));
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let handles: Vec<_> = (0..USERS)
+        .map(|u| {
+            let (query, qs, stop) = (query.clone(), qs.clone(), stop.clone());
+            std::thread::spawn(move || -> Result<(u64, Histogram<u64>), String> {
+                let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+                    .map_err(|e| e.to_string())?;
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let q = &qs[(u * 61 + n as usize) % qs.len()];
+                    let t = Instant::now();
+                    query(q)?;
+                    let _ = h.record(t.elapsed().as_micros().max(1) as u64);
+                    n += 1;
+                }
+                Ok((n, h))
+            })
+        })
+        .collect();
+    std::thread::sleep(dur);
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    let mut hist =
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?;
+    for h in handles {
+        let (n, part) = h
+            .join()
+            .map_err(|_| "a query thread panicked".to_owned())??;
+        total += n;
+        hist.add(part).map_err(|e| e.to_string())?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    Ok((
+        total as f64 / secs,
+        hist.value_at_quantile(0.5),
+        hist.value_at_quantile(0.99),
+    ))
+}
+
+fn tantivy_row(docs: &[(String, String)], dur: Duration) -> Result<Row, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let ix = KeywordIndex::open(dir.path(), 200_000_000).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    for (i, (name, body)) in docs.iter().enumerate() {
+        ix.put(&FileDoc {
+            file_id: format!("fil_{i:026}"),
+            tenant_id: TENANT.into(),
+            name: name.clone(),
+            content: body.clone(),
+            version_id: String::new(),
+            extraction: "ok".into(),
+        })
+        .map_err(|e| e.to_string())?;
+    }
+    ix.commit(scaidrive_domain::LogPosition::new(1, docs.len() as i64))
+        .map_err(|e| e.to_string())?;
+    let index_per_sec = docs.len() as f64 / started.elapsed().as_secs_f64();
+    let size_bytes = dir_size(dir.path());
+    let ix = Arc::new(ix);
+    // 50 results, as a page of answers asks; the server asks for every
+    // candidate (up to 10 000) to filter permissions, measured below.
+    let (qps, p50_us, p99_us) = threads_load(dur, move |q| {
+        ix.search(TENANT, q, 50)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })?;
+    Ok(Row {
+        engine: "tantivy (this index), top 50",
+        files: docs.len(),
+        index_per_sec,
+        size_bytes,
+        qps,
+        p50_us,
+        p99_us,
+    })
+}
+
+async fn sqlite_row(docs: &[(String, String)], dur: Duration) -> Result<Row, String> {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let path = dir.path().join("fts.db");
+    let opts = SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(USERS as u32)
+        .connect_with(opts)
+        .await
+        .map_err(|e| e.to_string())?;
+    sqlx::query("CREATE VIRTUAL TABLE docs USING fts5(file_id UNINDEXED, tenant_id UNINDEXED, name, content, tokenize = 'unicode61')")
+        .execute(&pool)
+        .await
+        .map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    for (b, part) in docs.chunks(5_000).enumerate() {
+        let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
+        for (i, (name, body)) in part.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO docs (file_id, tenant_id, name, content) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(format!("fil_{:026}", b * 5_000 + i))
+            .bind(TENANT)
+            .bind(name)
+            .bind(body)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| e.to_string())?;
+        }
+        tx.commit().await.map_err(|e| e.to_string())?;
+    }
+    let index_per_sec = docs.len() as f64 / started.elapsed().as_secs_f64();
+    let size_bytes = dir_size(dir.path());
+    let pool2 = pool.clone();
+    let load = support::load(USERS, dur, move |u, n| {
+        let pool = pool2.clone();
+        async move {
+            let qs = queries(1000);
+            let q = &qs[(u * 61 + n as usize) % qs.len()];
+            sqlx::query("SELECT file_id, bm25(docs, 0, 0, 2.0, 1.0) AS r FROM docs WHERE docs MATCH $1 ORDER BY r LIMIT 50")
+                .bind(q)
+                .fetch_all(&pool)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    })
+    .await?;
+    pool.close().await;
+    Ok(Row {
+        engine: "SQLite FTS5 (bm25), top 50",
+        files: docs.len(),
+        index_per_sec,
+        size_bytes,
+        qps: load.per_sec(),
+        p50_us: load.p50_us(),
+        p99_us: load.p99_us(),
+    })
+}
+
+async fn postgres_row(url: &str, docs: &[(String, String)], dur: Duration) -> Result<Row, String> {
+    let docs = docs.to_vec();
+    support::with_scratch_postgres(url, "scaidrive_bench_fts", move |scratch| async move {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(USERS as u32)
+            .connect(&scratch)
+            .await
+            .map_err(|e| e.to_string())?;
+        sqlx::query(
+            "CREATE TABLE docs (file_id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, name TEXT NOT NULL, content TEXT NOT NULL, \
+             tsv tsvector GENERATED ALWAYS AS (setweight(to_tsvector('simple', name), 'A') || to_tsvector('simple', content)) STORED)",
+        )
+        .execute(&pool)
+        .await
+        .map_err(|e| e.to_string())?;
+        sqlx::query("CREATE INDEX docs_tsv ON docs USING GIN (tsv)")
+            .execute(&pool)
+            .await
+            .map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        for (b, part) in docs.chunks(1_000).enumerate() {
+            let ids: Vec<String> = (0..part.len()).map(|i| format!("fil_{:026}", b * 1_000 + i)).collect();
+            let names: Vec<String> = part.iter().map(|d| d.0.clone()).collect();
+            let bodies: Vec<String> = part.iter().map(|d| d.1.clone()).collect();
+            sqlx::query("INSERT INTO docs (file_id, tenant_id, name, content) SELECT i, $2, n, c FROM unnest($1::text[], $3::text[], $4::text[]) AS t(i, n, c)")
+                .bind(&ids)
+                .bind(TENANT)
+                .bind(&names)
+                .bind(&bodies)
+                .execute(&pool)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let index_per_sec = docs.len() as f64 / started.elapsed().as_secs_f64();
+        sqlx::query("VACUUM ANALYZE docs").execute(&pool).await.map_err(|e| e.to_string())?;
+        let size_bytes: i64 = sqlx::query_scalar("SELECT pg_total_relation_size('docs')")
+            .fetch_one(&pool)
+            .await
+            .map_err(|e| e.to_string())?;
+        let pool2 = pool.clone();
+        let load = support::load(USERS, dur, move |u, n| {
+            let pool = pool2.clone();
+            async move {
+                let qs = queries(1000);
+                let q = &qs[(u * 61 + n as usize) % qs.len()];
+                sqlx::query("SELECT file_id, ts_rank(tsv, q) AS r FROM docs, plainto_tsquery('simple', $1) q \
+                             WHERE tenant_id = $2 AND tsv @@ q ORDER BY r DESC LIMIT 50")
+                    .bind(q)
+                    .bind(TENANT)
+                    .fetch_all(&pool)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        })
+        .await?;
+        pool.close().await;
+        Ok(Row {
+            engine: "PostgreSQL FTS (GIN, ts_rank), top 50",
+            files: docs.len(),
+            index_per_sec,
+            size_bytes: size_bytes.max(0) as u64,
+            qps: load.per_sec(),
+            p50_us: load.p50_us(),
+            p99_us: load.p99_us(),
+        })
+    })
+    .await
+}
+
+/// Uploads `files` small text files through a server, measures how fast the
+/// indexer keeps up, HTTP search at 16 users, and a rebuild from the log.
+async fn through_server(files: usize, dur: Duration) -> Result<(), String> {
+    let server = Server::start(None).await?;
+    let http = support::client(USERS)?;
+    let token = server.token("bench", "alice")?;
+    let (_, share) = support::me_and_share(&http, &server.base, &token, "Search").await?;
+    let docs = Arc::new(corpus(files));
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..USERS {
+        let (http, base, token, share, docs, next) = (
+            http.clone(),
+            server.base.clone(),
+            token.clone(),
+            share.clone(),
+            docs.clone(),
+            next.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((name, body)) = docs.get(i) else {
+                    return Ok::<(), String>(());
+                };
+                let form = reqwest::multipart::Form::new()
+                    .text("share_id", share.clone())
+                    .part(
+                        "file",
+                        reqwest::multipart::Part::bytes(body.clone().into_bytes())
+                            .file_name(name.clone())
+                            .mime_str("text/plain")
+                            .map_err(|e| e.to_string())?,
+                    );
+                let req = http
+                    .post(format!("{base}/files"))
+                    .bearer_auth(&token)
+                    .header("Prefer", "return=minimal")
+                    .multipart(form);
+                support::expect_status(req, 201).await?;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.map_err(|e| e.to_string())??;
+    }
+    let uploaded = started.elapsed();
+    let search = server
+        .state
+        .search
+        .clone()
+        .ok_or("the server has no search index")?;
+    let head = server.state.store.head().await.map_err(|e| e.to_string())?;
+    search.wait_for(head, Duration::from_secs(600)).await;
+    let indexed = started.elapsed();
+    println!();
+    println!(
+        "through a server (SQLite): {files} uploads in {:.1} s ({:.0}/s, 16 clients); indexed {:.1} s after the first upload ({:.0} files/s end to end, extraction included)",
+        uploaded.as_secs_f64(),
+        files as f64 / uploaded.as_secs_f64(),
+        indexed.as_secs_f64(),
+        files as f64 / indexed.as_secs_f64()
+    );
+    let qs = Arc::new(queries(1000));
+    let (base, t2) = (server.base.clone(), token.clone());
+    let http2 = http.clone();
+    let load = support::load(USERS, dur, move |u, n| {
+        let (http, base, token, qs) = (http2.clone(), base.clone(), t2.clone(), qs.clone());
+        async move {
+            let q = &qs[(u * 61 + n as usize) % qs.len()];
+            let req = http
+                .get(format!("{base}/search"))
+                .query(&[("q", q.as_str()), ("limit", "50")])
+                .bearer_auth(&token);
+            support::expect_status(req, 200).await
+        }
+    })
+    .await?;
+    support::print_header();
+    support::print_row(
+        "sqlite",
+        "GET /search (HTTP, permission-filtered)",
+        USERS,
+        &load,
+    );
+
+    let settings = crate::search::Settings::from_env(&server.state.config.data_dir);
+    let started = Instant::now();
+    let events =
+        crate::search::indexer::rebuild(&settings, &server.state.store, &server.state.blob, |_| {})
+            .await
+            .map_err(|e| e.to_string())?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "rebuild of the keyword index from the log: {events} events ({files} files) in {secs:.2} s = {:.0} events/s, {:.0} files/s",
+        events as f64 / secs,
+        files as f64 / secs
+    );
+    server.stop().await;
+    Ok(())
+}
+
+/// The entry point of `bench --search`.
+pub async fn run(
+    postgres_url: Option<&str>,
+    files: usize,
+    server_files: usize,
+    seconds: u64,
+) -> Result<(), String> {
+    let dur = Duration::from_secs(seconds.max(1));
+    eprintln!("search: generating {files} documents …");
+    let docs = corpus(files);
+    let mut rows = Vec::new();
+    eprintln!("search: tantivy …");
+    let d2 = docs.clone();
+    rows.push(
+        tokio::task::spawn_blocking(move || tantivy_row(&d2, dur))
+            .await
+            .map_err(|e| e.to_string())??,
+    );
+    eprintln!("search: SQLite FTS5 …");
+    rows.push(sqlite_row(&docs, dur).await?);
+    if let Some(url) = postgres_url {
+        eprintln!("search: PostgreSQL FTS …");
+        rows.push(postgres_row(url, &docs, dur).await?);
+    }
+    print(&rows);
+    if server_files > 0 {
+        eprintln!("search: {server_files} uploads through a server …");
+        through_server(server_files, dur).await?;
+    }
+    Ok(())
+}

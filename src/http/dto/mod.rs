@@ -1,0 +1,18 @@
+//! The typed answers of the API: one struct per resource, built from its
+//! read-model row (`From<&Row>`), serialized as the body and described, by
+//! the same type, in the OpenAPI document.
+//!
+//! A handler names the type it answers with in its `#[utoipa::path]`
+//! (`body = dto::Folder`); utoipa collects the schema (and those it refers
+//! to) from there, so nothing is described twice. Field types that JSON
+//! cannot say precisely (ids, timestamps) carry `#[schema(value_type = …)]`
+//! naming a schema-only type in `openapi.rs`.
+
+pub mod drive;
+pub mod shares;
+
+pub use drive::{
+    Entry, File, FileEntry, FileKind, Folder, FolderEntry, FolderKind, Listing, TrashListing,
+    Version, VersionList,
+};
+pub use shares::{Share, ShareList};
