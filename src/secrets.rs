@@ -85,52 +85,7 @@ impl SecretKey {
         if let Some(text) = configured {
             return Self::from_base64(text);
         }
-        let path = data_dir.join(KEY_FILE);
-        let shown = path.display().to_string();
-        let io = |e: std::io::Error| SecretError::KeyFile {
-            path: shown.clone(),
-            reason: e.to_string(),
-        };
-        let from_file = |text: &str| {
-            decode(text)
-                .map(Self::from_bytes)
-                .ok_or_else(|| SecretError::BadKeyFile {
-                    path: shown.clone(),
-                })
-        };
-        match std::fs::read_to_string(&path) {
-            Ok(text) => from_file(&text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(data_dir).map_err(io)?;
-                let mut key = [0u8; 32];
-                OsRng.fill_bytes(&mut key);
-                // Written whole under a private name, then linked into place:
-                // processes starting together never read a half-written key,
-                // and the first link wins.
-                let mut nonce = [0u8; 8];
-                OsRng.fill_bytes(&mut nonce);
-                let tmp = data_dir.join(format!("{KEY_FILE}.{}", hex::encode(nonce)));
-                let mut opts = std::fs::OpenOptions::new();
-                opts.write(true).create_new(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-                let written = opts.open(&tmp).and_then(|mut f| {
-                    std::io::Write::write_all(&mut f, B64.encode(key).as_bytes())?;
-                    f.sync_all()
-                });
-                let linked = written.and_then(|()| std::fs::hard_link(&tmp, &path));
-                let _ = std::fs::remove_file(&tmp);
-                match linked {
-                    Ok(()) => Ok(Self::from_bytes(key)),
-                    // Another process linked its key first: use theirs.
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                        from_file(&std::fs::read_to_string(&path).map_err(io)?)
-                    }
-                    Err(e) => Err(io(e)),
-                }
-            }
-            Err(e) => Err(io(e)),
-        }
+        Ok(Self::from_bytes(key_file(&data_dir.join(KEY_FILE))?))
     }
 
     /// `sealed:v1:` + base64(nonce ‖ ciphertext) under a fresh random nonce.
@@ -191,7 +146,56 @@ impl SecretKey {
     }
 }
 
-fn decode(text: &str) -> Option<[u8; 32]> {
+/// Reads the base64 key held in `path`, or creates the file with a random
+/// key (mode 0600) when there is none. The key is written whole under a
+/// private name, then linked into place: processes starting together never
+/// read a half-written key, and the first link wins.
+pub fn key_file(path: &Path) -> Result<[u8; 32], SecretError> {
+    let shown = path.display().to_string();
+    let io = |e: std::io::Error| SecretError::KeyFile {
+        path: shown.clone(),
+        reason: e.to_string(),
+    };
+    let parse = |text: &str| {
+        decode(text).ok_or_else(|| SecretError::BadKeyFile {
+            path: shown.clone(),
+        })
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => return parse(&text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let mut key = [0u8; 32];
+    OsRng.fill_bytes(&mut key);
+    let mut nonce = [0u8; 8];
+    OsRng.fill_bytes(&mut nonce);
+    let tmp = path.with_extension(format!("{}.tmp", hex::encode(nonce)));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let written = opts.open(&tmp).and_then(|mut f| {
+        std::io::Write::write_all(&mut f, B64.encode(key).as_bytes())?;
+        f.sync_all()
+    });
+    let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(key),
+        // Another process linked its key first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            parse(&std::fs::read_to_string(path).map_err(io)?)
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// A 32-byte key from base64 (standard alphabet, padding optional).
+pub fn decode(text: &str) -> Option<[u8; 32]> {
     let bytes = B64.decode(text.trim().trim_end_matches('=')).ok()?;
     bytes.try_into().ok()
 }

@@ -83,8 +83,8 @@ pub async fn run(args: &BenchArgs) -> Result<(), String> {
     }
     println!();
     println!(
-        "{:<9} {:>7} {:>12} {:>12} {:>15}",
-        "backend", "writers", "commands/s", "INSERTs/s", "command/raw"
+        "{:<9} {:>7} {:>12} {:>12} {:>12} {:>12} {:>10}",
+        "backend", "writers", "commands/s", "hot/s", "INSERTs/s", "command/raw", "hot/spread"
     );
     for backend in ["sqlite", "postgres"] {
         for w in &args.writers {
@@ -92,16 +92,21 @@ pub async fn run(args: &BenchArgs) -> Result<(), String> {
                 rows.iter()
                     .find(|r| r.backend == backend && r.kind == k && r.writers == *w)
             };
-            if let (Some(c), Some(b)) = (find("command (1 event)"), find("raw INSERT baseline")) {
-                println!(
-                    "{:<9} {:>7} {:>12.0} {:>12.0} {:>14.0}%",
-                    backend,
-                    w,
-                    c.per_sec,
-                    b.per_sec,
-                    100.0 * c.per_sec / b.per_sec
-                );
-            }
+            let (Some(c), Some(b)) = (find("command (1 event)"), find("raw INSERT baseline"))
+            else {
+                continue;
+            };
+            let hot = find("command, hot stream").map_or(0.0, |h| h.per_sec);
+            println!(
+                "{:<9} {:>7} {:>12.0} {:>12.0} {:>12.0} {:>11.0}% {:>9.2}x",
+                backend,
+                w,
+                c.per_sec,
+                hot,
+                b.per_sec,
+                100.0 * c.per_sec / b.per_sec,
+                hot / c.per_sec
+            );
         }
     }
     Ok(())
@@ -184,6 +189,29 @@ async fn bench_backend(
         rows.push(row(
             backend,
             "command (1 event)",
+            writers,
+            ops,
+            &hist,
+            elapsed,
+        ));
+        eprintln!("{backend}: commands on one hot stream, {writers} writers …");
+        let hot = format!("bench-hot-{}", Uuid::now_v7().simple());
+        let cmd_bus = bus.clone();
+        let (ops, hist, elapsed) = measure(writers, dur, move |_| {
+            let bus = cmd_bus.clone();
+            let stream = hot.clone();
+            async move {
+                let ctx = CommandContext::system(Some("tnt_bench".into()));
+                bus.execute::<Counter, _>(&stream, &ctx, |c| c.state.decide(&()))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        })
+        .await?;
+        rows.push(row(
+            backend,
+            "command, hot stream",
             writers,
             ops,
             &hist,

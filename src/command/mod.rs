@@ -7,7 +7,6 @@ use std::any::Any;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -23,6 +22,8 @@ use crate::store::{
     StreamAppend,
 };
 
+mod batch;
+pub mod connectors;
 pub mod drive;
 pub mod groups;
 pub mod links;
@@ -118,8 +119,9 @@ struct CacheEntry {
 pub struct CommandBus {
     store: DynStore,
     metrics: Arc<crate::metrics::Metrics>,
-    cache: Mutex<lru::LruCache<String, CacheEntry>>,
+    cache: Arc<Mutex<lru::LruCache<String, CacheEntry>>>,
     locks: StreamLocks,
+    pipes: batch::Pipes,
 }
 
 /// What a committed unit of work wrote.
@@ -138,8 +140,9 @@ impl CommandBus {
         Self {
             store,
             metrics: Arc::new(crate::metrics::Metrics::default()),
-            cache: Mutex::new(lru::LruCache::new(cap)),
+            cache: Arc::new(Mutex::new(lru::LruCache::new(cap))),
             locks: StreamLocks::new(1024),
+            pipes: batch::Pipes::new(4096),
         }
     }
 
@@ -308,13 +311,15 @@ impl CommandBus {
     }
 
     /// The common case: one aggregate, one decision, retried on conflict.
-    /// Commands on one stream are serialised inside the process.
     ///
-    /// The first attempt decides on the cached state without asking the store
-    /// (the append's expected version catches a cache another process made
-    /// stale, and the retry then catches up). A decision on the cached state
-    /// that writes nothing or is refused is made again on the caught-up state,
-    /// as no append would check it.
+    /// Decisions on one stream are made one at a time inside the process,
+    /// and the appends of commands that arrive while one is on its way are
+    /// gathered into one (see [`batch`]). The first attempt decides on the
+    /// cached state without asking the store (the append's expected version
+    /// catches a cache another process made stale, and the retry then
+    /// catches up). A decision on the cached state that writes nothing or is
+    /// refused is made again on the caught-up state, as no append would
+    /// check it.
     pub async fn execute<A, F>(
         &self,
         stream_id: &str,
@@ -325,39 +330,17 @@ impl CommandBus {
         A: Aggregate,
         F: Fn(&Loaded<A>) -> Result<Vec<A::Event>, DomainError>,
     {
-        let _guard = self.locks.lock(stream_id).await;
-        let attempts = AtomicUsize::new(0);
-        self.retrying(|| async {
-            let optimistic = attempts.fetch_add(1, Ordering::Relaxed) == 0;
-            let mut decided = None;
-            if optimistic {
-                let mut uow = self.begin(ctx);
-                if let Some(loaded) = uow.load_cached::<A>(stream_id) {
-                    if let Ok(events) = decide(&loaded) {
-                        if !events.is_empty() {
-                            decided = Some((uow, loaded, events));
-                        }
-                    }
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.execute_once(stream_id, ctx, &decide, tries == 1).await {
+                Err(e) if e.is_retryable() && tries < MAX_ATTEMPTS => {
+                    tracing::debug!(error = %e, tries, "concurrency conflict, deciding again");
+                    tokio::task::yield_now().await;
                 }
+                other => return other,
             }
-            let (mut uow, loaded, events) = match decided {
-                Some(d) => d,
-                None => {
-                    let mut uow = self.begin(ctx);
-                    let loaded = uow.load::<A>(stream_id).await?;
-                    let events = decide(&loaded)?;
-                    (uow, loaded, events)
-                }
-            };
-            let mut state = loaded.state;
-            for e in &events {
-                state.evolve(e);
-            }
-            uow.emit_with_state::<A>(stream_id, &events, Some(state.clone()))?;
-            let committed = uow.commit().await?;
-            Ok((state, committed))
-        })
-        .await
+        }
     }
 }
 
@@ -387,17 +370,6 @@ impl UnitOfWork<'_> {
         let loaded = self.bus.load::<A>(stream_id).await?;
         self.track(stream_id, loaded.version);
         Ok(loaded)
-    }
-
-    /// The cached state, if any, without asking the store; the commit checks
-    /// the store is still at its version.
-    fn load_cached<A: Aggregate>(&mut self, stream_id: &str) -> Option<Loaded<A>> {
-        let (state, version) = self.bus.cached::<A>(stream_id)?;
-        self.track(stream_id, Some(version));
-        Some(Loaded {
-            state,
-            version: Some(version),
-        })
     }
 
     fn track(&mut self, stream_id: &str, version: Option<i64>) {

@@ -94,14 +94,18 @@ pub fn endpoint(state: &AppState, c: &Connector) -> Result<Endpoint, RunFailure>
 }
 
 /// Runs `run_id` to its end and records the outcome on the connector.
-pub async fn run(state: &AppState, id: ConnectorId, run_id: &str) {
+/// Runs one sync and records its outcome; `false` when the outcome could not
+/// be recorded (the run stays open on its stream and is tried again).
+pub async fn run(state: &AppState, id: ConnectorId, run_id: &str) -> bool {
     let mut counts = RunCounts::default();
     let outcome = sync(state, id, &mut counts).await;
     let Ok(loaded) = state.bus.load::<Connector>(&id.to_string()).await else {
-        return;
+        return false;
     };
     let c = loaded.state;
-    let Some(tenant) = c.tenant_id else { return };
+    let Some(tenant) = c.tenant_id else {
+        return false;
+    };
     let ctx = super::context(
         &tenant.to_string(),
         &id.to_string(),
@@ -116,14 +120,14 @@ pub async fn run(state: &AppState, id: ConnectorId, run_id: &str) {
         failure: outcome.err().map(|f| (f.status, f.message)),
         at: Utc::now(),
     };
-    match state
-        .bus
-        .execute::<Connector, _>(&id.to_string(), &ctx, |c| c.state.decide(&cmd))
-        .await
-    {
-        Ok((_, committed)) => state.caught_up_to(&committed).await,
+    match crate::command::connectors::execute(&state.bus, &ctx, id, &cmd).await {
+        Ok(committed) => {
+            state.caught_up_to(&committed).await;
+            true
+        }
         Err(e) => {
-            tracing::debug!(target: "scaidrive::connector", connector = %id, error = %e, "run outcome not recorded")
+            tracing::debug!(target: "scaidrive::connector", connector = %id, error = %e, "run outcome not recorded");
+            false
         }
     }
 }

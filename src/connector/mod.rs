@@ -15,19 +15,18 @@
 pub mod engine;
 pub mod smb;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use parking_lot::Mutex;
-use scaidrive_domain::connector::{Connector, ConnectorCommand};
+use scaidrive_domain::connector::Connector;
 use scaidrive_domain::id::ConnectorId;
-use scaidrive_domain::{Actor, Aggregate};
+use scaidrive_domain::Actor;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
-use crate::command::{CommandContext, CommandError, Committed};
+use crate::command::{CommandContext, CommandError};
 use crate::lease::Lease;
 use crate::services::AppState;
 
@@ -48,30 +47,41 @@ pub fn context(tenant_id: &str, connector_id: &str, created_by: Option<String>) 
     ctx
 }
 
-/// Starts a run (409 while one is going); answers its id.
-pub async fn start_run(
-    state: &AppState,
-    ctx: &CommandContext,
-    id: ConnectorId,
-    trigger: &str,
-) -> Result<(String, Committed), CommandError> {
-    let run_id = format!("run_{}", Uuid::now_v7().simple());
-    let cmd = ConnectorCommand::StartRun {
-        run_id: run_id.clone(),
-        trigger: trigger.to_owned(),
-        takeover: false,
-        at: ctx.now,
-    };
-    let (_, committed) = state
-        .bus
-        .execute::<Connector, _>(&id.to_string(), ctx, |c| c.state.decide(&cmd))
-        .await?;
-    Ok((run_id, committed))
+/// Runs that this process is doing now (connector ids), and runs whose
+/// outcome could not be recorded, with when to try them again: a store or
+/// server that keeps failing is retried at a doubling interval, not every
+/// [`POLL`].
+#[derive(Clone, Default)]
+struct Active {
+    running: Arc<Mutex<HashSet<String>>>,
+    retry: Arc<Mutex<HashMap<String, (Instant, u32)>>>,
 }
 
-/// Runs that this process is doing now (connector ids).
-#[derive(Clone, Default)]
-struct Active(Arc<Mutex<HashSet<String>>>);
+/// The longest wait between two tries of a run that keeps failing.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+impl Active {
+    fn waiting(&self, id: &str) -> bool {
+        self.running.lock().contains(id)
+            || self
+                .retry
+                .lock()
+                .get(id)
+                .is_some_and(|(at, _)| Instant::now() < *at)
+    }
+
+    fn ended(&self, id: &str, recorded: bool) {
+        self.running.lock().remove(id);
+        let mut retry = self.retry.lock();
+        if recorded {
+            retry.remove(id);
+            return;
+        }
+        let tries = retry.get(id).map_or(0, |(_, n)| *n) + 1;
+        let wait = POLL.saturating_mul(1u32 << tries.min(9)).min(MAX_BACKOFF);
+        retry.insert(id.to_owned(), (Instant::now() + wait, tries));
+    }
+}
 
 pub fn spawn(
     state: AppState,
@@ -105,7 +115,7 @@ async fn tick(
         .map_err(store_err)?;
     let now = Utc::now();
     for row in rows {
-        if active.0.lock().contains(&row.id) {
+        if active.waiting(&row.id) {
             continue;
         }
         let Ok(id) = row.id.parse::<ConnectorId>() else {
@@ -129,7 +139,8 @@ async fn tick(
                     continue;
                 }
                 let ctx = context(&row.tenant_id, &row.id, c.created_by.map(|u| u.to_string()));
-                match start_run(state, &ctx, id, "schedule").await {
+                match crate::command::connectors::start_run(&state.bus, &ctx, id, "schedule").await
+                {
                     Ok((run_id, _)) => run_id,
                     Err(e) => {
                         tracing::warn!(target: "scaidrive::connector", connector = %row.id, error = %e, "could not start a scheduled run");
@@ -138,15 +149,15 @@ async fn tick(
                 }
             }
         };
-        active.0.lock().insert(row.id.clone());
+        active.running.lock().insert(row.id.clone());
         let (state, active, stop) = (state.clone(), active.clone(), stop.clone());
         tokio::spawn(async move {
             let cid = id.to_string();
-            tokio::select! {
-                _ = stop.cancelled() => {}
-                _ = engine::run(&state, id, &run_id) => {}
-            }
-            active.0.lock().remove(&cid);
+            let recorded = tokio::select! {
+                _ = stop.cancelled() => true,
+                recorded = engine::run(&state, id, &run_id) => recorded,
+            };
+            active.ended(&cid, recorded);
         });
     }
     Ok(())

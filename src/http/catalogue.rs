@@ -12,6 +12,8 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use std::sync::LazyLock;
+
 use scaidrive_domain::catalogue::{self, EventSchema, CLOUDEVENTS_TYPE_PREFIX, DIALECT};
 use serde_json::{json, Map, Value};
 
@@ -28,9 +30,9 @@ pub fn router() -> Router<AppState> {
         .route("/asyncapi.json", get(asyncapi))
 }
 
-/// Where [`CatalogueDoc`] is nested into the OpenAPI document: at the root,
-/// its paths are already whole.
-pub const NEST_PATH: &str = "";
+/// The schemas are built from the domain's types once, on first use.
+static ALL: LazyLock<Vec<EventSchema>> = LazyLock::new(catalogue::all);
+static CURRENT: LazyLock<Vec<EventSchema>> = LazyLock::new(catalogue::current);
 
 /// This module's part of the OpenAPI document.
 #[derive(utoipa::OpenApi)]
@@ -46,7 +48,7 @@ fn json_response(content_type: &'static str, body: &Value) -> Response {
     (status = 200, description = "The event types, each with its schema versions and URL", body = Object),
 ))]
 async fn index() -> Response {
-    let schemas: Vec<Value> = catalogue::all()
+    let schemas: Vec<Value> = ALL
         .iter()
         .map(|s| {
             json!({
@@ -79,7 +81,10 @@ fn unknown(event_type: &str) -> ApiError {
     ),
 )]
 async fn current(ApiPath(event_type): ApiPath<String>) -> ApiResult<Response> {
-    let s = catalogue::find(&event_type, None).ok_or_else(|| unknown(&event_type))?;
+    let s = CURRENT
+        .iter()
+        .find(|s| s.event_type == event_type)
+        .ok_or_else(|| unknown(&event_type))?;
     Ok(json_response("application/schema+json", &s.schema))
 }
 
@@ -97,11 +102,14 @@ async fn current(ApiPath(event_type): ApiPath<String>) -> ApiResult<Response> {
     ),
 )]
 async fn versioned(ApiPath((event_type, version)): ApiPath<(String, i32)>) -> ApiResult<Response> {
-    let s = catalogue::find(&event_type, Some(version)).ok_or_else(|| {
-        ApiError::NotFound(format!(
-            "no schema version {version} of event type '{event_type}'"
-        ))
-    })?;
+    let s = ALL
+        .iter()
+        .find(|s| s.event_type == event_type && s.schema_version == version)
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no schema version {version} of event type '{event_type}'"
+            ))
+        })?;
     Ok(json_response("application/schema+json", &s.schema))
 }
 
@@ -147,13 +155,13 @@ fn headers_schema() -> Value {
 
 /// The AsyncAPI document for the relay's topic.
 pub fn asyncapi_document(topic: &str, brokers: Option<&str>) -> Value {
-    let schemas = catalogue::all();
+    let schemas = &*ALL;
     let mut components_schemas = Map::new();
     let mut messages = Map::new();
     let mut channel_messages = Map::new();
     let mut operation_messages = Vec::new();
     components_schemas.insert("Headers".into(), headers_schema());
-    for s in &schemas {
+    for s in schemas {
         let key = message_key(s);
         let mut schema = s.schema.clone();
         if let Some(m) = schema.as_object_mut() {

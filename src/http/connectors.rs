@@ -14,18 +14,21 @@ use scaidrive_domain::connector::{
     SettingsPatch, SyncDirection,
 };
 use scaidrive_domain::id::{ConnectorId, ShareId};
-use scaidrive_domain::Aggregate;
-use scaidrive_projections::connectors::{self as rm, ConnectorRow, RunRow};
+use scaidrive_projections::connectors::{self as rm, ConnectorRow};
 use serde::Deserialize;
-use serde_json::{json, Value};
-use uuid::Uuid;
+use serde_json::Value;
+
+use axum::response::Response;
 
 use super::drive::{live_share, path_id, require_perm, visible_share, On, Page};
+use super::dto::connectors as dto;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
+use super::openapi as doc;
 use super::principal::Principal;
+use super::respond::Respond;
 use super::state::AppState;
-use super::{ts, Positioned};
+use crate::command::connectors;
 use crate::connector::engine;
 use crate::connector::smb::Smb;
 
@@ -39,53 +42,6 @@ pub fn router() -> Router<AppState> {
         .route("/smb-connectors/{connector_id}/test", post(test))
         .route("/smb-connectors/{connector_id}/sync", post(sync))
         .route("/smb-connectors/{connector_id}/runs", get(runs))
-}
-
-fn connector_json(r: &ConnectorRow) -> Value {
-    let s = r.settings();
-    json!({
-        "id": r.id,
-        "tenant_id": r.tenant_id,
-        "name": s.name,
-        "description": s.description,
-        "server_host": s.server_host,
-        "server_port": s.server_port,
-        "share_name": s.share_name,
-        "base_path": s.base_path,
-        "domain": s.domain,
-        "username": s.username,
-        "has_password": true,
-        "target_share_id": r.share_id,
-        "target_path": s.target_path,
-        "sync_direction": s.sync_direction.as_str(),
-        "include_patterns": s.include_patterns,
-        "exclude_patterns": s.exclude_patterns,
-        "conflict_resolution": s.conflict_resolution.as_str(),
-        "sync_interval_minutes": s.sync_interval_minutes,
-        "enabled": s.enabled,
-        "status": r.status,
-        "last_sync_at": r.last_sync_at.map(ts),
-        "last_error": r.last_error,
-        "created_at": ts(r.created_at),
-        "modified_at": ts(r.modified_at),
-    })
-}
-
-fn run_json(r: &RunRow) -> Value {
-    json!({
-        "id": r.id,
-        "status": r.status,
-        "trigger": r.trigger_kind,
-        "started_at": ts(r.started_at),
-        "finished_at": r.finished_at.map(ts),
-        "files_created": r.files_created,
-        "files_updated": r.files_updated,
-        "files_deleted": r.files_deleted,
-        "bytes_transferred": r.bytes_transferred,
-        "conflicts": r.conflicts,
-        "error": r.error,
-        "error_status": r.error_status,
-    })
 }
 
 fn check_enum(v: &mut Violations, field: &str, value: &str, ok: bool, allowed: &str) {
@@ -299,16 +255,16 @@ async fn may_manage(state: &AppState, p: &Principal, row: &ConnectorRow) -> ApiR
     )
 }
 
-async fn fresh(state: &AppState, p: &Principal, id: ConnectorId) -> ApiResult<Value> {
+async fn fresh(state: &AppState, p: &Principal, id: ConnectorId) -> ApiResult<dto::Connector> {
     let row = rm::connector(&state.db, &p.tenant_id.to_string(), &id.to_string())
         .await?
         .ok_or_else(|| ApiError::not_found("connector"))?;
-    Ok(connector_json(&row))
+    Ok(dto::Connector::from(&row))
 }
 
 /// Creates an SMB connector on a share (MANAGE_PERMISSIONS on it).
 #[utoipa::path(post, path = "/smb-connectors", request_body = CreateConnector, responses(
-    (status = 201, description = "The new connector"),
+    (status = 201, description = "The new connector", body = dto::Connector),
     (status = 403, description = "The caller may not manage permissions on the target share"),
     (status = 404, description = "No such share, or not visible"),
     (status = 422, description = "A field is missing or invalid"),
@@ -316,8 +272,9 @@ async fn fresh(state: &AppState, p: &Principal, id: ConnectorId) -> ApiResult<Va
 async fn create(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     ApiJson(body): ApiJson<CreateConnector>,
-) -> ApiResult<(StatusCode, Positioned<Json<Value>>)> {
+) -> ApiResult<Response> {
     let share_id: ShareId = body.target_share_id.parse().map_err(|_| {
         ApiError::validation(super::error::FieldError::body(
             "value_error",
@@ -354,7 +311,7 @@ async fn create(
         enabled: body.enabled,
     };
     let ctx = p.context();
-    let id = ConnectorId::from_uuid(Uuid::now_v7());
+    let id = connectors::new_id();
     let cmd = ConnectorCommand::Create {
         connector_id: id,
         tenant_id: p.tenant_id,
@@ -364,27 +321,27 @@ async fn create(
         credentials: state.secrets.seal(&body.password),
         at: ctx.now,
     };
-    let (_, committed) = state
-        .bus
-        .execute::<Connector, _>(&id.to_string(), &ctx, |c| c.state.decide(&cmd))
-        .await?;
-    state.caught_up_to(&committed).await;
-    let answer = fresh(&state, &p, id).await?;
-    Ok((
-        StatusCode::CREATED,
-        Positioned(committed.position, Json(answer)),
-    ))
+    let committed = connectors::execute(&state.bus, &ctx, id, &cmd).await?;
+    respond
+        .item(
+            &state,
+            &committed,
+            StatusCode::CREATED,
+            &id.to_string(),
+            || fresh(&state, &p, id),
+        )
+        .await
 }
 
 /// The connectors the caller may manage.
 #[utoipa::path(get, path = "/smb-connectors", params(Page), responses(
-    (status = 200, description = "`{connectors, total}`"),
+    (status = 200, description = "The connectors the caller may manage", body = dto::ConnectorList),
 ))]
 async fn list(
     State(state): State<AppState>,
     p: Principal,
     ApiQuery(page): ApiQuery<Page>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::ConnectorList>> {
     let (limit, offset) = page.resolve()?;
     let mut out = Vec::new();
     for row in rm::connectors(&state.db, &p.tenant_id.to_string()).await? {
@@ -393,43 +350,44 @@ async fn list(
         }
     }
     let total = out.len();
-    let items: Vec<Value> = out
+    let connectors = out
         .iter()
         .skip(offset as usize)
         .take(limit as usize)
-        .map(connector_json)
+        .map(dto::Connector::from)
         .collect();
-    Ok(Json(json!({ "connectors": items, "total": total })))
+    Ok(Json(dto::ConnectorList { connectors, total }))
 }
 
 /// One connector.
-#[utoipa::path(get, path = "/smb-connectors/{connector_id}", params(("connector_id" = String, Path)), responses(
-    (status = 200, description = "The connector"),
+#[utoipa::path(get, path = "/smb-connectors/{connector_id}", params(("connector_id" = inline(doc::ConnectorId), Path)), responses(
+    (status = 200, description = "The connector", body = dto::Connector),
     (status = 404, description = "No such connector, or not manageable by the caller"),
 ))]
 async fn read(
     State(state): State<AppState>,
     p: Principal,
     ApiPath(connector_id): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::Connector>> {
     let (_, row) = manageable(&state, &p, &connector_id).await?;
-    Ok(Json(connector_json(&row)))
+    Ok(Json(dto::Connector::from(&row)))
 }
 
 /// Changes any field but `target_share_id`; a new password replaces the old.
 #[utoipa::path(patch, path = "/smb-connectors/{connector_id}", request_body = PatchConnector,
-    params(("connector_id" = String, Path)),
+    params(("connector_id" = inline(doc::ConnectorId), Path)),
     responses(
-        (status = 200, description = "The connector as changed"),
+        (status = 200, description = "The connector as changed", body = dto::Connector),
         (status = 422, description = "A field is invalid, or target_share_id was sent"),
     ),
 )]
 async fn patch(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     ApiPath(connector_id): ApiPath<String>,
     ApiJson(body): ApiJson<PatchConnector>,
-) -> ApiResult<Positioned<Json<Value>>> {
+) -> ApiResult<Response> {
     let (id, _) = manageable(&state, &p, &connector_id).await?;
     let ctx = p.context();
     let patch = SettingsPatch {
@@ -460,103 +418,101 @@ async fn patch(
         credentials: body.password.map(|pw| state.secrets.seal(&pw)),
         at: ctx.now,
     };
-    let (_, committed) = state
-        .bus
-        .execute::<Connector, _>(&id.to_string(), &ctx, |c| c.state.decide(&cmd))
-        .await?;
-    state.caught_up_to(&committed).await;
-    let answer = fresh(&state, &p, id).await?;
-    Ok(Positioned(committed.position, Json(answer)))
+    let committed = connectors::execute(&state.bus, &ctx, id, &cmd).await?;
+    respond
+        .item(&state, &committed, StatusCode::OK, &id.to_string(), || {
+            fresh(&state, &p, id)
+        })
+        .await
 }
 
 /// Deletes a connector (files already synced stay where they are).
-#[utoipa::path(delete, path = "/smb-connectors/{connector_id}", params(("connector_id" = String, Path)), responses(
+#[utoipa::path(delete, path = "/smb-connectors/{connector_id}", params(("connector_id" = inline(doc::ConnectorId), Path)), responses(
     (status = 204, description = "Deleted"),
 ))]
 async fn remove(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     ApiPath(connector_id): ApiPath<String>,
-) -> ApiResult<Positioned<StatusCode>> {
+) -> ApiResult<Response> {
     let (id, _) = manageable(&state, &p, &connector_id).await?;
     let ctx = p.context();
-    let (_, committed) = state
-        .bus
-        .execute::<Connector, _>(&id.to_string(), &ctx, |c| {
-            c.state.decide(&ConnectorCommand::Delete { at: ctx.now })
-        })
-        .await?;
+    let cmd = ConnectorCommand::Delete { at: ctx.now };
+    let committed = connectors::execute(&state.bus, &ctx, id, &cmd).await?;
     engine::forget_all(&state.db, &id.to_string()).await?;
-    state.caught_up_to(&committed).await;
-    Ok(Positioned(committed.position, StatusCode::NO_CONTENT))
+    Ok(respond.empty(&state, &committed).await)
 }
 
 /// Tries to reach the source and list its base folder: `{success, message,
 /// error?}`, 200 either way.
-#[utoipa::path(post, path = "/smb-connectors/{connector_id}/test", params(("connector_id" = String, Path)), responses(
-    (status = 200, description = "`{success, message, error?}`"),
+#[utoipa::path(post, path = "/smb-connectors/{connector_id}/test", params(("connector_id" = inline(doc::ConnectorId), Path)), responses(
+    (status = 200, description = "Whether the source could be reached and listed", body = dto::TestResult),
 ))]
 async fn test(
     State(state): State<AppState>,
     p: Principal,
     ApiPath(connector_id): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::TestResult>> {
     let (id, _) = manageable(&state, &p, &connector_id).await?;
     let c = state.bus.load::<Connector>(&id.to_string()).await?.state;
     let ep = engine::endpoint(&state, &c).map_err(|f| ApiError::Unavailable(f.message))?;
     Ok(Json(match Smb::connect(&ep).await {
-        Ok(_) => json!({
-            "success": true,
-            "message": format!("connected to //{}/{} as {}", ep.host, ep.share, ep.username),
-        }),
-        Err(f) => json!({
-            "success": false,
-            "message": match f.status {
+        Ok(_) => dto::TestResult {
+            success: true,
+            message: format!("connected to //{}/{} as {}", ep.host, ep.share, ep.username),
+            error: None,
+            status: None,
+        },
+        Err(f) => dto::TestResult {
+            success: false,
+            message: match f.status {
                 401 => "the SMB server rejected the credentials",
                 504 => "the SMB server did not answer in time",
                 _ => "the SMB server could not be reached",
-            },
-            "error": f.message,
-            "status": f.status,
-        }),
+            }
+            .to_owned(),
+            error: Some(f.message),
+            status: Some(f.status),
+        },
     }))
 }
 
 /// Starts a sync now: 202 `{run_id}`; 409 while a run is going.
-#[utoipa::path(post, path = "/smb-connectors/{connector_id}/sync", params(("connector_id" = String, Path)), responses(
-    (status = 202, description = "`{run_id}`"),
+#[utoipa::path(post, path = "/smb-connectors/{connector_id}/sync", params(("connector_id" = inline(doc::ConnectorId), Path)), responses(
+    (status = 202, description = "The run started", body = dto::RunStarted),
     (status = 409, description = "A sync of this connector is already running"),
 ))]
 async fn sync(
     State(state): State<AppState>,
     p: Principal,
     ApiPath(connector_id): ApiPath<String>,
-) -> ApiResult<(StatusCode, Positioned<Json<Value>>)> {
+) -> ApiResult<Response> {
     let (id, _) = manageable(&state, &p, &connector_id).await?;
     let ctx = p.context();
-    let (run_id, committed) = crate::connector::start_run(&state, &ctx, id, "manual").await?;
-    state.caught_up_to(&committed).await;
-    Ok((
-        StatusCode::ACCEPTED,
-        Positioned(committed.position, Json(json!({ "run_id": run_id }))),
-    ))
+    let (run_id, committed) = connectors::start_run(&state.bus, &ctx, id, "manual").await?;
+    Respond::default()
+        .after(&state, committed.position, StatusCode::ACCEPTED, || async {
+            Ok(dto::RunStarted { run_id })
+        })
+        .await
 }
 
 /// A connector's runs, newest first.
-#[utoipa::path(get, path = "/smb-connectors/{connector_id}/runs", params(("connector_id" = String, Path), Page), responses(
-    (status = 200, description = "`{runs, total}`"),
+#[utoipa::path(get, path = "/smb-connectors/{connector_id}/runs", params(("connector_id" = inline(doc::ConnectorId), Path), Page), responses(
+    (status = 200, description = "A page of the connector's runs, newest first", body = dto::RunList),
 ))]
 async fn runs(
     State(state): State<AppState>,
     p: Principal,
     ApiPath(connector_id): ApiPath<String>,
     ApiQuery(page): ApiQuery<Page>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::RunList>> {
     let (id, _) = manageable(&state, &p, &connector_id).await?;
     let (limit, offset) = page.resolve()?;
     let (rows, total) = rm::runs(&state.db, &id.to_string(), limit, offset).await?;
-    Ok(Json(json!({
-        "runs": rows.iter().map(run_json).collect::<Vec<_>>(),
-        "total": total,
-    })))
+    Ok(Json(dto::RunList {
+        runs: rows.iter().map(dto::Run::from).collect(),
+        total,
+    }))
 }

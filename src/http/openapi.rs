@@ -105,13 +105,17 @@ pub const BASE: &str = "/api/v1";
         connectors::list, connectors::create, connectors::read, connectors::patch, connectors::remove, connectors::test, connectors::sync, connectors::runs,
     ),
     nest(
-        (path = super::catalogue::NEST_PATH, api = super::catalogue::CatalogueDoc),
-        (path = super::catalogue::NEST_PATH, api = super::search::SearchApi),
-        (path = super::catalogue::NEST_PATH, api = super::proofs::ProofsApi)
+        (path = ROOT, api = super::catalogue::CatalogueDoc),
+        (path = ROOT, api = super::search::SearchApi),
+        (path = ROOT, api = super::proofs::ProofsApi)
     ),
     modifiers(&Finish),
 )]
 pub struct ApiDoc;
+
+/// Where a module's own OpenAPI part is nested: at the root, its paths are
+/// already whole.
+const ROOT: &str = "";
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/openapi.json", get(document))
@@ -420,6 +424,7 @@ id_types! {
     ConflictId => ["cfl_"], "conflict";
     WebhookId => ["whk_"], "webhook";
     InvitationId => ["inv_"], "invitation";
+    ConnectorId => ["cnn_"], "connector";
     OwnerId => ["usr_", "grp_"], "user or group";
     ResourceId => ["shr_", "fld_", "fil_"], "share, folder or file";
     HistoryId => ["shr_", "fld_", "fil_", "lnk_"], "share, folder, file or link";

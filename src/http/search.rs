@@ -498,6 +498,7 @@ struct SemanticQuery {
 /// Semantic search over chunks of content.
 #[utoipa::path(get, path = "/search/semantic", params(SemanticQuery), tag = "search", responses(
     (status = 200, description = "`{semantic_results:[...]}`", body = Object),
+    (status = 404, description = "The share does not exist or is not visible"),
     (status = 501, description = "No embedding provider is configured"),
 ))]
 async fn semantic_get(
@@ -523,6 +524,7 @@ async fn semantic_get(
 /// Semantic search over chunks of content (body form).
 #[utoipa::path(post, path = "/search/semantic", request_body = SemanticBody, tag = "search", responses(
     (status = 200, description = "`{semantic_results:[...]}`", body = Object),
+    (status = 404, description = "The share does not exist or is not visible"),
     (status = 501, description = "No embedding provider is configured"),
 ))]
 async fn semantic_post(
@@ -537,6 +539,7 @@ async fn semantic_post(
 /// Keyword and vector scores blended by `alpha`.
 #[utoipa::path(post, path = "/search/hybrid", request_body = HybridBody, tag = "search", responses(
     (status = 200, description = "`{query, results:[...]}`", body = Object),
+    (status = 404, description = "The share does not exist or is not visible"),
     (status = 501, description = "No embedding provider is configured"),
 ))]
 async fn hybrid(
@@ -551,6 +554,7 @@ async fn hybrid(
 /// The best chunks for an LLM prompt, within a token budget.
 #[utoipa::path(post, path = "/search/context", request_body = ContextBody, tag = "search", responses(
     (status = 200, description = "`{query, context:[...], tokens_used}`", body = Object),
+    (status = 404, description = "The share does not exist or is not visible"),
     (status = 501, description = "No embedding provider is configured"),
 ))]
 async fn context(

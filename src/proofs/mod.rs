@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use rand::RngCore as _;
 use scaidrive_domain::log::LogEvent;
 use scaidrive_domain::merkle::{self, Frontier, Hash, MerkleError, NodeId, NodeSource, Recorder};
 use scaidrive_domain::{DomainEvent as _, EventMetadata, LogPosition, NewEvent, RecordedEvent};
@@ -89,54 +88,13 @@ pub fn load_key(settings: &Settings, name: &str, data_dir: &Path) -> Result<Name
 }
 
 pub fn decode_seed(text: &str) -> Option<[u8; 32]> {
-    B64.decode(text.trim())
-        .ok()
-        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+    crate::secrets::decode(text)
 }
 
-/// Reads a base64 seed from `path`, or creates one there (first writer wins).
+/// Reads a base64 seed from `path`, or creates one there (first writer
+/// wins; see [`crate::secrets::key_file`]).
 pub fn key_file(path: &Path) -> Result<[u8; 32], ProofError> {
-    let shown = path.display().to_string();
-    let io = |e: std::io::Error| ProofError::Key(format!("{shown}: {e}"));
-    let parse = |text: &str| {
-        decode_seed(text)
-            .ok_or_else(|| ProofError::Key(format!("{shown} is not base64 of 32 bytes")))
-    };
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse(&text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(io)?;
-            }
-            let mut seed = [0u8; 32];
-            rand::rngs::OsRng.fill_bytes(&mut seed);
-            // Written whole under a private name, then linked into place:
-            // processes starting together never read a half-written key, and
-            // the first link wins.
-            let mut nonce = [0u8; 8];
-            rand::rngs::OsRng.fill_bytes(&mut nonce);
-            let tmp = path.with_extension(format!("{}.tmp", hex::encode(nonce)));
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-            let written = opts.open(&tmp).and_then(|mut f| {
-                std::io::Write::write_all(&mut f, B64.encode(seed).as_bytes())?;
-                f.sync_all()
-            });
-            let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
-            let _ = std::fs::remove_file(&tmp);
-            match linked {
-                Ok(()) => Ok(seed),
-                // Another process linked its key first: use theirs.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    parse(&std::fs::read_to_string(path).map_err(io)?)
-                }
-                Err(e) => Err(io(e)),
-            }
-        }
-        Err(e) => Err(io(e)),
-    }
+    crate::secrets::key_file(path).map_err(|e| ProofError::Key(e.to_string()))
 }
 
 // ------------------------------------------------------------ storage

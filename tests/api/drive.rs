@@ -31,13 +31,26 @@ pub(crate) async fn upload(
     name: &str,
     data: Vec<u8>,
 ) -> crate::helpers::Answer {
+    upload_as(app, t, share, folder, name, "text/plain", data).await
+}
+
+/// `POST /files` (multipart) with a MIME type of the caller's choosing.
+pub(crate) async fn upload_as(
+    app: &TestApp,
+    t: &str,
+    share: &str,
+    folder: Option<&str>,
+    name: &str,
+    mime: &str,
+    data: Vec<u8>,
+) -> crate::helpers::Answer {
     let mut form = reqwest::multipart::Form::new()
         .text("share_id", share.to_owned())
         .part(
             "file",
             reqwest::multipart::Part::bytes(data)
                 .file_name(name.to_owned())
-                .mime_str("text/plain")
+                .mime_str(mime)
                 .expect("mime"),
         );
     if let Some(f) = folder {

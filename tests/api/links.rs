@@ -55,26 +55,7 @@ async fn upload_file(
     name: &str,
     data: Vec<u8>,
 ) -> Answer {
-    let mut form = reqwest::multipart::Form::new()
-        .text("share_id", share.to_owned())
-        .part(
-            "file",
-            reqwest::multipart::Part::bytes(data)
-                .file_name(name.to_owned())
-                .mime_str("text/plain")
-                .unwrap(),
-        );
-    if let Some(f) = folder {
-        form = form.text("folder_id", f.to_owned());
-    }
-    let resp = app
-        .raw(Method::POST, "/files")
-        .bearer_auth(t)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    TestApp::answer(resp).await
+    crate::drive::upload(app, t, share, folder, name, data).await
 }
 
 async fn folder(app: &TestApp, t: &str, share: &str, parent: Option<&str>, name: &str) -> String {

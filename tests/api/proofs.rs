@@ -123,6 +123,27 @@ async fn cli(args: &[&str]) -> Run {
     }
 }
 
+/// `audit verify-proof` as the auditor of `dir` (its `log.key` and
+/// `auditor.json`) against the server, with `extra` arguments.
+async fn verify(app: &TestApp, t: &str, dir: &Path, extra: &[&str]) -> Run {
+    let key = format!("@{}", dir.join("log.key").display());
+    let state = dir.join("auditor.json").display().to_string();
+    let mut args = vec![
+        "audit",
+        "verify-proof",
+        "--key",
+        &key,
+        "--state",
+        &state,
+        "--url",
+        &app.base,
+        "--token",
+        t,
+    ];
+    args.extend_from_slice(extra);
+    cli(&args).await
+}
+
 async fn some_events(app: &TestApp, t: &str, n: usize) {
     let me = app.get("/users/me", t).await;
     let uid = me.body["id"].as_str().unwrap().to_owned();
@@ -261,22 +282,12 @@ async fn proofs_catch_tampering(backend: Backend) {
     assert_eq!(app.get("/audit/checkpoint", &member).await.status, 403);
 
     // The offline verifier accepts the genuine export and pins the head.
-    let ok = cli(&[
-        "audit",
-        "verify-proof",
-        "--key",
-        &format!("@{}", d("log.key")),
-        "--state",
-        &d("auditor.json"),
-        "--url",
-        &app.base,
-        "--token",
+    let ok = verify(
+        &app,
         &t,
-        "--export",
-        &d("e1.ndjson"),
-        "--save",
-        &d("saved"),
-    ])
+        dir.path(),
+        &["--export", &d("e1.ndjson"), "--save", &d("saved")],
+    )
     .await;
     assert_eq!(ok.code, 0, "{}", ok.out);
     assert!(ok.out.contains("proven included"), "{}", ok.out);
@@ -327,19 +338,7 @@ async fn proofs_catch_tampering(backend: Backend) {
     some_events(&app, &t, 1).await;
     let cp2 = checkpoint_now(&app).await;
     assert!(cp2.size > cp1.size);
-    let ok = cli(&[
-        "audit",
-        "verify-proof",
-        "--key",
-        &format!("@{}", d("log.key")),
-        "--state",
-        &d("auditor.json"),
-        "--url",
-        &app.base,
-        "--token",
-        &t,
-    ])
-    .await;
+    let ok = verify(&app, &t, dir.path(), &[]).await;
     assert_eq!(ok.code, 0, "{}", ok.out);
     assert_eq!(witness(d("w.json")).await.code, 0);
 
@@ -354,21 +353,7 @@ async fn proofs_catch_tampering(backend: Backend) {
     )
     .await;
     export(&app, &t, &dir.path().join("e2.ndjson")).await;
-    let bad = cli(&[
-        "audit",
-        "verify-proof",
-        "--key",
-        &format!("@{}", d("log.key")),
-        "--state",
-        &d("auditor.json"),
-        "--url",
-        &app.base,
-        "--token",
-        &t,
-        "--export",
-        &d("e2.ndjson"),
-    ])
-    .await;
+    let bad = verify(&app, &t, dir.path(), &["--export", &d("e2.ndjson")]).await;
     assert_eq!(bad.code, 1, "{}", bad.out);
     assert!(bad.out.contains("not included"), "{}", bad.out);
 
@@ -380,21 +365,7 @@ async fn proofs_catch_tampering(backend: Backend) {
     )
     .await;
     export(&app, &t, &dir.path().join("e3.ndjson")).await;
-    let bad = cli(&[
-        "audit",
-        "verify-proof",
-        "--key",
-        &format!("@{}", d("log.key")),
-        "--state",
-        &d("auditor.json"),
-        "--url",
-        &app.base,
-        "--token",
-        &t,
-        "--export",
-        &d("e3.ndjson"),
-    ])
-    .await;
+    let bad = verify(&app, &t, dir.path(), &["--export", &d("e3.ndjson")]).await;
     assert_eq!(bad.code, 1, "{}", bad.out);
     assert!(bad.out.contains("missing"), "{}", bad.out);
 
@@ -461,20 +432,7 @@ async fn proofs_catch_tampering(backend: Backend) {
             .unwrap(),
     };
     publish(&app, &small).await;
-    let back = cli(&[
-        "audit",
-        "verify-proof",
-        "--key",
-        &format!("@{}", d("log.key")),
-        "--state",
-        &d("auditor.json"),
-        "--url",
-        &app.base,
-        "--token",
-        &t,
-        "--alarm",
-    ])
-    .await;
+    let back = verify(&app, &t, dir.path(), &["--alarm"]).await;
     assert_eq!(back.code, 1, "{}", back.out);
     assert!(
         back.out.contains("refusing to move backwards"),

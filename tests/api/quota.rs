@@ -8,23 +8,8 @@ use crate::drive::new_share;
 use crate::helpers::{spawn, spawn_on, Answer, Backend, TestApp};
 
 async fn upload(app: &TestApp, t: &str, share: &str, name: &str, size: usize) -> Answer {
-    let form = reqwest::multipart::Form::new()
-        .text("share_id", share.to_owned())
-        .part(
-            "file",
-            reqwest::multipart::Part::bytes(vec![b'q'; size])
-                .file_name(name.to_owned())
-                .mime_str("application/octet-stream")
-                .expect("mime"),
-        );
-    let resp = app
-        .raw(Method::POST, "/files")
-        .bearer_auth(t)
-        .multipart(form)
-        .send()
-        .await
-        .expect("send");
-    TestApp::answer(resp).await
+    let data = vec![b'q'; size];
+    crate::drive::upload_as(app, t, share, None, name, "application/octet-stream", data).await
 }
 
 async fn put(app: &TestApp, path: &str, t: &str, body: Value) -> Answer {

@@ -25,26 +25,7 @@ async fn put(
     mime: &str,
     data: Vec<u8>,
 ) -> Answer {
-    let mut form = reqwest::multipart::Form::new()
-        .text("share_id", share.to_owned())
-        .part(
-            "file",
-            reqwest::multipart::Part::bytes(data)
-                .file_name(name.to_owned())
-                .mime_str(mime)
-                .unwrap(),
-        );
-    if let Some(f) = folder {
-        form = form.text("folder_id", f.to_owned());
-    }
-    let resp = app
-        .raw(Method::POST, "/files")
-        .bearer_auth(t)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    let a = TestApp::answer(resp).await;
+    let a = crate::drive::upload_as(app, t, share, folder, name, mime, data).await;
     assert_eq!(a.status, 201, "{}", a.body);
     a
 }

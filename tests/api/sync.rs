@@ -14,23 +14,7 @@ use crate::drive::new_share;
 use crate::helpers::{spawn, spawn_on, Backend, TestApp};
 
 async fn upload_file(app: &TestApp, t: &str, share: &str, name: &str, data: &[u8]) -> Value {
-    let form = reqwest::multipart::Form::new()
-        .text("share_id", share.to_owned())
-        .part(
-            "file",
-            reqwest::multipart::Part::bytes(data.to_vec())
-                .file_name(name.to_owned())
-                .mime_str("text/plain")
-                .expect("mime"),
-        );
-    let resp = app
-        .raw(Method::POST, "/files")
-        .bearer_auth(t)
-        .multipart(form)
-        .send()
-        .await
-        .expect("send");
-    let a = TestApp::answer(resp).await;
+    let a = crate::drive::upload(app, t, share, None, name, data.to_vec()).await;
     assert_eq!(a.status, 201, "{}", a.body);
     a.body
 }

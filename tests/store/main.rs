@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
 
+mod commands;
 mod harness;
 mod suite;
 
@@ -56,3 +57,32 @@ async fn postgres_without_the_watermark_readers_skip_late_commits() {
     let h = harness::Harness::postgres().await;
     suite::without_the_watermark_readers_skip_late_commits(&h).await;
 }
+
+macro_rules! command_bus {
+    ($($name:ident),* $(,)?) => {
+        mod bus_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let h = crate::harness::Harness::sqlite().await;
+                    crate::commands::$name(&h).await;
+                }
+            )*
+        }
+        mod bus_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                #[ignore = "needs SCAIDRIVE_TEST_DATABASE_URL (run by scripts/test)"]
+                async fn $name() {
+                    let h = crate::harness::Harness::postgres().await;
+                    crate::commands::$name(&h).await;
+                }
+            )*
+        }
+    };
+}
+
+command_bus!(
+    hot_stream_commands_share_appends_and_keep_caps,
+    hot_stream_commands_of_two_processes_keep_caps,
+);

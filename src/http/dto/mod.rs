@@ -8,6 +8,7 @@
 //! cannot say precisely (ids, timestamps) carry `#[schema(value_type = …)]`
 //! naming a schema-only type in `openapi.rs`.
 
+pub mod connectors;
 pub mod drive;
 pub mod shares;
 
