@@ -186,11 +186,10 @@ mod tests {
     use uuid::Uuid;
 
     fn link(generation: u32) -> Link {
-        Link {
-            id: Some(LinkId::from_uuid(Uuid::now_v7())),
-            generation,
-            ..Link::default()
-        }
+        let mut l = Link::default();
+        l.id = Some(LinkId::from_uuid(Uuid::now_v7()));
+        l.generation = generation;
+        l
     }
 
     #[test]

@@ -14,7 +14,7 @@ use scaidrive_domain::link::{
     looks_like_email, parse_cidr, Link, LinkCommand, LinkEvent, LinkOptions, LinkResource, LinkType,
 };
 use scaidrive_domain::tenancy::{SharingPolicy, Tenant};
-use scaidrive_domain::{Aggregate, DomainError, DomainEvent};
+use scaidrive_domain::{DomainError, DomainEvent};
 use scaidrive_projections::links::{self as rm, LinkFilter};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
