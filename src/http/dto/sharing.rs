@@ -122,7 +122,7 @@ pub struct InvitationAnswer {
     #[schema(value_type = InvitationStatus)]
     pub status: &'static str,
     pub share_id: Option<String>,
-    /// The role granted (accept only: absent when declining).
+    /// The role granted (accept only).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<RoleDoc>)]
     pub role: Option<Option<&'static str>>,
