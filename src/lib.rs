@@ -14,6 +14,7 @@ pub mod connector;
 pub mod http;
 pub mod hub;
 pub mod lease;
+pub mod link_access;
 pub mod mail;
 pub mod maintenance;
 pub mod metrics;

@@ -9,7 +9,9 @@ use scaidrive_domain::drive::file::Content;
 use scaidrive_domain::id::{FileId, LinkId, TenantId, UserId};
 use scaidrive_domain::link::{
     numbered_name, AccessOutcome, AccessRequest, IssuedCode, Link, LinkCommand, LinkEvent,
+    LinkOptions,
 };
+use scaidrive_domain::tenancy::SharingPolicy;
 use scaidrive_domain::{Aggregate, DomainError};
 use uuid::Uuid;
 
@@ -156,6 +158,36 @@ pub async fn change_link(
 ) -> Result<(Link, Committed), CommandError> {
     bus.execute::<Link, _>(&link_id.to_string(), ctx, |l| l.state.decide(cmd))
         .await
+}
+
+/// Changes a link's options and/or enables or disables it. `change` is
+/// applied to the options of the state being decided on, so concurrent
+/// patches of different fields both survive.
+#[allow(clippy::too_many_arguments)]
+pub async fn update_link(
+    bus: &CommandBus,
+    ctx: &CommandContext,
+    link_id: LinkId,
+    secrets: &SecretKey,
+    change: impl Fn(&mut LinkOptions),
+    enabled: Option<bool>,
+    policy: SharingPolicy,
+    by: UserId,
+) -> Result<(Link, Committed), CommandError> {
+    bus.execute::<Link, _>(&link_id.to_string(), ctx, |l| {
+        let mut options = l.state.options.clone();
+        // A hash from before sealing is sealed as it moves into a new event.
+        options.password_hash = options.password_hash.map(|h| secrets.reseal(&h));
+        change(&mut options);
+        l.state.decide(&LinkCommand::Update {
+            options,
+            enabled,
+            policy: policy.clone(),
+            by,
+            at: ctx.now,
+        })
+    })
+    .await
 }
 
 /// What a recorded attempt decided.

@@ -27,6 +27,7 @@ pub mod connectors;
 pub mod drive;
 pub mod groups;
 pub mod links;
+pub mod permissions;
 pub mod provision;
 pub mod quota;
 pub mod retention;
@@ -308,6 +309,18 @@ impl CommandBus {
                 ..Default::default()
             }),
         }
+    }
+
+    /// One command decided on one aggregate's stream: [`Self::execute`]
+    /// with the aggregate's own `decide`.
+    pub async fn run<A: Aggregate>(
+        &self,
+        stream_id: &str,
+        ctx: &CommandContext,
+        cmd: &A::Command,
+    ) -> Result<(A, Committed), CommandError> {
+        self.execute::<A, _>(stream_id, ctx, |l| l.state.decide(cmd))
+            .await
     }
 
     /// The common case: one aggregate, one decision, retried on conflict.

@@ -4,7 +4,7 @@
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Duration, Utc};
@@ -14,26 +14,27 @@ use scaidrive_domain::link::{
     looks_like_email, parse_cidr, Link, LinkCommand, LinkEvent, LinkOptions, LinkResource, LinkType,
 };
 use scaidrive_domain::tenancy::{SharingPolicy, Tenant};
-use scaidrive_domain::{Aggregate, DomainError, DomainEvent};
-use scaidrive_projections::links::{self as rm, LinkFilter, LinkRow};
+use scaidrive_domain::{DomainError, DomainEvent};
+use scaidrive_projections::links::{self as rm, LinkFilter};
 use serde::{Deserialize, Deserializer};
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::drive::{
-    live_file, live_folder, live_share, path_id, require_perm, require_read, require_write,
-    visible_file, visible_folder, visible_share, On, Page,
+    live_file, live_folder, live_share, require_perm, require_read, require_write, visible_file,
+    visible_folder, visible_share, On, Page,
 };
+use super::dto::{self, Opened};
 use super::error::{ApiError, ApiResult, FieldError};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Found, Validate, Violations};
 use super::openapi as doc;
 use super::principal::Principal;
-use super::public_links::hash_password;
+use super::respond::Respond;
 use super::state::AppState;
-use super::{ts, Positioned};
+use super::ts;
 use crate::command::links as cmd;
+use crate::link_access::hash_password;
 use crate::secrets::SecretKey;
-use scaidrive_domain::secret::REDACTED;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -262,7 +263,10 @@ impl OptionFields {
         match &self.password {
             None => Ok(None),
             Some(None) => Ok(Some(None)),
-            Some(Some(p)) => Ok(Some(Some(secrets.seal(&hash_password(p.clone()).await?)))),
+            Some(Some(p)) => {
+                let hash = hash_password(p.clone()).await.map_err(ApiError::internal)?;
+                Ok(Some(Some(secrets.seal(&hash))))
+            }
         }
     }
 }
@@ -345,90 +349,20 @@ fn public_base(state: &AppState, headers: &HeaderMap) -> String {
     format!("{scheme}://{host}")
 }
 
-/// Everything a link answer shows, from the aggregate or a read-model row.
-struct View<'a> {
-    id: String,
-    tenant_id: String,
-    share_id: String,
-    resource_type: &'a str,
-    resource_id: &'a str,
-    link_type: &'a str,
-    /// Opened token and short code; `None` in outward views (history).
-    secret: Option<(String, String)>,
-    status: &'a str,
-    password_required: bool,
-    download_count: i64,
-    view_count: i64,
-    options: Value,
-    created_by: String,
-    created_at: Option<DateTime<Utc>>,
-    last_access_at: Option<DateTime<Utc>>,
-}
-
-fn render(v: View<'_>, base: &str) -> Value {
-    let o = &v.options;
-    let field = |k: &str| o.get(k).cloned().unwrap_or(Value::Null);
-    let (token, short_code, url, short_url) = match &v.secret {
-        Some((t, c)) => (
-            t.clone(),
-            c.clone(),
-            format!("{base}/api/v1/public/links/{t}"),
-            format!("{base}/api/v1/public/s/{c}"),
-        ),
-        None => {
-            let r = || REDACTED.to_owned();
-            (r(), r(), r(), r())
-        }
-    };
-    json!({
-        "id": v.id,
-        "tenant_id": v.tenant_id,
-        "share_id": v.share_id,
-        "resource_type": v.resource_type,
-        "resource_id": v.resource_id,
-        "link_type": v.link_type,
-        "token": token,
-        "short_code": short_code,
-        "url": url,
-        "short_url": short_url,
-        "status": v.status,
-        "is_active": v.status == "active",
-        "password_required": v.password_required,
-        "max_downloads": field("max_downloads"),
-        "download_count": v.download_count,
-        "max_views": field("max_views"),
-        "view_count": v.view_count,
-        "allowed_ips": field("allowed_ips"),
-        "allowed_emails": field("allowed_emails"),
-        "require_email": field("require_email"),
-        "custom_name": field("custom_name"),
-        "custom_message": field("custom_message"),
-        "show_download_button": field("show_download_button"),
-        "allow_preview": field("allow_preview"),
-        "notify_on_access": field("notify_on_access"),
-        "notify_on_download": field("notify_on_download"),
-        "notify_on_upload": field("notify_on_upload"),
-        "notification_email": field("notification_email"),
-        "upload_folder_id": field("upload_folder_id"),
-        "max_file_size": field("max_file_size"),
-        "allowed_extensions": field("allowed_extensions"),
-        "created_by": v.created_by,
-        "created_at": v.created_at.map(ts),
-        "expires_at": o.get("expires_at").and_then(Value::as_str)
-            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-            .map(|t| ts(t.with_timezone(&Utc))),
-        "last_access_at": v.last_access_at.map(ts),
-    })
-}
-
-/// A link as the owner sees it, token and short code opened (never the
+/// A link as its owner sees it, token and short code opened (never the
 /// password hash).
-pub(crate) fn link_json(state: &AppState, l: &Link, base: &str) -> ApiResult<Value> {
-    let secret = (
-        opened(&state.secrets, &l.token)?,
-        opened(&state.secrets, &l.short_code)?,
-    );
-    Ok(link_json_at(l, base, Utc::now(), Some(secret)))
+async fn link_dto(state: &AppState, l: &Link, base: &str) -> ApiResult<dto::Link> {
+    let opened = Opened {
+        token: opened(&state.secrets, &l.token)?,
+        short_code: opened(&state.secrets, &l.short_code)?,
+    };
+    Ok(dto::Link::of(l, Some(opened), base, Utc::now()))
+}
+
+/// The link as it now is, read back after a write of the caller's.
+async fn link_read_back(state: &AppState, id: LinkId, base: &str) -> ApiResult<dto::Link> {
+    let link = state.bus.load::<Link>(&id.to_string()).await?.state;
+    link_dto(state, &link, base).await
 }
 
 /// The plaintext of a sealed token or short code.
@@ -437,70 +371,14 @@ fn opened(secrets: &SecretKey, stored: &str) -> ApiResult<String> {
 }
 
 /// A link with its status as of `now` (history shows past states); without
-/// `secret` the token, short code and URLs show as redacted.
+/// `opened` the token, short code and URLs show as redacted.
 pub(crate) fn link_json_at(
     l: &Link,
     base: &str,
     now: DateTime<Utc>,
-    secret: Option<(String, String)>,
+    opened: Option<Opened>,
 ) -> Value {
-    let mut options = serde_json::to_value(&l.options).unwrap_or(Value::Null);
-    if let Value::Object(m) = &mut options {
-        m.remove("password_hash");
-    }
-    render(
-        View {
-            id: l.id.map(|i| i.to_string()).unwrap_or_default(),
-            tenant_id: l.tenant_id.map(|i| i.to_string()).unwrap_or_default(),
-            share_id: l.share_id.map(|i| i.to_string()).unwrap_or_default(),
-            resource_type: l.resource_type.map(|r| r.as_str()).unwrap_or_default(),
-            resource_id: &l.resource_id,
-            link_type: l.link_type.map(|t| t.as_str()).unwrap_or_default(),
-            secret,
-            status: l.status(now),
-            password_required: l.password_required(),
-            download_count: l.download_count as i64,
-            view_count: l.view_count as i64,
-            options,
-            created_by: l.created_by.map(|u| u.to_string()).unwrap_or_default(),
-            created_at: l.created_at,
-            last_access_at: None,
-        },
-        base,
-    )
-}
-
-fn row_json(secrets: &SecretKey, r: &LinkRow, base: &str, now: DateTime<Utc>) -> ApiResult<Value> {
-    let status = if r.revoked {
-        "revoked"
-    } else if r.disabled {
-        "disabled"
-    } else if r.expires_at.is_some_and(|e| e <= now) {
-        "expired"
-    } else {
-        "active"
-    };
-    let secret = Some((opened(secrets, &r.token)?, opened(secrets, &r.short_code)?));
-    Ok(render(
-        View {
-            id: r.id.clone(),
-            tenant_id: r.tenant_id.clone(),
-            share_id: r.share_id.clone(),
-            resource_type: &r.resource_type,
-            resource_id: &r.resource_id,
-            link_type: &r.link_type,
-            secret,
-            status,
-            password_required: r.options.0["password_required"].as_bool().unwrap_or(false),
-            download_count: r.download_count,
-            view_count: r.view_count,
-            options: r.options.0.clone(),
-            created_by: r.created_by.clone(),
-            created_at: Some(r.created_at),
-            last_access_at: r.last_access_at,
-        },
-        base,
-    ))
+    serde_json::to_value(dto::Link::of(l, opened, base, now)).unwrap_or(Value::Null)
 }
 
 /// The tenant's sharing policy, from its own stream (exact).
@@ -544,16 +422,17 @@ async fn check_upload_folder(
 
 /// Creates an external link (SHARE on the resource).
 #[utoipa::path(post, path = "/external/links", request_body = CreateBody, responses(
-    (status = 201, description = "The new link, with its token and URLs", body = doc::Link),
+    (status = 201, description = "The new link, with its token and URLs", body = dto::Link),
     (status = 404, description = "No such resource, or not visible"),
     (status = 410, description = "The resource is in the trash"),
 ))]
 async fn create(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreateBody>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     require_write(&p)?;
     let share = body.share_id.to_string();
     let mut folder_path = None;
@@ -631,15 +510,14 @@ async fn create(
         },
     )
     .await?;
-    state.caught_up_to(&committed).await;
-    let link = state.bus.load::<Link>(&link_id.to_string()).await?.state;
-    Ok(Positioned(
-        committed.position,
-        (
-            StatusCode::CREATED,
-            Json(link_json(&state, &link, &public_base(&state, &headers))?),
-        ),
-    ))
+    let base = public_base(&state, &headers);
+    let (id, read) = (link_id.to_string(), || {
+        link_read_back(&state, link_id, &base)
+    });
+    respond
+        .full()
+        .item(&state, &committed, StatusCode::CREATED, &id, read)
+        .await
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -657,14 +535,14 @@ struct ListQuery {
 
 /// External links: the caller's (all of the tenant's for tenant admins).
 #[utoipa::path(get, path = "/external/links", params(ListQuery), responses(
-    (status = 200, description = "A page of links", body = doc::LinkList),
+    (status = 200, description = "A page of links", body = dto::LinkList),
 ))]
 async fn list(
     State(state): State<AppState>,
     p: Principal,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::LinkList>> {
     require_read(&p)?;
     let (limit, offset) = Page {
         limit: q.limit,
@@ -698,15 +576,20 @@ async fn list(
     let base = public_base(&state, &headers);
     let links = rows
         .iter()
-        .map(|r| row_json(&state.secrets, r, &base, now))
-        .collect::<ApiResult<Vec<Value>>>()?;
-    Ok(Json(json!({ "links": links, "total": total })))
+        .map(|r| {
+            let opened = Opened {
+                token: opened(&state.secrets, &r.token)?,
+                short_code: opened(&state.secrets, &r.short_code)?,
+            };
+            Ok(dto::Link::of_row(r, opened, &base, now))
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(Json(dto::LinkList { links, total }))
 }
 
 /// The link if the caller may manage it: its creator, a tenant admin, or
 /// whoever holds SHARE on its resource; 404 when the resource is invisible.
-async fn manageable(state: &AppState, p: &Principal, id: &str) -> ApiResult<Link> {
-    let link_id: LinkId = path_id(id, "link")?;
+async fn manageable(state: &AppState, p: &Principal, link_id: LinkId) -> ApiResult<Link> {
     let link = state.bus.load::<Link>(&link_id.to_string()).await?.state;
     if link.id.is_none() || link.tenant_id != Some(p.tenant_id) {
         return Err(ApiError::not_found("link"));
@@ -740,21 +623,19 @@ async fn manageable(state: &AppState, p: &Principal, id: &str) -> ApiResult<Link
 
 /// One link (its creator, a tenant admin, or SHARE on its resource).
 #[utoipa::path(get, path = "/external/links/{id}", params(("id" = inline(doc::LinkId), Path)), responses(
-    (status = 200, description = "The link", body = doc::Link),
+    (status = 200, description = "The link", body = dto::Link),
 ))]
 async fn read(
     State(state): State<AppState>,
     p: Principal,
     headers: HeaderMap,
-    ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+    ApiPath(id): ApiPath<LinkId>,
+) -> ApiResult<Json<dto::Link>> {
     require_read(&p)?;
-    let link = manageable(&state, &p, &id).await?;
-    Ok(Json(link_json(
-        &state,
-        &link,
-        &public_base(&state, &headers),
-    )?))
+    let link = manageable(&state, &p, id).await?;
+    Ok(Json(
+        link_dto(&state, &link, &public_base(&state, &headers)).await?,
+    ))
 }
 
 /// A link's options; its resource and type cannot change (422).
@@ -815,19 +696,20 @@ impl Validate for PatchBody {
 /// Changes a link's options or enables/disables it.
 #[utoipa::path(patch, path = "/external/links/{id}", request_body = PatchBody, params(("id" = inline(doc::LinkId), Path)),
     responses(
-        (status = 200, description = "The link as changed", body = doc::Link),
+        (status = 200, description = "The link as changed", body = dto::Link),
         (status = 410, description = "The link is revoked"),
     ),
 )]
 async fn update(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     headers: HeaderMap,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(id): ApiPath<LinkId>,
     ApiJson(body): ApiJson<PatchBody>,
-) -> ApiResult<Positioned<Json<Value>>> {
+) -> ApiResult<Response> {
     require_write(&p)?;
-    let link = manageable(&state, &p, &id).await?;
+    let link = manageable(&state, &p, id).await?;
     if let Some(f) = body.options.upload_folder_id {
         if link.link_type != Some(LinkType::Upload) {
             return Err(DomainError::invalid(
@@ -855,33 +737,25 @@ async fn update(
         (Some(_), _) => Some(true),
         (None, b) => b,
     };
-    let link_id: LinkId = path_id(&id, "link")?;
     let fields = &body.options;
-    let (link, committed) = state
-        .bus
-        .execute::<Link, _>(&link_id.to_string(), &ctx, |l| {
-            // Merged on the state being decided on, so concurrent patches of
-            // different fields both survive.
-            let mut options = l.state.options.clone();
-            // A hash from before sealing is sealed as it moves into a new event.
-            options.password_hash = options.password_hash.map(|h| state.secrets.reseal(&h));
-            fields.apply(&mut options, hash.clone(), ctx.now);
-            l.state.decide(&LinkCommand::Update {
-                options,
-                enabled,
-                policy: policy.clone(),
-                by: p.user_id,
-                at: ctx.now,
-            })
+    let (_, committed) = cmd::update_link(
+        &state.bus,
+        &ctx,
+        id,
+        &state.secrets,
+        |options| fields.apply(options, hash.clone(), ctx.now),
+        enabled,
+        policy,
+        p.user_id,
+    )
+    .await?;
+    let base = public_base(&state, &headers);
+    respond
+        .full()
+        .item(&state, &committed, StatusCode::OK, &id.to_string(), || {
+            link_read_back(&state, id, &base)
         })
-        .await?;
-    let _ = link;
-    state.caught_up_to(&committed).await;
-    let link = state.bus.load::<Link>(&link_id.to_string()).await?.state;
-    Ok(Positioned(
-        committed.position,
-        Json(link_json(&state, &link, &public_base(&state, &headers))?),
-    ))
+        .await
 }
 
 /// Revokes a link for good.
@@ -892,48 +766,49 @@ async fn update(
 async fn revoke(
     State(state): State<AppState>,
     p: Principal,
-    ApiPath(id): ApiPath<String>,
-) -> ApiResult<impl IntoResponse> {
+    respond: Respond,
+    ApiPath(id): ApiPath<LinkId>,
+) -> ApiResult<Response> {
     require_write(&p)?;
-    manageable(&state, &p, &id).await?;
-    let link_id: LinkId = path_id(&id, "link")?;
+    manageable(&state, &p, id).await?;
     let ctx = p.context();
     let (_, committed) = cmd::change_link(
         &state.bus,
         &ctx,
-        link_id,
+        id,
         &LinkCommand::Revoke {
             by: p.user_id,
             at: ctx.now,
         },
     )
     .await?;
-    state.caught_up_to(&committed).await;
-    Ok(Positioned(committed.position, StatusCode::NO_CONTENT))
+    Ok(respond.full().empty(&state, &committed).await)
 }
 
 /// Gives a link a new token and short code (old ones and sessions stop working).
 #[utoipa::path(post, path = "/external/links/{id}/regenerate", params(("id" = inline(doc::LinkId), Path)), responses(
-    (status = 200, description = "The link with its new token", body = doc::Link),
+    (status = 200, description = "The link with its new token", body = dto::Link),
     (status = 410, description = "The link is revoked"),
 ))]
 async fn regenerate(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     headers: HeaderMap,
-    ApiPath(id): ApiPath<String>,
-) -> ApiResult<Positioned<Json<Value>>> {
+    ApiPath(id): ApiPath<LinkId>,
+) -> ApiResult<Response> {
     require_write(&p)?;
-    manageable(&state, &p, &id).await?;
-    let link_id: LinkId = path_id(&id, "link")?;
+    manageable(&state, &p, id).await?;
     let ctx = p.context();
     let (link, committed) =
-        cmd::regenerate_link(&state.bus, &ctx, link_id, p.user_id, &state.secrets).await?;
-    state.caught_up_to(&committed).await;
-    Ok(Positioned(
-        committed.position,
-        Json(link_json(&state, &link, &public_base(&state, &headers))?),
-    ))
+        cmd::regenerate_link(&state.bus, &ctx, id, p.user_id, &state.secrets).await?;
+    let base = public_base(&state, &headers);
+    respond
+        .full()
+        .item(&state, &committed, StatusCode::OK, &id.to_string(), || {
+            link_dto(&state, &link, &base)
+        })
+        .await
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -949,21 +824,22 @@ struct SessionsQuery {
 
 /// Every recipient attempt on the link, newest first, read from its stream.
 #[utoipa::path(get, path = "/external/links/{id}/sessions", params(("id" = inline(doc::LinkId), Path), SessionsQuery),
-    responses((status = 200, description = "A page of attempts", body = doc::LinkSessionList)),
+    responses((status = 200, description = "A page of attempts", body = dto::LinkSessionList)),
 )]
 async fn sessions(
     State(state): State<AppState>,
     p: Principal,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(link_id): ApiPath<LinkId>,
     ApiQuery(q): ApiQuery<SessionsQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::LinkSessionList>> {
     let (limit, offset) = Page {
         limit: q.limit,
         offset: q.offset,
     }
     .resolve()?;
     require_read(&p)?;
-    manageable(&state, &p, &id).await?;
+    manageable(&state, &p, link_id).await?;
+    let id = link_id.to_string();
     let mut all = Vec::new();
     let mut after = 0;
     loop {
@@ -989,18 +865,18 @@ async fn sessions(
             if q.outcome.as_deref().is_some_and(|o| o != outcome.as_str()) {
                 continue;
             }
-            all.push(json!({
-                "id": scaidrive_domain::id::EventId::from_uuid(e.event_id).to_string(),
-                "action": action.as_str(),
-                "outcome": outcome.as_str(),
-                "allowed": status == 200,
-                "status": status,
-                "ip": ip,
-                "email": email,
-                "user_agent": e.metadata.actor.user_agent,
-                "at": ts(at),
-                "position": e.log.to_token(),
-            }));
+            all.push(dto::LinkSession {
+                id: scaidrive_domain::id::EventId::from_uuid(e.event_id).to_string(),
+                action: action.as_str().to_owned(),
+                outcome: outcome.as_str().to_owned(),
+                allowed: status == 200,
+                status,
+                ip,
+                email,
+                user_agent: e.metadata.actor.user_agent,
+                at: ts(at),
+                position: e.log.to_token(),
+            });
         }
         if n < 1000 {
             break;
@@ -1008,10 +884,10 @@ async fn sessions(
     }
     let total = all.len();
     all.reverse();
-    let page: Vec<Value> = all
+    let sessions = all
         .into_iter()
         .skip(offset as usize)
         .take(limit as usize)
         .collect();
-    Ok(Json(json!({ "sessions": page, "total": total })))
+    Ok(Json(dto::LinkSessionList { sessions, total }))
 }

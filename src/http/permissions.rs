@@ -3,35 +3,33 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use scaidrive_domain::access::{AceType, Permission, Permissions, PrincipalType};
-use scaidrive_domain::drive::file::{File, FileCommand};
-use scaidrive_domain::drive::folder::{Folder, FolderCommand};
-use scaidrive_domain::drive::share::{Share, ShareCommand};
 use scaidrive_domain::drive::Owner;
 use scaidrive_domain::id::{AceId, FileId, FolderId};
-use scaidrive_domain::sharing::{acl_stream, AceRecord, Acl, AclCommand, ResourceType};
-use scaidrive_domain::{Aggregate, DomainError};
+use scaidrive_domain::sharing::{AceRecord, ResourceType};
+use scaidrive_domain::DomainError;
 use scaidrive_projections::access::{self, AceRow};
 use scaidrive_projections::drive_queries::{FileRow, FolderRow, ShareRow};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::drive::{
-    effective, live_file, live_folder, path_id, require_perm, require_read, require_write,
-    share_body, visible_file, visible_file_row, visible_folder, visible_folder_row, visible_share,
-    On,
+    effective, file_dto, folder_dto, live_file, live_folder, path_id, require_perm, require_read,
+    require_write, visible_file, visible_folder, visible_share, On,
 };
+use super::dto::{self, AclEntry, OwnedResource, EVERYONE};
 use super::error::{ApiError, ApiResult, FieldError};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
 use super::openapi as doc;
 use super::principal::Principal;
+use super::respond::Respond;
 use super::sharing::principal_exists;
 use super::state::AppState;
-use super::Positioned;
+use crate::command::permissions::{self as cmd, AclTarget};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -88,6 +86,15 @@ impl Resource {
         match self {
             Resource::Share(s) | Resource::Folder(_, s) | Resource::File(_, s) => s,
         }
+    }
+
+    /// What an ACL command on this resource names.
+    fn target(&self) -> ApiResult<AclTarget> {
+        Ok(AclTarget {
+            resource_type: self.kind(),
+            resource_id: self.id().to_owned(),
+            share_id: path_id(&self.share().id, "share")?,
+        })
     }
 
     /// The resource's ancestors, nearest first, ending at the share root.
@@ -169,7 +176,7 @@ fn check_fields(v: &mut Violations, prefix: &str, permission: &str) {
             "enum",
             &format!("{prefix}permission"),
             "Input should be 'READ', 'WRITE', 'DELETE', 'CREATE', 'SHARE' or 'MANAGE_PERMISSIONS'",
-            json!(permission),
+            Value::from(permission),
         );
     }
 }
@@ -187,24 +194,24 @@ async fn allowed(state: &AppState, p: &Principal, c: &Check) -> ApiResult<bool> 
     }
 }
 
-fn check_json(c: &Check, allowed: bool) -> Value {
-    json!({
-        "resource_type": c.resource_type.as_str(),
-        "resource_id": c.resource_id,
-        "permission": c.permission.to_ascii_uppercase(),
-        "allowed": allowed,
-    })
+fn check_result(c: &Check, allowed: bool) -> dto::CheckResult {
+    dto::CheckResult {
+        resource_type: c.resource_type.as_str(),
+        resource_id: c.resource_id.clone(),
+        permission: c.permission.to_ascii_uppercase(),
+        allowed,
+    }
 }
 
 /// Whether the caller holds a permission on a resource.
 #[utoipa::path(get, path = "/permissions/check", params(Check), responses(
-    (status = 200, description = "The answer", body = doc::CheckResult),
+    (status = 200, description = "The answer", body = dto::CheckResult),
 ))]
 async fn check_query(
     State(state): State<AppState>,
     p: Principal,
     ApiQuery(c): ApiQuery<Check>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::CheckResult>> {
     require_read(&p)?;
     if c.permission.parse::<Permission>().is_err() {
         return Err(ApiError::BadRequest(format!(
@@ -213,21 +220,21 @@ async fn check_query(
         )));
     }
     let ok = allowed(&state, &p, &c).await?;
-    Ok(Json(check_json(&c, ok)))
+    Ok(Json(check_result(&c, ok)))
 }
 
 /// Whether the caller holds a permission on a resource (body form).
 #[utoipa::path(post, path = "/permissions/check", request_body = Check, responses(
-    (status = 200, description = "The answer", body = doc::CheckResult),
+    (status = 200, description = "The answer", body = dto::CheckResult),
 ))]
 async fn check_body(
     State(state): State<AppState>,
     p: Principal,
     ApiJson(c): ApiJson<Check>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::CheckResult>> {
     require_read(&p)?;
     let ok = allowed(&state, &p, &c).await?;
-    Ok(Json(check_json(&c, ok)))
+    Ok(Json(check_result(&c, ok)))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -244,7 +251,7 @@ impl Validate for Batch {
                 "too_long",
                 "checks",
                 "List should have at most 100 items",
-                json!(self.checks.len()),
+                Value::from(self.checks.len()),
             );
         }
         for (i, c) in self.checks.iter().enumerate() {
@@ -255,20 +262,20 @@ impl Validate for Batch {
 
 /// Up to 100 checks at once.
 #[utoipa::path(post, path = "/permissions/check/batch", request_body = Batch, responses(
-    (status = 200, description = "One answer per check, in order", body = doc::BatchResult),
+    (status = 200, description = "One answer per check, in order", body = dto::BatchResult),
 ))]
 async fn check_batch(
     State(state): State<AppState>,
     p: Principal,
     ApiJson(b): ApiJson<Batch>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::BatchResult>> {
     require_read(&p)?;
     let mut results = Vec::with_capacity(b.checks.len());
     for c in &b.checks {
         let ok = allowed(&state, &p, c).await?;
-        results.push(check_json(c, ok));
+        results.push(check_result(c, ok));
     }
-    Ok(Json(json!({ "results": results })))
+    Ok(Json(dto::BatchResult { results }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -280,51 +287,30 @@ struct ResourceQuery {
     resource_id: String,
 }
 
-fn effective_json(r: &Resource, perms: Permissions) -> Value {
-    json!({
-        "resource_type": r.kind().as_str(),
-        "resource_id": r.id(),
-        "can_read": perms.contains(Permission::Read),
-        "can_write": perms.contains(Permission::Write),
-        "can_delete": perms.contains(Permission::Delete),
-        "can_create": perms.contains(Permission::Create),
-        "can_share": perms.contains(Permission::Share),
-        "can_manage_permissions": perms.contains(Permission::ManagePermissions),
-        "permissions": perms.list(),
-    })
-}
-
 /// The caller's effective permissions on a resource.
 #[utoipa::path(get, path = "/permissions/effective", params(ResourceQuery), responses(
-    (status = 200, description = "Each permission held or not", body = doc::Effective),
+    (status = 200, description = "Each permission held or not", body = dto::Effective),
     (status = 404, description = "No such resource, or not visible"),
 ))]
 async fn effective_permissions(
     State(state): State<AppState>,
     p: Principal,
     ApiQuery(q): ApiQuery<ResourceQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::Effective>> {
     require_read(&p)?;
     let r = visible(&state, &p, q.resource_type, &q.resource_id).await?;
     let perms = effective(&state, &p, r.on()).await?;
-    Ok(Json(effective_json(&r, perms)))
+    Ok(Json(dto::Effective::of(
+        r.kind().as_str(),
+        r.id().to_owned(),
+        perms,
+    )))
 }
 
 // ---------------------------------------------------------------------- ACLs
 
-/// The `principal_id` an entry has and is answered with for `everyone`
-/// (the documented literal; requests may also leave it out or send null).
-pub(crate) const EVERYONE: &str = "everyone";
-
-/// An entry's principal id as answered: the stored id, or `everyone` for
-/// the entry that matches everyone (stored without an id).
-pub(crate) fn shown_principal_id(principal_type: &str, principal_id: &str) -> String {
-    if principal_type == EVERYONE {
-        EVERYONE.to_owned()
-    } else {
-        principal_id.to_owned()
-    }
-}
+/// An entry's principal id as answered (history shows ACLs too).
+pub(crate) use super::dto::shown_principal_id;
 
 /// The id stored for a requested principal: none for `everyone`.
 fn stored_principal_id(t: PrincipalType, requested: Option<&str>) -> String {
@@ -332,18 +318,6 @@ fn stored_principal_id(t: PrincipalType, requested: Option<&str>) -> String {
         PrincipalType::Everyone => String::new(),
         _ => requested.unwrap_or_default().to_owned(),
     }
-}
-
-fn entry_json(e: &AceRow) -> Value {
-    let perms = Permissions(u8::try_from(e.permissions).unwrap_or(0));
-    json!({
-        "id": e.id,
-        "principal_type": e.principal_type,
-        "principal_id": shown_principal_id(&e.principal_type, &e.principal_id),
-        "permissions": perms.list(),
-        "ace_type": e.ace_type,
-        "inherit_to_children": e.inherit_to_children,
-    })
 }
 
 /// The entries that reach a resource from its ancestors, with where each
@@ -371,36 +345,32 @@ async fn inherited(state: &AppState, r: &Resource) -> ApiResult<Vec<AceRow>> {
     Ok(out)
 }
 
-async fn acl_json(state: &AppState, r: &Resource) -> ApiResult<Value> {
+async fn acl_dto(state: &AppState, r: &Resource) -> ApiResult<dto::Acl> {
     let (inherit, entries) = access::acl(&state.db, r.id()).await?;
     let from_parents = inherited(state, r).await?;
-    Ok(json!({
-        "resource_type": r.kind().as_str(),
-        "resource_id": r.id(),
-        "share_id": r.share().id,
-        "inherit_from_parent": inherit,
-        "entries": entries.iter().map(entry_json).collect::<Vec<_>>(),
-        "inherited_entries": from_parents.iter().map(|e| {
-            let mut v = entry_json(e);
-            v["inherited_from"] = json!(e.resource_id);
-            v
-        }).collect::<Vec<_>>(),
-    }))
+    Ok(dto::Acl {
+        resource_type: r.kind().as_str(),
+        resource_id: r.id().to_owned(),
+        share_id: r.share().id.clone(),
+        inherit_from_parent: inherit,
+        entries: entries.iter().map(AclEntry::from).collect(),
+        inherited_entries: from_parents.iter().map(AclEntry::inherited).collect(),
+    })
 }
 
 /// A resource's ACL: its own entries and those it inherits.
 #[utoipa::path(get, path = "/permissions/acl/{resource_type}/{id}", params(("resource_type" = inline(doc::ResourceTypeDoc), Path), ("id" = inline(doc::ResourceId), Path, description = "The resource's id (its prefix matches resource_type)")), responses(
-    (status = 200, description = "The ACL", body = doc::Acl),
+    (status = 200, description = "The ACL", body = dto::Acl),
 ))]
 async fn read_acl(
     State(state): State<AppState>,
     p: Principal,
     ApiPath((t, id)): ApiPath<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::Acl>> {
     let t = resource_type(&t)?;
     let r = visible(&state, &p, t, &id).await?;
     require_read(&p)?;
-    Ok(Json(acl_json(&state, &r).await?))
+    Ok(Json(acl_dto(&state, &r).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -429,7 +399,7 @@ impl Validate for AddEntry {
                 "too_short",
                 "permissions",
                 "List should have at least 1 item",
-                json!([]),
+                Value::Array(vec![]),
             );
         }
         for (i, perm) in self.permissions.iter().enumerate() {
@@ -438,7 +408,7 @@ impl Validate for AddEntry {
                     "enum",
                     &format!("permissions.{i}"),
                     "Input should be 'READ', 'WRITE', 'DELETE', 'CREATE', 'SHARE' or 'MANAGE_PERMISSIONS'",
-                    json!(perm),
+                    Value::from(perm.as_str()),
                 );
             }
         }
@@ -451,7 +421,7 @@ fn principal_fields(v: &mut Violations, t: PrincipalType, id: Option<&str>) {
             "value_error",
             "principal_id",
             "must be 'everyone', null or absent for principal_type everyone",
-            json!(id),
+            Value::from(id),
         ),
         (PrincipalType::Everyone, _) => {}
         (_, None) => v.push("missing", "principal_id", "Field required", Value::Null),
@@ -465,29 +435,11 @@ fn principal_fields(v: &mut Violations, t: PrincipalType, id: Option<&str>) {
                     "value_error",
                     "principal_id",
                     format!("not a valid {} id", t.as_str()),
-                    json!(id),
+                    Value::from(id),
                 );
             }
         }
     }
-}
-
-/// Decides and appends one ACL command on the resource's ACL stream, then
-/// waits for the permission index to show it.
-async fn run_acl(
-    state: &AppState,
-    p: &Principal,
-    r: &Resource,
-    command: impl Fn(chrono::DateTime<chrono::Utc>) -> AclCommand,
-) -> ApiResult<Option<scaidrive_domain::LogPosition>> {
-    let ctx = p.context();
-    let cmd = command(ctx.now);
-    let (_, committed) = state
-        .bus
-        .execute::<Acl, _>(&acl_stream(r.id()), &ctx, |a| a.state.decide(&cmd))
-        .await?;
-    state.caught_up_to(&committed).await;
-    Ok(committed.position)
 }
 
 /// 403 unless the caller may edit the resource's permissions.
@@ -503,20 +455,21 @@ async fn managed(state: &AppState, p: &Principal, t: &str, id: &str) -> ApiResul
 #[utoipa::path(post, path = "/permissions/acl/{resource_type}/{id}", request_body = AddEntry,
     params(("resource_type" = inline(doc::ResourceTypeDoc), Path), ("id" = inline(doc::ResourceId), Path, description = "The resource's id (its prefix matches resource_type)")),
     responses(
-        (status = 201, description = "The new entry", body = doc::AclEntry),
+        (status = 201, description = "The new entry", body = dto::AclEntry),
         (status = 409, description = "The same entry exists"),
     ),
 )]
 async fn add_entry(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     ApiPath((t, id)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<AddEntry>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     let r = managed(&state, &p, &t, &id).await?;
     let principal_id = stored_principal_id(body.principal_type, body.principal_id.as_deref());
     principal_exists(&state, &p, body.principal_type, &principal_id).await?;
-    let share_id = path_id(&r.share().id, "share")?;
+    let target = r.target()?;
     let entry = AceRecord {
         id: AceId::from_uuid(Uuid::now_v7()),
         principal_type: body.principal_type,
@@ -529,23 +482,22 @@ async fn add_entry(
         ace_type: body.ace_type.unwrap_or(AceType::Allow),
         inherit_to_children: body.inherit_to_children.unwrap_or(true),
     };
-    let position = run_acl(&state, &p, &r, |at| AclCommand::AddEntry {
-        resource_type: r.kind(),
-        resource_id: r.id().to_owned(),
-        share_id,
-        entry: entry.clone(),
-        at,
-    })
-    .await?;
-    let row = access::entries_on(&state.db, &[r.id().to_owned()])
-        .await?
-        .into_iter()
-        .find(|e| e.id == entry.id.to_string())
-        .ok_or_else(|| ApiError::internal("ACL entry not projected"))?;
-    Ok(Positioned(
-        position,
-        (StatusCode::CREATED, Json(entry_json(&row))),
-    ))
+    let entry_id = entry.id.to_string();
+    let change = cmd::AclChange::Add(entry);
+    let committed = cmd::edit_acl(&state.bus, &p.context(), target, change).await?;
+    let read = || async {
+        let row = access::entries_on(&state.db, &[r.id().to_owned()])
+            .await?
+            .into_iter()
+            .find(|e| e.id == entry_id)
+            .ok_or_else(|| ApiError::internal("ACL entry not projected"))?;
+        Ok(AclEntry::from(&row))
+    };
+    let created = StatusCode::CREATED;
+    respond
+        .full()
+        .item(&state, &committed, created, &entry_id, read)
+        .await
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -577,22 +529,18 @@ impl Validate for RemoveEntry {
 async fn remove_entry(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     ApiPath((t, id)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<RemoveEntry>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     let r = managed(&state, &p, &t, &id).await?;
-    let share_id = path_id(&r.share().id, "share")?;
-    let position = run_acl(&state, &p, &r, |at| AclCommand::RemoveEntry {
-        resource_type: r.kind(),
-        resource_id: r.id().to_owned(),
-        share_id,
+    let change = cmd::AclChange::Remove {
         principal_type: body.principal_type,
         principal_id: stored_principal_id(body.principal_type, body.principal_id.as_deref()),
         ace_type: body.ace_type,
-        at,
-    })
-    .await?;
-    Ok(Positioned(position, StatusCode::NO_CONTENT))
+    };
+    let committed = cmd::edit_acl(&state.bus, &p.context(), r.target()?, change).await?;
+    Ok(respond.full().empty(&state, &committed).await)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -609,16 +557,17 @@ impl Validate for Inheritance {
 /// Breaks or restores ACL inheritance (MANAGE_PERMISSIONS).
 #[utoipa::path(put, path = "/permissions/acl/{resource_type}/{id}/inheritance",
     request_body = Inheritance, params(("resource_type" = inline(doc::ResourceTypeDoc), Path), ("id" = inline(doc::ResourceId), Path, description = "The resource's id (its prefix matches resource_type)")),
-    responses((status = 200, description = "The ACL as changed", body = doc::Acl)),
+    responses((status = 200, description = "The ACL as changed", body = dto::Acl)),
 )]
 async fn set_inheritance(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     ApiPath((t, id)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<Inheritance>,
-) -> ApiResult<Positioned<Json<Value>>> {
+) -> ApiResult<Response> {
     let r = managed(&state, &p, &t, &id).await?;
-    let share_id = path_id(&r.share().id, "share")?;
+    let target = r.target()?;
     let copied = if !body.inherit_from_parent && body.copy_inherited.unwrap_or(false) {
         inherited(&state, &r)
             .await?
@@ -641,16 +590,16 @@ async fn set_inheritance(
     } else {
         vec![]
     };
-    let position = run_acl(&state, &p, &r, |at| AclCommand::SetInheritance {
-        resource_type: r.kind(),
-        resource_id: r.id().to_owned(),
-        share_id,
+    let change = cmd::AclChange::Inheritance {
         inherit_from_parent: body.inherit_from_parent,
-        copied: copied.clone(),
-        at,
-    })
-    .await?;
-    Ok(Positioned(position, Json(acl_json(&state, &r).await?)))
+        copied,
+    };
+    let committed = cmd::edit_acl(&state.bus, &p.context(), target, change).await?;
+    let read = || acl_dto(&state, &r);
+    respond
+        .full()
+        .item(&state, &committed, StatusCode::OK, r.id(), read)
+        .await
 }
 
 // ----------------------------------------------------------------- ownership
@@ -670,7 +619,7 @@ impl Validate for Transfer {
                 "value_error",
                 "new_owner_id",
                 "must be a user (usr_…) or group (grp_…) id",
-                json!(self.new_owner_id),
+                Value::from(self.new_owner_id.as_str()),
             );
         }
     }
@@ -681,7 +630,7 @@ impl Validate for Transfer {
 #[utoipa::path(post, path = "/permissions/ownership/{resource_type}/{id}/transfer",
     request_body = Transfer, params(("resource_type" = inline(doc::ResourceTypeDoc), Path), ("id" = inline(doc::ResourceId), Path, description = "The resource's id (its prefix matches resource_type)")),
     responses(
-        (status = 200, description = "The share, folder or file with its new owner in `owner_id` (a transfer to the current owner changes nothing)", body = doc::OwnedResource),
+        (status = 200, description = "The share, folder or file with its new owner in `owner_id` (a transfer to the current owner changes nothing)", body = dto::OwnedResource),
         (status = 403, description = "The caller is neither the owner nor a tenant admin"),
         (status = 404, description = "No such resource, or not visible"),
         (status = 410, description = "The resource is in the trash"),
@@ -691,21 +640,23 @@ impl Validate for Transfer {
 async fn transfer(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     ApiPath((t, id)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<Transfer>,
-) -> ApiResult<Positioned<Json<Value>>> {
+) -> ApiResult<Response> {
     match resource_type(&t)? {
-        ResourceType::Share => transfer_share(&state, &p, &id, &body).await,
-        item => transfer_item(&state, &p, item, &id, &body).await,
+        ResourceType::Share => transfer_share(&state, &p, respond, &id, &body).await,
+        item => transfer_item(&state, &p, respond, item, &id, &body).await,
     }
 }
 
 async fn transfer_share(
     state: &AppState,
     p: &Principal,
+    respond: Respond,
     id: &str,
     body: &Transfer,
-) -> ApiResult<Positioned<Json<Value>>> {
+) -> ApiResult<Response> {
     let r = visible(state, p, ResourceType::Share, id).await?;
     require_write(p)?;
     let share = r.share();
@@ -724,25 +675,21 @@ async fn transfer_share(
         Owner::Group(_) => PrincipalType::Group,
     };
     principal_exists(state, p, kind, &body.new_owner_id).await?;
-    let ctx = p.context();
-    let cmd = ShareCommand::TransferOwnership {
-        new_owner,
-        by: p.user_id,
-        at: ctx.now,
-    };
-    let (_, committed) = state
-        .bus
-        .execute::<Share, _>(id, &ctx, |s| s.state.decide(&cmd))
-        .await?;
-    state.caught_up_to(&committed).await;
-    let row = state
-        .share_row(&p.tenant_id.to_string(), id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("share"))?;
-    Ok(Positioned(
-        committed.position,
-        Json(json!(share_body(state, &row).await?)),
-    ))
+    let share_id = path_id(&share.id, "share")?;
+    let what = cmd::Transfer::Share(share_id, new_owner);
+    let committed = cmd::transfer(&state.bus, &p.context(), what, p.user_id).await?;
+    respond
+        .full()
+        .item(state, &committed, StatusCode::OK, id, || async {
+            let row = state
+                .share_row(&p.tenant_id.to_string(), id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("share"))?;
+            Ok(OwnedResource::Share(
+                super::drive::share_body(state, &row).await?,
+            ))
+        })
+        .await
 }
 
 /// A folder's or file's ownership: it goes to a user of the tenant (the
@@ -751,10 +698,11 @@ async fn transfer_share(
 async fn transfer_item(
     state: &AppState,
     p: &Principal,
+    respond: Respond,
     t: ResourceType,
     id: &str,
     body: &Transfer,
-) -> ApiResult<Positioned<Json<Value>>> {
+) -> ApiResult<Response> {
     let what = t.as_str();
     let Some(Owner::User(new_owner)) = Owner::parse(&body.new_owner_id) else {
         return Err(ApiError::validation(FieldError::body(
@@ -763,23 +711,23 @@ async fn transfer_item(
             format!(
                 "Value error, a {what} is owned by a user: new_owner_id must be a user (usr_…) id"
             ),
-            json!(body.new_owner_id),
+            Value::from(body.new_owner_id.as_str()),
         )));
     };
     // The rows are kept so that a refusal names the resource it was about.
     let (folder, file) = match t {
         ResourceType::Folder => {
-            let _: FolderId = path_id(id, "folder")?;
-            (Some(live_folder(state, p, id).await?.0), None)
+            let folder_id: FolderId = path_id(id, "folder")?;
+            (Some((folder_id, live_folder(state, p, id).await?.0)), None)
         }
         _ => {
-            let _: FileId = path_id(id, "file")?;
-            (None, Some(live_file(state, p, id).await?.0))
+            let file_id: FileId = path_id(id, "file")?;
+            (None, Some((file_id, live_file(state, p, id).await?.0)))
         }
     };
     let (on, owner_id) = match (&folder, &file) {
-        (Some(f), _) => (On::Folder(f), f.owner_id.as_str()),
-        (_, Some(f)) => (On::File(f), f.owner_id.as_str()),
+        (Some((_, f)), _) => (On::Folder(f), f.owner_id.as_str()),
+        (_, Some((_, f))) => (On::File(f), f.owner_id.as_str()),
         (None, None) => return Err(ApiError::NotFound(format!("{what} not found"))),
     };
     require_write(p)?;
@@ -796,44 +744,23 @@ async fn transfer_item(
             "value_error",
             &["new_owner_id"],
             "Value error, no such user in this tenant",
-            json!(body.new_owner_id),
+            Value::from(body.new_owner_id.as_str()),
         )));
     }
     let ctx = p.context();
-    let committed = match t {
-        ResourceType::Folder => {
-            let cmd = FolderCommand::TransferOwnership {
-                new_owner,
-                by: p.user_id,
-                at: ctx.now,
-            };
-            state
-                .bus
-                .execute::<Folder, _>(id, &ctx, |f| f.state.decide(&cmd))
-                .await?
-                .1
-        }
-        _ => {
-            let cmd = FileCommand::TransferOwnership {
-                new_owner,
-                by: p.user_id,
-                at: ctx.now,
-            };
-            state
-                .bus
-                .execute::<File, _>(id, &ctx, |f| f.state.decide(&cmd))
-                .await?
-                .1
-        }
+    let item = match (&folder, &file) {
+        (Some((folder_id, _)), _) => cmd::Transfer::Folder(*folder_id, new_owner),
+        (_, Some((file_id, _))) => cmd::Transfer::File(*file_id, new_owner),
+        (None, None) => return Err(ApiError::NotFound(format!("{what} not found"))),
     };
-    state.caught_up_to(&committed).await;
-    let answer = match t {
-        ResourceType::Folder => json!(super::dto::Folder::from(
-            &visible_folder_row(state, p, id).await?
-        )),
-        _ => json!(super::dto::File::from(
-            &visible_file_row(state, p, id).await?
-        )),
-    };
-    Ok(Positioned(committed.position, Json(answer)))
+    let committed = cmd::transfer(&state.bus, &ctx, item, p.user_id).await?;
+    respond
+        .full()
+        .item(state, &committed, StatusCode::OK, id, || async {
+            Ok(match t {
+                ResourceType::Folder => OwnedResource::Folder(folder_dto(state, p, id).await?),
+                _ => OwnedResource::File(file_dto(state, p, id).await?),
+            })
+        })
+        .await
 }

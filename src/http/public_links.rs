@@ -6,39 +6,34 @@
 //! refusals included; the answer's status is the recorded outcome's. A
 //! counted download is appended before the first byte is streamed.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::PathBuf;
-use std::sync::LazyLock;
 
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use base64::Engine;
 use chrono::{Duration, Utc};
 use futures::TryStreamExt;
-use hmac::{Hmac, Mac};
 use rand::rngs::OsRng;
 use rand::Rng;
 use scaidrive_domain::drive::chunking::DEFAULT_CHUNK_SIZE;
 use scaidrive_domain::drive::file::{Content, File};
 use scaidrive_domain::id::{FileId, FolderId, LinkId, ShareId, TenantId, VersionId};
 use scaidrive_domain::link::{
-    code_message, extension_of, looks_like_email, AccessAction, AccessOutcome, AccessRequest,
-    Credential, IssuedCode, Link, LinkResource, PasswordCheck, EMAIL_CODE_MINUTES,
+    extension_of, looks_like_email, AccessAction, AccessOutcome, AccessRequest, Credential,
+    IssuedCode, Link, LinkResource, PasswordCheck, EMAIL_CODE_MINUTES,
 };
 use scaidrive_domain::tenancy::Tenant;
 use scaidrive_domain::{Actor, DomainError};
 use scaidrive_projections::drive_queries::{self as q, FileRow, FolderRow};
 use scaidrive_projections::outbox;
 use serde::Deserialize;
-use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::drive::{listing, Page};
+use super::dto::{self, Linked};
 use super::error::{ApiError, ApiResult, FieldError};
 use super::extract::{
     parse_json_body, ApiJson, ApiMultipart, ApiPath, ApiQuery, Validate, Violations,
@@ -46,11 +41,12 @@ use super::extract::{
 use super::files::content_response;
 use super::openapi as doc;
 use super::state::AppState;
-use super::{ts, Positioned, RequestContext};
+use super::{Positioned, RequestContext};
 use crate::blob::content::{store_stream, StoreContentError};
 use crate::command::drive::Target;
 use crate::command::links::{self as cmd, CODE_SCOPE, TOKEN_SCOPE};
 use crate::command::CommandContext;
+use crate::link_access::{self, email_code_digest, ACCESS_TOKEN_SECS};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -67,145 +63,10 @@ pub fn router() -> Router<AppState> {
         .route("/public/s/{short_code}", get(short_code))
 }
 
-/// How long a link access token lives.
-pub const ACCESS_TOKEN_SECS: i64 = 900;
-
-// ------------------------------------------------------------- passwords
-
-/// An argon2id PHC hash of a link password (on a blocking thread).
-pub(crate) async fn hash_password(password: String) -> ApiResult<String> {
-    tokio::task::spawn_blocking(move || {
-        use argon2::password_hash::{PasswordHasher, SaltString};
-        let salt = SaltString::generate(&mut OsRng);
-        argon2::Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(ApiError::internal)
-    })
-    .await
-    .map_err(ApiError::internal)?
-}
-
-/// The keyed digest of an emailed one-time code, as the log keeps it.
-fn email_code_digest(state: &AppState, link: LinkId, email: &str, code: &str) -> String {
-    state
-        .secrets
-        .digest("link-email-code", &code_message(link, email, code))
-}
-
-/// Checks a password against a stored hash; argon2's comparison is
-/// constant-time.
-async fn verify_password(hash: String, password: String) -> ApiResult<bool> {
-    tokio::task::spawn_blocking(move || {
-        use argon2::password_hash::{PasswordHash, PasswordVerifier};
-        let parsed = PasswordHash::new(&hash).map_err(ApiError::internal)?;
-        Ok(argon2::Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok())
-    })
-    .await
-    .map_err(ApiError::internal)?
-}
-
-// ------------------------------------------------------ link access tokens
-
-static KEYS: LazyLock<parking_lot::Mutex<BTreeMap<PathBuf, [u8; 32]>>> =
-    LazyLock::new(Default::default);
-
-/// The HMAC key for link access tokens: from configuration, or a random key
-/// created once in the data directory (so restarts keep sessions valid).
+/// The key link access tokens are signed with (see [`link_access::signing_key`]).
 fn signing_key(state: &AppState) -> ApiResult<[u8; 32]> {
-    if let Some(s) = &state.config.link_secret {
-        return Ok(Sha256::digest(s.as_bytes()).into());
-    }
-    let dir = state.config.data_dir.clone();
-    if let Some(k) = KEYS.lock().get(&dir) {
-        return Ok(*k);
-    }
-    let path = dir.join("link-secret");
-    let key = match std::fs::read_to_string(&path) {
-        Ok(text) => decode_key(&text)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(&dir).map_err(ApiError::internal)?;
-            let mut key = [0u8; 32];
-            OsRng.fill(&mut key);
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-            match opts.open(&path) {
-                Ok(mut f) => {
-                    std::io::Write::write_all(&mut f, hex::encode(key).as_bytes())
-                        .map_err(ApiError::internal)?;
-                    key
-                }
-                // Another request created it first: use theirs.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    decode_key(&std::fs::read_to_string(&path).map_err(ApiError::internal)?)?
-                }
-                Err(e) => return Err(ApiError::internal(e)),
-            }
-        }
-        Err(e) => return Err(ApiError::internal(e)),
-    };
-    KEYS.lock().insert(dir, key);
-    Ok(key)
-}
-
-fn decode_key(text: &str) -> ApiResult<[u8; 32]> {
-    let bytes = hex::decode(text.trim()).map_err(ApiError::internal)?;
-    bytes
-        .try_into()
-        .map_err(|_| ApiError::internal("link-secret must hold 32 hex-encoded bytes"))
-}
-
-#[derive(serde::Serialize, Deserialize)]
-struct Claims {
-    /// Link id.
-    l: String,
-    /// The link's token generation (regeneration ends sessions).
-    g: u32,
-    /// Verified email, if the link asked for one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    e: Option<String>,
-    /// Expiry, unix seconds.
-    x: i64,
-}
-
-fn mac(key: &[u8; 32], payload: &str) -> ApiResult<Hmac<Sha256>> {
-    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).map_err(ApiError::internal)?;
-    m.update(b"scaidrive-link-access\n");
-    m.update(payload.as_bytes());
-    Ok(m)
-}
-
-/// `payload.signature`, both URL-safe base64.
-fn mint(state: &AppState, link: &Link, email: Option<String>) -> ApiResult<String> {
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let claims = Claims {
-        l: link.id.map(|i| i.to_string()).unwrap_or_default(),
-        g: link.generation,
-        e: email,
-        x: Utc::now().timestamp() + ACCESS_TOKEN_SECS,
-    };
-    let payload = b64.encode(serde_json::to_vec(&claims).map_err(ApiError::internal)?);
-    let sig = mac(&signing_key(state)?, &payload)?.finalize().into_bytes();
-    Ok(format!("{payload}.{}", b64.encode(sig)))
-}
-
-/// The verified email (possibly none) of a valid access token for this link.
-fn verify(state: &AppState, link: &Link, raw: &str) -> Option<Option<String>> {
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let (payload, sig) = raw.split_once('.')?;
-    let sig = b64.decode(sig).ok()?;
-    let key = signing_key(state).ok()?;
-    // verify_slice compares in constant time.
-    mac(&key, payload).ok()?.verify_slice(&sig).ok()?;
-    let claims: Claims = serde_json::from_slice(&b64.decode(payload).ok()?).ok()?;
-    let ok = Some(claims.l.as_str()) == link.id.map(|i| i.to_string()).as_deref()
-        && claims.g == link.generation
-        && claims.x > Utc::now().timestamp();
-    ok.then_some(claims.e)
+    link_access::signing_key(state.config.link_secret.as_deref(), &state.config.data_dir)
+        .map_err(ApiError::internal)
 }
 
 // ------------------------------------------------------------- resolution
@@ -294,7 +155,11 @@ async fn visit(
     let (id, link) = find(state, scope, key).await?;
     let tenant = link.tenant_id.ok_or_else(|| ApiError::not_found("link"))?;
     let presented = bearer(headers).or_else(|| access_token.map(str::to_owned));
-    let credential = match presented.and_then(|t| verify(state, &link, &t)) {
+    let verified = presented.and_then(|t| {
+        let key = signing_key(state).ok()?;
+        link_access::verify(&key, &link, &t, Utc::now())
+    });
+    let credential = match verified {
         Some(email) => Credential::AccessToken { email },
         None => Credential::None,
     };
@@ -394,69 +259,45 @@ async fn target_file(state: &AppState, v: &Visit, file_id: Option<&str>) -> ApiR
 
 // ---------------------------------------------------------------- handlers
 
-fn landing_json(
+async fn show_landing(
     state: &AppState,
-    v: &Visit,
-    name: String,
-    size: Option<i64>,
-    mime: Option<String>,
-) -> Value {
-    let _ = state;
-    let l = &v.link;
-    json!({
-        "id": v.id.to_string(),
-        "name": l.options.custom_name.clone().unwrap_or(name),
-        "link_type": l.link_type.map(|t| t.as_str()),
-        "type": l.link_type.map(|t| t.as_str()),
-        "resource_type": l.resource_type.map(|r| r.as_str()),
-        "size": size,
-        "mime_type": mime,
-        "password_required": l.password_required(),
-        "require_email": l.options.require_email,
-        "custom_message": l.options.custom_message,
-        "expires_at": l.options.expires_at.map(ts),
-        "allow_preview": l.options.allow_preview,
-        "show_download_button": l.options.show_download_button,
-        "max_file_size": l.options.max_file_size,
-        "allowed_extensions": l.options.allowed_extensions,
-        "unlocked": matches!(v.credential, Credential::AccessToken { .. }) || !l.needs_unlock(),
-        "status": l.status(v.ctx.now),
-    })
-}
-
-async fn show_landing(state: &AppState, v: Visit, with_token: bool) -> ApiResult<Json<Value>> {
+    v: Visit,
+    with_token: bool,
+) -> ApiResult<Json<dto::Landing>> {
     v.record(state, v.request(AccessAction::Landing)).await?;
     let tenant = v.tenant.to_string();
-    let (name, size, mime) = match v.link.resource_type {
+    let item = match v.link.resource_type {
         Some(LinkResource::File) => match q::file(&state.db, &tenant, &v.link.resource_id).await? {
-            Some(f) => (f.name, Some(f.size), Some(f.mime_type)),
-            None => (String::new(), None, None),
+            Some(f) => Linked {
+                name: f.name,
+                size: Some(f.size),
+                mime_type: Some(f.mime_type),
+            },
+            None => Linked::default(),
         },
-        Some(LinkResource::Folder) => (
-            q::folder(&state.db, &tenant, &v.link.resource_id)
+        Some(LinkResource::Folder) => Linked {
+            name: q::folder(&state.db, &tenant, &v.link.resource_id)
                 .await?
                 .map(|f| f.name)
                 .unwrap_or_default(),
-            None,
-            None,
-        ),
-        _ => (
-            state
+            ..Linked::default()
+        },
+        _ => Linked {
+            name: state
                 .share_row(&tenant, &v.link.resource_id)
                 .await?
                 .map(|s| s.name)
                 .unwrap_or_default(),
-            None,
-            None,
-        ),
+            ..Linked::default()
+        },
     };
-    let mut body = landing_json(state, &v, name, size, mime);
+    let mut body = dto::Landing::of(v.id.to_string(), &v.link, &v.credential, item, v.ctx.now);
     if with_token {
         let token = state
             .secrets
             .open(&v.link.token)
             .map_err(ApiError::internal)?;
-        body["token"] = Value::from(token);
+        body.token = Some(token);
     }
     Ok(Json(body))
 }
@@ -464,7 +305,7 @@ async fn show_landing(state: &AppState, v: Visit, with_token: bool) -> ApiResult
 /// What the link shows before it is unlocked.
 #[utoipa::path(get, path = "/public/links/{token}", security((), ("bearer" = [])), params(("token" = String, Path, max_length = 128, description = "The link's token"), TokenQuery),
     responses(
-        (status = 200, description = "The landing information", body = doc::Landing),
+        (status = 200, description = "The landing information", body = dto::Landing),
         (status = 403, description = "The caller's IP is not allowed"),
         (status = 410, description = "The link expired, was revoked or disabled"),
         (status = 429, description = "Too many attempts"),
@@ -476,7 +317,7 @@ async fn landing(
     headers: HeaderMap,
     ApiPath(token): ApiPath<String>,
     ApiQuery(tq): ApiQuery<TokenQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::Landing>> {
     let v = visit(
         &state,
         &rc,
@@ -493,7 +334,7 @@ async fn landing(
 #[utoipa::path(get, path = "/public/s/{short_code}", security(()),
     params(("short_code" = String, Path, max_length = 128)),
     responses(
-        (status = 200, description = "The landing information and token", body = doc::Landing),
+        (status = 200, description = "The landing information and token", body = dto::Landing),
         (status = 403, description = "The caller's IP is not allowed"),
         (status = 410, description = "The link expired, was revoked or disabled"),
         (status = 429, description = "Too many attempts"),
@@ -504,7 +345,7 @@ async fn short_code(
     Extension(rc): Extension<RequestContext>,
     headers: HeaderMap,
     ApiPath(code): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::Landing>> {
     if !cmd::is_short_code(&code) {
         return Err(ApiError::not_found("link"));
     }
@@ -537,7 +378,7 @@ impl Validate for EmailCodeBody {
 #[utoipa::path(post, path = "/public/links/{token}/email-code", security(()),
     request_body = EmailCodeBody, params(("token" = String, Path, max_length = 128, description = "The link's token")),
     responses(
-        (status = 202, description = "The code is on its way", body = doc::EmailCodeSent),
+        (status = 202, description = "The code is on its way", body = dto::EmailCodeSent),
         (status = 403, description = "The email or the caller's IP is not allowed"),
         (status = 410, description = "The link expired, was revoked or disabled"),
         (status = 429, description = "Too many attempts"),
@@ -554,7 +395,7 @@ async fn email_code(
     let email = body.email.trim().to_lowercase();
     let code = format!("{:06}", OsRng.gen_range(0..1_000_000u32));
     let issued = IssuedCode {
-        code_hash: email_code_digest(&state, v.id, &email, &code),
+        code_hash: email_code_digest(&state.secrets, v.id, &email, &code),
         expires_at: v.ctx.now + Duration::minutes(EMAIL_CODE_MINUTES),
     };
     let mut request = v.request(AccessAction::EmailCode);
@@ -603,7 +444,11 @@ async fn email_code(
         attempt.committed.position,
         (
             StatusCode::ACCEPTED,
-            Json(json!({"sent": true, "email": email, "expires_in": EMAIL_CODE_MINUTES * 60})),
+            Json(dto::EmailCodeSent {
+                sent: true,
+                email,
+                expires_in: EMAIL_CODE_MINUTES * 60,
+            }),
         ),
     ))
 }
@@ -639,7 +484,7 @@ impl Validate for UnlockBody {
 #[utoipa::path(post, path = "/public/links/{token}/unlock", security(()),
     request_body(content = Option<UnlockBody>, content_type = "application/json"), params(("token" = String, Path, max_length = 128, description = "The link's token")),
     responses(
-        (status = 200, description = "The access token", body = doc::LinkAccess),
+        (status = 200, description = "The access token", body = dto::LinkAccess),
         (status = 401, description = "Password missing or wrong, or the email code is wrong"),
         (status = 403, description = "The email or the caller's IP is not allowed"),
         (status = 410, description = "The link expired, was revoked or disabled"),
@@ -652,7 +497,7 @@ async fn unlock(
     headers: HeaderMap,
     ApiPath(token): ApiPath<String>,
     raw: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::LinkAccess>> {
     // An empty (or `null`) body is a plain unlock (links without password or email).
     let body: UnlockBody = if raw.iter().all(u8::is_ascii_whitespace) || raw.trim_ascii() == b"null"
     {
@@ -667,7 +512,7 @@ async fn unlock(
         .map(|e| e.trim().to_lowercase())
         .filter(|e| !e.is_empty());
     let code_hash = match (&email, &body.code) {
-        (Some(e), Some(c)) => Some(email_code_digest(&state, v.id, e, c)),
+        (Some(e), Some(c)) => Some(email_code_digest(&state.secrets, v.id, e, c)),
         _ => None,
     };
     let mut request = AccessRequest {
@@ -686,7 +531,9 @@ async fn unlock(
     if let (Some(hash), Some(pw)) = (&v.link.options.password_hash, &body.password) {
         if v.link.evaluate(&request) == AccessOutcome::PasswordRequired {
             let hash = state.secrets.open(hash).map_err(ApiError::internal)?;
-            let ok = verify_password(hash, pw.clone()).await?;
+            let ok = link_access::verify_password(hash, pw.clone())
+                .await
+                .map_err(ApiError::internal)?;
             request.credential = Credential::Unlock {
                 password: if ok {
                     PasswordCheck::Correct
@@ -704,12 +551,13 @@ async fn unlock(
     } else {
         None
     };
-    let access_token = mint(&state, &attempt.link, verified)?;
-    Ok(Json(json!({
-        "access_token": access_token,
-        "token_type": "bearer",
-        "expires_in": ACCESS_TOKEN_SECS,
-    })))
+    let key = signing_key(&state)?;
+    let access_token = link_access::mint(&key, &attempt.link, verified, Utc::now());
+    Ok(Json(dto::LinkAccess {
+        access_token,
+        token_type: "bearer".into(),
+        expires_in: ACCESS_TOKEN_SECS,
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -832,7 +680,7 @@ struct ChildrenQuery {
 /// Lists a folder or share link's contents (paths relative to the link).
 #[utoipa::path(get, path = "/public/links/{token}/children", security((), ("bearer" = [])), params(("token" = String, Path, max_length = 128, description = "The link's token"), ChildrenQuery),
     responses(
-        (status = 200, description = "A page of children", body = doc::PublicListing),
+        (status = 200, description = "A page of children", body = dto::PublicListing),
         (status = 401, description = "The link needs unlocking"),
         (status = 403, description = "A file link, or the caller's IP or email is not allowed"),
         (status = 410, description = "The link or the folder is gone"),
@@ -845,7 +693,7 @@ async fn children(
     headers: HeaderMap,
     ApiPath(token): ApiPath<String>,
     ApiQuery(cq): ApiQuery<ChildrenQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::PublicListing>> {
     let page = Page {
         limit: cq.limit,
         offset: cq.offset,
@@ -908,12 +756,15 @@ async fn children(
             item.without_deleted_flag()
         })
         .collect();
-    Ok(Json(json!({
-        "items": items,
-        "total": total,
-        "folder_id": folder.as_ref().map(|f| f.id.clone()),
-        "path": folder.as_ref().map(|f| relative(&f.path)).unwrap_or_else(|| "/".into()),
-    })))
+    Ok(Json(dto::PublicListing {
+        items,
+        total,
+        folder_id: folder.as_ref().map(|f| f.id.clone()),
+        path: folder
+            .as_ref()
+            .map(|f| relative(&f.path))
+            .unwrap_or_else(|| "/".into()),
+    }))
 }
 
 fn too_large(limit: u64) -> ApiError {
@@ -927,7 +778,7 @@ fn too_large(limit: u64) -> ApiError {
     request_body(content = doc::DropUpload, content_type = "multipart/form-data"),
     params(("token" = String, Path, max_length = 128, description = "The link's token"), TokenQuery),
     responses(
-        (status = 201, description = "Stored (renamed if the name was taken)", body = doc::DroppedFile),
+        (status = 201, description = "Stored (renamed if the name was taken)", body = dto::DroppedFile),
         (status = 401, description = "The link needs unlocking"),
         (status = 403, description = "Not an UPLOAD link, or the caller's IP or email is not allowed"),
         (status = 410, description = "The link or its folder is gone"),
@@ -1072,13 +923,13 @@ async fn upload(
     state.caught_up(dropped.committed.position).await;
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "id": file_id.to_string(),
-            "name": stored_name,
-            "renamed": stored_name != name,
-            "size": stored.size,
-            "checksum_sha256": stored.sha256,
-        })),
+        Json(dto::DroppedFile {
+            id: file_id.to_string(),
+            renamed: stored_name != name,
+            name: stored_name,
+            size: stored.size,
+            checksum_sha256: stored.sha256,
+        }),
     ))
 }
 

@@ -2,29 +2,27 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::Response;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Duration, Utc};
 use scaidrive_domain::access::{Permission, PrincipalType, ShareRole};
-use scaidrive_domain::drive::share::{Share, ShareCommand};
 use scaidrive_domain::id::{GroupId, InvitationId, ShareId, UserId};
-use scaidrive_domain::sharing::{Invitation, InvitationCommand};
-use scaidrive_domain::{Aggregate, DomainError};
-use scaidrive_projections::access::{self, InvitationRow, MemberRow};
+use scaidrive_domain::DomainError;
+use scaidrive_projections::access::{self, MemberRow};
 use scaidrive_projections::drive_queries as q;
 use serde::{Deserialize, Deserializer};
-use serde_json::{json, Value};
-use uuid::Uuid;
+use serde_json::Value;
 
-use super::drive::{live_share, path_id, require_perm, require_read, require_write, On, Page};
+use super::drive::{self, path_id, require_perm, require_read, Need, On, Page};
+use super::dto;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
 use super::openapi as doc;
 use super::principal::Principal;
+use super::respond::Respond;
 use super::state::AppState;
-use super::{ts, Positioned};
-use crate::command::sharing::accept_invitation;
+use crate::command::sharing as cmd;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -53,7 +51,8 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
-async fn member_json(state: &AppState, tenant: &str, m: &MemberRow) -> ApiResult<Value> {
+/// A membership as the API shows it, with the member's name and email.
+async fn member_dto(state: &AppState, tenant: &str, m: &MemberRow) -> ApiResult<dto::Member> {
     let (name, email) = match m.principal_type.as_str() {
         "user" => {
             match scaidrive_projections::tenancy::user(&state.db, tenant, &m.principal_id).await? {
@@ -66,64 +65,62 @@ async fn member_json(state: &AppState, tenant: &str, m: &MemberRow) -> ApiResult
             None,
         ),
     };
-    Ok(json!({
-        "share_id": m.share_id,
-        "principal_type": m.principal_type,
-        "principal_id": m.principal_id,
-        "name": name,
-        "email": email,
-        "role": m.role,
-        "expires_at": m.expires_at.map(ts),
-        "is_expired": m.expires_at.is_some_and(|e| e <= Utc::now()),
-        "added_by": m.added_by,
-        "added_at": ts(m.added_at),
-    }))
+    Ok(dto::Member::of(m, name, email, Utc::now()))
+}
+
+/// A membership read back after a write of the caller's (`missing` when
+/// the read model does not show it).
+async fn member_read_back(
+    state: &AppState,
+    p: &Principal,
+    share: &str,
+    principal_id: &str,
+    missing: fn() -> ApiError,
+) -> ApiResult<dto::Member> {
+    let m = access::member(&state.db, share, principal_id)
+        .await?
+        .ok_or_else(missing)?;
+    member_dto(state, &p.tenant_id.to_string(), &m).await
 }
 
 /// A share's members (the owner included).
 #[utoipa::path(get, path = "/shares/{id}/members", params(("id" = inline(doc::ShareId), Path), Page), responses(
-    (status = 200, description = "A page of members", body = doc::MemberList),
+    (status = 200, description = "A page of members", body = dto::MemberList),
     (status = 410, description = "The share is in the trash"),
 ))]
 async fn list_members(
     State(state): State<AppState>,
     p: Principal,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(id): ApiPath<ShareId>,
     ApiQuery(page): ApiQuery<Page>,
-) -> ApiResult<Json<Value>> {
-    let _: ShareId = path_id(&id, "share")?;
+) -> ApiResult<Json<dto::MemberList>> {
     let (limit, offset) = page.resolve()?;
-    live_share(&state, &p, &id).await?;
-    require_read(&p)?;
-    let (rows, total) = access::members(&state.db, &id, limit, offset).await?;
+    let share = drive::share(&state, &p, id, Need::Read).await?;
+    let (rows, total) = access::members(&state.db, &share.id, limit, offset).await?;
     let tenant = p.tenant_id.to_string();
     let mut members = Vec::with_capacity(rows.len());
     for m in &rows {
-        members.push(member_json(&state, &tenant, m).await?);
+        members.push(member_dto(&state, &tenant, m).await?);
     }
-    Ok(Json(json!({ "members": members, "total": total })))
+    Ok(Json(dto::MemberList { members, total }))
 }
 
 /// One member of a share.
 #[utoipa::path(get, path = "/shares/{id}/members/{principal_id}", params(("id" = inline(doc::ShareId), Path), ("principal_id" = inline(doc::OwnerId), Path)),
     responses(
-        (status = 200, description = "The membership", body = doc::Member),
+        (status = 200, description = "The membership", body = dto::Member),
         (status = 410, description = "The share is in the trash"),
     ),
 )]
 async fn read_member(
     State(state): State<AppState>,
     p: Principal,
-    ApiPath((id, principal_id)): ApiPath<(String, String)>,
-) -> ApiResult<Json<Value>> {
-    let _: ShareId = path_id(&id, "share")?;
-    live_share(&state, &p, &id).await?;
-    require_read(&p)?;
-    let m = access::member(&state.db, &id, &principal_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("member"))?;
+    ApiPath((id, principal_id)): ApiPath<(ShareId, String)>,
+) -> ApiResult<Json<dto::Member>> {
+    let share = drive::share(&state, &p, id, Need::Read).await?;
+    let missing = || ApiError::not_found("member");
     Ok(Json(
-        member_json(&state, &p.tenant_id.to_string(), &m).await?,
+        member_read_back(&state, &p, &share.id, &principal_id, missing).await?,
     ))
 }
 
@@ -150,7 +147,7 @@ impl Validate for AddMember {
                 "enum",
                 "role",
                 "Input should be 'admin', 'contributor' or 'reader' (transfer ownership to change the owner)",
-                json!("owner"),
+                Value::from("owner"),
             );
         }
     }
@@ -166,7 +163,7 @@ pub(crate) fn principal_shape(v: &mut Violations, t: PrincipalType, id: &str) {
                 "enum",
                 "principal_type",
                 "Input should be 'user' or 'group'",
-                json!("everyone"),
+                Value::from("everyone"),
             );
             return;
         }
@@ -176,7 +173,7 @@ pub(crate) fn principal_shape(v: &mut Violations, t: PrincipalType, id: &str) {
             "value_error",
             "principal_id",
             format!("not a valid {} id", t.as_str()),
-            json!(id),
+            Value::from(id),
         );
     }
 }
@@ -207,18 +204,14 @@ pub(crate) async fn principal_exists(
 }
 
 /// A live share whose members and invitations the caller may manage.
-async fn managed_share(state: &AppState, p: &Principal, id: &str) -> ApiResult<ShareId> {
-    let share_id: ShareId = path_id(id, "share")?;
-    let share = live_share(state, p, id).await?;
-    require_write(p)?;
-    require_perm(state, p, On::Share(&share), Permission::ManagePermissions).await?;
-    Ok(share_id)
+async fn managed_share(state: &AppState, p: &Principal, id: ShareId) -> ApiResult<q::ShareRow> {
+    drive::share(state, p, id, Need::Perm(Permission::ManagePermissions)).await
 }
 
 /// Adds a user or group to a share (MANAGE_PERMISSIONS).
 #[utoipa::path(post, path = "/shares/{id}/members", request_body = AddMember, params(("id" = inline(doc::ShareId), Path)),
     responses(
-        (status = 201, description = "The new membership", body = doc::Member),
+        (status = 201, description = "The new membership", body = dto::Member),
         (status = 409, description = "Already a member"),
         (status = 410, description = "The share is in the trash"),
     ),
@@ -226,33 +219,33 @@ async fn managed_share(state: &AppState, p: &Principal, id: &str) -> ApiResult<S
 async fn add_member(
     State(state): State<AppState>,
     p: Principal,
-    ApiPath(id): ApiPath<String>,
+    respond: Respond,
+    ApiPath(id): ApiPath<ShareId>,
     ApiJson(body): ApiJson<AddMember>,
-) -> ApiResult<impl IntoResponse> {
-    let share_id = managed_share(&state, &p, &id).await?;
+) -> ApiResult<Response> {
+    let share = managed_share(&state, &p, id).await?;
     principal_exists(&state, &p, body.principal_type, &body.principal_id).await?;
     let ctx = p.context();
-    let cmd = ShareCommand::AddMember {
+    let new = cmd::NewMember {
         principal_type: body.principal_type,
         principal_id: body.principal_id.clone(),
         role: body.role,
         expires_at: body.expires_at,
         by: p.user_id,
-        at: ctx.now,
     };
-    let (_, committed) = state
-        .bus
-        .execute::<Share, _>(&share_id.to_string(), &ctx, |s| s.state.decide(&cmd))
-        .await?;
-    state.caught_up_to(&committed).await;
-    let m = access::member(&state.db, &id, &body.principal_id)
-        .await?
-        .ok_or_else(|| ApiError::internal("membership not projected"))?;
-    let body = member_json(&state, &p.tenant_id.to_string(), &m).await?;
-    Ok(Positioned(
-        committed.position,
-        (StatusCode::CREATED, Json(body)),
-    ))
+    let committed = cmd::add_member(&state.bus, &ctx, id, new).await?;
+    let missing = || ApiError::internal("membership not projected");
+    let read = || member_read_back(&state, &p, &share.id, &body.principal_id, missing);
+    respond
+        .full()
+        .item(
+            &state,
+            &committed,
+            StatusCode::CREATED,
+            &body.principal_id,
+            read,
+        )
+        .await
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -272,7 +265,7 @@ impl Validate for UpdateMember {
                 "enum",
                 "role",
                 "Input should be 'admin', 'contributor' or 'reader' (transfer ownership to change the owner)",
-                json!("owner"),
+                Value::from("owner"),
             );
         }
     }
@@ -282,7 +275,7 @@ impl Validate for UpdateMember {
 #[utoipa::path(patch, path = "/shares/{id}/members/{principal_id}", request_body = UpdateMember,
     params(("id" = inline(doc::ShareId), Path), ("principal_id" = inline(doc::OwnerId), Path)),
     responses(
-        (status = 200, description = "The membership as changed", body = doc::Member),
+        (status = 200, description = "The membership as changed", body = dto::Member),
         (status = 409, description = "The owner's role changes only by ownership transfer"),
         (status = 410, description = "The share is in the trash"),
     ),
@@ -290,29 +283,29 @@ impl Validate for UpdateMember {
 async fn update_member(
     State(state): State<AppState>,
     p: Principal,
-    ApiPath((id, principal_id)): ApiPath<(String, String)>,
+    respond: Respond,
+    ApiPath((id, principal_id)): ApiPath<(ShareId, String)>,
     ApiJson(body): ApiJson<UpdateMember>,
-) -> ApiResult<Positioned<Json<Value>>> {
-    let share_id = managed_share(&state, &p, &id).await?;
+) -> ApiResult<Response> {
+    let share = managed_share(&state, &p, id).await?;
     let ctx = p.context();
-    let cmd = ShareCommand::UpdateMember {
-        principal_id: principal_id.clone(),
-        role: body.role,
-        expires_at: body.expires_at,
-        at: ctx.now,
-    };
-    let (_, committed) = state
-        .bus
-        .execute::<Share, _>(&share_id.to_string(), &ctx, |s| s.state.decide(&cmd))
-        .await?;
-    state.caught_up_to(&committed).await;
-    let m = access::member(&state.db, &id, &principal_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("member"))?;
-    Ok(Positioned(
-        committed.position,
-        Json(member_json(&state, &p.tenant_id.to_string(), &m).await?),
-    ))
+    let committed = cmd::update_member(
+        &state.bus,
+        &ctx,
+        id,
+        principal_id.clone(),
+        body.role,
+        body.expires_at,
+    )
+    .await?;
+    respond
+        .full()
+        .item(&state, &committed, StatusCode::OK, &principal_id, || {
+            member_read_back(&state, &p, &share.id, &principal_id, || {
+                ApiError::not_found("member")
+            })
+        })
+        .await
 }
 
 /// Removes a member (anyone may remove themselves).
@@ -326,50 +319,20 @@ async fn update_member(
 async fn remove_member(
     State(state): State<AppState>,
     p: Principal,
-    ApiPath((id, principal_id)): ApiPath<(String, String)>,
-) -> ApiResult<impl IntoResponse> {
-    let share_id: ShareId = path_id(&id, "share")?;
-    let share = live_share(&state, &p, &id).await?;
-    require_write(&p)?;
+    respond: Respond,
+    ApiPath((id, principal_id)): ApiPath<(ShareId, String)>,
+) -> ApiResult<Response> {
+    let share = drive::share(&state, &p, id, Need::Write).await?;
     // Anyone may leave a share; removing others needs MANAGE_PERMISSIONS.
     if principal_id != p.user_id.to_string() {
         require_perm(&state, &p, On::Share(&share), Permission::ManagePermissions).await?;
     }
     let ctx = p.context();
-    let cmd = ShareCommand::RemoveMember {
-        principal_id,
-        at: ctx.now,
-    };
-    let (_, committed) = state
-        .bus
-        .execute::<Share, _>(&share_id.to_string(), &ctx, |s| s.state.decide(&cmd))
-        .await?;
-    state.caught_up_to(&committed).await;
-    Ok(Positioned(committed.position, StatusCode::NO_CONTENT))
+    let committed = cmd::remove_member(&state.bus, &ctx, id, principal_id).await?;
+    Ok(respond.full().empty(&state, &committed).await)
 }
 
 // ---------------------------------------------------------------- invitations
-
-fn invitation_json(r: &InvitationRow) -> Value {
-    // Expiry is evaluated when read: no job needs to flip the status.
-    let status = if r.status == "pending" && r.expires_at <= Utc::now() {
-        "expired"
-    } else {
-        r.status.as_str()
-    };
-    json!({
-        "id": r.id,
-        "share_id": r.share_id,
-        "email": r.email,
-        "role": r.role,
-        "message": r.message,
-        "status": status,
-        "expires_at": ts(r.expires_at),
-        "invited_by": r.invited_by,
-        "created_at": ts(r.created_at),
-        "responded_at": r.responded_at.map(ts),
-    })
-}
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct Invite {
@@ -397,7 +360,7 @@ impl Validate for Invite {
                 "value_error",
                 "email",
                 "not a valid email address",
-                json!(self.email),
+                Value::from(self.email.as_str()),
             );
         }
         if self.role == ShareRole::Owner {
@@ -405,7 +368,7 @@ impl Validate for Invite {
                 "enum",
                 "role",
                 "Input should be 'admin', 'contributor' or 'reader'",
-                json!("owner"),
+                Value::from("owner"),
             );
         }
         if let Some(m) = &self.message {
@@ -420,7 +383,7 @@ impl Validate for Invite {
 /// Invites someone by email (MANAGE_PERMISSIONS).
 #[utoipa::path(post, path = "/shares/{id}/invitations", request_body = Invite, params(("id" = inline(doc::ShareId), Path)),
     responses(
-        (status = 201, description = "The pending invitation", body = doc::Invitation),
+        (status = 201, description = "The pending invitation", body = dto::Invitation),
         (status = 409, description = "A pending invitation for this email exists"),
         (status = 410, description = "The share is in the trash"),
     ),
@@ -428,61 +391,53 @@ impl Validate for Invite {
 async fn invite(
     State(state): State<AppState>,
     p: Principal,
-    ApiPath(id): ApiPath<String>,
+    respond: Respond,
+    ApiPath(id): ApiPath<ShareId>,
     ApiJson(body): ApiJson<Invite>,
-) -> ApiResult<impl IntoResponse> {
-    let share_id = managed_share(&state, &p, &id).await?;
+) -> ApiResult<Response> {
+    managed_share(&state, &p, id).await?;
     let ctx = p.context();
-    let invitation_id = InvitationId::from_uuid(Uuid::now_v7());
-    let cmd = InvitationCommand::Create {
-        invitation_id,
-        share_id,
+    let new = cmd::NewInvitation {
+        share_id: id,
         email: body.email.trim().to_owned(),
         role: body.role,
         message: body.message,
         expires_at: ctx.now + Duration::days(body.expires_in_days.unwrap_or(14)),
         by: p.user_id,
-        at: ctx.now,
     };
-    let (_, committed) = state
-        .bus
-        .execute::<Invitation, _>(&invitation_id.to_string(), &ctx, |s| s.state.decide(&cmd))
-        .await?;
-    state.caught_up_to(&committed).await;
-    let row = access::invitation(
-        &state.db,
-        &p.tenant_id.to_string(),
-        &invitation_id.to_string(),
-    )
-    .await?
-    .ok_or_else(|| ApiError::internal("invitation not projected"))?;
-    Ok(Positioned(
-        committed.position,
-        (StatusCode::CREATED, Json(invitation_json(&row))),
-    ))
+    let (invitation_id, committed) = cmd::invite(&state.bus, &ctx, new).await?;
+    let inv = invitation_id.to_string();
+    respond
+        .full()
+        .item(&state, &committed, StatusCode::CREATED, &inv, || async {
+            let row = access::invitation(&state.db, &p.tenant_id.to_string(), &inv)
+                .await?
+                .ok_or_else(|| ApiError::internal("invitation not projected"))?;
+            Ok(dto::Invitation::of(&row, Utc::now()))
+        })
+        .await
 }
 
 /// A share's invitations (MANAGE_PERMISSIONS).
 #[utoipa::path(get, path = "/shares/{id}/invitations", params(("id" = inline(doc::ShareId), Path), Page), responses(
-    (status = 200, description = "A page of invitations", body = doc::InvitationList),
+    (status = 200, description = "A page of invitations", body = dto::InvitationList),
     (status = 410, description = "The share is in the trash"),
 ))]
 async fn list_invitations(
     State(state): State<AppState>,
     p: Principal,
-    ApiPath(id): ApiPath<String>,
+    ApiPath(id): ApiPath<ShareId>,
     ApiQuery(page): ApiQuery<Page>,
-) -> ApiResult<Json<Value>> {
-    let _: ShareId = path_id(&id, "share")?;
+) -> ApiResult<Json<dto::InvitationList>> {
     let (limit, offset) = page.resolve()?;
-    let share = live_share(&state, &p, &id).await?;
-    require_read(&p)?;
+    let share = drive::share(&state, &p, id, Need::Read).await?;
     require_perm(&state, &p, On::Share(&share), Permission::ManagePermissions).await?;
-    let (rows, total) = access::share_invitations(&state.db, &id, limit, offset).await?;
-    Ok(Json(json!({
-        "invitations": rows.iter().map(invitation_json).collect::<Vec<_>>(),
-        "total": total,
-    })))
+    let (rows, total) = access::share_invitations(&state.db, &share.id, limit, offset).await?;
+    let now = Utc::now();
+    Ok(Json(dto::InvitationList {
+        invitations: rows.iter().map(|r| dto::Invitation::of(r, now)).collect(),
+        total,
+    }))
 }
 
 /// Revokes an invitation (MANAGE_PERMISSIONS).
@@ -497,26 +452,18 @@ async fn list_invitations(
 async fn revoke(
     State(state): State<AppState>,
     p: Principal,
-    ApiPath((id, inv_id)): ApiPath<(String, String)>,
-) -> ApiResult<impl IntoResponse> {
-    let _: ShareId = path_id(&id, "share")?;
-    let _: InvitationId = path_id(&inv_id, "invitation")?;
-    let share = live_share(&state, &p, &id).await?;
-    require_write(&p)?;
-    require_perm(&state, &p, On::Share(&share), Permission::ManagePermissions).await?;
-    let row = access::invitation(&state.db, &p.tenant_id.to_string(), &inv_id)
+    respond: Respond,
+    ApiPath((id, inv_id)): ApiPath<(ShareId, String)>,
+) -> ApiResult<Response> {
+    let invitation: InvitationId = path_id(&inv_id, "invitation")?;
+    let share = managed_share(&state, &p, id).await?;
+    access::invitation(&state.db, &p.tenant_id.to_string(), &inv_id)
         .await?
-        .filter(|r| r.share_id == id)
+        .filter(|r| r.share_id == share.id)
         .ok_or_else(|| ApiError::not_found("invitation"))?;
     let ctx = p.context();
-    let (_, committed) = state
-        .bus
-        .execute::<Invitation, _>(&row.id, &ctx, |s| {
-            s.state.decide(&InvitationCommand::Revoke { at: ctx.now })
-        })
-        .await?;
-    state.caught_up_to(&committed).await;
-    Ok(Positioned(committed.position, StatusCode::NO_CONTENT))
+    let committed = cmd::revoke_invitation(&state.bus, &ctx, invitation).await?;
+    Ok(respond.full().empty(&state, &committed).await)
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -529,15 +476,18 @@ struct MineQuery {
 
 /// Invitations sent to the caller's email.
 #[utoipa::path(get, path = "/users/me/invitations", params(MineQuery), responses(
-    (status = 200, description = "The caller's invitations", body = doc::InvitationList),
+    (status = 200, description = "The caller's invitations", body = dto::InvitationList),
 ))]
 async fn my_invitations(
     State(state): State<AppState>,
     p: Principal,
     ApiQuery(q): ApiQuery<MineQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::InvitationList>> {
     let Some(email) = &p.email else {
-        return Ok(Json(json!({ "invitations": [], "total": 0 })));
+        return Ok(Json(dto::InvitationList {
+            invitations: vec![],
+            total: 0,
+        }));
     };
     if let Some(s) = &q.status {
         if !["pending", "accepted", "declined", "revoked"].contains(&s.as_str()) {
@@ -553,41 +503,38 @@ async fn my_invitations(
         Some(q.status.as_deref().unwrap_or("pending")),
     )
     .await?;
-    let mut out = Vec::with_capacity(rows.len());
+    let now = Utc::now();
+    let mut invitations = Vec::with_capacity(rows.len());
     for r in &rows {
-        let mut v = invitation_json(r);
-        if let Some(s) = state.share_row(&r.tenant_id, &r.share_id).await? {
-            v["share_name"] = json!(s.name);
-        }
-        out.push(v);
+        let mut inv = dto::Invitation::of(r, now);
+        inv.share_name = state
+            .share_row(&r.tenant_id, &r.share_id)
+            .await?
+            .map(|s| s.name);
+        invitations.push(inv);
     }
-    let total = out.len();
-    Ok(Json(json!({ "invitations": out, "total": total })))
+    let total = invitations.len() as i64;
+    Ok(Json(dto::InvitationList { invitations, total }))
 }
 
 /// The caller's own invitation (404 for anyone else's).
-async fn own_invitation(
-    state: &AppState,
-    p: &Principal,
-    id: &str,
-) -> ApiResult<(InvitationId, String)> {
-    let inv_id: InvitationId = path_id(id, "invitation")?;
+async fn own_invitation(state: &AppState, p: &Principal, id: InvitationId) -> ApiResult<String> {
     let email = p
         .email
         .clone()
         .ok_or_else(|| ApiError::not_found("invitation"))?;
-    access::invitation(&state.db, &p.tenant_id.to_string(), id)
+    access::invitation(&state.db, &p.tenant_id.to_string(), &id.to_string())
         .await?
         .filter(|r| r.email.eq_ignore_ascii_case(&email))
         .ok_or_else(|| ApiError::not_found("invitation"))?;
-    Ok((inv_id, email))
+    Ok(email)
 }
 
 /// Accepts an invitation: the caller becomes a member.
 #[utoipa::path(post, path = "/users/me/invitations/{id}/accept",
     params(("id" = inline(doc::InvitationId), Path)),
     responses(
-        (status = 200, description = "Accepted", body = doc::InvitationAnswer),
+        (status = 200, description = "Accepted", body = dto::InvitationAnswer),
         (status = 409, description = "Already accepted or declined"),
         (status = 410, description = "Expired or revoked"),
     ),
@@ -595,28 +542,17 @@ async fn own_invitation(
 async fn accept(
     State(state): State<AppState>,
     p: Principal,
-    ApiPath(id): ApiPath<String>,
-) -> ApiResult<Positioned<Json<Value>>> {
-    let (inv_id, email) = own_invitation(&state, &p, &id).await?;
-    let ctx = p.context();
-    let (inv, committed) = accept_invitation(&state.bus, &ctx, inv_id, &email, p.user_id).await?;
-    state.caught_up_to(&committed).await;
-    Ok(Positioned(
-        committed.position,
-        Json(json!({
-            "id": id,
-            "status": "accepted",
-            "share_id": inv.share_id,
-            "role": inv.role.map(ShareRole::as_str),
-        })),
-    ))
+    respond: Respond,
+    ApiPath(id): ApiPath<InvitationId>,
+) -> ApiResult<Response> {
+    answer(&state, &p, respond, id, true).await
 }
 
 /// Declines an invitation.
 #[utoipa::path(post, path = "/users/me/invitations/{id}/decline",
     params(("id" = inline(doc::InvitationId), Path)),
     responses(
-        (status = 200, description = "Declined", body = doc::InvitationAnswer),
+        (status = 200, description = "Declined", body = dto::InvitationAnswer),
         (status = 409, description = "Already accepted or declined"),
         (status = 410, description = "Expired or revoked"),
     ),
@@ -624,38 +560,50 @@ async fn accept(
 async fn decline(
     State(state): State<AppState>,
     p: Principal,
-    ApiPath(id): ApiPath<String>,
-) -> ApiResult<Positioned<Json<Value>>> {
-    let (inv_id, email) = own_invitation(&state, &p, &id).await?;
+    respond: Respond,
+    ApiPath(id): ApiPath<InvitationId>,
+) -> ApiResult<Response> {
+    answer(&state, &p, respond, id, false).await
+}
+
+/// Accepts or declines the caller's own invitation.
+async fn answer(
+    state: &AppState,
+    p: &Principal,
+    respond: Respond,
+    id: InvitationId,
+    accept: bool,
+) -> ApiResult<Response> {
+    let email = own_invitation(state, p, id).await?;
     let ctx = p.context();
-    let (loaded, committed) = state
-        .bus
-        .execute::<Invitation, _>(&inv_id.to_string(), &ctx, |s| {
-            s.state.decide(&InvitationCommand::Decline {
-                email: email.clone(),
-                user_id: p.user_id,
-                at: ctx.now,
-            })
-        })
-        .await?;
-    state.caught_up_to(&committed).await;
-    Ok(Positioned(
-        committed.position,
-        Json(json!({ "id": id, "status": "declined", "share_id": loaded.share_id })),
-    ))
+    let (inv, committed) =
+        cmd::answer_invitation(&state.bus, &ctx, id, &email, p.user_id, accept).await?;
+    let answer = dto::InvitationAnswer {
+        id: id.to_string(),
+        status: if accept { "accepted" } else { "declined" },
+        share_id: inv.share_id.map(|s| s.to_string()),
+        // Only an acceptance names the role it granted.
+        role: accept.then(|| inv.role.map(ShareRole::as_str)),
+    };
+    let id = answer.id.clone();
+    let read = || async { Ok(answer) };
+    respond
+        .full()
+        .item(state, &committed, StatusCode::OK, &id, read)
+        .await
 }
 
 // ------------------------------------------------------------ the caller's shares
 
 /// The shares the caller holds a role on, with that role.
 #[utoipa::path(get, path = "/users/me/shares", params(super::shares::ListQuery), responses(
-    (status = 200, description = "A page of the caller's shares", body = doc::MyShareList),
+    (status = 200, description = "A page of the caller's shares", body = dto::MyShareList),
 ))]
 async fn my_shares(
     State(state): State<AppState>,
     p: Principal,
     ApiQuery(q): ApiQuery<super::shares::ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::MyShareList>> {
     require_read(&p)?;
     let (limit, offset) = q.page()?;
     // Shares the caller holds a role on (tenant admins too: "my" shares).
@@ -673,18 +621,7 @@ async fn my_shares(
     let mut shares = Vec::with_capacity(rows.len());
     for (r, used_bytes) in rows.iter().zip(used) {
         let role = super::drive::share_role_of(&state, &p, &r.id, &r.owner_id).await?;
-        shares.push(json!({
-            "id": r.id,
-            "name": r.name,
-            "type": r.share_type,
-            "share_type": r.share_type,
-            "role": role.map(ShareRole::as_str),
-            "owner_id": r.owner_id,
-            "quota_bytes": r.quota_bytes,
-            "used_bytes": used_bytes,
-            "is_deleted": r.is_deleted,
-            "created_at": ts(r.created_at),
-        }));
+        shares.push(dto::MyShare::of(r, used_bytes, role.map(ShareRole::as_str)));
     }
-    Ok(Json(json!({ "shares": shares, "total": total })))
+    Ok(Json(dto::MyShareList { shares, total }))
 }

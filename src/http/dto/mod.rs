@@ -10,10 +10,23 @@
 
 pub mod connectors;
 pub mod drive;
+pub mod links;
+pub mod permissions;
 pub mod shares;
+pub mod sharing;
 
 pub use drive::{
     Entry, File, FileEntry, FileKind, Folder, FolderEntry, FolderKind, Listing, TrashListing,
     Version, VersionList,
 };
+pub use links::{
+    DroppedFile, EmailCodeSent, Landing, Link, LinkAccess, LinkList, LinkSession, LinkSessionList,
+    Linked, Opened, PublicListing,
+};
+pub use permissions::{
+    shown_principal_id, Acl, AclEntry, BatchResult, CheckResult, Effective, OwnedResource, EVERYONE,
+};
 pub use shares::{Share, ShareList};
+pub use sharing::{
+    Invitation, InvitationAnswer, InvitationList, Member, MemberList, MyShare, MyShareList,
+};
