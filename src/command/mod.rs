@@ -23,6 +23,7 @@ use crate::store::{
     StreamAppend,
 };
 
+pub mod admin;
 pub mod drive;
 pub mod groups;
 pub mod links;
@@ -33,6 +34,9 @@ pub mod shares;
 pub mod sharing;
 mod stripes;
 pub mod sync;
+pub mod uploads;
+pub mod webhooks;
+pub mod write;
 pub use stripes::StreamLocks;
 
 /// How many times a command is decided again after a concurrency conflict.

@@ -8,11 +8,28 @@
 //! cannot say precisely (ids, timestamps) carry `#[schema(value_type = …)]`
 //! naming a schema-only type in `openapi.rs`.
 
+pub mod admin;
 pub mod drive;
+pub mod quotas;
 pub mod shares;
+pub mod sync;
+pub mod uploads;
+pub mod users;
+pub mod webhooks;
 
 pub use drive::{
     Entry, File, FileEntry, FileKind, Folder, FolderEntry, FolderKind, Listing, TrashListing,
     Version, VersionList,
 };
 pub use shares::{Share, ShareList};
+
+pub use admin::{
+    AdminUser, Group, GroupList, GroupMember, GroupMemberList, Tenant, TenantList, UserList,
+};
+pub use quotas::{MyQuota, Quota, QuotaList, Usage, UsageList};
+pub use sync::{
+    ApplyOutcome, ApplyResult, CursorMoved, Device, DeviceCursor, DeviceList, SyncStatus,
+};
+pub use uploads::{ChunkReceipt, UploadSession};
+pub use users::Me;
+pub use webhooks::{Delivery, DeliveryAttempt, DeliveryList, Webhook, WebhookApplied, WebhookList};
