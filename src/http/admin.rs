@@ -466,15 +466,11 @@ async fn create_group(
     };
     let (_, committed) =
         crate::command::groups::create(&state.bus, &ctx, p.tenant_id, id, &new).await?;
+    let key = id.to_string();
+    let read = || group_after(&state, &p, id);
     respond
         .full()
-        .item(
-            &state,
-            &committed,
-            StatusCode::CREATED,
-            &id.to_string(),
-            || group_after(&state, &p, id),
-        )
+        .item(&state, &committed, StatusCode::CREATED, &key, read)
         .await
 }
 

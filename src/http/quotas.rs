@@ -26,6 +26,7 @@ use super::respond::Respond;
 use super::state::AppState;
 use crate::auth::Scope;
 use crate::command::quota as cmd;
+use crate::command::Committed;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -170,15 +171,22 @@ async fn put_limit(
     state.caught_up(Some(head)).await;
     let (_, committed) =
         cmd::set_limit(&state.bus, &state.db, &p.context(), t.clone(), body.limit()).await?;
+    answer(state, respond, &committed, &t, default).await
+}
+
+/// Answers a write of `t`'s account with the quota as it now stands.
+async fn answer(
+    state: &AppState,
+    respond: Respond,
+    committed: &Committed,
+    t: &QuotaTarget,
+    default: Option<u64>,
+) -> ApiResult<Response> {
+    let id = t.quota_id.to_string();
+    let read = || show(state, t, default);
     respond
         .full()
-        .item(
-            state,
-            &committed,
-            StatusCode::OK,
-            &t.quota_id.to_string(),
-            || show(state, &t, default),
-        )
+        .item(state, committed, StatusCode::OK, &id, read)
         .await
 }
 
@@ -481,16 +489,7 @@ async fn exempt(
         reason,
     )
     .await?;
-    respond
-        .full()
-        .item(
-            state,
-            &committed,
-            StatusCode::OK,
-            &t.quota_id.to_string(),
-            || show(state, &t, None),
-        )
-        .await
+    answer(state, respond, &committed, &t, None).await
 }
 
 /// Exempts a user from their limit, or not (tenant admins).

@@ -172,15 +172,11 @@ async fn create(
         status: body.status,
     };
     let (id, committed) = cmd::create(&state.bus, &p.context(), new).await?;
+    let key = id.to_string();
+    let read = || after_write(&state, &p, id);
     respond
         .full()
-        .item(
-            &state,
-            &committed,
-            StatusCode::CREATED,
-            &id.to_string(),
-            || after_write(&state, &p, id),
-        )
+        .item(&state, &committed, StatusCode::CREATED, &key, read)
         .await
 }
 
