@@ -22,6 +22,7 @@ use crate::store::{
     StreamAppend,
 };
 
+pub mod admin;
 mod batch;
 pub mod connectors;
 pub mod drive;
@@ -35,6 +36,9 @@ pub mod shares;
 pub mod sharing;
 mod stripes;
 pub mod sync;
+pub mod uploads;
+pub mod webhooks;
+pub mod write;
 pub use stripes::StreamLocks;
 
 /// How many times a command is decided again after a concurrency conflict.

@@ -20,7 +20,7 @@ use scaidrive_domain::tenancy::Tenant;
 use scaidrive_domain::{Aggregate, DomainError};
 use scaidrive_projections::db::Db;
 
-use super::drive::Target;
+use super::write::{create_file_in, Target};
 use super::{CommandBus, CommandContext, CommandError, Committed, UnitOfWork};
 
 /// One level that applies to a write, with the limit it has by default.
@@ -531,7 +531,7 @@ async fn stage_write(
             by,
             file_id,
         } => {
-            super::drive::create_file_in(
+            create_file_in(
                 uow,
                 *tenant_id,
                 target.clone(),

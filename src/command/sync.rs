@@ -1,16 +1,23 @@
 //! Sync commands: devices and cursors, content a device uploaded becoming a
 //! file or a version (with the device's record of it), conflicts.
 
+use chrono::{DateTime, Utc};
 use scaidrive_domain::drive::file::{Content, File, FileCommand};
+use scaidrive_domain::drive::parent_path;
 use scaidrive_domain::drive::upload::{UploadCommand, UploadSession};
-use scaidrive_domain::id::{ConflictId, FileId, ShareId, TenantId, UploadId, UserId, VersionId};
+use scaidrive_domain::id::{
+    ConflictId, FileId, FolderId, ShareId, TenantId, UploadId, UserId, VersionId,
+};
 use scaidrive_domain::sync::{
-    device_stream, ChangeType, Conflict, ConflictCommand, ConflictFacts, ConflictStrategy, Device,
-    DeviceCommand, DeviceInfo,
+    conflicted_copy_name, device_stream, settle, ChangeType, ClientChange, Conflict,
+    ConflictCommand, ConflictFacts, ConflictStrategy, Device, DeviceCommand, DeviceInfo,
+    ResourceType, Settlement,
 };
 use scaidrive_domain::{Aggregate, DomainError, LogPosition};
+use uuid::Uuid;
 
-use super::drive::{create_file_in, Target};
+use super::drive::{self as drive, FileEdit};
+use super::write::{create_file_in, Target};
 use super::{CommandBus, CommandContext, CommandError, Committed, UnitOfWork};
 
 /// Registers a device (or updates its description); answers whether it is new.
@@ -282,4 +289,345 @@ async fn stage_abort(uow: &mut UnitOfWork<'_>, upload: UploadId) -> Result<(), C
         uow.emit::<UploadSession>(&upload.to_string(), &events)?;
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------- settling
+
+/// What one change of a device became.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// `applied` or `conflict`.
+    pub status: &'static str,
+    pub resource_id: Option<String>,
+    pub version_id: Option<String>,
+    pub conflict_id: Option<String>,
+    pub resolution: Option<ConflictStrategy>,
+    /// The log position of its last write (`None`: nothing was written).
+    pub position: Option<LogPosition>,
+}
+
+impl Outcome {
+    pub fn applied(
+        resource_id: String,
+        version_id: Option<String>,
+        position: Option<LogPosition>,
+    ) -> Self {
+        Self {
+            status: "applied",
+            resource_id: Some(resource_id),
+            version_id,
+            conflict_id: None,
+            resolution: None,
+            position,
+        }
+    }
+}
+
+/// Who applies a device's changes to a share, and how conflicts settle.
+#[derive(Debug, Clone)]
+pub struct Applier {
+    pub tenant_id: TenantId,
+    pub share_id: ShareId,
+    pub device_id: String,
+    /// Who a conflicted copy is named after: the device, else the user.
+    pub label: String,
+    pub user_id: UserId,
+    pub strategy: ConflictStrategy,
+}
+
+/// Content a device uploaded for a change.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub id: UploadId,
+    pub content: Content,
+    /// `Some(checksum)` while the session still has to be completed.
+    pub complete_with: Option<String>,
+}
+
+impl Upload {
+    /// The session to complete with the content, if it is still open.
+    fn completing(&self) -> Option<(UploadId, String)> {
+        self.complete_with.clone().map(|c| (self.id, c))
+    }
+}
+
+/// A device's change to a live file of the share, its access checked.
+#[derive(Debug, Clone)]
+pub struct FileChange {
+    /// The change as the device sent it (kept with a conflict).
+    pub change: ClientChange,
+    pub change_type: ChangeType,
+    pub base_version_id: Option<VersionId>,
+    pub modified_at: Option<DateTime<Utc>>,
+    /// The name a rename or move gives the file.
+    pub new_name: Option<String>,
+    pub file_id: FileId,
+    /// The file's name and path now.
+    pub name: String,
+    pub path: String,
+    pub folder_id: Option<FolderId>,
+    /// Where a move goes.
+    pub move_target: Option<Target>,
+    /// The content of an update.
+    pub upload: Option<Upload>,
+}
+
+/// How settling a file change ended.
+#[derive(Debug, Clone)]
+pub enum Settled {
+    /// Applied as sent, or settled by the strategy.
+    Done(Outcome),
+    /// MANUAL: the conflict is stored for a person to resolve.
+    Manual(Outcome),
+    /// A version landed between the check and the append: check again.
+    Raced,
+}
+
+/// Records or resolves a conflict with what its change became, aborting
+/// `abort` (the change's unwanted upload) in the same commit.
+pub async fn record_outcome(
+    bus: &CommandBus,
+    ctx: &CommandContext,
+    record: ConflictRecord,
+    out: &Outcome,
+    by: UserId,
+    abort: Option<UploadId>,
+) -> Result<Option<LogPosition>, CommandError> {
+    let result = (out.resource_id.clone(), out.version_id.clone());
+    let committed = record_conflict(bus, ctx, &record, result, by, abort).await?;
+    Ok(committed.position)
+}
+
+fn upload_required() -> CommandError {
+    DomainError::invalid("upload_session_id", "Field required").into()
+}
+
+/// The facts of a conflict found now between `fc` and `server_version`.
+fn facts(
+    who: &Applier,
+    fc: &FileChange,
+    server_version: VersionId,
+    now: DateTime<Utc>,
+) -> ConflictFacts {
+    ConflictFacts {
+        conflict_id: ConflictId::from_uuid(Uuid::now_v7()),
+        tenant_id: who.tenant_id,
+        share_id: who.share_id,
+        device_id: who.device_id.clone(),
+        user_id: who.user_id,
+        resource_type: ResourceType::File,
+        resource_id: fc.file_id.to_string(),
+        name: fc.name.clone(),
+        change: fc.change.clone(),
+        base_version_id: fc.base_version_id.map(|b| b.to_string()),
+        server_version_id: Some(server_version.to_string()),
+        strategy: who.strategy,
+        at: now,
+    }
+}
+
+/// Settles a device's change to a file against the file's current version:
+/// applied as sent when its base is current, else as the strategy (or, when
+/// a stored conflict is being resolved, `existing`'s resolution) decides;
+/// a conflict is recorded with the writes that settle it.
+pub async fn settle_file(
+    bus: &CommandBus,
+    ctx: &CommandContext,
+    who: &Applier,
+    fc: &FileChange,
+    existing: Option<(ConflictId, ConflictStrategy)>,
+) -> Result<Settled, CommandError> {
+    let force = existing.is_some();
+    let id = fc.file_id;
+    let file = bus.load::<File>(&id.to_string()).await?.state;
+    let current = file
+        .current()
+        .cloned()
+        .ok_or(DomainError::NotFound("file"))?;
+    let stale = fc
+        .base_version_id
+        .is_some_and(|b| b != current.content.version_id);
+    let settlement = if force {
+        match existing.map(|e| e.1) {
+            Some(r) => settle(r, fc.change_type, fc.modified_at, current.at)
+                .unwrap_or(Settlement::ApplyClient),
+            None => Settlement::ApplyClient,
+        }
+    } else if stale {
+        bus.metrics().sync_conflict();
+        match settle(who.strategy, fc.change_type, fc.modified_at, current.at) {
+            Some(s) => s,
+            None => {
+                let facts = facts(who, fc, current.content.version_id, ctx.now);
+                let out = Outcome {
+                    status: "conflict",
+                    resource_id: Some(id.to_string()),
+                    version_id: Some(current.content.version_id.to_string()),
+                    conflict_id: Some(facts.conflict_id.to_string()),
+                    resolution: None,
+                    position: None,
+                };
+                let record = ConflictRecord::New {
+                    facts: Box::new(facts),
+                    resolution: None,
+                };
+                let position = record_outcome(bus, ctx, record, &out, who.user_id, None).await?;
+                return Ok(Settled::Manual(Outcome { position, ..out }));
+            }
+        }
+    } else {
+        Settlement::ApplyClient
+    };
+    let record = |resolution: ConflictStrategy| -> Option<ConflictRecord> {
+        match existing {
+            Some((cid, r)) => Some(ConflictRecord::Existing {
+                id: cid,
+                resolution: r,
+            }),
+            None if stale => Some(ConflictRecord::New {
+                facts: Box::new(facts(who, fc, current.content.version_id, ctx.now)),
+                resolution: Some(resolution),
+            }),
+            None => None,
+        }
+    };
+    let chosen = existing.map(|e| e.1).unwrap_or(who.strategy);
+    let conflict_of = |r: &Option<ConflictRecord>| match r {
+        Some(ConflictRecord::New { facts, .. }) => Some(facts.conflict_id.to_string()),
+        Some(ConflictRecord::Existing { id, .. }) => Some(id.to_string()),
+        None => None,
+    };
+    let up = fc.upload.as_ref();
+    match settlement {
+        Settlement::KeepServer => {
+            let rec = record(chosen);
+            let out = Outcome {
+                status: "conflict",
+                resource_id: Some(id.to_string()),
+                version_id: Some(current.content.version_id.to_string()),
+                conflict_id: conflict_of(&rec),
+                resolution: Some(chosen),
+                position: None,
+            };
+            let position = match rec {
+                Some(r) => {
+                    let abort = up.filter(|u| u.complete_with.is_some()).map(|u| u.id);
+                    record_outcome(bus, ctx, r, &out, who.user_id, abort).await?
+                }
+                None => None,
+            };
+            Ok(Settled::Done(Outcome { position, ..out }))
+        }
+        Settlement::KeepBoth => {
+            let up = up.ok_or_else(upload_required)?;
+            let rec = record(chosen);
+            let name = conflicted_copy_name(&fc.name, &who.label, ctx.now.date_naive());
+            let write = ContentWrite {
+                upload: up.completing(),
+                content: up.content.clone(),
+                target: ContentTarget::NewFile {
+                    tenant: who.tenant_id,
+                    target: Target {
+                        share_id: who.share_id,
+                        folder_id: fc.folder_id,
+                        parent_path: parent_path(&fc.path).to_owned(),
+                    },
+                    name,
+                    file_id: FileId::from_uuid(Uuid::now_v7()),
+                },
+                device_id: who.device_id.clone(),
+                share_id: who.share_id,
+                change_type: ChangeType::Created,
+                by: who.user_id,
+                conflict: rec.clone(),
+            };
+            let (copy, committed) = write_content(bus, ctx, &write).await?;
+            Ok(Settled::Done(Outcome {
+                status: "conflict",
+                resource_id: Some(copy.to_string()),
+                version_id: Some(up.content.version_id.to_string()),
+                conflict_id: conflict_of(&rec),
+                resolution: Some(chosen),
+                position: committed.position,
+            }))
+        }
+        Settlement::ApplyClient => {
+            let rec = record(chosen);
+            // A forced write no longer checks the base: the conflict is settled for the client.
+            let base = if stale || force {
+                None
+            } else {
+                fc.base_version_id
+            };
+            let raced = |e: &CommandError| {
+                !force && matches!(e, CommandError::Domain(DomainError::VersionMismatch { .. }))
+            };
+            let (version_id, position) = match fc.change_type {
+                ChangeType::Updated => {
+                    let up = up.ok_or_else(upload_required)?;
+                    let write = ContentWrite {
+                        upload: up.completing(),
+                        content: up.content.clone(),
+                        target: ContentTarget::NewVersion { file_id: id, base },
+                        device_id: who.device_id.clone(),
+                        share_id: who.share_id,
+                        change_type: ChangeType::Updated,
+                        by: who.user_id,
+                        conflict: rec.clone(),
+                    };
+                    match write_content(bus, ctx, &write).await {
+                        Ok((_, c)) => (Some(up.content.version_id.to_string()), c.position),
+                        // Someone wrote a version between the check and the append.
+                        Err(e) if raced(&e) => return Ok(Settled::Raced),
+                        Err(e) => return Err(e),
+                    }
+                }
+                other => {
+                    let edit = FileEdit {
+                        id,
+                        by: who.user_id,
+                        current_path: &fc.path,
+                        base,
+                    };
+                    let result = match other {
+                        ChangeType::Renamed => {
+                            let name = fc.new_name.clone().unwrap_or_default();
+                            drive::rename_file(bus, ctx, edit, &name).await
+                        }
+                        ChangeType::Moved => {
+                            let target = fc.move_target.clone().ok_or_else(|| {
+                                DomainError::BadRequest("a move needs a target".into())
+                            })?;
+                            drive::move_file(bus, ctx, edit, target, fc.new_name.as_deref()).await
+                        }
+                        _ => drive::trash_file(bus, ctx, edit, false).await,
+                    };
+                    let committed = match result {
+                        Ok(c) => c,
+                        // A version landed between the check above and the
+                        // append: decide again against it.
+                        Err(e) if raced(&e) => return Ok(Settled::Raced),
+                        Err(e) => return Err(e),
+                    };
+                    let mut position = committed.position;
+                    let version = Some(current.content.version_id.to_string());
+                    if let Some(r) = rec.clone() {
+                        let out = Outcome::applied(id.to_string(), version.clone(), None);
+                        position = record_outcome(bus, ctx, r, &out, who.user_id, None)
+                            .await?
+                            .or(position);
+                    }
+                    (version, position)
+                }
+            };
+            Ok(Settled::Done(Outcome {
+                status: "applied",
+                resource_id: Some(id.to_string()),
+                version_id,
+                conflict_id: conflict_of(&rec),
+                resolution: rec.as_ref().map(|_| chosen),
+                position,
+            }))
+        }
+    }
 }

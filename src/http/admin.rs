@@ -5,24 +5,27 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use scaidrive_domain::id::{GroupId, PartnerId, TenantId, UserId};
-use scaidrive_domain::tenancy::{AdminRole, Tenant, TenantCommand, User, UserCommand, UserStatus};
-use scaidrive_domain::{Aggregate, DomainError};
+use scaidrive_domain::tenancy::{AdminRole, UserStatus};
+use scaidrive_domain::DomainError;
 use scaidrive_projections::{groups, tenancy};
 use serde::{Deserialize, Deserializer};
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::drive::{path_id, Page};
+use super::dto;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Found, Validate, Violations};
 use super::openapi as doc;
 use super::principal::Principal;
+use super::respond::Respond;
 use super::state::AppState;
-use super::Positioned;
 use crate::auth::Scope;
+use crate::command::admin as cmd;
 use crate::command::groups::{GroupChange, NewGroup};
 
 pub fn router() -> Router<AppState> {
@@ -77,28 +80,21 @@ fn check_settings(body: &mut Value, found: &mut Found) {
     }
 }
 
-fn tenant_json(row: &tenancy::TenantRow) -> Value {
-    json!({
-        "id": row.id,
-        "partner_id": row.partner_id,
-        "name": row.name,
-        "display_name": row.display_name,
-        "settings": row.settings.0,
-        "created_at": super::ts(row.created_at),
-        "modified_at": super::ts(row.modified_at),
-    })
+/// A tenant as stored (404 when it is not).
+async fn tenant_dto(state: &AppState, id: TenantId) -> ApiResult<dto::Tenant> {
+    let row = tenancy::tenant(&state.db, &id.to_string())
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    Ok(dto::Tenant::from(&row))
 }
 
 /// The caller's tenant (tenant admins).
 #[utoipa::path(get, path = "/admin/tenant", responses(
-    (status = 200, description = "The tenant with its settings", body = doc::Tenant),
+    (status = 200, description = "The tenant with its settings", body = dto::Tenant),
 ))]
-async fn get_tenant(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Value>> {
+async fn get_tenant(State(state): State<AppState>, p: Principal) -> ApiResult<Json<dto::Tenant>> {
     p.require_tenant_admin()?;
-    let row = tenancy::tenant(&state.db, &p.tenant_id.to_string())
-        .await?
-        .ok_or_else(|| ApiError::not_found("tenant"))?;
-    Ok(Json(tenant_json(&row)))
+    Ok(Json(tenant_dto(&state, p.tenant_id).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -128,55 +124,34 @@ impl Validate for PatchTenant {
 
 /// Renames the tenant or changes some of its settings.
 #[utoipa::path(patch, path = "/admin/tenant", request_body = PatchTenant, responses(
-    (status = 200, description = "The tenant as changed", body = doc::Tenant),
+    (status = 200, description = "The tenant as changed", body = dto::Tenant),
 ))]
 async fn patch_tenant(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     ApiJson(body): ApiJson<PatchTenant>,
-) -> ApiResult<Positioned<Json<Value>>> {
+) -> ApiResult<Response> {
     p.require_tenant_admin()?;
-    let ctx = p.context();
-    let cmd = TenantCommand::Update {
-        name: body.name,
-        display_name: body.display_name,
-        settings: body.settings,
-        at: ctx.now,
-    };
-    let (_, committed) = state
-        .bus
-        .execute::<Tenant, _>(&p.tenant_id.to_string(), &ctx, |t| {
-            scaidrive_domain::Aggregate::decide(&t.state, &cmd)
+    let committed = cmd::update_tenant(
+        &state.bus,
+        &p.context(),
+        p.tenant_id,
+        body.name,
+        body.display_name,
+        body.settings,
+    )
+    .await?;
+    let id = p.tenant_id.to_string();
+    respond
+        .full()
+        .item(&state, &committed, StatusCode::OK, &id, || {
+            tenant_dto(&state, p.tenant_id)
         })
-        .await?;
-    state.caught_up_to(&committed).await;
-    let row = tenancy::tenant(&state.db, &p.tenant_id.to_string())
-        .await?
-        .ok_or_else(|| ApiError::not_found("tenant"))?;
-    Ok(Positioned(committed.position, Json(tenant_json(&row))))
+        .await
 }
 
 // ---------------------------------------------------------------- users
-
-fn user_json(row: &tenancy::UserRow) -> Value {
-    let display = row
-        .name
-        .clone()
-        .or_else(|| row.email.clone())
-        .unwrap_or_else(|| row.id.clone());
-    json!({
-        "id": row.id,
-        "tenant_id": row.tenant_id,
-        "email": row.email,
-        "name": row.name,
-        "display_name": display,
-        "status": row.status,
-        "is_admin": row.admin_role.is_some(),
-        "admin_role": row.admin_role,
-        "created_at": super::ts(row.created_at),
-        "modified_at": super::ts(row.modified_at),
-    })
-}
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -198,13 +173,13 @@ struct UserQuery {
 
 /// The tenant's users, filtered.
 #[utoipa::path(get, path = "/admin/users", params(UserQuery), responses(
-    (status = 200, description = "A page of users", body = doc::UserList),
+    (status = 200, description = "A page of users", body = dto::UserList),
 ))]
 async fn list_users(
     State(state): State<AppState>,
     p: Principal,
     ApiQuery(q): ApiQuery<UserQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::UserList>> {
     p.require_tenant_admin()?;
     let (limit, offset) = Page {
         limit: q.limit,
@@ -240,10 +215,10 @@ async fn list_users(
     };
     let (rows, total) =
         tenancy::users(&state.db, &p.tenant_id.to_string(), &filter, limit, offset).await?;
-    Ok(Json(json!({
-        "users": rows.iter().map(user_json).collect::<Vec<_>>(),
-        "total": total,
-    })))
+    Ok(Json(dto::UserList {
+        users: rows.iter().map(dto::AdminUser::from).collect(),
+        total,
+    }))
 }
 
 /// A user of the caller's tenant (404 for any other).
@@ -257,16 +232,16 @@ async fn tenant_user(state: &AppState, p: &Principal, raw: &str) -> ApiResult<te
 /// One user of the tenant.
 #[utoipa::path(get, path = "/admin/users/{user_id}",
     params(("user_id" = inline(doc::UserId), Path)),
-    responses((status = 200, description = "The user", body = doc::AdminUser)),
+    responses((status = 200, description = "The user", body = dto::AdminUser)),
 )]
 async fn get_user(
     State(state): State<AppState>,
     p: Principal,
     ApiPath(user_id): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::AdminUser>> {
     p.require_tenant_admin()?;
     let row = tenant_user(&state, &p, &user_id).await?;
-    Ok(Json(user_json(&row)))
+    Ok(Json(dto::AdminUser::from(&row)))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -285,32 +260,35 @@ impl Validate for PatchUser {}
 #[utoipa::path(patch, path = "/admin/users/{user_id}", request_body = PatchUser,
     params(("user_id" = inline(doc::UserId), Path)),
     responses(
-        (status = 200, description = "The user as changed", body = doc::AdminUser),
+        (status = 200, description = "The user as changed", body = dto::AdminUser),
         (status = 409, description = "The tenant's last active admin would be lost"),
     ),
 )]
 async fn patch_user(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     ApiPath(user_id): ApiPath<String>,
     ApiJson(body): ApiJson<PatchUser>,
-) -> ApiResult<Positioned<Json<Value>>> {
+) -> ApiResult<Response> {
     p.require_tenant_admin()?;
-    change_user(&state, &p, &user_id, body.status, body.admin_role).await
+    change_user(&state, &p, respond, &user_id, body.status, body.admin_role).await
 }
 
 /// Sets a user active again.
 #[utoipa::path(post, path = "/admin/users/{user_id}/activate",
     params(("user_id" = inline(doc::UserId), Path)),
-    responses((status = 200, description = "The user, active", body = doc::AdminUser)),
+    responses((status = 200, description = "The user, active", body = dto::AdminUser)),
 )]
 async fn activate_user(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     ApiPath(user_id): ApiPath<String>,
-) -> ApiResult<Positioned<Json<Value>>> {
+) -> ApiResult<Response> {
     p.require_tenant_admin()?;
-    change_user(&state, &p, &user_id, Some(UserStatus::Active), None).await
+    let active = Some(UserStatus::Active);
+    change_user(&state, &p, respond, &user_id, active, None).await
 }
 
 /// Applies a status and/or admin-role change, refusing (409) to take away
@@ -318,10 +296,11 @@ async fn activate_user(
 async fn change_user(
     state: &AppState,
     p: &Principal,
+    respond: Respond,
     raw_id: &str,
     status: Option<UserStatus>,
     admin_role: Option<Option<AdminRole>>,
-) -> ApiResult<Positioned<Json<Value>>> {
+) -> ApiResult<Response> {
     let row = tenant_user(state, p, raw_id).await?;
     let tenant = p.tenant_id.to_string();
     let is_active_admin = row.admin_role.is_some() && row.status == "active";
@@ -340,52 +319,25 @@ async fn change_user(
             .into());
         }
     }
-    let ctx = p.context();
-    let (_, committed) = state
-        .bus
-        .execute::<User, _>(&row.id, &ctx, |u| {
-            let mut s = u.state.clone();
-            let mut events = Vec::new();
-            if let Some(status) = status {
-                events.extend(s.decide(&UserCommand::ChangeStatus {
-                    status,
-                    at: ctx.now,
-                })?);
-            }
-            for e in &events {
-                s.evolve(e);
-            }
-            if let Some(role) = admin_role {
-                events.extend(s.decide(&UserCommand::SetAdminRole {
-                    admin_role: role,
-                    at: ctx.now,
-                })?);
-            }
-            Ok(events)
+    let committed = cmd::change_user(&state.bus, &p.context(), &row.id, status, admin_role).await?;
+    // The lock is held until the read model shows the change.
+    respond
+        .full()
+        .item(state, &committed, StatusCode::OK, &row.id, || {
+            user_dto(state, &tenant, &row.id)
         })
-        .await?;
-    state.caught_up_to(&committed).await;
-    let row = tenancy::user(&state.db, &tenant, &row.id)
+        .await
+}
+
+/// A user as stored (404 when it is not).
+async fn user_dto(state: &AppState, tenant: &str, id: &str) -> ApiResult<dto::AdminUser> {
+    let row = tenancy::user(&state.db, tenant, id)
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
-    Ok(Positioned(committed.position, Json(user_json(&row))))
+    Ok(dto::AdminUser::from(&row))
 }
 
 // ---------------------------------------------------------------- groups
-
-/// The JSON form of a group.
-pub fn group_json(row: &groups::GroupRow) -> Value {
-    json!({
-        "id": row.id,
-        "tenant_id": row.tenant_id,
-        "name": row.name,
-        "description": row.description,
-        "external_id": row.external_id,
-        "member_count": row.member_count,
-        "created_at": super::ts(row.created_at),
-        "modified_at": super::ts(row.modified_at),
-    })
-}
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -401,13 +353,13 @@ struct GroupQuery {
 
 /// The tenant's groups.
 #[utoipa::path(get, path = "/admin/groups", params(GroupQuery), responses(
-    (status = 200, description = "A page of groups", body = doc::GroupList),
+    (status = 200, description = "A page of groups", body = dto::GroupList),
 ))]
 async fn list_groups(
     State(state): State<AppState>,
     p: Principal,
     ApiQuery(q): ApiQuery<GroupQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::GroupList>> {
     p.require_tenant_admin()?;
     let (limit, offset) = Page {
         limit: q.limit,
@@ -422,10 +374,10 @@ async fn list_groups(
     }
     let (rows, total) =
         groups::groups(&state.db, &p.tenant_id.to_string(), q_text, limit, offset).await?;
-    Ok(Json(json!({
-        "groups": rows.iter().map(group_json).collect::<Vec<_>>(),
-        "total": total,
-    })))
+    Ok(Json(dto::GroupList {
+        groups: rows.iter().map(dto::Group::from).collect(),
+        total,
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -486,23 +438,24 @@ async fn tenant_group(
 }
 
 /// Reads a group back after a write (the handler waited for the projection).
-async fn group_after(state: &AppState, p: &Principal, id: GroupId) -> ApiResult<Value> {
+async fn group_after(state: &AppState, p: &Principal, id: GroupId) -> ApiResult<dto::Group> {
     let row = groups::group(&state.db, &p.tenant_id.to_string(), &id.to_string())
         .await?
         .ok_or_else(|| ApiError::not_found("group"))?;
-    Ok(group_json(&row))
+    Ok(dto::Group::from(&row))
 }
 
 /// Creates a group.
 #[utoipa::path(post, path = "/admin/groups", request_body = CreateGroup, responses(
-    (status = 201, description = "The new group", body = doc::Group),
+    (status = 201, description = "The new group", body = dto::Group),
     (status = 409, description = "A group with this name or external id exists"),
 ))]
 async fn create_group(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     ApiJson(body): ApiJson<CreateGroup>,
-) -> ApiResult<(StatusCode, Positioned<Json<Value>>)> {
+) -> ApiResult<Response> {
     p.require_tenant_admin()?;
     let ctx = p.context();
     let id = GroupId::from_uuid(Uuid::now_v7());
@@ -513,27 +466,27 @@ async fn create_group(
     };
     let (_, committed) =
         crate::command::groups::create(&state.bus, &ctx, p.tenant_id, id, &new).await?;
-    state.caught_up_to(&committed).await;
-    let body = group_after(&state, &p, id).await?;
-    Ok((
-        StatusCode::CREATED,
-        Positioned(committed.position, Json(body)),
-    ))
+    let key = id.to_string();
+    let read = || group_after(&state, &p, id);
+    respond
+        .full()
+        .item(&state, &committed, StatusCode::CREATED, &key, read)
+        .await
 }
 
 /// One group.
 #[utoipa::path(get, path = "/admin/groups/{group_id}",
     params(("group_id" = inline(doc::GroupId), Path)),
-    responses((status = 200, description = "The group", body = doc::Group)),
+    responses((status = 200, description = "The group", body = dto::Group)),
 )]
 async fn get_group(
     State(state): State<AppState>,
     p: Principal,
     ApiPath(group_id): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::Group>> {
     p.require_tenant_admin()?;
     let (_, row) = tenant_group(&state, &p, &group_id).await?;
-    Ok(Json(group_json(&row)))
+    Ok(Json(dto::Group::from(&row)))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -582,16 +535,17 @@ impl Validate for PatchGroup {
 #[utoipa::path(patch, path = "/admin/groups/{group_id}", request_body = PatchGroup,
     params(("group_id" = inline(doc::GroupId), Path)),
     responses(
-        (status = 200, description = "The group as changed", body = doc::Group),
+        (status = 200, description = "The group as changed", body = dto::Group),
         (status = 409, description = "The name or external id is taken"),
     ),
 )]
 async fn patch_group(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     ApiPath(group_id): ApiPath<String>,
     ApiJson(body): ApiJson<PatchGroup>,
-) -> ApiResult<Positioned<Json<Value>>> {
+) -> ApiResult<Response> {
     p.require_tenant_admin()?;
     let (id, _) = tenant_group(&state, &p, &group_id).await?;
     let change = GroupChange {
@@ -601,9 +555,12 @@ async fn patch_group(
     };
     let (_, committed) =
         crate::command::groups::update(&state.bus, &p.context(), p.tenant_id, id, &change).await?;
-    state.caught_up_to(&committed).await;
-    let body = group_after(&state, &p, id).await?;
-    Ok(Positioned(committed.position, Json(body)))
+    respond
+        .full()
+        .item(&state, &committed, StatusCode::OK, &id.to_string(), || {
+            group_after(&state, &p, id)
+        })
+        .await
 }
 
 /// Deletes a group.
@@ -614,61 +571,54 @@ async fn patch_group(
 async fn delete_group(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     ApiPath(group_id): ApiPath<String>,
-) -> ApiResult<Positioned<StatusCode>> {
+) -> ApiResult<Response> {
     p.require_tenant_admin()?;
     let (id, _) = tenant_group(&state, &p, &group_id).await?;
     let committed =
         crate::command::groups::delete(&state.bus, &p.context(), p.tenant_id, id).await?;
-    state.caught_up_to(&committed).await;
-    Ok(Positioned(committed.position, StatusCode::NO_CONTENT))
-}
-
-fn member_json(group_id: &str, m: &groups::MemberRow) -> Value {
-    json!({
-        "group_id": group_id,
-        "user_id": m.user_id,
-        "email": m.email,
-        "name": m.name,
-        "status": m.status,
-        "added_at": super::ts(m.added_at),
-    })
+    Ok(respond.full().empty(&state, &committed).await)
 }
 
 /// A group's members.
 #[utoipa::path(get, path = "/admin/groups/{group_id}/members",
     params(("group_id" = inline(doc::GroupId), Path), Page),
-    responses((status = 200, description = "A page of members", body = doc::GroupMemberList)),
+    responses((status = 200, description = "A page of members", body = dto::GroupMemberList)),
 )]
 async fn list_members(
     State(state): State<AppState>,
     p: Principal,
     ApiPath(group_id): ApiPath<String>,
     ApiQuery(page): ApiQuery<Page>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::GroupMemberList>> {
     p.require_tenant_admin()?;
     let (limit, offset) = page.resolve()?;
     let (_, row) = tenant_group(&state, &p, &group_id).await?;
     let members = groups::members(&state.db, &row.id, limit, offset).await?;
-    Ok(Json(json!({
-        "members": members.iter().map(|m| member_json(&row.id, m)).collect::<Vec<_>>(),
-        "total": row.member_count,
-    })))
+    Ok(Json(dto::GroupMemberList {
+        members: members
+            .iter()
+            .map(|m| dto::GroupMember::from((row.id.as_str(), m)))
+            .collect(),
+        total: row.member_count,
+    }))
 }
 
 /// Adds a user to a group.
 #[utoipa::path(post, path = "/admin/groups/{group_id}/members/{user_id}",
     params(("group_id" = inline(doc::GroupId), Path), ("user_id" = inline(doc::UserId), Path)),
     responses(
-        (status = 201, description = "The membership", body = doc::GroupMember),
+        (status = 201, description = "The membership", body = dto::GroupMember),
         (status = 409, description = "Already a member"),
     ),
 )]
 async fn add_member(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     ApiPath((group_id, user_id)): ApiPath<(String, String)>,
-) -> ApiResult<(StatusCode, Positioned<Json<Value>>)> {
+) -> ApiResult<Response> {
     p.require_tenant_admin()?;
     let (gid, _) = tenant_group(&state, &p, &group_id).await?;
     let user = tenant_user(&state, &p, &user_id).await?;
@@ -683,19 +633,22 @@ async fn add_member(
         false,
     )
     .await?;
-    state.caught_up_to(&committed).await;
-    let body = json!({
-        "group_id": gid,
-        "user_id": uid,
-        "email": user.email,
-        "name": user.name,
-        "status": user.status,
-        "added_at": super::ts(p.context().now),
-    });
-    Ok((
-        StatusCode::CREATED,
-        Positioned(committed.position, Json(body)),
-    ))
+    // The membership as it was made (the user's row, not the members' view).
+    let member = dto::GroupMember {
+        group_id: gid.to_string(),
+        user_id: uid.to_string(),
+        email: user.email,
+        name: user.name,
+        status: Some(user.status),
+        added_at: super::ts(p.context().now),
+    };
+    let id = member.user_id.clone();
+    respond
+        .full()
+        .item(&state, &committed, StatusCode::CREATED, &id, || async {
+            Ok(member)
+        })
+        .await
 }
 
 /// Removes a user from a group.
@@ -709,8 +662,9 @@ async fn add_member(
 async fn remove_member(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     ApiPath((group_id, user_id)): ApiPath<(String, String)>,
-) -> ApiResult<Positioned<StatusCode>> {
+) -> ApiResult<Response> {
     p.require_tenant_admin()?;
     let (gid, _) = tenant_group(&state, &p, &group_id).await?;
     let user = tenant_user(&state, &p, &user_id).await?;
@@ -725,8 +679,7 @@ async fn remove_member(
         false,
     )
     .await?;
-    state.caught_up_to(&committed).await;
-    Ok(Positioned(committed.position, StatusCode::NO_CONTENT))
+    Ok(respond.full().empty(&state, &committed).await)
 }
 
 // ---------------------------------------------------------------- partners
@@ -745,22 +698,22 @@ fn own_partner(p: &Principal, raw: &str) -> ApiResult<PartnerId> {
 /// The tenants of the caller's partner (partner admins).
 #[utoipa::path(get, path = "/admin/partners/{partner_id}/tenants",
     params(("partner_id" = String, Path, description = "The partner's `prt_` id or its ScaiKey id"), Page),
-    responses((status = 200, description = "A page of tenants", body = doc::TenantList)),
+    responses((status = 200, description = "A page of tenants", body = dto::TenantList)),
 )]
 async fn list_partner_tenants(
     State(state): State<AppState>,
     p: Principal,
     ApiPath(partner_id): ApiPath<String>,
     ApiQuery(page): ApiQuery<Page>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::TenantList>> {
     let partner = own_partner(&p, &partner_id)?;
     let (limit, offset) = page.resolve()?;
     let (rows, total) =
         tenancy::partner_tenants(&state.db, &partner.to_string(), limit, offset).await?;
-    Ok(Json(json!({
-        "tenants": rows.iter().map(tenant_json).collect::<Vec<_>>(),
-        "total": total,
-    })))
+    Ok(Json(dto::TenantList {
+        tenants: rows.iter().map(dto::Tenant::from).collect(),
+        total,
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -799,16 +752,17 @@ impl Validate for CreateTenant {
 #[utoipa::path(post, path = "/admin/partners/{partner_id}/tenants", request_body = CreateTenant,
     params(("partner_id" = String, Path, description = "The partner's `prt_` id or its ScaiKey id")),
     responses(
-        (status = 201, description = "The new tenant", body = doc::Tenant),
+        (status = 201, description = "The new tenant", body = dto::Tenant),
         (status = 409, description = "The tenant exists"),
     ),
 )]
 async fn create_partner_tenant(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     ApiPath(partner_id): ApiPath<String>,
     ApiJson(body): ApiJson<CreateTenant>,
-) -> ApiResult<(StatusCode, Positioned<Json<Value>>)> {
+) -> ApiResult<Response> {
     let partner = own_partner(&p, &partner_id)?;
     let tenant_id = match &body.tenant_id {
         Some(t) => TenantId::from_external(t),
@@ -826,12 +780,9 @@ async fn create_partner_tenant(
         body.settings,
     )
     .await?;
-    state.caught_up(position).await;
-    let row = tenancy::tenant(&state.db, &tenant_id.to_string())
-        .await?
-        .ok_or_else(|| ApiError::not_found("tenant"))?;
-    Ok((
-        StatusCode::CREATED,
-        Positioned(position, Json(tenant_json(&row))),
-    ))
+    respond
+        .after(&state, position, StatusCode::CREATED, || {
+            tenant_dto(&state, tenant_id)
+        })
+        .await
 }

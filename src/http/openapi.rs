@@ -778,55 +778,6 @@ pub struct ClientRateLimits {
 // ------------------------------------------------------------ users, admin
 
 #[derive(Serialize, ToSchema)]
-pub struct Me {
-    #[schema(value_type = UserId)]
-    pub id: String,
-    pub email: Option<String>,
-    pub name: Option<String>,
-    pub display_name: String,
-    #[schema(value_type = TenantId)]
-    pub tenant_id: String,
-    #[schema(value_type = PartnerId)]
-    pub partner_id: String,
-    /// `grp_` ids of the caller's groups.
-    pub groups: Vec<String>,
-    pub scopes: Vec<String>,
-    pub is_admin: bool,
-    pub admin_role: Option<AdminRoleDoc>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct MyQuota {
-    pub user_id: String,
-    pub used_bytes: i64,
-    pub quota_bytes: Option<u64>,
-    pub percent_used: f64,
-    pub reserved_bytes: i64,
-    pub trash_bytes: i64,
-    pub version_bytes: i64,
-    pub exempt: bool,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct Tenant {
-    pub id: String,
-    pub partner_id: String,
-    pub name: String,
-    pub display_name: Option<String>,
-    pub settings: TenantSettings,
-    #[schema(value_type = Timestamp)]
-    pub created_at: String,
-    #[schema(value_type = Timestamp)]
-    pub modified_at: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct TenantList {
-    pub tenants: Vec<Tenant>,
-    pub total: i64,
-}
-
-#[derive(Serialize, ToSchema)]
 pub struct TenantSettings {
     pub max_file_size_bytes: u64,
     pub default_share_quota_bytes: Option<u64>,
@@ -918,66 +869,6 @@ pub struct RateLimitsPatch {
     pub per_tenant: Option<u64>,
 }
 
-/// A user as tenant admins see them.
-#[derive(Serialize, ToSchema)]
-pub struct AdminUser {
-    pub id: String,
-    pub tenant_id: String,
-    pub email: Option<String>,
-    pub name: Option<String>,
-    pub display_name: String,
-    pub status: UserStatusDoc,
-    pub is_admin: bool,
-    pub admin_role: Option<AdminRoleDoc>,
-    #[schema(value_type = Timestamp)]
-    pub created_at: String,
-    #[schema(value_type = Timestamp)]
-    pub modified_at: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct UserList {
-    pub users: Vec<AdminUser>,
-    pub total: i64,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct Group {
-    pub id: String,
-    pub tenant_id: String,
-    pub name: String,
-    pub description: Option<String>,
-    pub external_id: Option<String>,
-    pub member_count: i64,
-    #[schema(value_type = Timestamp)]
-    pub created_at: String,
-    #[schema(value_type = Timestamp)]
-    pub modified_at: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct GroupList {
-    pub groups: Vec<Group>,
-    pub total: i64,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct GroupMember {
-    pub group_id: String,
-    pub user_id: String,
-    pub email: Option<String>,
-    pub name: Option<String>,
-    pub status: Option<String>,
-    #[schema(value_type = Timestamp)]
-    pub added_at: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct GroupMemberList {
-    pub members: Vec<GroupMember>,
-    pub total: i64,
-}
-
 // ------------------------------------------------------------ shares
 
 /// A free-form JSON object.
@@ -1036,52 +927,7 @@ pub struct DropUpload {
 #[schema(value_type = String, format = Binary)]
 pub struct Binary(Vec<u8>);
 
-// ------------------------------------------------------------ uploads
-
-#[derive(Serialize, ToSchema)]
-pub struct UploadSession {
-    pub session_id: String,
-    pub id: String,
-    pub status: UploadStatusDoc,
-    pub file_name: Option<String>,
-    pub file_size: Option<u64>,
-    pub chunk_size: Option<u64>,
-    pub total_chunks: u64,
-    pub received_chunks: u64,
-    /// Indexes still to send.
-    pub missing_chunks: Vec<u64>,
-    #[schema(value_type = Option<Timestamp>)]
-    pub expires_at: Option<String>,
-    /// Set once completed.
-    pub file_id: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ChunkReceipt {
-    pub index: u64,
-    pub size: u64,
-    pub sha256: String,
-    /// The tenant already stored these bytes.
-    pub deduplicated: bool,
-}
-
 // ------------------------------------------------------------ quotas
-
-#[derive(Serialize, ToSchema)]
-pub struct Usage {
-    pub target_type: QuotaLevelDoc,
-    pub target_id: String,
-    pub used_bytes: i64,
-    pub file_count: i64,
-    pub folder_count: i64,
-    pub version_bytes: i64,
-    pub trash_bytes: i64,
-    pub reserved_bytes: i64,
-    /// When these figures were computed: when the usage read model was last
-    /// brought up to date with the log, or now after `recalculate=true`.
-    #[schema(value_type = Timestamp)]
-    pub calculated_at: String,
-}
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -1089,43 +935,6 @@ pub enum LimitSource {
     Explicit,
     Default,
     None,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct Quota {
-    pub id: String,
-    pub tenant_id: Option<String>,
-    pub target_type: QuotaLevelDoc,
-    pub target_id: String,
-    /// `null` when unlimited.
-    pub limit_bytes: Option<u64>,
-    pub limit_type: LimitTypeDoc,
-    pub limit_source: LimitSource,
-    pub warning_threshold_1: u8,
-    pub warning_threshold_2: u8,
-    pub warning_threshold_3: u8,
-    pub grace_period_days: u32,
-    pub grace_extra_percent: u32,
-    #[schema(value_type = Option<Timestamp>)]
-    pub grace_started_at: Option<String>,
-    pub exempt: bool,
-    pub exempt_reason: Option<String>,
-    pub used_bytes: i64,
-    pub reserved_bytes: i64,
-    pub percent_used: Option<f64>,
-    pub usage: Usage,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct QuotaList {
-    pub quotas: Vec<Quota>,
-    pub total: i64,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct UsageList {
-    pub usage: Vec<Usage>,
-    pub total: i64,
 }
 
 // ------------------------------------------------------------ events, audit, history
@@ -1375,79 +1184,10 @@ pub struct ChangePage {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct DeviceCursor {
-    pub share_id: String,
-    pub cursor_position: String,
-    #[schema(value_type = Timestamp)]
-    pub last_sync_at: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct Device {
-    pub device_id: String,
-    pub id: String,
-    pub user_id: String,
-    pub device_name: String,
-    pub platform: String,
-    pub client_version: String,
-    #[schema(value_type = Timestamp)]
-    pub created_at: String,
-    #[schema(value_type = Timestamp)]
-    pub last_seen_at: String,
-    pub cursors: Vec<DeviceCursor>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct DeviceList {
-    pub devices: Vec<Device>,
-    pub total: usize,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct SyncStatus {
-    pub share_id: String,
-    pub device_id: String,
-    pub cursor_position: String,
-    #[schema(value_type = Timestamp)]
-    pub last_sync_at: String,
-    pub pending_changes: i64,
-    pub has_conflicts: bool,
-    pub open_conflicts: usize,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct CursorMoved {
-    pub share_id: String,
-    pub device_id: String,
-    pub cursor_position: String,
-    #[schema(value_type = Timestamp)]
-    pub last_sync_at: String,
-}
-
-#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ApplyStatus {
     Applied,
     Conflict,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ApplyOutcome {
-    pub index: usize,
-    pub status: ApplyStatus,
-    pub resource_id: Option<String>,
-    pub version_id: Option<String>,
-    pub conflict_id: Option<String>,
-    pub resolution: Option<ConflictStrategyDoc>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ApplyResult {
-    pub results: Vec<ApplyOutcome>,
-    /// The device's cursor on the share, if it has one.
-    pub cursor: Option<String>,
-    /// The log position of the last write.
-    pub position: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -1478,7 +1218,7 @@ pub struct Conflict {
     #[schema(value_type = Option<Timestamp>)]
     pub resolved_at: Option<String>,
     /// What resolving did (resolve only).
-    pub result: ApplyOutcome,
+    pub result: super::dto::ApplyOutcome,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -1488,76 +1228,6 @@ pub struct ConflictList {
 }
 
 // ------------------------------------------------------------ webhooks
-
-#[derive(Serialize, ToSchema)]
-pub struct Webhook {
-    pub id: String,
-    pub tenant_id: String,
-    pub name: String,
-    pub url: String,
-    pub categories: Vec<String>,
-    pub headers: BTreeMap<String, String>,
-    pub status: WebhookStatusDoc,
-    /// The secret itself is write-only.
-    pub has_secret: bool,
-    #[schema(value_type = Timestamp)]
-    pub created_at: String,
-    #[schema(value_type = Timestamp)]
-    pub modified_at: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct WebhookList {
-    pub webhooks: Vec<Webhook>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct DeliveryAttempt {
-    pub attempt: i32,
-    #[schema(value_type = Timestamp)]
-    pub attempted_at: String,
-    pub response_code: Option<i32>,
-    pub error: Option<String>,
-    pub duration_ms: i64,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct Delivery {
-    pub id: String,
-    pub webhook_id: String,
-    pub event_id: String,
-    pub action: String,
-    pub status: String,
-    pub attempts: i32,
-    pub last_response_code: Option<i32>,
-    pub last_error: Option<String>,
-    pub drop_reason: Option<String>,
-    #[schema(value_type = Timestamp)]
-    pub created_at: String,
-    #[schema(value_type = Option<Timestamp>)]
-    pub last_attempt_at: Option<String>,
-    #[schema(value_type = Option<Timestamp>)]
-    pub next_attempt_at: Option<String>,
-    #[schema(value_type = Option<Timestamp>)]
-    pub delivered_at: Option<String>,
-    /// Every attempt (single delivery only).
-    pub attempt_log: Vec<DeliveryAttempt>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct DeliveryList {
-    pub deliveries: Vec<Delivery>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct WebhookApplied {
-    /// `applied`.
-    pub status: String,
-    pub event: String,
-    pub resource_id: Option<String>,
-    /// False when the delivery changed nothing (a redelivery).
-    pub changed: bool,
-}
 
 /// A ScaiKey directory delivery.
 #[derive(Serialize, ToSchema)]

@@ -4,7 +4,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
@@ -13,19 +13,20 @@ use scaidrive_domain::id::{GroupId, PartnerId, TenantId, UserId};
 use scaidrive_domain::quota::account::QuotaTarget;
 use scaidrive_domain::quota::{LimitType, QuotaAccount, QuotaLevel, QuotaLimit};
 use scaidrive_projections::checkpoint;
-use scaidrive_projections::quota::{self as rm, Usage};
+use scaidrive_projections::quota as rm;
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::drive::{live_share, path_id, require_perm, On, Page};
+use super::dto;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
 use super::openapi as doc;
 use super::principal::Principal;
+use super::respond::Respond;
 use super::state::AppState;
-use super::{ts, Positioned};
 use crate::auth::Scope;
 use crate::command::quota as cmd;
+use crate::command::Committed;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -73,58 +74,7 @@ async fn figures_at(state: &AppState) -> ApiResult<DateTime<Utc>> {
         .unwrap_or_else(Utc::now))
 }
 
-fn usage_json(level: QuotaLevel, target_id: &str, u: &Usage, at: DateTime<Utc>) -> Value {
-    json!({
-        "target_type": level.as_str(),
-        "target_id": target_id,
-        "used_bytes": u.used_bytes,
-        "file_count": u.file_count,
-        "folder_count": u.folder_count,
-        "version_bytes": u.version_bytes,
-        "trash_bytes": u.trash_bytes,
-        "reserved_bytes": u.reserved_bytes,
-        "calculated_at": ts(at),
-    })
-}
-
-/// The quota object of SPEC §4.8 (with its usage and the limit's source).
-fn quota_json(
-    t: &QuotaTarget,
-    acc: &QuotaAccount,
-    default: Option<u64>,
-    u: &Usage,
-    at: DateTime<Utc>,
-) -> Value {
-    let limit = acc.effective_limit(default);
-    let shown = limit.clone().unwrap_or_else(|| QuotaLimit::hard(0));
-    let limit_bytes = limit.as_ref().map(|l| l.limit_bytes);
-    let percent = limit_bytes
-        .filter(|l| *l > 0)
-        .map(|l| ((u.used_bytes.max(0) as f64) * 10000.0 / l as f64).round() / 100.0);
-    json!({
-        "id": t.quota_id.to_string(),
-        "tenant_id": t.tenant_id.map(|x| x.to_string()),
-        "target_type": t.target_type.as_str(),
-        "target_id": t.target_id,
-        "limit_bytes": limit_bytes,
-        "limit_type": shown.limit_type.as_str(),
-        "limit_source": if acc.limit.is_some() { "explicit" } else if limit.is_some() { "default" } else { "none" },
-        "warning_threshold_1": shown.warning_thresholds[0],
-        "warning_threshold_2": shown.warning_thresholds[1],
-        "warning_threshold_3": shown.warning_thresholds[2],
-        "grace_period_days": shown.grace_period_days,
-        "grace_extra_percent": shown.grace_extra_percent,
-        "grace_started_at": acc.grace_started_at.map(ts),
-        "exempt": acc.exempt,
-        "exempt_reason": acc.exempt_reason,
-        "used_bytes": u.used_bytes,
-        "reserved_bytes": u.reserved_bytes,
-        "percent_used": percent,
-        "usage": usage_json(t.target_type, &t.target_id, u, at),
-    })
-}
-
-async fn show(state: &AppState, t: &QuotaTarget, default: Option<u64>) -> ApiResult<Value> {
+async fn show(state: &AppState, t: &QuotaTarget, default: Option<u64>) -> ApiResult<dto::Quota> {
     let acc = state
         .bus
         .load::<QuotaAccount>(&t.quota_id.to_string())
@@ -133,7 +83,7 @@ async fn show(state: &AppState, t: &QuotaTarget, default: Option<u64>) -> ApiRes
     let u = rm::usage(&state.db, t.target_type, &t.target_id).await?;
     // An account created by another tenant's writes keeps its own tenant.
     let t = acc.state.target.clone().unwrap_or_else(|| t.clone());
-    Ok(quota_json(&t, &acc.state, default, &u, at))
+    Ok(dto::Quota::new(&t, &acc.state, default, &u, at))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -212,19 +162,32 @@ impl QuotaBody {
 async fn put_limit(
     state: &AppState,
     p: &Principal,
+    respond: Respond,
     t: QuotaTarget,
     body: &QuotaBody,
     default: Option<u64>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     let head = state.store.head().await?;
     state.caught_up(Some(head)).await;
     let (_, committed) =
         cmd::set_limit(&state.bus, &state.db, &p.context(), t.clone(), body.limit()).await?;
-    state.caught_up_to(&committed).await;
-    Ok(Positioned(
-        committed.position,
-        Json(show(state, &t, default).await?),
-    ))
+    answer(state, respond, &committed, &t, default).await
+}
+
+/// Answers a write of `t`'s account with the quota as it now stands.
+async fn answer(
+    state: &AppState,
+    respond: Respond,
+    committed: &Committed,
+    t: &QuotaTarget,
+    default: Option<u64>,
+) -> ApiResult<Response> {
+    let id = t.quota_id.to_string();
+    let read = || show(state, t, default);
+    respond
+        .full()
+        .item(state, committed, StatusCode::OK, &id, read)
+        .await
 }
 
 // Tenant and partner levels.
@@ -239,31 +202,38 @@ fn partner_target(id: &str) -> QuotaTarget {
 
 /// The caller's tenant quota (tenant admins).
 #[utoipa::path(get, path = "/quotas/tenant", responses(
-    (status = 200, description = "The quota with its usage", body = doc::Quota),
+    (status = 200, description = "The quota with its usage", body = dto::Quota),
 ))]
-async fn get_own_tenant(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Value>> {
+async fn get_own_tenant(
+    State(state): State<AppState>,
+    p: Principal,
+) -> ApiResult<Json<dto::Quota>> {
     require_tenant_admin(&p)?;
     Ok(Json(show(&state, &tenant_target(p.tenant_id), None).await?))
 }
 
 /// Sets the caller's tenant limit (partner admins).
 #[utoipa::path(put, path = "/quotas/tenant", request_body = QuotaBody, responses(
-    (status = 200, description = "The quota as set", body = doc::Quota),
+    (status = 200, description = "The quota as set", body = dto::Quota),
 ))]
 async fn put_own_tenant(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     ApiJson(body): ApiJson<QuotaBody>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     p.require(Scope::PartnerAdmin)?;
-    put_limit(&state, &p, tenant_target(p.tenant_id), &body, None).await
+    put_limit(&state, &p, respond, tenant_target(p.tenant_id), &body, None).await
 }
 
 /// The caller's partner quota (partner admins).
 #[utoipa::path(get, path = "/quotas/partner", responses(
-    (status = 200, description = "The quota with its usage", body = doc::Quota),
+    (status = 200, description = "The quota with its usage", body = dto::Quota),
 ))]
-async fn get_own_partner(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Value>> {
+async fn get_own_partner(
+    State(state): State<AppState>,
+    p: Principal,
+) -> ApiResult<Json<dto::Quota>> {
     p.require(Scope::PartnerAdmin)?;
     Ok(Json(
         show(&state, &partner_target(&p.partner_id.to_string()), None).await?,
@@ -272,27 +242,28 @@ async fn get_own_partner(State(state): State<AppState>, p: Principal) -> ApiResu
 
 /// Sets the caller's partner limit (`*` scope only).
 #[utoipa::path(put, path = "/quotas/partner", request_body = QuotaBody, responses(
-    (status = 200, description = "The quota as set", body = doc::Quota),
+    (status = 200, description = "The quota as set", body = dto::Quota),
 ))]
 async fn put_own_partner(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     ApiJson(body): ApiJson<QuotaBody>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     p.require(Scope::All)?;
     let t = partner_target(&p.partner_id.to_string());
-    put_limit(&state, &p, t, &body, None).await
+    put_limit(&state, &p, respond, t, &body, None).await
 }
 
 /// A partner's quota (`*` scope only).
 #[utoipa::path(get, path = "/quotas/partners/{id}", params(("id" = inline(doc::PartnerId), Path)), responses(
-    (status = 200, description = "The quota with its usage", body = doc::Quota),
+    (status = 200, description = "The quota with its usage", body = dto::Quota),
 ))]
 async fn get_partner(
     State(state): State<AppState>,
     p: Principal,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::Quota>> {
     let _: PartnerId = path_id(&id, "partner")?;
     p.require(Scope::All)?;
     Ok(Json(show(&state, &partner_target(&id), None).await?))
@@ -301,17 +272,18 @@ async fn get_partner(
 /// Sets a partner's limit (`*` scope only).
 #[utoipa::path(put, path = "/quotas/partners/{id}", request_body = QuotaBody,
     params(("id" = inline(doc::PartnerId), Path)),
-    responses((status = 200, description = "The quota as set", body = doc::Quota)),
+    responses((status = 200, description = "The quota as set", body = dto::Quota)),
 )]
 async fn put_partner(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<QuotaBody>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     let _: PartnerId = path_id(&id, "partner")?;
     p.require(Scope::All)?;
-    put_limit(&state, &p, partner_target(&id), &body, None).await
+    put_limit(&state, &p, respond, partner_target(&id), &body, None).await
 }
 
 /// A tenant of the caller's partner (404 for any other; `*` reaches all).
@@ -327,13 +299,13 @@ async fn partner_tenant(state: &AppState, p: &Principal, id: &str) -> ApiResult<
 
 /// A tenant's quota (partner admins, their partner's tenants).
 #[utoipa::path(get, path = "/quotas/tenants/{id}", params(("id" = inline(doc::TenantId), Path)), responses(
-    (status = 200, description = "The quota with its usage", body = doc::Quota),
+    (status = 200, description = "The quota with its usage", body = dto::Quota),
 ))]
 async fn get_tenant(
     State(state): State<AppState>,
     p: Principal,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::Quota>> {
     let tid = partner_tenant(&state, &p, &id).await?;
     Ok(Json(show(&state, &tenant_target(tid), None).await?))
 }
@@ -341,16 +313,17 @@ async fn get_tenant(
 /// Sets a tenant's limit (partner admins).
 #[utoipa::path(put, path = "/quotas/tenants/{id}", request_body = QuotaBody,
     params(("id" = inline(doc::TenantId), Path)),
-    responses((status = 200, description = "The quota as set", body = doc::Quota)),
+    responses((status = 200, description = "The quota as set", body = dto::Quota)),
 )]
 async fn put_tenant(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<QuotaBody>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     let tid = partner_tenant(&state, &p, &id).await?;
-    put_limit(&state, &p, tenant_target(tid), &body, None).await
+    put_limit(&state, &p, respond, tenant_target(tid), &body, None).await
 }
 
 // User and group levels.
@@ -380,7 +353,7 @@ async fn list_level(
     p: &Principal,
     level: QuotaLevel,
     q: &Page,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::QuotaList>> {
     require_tenant_admin(p)?;
     let (limit, offset) = q.resolve()?;
     let (rows, total) =
@@ -390,42 +363,45 @@ async fn list_level(
         let t = cmd::target(level, &r.target_id, Some(p.tenant_id));
         items.push(show(state, &t, None).await?);
     }
-    Ok(Json(json!({ "quotas": items, "total": total })))
+    Ok(Json(dto::QuotaList {
+        quotas: items,
+        total,
+    }))
 }
 
 /// The tenant's user quotas (tenant admins).
 #[utoipa::path(get, path = "/quotas/users", params(Page), responses(
-    (status = 200, description = "A page of quotas", body = doc::QuotaList),
+    (status = 200, description = "A page of quotas", body = dto::QuotaList),
 ))]
 async fn list_users(
     State(state): State<AppState>,
     p: Principal,
     ApiQuery(q): ApiQuery<Page>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::QuotaList>> {
     list_level(&state, &p, QuotaLevel::User, &q).await
 }
 
 /// The tenant's group quotas (tenant admins).
 #[utoipa::path(get, path = "/quotas/groups", params(Page), responses(
-    (status = 200, description = "A page of quotas", body = doc::QuotaList),
+    (status = 200, description = "A page of quotas", body = dto::QuotaList),
 ))]
 async fn list_groups(
     State(state): State<AppState>,
     p: Principal,
     ApiQuery(q): ApiQuery<Page>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::QuotaList>> {
     list_level(&state, &p, QuotaLevel::Group, &q).await
 }
 
 /// A user's quota (the user, or tenant admins).
 #[utoipa::path(get, path = "/quotas/users/{id}", params(("id" = inline(doc::UserId), Path)), responses(
-    (status = 200, description = "The quota with its usage", body = doc::Quota),
+    (status = 200, description = "The quota with its usage", body = dto::Quota),
 ))]
 async fn get_user(
     State(state): State<AppState>,
     p: Principal,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::Quota>> {
     let t = tenant_user(&state, &p, &id).await?;
     if id != p.user_id.to_string() {
         require_tenant_admin(&p)?;
@@ -436,24 +412,29 @@ async fn get_user(
 /// Sets a user's limit (tenant admins).
 #[utoipa::path(put, path = "/quotas/users/{id}", request_body = QuotaBody,
     params(("id" = inline(doc::UserId), Path)),
-    responses((status = 200, description = "The quota as set", body = doc::Quota)),
+    responses((status = 200, description = "The quota as set", body = dto::Quota)),
 )]
 async fn put_user(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<QuotaBody>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     let t = tenant_user(&state, &p, &id).await?;
     require_tenant_admin(&p)?;
-    put_limit(&state, &p, t, &body, None).await
+    put_limit(&state, &p, respond, t, &body, None).await
 }
 
-async fn remove(state: &AppState, p: &Principal, t: &QuotaTarget) -> ApiResult<impl IntoResponse> {
+async fn remove(
+    state: &AppState,
+    p: &Principal,
+    respond: Respond,
+    t: &QuotaTarget,
+) -> ApiResult<Response> {
     require_tenant_admin(p)?;
     let committed = cmd::remove_limit(&state.bus, &p.context(), t).await?;
-    state.caught_up_to(&committed).await;
-    Ok(Positioned(committed.position, StatusCode::NO_CONTENT))
+    Ok(respond.full().empty(state, &committed).await)
 }
 
 /// Removes a user's limit (tenant admins).
@@ -463,10 +444,11 @@ async fn remove(state: &AppState, p: &Principal, t: &QuotaTarget) -> ApiResult<i
 async fn delete_user(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     let t = tenant_user(&state, &p, &id).await?;
-    remove(&state, &p, &t).await
+    remove(&state, &p, respond, &t).await
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -488,9 +470,10 @@ impl Validate for ExemptBody {
 async fn exempt(
     state: &AppState,
     p: &Principal,
+    respond: Respond,
     t: QuotaTarget,
     body: ExemptBody,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     require_tenant_admin(p)?;
     if !body.exempt {
         let head = state.store.head().await?;
@@ -506,37 +489,34 @@ async fn exempt(
         reason,
     )
     .await?;
-    state.caught_up_to(&committed).await;
-    Ok(Positioned(
-        committed.position,
-        Json(show(state, &t, None).await?),
-    ))
+    answer(state, respond, &committed, &t, None).await
 }
 
 /// Exempts a user from their limit, or not (tenant admins).
 #[utoipa::path(post, path = "/quotas/users/{id}/exempt", request_body = ExemptBody,
     params(("id" = inline(doc::UserId), Path)),
-    responses((status = 200, description = "The quota", body = doc::Quota)),
+    responses((status = 200, description = "The quota", body = dto::Quota)),
 )]
 async fn exempt_user(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<ExemptBody>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     let t = tenant_user(&state, &p, &id).await?;
-    exempt(&state, &p, t, body).await
+    exempt(&state, &p, respond, t, body).await
 }
 
 /// A group's quota (tenant admins).
 #[utoipa::path(get, path = "/quotas/groups/{id}", params(("id" = inline(doc::GroupId), Path)), responses(
-    (status = 200, description = "The quota with its usage", body = doc::Quota),
+    (status = 200, description = "The quota with its usage", body = dto::Quota),
 ))]
 async fn get_group(
     State(state): State<AppState>,
     p: Principal,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::Quota>> {
     let t = tenant_group(&state, &p, &id).await?;
     require_tenant_admin(&p)?;
     Ok(Json(show(&state, &t, None).await?))
@@ -545,17 +525,18 @@ async fn get_group(
 /// Sets a group's limit (tenant admins).
 #[utoipa::path(put, path = "/quotas/groups/{id}", request_body = QuotaBody,
     params(("id" = inline(doc::GroupId), Path)),
-    responses((status = 200, description = "The quota as set", body = doc::Quota)),
+    responses((status = 200, description = "The quota as set", body = dto::Quota)),
 )]
 async fn put_group(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<QuotaBody>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     let t = tenant_group(&state, &p, &id).await?;
     require_tenant_admin(&p)?;
-    put_limit(&state, &p, t, &body, None).await
+    put_limit(&state, &p, respond, t, &body, None).await
 }
 
 /// Removes a group's limit (tenant admins).
@@ -565,25 +546,27 @@ async fn put_group(
 async fn delete_group(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     let t = tenant_group(&state, &p, &id).await?;
-    remove(&state, &p, &t).await
+    remove(&state, &p, respond, &t).await
 }
 
 /// Exempts a group from its limit, or not (tenant admins).
 #[utoipa::path(post, path = "/quotas/groups/{id}/exempt", request_body = ExemptBody,
     params(("id" = inline(doc::GroupId), Path)),
-    responses((status = 200, description = "The quota", body = doc::Quota)),
+    responses((status = 200, description = "The quota", body = dto::Quota)),
 )]
 async fn exempt_group(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<ExemptBody>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     let t = tenant_group(&state, &p, &id).await?;
-    exempt(&state, &p, t, body).await
+    exempt(&state, &p, respond, t, body).await
 }
 
 // Share level.
@@ -615,14 +598,14 @@ async fn share_target(
 
 /// A share's quota (MANAGE_PERMISSIONS or tenant admins).
 #[utoipa::path(get, path = "/quotas/shares/{id}", params(("id" = inline(doc::ShareId), Path)), responses(
-    (status = 200, description = "The quota with its usage", body = doc::Quota),
+    (status = 200, description = "The quota with its usage", body = dto::Quota),
     (status = 410, description = "The share is in the trash"),
 ))]
 async fn get_share(
     State(state): State<AppState>,
     p: Principal,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::Quota>> {
     let (t, default) = share_target(&state, &p, &id, Permission::ManagePermissions).await?;
     Ok(Json(show(&state, &t, default).await?))
 }
@@ -631,18 +614,19 @@ async fn get_share(
 #[utoipa::path(put, path = "/quotas/shares/{id}", request_body = QuotaBody,
     params(("id" = inline(doc::ShareId), Path)),
     responses(
-        (status = 200, description = "The quota as set", body = doc::Quota),
+        (status = 200, description = "The quota as set", body = dto::Quota),
         (status = 410, description = "The share is in the trash"),
     ),
 )]
 async fn put_share(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<QuotaBody>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     let (t, default) = share_target(&state, &p, &id, Permission::ManagePermissions).await?;
-    put_limit(&state, &p, t, &body, default).await
+    put_limit(&state, &p, respond, t, &body, default).await
 }
 
 // Usage.
@@ -661,13 +645,13 @@ impl Validate for Recalculate {}
 
 /// The tenant's usage (tenant admins).
 #[utoipa::path(get, path = "/quotas/usage/tenant", params(Recalculate), responses(
-    (status = 200, description = "Usage", body = doc::Usage),
+    (status = 200, description = "Usage", body = dto::Usage),
 ))]
 async fn usage_tenant(
     State(state): State<AppState>,
     p: Principal,
     ApiQuery(q): ApiQuery<Recalculate>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::Usage>> {
     require_tenant_admin(&p)?;
     let id = p.tenant_id.to_string();
     let at = if q.recalculate {
@@ -687,66 +671,66 @@ async fn usage_tenant(
         figures_at(&state).await?
     };
     let u = rm::usage(&state.db, QuotaLevel::Tenant, &id).await?;
-    Ok(Json(usage_json(QuotaLevel::Tenant, &id, &u, at)))
+    Ok(Json(dto::Usage::new(QuotaLevel::Tenant, &id, &u, at)))
 }
 
 /// Every user's usage (tenant admins).
 #[utoipa::path(get, path = "/quotas/usage/users", params(Page), responses(
-    (status = 200, description = "A page of usage", body = doc::UsageList),
+    (status = 200, description = "A page of usage", body = dto::UsageList),
 ))]
 async fn usage_users(
     State(state): State<AppState>,
     p: Principal,
     ApiQuery(q): ApiQuery<Page>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::UsageList>> {
     require_tenant_admin(&p)?;
     let (limit, offset) = q.resolve()?;
     let at = figures_at(&state).await?;
     let (ids, total) = rm::user_targets(&state.db, &p.tenant_id.to_string(), limit, offset).await?;
-    let mut items = Vec::with_capacity(ids.len());
+    let mut usage = Vec::with_capacity(ids.len());
     for id in ids {
         let u = rm::usage(&state.db, QuotaLevel::User, &id).await?;
-        items.push(usage_json(QuotaLevel::User, &id, &u, at));
+        usage.push(dto::Usage::new(QuotaLevel::User, &id, &u, at));
     }
-    Ok(Json(json!({ "usage": items, "total": total })))
+    Ok(Json(dto::UsageList { usage, total }))
 }
 
 /// A user's usage (the user, or tenant admins).
 #[utoipa::path(get, path = "/quotas/usage/users/{id}", params(("id" = inline(doc::UserId), Path)), responses(
-    (status = 200, description = "Usage", body = doc::Usage),
+    (status = 200, description = "Usage", body = dto::Usage),
 ))]
 async fn usage_user(
     State(state): State<AppState>,
     p: Principal,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::Usage>> {
     tenant_user(&state, &p, &id).await?;
     if id != p.user_id.to_string() {
         require_tenant_admin(&p)?;
     }
     let at = figures_at(&state).await?;
     let u = rm::usage(&state.db, QuotaLevel::User, &id).await?;
-    Ok(Json(usage_json(QuotaLevel::User, &id, &u, at)))
+    Ok(Json(dto::Usage::new(QuotaLevel::User, &id, &u, at)))
 }
 
 /// A share's usage (READ on it).
 #[utoipa::path(get, path = "/quotas/usage/shares/{id}", params(("id" = inline(doc::ShareId), Path)), responses(
-    (status = 200, description = "Usage", body = doc::Usage),
+    (status = 200, description = "Usage", body = dto::Usage),
     (status = 410, description = "The share is in the trash"),
 ))]
 async fn usage_share(
     State(state): State<AppState>,
     p: Principal,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::Usage>> {
     share_target(&state, &p, &id, Permission::Read).await?;
     let at = figures_at(&state).await?;
     let u = rm::usage(&state.db, QuotaLevel::Share, &id).await?;
-    Ok(Json(usage_json(QuotaLevel::Share, &id, &u, at)))
+    Ok(Json(dto::Usage::new(QuotaLevel::Share, &id, &u, at)))
 }
 
 /// `GET /users/me/quota`: the caller's user-level usage and limit.
-pub(crate) async fn my_quota(state: &AppState, p: &Principal) -> ApiResult<Value> {
+pub(crate) async fn my_quota(state: &AppState, p: &Principal) -> ApiResult<dto::MyQuota> {
     let id = p.user_id.to_string();
     let t = cmd::target(QuotaLevel::User, &id, Some(p.tenant_id));
     let acc = state
@@ -754,19 +738,5 @@ pub(crate) async fn my_quota(state: &AppState, p: &Principal) -> ApiResult<Value
         .load::<QuotaAccount>(&t.quota_id.to_string())
         .await?;
     let u = rm::usage(&state.db, QuotaLevel::User, &id).await?;
-    let limit = acc.state.effective_limit(None).map(|l| l.limit_bytes);
-    let percent = limit
-        .filter(|l| *l > 0)
-        .map(|l| ((u.used_bytes.max(0) as f64) * 10000.0 / l as f64).round() / 100.0)
-        .unwrap_or(0.0);
-    Ok(json!({
-        "user_id": id,
-        "used_bytes": u.used_bytes,
-        "quota_bytes": limit,
-        "percent_used": percent,
-        "reserved_bytes": u.reserved_bytes,
-        "trash_bytes": u.trash_bytes,
-        "version_bytes": u.version_bytes,
-        "exempt": acc.state.exempt,
-    }))
+    Ok(dto::MyQuota::new(&id, &acc.state, &u))
 }

@@ -13,8 +13,7 @@ use scaidrive_domain::drive::file::{Content, File};
 use scaidrive_domain::drive::upload::{UploadSession, UploadStatus};
 use scaidrive_domain::id::{ConflictId, FileId, FolderId, ShareId, UploadId, VersionId};
 use scaidrive_domain::sync::{
-    conflicted_copy_name, settle, validate_device_id, ChangeType, ClientChange, ConflictFacts,
-    ConflictStrategy, DeviceInfo, ResourceType, Settlement,
+    validate_device_id, ChangeType, ClientChange, ConflictStrategy, DeviceInfo, ResourceType,
 };
 use scaidrive_domain::{DomainError, LogPosition};
 use scaidrive_projections::drive_queries::ShareRow;
@@ -28,15 +27,20 @@ use super::drive::{
     live_file, live_folder, live_share, path_id, require_perm, require_read, require_write,
     visible_share, On,
 };
+use super::dto;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
 use super::openapi as doc;
 use super::principal::Principal;
+use super::respond::Respond;
 use super::state::AppState;
 use super::{ts, Positioned};
 use crate::blob::content::checksum;
 use crate::command::drive::{self as cmd, Target};
-use crate::command::sync::{self as sync_cmd, ConflictRecord, ContentTarget, ContentWrite};
+use crate::command::sync::{
+    self as sync_cmd, Applier, ConflictRecord, ContentTarget, ContentWrite, FileChange, Outcome,
+    Settled, Upload,
+};
 use crate::command::CommandContext;
 
 /// Largest page of the change feed.
@@ -178,34 +182,24 @@ impl Validate for RegisterDevice {
     }
 }
 
-fn device_json(d: &sq::DeviceRow, cursors: &[sq::CursorRow]) -> Value {
-    json!({
-        "device_id": d.device_id,
-        "id": d.device_id,
-        "user_id": d.user_id,
-        "device_name": d.device_name,
-        "platform": d.platform,
-        "client_version": d.client_version,
-        "created_at": ts(d.created_at),
-        "last_seen_at": ts(d.last_seen_at),
-        "cursors": cursors.iter().map(|c| json!({
-            "share_id": c.share_id,
-            "cursor_position": c.log().to_token(),
-            "last_sync_at": ts(c.last_sync_at),
-        })).collect::<Vec<_>>(),
-    })
+/// A device of the caller with its cursors, as stored.
+async fn device_dto(state: &AppState, p: &Principal, device_id: &str) -> ApiResult<dto::Device> {
+    let row = own_device(state, p, device_id).await?;
+    let cursors = sq::cursors(&state.db, &p.user_id.to_string(), device_id).await?;
+    Ok(dto::Device::from((&row, cursors.as_slice())))
 }
 
 /// Registers a device of the caller (again: updates it).
 #[utoipa::path(post, path = "/sync/devices", request_body = RegisterDevice, responses(
-    (status = 201, description = "Registered", body = doc::Device),
-    (status = 200, description = "Already registered; updated", body = doc::Device),
+    (status = 201, description = "Registered", body = dto::Device),
+    (status = 200, description = "Already registered; updated", body = dto::Device),
 ))]
 async fn register(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     ApiJson(body): ApiJson<RegisterDevice>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     require_read(&p)?;
     let info = DeviceInfo {
         device_name: body
@@ -224,33 +218,35 @@ async fn register(
         info,
     )
     .await?;
-    state.caught_up_to(&committed).await;
-    let row = own_device(&state, &p, &body.device_id).await?;
-    let cursors = sq::cursors(&state.db, &p.user_id.to_string(), &body.device_id).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok(Positioned(
-        committed.position,
-        (status, Json(device_json(&row, &cursors))),
-    ))
+    respond
+        .full()
+        .item(&state, &committed, status, &body.device_id, || {
+            device_dto(&state, &p, &body.device_id)
+        })
+        .await
 }
 
 /// The caller's devices with their cursors.
 #[utoipa::path(get, path = "/sync/devices", responses(
-    (status = 200, description = "Every device", body = doc::DeviceList),
+    (status = 200, description = "Every device", body = dto::DeviceList),
 ))]
-async fn devices(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Value>> {
+async fn devices(State(state): State<AppState>, p: Principal) -> ApiResult<Json<dto::DeviceList>> {
     require_read(&p)?;
     let rows = sq::devices(&state.db, &p.user_id.to_string()).await?;
-    let mut out = Vec::with_capacity(rows.len());
+    let mut devices = Vec::with_capacity(rows.len());
     for d in &rows {
         let cursors = sq::cursors(&state.db, &d.user_id, &d.device_id).await?;
-        out.push(device_json(d, &cursors));
+        devices.push(dto::Device::from((d, cursors.as_slice())));
     }
-    Ok(Json(json!({ "devices": out, "total": rows.len() })))
+    Ok(Json(dto::DeviceList {
+        devices,
+        total: rows.len(),
+    }))
 }
 
 /// The caller's registered device (404 otherwise, also for malformed ids).
@@ -282,7 +278,7 @@ struct StatusQuery {
 
 /// A device's sync state on a share (its first look creates the cursor at the end).
 #[utoipa::path(get, path = "/sync/status", params(StatusQuery), responses(
-    (status = 200, description = "Cursor, pending changes and conflicts", body = doc::SyncStatus),
+    (status = 200, description = "Cursor, pending changes and conflicts", body = dto::SyncStatus),
     (status = 404, description = "No such share or device"),
     (status = 410, description = "The share is in the trash"),
 ))]
@@ -290,7 +286,7 @@ async fn status(
     State(state): State<AppState>,
     p: Principal,
     ApiQuery(q): ApiQuery<StatusQuery>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Positioned<Json<dto::SyncStatus>>> {
     let share = readable_share(&state, &p, &q.share_id).await?;
     own_device(&state, &p, &q.device_id).await?;
     let user = p.user_id.to_string();
@@ -331,15 +327,15 @@ async fn status(
     .await?;
     Ok(Positioned(
         position,
-        Json(json!({
-            "share_id": share.id,
-            "device_id": q.device_id,
-            "cursor_position": cursor.log().to_token(),
-            "last_sync_at": ts(cursor.last_sync_at),
-            "pending_changes": pending,
-            "has_conflicts": !open.is_empty(),
-            "open_conflicts": open.len(),
-        })),
+        Json(dto::SyncStatus {
+            share_id: share.id,
+            device_id: q.device_id,
+            cursor_position: cursor.log().to_token(),
+            last_sync_at: ts(cursor.last_sync_at),
+            pending_changes: pending,
+            has_conflicts: !open.is_empty(),
+            open_conflicts: open.len(),
+        }),
     ))
 }
 
@@ -361,15 +357,16 @@ struct CursorQuery {
 
 /// Moves a device's cursor on a share (never past the end of the feed).
 #[utoipa::path(post, path = "/sync/cursor", params(CursorQuery), responses(
-    (status = 200, description = "The cursor as moved", body = doc::CursorMoved),
+    (status = 200, description = "The cursor as moved", body = dto::CursorMoved),
     (status = 404, description = "No such share or device"),
     (status = 410, description = "The share is in the trash"),
 ))]
 async fn move_cursor(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     ApiQuery(q): ApiQuery<CursorQuery>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     let to = parse_position(&q.position, "position")?;
     let share = readable_share(&state, &p, &q.share_id).await?;
     own_device(&state, &p, &q.device_id).await?;
@@ -384,19 +381,30 @@ async fn move_cursor(
         end,
     )
     .await?;
-    state.caught_up_to(&committed).await;
-    let cursor = sq::cursor(&state.db, &p.user_id.to_string(), &q.device_id, &share.id)
+    respond
+        .full()
+        .item(&state, &committed, StatusCode::OK, &share.id, || {
+            cursor_moved(&state, &p, &q.device_id, &share.id)
+        })
+        .await
+}
+
+/// A device's cursor on a share, as stored.
+async fn cursor_moved(
+    state: &AppState,
+    p: &Principal,
+    device_id: &str,
+    share_id: &str,
+) -> ApiResult<dto::CursorMoved> {
+    let cursor = sq::cursor(&state.db, &p.user_id.to_string(), device_id, share_id)
         .await?
         .ok_or_else(|| ApiError::internal("cursor was not stored"))?;
-    Ok(Positioned(
-        committed.position,
-        Json(json!({
-            "share_id": share.id,
-            "device_id": q.device_id,
-            "cursor_position": cursor.log().to_token(),
-            "last_sync_at": ts(cursor.last_sync_at),
-        })),
-    ))
+    Ok(dto::CursorMoved {
+        share_id: share_id.to_owned(),
+        device_id: device_id.to_owned(),
+        cursor_position: cursor.log().to_token(),
+        last_sync_at: ts(cursor.last_sync_at),
+    })
 }
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -546,45 +554,6 @@ impl Validate for ApplyBody {
                 v.item_name(&at("name"), n);
             }
         }
-    }
-}
-
-/// What one change became.
-#[derive(Debug, Clone)]
-struct Outcome {
-    status: &'static str,
-    resource_id: Option<String>,
-    version_id: Option<String>,
-    conflict_id: Option<String>,
-    resolution: Option<ConflictStrategy>,
-    position: Option<LogPosition>,
-}
-
-impl Outcome {
-    fn applied(
-        resource_id: String,
-        version_id: Option<String>,
-        position: Option<LogPosition>,
-    ) -> Self {
-        Self {
-            status: "applied",
-            resource_id: Some(resource_id),
-            version_id,
-            conflict_id: None,
-            resolution: None,
-            position,
-        }
-    }
-
-    fn json(&self, index: usize) -> Value {
-        json!({
-            "index": index,
-            "status": self.status,
-            "resource_id": self.resource_id,
-            "version_id": self.version_id,
-            "conflict_id": self.conflict_id,
-            "resolution": self.resolution.map(|r| r.as_str()),
-        })
     }
 }
 
@@ -741,13 +710,22 @@ fn in_share(cx: &Cx<'_>, share_id: &str, what: &str) -> ApiResult<()> {
     }
 }
 
-fn who(cx: &Cx<'_>) -> String {
-    if cx.device.device_name.trim().is_empty() {
+/// Who applies the request's changes, for the command layer.
+fn applier(cx: &Cx<'_>) -> Applier {
+    let label = if cx.device.device_name.trim().is_empty() {
         cx.p.name
             .clone()
             .unwrap_or_else(|| cx.p.user_id.to_string())
     } else {
         cx.device.device_name.clone()
+    };
+    Applier {
+        tenant_id: cx.p.tenant_id,
+        share_id: cx.share_id,
+        device_id: cx.device.device_id.clone(),
+        label,
+        user_id: cx.p.user_id,
+        strategy: cx.strategy,
     }
 }
 
@@ -758,7 +736,6 @@ async fn apply_one(
     ch: &ApplyChange,
     existing: Option<(ConflictId, ConflictStrategy)>,
 ) -> Result<Outcome, Stop> {
-    let force = existing.is_some();
     match ch.resource_type {
         ResourceType::Share => {
             Err(ApiError::BadRequest("sync applies to files and folders".into()).into())
@@ -766,13 +743,9 @@ async fn apply_one(
         ResourceType::Folder => {
             let out = apply_folder(cx, ch).await?;
             if let Some((id, r)) = existing {
-                settle_record(
-                    cx,
-                    ConflictRecord::Existing { id, resolution: r },
-                    &out,
-                    None,
-                )
-                .await?;
+                let record = ConflictRecord::Existing { id, resolution: r };
+                sync_cmd::record_outcome(&cx.state.bus, &cx.ctx, record, &out, cx.p.user_id, None)
+                    .await?;
                 return Ok(Outcome {
                     conflict_id: Some(id.to_string()),
                     resolution: Some(r),
@@ -781,26 +754,8 @@ async fn apply_one(
             }
             Ok(out)
         }
-        ResourceType::File => apply_file(cx, ch, force, existing).await,
+        ResourceType::File => apply_file(cx, ch, existing).await,
     }
-}
-
-async fn settle_record(
-    cx: &Cx<'_>,
-    record: ConflictRecord,
-    out: &Outcome,
-    abort: Option<UploadId>,
-) -> Result<Option<LogPosition>, Stop> {
-    let committed = sync_cmd::record_conflict(
-        &cx.state.bus,
-        &cx.ctx,
-        &record,
-        (out.resource_id.clone(), out.version_id.clone()),
-        cx.p.user_id,
-        abort,
-    )
-    .await?;
-    Ok(committed.position)
 }
 
 async fn apply_folder(cx: &Cx<'_>, ch: &ApplyChange) -> Result<Outcome, Stop> {
@@ -842,7 +797,6 @@ async fn apply_folder(cx: &Cx<'_>, ch: &ApplyChange) -> Result<Outcome, Stop> {
 async fn apply_file(
     cx: &Cx<'_>,
     ch: &ApplyChange,
-    force: bool,
     existing: Option<(ConflictId, ConflictStrategy)>,
 ) -> Result<Outcome, Stop> {
     let (bus, ctx) = (&cx.state.bus, &cx.ctx);
@@ -911,254 +865,51 @@ async fn apply_file(
             ));
         }
     }
-    let file = bus.load::<File>(raw).await?.state;
-    let current = file
-        .current()
-        .cloned()
-        .ok_or_else(|| ApiError::not_found("file"))?;
-    let stale = ch
-        .base_version_id
-        .is_some_and(|b| b != current.content.version_id);
-    let settlement = if force {
-        match existing.map(|e| e.1) {
-            Some(r) => settle(r, ch.change_type, ch.modified_at, current.at)
-                .unwrap_or(Settlement::ApplyClient),
-            None => Settlement::ApplyClient,
-        }
-    } else if stale {
-        cx.state.bus.metrics().sync_conflict();
-        match settle(cx.strategy, ch.change_type, ch.modified_at, current.at) {
-            Some(s) => s,
-            None => {
-                let facts = facts(cx, ch, &row.name, id, current.content.version_id);
-                let conflict_id = facts.conflict_id.to_string();
-                let out = Outcome {
-                    status: "conflict",
-                    resource_id: Some(id.to_string()),
-                    version_id: Some(current.content.version_id.to_string()),
-                    conflict_id: Some(conflict_id),
-                    resolution: None,
-                    position: None,
-                };
-                let position = settle_record(
-                    cx,
-                    ConflictRecord::New {
-                        facts: Box::new(facts),
-                        resolution: None,
-                    },
-                    &out,
-                    None,
-                )
-                .await?;
-                return Err(Stop::Manual(Outcome { position, ..out }));
-            }
-        }
-    } else {
-        Settlement::ApplyClient
-    };
-    let record = |resolution: ConflictStrategy| -> Option<ConflictRecord> {
-        match existing {
-            Some((cid, r)) => Some(ConflictRecord::Existing {
-                id: cid,
-                resolution: r,
-            }),
-            None if stale => Some(ConflictRecord::New {
-                facts: Box::new(facts(cx, ch, &row.name, id, current.content.version_id)),
-                resolution: Some(resolution),
-            }),
-            None => None,
-        }
-    };
-    let chosen = existing.map(|e| e.1).unwrap_or(cx.strategy);
-    let conflict_of = |r: &Option<ConflictRecord>| match r {
-        Some(ConflictRecord::New { facts, .. }) => Some(facts.conflict_id.to_string()),
-        Some(ConflictRecord::Existing { id, .. }) => Some(id.to_string()),
-        None => None,
-    };
-    match settlement {
-        Settlement::KeepServer => {
-            let rec = record(chosen);
-            let out = Outcome {
-                status: "conflict",
-                resource_id: Some(id.to_string()),
-                version_id: Some(current.content.version_id.to_string()),
-                conflict_id: conflict_of(&rec),
-                resolution: Some(chosen),
-                position: None,
-            };
-            let position = match rec {
-                Some(r) => {
-                    let abort = up
-                        .as_ref()
-                        .filter(|u| u.complete_with.is_some())
-                        .map(|u| u.id);
-                    settle_record(cx, r, &out, abort).await?
-                }
-                None => None,
-            };
-            Ok(Outcome { position, ..out })
-        }
-        Settlement::KeepBoth => {
-            let up = up.ok_or_else(|| {
-                ApiError::from(DomainError::invalid("upload_session_id", "Field required"))
-            })?;
-            let rec = record(chosen);
-            let name = conflicted_copy_name(&row.name, &who(cx), cx.ctx.now.date_naive());
-            let folder_id = row
-                .folder_id
-                .as_deref()
-                .map(|f| path_id::<FolderId>(f, "folder"))
-                .transpose()?;
-            let parent_path = scaidrive_domain::drive::parent_path(&row.path).to_owned();
-            let write = ContentWrite {
-                upload: up.complete_with.clone().map(|c| (up.id, c)),
-                content: up.content.clone(),
-                target: ContentTarget::NewFile {
-                    tenant: cx.p.tenant_id,
-                    target: Target {
-                        share_id: cx.share_id,
-                        folder_id,
-                        parent_path,
-                    },
-                    name,
-                    file_id: FileId::from_uuid(Uuid::now_v7()),
-                },
-                device_id: cx.device.device_id.clone(),
-                share_id: cx.share_id,
-                change_type: ChangeType::Created,
-                by: cx.p.user_id,
-                conflict: rec.clone(),
-            };
-            let (copy, committed) = sync_cmd::write_content(bus, ctx, &write).await?;
-            Ok(Outcome {
-                status: "conflict",
-                resource_id: Some(copy.to_string()),
-                version_id: Some(up.content.version_id.to_string()),
-                conflict_id: conflict_of(&rec),
-                resolution: Some(chosen),
-                position: committed.position,
-            })
-        }
-        Settlement::ApplyClient => {
-            let rec = record(chosen);
-            // A forced write no longer checks the base: the conflict is settled for the client.
-            let base = if stale || force {
-                None
-            } else {
-                ch.base_version_id
-            };
-            let (version_id, position) = match ch.change_type {
-                ChangeType::Updated => {
-                    let up = up.ok_or_else(|| {
-                        ApiError::from(DomainError::invalid("upload_session_id", "Field required"))
-                    })?;
-                    let write = ContentWrite {
-                        upload: up.complete_with.clone().map(|c| (up.id, c)),
-                        content: up.content.clone(),
-                        target: ContentTarget::NewVersion { file_id: id, base },
-                        device_id: cx.device.device_id.clone(),
-                        share_id: cx.share_id,
-                        change_type: ChangeType::Updated,
-                        by: cx.p.user_id,
-                        conflict: rec.clone(),
-                    };
-                    match sync_cmd::write_content(bus, ctx, &write).await {
-                        Ok((_, c)) => (Some(up.content.version_id.to_string()), c.position),
-                        // Someone wrote a version between our check and our append.
-                        Err(crate::command::CommandError::Domain(
-                            DomainError::VersionMismatch { .. },
-                        )) if !force => {
-                            return Box::pin(apply_file(cx, ch, false, None)).await;
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                other => {
-                    let edit = cmd::FileEdit {
-                        id,
-                        by: cx.p.user_id,
-                        current_path: &row.path,
-                        base,
-                    };
-                    let result = match other {
-                        ChangeType::Renamed => {
-                            let name = ch.name.clone().unwrap_or_default();
-                            cmd::rename_file(bus, ctx, edit, &name).await
-                        }
-                        ChangeType::Moved => {
-                            let target = move_target
-                                .clone()
-                                .ok_or_else(|| ApiError::internal("move without target"))?;
-                            cmd::move_file(bus, ctx, edit, target, ch.name.as_deref()).await
-                        }
-                        _ => cmd::trash_file(bus, ctx, edit, false).await,
-                    };
-                    let committed = match result {
-                        Ok(c) => c,
-                        // A version landed between the check above and the
-                        // append: decide again against it.
-                        Err(crate::command::CommandError::Domain(
-                            DomainError::VersionMismatch { .. },
-                        )) if !force => {
-                            return Box::pin(apply_file(cx, ch, false, None)).await;
-                        }
-                        Err(e) => return Err(e.into()),
-                    };
-                    let mut position = committed.position;
-                    let version = Some(current.content.version_id.to_string());
-                    if let Some(r) = rec.clone() {
-                        let out = Outcome::applied(id.to_string(), version.clone(), None);
-                        position = settle_record(cx, r, &out, None).await?.or(position);
-                    }
-                    (version, position)
-                }
-            };
-            Ok(Outcome {
-                status: "applied",
-                resource_id: Some(id.to_string()),
-                version_id,
-                conflict_id: conflict_of(&rec),
-                resolution: rec.as_ref().map(|_| chosen),
-                position,
-            })
-        }
-    }
-}
-
-fn facts(
-    cx: &Cx<'_>,
-    ch: &ApplyChange,
-    name: &str,
-    file: FileId,
-    server_version: VersionId,
-) -> ConflictFacts {
-    ConflictFacts {
-        conflict_id: ConflictId::from_uuid(Uuid::now_v7()),
-        tenant_id: cx.p.tenant_id,
-        share_id: cx.share_id,
-        device_id: cx.device.device_id.clone(),
-        user_id: cx.p.user_id,
-        resource_type: ResourceType::File,
-        resource_id: file.to_string(),
-        name: name.to_owned(),
+    let folder_id = row
+        .folder_id
+        .as_deref()
+        .map(|f| path_id::<FolderId>(f, "folder"))
+        .transpose()?;
+    let change = FileChange {
         change: ch.client(),
-        base_version_id: ch.base_version_id.map(|b| b.to_string()),
-        server_version_id: Some(server_version.to_string()),
-        strategy: cx.strategy,
-        at: cx.ctx.now,
+        change_type: ch.change_type,
+        base_version_id: ch.base_version_id,
+        modified_at: ch.modified_at,
+        new_name: ch.name.clone(),
+        file_id: id,
+        name: row.name,
+        path: row.path,
+        folder_id,
+        move_target,
+        upload: up.map(|u| Upload {
+            id: u.id,
+            content: u.content,
+            complete_with: u.complete_with,
+        }),
+    };
+    match sync_cmd::settle_file(bus, ctx, &applier(cx), &change, existing).await? {
+        Settled::Done(out) => Ok(out),
+        Settled::Manual(out) => Err(Stop::Manual(out)),
+        // A version landed between the checks and the append: check again.
+        Settled::Raced => Box::pin(apply_file(cx, ch, None)).await,
     }
 }
 
 /// A partial batch: the changes applied before the one that stopped it.
-fn stopped(status: StatusCode, mut body: Value, index: usize, results: &[Value]) -> Response {
+fn stopped(
+    status: StatusCode,
+    mut body: Value,
+    index: usize,
+    results: &[dto::ApplyOutcome],
+) -> Response {
     body["index"] = Value::from(index);
-    body["results"] = Value::from(results.to_vec());
+    body["results"] = serde_json::to_value(results).unwrap_or_default();
     (status, Json(body)).into_response()
 }
 
 /// Applies a device's changes in order, detecting conflicts.
 #[utoipa::path(post, path = "/sync/apply", request_body = ApplyBody, responses(
-    (status = 200, description = "One outcome per change", body = doc::ApplyResult),
+    (status = 200, description = "One outcome per change", body = dto::ApplyResult),
     (status = 404, description = "No such share, device or resource"),
     (status = 409, description = "A change conflicts (MANUAL: SYNC_CONFLICT with conflict_id and the results so far) or a name is taken"),
     (status = 410, description = "The share or a resource is in the trash"),
@@ -1167,6 +918,7 @@ fn stopped(status: StatusCode, mut body: Value, index: usize, results: &[Value])
 async fn apply(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     ApiJson(body): ApiJson<ApplyBody>,
 ) -> ApiResult<Response> {
     if validate_device_id(&body.device_id).is_err() {
@@ -1196,7 +948,7 @@ async fn apply(
         match apply_one(&cx, ch, None).await {
             Ok(out) => {
                 last = out.position.max(last);
-                results.push(out.json(i));
+                results.push(dto::ApplyOutcome::from((i, &out)));
             }
             Err(Stop::Manual(out)) => {
                 state.caught_up(out.position.max(last)).await;
@@ -1206,7 +958,7 @@ async fn apply(
                     "detail": format!("change {i} conflicts with a newer version on the server; resolve conflict {}", out.conflict_id.clone().unwrap_or_default()),
                     "code": "SYNC_CONFLICT",
                     "conflict_id": out.conflict_id,
-                    "result": out.json(i),
+                    "result": dto::ApplyOutcome::from((i, &out)),
                 });
                 return Ok(Positioned(
                     out.position.max(last),
@@ -1236,24 +988,33 @@ async fn apply(
             }
         }
     }
-    state.caught_up(last).await;
+    respond
+        .after(&state, last, StatusCode::OK, || {
+            applied(&state, &cx, results, last)
+        })
+        .await
+}
+
+/// What a whole batch did, with the device's cursor as it stands.
+async fn applied(
+    state: &AppState,
+    cx: &Cx<'_>,
+    results: Vec<dto::ApplyOutcome>,
+    last: Option<LogPosition>,
+) -> ApiResult<dto::ApplyResult> {
     let cursor = sq::cursor(
         &state.db,
-        &p.user_id.to_string(),
+        &cx.p.user_id.to_string(),
         &cx.device.device_id,
         &cx.share.id,
     )
     .await?
     .map(|c| c.log().to_token());
-    Ok(Positioned(
-        last,
-        Json(json!({
-            "results": results,
-            "cursor": cursor,
-            "position": last.map(|l| l.to_token()),
-        })),
-    )
-    .into_response())
+    Ok(dto::ApplyResult {
+        results,
+        cursor,
+        position: last.map(|l| l.to_token()),
+    })
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -1317,9 +1078,10 @@ struct ResolveQuery {
 async fn resolve(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<ResolveQuery>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     let conflict_id: ConflictId = path_id(&id, "conflict")?;
     let resolution = ConflictStrategy::parse(&q.resolution)
         .filter(|r| *r != ConflictStrategy::Manual)
@@ -1362,13 +1124,21 @@ async fn resolve(
         Err(Stop::Manual(out)) => out,
         Err(Stop::Failed(e)) => return Err(e),
     };
-    state.caught_up(out.position).await;
-    let row = sq::conflict(&state.db, &tenant, &id)
+    respond
+        .after(&state, out.position, StatusCode::OK, || {
+            resolved(&state, &tenant, &id, &out)
+        })
+        .await
+}
+
+/// A conflict as stored, with what resolving it did.
+async fn resolved(state: &AppState, tenant: &str, id: &str, out: &Outcome) -> ApiResult<Value> {
+    let row = sq::conflict(&state.db, tenant, id)
         .await?
         .ok_or_else(|| ApiError::not_found("conflict"))?;
     let mut body = row.to_json();
-    body["result"] = out.json(0);
-    Ok(Positioned(out.position, Json(body)))
+    body["result"] = serde_json::to_value(dto::ApplyOutcome::from((0, out))).unwrap_or_default();
+    Ok(body)
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

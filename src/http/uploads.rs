@@ -4,22 +4,22 @@
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use chrono::Utc;
 use scaidrive_domain::access::Permission;
 use scaidrive_domain::drive::chunking::{total_chunks, DEFAULT_CHUNK_SIZE};
-use scaidrive_domain::drive::file::{Content, File, FileCommand};
+use scaidrive_domain::drive::file::Content;
 use scaidrive_domain::drive::upload::{UploadCommand, UploadPlan, UploadSession, UploadStatus};
 use scaidrive_domain::id::{FileId, FolderId, ShareId, UploadId, VersionId};
 use scaidrive_domain::{Aggregate, DomainError};
 use serde::Deserialize;
-use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::drive::{live_file, live_folder, live_share, path_id, require_perm, require_write, On};
+use super::dto;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, Validate, Violations};
 use super::files::max_file_size;
@@ -27,11 +27,10 @@ use super::openapi as doc;
 use super::principal::Principal;
 use super::respond::Respond;
 use super::state::AppState;
-use super::{ts, Positioned};
+use super::Positioned;
 use crate::blob::content::checksum;
-use crate::command::drive as cmd;
-use crate::command::quota;
-use crate::command::Loaded;
+use crate::command::uploads::{self as cmd, Chunk, Completion};
+use crate::command::{quota, Loaded};
 
 /// Largest accepted chunk body (SPEC: `max_upload_chunk_size_bytes`).
 pub const MAX_CHUNK_BODY: usize = 5 * 1024 * 1024;
@@ -99,27 +98,9 @@ impl Validate for StartUpload {
     }
 }
 
-fn progress_json(id: &str, s: &UploadSession) -> Value {
-    let now = Utc::now();
-    let plan = s.plan.as_ref();
-    json!({
-        "session_id": id,
-        "id": id,
-        "status": s.status_at(now).as_str(),
-        "file_name": plan.map(|p| p.file_name.clone()),
-        "file_size": plan.map(|p| p.file_size),
-        "chunk_size": plan.map(|p| p.chunk_size),
-        "total_chunks": s.received.len(),
-        "received_chunks": s.received_count(),
-        "missing_chunks": s.missing(),
-        "expires_at": s.expires_at().map(ts),
-        "file_id": s.result.map(|r| r.0.to_string()),
-    })
-}
-
 /// Starts a resumable upload and reserves its bytes on every quota level.
 #[utoipa::path(post, path = "/uploads", request_body = StartUpload, responses(
-    (status = 201, description = "The session, with the chunks to send", body = doc::UploadSession),
+    (status = 201, description = "The session, with the chunks to send", body = dto::UploadSession),
     (status = 404, description = "No such share, folder or file"),
     (status = 410, description = "The share, folder or file is in the trash"),
     (status = 413, description = "Larger than the tenant's max_file_size_bytes (PAYLOAD_TOO_LARGE)"),
@@ -130,7 +111,7 @@ async fn start(
     State(state): State<AppState>,
     p: Principal,
     ApiJson(body): ApiJson<StartUpload>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Positioned<(StatusCode, Json<dto::UploadSession>)>> {
     let mut folder_row = None;
     if let Some(f) = body.folder_id {
         let (row, _) = live_folder(&state, &p, &f.to_string()).await?;
@@ -228,12 +209,11 @@ async fn start(
     };
     let (committed, session) = quota::submit(&state.bus, &state.db, job).await?;
     let session = session.unwrap_or_default();
+    // The session is the command's own state: no read model to wait for.
+    let answer = dto::UploadSession::at(&upload_id.to_string(), &session, Utc::now());
     Ok(Positioned(
         committed.position,
-        (
-            StatusCode::CREATED,
-            Json(progress_json(&upload_id.to_string(), &session)),
-        ),
+        (StatusCode::CREATED, Json(answer)),
     ))
 }
 
@@ -259,15 +239,15 @@ async fn own_session(
 
 /// An upload session's progress.
 #[utoipa::path(get, path = "/uploads/{id}", params(("id" = inline(doc::UploadId), Path)), responses(
-    (status = 200, description = "The session", body = doc::UploadSession),
+    (status = 200, description = "The session", body = dto::UploadSession),
 ))]
 async fn progress(
     State(state): State<AppState>,
     p: Principal,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::UploadSession>> {
     let s = own_session(&state, &p, &id).await?;
-    Ok(Json(progress_json(&id, &s.state)))
+    Ok(Json(dto::UploadSession::at(&id, &s.state, Utc::now())))
 }
 
 /// Sends one chunk (any order, in parallel).
@@ -276,7 +256,7 @@ async fn progress(
     params(("id" = inline(doc::UploadId), Path), ("index" = u64, Path, description = "The chunk's index, from 0"),
         ("X-Chunk-SHA256" = Option<String>, Header, description = "Hex SHA-256 of the body; a mismatch answers 400")),
     responses(
-        (status = 200, description = "Stored", body = doc::ChunkReceipt),
+        (status = 200, description = "Stored", body = dto::ChunkReceipt),
         (status = 400, description = "The body does not match X-Chunk-SHA256, or the index or size is wrong"),
         (status = 409, description = "The session is completed"),
         (status = 410, description = "The session expired or was aborted"),
@@ -290,7 +270,7 @@ async fn chunk(
     ApiPath((id, index)): ApiPath<(String, u64)>,
     headers: HeaderMap,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::ChunkReceipt>> {
     let session = own_session(&state, &p, &id).await?;
     require_write(&p)?;
     // Refuse early what the session would refuse anyway, before storing bytes.
@@ -335,21 +315,19 @@ async fn chunk(
         .bus
         .metrics()
         .chunks_deduplicated(u64::from(deduplicated));
-    let ctx = p.context();
-    let cmd = UploadCommand::ReceiveChunk {
+    let chunk = Chunk {
         index,
         sha256: sha.clone(),
         size,
         deduplicated,
-        at: ctx.now,
     };
-    state
-        .bus
-        .execute::<UploadSession, _>(&id, &ctx, |s| s.state.decide(&cmd))
-        .await?;
-    Ok(Json(
-        json!({ "index": index, "size": size, "sha256": sha, "deduplicated": deduplicated }),
-    ))
+    cmd::receive_chunk(&state.bus, &p.context(), &id, chunk).await?;
+    Ok(Json(dto::ChunkReceipt {
+        index,
+        size,
+        sha256: sha,
+        deduplicated,
+    }))
 }
 
 /// Completes an upload into a new file, or a new version of `replace_file_id`.
@@ -401,7 +379,7 @@ async fn complete(
     let content = Content {
         version_id,
         size: plan.file_size,
-        checksum_sha256: computed.clone(),
+        checksum_sha256: computed,
         mime_type: plan.mime_type.clone(),
         chunk_size: plan.chunk_size,
         chunks,
@@ -433,54 +411,16 @@ async fn complete(
         .into_iter()
         .filter(|a| !plan.quota_accounts.contains(&a.stream_id()))
         .collect();
-    let ctx = p.context();
-    let committed = state
-        .bus
-        .retrying(|| async {
-            let mut uow = state.bus.begin(&ctx);
-            quota::settle_in(&mut uow, &plan.quota_accounts, &id, None).await?;
-            quota::charge_in(&mut uow, &state.db, &late, &id, plan.file_size).await?;
-            let s = uow.load::<UploadSession>(&id).await?;
-            let done = s.state.decide(&UploadCommand::Complete {
-                computed_checksum: computed.clone(),
-                file_id,
-                version_id,
-                at: ctx.now,
-            })?;
-            uow.emit::<UploadSession>(&upload_id.to_string(), &done)?;
-            match plan.replace_file_id {
-                Some(fid) => {
-                    let f = uow.load::<File>(&fid.to_string()).await?;
-                    let events = f.state.decide(&FileCommand::AddVersion {
-                        base_version_id: plan.base_version_id,
-                        content: content.clone(),
-                        by: p.user_id,
-                        at: ctx.now,
-                    })?;
-                    uow.emit::<File>(&fid.to_string(), &events)?;
-                }
-                None => {
-                    let target = cmd::Target {
-                        share_id: plan.share_id,
-                        folder_id: plan.folder_id,
-                        parent_path: parent_path.clone(),
-                    };
-                    let name = scaidrive_domain::name::normalize(&plan.file_name);
-                    cmd::create_file_in(
-                        &mut uow,
-                        p.tenant_id,
-                        target,
-                        &name,
-                        content.clone(),
-                        p.user_id,
-                        file_id,
-                    )
-                    .await?;
-                }
-            }
-            uow.commit().await
-        })
-        .await?;
+    let completion = Completion {
+        upload_id,
+        plan: &plan,
+        content,
+        file_id,
+        parent_path,
+        late,
+        by: p.user_id,
+    };
+    let committed = cmd::complete(&state.bus, &state.db, &p.context(), &completion).await?;
     let file_id = file_id.to_string();
     respond
         .item(&state, &committed, StatusCode::CREATED, &file_id, || {
@@ -498,12 +438,12 @@ async fn complete(
 async fn abort(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<impl IntoResponse> {
+) -> ApiResult<Response> {
     own_session(&state, &p, &id).await?;
     require_write(&p)?;
     let ctx = p.context();
     let committed = quota::end_upload(&state.bus, &ctx, &id, false).await?;
-    state.caught_up_to(&committed).await;
-    Ok(Positioned(committed.position, StatusCode::NO_CONTENT))
+    Ok(respond.full().empty(&state, &committed).await)
 }

@@ -3,10 +3,9 @@
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{json, Value};
 
+use super::dto;
 use super::error::ApiResult;
-use super::openapi as doc;
 use super::principal::Principal;
 use super::state::AppState;
 
@@ -18,32 +17,16 @@ pub fn router() -> Router<AppState> {
 
 /// The caller's user-level usage and limit.
 #[utoipa::path(get, path = "/users/me/quota", responses(
-    (status = 200, description = "Usage and limit", body = doc::MyQuota),
+    (status = 200, description = "Usage and limit", body = dto::MyQuota),
 ))]
-async fn my_quota(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Value>> {
+async fn my_quota(State(state): State<AppState>, p: Principal) -> ApiResult<Json<dto::MyQuota>> {
     Ok(Json(super::quotas::my_quota(&state, &p).await?))
 }
 
 /// The caller.
 #[utoipa::path(get, path = "/users/me", responses(
-    (status = 200, description = "The signed-in user", body = doc::Me),
+    (status = 200, description = "The signed-in user", body = dto::Me),
 ))]
-async fn me(p: Principal) -> Json<Value> {
-    let display = p
-        .name
-        .clone()
-        .or_else(|| p.email.clone())
-        .unwrap_or_else(|| p.user_id.to_string());
-    Json(json!({
-        "id": p.user_id,
-        "email": p.email,
-        "name": p.name,
-        "display_name": display,
-        "tenant_id": p.tenant_id,
-        "partner_id": p.partner_id,
-        "groups": p.groups,
-        "scopes": p.scopes.names(),
-        "is_admin": p.is_tenant_admin,
-        "admin_role": if p.is_tenant_admin { Some("tenant_admin") } else { None },
-    }))
+async fn me(p: Principal) -> Json<dto::Me> {
+    Json(dto::Me::from(&p))
 }

@@ -5,26 +5,30 @@
 //! so a redelivered webhook changes nothing the second time.
 
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use axum::routing::post;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Router};
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use scaidrive_domain::group::Group;
 use scaidrive_domain::id::{GroupId, TenantId, UserId};
-use scaidrive_domain::tenancy::{AdminRole, User, UserCommand, UserStatus};
-use scaidrive_domain::{Actor, Aggregate, DomainError, LogPosition};
+use scaidrive_domain::tenancy::{AdminRole, User, UserStatus};
+use scaidrive_domain::{Actor, DomainError, LogPosition};
 use scaidrive_projections::groups;
 use serde::{Deserialize, Deserializer};
-use serde_json::{json, Value};
+use serde_json::Value;
 use sha2::Sha256;
 use uuid::Uuid;
 
+use super::dto;
 use super::error::{ApiError, ApiResult};
 use super::extract::{parse_json_body, Validate, Violations};
 use super::openapi as doc;
+use super::respond::Respond;
 use super::state::AppState;
-use super::{Positioned, RequestContext};
+use super::RequestContext;
+use crate::command::admin::change_user;
 use crate::command::groups::{GroupChange, NewGroup};
 use crate::command::provision::{ensure_tenant, provision_as, Identity, Origin};
 use crate::command::CommandContext;
@@ -152,7 +156,7 @@ fn verify(secret: &str, headers: &HeaderMap, body: &[u8]) -> ApiResult<()> {
     params(("X-ScaiKey-Signature" = String, Header,
         description = "Hex HMAC-SHA256 of the raw body (optionally `sha256=`-prefixed)")),
     responses(
-        (status = 200, description = "Applied", body = doc::WebhookApplied),
+        (status = 200, description = "Applied", body = dto::WebhookApplied),
         (status = 400, description = "Unsupported event"),
         (status = 401, description = "Signature missing or wrong"),
         (status = 404, description = "The webhook is not configured"),
@@ -162,9 +166,10 @@ fn verify(secret: &str, headers: &HeaderMap, body: &[u8]) -> ApiResult<()> {
 async fn receive(
     State(state): State<AppState>,
     Extension(rc): Extension<RequestContext>,
+    respond: Respond,
     headers: HeaderMap,
     body: Bytes,
-) -> ApiResult<Positioned<Json<Value>>> {
+) -> ApiResult<Response> {
     let Some(secret) = &state.config.scaikey_webhook_secret else {
         return Err(ApiError::NotFound(
             "the ScaiKey webhook is not configured".into(),
@@ -209,16 +214,15 @@ async fn receive(
         "group.member_added" => hook.membership(parse(data)?, true).await?,
         _ => hook.membership(parse(data)?, false).await?,
     };
-    state.caught_up(position).await;
-    Ok(Positioned(
-        position,
-        Json(json!({
-            "status": "applied",
-            "event": delivery.event,
-            "resource_id": resource,
-            "changed": position.is_some(),
-        })),
-    ))
+    let applied = dto::WebhookApplied {
+        status: "applied".into(),
+        event: delivery.event,
+        resource_id: resource,
+        changed: position.is_some(),
+    };
+    respond
+        .after(&state, position, StatusCode::OK, || async { Ok(applied) })
+        .await
 }
 
 /// Parses `data` with the body's 422 rules (`loc` starts at `data`).
@@ -270,30 +274,8 @@ impl Hook<'_> {
         };
         let (_, mut position) = provision_as(&self.state.bus, &self.ctx, &who, origin).await?;
         let stream = who.user_id.to_string();
-        let (_, committed) = self
-            .state
-            .bus
-            .execute::<User, _>(&stream, &self.ctx, |u| {
-                let mut s = u.state.clone();
-                let mut events = Vec::new();
-                if let Some(status) = d.status {
-                    events.extend(s.decide(&UserCommand::ChangeStatus {
-                        status,
-                        at: self.ctx.now,
-                    })?);
-                }
-                for e in &events {
-                    s.evolve(e);
-                }
-                if let Some(role) = d.admin_role {
-                    events.extend(s.decide(&UserCommand::SetAdminRole {
-                        admin_role: role,
-                        at: self.ctx.now,
-                    })?);
-                }
-                Ok(events)
-            })
-            .await?;
+        let committed =
+            change_user(&self.state.bus, &self.ctx, &stream, d.status, d.admin_role).await?;
         position = later(position, committed.position);
         Ok((Some(stream), position))
     }
@@ -306,16 +288,8 @@ impl Hook<'_> {
             return Ok((None, None));
         }
         let stream = who.user_id.to_string();
-        let (_, committed) = self
-            .state
-            .bus
-            .execute::<User, _>(&stream, &self.ctx, |u| {
-                u.state.decide(&UserCommand::ChangeStatus {
-                    status: UserStatus::Inactive,
-                    at: self.ctx.now,
-                })
-            })
-            .await?;
+        let inactive = Some(UserStatus::Inactive);
+        let committed = change_user(&self.state.bus, &self.ctx, &stream, inactive, None).await?;
         Ok((Some(stream), committed.position))
     }
 

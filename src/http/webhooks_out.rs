@@ -6,23 +6,24 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
 use scaidrive_domain::id::WebhookId;
-use scaidrive_domain::webhook::{self, Webhook, WebhookCommand, WebhookStatus};
-use scaidrive_domain::Aggregate;
-use scaidrive_projections::webhooks::{self as rm, DeliveryRow, WebhookRow};
+use scaidrive_domain::webhook::{self, WebhookStatus};
+use scaidrive_projections::webhooks::{self as rm, WebhookRow};
 use serde::Deserialize;
-use serde_json::{json, Value};
-use uuid::Uuid;
+use serde_json::Value;
 
 use super::drive::{path_id, Page};
+use super::dto;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
 use super::openapi as doc;
 use super::principal::Principal;
+use super::respond::Respond;
 use super::state::AppState;
-use super::{ts, Positioned};
+use crate::command::webhooks::{self as cmd, NewWebhook, WebhookChange};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -36,40 +37,6 @@ pub fn router() -> Router<AppState> {
             "/admin/webhooks/{webhook_id}/deliveries/{delivery_id}",
             get(delivery),
         )
-}
-
-/// The JSON form of a webhook; the secret never leaves the service.
-fn webhook_json(r: &WebhookRow) -> Value {
-    json!({
-        "id": r.id,
-        "tenant_id": r.tenant_id,
-        "name": r.name,
-        "url": r.url,
-        "categories": r.category_list(),
-        "headers": r.header_map(),
-        "status": r.status,
-        "has_secret": !r.secret.is_empty(),
-        "created_at": ts(r.created_at),
-        "modified_at": ts(r.modified_at),
-    })
-}
-
-fn delivery_json(d: &DeliveryRow) -> Value {
-    json!({
-        "id": d.id,
-        "webhook_id": d.webhook_id,
-        "event_id": d.event_id,
-        "action": d.action,
-        "status": d.status,
-        "attempts": d.attempts,
-        "last_response_code": d.last_response_code,
-        "last_error": d.last_error,
-        "drop_reason": d.drop_reason,
-        "created_at": ts(d.created_at),
-        "last_attempt_at": d.last_attempt_at.map(ts),
-        "next_attempt_at": d.next_attempt_at.map(ts),
-        "delivered_at": d.delivered_at.map(ts),
-    })
 }
 
 fn check_url(v: &mut Violations, url: &str) {
@@ -175,109 +142,102 @@ async fn tenant_webhook(
     Ok((id, row))
 }
 
-async fn after_write(state: &AppState, p: &Principal, id: WebhookId) -> ApiResult<Value> {
+async fn after_write(state: &AppState, p: &Principal, id: WebhookId) -> ApiResult<dto::Webhook> {
     let row = rm::webhook(&state.db, &p.tenant_id.to_string(), &id.to_string())
         .await?
         .ok_or_else(|| ApiError::not_found("webhook"))?;
-    Ok(webhook_json(&row))
+    Ok(dto::Webhook::from(&row))
 }
 
 /// Creates an outbound webhook (tenant admins).
 #[utoipa::path(post, path = "/admin/webhooks", request_body = CreateWebhook, responses(
-    (status = 201, description = "The new webhook", body = doc::Webhook),
+    (status = 201, description = "The new webhook", body = dto::Webhook),
     (status = 409, description = "A webhook with this name exists"),
 ))]
 async fn create(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     ApiJson(body): ApiJson<CreateWebhook>,
-) -> ApiResult<(StatusCode, Positioned<Json<Value>>)> {
+) -> ApiResult<Response> {
     p.require_tenant_admin()?;
-    let ctx = p.context();
-    let id = WebhookId::from_uuid(Uuid::now_v7());
     webhook::checked_secret(&body.secret)?;
-    let cmd = WebhookCommand::Create {
-        webhook_id: id,
+    let new = NewWebhook {
         tenant_id: p.tenant_id,
         name: body.name,
         url: body.url,
         categories: body.categories,
-        secret: state.secrets.seal(&body.secret),
+        sealed_secret: state.secrets.seal(&body.secret),
         headers: body.headers,
         status: body.status,
-        at: ctx.now,
     };
-    let (_, committed) = state
-        .bus
-        .execute::<Webhook, _>(&id.to_string(), &ctx, |w| w.state.decide(&cmd))
-        .await?;
-    state.caught_up_to(&committed).await;
-    let body = after_write(&state, &p, id).await?;
-    Ok((
-        StatusCode::CREATED,
-        Positioned(committed.position, Json(body)),
-    ))
+    let (id, committed) = cmd::create(&state.bus, &p.context(), new).await?;
+    let key = id.to_string();
+    let read = || after_write(&state, &p, id);
+    respond
+        .full()
+        .item(&state, &committed, StatusCode::CREATED, &key, read)
+        .await
 }
 
 /// The tenant's webhooks (tenant admins).
 #[utoipa::path(get, path = "/admin/webhooks", responses(
-    (status = 200, description = "Every webhook", body = doc::WebhookList),
+    (status = 200, description = "Every webhook", body = dto::WebhookList),
 ))]
-async fn list(State(state): State<AppState>, p: Principal) -> ApiResult<Json<Value>> {
+async fn list(State(state): State<AppState>, p: Principal) -> ApiResult<Json<dto::WebhookList>> {
     p.require_tenant_admin()?;
     let rows = rm::webhooks(&state.db, &p.tenant_id.to_string()).await?;
-    Ok(Json(json!({
-        "webhooks": rows.iter().map(webhook_json).collect::<Vec<_>>(),
-    })))
+    Ok(Json(dto::WebhookList {
+        webhooks: rows.iter().map(dto::Webhook::from).collect(),
+    }))
 }
 
 /// One webhook.
 #[utoipa::path(get, path = "/admin/webhooks/{webhook_id}", params(("webhook_id" = inline(doc::WebhookId), Path)), responses(
-    (status = 200, description = "The webhook", body = doc::Webhook),
+    (status = 200, description = "The webhook", body = dto::Webhook),
 ))]
 async fn read(
     State(state): State<AppState>,
     p: Principal,
     ApiPath(webhook_id): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::Webhook>> {
     p.require_tenant_admin()?;
     let (_, row) = tenant_webhook(&state, &p, &webhook_id).await?;
-    Ok(Json(webhook_json(&row)))
+    Ok(Json(dto::Webhook::from(&row)))
 }
 
 /// Changes, pauses or resumes a webhook.
 #[utoipa::path(patch, path = "/admin/webhooks/{webhook_id}", request_body = PatchWebhook,
     params(("webhook_id" = inline(doc::WebhookId), Path)),
-    responses((status = 200, description = "The webhook as changed", body = doc::Webhook)),
+    responses((status = 200, description = "The webhook as changed", body = dto::Webhook)),
 )]
 async fn patch(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     ApiPath(webhook_id): ApiPath<String>,
     ApiJson(body): ApiJson<PatchWebhook>,
-) -> ApiResult<Positioned<Json<Value>>> {
+) -> ApiResult<Response> {
     p.require_tenant_admin()?;
     let (id, _) = tenant_webhook(&state, &p, &webhook_id).await?;
-    let ctx = p.context();
     if let Some(s) = &body.secret {
         webhook::checked_secret(s)?;
     }
-    let cmd = WebhookCommand::Update {
+    let change = WebhookChange {
         name: body.name,
         url: body.url,
         categories: body.categories,
-        secret: body.secret.map(|s| state.secrets.seal(&s)),
+        sealed_secret: body.secret.map(|s| state.secrets.seal(&s)),
         headers: body.headers,
         status: body.status,
-        at: ctx.now,
     };
-    let (_, committed) = state
-        .bus
-        .execute::<Webhook, _>(&id.to_string(), &ctx, |w| w.state.decide(&cmd))
-        .await?;
-    state.caught_up_to(&committed).await;
-    let body = after_write(&state, &p, id).await?;
-    Ok(Positioned(committed.position, Json(body)))
+    let committed = cmd::update(&state.bus, &p.context(), id, change).await?;
+    respond
+        .full()
+        .item(&state, &committed, StatusCode::OK, &id.to_string(), || {
+            after_write(&state, &p, id)
+        })
+        .await
 }
 
 /// Deletes a webhook (pending deliveries are cancelled).
@@ -287,19 +247,13 @@ async fn patch(
 async fn remove(
     State(state): State<AppState>,
     p: Principal,
+    respond: Respond,
     ApiPath(webhook_id): ApiPath<String>,
-) -> ApiResult<Positioned<StatusCode>> {
+) -> ApiResult<Response> {
     p.require_tenant_admin()?;
     let (id, _) = tenant_webhook(&state, &p, &webhook_id).await?;
-    let ctx = p.context();
-    let (_, committed) = state
-        .bus
-        .execute::<Webhook, _>(&id.to_string(), &ctx, |w| {
-            w.state.decide(&WebhookCommand::Delete { at: ctx.now })
-        })
-        .await?;
-    state.caught_up_to(&committed).await;
-    Ok(Positioned(committed.position, StatusCode::NO_CONTENT))
+    let committed = cmd::delete(&state.bus, &p.context(), id).await?;
+    Ok(respond.full().empty(&state, &committed).await)
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -317,14 +271,14 @@ const DELIVERY_STATUSES: [&str; 5] = ["pending", "delivered", "dropping", "dropp
 
 /// A webhook's deliveries, newest first.
 #[utoipa::path(get, path = "/admin/webhooks/{webhook_id}/deliveries", params(("webhook_id" = inline(doc::WebhookId), Path), DeliveryQuery),
-    responses((status = 200, description = "A page of deliveries", body = doc::DeliveryList)),
+    responses((status = 200, description = "A page of deliveries", body = dto::DeliveryList)),
 )]
 async fn deliveries(
     State(state): State<AppState>,
     p: Principal,
     ApiPath(webhook_id): ApiPath<String>,
     ApiQuery(q): ApiQuery<DeliveryQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::DeliveryList>> {
     p.require_tenant_admin()?;
     let (id, _) = tenant_webhook(&state, &p, &webhook_id).await?;
     if let Some(s) = &q.status {
@@ -348,41 +302,29 @@ async fn deliveries(
         offset,
     )
     .await?;
-    Ok(Json(json!({
-        "deliveries": rows.iter().map(delivery_json).collect::<Vec<_>>(),
-    })))
+    Ok(Json(dto::DeliveryList {
+        deliveries: rows.iter().map(dto::Delivery::from).collect(),
+    }))
 }
 
 /// One delivery with every attempt (time, response code, error, duration).
 #[utoipa::path(get, path = "/admin/webhooks/{webhook_id}/deliveries/{delivery_id}",
     params(("webhook_id" = inline(doc::WebhookId), Path), ("delivery_id" = String, Path)),
-    responses((status = 200, description = "The delivery and its attempts", body = doc::Delivery)),
+    responses((status = 200, description = "The delivery and its attempts", body = dto::Delivery)),
 )]
 async fn delivery(
     State(state): State<AppState>,
     p: Principal,
     ApiPath((webhook_id, delivery_id)): ApiPath<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::Delivery>> {
     p.require_tenant_admin()?;
     let (id, _) = tenant_webhook(&state, &p, &webhook_id).await?;
     let row = rm::delivery(&state.db, &id.to_string(), &delivery_id)
         .await?
         .ok_or_else(|| ApiError::not_found("delivery"))?;
     let attempts = rm::attempts(&state.db, &row.id).await?;
-    let mut body = delivery_json(&row);
-    body["attempt_log"] = Value::Array(
-        attempts
-            .iter()
-            .map(|a| {
-                json!({
-                    "attempt": a.attempt,
-                    "attempted_at": a.attempted_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                    "response_code": a.response_code,
-                    "error": a.error,
-                    "duration_ms": a.duration_ms,
-                })
-            })
-            .collect(),
-    );
-    Ok(Json(body))
+    Ok(Json(dto::Delivery {
+        attempt_log: Some(attempts.iter().map(dto::DeliveryAttempt::from).collect()),
+        ..dto::Delivery::from(&row)
+    }))
 }

@@ -8,12 +8,18 @@
 //! cannot say precisely (ids, timestamps) carry `#[schema(value_type = …)]`
 //! naming a schema-only type in `openapi.rs`.
 
+pub mod admin;
 pub mod connectors;
 pub mod drive;
 pub mod links;
 pub mod permissions;
+pub mod quotas;
 pub mod shares;
 pub mod sharing;
+pub mod sync;
+pub mod uploads;
+pub mod users;
+pub mod webhooks;
 
 pub use drive::{
     Entry, File, FileEntry, FileKind, Folder, FolderEntry, FolderKind, Listing, TrashListing,
@@ -30,3 +36,14 @@ pub use shares::{Share, ShareList};
 pub use sharing::{
     Invitation, InvitationAnswer, InvitationList, Member, MemberList, MyShare, MyShareList,
 };
+
+pub use admin::{
+    AdminUser, Group, GroupList, GroupMember, GroupMemberList, Tenant, TenantList, UserList,
+};
+pub use quotas::{MyQuota, Quota, QuotaList, Usage, UsageList};
+pub use sync::{
+    ApplyOutcome, ApplyResult, CursorMoved, Device, DeviceCursor, DeviceList, SyncStatus,
+};
+pub use uploads::{ChunkReceipt, UploadSession};
+pub use users::Me;
+pub use webhooks::{Delivery, DeliveryAttempt, DeliveryList, Webhook, WebhookApplied, WebhookList};
