@@ -37,6 +37,7 @@ mod retention;
 mod s3;
 mod scaleout;
 mod search;
+mod semantic;
 mod secrets;
 mod shapes;
 mod sharing;
