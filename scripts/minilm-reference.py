@@ -62,7 +62,8 @@ def load_safetensors(path):
     for name, meta in header.items():
         if name == "__metadata__":
             continue
-        assert meta["dtype"] == "F32", meta["dtype"]
+        if meta["dtype"] != "F32":
+            continue  # buffers such as position_ids (I64) are not weights
         a, b = meta["data_offsets"]
         out[name] = np.frombuffer(data[a:b], dtype="<f4").reshape(meta["shape"])
     return out

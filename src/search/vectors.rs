@@ -304,8 +304,8 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
+        for ((a, xi), yi) in acc.iter_mut().zip(x).zip(y) {
+            *a += xi * yi;
         }
     }
     let mut s: f32 = acc.iter().sum();
