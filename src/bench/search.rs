@@ -518,13 +518,13 @@ pub async fn semantic(chunks: usize, seconds: u64) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let ix = VectorIndex::open(dir.path()).map_err(|e| e.to_string())?;
     let version: scaidrive_domain::drive::file::Version = serde_json::from_value(serde_json::json!({
-        "number": 1, "version_id": "ver_bench", "size": 1, "checksum_sha256": "00",
+        "number": 1, "version_id": scaidrive_domain::id::VersionId::from_uuid(uuid::Uuid::nil()).to_string(), "size": 1, "checksum_sha256": "00",
         "mime_type": "text/plain", "chunk_size": 4194304, "chunks": [],
-        "by": "usr_bench", "at": "2026-01-01T00:00:00Z",
+        "by": scaidrive_domain::id::UserId::from_uuid(uuid::Uuid::nil()).to_string(), "at": "2026-01-01T00:00:00Z",
     }))
     .map_err(|e| e.to_string())?;
     let mut rng = StdRng::seed_from_u64(384);
-    let mut unit = |rng: &mut StdRng| {
+    let unit = |rng: &mut StdRng| {
         let mut v: Vec<f32> = (0..DIMS).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
         normalize(&mut v);
         v

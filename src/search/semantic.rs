@@ -86,7 +86,7 @@ async fn apply_batch(
             embed.push(id);
         }
     };
-    let mut push = |op: Op, ops: &mut Vec<Op>| -> Result<(), VectorError> {
+    let push = |op: Op, ops: &mut Vec<Op>| -> Result<(), VectorError> {
         ix.apply(std::slice::from_ref(&op))?;
         ops.push(op);
         Ok(())

@@ -560,13 +560,13 @@ mod tests {
     fn meta(tenant: &str, share: &str) -> FileMeta {
         let v: Version = serde_json::from_value(serde_json::json!({
             "number": 1,
-            "version_id": "ver_01",
+            "version_id": scaidrive_domain::id::VersionId::from_uuid(uuid::Uuid::nil()).to_string(),
             "size": 1,
             "checksum_sha256": "00",
             "mime_type": "text/plain",
             "chunk_size": 4194304,
             "chunks": [],
-            "by": "usr_1",
+            "by": scaidrive_domain::id::UserId::from_uuid(uuid::Uuid::nil()).to_string(),
             "at": "2024-01-01T00:00:00Z",
         }))
         .unwrap();
