@@ -30,7 +30,7 @@ pub const MAX_SEQUENCE: usize = 256;
 const BATCH: usize = 16;
 
 /// Where embeddings come from (`SCAIDRIVE_EMBEDDING_*`).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct EmbeddingSettings {
     /// A folder with `model.safetensors`, `tokenizer.json` and `config.json`
     /// of all-MiniLM-L6-v2 (`SCAIDRIVE_EMBEDDING_MODEL_DIR`).
@@ -46,6 +46,19 @@ pub struct EmbeddingSettings {
     /// How long a remote call may take (`SCAIDRIVE_EMBEDDING_TIMEOUT_MS`,
     /// default 10 000): beyond it a query answers 504.
     pub timeout: Duration,
+}
+
+impl Default for EmbeddingSettings {
+    /// No provider; a 10 s timeout for one configured later.
+    fn default() -> Self {
+        EmbeddingSettings {
+            model_dir: None,
+            url: None,
+            model: None,
+            api_key: None,
+            timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 impl EmbeddingSettings {
