@@ -337,9 +337,11 @@ fn open_semantic(
     let embedder = match Embedder::open(&config.embedding) {
         Ok(Some(e)) => e,
         Ok(None) => {
-            return Err("semantic search is not available: no embedding provider is configured \
+            return Err(
+                "semantic search is not available: no embedding provider is configured \
                  (set SCAIDRIVE_EMBEDDING_MODEL_DIR or SCAIDRIVE_EMBEDDING_URL)"
-                .into())
+                    .into(),
+            )
         }
         Err(e) => {
             tracing::error!(error = %e, "cannot load the embedding provider; semantic search answers 501");

@@ -451,9 +451,7 @@ impl From<ServeArgs> for Config {
                 origin: a.log_origin.filter(|o| !o.trim().is_empty()),
             },
             embedding: crate::search::embed::EmbeddingSettings {
-                model_dir: a
-                    .embedding_model_dir
-                    .filter(|d| !d.as_os_str().is_empty()),
+                model_dir: a.embedding_model_dir.filter(|d| !d.as_os_str().is_empty()),
                 url: a.embedding_url.filter(|u| !u.trim().is_empty()),
                 model: a.embedding_model.filter(|m| !m.trim().is_empty()),
                 api_key: a

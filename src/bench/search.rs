@@ -483,9 +483,9 @@ pub async fn semantic(chunks: usize, seconds: u64) -> Result<(), String> {
     const PER_FILE: usize = 10;
     let dur = Duration::from_secs(seconds.max(1));
     let model = match std::env::var("SCAIDRIVE_EMBEDDING_MODEL_DIR") {
-        Ok(dir) if !dir.trim().is_empty() => {
-            Some(Arc::new(MiniLm::load(std::path::Path::new(&dir)).map_err(|e| e.to_string())?))
-        }
+        Ok(dir) if !dir.trim().is_empty() => Some(Arc::new(
+            MiniLm::load(std::path::Path::new(&dir)).map_err(|e| e.to_string())?,
+        )),
         _ => {
             eprintln!("semantic: SCAIDRIVE_EMBEDDING_MODEL_DIR unset: no embedding figures");
             None
@@ -496,7 +496,12 @@ pub async fn semantic(chunks: usize, seconds: u64) -> Result<(), String> {
         let docs = corpus(64);
         let texts: Vec<String> = docs
             .chunks(3)
-            .map(|d| d.iter().map(|(_, b)| b.as_str()).collect::<Vec<_>>().join(" "))
+            .map(|d| {
+                d.iter()
+                    .map(|(_, b)| b.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
             .collect();
         let m2 = m.clone();
         let (n, secs) = tokio::task::spawn_blocking(move || {

@@ -536,12 +536,11 @@ async fn rebuild_semantic(
     let bar = indicatif::ProgressBar::new(head.max(1) as u64);
     bar.set_prefix("semantic");
     let started = std::time::Instant::now();
-    let events =
-        crate::search::semantic::rebuild(&settings, &core.store, &blob, &embedder, |at| {
-            bar.set_position(at.max(0) as u64)
-        })
-        .await
-        .map_err(|e| e.to_string())?;
+    let events = crate::search::semantic::rebuild(&settings, &core.store, &blob, &embedder, |at| {
+        bar.set_position(at.max(0) as u64)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
     bar.finish();
     let secs = started.elapsed().as_secs_f64();
     println!(

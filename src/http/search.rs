@@ -654,8 +654,7 @@ async fn visible_files(
         {
             continue;
         }
-        if f
-            .path_prefix
+        if f.path_prefix
             .as_ref()
             .is_some_and(|pre| !row.path.starts_with(pre.as_str()))
         {
@@ -820,7 +819,15 @@ async fn semantic_post(
         path_prefix: b.path_prefix.filter(|s| !s.is_empty()),
     };
     let limit = b.limit.unwrap_or(20) as usize;
-    semantic(&state, &p, &headers, b.query.trim().to_owned(), filter, limit).await
+    semantic(
+        &state,
+        &p,
+        &headers,
+        b.query.trim().to_owned(),
+        filter,
+        limit,
+    )
+    .await
 }
 
 /// Keyword and vector scores blended by `alpha`.
@@ -944,7 +951,10 @@ async fn context(
     let counter = ix.embedder().tokens().clone();
     let contents: Vec<String> = hits.iter().map(|h| h.chunk.content.clone()).collect();
     let counts = tokio::task::spawn_blocking(move || {
-        contents.iter().map(|c| counter.count(c)).collect::<Vec<_>>()
+        contents
+            .iter()
+            .map(|c| counter.count(c))
+            .collect::<Vec<_>>()
     })
     .await
     .map_err(|_| ApiError::Internal("token counting failed".into()))?;

@@ -186,7 +186,10 @@ impl MiniLm {
             .broadcast_mul(&m)
             .and_then(|x| x.sum(1))
             .map_err(failed)?;
-        let counts = m.sum(1).and_then(|c| c.clamp(1e-9, f32::MAX)).map_err(failed)?;
+        let counts = m
+            .sum(1)
+            .and_then(|c| c.clamp(1e-9, f32::MAX))
+            .map_err(failed)?;
         let mean = summed.broadcast_div(&counts).map_err(failed)?;
         let mut vectors: Vec<Vec<f32>> = mean.to_vec2().map_err(failed)?;
         for v in &mut vectors {

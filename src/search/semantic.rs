@@ -144,7 +144,13 @@ async fn apply_batch(
                     version,
                     trashed: false,
                 };
-                push(Op::File { id: id.clone(), meta }, &mut ops)?;
+                push(
+                    Op::File {
+                        id: id.clone(),
+                        meta,
+                    },
+                    &mut ops,
+                )?;
                 want(id, &mut embed);
             }
             FileEvent::FileVersionAdded {
@@ -153,7 +159,13 @@ async fn apply_batch(
                 let id = file_id.to_string();
                 if let Some(mut meta) = ix.file(&id) {
                     meta.version = version;
-                    push(Op::File { id: id.clone(), meta }, &mut ops)?;
+                    push(
+                        Op::File {
+                            id: id.clone(),
+                            meta,
+                        },
+                        &mut ops,
+                    )?;
                     want(id, &mut embed);
                 }
             }
@@ -197,7 +209,13 @@ async fn apply_batch(
                 let id = file_id.to_string();
                 if let Some(mut meta) = ix.file(&id) {
                     meta.trashed = false;
-                    push(Op::File { id: id.clone(), meta }, &mut ops)?;
+                    push(
+                        Op::File {
+                            id: id.clone(),
+                            meta,
+                        },
+                        &mut ops,
+                    )?;
                     want(id, &mut embed);
                 }
             }

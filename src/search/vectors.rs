@@ -3,8 +3,8 @@
 //! in a journal in its directory.
 //!
 //! Why flat and not HNSW: at 100 000 chunks of 384 dimensions a scan is
-//! about 38 M multiply-adds, within the 100 ms p99 target on one core (see
-//! BENCHMARKS.md), exact, and it filters before ranking (one tenant, one
+//! about 38 M multiply-adds, expected within the 100 ms p99 target on one
+//! core (`scaidrive-bench --search` measures it), exact, and it filters before ranking (one tenant, one
 //! share) with no recall loss; deletes are plain removals. An approximate
 //! graph is the next step past a few hundred thousand chunks per tenant.
 //!
@@ -496,7 +496,12 @@ impl VectorIndex {
 
     /// Chunks held for all tenants.
     pub fn total_chunks(&self) -> usize {
-        self.state.read().tenants.values().map(|t| t.chunks.len()).sum()
+        self.state
+            .read()
+            .tenants
+            .values()
+            .map(|t| t.chunks.len())
+            .sum()
     }
 
     /// The dimensions of the vectors held, once any is.
@@ -656,8 +661,12 @@ mod tests {
             .append(true)
             .open(dir.path().join(JOURNAL))
             .unwrap();
-        writeln!(f, "{}", serde_json::to_string(&Op::Forget { id: "f2".into() }).unwrap())
-            .unwrap();
+        writeln!(
+            f,
+            "{}",
+            serde_json::to_string(&Op::Forget { id: "f2".into() }).unwrap()
+        )
+        .unwrap();
         write!(f, "{{\"op\":\"checkp").unwrap();
         drop(f);
 

@@ -54,11 +54,7 @@ async fn fake_provider() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        let _ = axum::serve(
-            listener,
-            Router::new().route("/v1/embeddings", post(embed)),
-        )
-        .await;
+        let _ = axum::serve(listener, Router::new().route("/v1/embeddings", post(embed))).await;
     });
     format!("http://{addr}/v1/embeddings")
 }
@@ -219,11 +215,7 @@ async fn follows_the_drive(backend: Backend) {
         3
     );
     let r = app
-        .patch(
-            &format!("/files/{tapir_id}"),
-            &t,
-            json!({"restore": true}),
-        )
+        .patch(&format!("/files/{tapir_id}"), &t, json!({"restore": true}))
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let a = semantic(&app, &t, json!({"query": "tapirs"}), Some(&pos(&r))).await;
@@ -255,7 +247,10 @@ async fn follows_the_drive(backend: Backend) {
     assert_eq!(first["name"], "billing.md");
     assert!(first["keyword_score"].is_null());
     assert!(first["vector_score"].as_f64().unwrap() > 0.0);
-    assert!(first["chunk_content"].as_str().unwrap().contains("Invoices"));
+    assert!(first["chunk_content"]
+        .as_str()
+        .unwrap()
+        .contains("Invoices"));
     let h = app
         .post("/search/hybrid", &t, json!({"query": "invoices"}))
         .await;
@@ -290,9 +285,14 @@ async fn follows_the_drive(backend: Backend) {
     app.get("/users/me", &bea).await;
     let a = semantic(&app, &bea, json!({"query": "tapirs"}), None).await;
     assert!(names(&a).is_empty(), "{}", a.body);
-    semantic(&app, &bea, json!({"query": "tapirs", "share_id": share}), None)
-        .await
-        .assert_detail(404);
+    semantic(
+        &app,
+        &bea,
+        json!({"query": "tapirs", "share_id": share}),
+        None,
+    )
+    .await
+    .assert_detail(404);
     let h = app
         .post("/search/hybrid", &bea, json!({"query": "invoices"}))
         .await;
@@ -310,11 +310,14 @@ async fn follows_the_drive(backend: Backend) {
         .await
         .assert_detail(501);
     let semantic_ix = app.state.semantic.clone().unwrap();
-    assert!(semantic_ix.wait_for(
-        scaidrive_domain::LogPosition::parse_token(&p).unwrap(),
-        Duration::from_secs(30)
-    )
-    .await);
+    assert!(
+        semantic_ix
+            .wait_for(
+                scaidrive_domain::LogPosition::parse_token(&p).unwrap(),
+                Duration::from_secs(30)
+            )
+            .await
+    );
     assert_eq!(semantic_ix.index().chunks(&app_tenant(&app, &t).await), 0);
 }
 both_backends!(follows_the_drive => semantic_search_follows_the_drive, semantic_search_follows_the_drive_pg);
@@ -346,9 +349,13 @@ async fn semantic_validation() {
     app.post("/search/semantic", &t, json!({"query": "x", "limit": 51}))
         .await
         .assert_422();
-    app.post("/search/context", &t, json!({"query": "x", "max_tokens": 0}))
-        .await
-        .assert_422();
+    app.post(
+        "/search/context",
+        &t,
+        json!({"query": "x", "max_tokens": 0}),
+    )
+    .await
+    .assert_422();
     app.get("/search/semantic?q=x&limit=0", &t)
         .await
         .assert_detail(400);
@@ -457,7 +464,10 @@ async fn the_vector_index_rebuilds_from_the_log() {
     assert!(read > 0);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while ix.index().dir() == first {
-        assert!(std::time::Instant::now() < deadline, "server did not switch");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server did not switch"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(!first.exists(), "the old index is deleted");
@@ -525,7 +535,11 @@ async fn the_local_model_ranks_by_meaning() {
     assert_eq!(h.body["semantic"]["model"], "all-MiniLM-L6-v2");
     assert_eq!(h.body["semantic"]["dimensions"], 384);
     // The long report is cut into overlapping chunks.
-    assert!(h.body["semantic"]["chunks"].as_u64().unwrap() > 5, "{}", h.body);
+    assert!(
+        h.body["semantic"]["chunks"].as_u64().unwrap() > 5,
+        "{}",
+        h.body
+    );
     // Context counted with the tokenizer, within the budget.
     for budget in [50, 300, 2000] {
         let c = app
