@@ -180,6 +180,10 @@ impl Application {
                 None
             }
         };
+        let semantic = open_semantic(&config, &core.store, &blob);
+        if let Ok(ix) = &semantic {
+            workers.push(tokio::spawn(ix.clone().run(stop_workers.clone())));
+        }
         let listener = TcpListener::bind(config.bind)
             .await
             .map_err(|source| StartError::Bind {
@@ -208,6 +212,7 @@ impl Application {
             kafka,
             hub,
             search,
+            semantic,
             draining: AtomicBool::new(false),
             shutdown: CancellationToken::new(),
             started: AtomicBool::new(true),
@@ -319,4 +324,40 @@ pub async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
+}
+
+/// The semantic indexer when an embedding provider is configured and
+/// loads; otherwise why semantic search is unavailable.
+fn open_semantic(
+    config: &Config,
+    store: &crate::store::DynStore,
+    blob: &crate::blob::BlobStore,
+) -> Result<Arc<crate::search::semantic::SemanticIndexer>, String> {
+    use crate::search::embed::Embedder;
+    let embedder = match Embedder::open(&config.embedding) {
+        Ok(Some(e)) => e,
+        Ok(None) => {
+            return Err(
+                "semantic search is not available: no embedding provider is configured \
+                 (set SCAIDRIVE_EMBEDDING_MODEL_DIR or SCAIDRIVE_EMBEDDING_URL)"
+                    .into(),
+            )
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot load the embedding provider; semantic search answers 501");
+            return Err(format!(
+                "semantic search is not available: the embedding provider could not be loaded ({e})"
+            ));
+        }
+    };
+    crate::search::semantic::SemanticIndexer::open(
+        crate::search::Settings::from_env(&config.data_dir),
+        store.clone(),
+        blob.clone(),
+        embedder,
+    )
+    .map_err(|e| {
+        tracing::error!(error = %e, "cannot open the vector index; semantic search answers 501");
+        format!("semantic search is not available: the vector index could not be opened ({e})")
+    })
 }

@@ -219,6 +219,23 @@ pub struct ServeArgs {
     /// SECURITY event.
     #[arg(long, env = "SCAIDRIVE_MAIL_MAX_ATTEMPTS", default_value_t = 7)]
     pub mail_max_attempts: u32,
+    /// Semantic search: a folder with all-MiniLM-L6-v2's `model.safetensors`,
+    /// `tokenizer.json` and `config.json`, run in this process.
+    #[arg(long, env = "SCAIDRIVE_EMBEDDING_MODEL_DIR")]
+    pub embedding_model_dir: Option<PathBuf>,
+    /// Semantic search: an OpenAI-compatible embeddings endpoint (`POST
+    /// {model, input}`); it embeds instead of the local model.
+    #[arg(long, env = "SCAIDRIVE_EMBEDDING_URL")]
+    pub embedding_url: Option<String>,
+    /// The `model` sent to the embeddings endpoint.
+    #[arg(long, env = "SCAIDRIVE_EMBEDDING_MODEL")]
+    pub embedding_model: Option<String>,
+    /// Bearer token for the embeddings endpoint.
+    #[arg(long, env = "SCAIDRIVE_EMBEDDING_API_KEY", hide_env_values = true)]
+    pub embedding_api_key: Option<String>,
+    /// How long an embeddings call may take (ms); a query beyond it answers 504.
+    #[arg(long, env = "SCAIDRIVE_EMBEDDING_TIMEOUT_MS", default_value_t = 10_000)]
+    pub embedding_timeout_ms: u64,
 }
 
 /// Splits an SMTP URL into the URL without its password (safe to show) and
@@ -317,6 +334,8 @@ pub struct Config {
     pub access_log: crate::access_log::Settings,
     /// The Merkle log and its signed checkpoints.
     pub proofs: ProofSettings,
+    /// The embedding provider of semantic search (none: it answers 501).
+    pub embedding: crate::search::embed::EmbeddingSettings,
 }
 
 /// The outbound webhook sender's knobs ([`crate::webhooks`]).
@@ -431,6 +450,16 @@ impl From<ServeArgs> for Config {
                     .map(Secret::new),
                 origin: a.log_origin.filter(|o| !o.trim().is_empty()),
             },
+            embedding: crate::search::embed::EmbeddingSettings {
+                model_dir: a.embedding_model_dir.filter(|d| !d.as_os_str().is_empty()),
+                url: a.embedding_url.filter(|u| !u.trim().is_empty()),
+                model: a.embedding_model.filter(|m| !m.trim().is_empty()),
+                api_key: a
+                    .embedding_api_key
+                    .filter(|k| !k.trim().is_empty())
+                    .map(Secret::new),
+                timeout: Duration::from_millis(a.embedding_timeout_ms.max(1)),
+            },
         }
     }
 }
@@ -476,6 +505,7 @@ impl Config {
             mail: MailSettings::default(),
             access_log: crate::access_log::Settings::default(),
             proofs: ProofSettings::default(),
+            embedding: crate::search::embed::EmbeddingSettings::default(),
         }
     }
 }

@@ -63,6 +63,9 @@ pub struct Services {
     /// The keyword search index this process feeds and reads (`None`:
     /// it could not be opened; search answers 502).
     pub search: Option<Arc<crate::search::indexer::Indexer>>,
+    /// The vector index and its embedding provider (`Err`: none is
+    /// configured, or it could not be loaded; the detail says which).
+    pub semantic: Result<Arc<crate::search::semantic::SemanticIndexer>, String>,
     pub draining: AtomicBool,
     /// Cancelled when the server starts draining; long-lived responses end.
     pub shutdown: tokio_util::sync::CancellationToken,

@@ -110,6 +110,10 @@ pub struct BenchArgs {
     /// Files the search benchmark uploads through a server (0: skip).
     #[arg(long, default_value_t = 5_000)]
     pub search_server_files: usize,
+    /// Chunks in the search benchmark's vector index (semantic query
+    /// latency; embedding speed too with SCAIDRIVE_EMBEDDING_MODEL_DIR; 0: skip).
+    #[arg(long, default_value_t = 100_000)]
+    pub search_chunks: usize,
     /// Also run the SMB connector benchmark against a local Samba (started
     /// with scripts/samba; needs root and Debian's samba + smbclient).
     #[arg(long)]
@@ -175,6 +179,9 @@ pub async fn run(mut args: BenchArgs) -> Result<(), String> {
             args.seconds,
         )
         .await?;
+        if args.search_chunks > 0 {
+            search::semantic(args.search_chunks, args.seconds).await?;
+        }
     }
     if args.http {
         http::run(pg, args.http_connections, args.seconds).await?;

@@ -468,3 +468,159 @@ pub async fn run(
     }
     Ok(())
 }
+
+/// Semantic search: how fast the local model embeds chunks on this CPU
+/// (with `SCAIDRIVE_EMBEDDING_MODEL_DIR`), and the vector index's query
+/// latency over `chunks` chunks of one tenant (synthetic unit vectors of
+/// 384 dimensions; the query asks for the best 1000 candidates, as the
+/// endpoints do), plus the query's embedding when the model is there.
+pub async fn semantic(chunks: usize, seconds: u64) -> Result<(), String> {
+    use crate::search::chunk::Chunk;
+    use crate::search::embed::{normalize, MiniLm};
+    use crate::search::vectors::{FileMeta, Op, StoredChunk, VectorIndex};
+
+    const DIMS: usize = 384;
+    const PER_FILE: usize = 10;
+    let dur = Duration::from_secs(seconds.max(1));
+    let model = match std::env::var("SCAIDRIVE_EMBEDDING_MODEL_DIR") {
+        Ok(dir) if !dir.trim().is_empty() => Some(Arc::new(
+            MiniLm::load(std::path::Path::new(&dir)).map_err(|e| e.to_string())?,
+        )),
+        _ => {
+            eprintln!("semantic: SCAIDRIVE_EMBEDDING_MODEL_DIR unset: no embedding figures");
+            None
+        }
+    };
+    if let Some(m) = &model {
+        // Chunks of about 200 words (~250 tokens, what the chunker makes).
+        let docs = corpus(64);
+        let texts: Vec<String> = docs
+            .chunks(3)
+            .map(|d| {
+                d.iter()
+                    .map(|(_, b)| b.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        let m2 = m.clone();
+        let (n, secs) = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let mut n = 0usize;
+            while started.elapsed() < dur || n == 0 {
+                n += m2.embed(&texts).map_err(|e| e.to_string())?.len();
+            }
+            Ok::<_, String>((n, started.elapsed().as_secs_f64()))
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        println!(
+            "semantic: embedded {n} chunks of ~250 tokens in {secs:.2} s: {:.1} chunks/s",
+            n as f64 / secs
+        );
+    }
+    eprintln!("semantic: filling a vector index with {chunks} chunks …");
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let ix = VectorIndex::open(dir.path()).map_err(|e| e.to_string())?;
+    let version: scaidrive_domain::drive::file::Version = serde_json::from_value(serde_json::json!({
+        "number": 1, "version_id": scaidrive_domain::id::VersionId::from_uuid(uuid::Uuid::nil()).to_string(), "size": 1, "checksum_sha256": "00",
+        "mime_type": "text/plain", "chunk_size": 4194304, "chunks": [],
+        "by": scaidrive_domain::id::UserId::from_uuid(uuid::Uuid::nil()).to_string(), "at": "2026-01-01T00:00:00Z",
+    }))
+    .map_err(|e| e.to_string())?;
+    let mut rng = StdRng::seed_from_u64(384);
+    let unit = |rng: &mut StdRng| {
+        let mut v: Vec<f32> = (0..DIMS).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+        normalize(&mut v);
+        v
+    };
+    let started = Instant::now();
+    for f in 0..chunks.div_ceil(PER_FILE) {
+        let id = format!("fil_{f}");
+        let stored: Vec<StoredChunk> = (0..PER_FILE.min(chunks - f * PER_FILE))
+            .map(|i| {
+                let c = Chunk {
+                    index: i as u32,
+                    page: None,
+                    section: None,
+                    content: format!("chunk {i} of file {f}"),
+                };
+                StoredChunk::new(&c, &unit(&mut rng))
+            })
+            .collect();
+        ix.apply(&[
+            Op::File {
+                id: id.clone(),
+                meta: FileMeta {
+                    tenant_id: TENANT.into(),
+                    share_id: format!("shr_{}", f % 16),
+                    name: format!("{f}.txt"),
+                    version: version.clone(),
+                    trashed: false,
+                },
+            },
+            Op::Chunks { id, chunks: stored },
+        ])
+        .map_err(|e| e.to_string())?;
+    }
+    println!(
+        "semantic: {} chunks in the index ({:.1} s to fill)",
+        ix.chunks(TENANT),
+        started.elapsed().as_secs_f64()
+    );
+    let queries: Vec<Vec<f32>> = (0..256).map(|_| unit(&mut rng)).collect();
+    let ix = Arc::new(ix);
+    let ix2 = ix.clone();
+    let hist = tokio::task::spawn_blocking(move || {
+        let mut hist = Histogram::<u64>::new(3).map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        let mut i = 0;
+        while started.elapsed() < dur || i < 50 {
+            let t = Instant::now();
+            let hits = ix2.search(TENANT, &queries[i % queries.len()], 1000, |_| true);
+            std::hint::black_box(hits);
+            hist.record(t.elapsed().as_micros() as u64)
+                .map_err(|e| e.to_string())?;
+            i += 1;
+        }
+        Ok::<_, String>(hist)
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    println!(
+        "semantic: vector query over {chunks} chunks (top 1000, one thread): {} queries, p50 {:.1} ms, p99 {:.1} ms",
+        hist.len(),
+        hist.value_at_quantile(0.5) as f64 / 1000.0,
+        hist.value_at_quantile(0.99) as f64 / 1000.0
+    );
+    if let Some(m) = model {
+        let hist = tokio::task::spawn_blocking(move || {
+            let mut hist = Histogram::<u64>::new(3).map_err(|e| e.to_string())?;
+            let qs = [
+                "how many quokkas were counted?",
+                "quarterly revenue in Zürich",
+                "who approves invoices before payment",
+            ];
+            let started = Instant::now();
+            let mut i = 0;
+            while started.elapsed() < dur || i < 20 {
+                let t = Instant::now();
+                m.embed(&[qs[i % qs.len()].to_owned()])
+                    .map_err(|e| e.to_string())?;
+                hist.record(t.elapsed().as_micros() as u64)
+                    .map_err(|e| e.to_string())?;
+                i += 1;
+            }
+            Ok::<_, String>(hist)
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        println!(
+            "semantic: query embedding (local model): {} queries, p50 {:.1} ms, p99 {:.1} ms",
+            hist.len(),
+            hist.value_at_quantile(0.5) as f64 / 1000.0,
+            hist.value_at_quantile(0.99) as f64 / 1000.0
+        );
+    }
+    Ok(())
+}

@@ -80,8 +80,9 @@ pub enum ProjectionsCommand {
         #[command(flatten)]
         store: StoreArgs,
         /// Projection name (tenancy, drive, access, audit, groups, sync, links,
-        /// quota, webhooks, or `search` for the keyword index in the data
-        /// directory); all when omitted.
+        /// quota, webhooks, `search` for the keyword index or `semantic` for
+        /// the vector index in the data directory); all when omitted (the
+        /// vector index only when an embedding provider is configured).
         name: Option<String>,
     },
     /// List projections and how far each has got.
@@ -445,8 +446,21 @@ fn rebuild(store: StoreArgs, name: Option<String>) -> Result<(), String> {
     runtime()?.block_on(async move {
         let (core, projector) = open_projector(&store).await?;
         let search_too = matches!(name.as_deref(), None | Some("search"));
+        let embedding = crate::search::embed::EmbeddingSettings::from_env();
+        let semantic_too = match name.as_deref() {
+            Some("semantic") => {
+                if !embedding.configured() {
+                    return Err("the vector index needs an embedding provider: set \
+                         SCAIDRIVE_EMBEDDING_MODEL_DIR or SCAIDRIVE_EMBEDDING_URL"
+                        .into());
+                }
+                true
+            }
+            None => embedding.configured(),
+            _ => false,
+        };
         let names: Vec<String> = match name {
-            Some(n) if n == "search" => vec![],
+            Some(n) if n == "search" || n == "semantic" => vec![],
             Some(n) => vec![n],
             None => projector.names().into_iter().map(str::to_owned).collect(),
         };
@@ -476,6 +490,9 @@ fn rebuild(store: StoreArgs, name: Option<String>) -> Result<(), String> {
         if search_too {
             rebuild_search(&store, &core, head.position).await?;
         }
+        if semantic_too {
+            rebuild_semantic(&store, &core, &embedding, head.position).await?;
+        }
         core.db.close().await;
         Ok(())
     })
@@ -485,14 +502,7 @@ fn rebuild(store: StoreArgs, name: Option<String>) -> Result<(), String> {
 /// on this data directory switches to it on its next step).
 async fn rebuild_search(store: &StoreArgs, core: &Core, head: i64) -> Result<(), String> {
     let settings = crate::search::Settings::from_env(&store.data_dir);
-    let blob_settings = crate::blob::BlobSettings {
-        url: std::env::var("SCAIDRIVE_BLOB_URL")
-            .ok()
-            .filter(|u| !u.trim().is_empty()),
-        ..crate::blob::BlobSettings::local()
-    };
-    let blob =
-        crate::blob::BlobStore::open(&blob_settings, &store.data_dir).map_err(|e| e.to_string())?;
+    let blob = cli_blob(store)?;
     let bar = indicatif::ProgressBar::new(head.max(1) as u64);
     bar.set_prefix("search");
     let started = std::time::Instant::now();
@@ -508,6 +518,47 @@ async fn rebuild_search(store: &StoreArgs, core: &Core, head: i64) -> Result<(),
         events as f64 / secs.max(1e-9)
     );
     Ok(())
+}
+
+/// Rebuilds the vector index beside the live one (embedding every file of
+/// the tenants with vectorization on; a running server switches to it).
+async fn rebuild_semantic(
+    store: &StoreArgs,
+    core: &Core,
+    embedding: &crate::search::embed::EmbeddingSettings,
+    head: i64,
+) -> Result<(), String> {
+    let embedder = crate::search::embed::Embedder::open(embedding)
+        .map_err(|e| e.to_string())?
+        .ok_or("no embedding provider is configured")?;
+    let settings = crate::search::Settings::from_env(&store.data_dir);
+    let blob = cli_blob(store)?;
+    let bar = indicatif::ProgressBar::new(head.max(1) as u64);
+    bar.set_prefix("semantic");
+    let started = std::time::Instant::now();
+    let events = crate::search::semantic::rebuild(&settings, &core.store, &blob, &embedder, |at| {
+        bar.set_position(at.max(0) as u64)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    bar.finish();
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "semantic: rebuilt from {events} events in {secs:.2} s ({:.0} events/s)",
+        events as f64 / secs.max(1e-9)
+    );
+    Ok(())
+}
+
+/// The blob store the CLI reads content through.
+fn cli_blob(store: &StoreArgs) -> Result<crate::blob::BlobStore, String> {
+    let blob_settings = crate::blob::BlobSettings {
+        url: std::env::var("SCAIDRIVE_BLOB_URL")
+            .ok()
+            .filter(|u| !u.trim().is_empty()),
+        ..crate::blob::BlobSettings::local()
+    };
+    crate::blob::BlobStore::open(&blob_settings, &store.data_dir).map_err(|e| e.to_string())
 }
 
 fn projection_status(store: StoreArgs) -> Result<(), String> {

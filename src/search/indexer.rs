@@ -133,19 +133,30 @@ async fn extract_text(
     name: &str,
     version: &Version,
 ) -> Text {
+    let (extracted, status) = extract_sections(blob, settings, tenant_id, name, version).await;
+    Text {
+        content: extracted.map(|e| e.text()).unwrap_or_default(),
+        status,
+    }
+}
+
+/// Reads a version's content (bounded) and extracts its sections, with how
+/// extraction went (`ok`, `truncated`, `unsupported`, `too_large`,
+/// `failed`); no sections unless it gave text.
+pub(crate) async fn extract_sections(
+    blob: &BlobStore,
+    settings: &Settings,
+    tenant_id: &str,
+    name: &str,
+    version: &Version,
+) -> (Option<extract::Extracted>, &'static str) {
     let c = &version.content;
     let Some(kind) = Kind::detect(&c.mime_type, name) else {
-        return Text {
-            content: String::new(),
-            status: "unsupported",
-        };
+        return (None, "unsupported");
     };
     let limit = if kind.needs_whole_file() {
         if c.size > settings.max_document_bytes {
-            return Text {
-                content: String::new(),
-                status: "too_large",
-            };
+            return (None, "too_large");
         }
         c.size
     } else {
@@ -164,10 +175,7 @@ async fn extract_text(
             }
             Err(e) => {
                 tracing::warn!(error = %e, version_id = %c.version_id, "search: content unreadable");
-                return Text {
-                    content: String::new(),
-                    status: "failed",
-                };
+                return (None, "failed");
             }
         }
     }
@@ -175,25 +183,19 @@ async fn extract_text(
     let cut_input = (bytes.len() as u64) < c.size;
     let done = tokio::task::spawn_blocking(move || extract::extract(kind, &bytes, cap)).await;
     match done {
-        Ok(Ok(e)) => Text {
-            status: if e.truncated || cut_input {
+        Ok(Ok(e)) => {
+            let status = if e.truncated || cut_input {
                 "truncated"
             } else {
                 "ok"
-            },
-            content: e.text(),
-        },
+            };
+            (Some(e), status)
+        }
         Ok(Err(e)) => {
             tracing::info!(error = %e, version_id = %c.version_id, "search: extraction failed");
-            Text {
-                content: String::new(),
-                status: "failed",
-            }
+            (None, "failed")
         }
-        Err(_) => Text {
-            content: String::new(),
-            status: "failed",
-        },
+        Err(_) => (None, "failed"),
     }
 }
 

@@ -8,9 +8,14 @@
 //! checkpoint (the payload of the index's last commit). See ARCHITECTURE.md,
 //! "Search".
 
+pub mod chunk;
+pub mod embed;
 pub mod extract;
 pub mod index;
 pub mod indexer;
+pub mod rank;
+pub mod semantic;
+pub mod vectors;
 
 use std::path::PathBuf;
 

@@ -38,6 +38,7 @@ mod s3;
 mod scaleout;
 mod search;
 mod secrets;
+mod semantic;
 mod shapes;
 mod sharing;
 mod sync;

@@ -16,7 +16,7 @@ use crate::helpers::{spawn_on, Answer, Backend, TestApp};
 const RW: &str = "files:read files:write";
 
 /// Uploads with a MIME type of our choosing.
-async fn put(
+pub(crate) async fn put(
     app: &TestApp,
     t: &str,
     share: &str,
@@ -53,7 +53,7 @@ fn ids(a: &Answer) -> Vec<String> {
         .collect()
 }
 
-fn pos(a: &Answer) -> String {
+pub(crate) fn pos(a: &Answer) -> String {
     a.header("x-scaidrive-position").unwrap().to_owned()
 }
 
