@@ -335,7 +335,7 @@ pub struct Config {
     /// The Merkle log and its signed checkpoints.
     pub proofs: ProofSettings,
     /// The embedding provider of semantic search (none: it answers 501).
-    pub embedding: crate::search::embed::EmbeddingSettings,
+    pub embedding: EmbeddingSettings,
 }
 
 /// The outbound webhook sender's knobs ([`crate::webhooks`]).
@@ -450,7 +450,7 @@ impl From<ServeArgs> for Config {
                     .map(Secret::new),
                 origin: a.log_origin.filter(|o| !o.trim().is_empty()),
             },
-            embedding: crate::search::embed::EmbeddingSettings {
+            embedding: EmbeddingSettings {
                 model_dir: a.embedding_model_dir.filter(|d| !d.as_os_str().is_empty()),
                 url: a.embedding_url.filter(|u| !u.trim().is_empty()),
                 model: a.embedding_model.filter(|m| !m.trim().is_empty()),
@@ -505,7 +505,7 @@ impl Config {
             mail: MailSettings::default(),
             access_log: crate::access_log::Settings::default(),
             proofs: ProofSettings::default(),
-            embedding: crate::search::embed::EmbeddingSettings::default(),
+            embedding: EmbeddingSettings::default(),
         }
     }
 }
@@ -552,5 +552,62 @@ mod tests {
         assert_eq!((url.as_str(), password), ("smtp://127.0.0.1:2525", None));
         let (shown, _) = split_smtp_url("smtps://u:p w@x y");
         assert!(!shown.contains("p w"), "{shown}");
+    }
+}
+
+/// Where embeddings come from (`SCAIDRIVE_EMBEDDING_*`).
+#[derive(Debug, Clone)]
+pub struct EmbeddingSettings {
+    /// A folder with `model.safetensors`, `tokenizer.json` and `config.json`
+    /// of all-MiniLM-L6-v2 (`SCAIDRIVE_EMBEDDING_MODEL_DIR`).
+    pub model_dir: Option<PathBuf>,
+    /// An OpenAI-compatible embeddings endpoint (`SCAIDRIVE_EMBEDDING_URL`);
+    /// when set it embeds, and the model directory (if any) only counts
+    /// tokens.
+    pub url: Option<String>,
+    /// The `model` sent to the remote endpoint (`SCAIDRIVE_EMBEDDING_MODEL`).
+    pub model: Option<String>,
+    /// Bearer token for the remote endpoint (`SCAIDRIVE_EMBEDDING_API_KEY`).
+    pub api_key: Option<Secret>,
+    /// How long a remote call may take (`SCAIDRIVE_EMBEDDING_TIMEOUT_MS`,
+    /// default 10 000): beyond it a query answers 504.
+    pub timeout: Duration,
+}
+
+impl Default for EmbeddingSettings {
+    /// No provider; a 10 s timeout for one configured later.
+    fn default() -> Self {
+        EmbeddingSettings {
+            model_dir: None,
+            url: None,
+            model: None,
+            api_key: None,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl EmbeddingSettings {
+    /// From the environment (the CLI's rebuild; the server reads the same
+    /// variables through its flags).
+    pub fn from_env() -> Self {
+        let var = |n: &str| std::env::var(n).ok().filter(|v| !v.trim().is_empty());
+        EmbeddingSettings {
+            model_dir: var("SCAIDRIVE_EMBEDDING_MODEL_DIR").map(PathBuf::from),
+            url: var("SCAIDRIVE_EMBEDDING_URL"),
+            model: var("SCAIDRIVE_EMBEDDING_MODEL"),
+            api_key: var("SCAIDRIVE_EMBEDDING_API_KEY").map(Secret::new),
+            timeout: Duration::from_millis(
+                var("SCAIDRIVE_EMBEDDING_TIMEOUT_MS")
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(10_000)
+                    .max(1),
+            ),
+        }
+    }
+
+    /// Whether any provider is configured.
+    pub fn configured(&self) -> bool {
+        self.model_dir.is_some() || self.url.is_some()
     }
 }

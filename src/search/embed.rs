@@ -11,7 +11,7 @@
 //! configured (chunk sizes, the context budget); with only a remote
 //! provider they are counted as whitespace-separated words.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +20,7 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
+pub use crate::config::EmbeddingSettings;
 use crate::config::Secret;
 
 /// The name the local model reports.
@@ -28,63 +29,6 @@ pub const LOCAL_MODEL: &str = "all-MiniLM-L6-v2";
 pub const MAX_SEQUENCE: usize = 256;
 /// Texts embedded in one forward pass.
 const BATCH: usize = 16;
-
-/// Where embeddings come from (`SCAIDRIVE_EMBEDDING_*`).
-#[derive(Debug, Clone)]
-pub struct EmbeddingSettings {
-    /// A folder with `model.safetensors`, `tokenizer.json` and `config.json`
-    /// of all-MiniLM-L6-v2 (`SCAIDRIVE_EMBEDDING_MODEL_DIR`).
-    pub model_dir: Option<PathBuf>,
-    /// An OpenAI-compatible embeddings endpoint (`SCAIDRIVE_EMBEDDING_URL`);
-    /// when set it embeds, and the model directory (if any) only counts
-    /// tokens.
-    pub url: Option<String>,
-    /// The `model` sent to the remote endpoint (`SCAIDRIVE_EMBEDDING_MODEL`).
-    pub model: Option<String>,
-    /// Bearer token for the remote endpoint (`SCAIDRIVE_EMBEDDING_API_KEY`).
-    pub api_key: Option<Secret>,
-    /// How long a remote call may take (`SCAIDRIVE_EMBEDDING_TIMEOUT_MS`,
-    /// default 10 000): beyond it a query answers 504.
-    pub timeout: Duration,
-}
-
-impl Default for EmbeddingSettings {
-    /// No provider; a 10 s timeout for one configured later.
-    fn default() -> Self {
-        EmbeddingSettings {
-            model_dir: None,
-            url: None,
-            model: None,
-            api_key: None,
-            timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-impl EmbeddingSettings {
-    /// From the environment (the CLI's rebuild; the server reads the same
-    /// variables through its flags).
-    pub fn from_env() -> Self {
-        let var = |n: &str| std::env::var(n).ok().filter(|v| !v.trim().is_empty());
-        EmbeddingSettings {
-            model_dir: var("SCAIDRIVE_EMBEDDING_MODEL_DIR").map(PathBuf::from),
-            url: var("SCAIDRIVE_EMBEDDING_URL"),
-            model: var("SCAIDRIVE_EMBEDDING_MODEL"),
-            api_key: var("SCAIDRIVE_EMBEDDING_API_KEY").map(Secret::new),
-            timeout: Duration::from_millis(
-                var("SCAIDRIVE_EMBEDDING_TIMEOUT_MS")
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(10_000)
-                    .max(1),
-            ),
-        }
-    }
-
-    /// Whether any provider is configured.
-    pub fn configured(&self) -> bool {
-        self.model_dir.is_some() || self.url.is_some()
-    }
-}
 
 /// Why texts could not be embedded.
 #[derive(Debug, thiserror::Error)]

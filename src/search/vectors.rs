@@ -625,7 +625,13 @@ mod tests {
             },
             Op::Chunks {
                 id: "f2".into(),
-                chunks: chunks(&[("north-east", [0.7071, 0.7071])]),
+                chunks: chunks(&[(
+                    "north-east",
+                    [
+                        std::f32::consts::FRAC_1_SQRT_2,
+                        std::f32::consts::FRAC_1_SQRT_2,
+                    ],
+                )]),
             },
             Op::File {
                 id: "f3".into(),
