@@ -35,7 +35,6 @@ use crate::store::{DynStore, StoreError};
 
 const BATCH: usize = 500;
 const REBUILD_BATCH: usize = 2000;
-const POLL: Duration = Duration::from_millis(200);
 /// Files whose text is extracted at once.
 const EXTRACT_PARALLEL: usize = 2;
 
@@ -492,34 +491,14 @@ impl Indexer {
 
     /// Runs until `shutdown`, stepping whenever the log may have grown.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut wake = self.store.subscribe();
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            if shutdown.is_cancelled() {
-                break;
-            }
-            match self.step().await {
-                Ok(n) if n > 0 => {
-                    backoff = Duration::from_millis(100);
-                    continue;
-                }
-                Ok(_) => {
-                    tokio::select! {
-                        _ = wake.recv() => {}
-                        _ = tokio::time::sleep(POLL) => {}
-                        _ = shutdown.cancelled() => break,
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "search indexer step failed");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = shutdown.cancelled() => break,
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                }
-            }
-        }
+        super::follow_log(
+            &self.store,
+            &shutdown,
+            "search",
+            Duration::from_secs(2),
+            || self.step(),
+        )
+        .await;
         if self.serving.lock().is_none() {
             // A private index is rebuilt from the log at the next start.
             let dir = self.index().dir().to_owned();

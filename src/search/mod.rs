@@ -57,3 +57,51 @@ impl Settings {
         }
     }
 }
+
+/// How often an indexer looks at the log when no commit woke it.
+const POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Runs an indexer's `step` until `shutdown`: again at once while it finds
+/// events, then when the store announces a commit (or every [`POLL`]), and
+/// after a failure with a doubling backoff up to `max_backoff`.
+pub(crate) async fn follow_log<E, F, Fut>(
+    store: &crate::store::DynStore,
+    shutdown: &tokio_util::sync::CancellationToken,
+    what: &str,
+    max_backoff: std::time::Duration,
+    step: F,
+) where
+    E: std::fmt::Display,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<usize, E>>,
+{
+    use std::time::Duration;
+    let mut wake = store.subscribe();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if shutdown.is_cancelled() {
+            break;
+        }
+        match step().await {
+            Ok(n) if n > 0 => {
+                backoff = Duration::from_millis(100);
+                continue;
+            }
+            Ok(_) => {
+                tokio::select! {
+                    _ = wake.recv() => {}
+                    _ = tokio::time::sleep(POLL) => {}
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "{what} indexer step failed");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.cancelled() => break,
+                }
+                backoff = (backoff * 2).min(max_backoff);
+            }
+        }
+    }
+}

@@ -39,7 +39,6 @@ pub const INDEX_VERSION: u32 = 1;
 /// Events per step: embedding is slow, so batches commit often.
 const BATCH: usize = 100;
 const REBUILD_BATCH: usize = 500;
-const POLL: Duration = Duration::from_millis(200);
 const CURRENT: &str = "CURRENT_SEMANTIC";
 
 /// Why the semantic indexer could not go on.
@@ -433,34 +432,14 @@ impl SemanticIndexer {
 
     /// Runs until `shutdown`, stepping whenever the log may have grown.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut wake = self.store.subscribe();
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            if shutdown.is_cancelled() {
-                break;
-            }
-            match self.step().await {
-                Ok(n) if n > 0 => {
-                    backoff = Duration::from_millis(100);
-                    continue;
-                }
-                Ok(_) => {
-                    tokio::select! {
-                        _ = wake.recv() => {}
-                        _ = tokio::time::sleep(POLL) => {}
-                        _ = shutdown.cancelled() => break,
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "semantic indexer step failed");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = shutdown.cancelled() => break,
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
+        super::follow_log(
+            &self.store,
+            &shutdown,
+            "semantic",
+            Duration::from_secs(5),
+            || self.step(),
+        )
+        .await;
         if self.serving.lock().is_none() {
             let dir = self.index().dir().to_owned();
             let _ = std::fs::remove_dir_all(dir);
