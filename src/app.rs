@@ -46,7 +46,7 @@ pub enum StartError {
     Mail(String),
     #[error("cannot load the secret key: {0}")]
     SecretKey(#[from] crate::secrets::SecretError),
-    #[error("cannot load the log signing key: {0}")]
+    #[error("cannot start the Merkle log: {0}")]
     LogKey(#[from] crate::proofs::ProofError),
     #[error("cannot use Redis: {0}")]
     Redis(String),
@@ -155,11 +155,18 @@ impl Application {
             &config.data_dir,
         )?);
         if config.proofs.enabled {
+            let publish = config
+                .proofs
+                .publish_url
+                .as_deref()
+                .map(|u| crate::proofs::Publisher::open(u, &config.blob, &config.data_dir))
+                .transpose()?;
             workers.push(crate::proofs::spawn(
                 core.db.clone(),
                 core.store.clone(),
                 log_key.clone(),
                 config.proofs.clone(),
+                publish,
                 leases.lease(crate::proofs::FOLLOWER),
                 stop_workers.clone(),
             ));

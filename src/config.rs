@@ -180,6 +180,12 @@ pub struct ServeArgs {
     /// ...or this many seconds passed since the last with new events in between.
     #[arg(long, env = "SCAIDRIVE_CHECKPOINT_EVERY_SECONDS", default_value_t = 60)]
     pub checkpoint_every_seconds: u64,
+    /// Where each signed checkpoint is also written, for witnesses and
+    /// auditors who do not ask the server: a directory, a `file://` URL or
+    /// `s3://bucket[/prefix]` (S3 endpoint and credentials as for blobs).
+    /// Each goes to `checkpoints/{size}` and `checkpoint` (the latest).
+    #[arg(long, env = "SCAIDRIVE_LOG_CHECKPOINT_URL")]
+    pub log_checkpoint_url: Option<String>,
     /// Keep the Merkle tree and sign checkpoints (off only for comparisons).
     #[arg(long, env = "SCAIDRIVE_MERKLE_LOG", default_value_t = true, action = clap::ArgAction::Set)]
     pub merkle_log: bool,
@@ -449,6 +455,7 @@ impl From<ServeArgs> for Config {
                     .filter(|k| !k.trim().is_empty())
                     .map(Secret::new),
                 origin: a.log_origin.filter(|o| !o.trim().is_empty()),
+                publish_url: a.log_checkpoint_url.filter(|u| !u.trim().is_empty()),
             },
             embedding: EmbeddingSettings {
                 model_dir: a.embedding_model_dir.filter(|d| !d.as_os_str().is_empty()),
@@ -523,6 +530,9 @@ pub struct ProofSettings {
     pub signing_key: Option<Secret>,
     /// Origin line and key name; `None` derives one from the public URL.
     pub origin: Option<String>,
+    /// Where signed checkpoints are also written (a directory, `file://`
+    /// or `s3://bucket[/prefix]`); `None`: only into the log.
+    pub publish_url: Option<String>,
 }
 
 impl Default for ProofSettings {
@@ -533,6 +543,7 @@ impl Default for ProofSettings {
             every: Duration::from_secs(60),
             signing_key: None,
             origin: None,
+            publish_url: None,
         }
     }
 }

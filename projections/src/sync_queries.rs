@@ -1,8 +1,7 @@
 //! Queries over the sync read models.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use scaidrive_domain::LogPosition;
-use serde_json::{json, Value};
 
 use crate::db::Db;
 use crate::{db_fetch_all, db_fetch_optional, db_fetch_scalar};
@@ -36,33 +35,6 @@ impl ChangeRow {
     /// Where the change sits in the log (its cursor).
     pub fn log(&self) -> LogPosition {
         LogPosition::new(self.commit_id, self.position)
-    }
-
-    /// The SPEC §4.6 change shape, plus the cursor just after it.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "id": self.id,
-            "tenant_id": self.tenant_id,
-            "share_id": self.share_id,
-            "old_share_id": self.old_share_id,
-            "resource_type": self.resource_type,
-            "resource_id": self.resource_id,
-            "change_type": self.change_type,
-            "changed_by": self.changed_by,
-            "device_id": self.device_id,
-            "changed_at": self.changed_at.to_rfc3339_opts(SecondsFormat::Millis, true),
-            "name": self.name,
-            "parent_id": self.parent_id,
-            "old_path": self.old_path,
-            "new_path": self.new_path,
-            "version_id": self.version_id,
-            "metadata": {
-                "size": self.size,
-                "mime_type": self.mime_type,
-                "permanent": self.permanent,
-            },
-            "cursor": self.log().to_token(),
-        })
     }
 }
 
@@ -229,35 +201,6 @@ pub struct ConflictRow {
     pub resolved_by: Option<String>,
     pub created_at: DateTime<Utc>,
     pub resolved_at: Option<DateTime<Utc>>,
-}
-
-impl ConflictRow {
-    pub fn to_json(&self) -> Value {
-        let ts = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
-        json!({
-            "id": self.id,
-            "tenant_id": self.tenant_id,
-            "share_id": self.share_id,
-            "device_id": self.device_id,
-            "user_id": self.user_id,
-            "resource_type": self.resource_type,
-            "resource_id": self.resource_id,
-            "name": self.name,
-            "change_type": self.change_type,
-            "client_change": serde_json::from_str::<Value>(&self.client_change).unwrap_or(Value::Null),
-            "base_version_id": self.base_version_id,
-            "server_version_id": self.server_version_id,
-            "strategy": self.strategy,
-            "status": self.status,
-            "is_resolved": self.status == "resolved",
-            "resolution": self.resolution,
-            "result_resource_id": self.result_resource_id,
-            "result_version_id": self.result_version_id,
-            "resolved_by": self.resolved_by,
-            "created_at": ts(self.created_at),
-            "resolved_at": self.resolved_at.map(ts),
-        })
-    }
 }
 
 const CONFLICT_COLS: &str = "id, tenant_id, share_id, device_id, user_id, resource_type, resource_id, name, change_type, \

@@ -223,6 +223,20 @@ impl BlobStore {
         }
     }
 
+    /// Writes a whole small object at `path` (replacing what was there);
+    /// the log's published checkpoints use it.
+    pub async fn put_object(&self, path: &str, bytes: Bytes) -> Result<(), BlobError> {
+        self.inner
+            .put(&Path::from(path), PutPayload::from_bytes(bytes))
+            .await?;
+        Ok(())
+    }
+
+    /// Reads a whole small object.
+    pub async fn get_object(&self, path: &str) -> Result<Bytes, BlobError> {
+        Ok(self.inner.get(&Path::from(path)).await?.bytes().await?)
+    }
+
     /// Stores a chunk unless the tenant has it; returns whether it was
     /// deduplicated (already present).
     pub async fn put_chunk(

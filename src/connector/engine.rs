@@ -30,7 +30,7 @@ use uuid::Uuid;
 use super::smb::{Endpoint, Smb, SmbEntry, SmbFailure};
 use super::store_err;
 use crate::blob::content::{store_stream, StoreContentError};
-use crate::command::drive::{create_folder, trash_file, FileEdit, Target};
+use crate::command::drive::{create_folder, trash_file, trash_folder, FileEdit, Target};
 use crate::command::{quota, CommandContext, CommandError, Committed};
 use crate::services::AppState;
 
@@ -203,6 +203,38 @@ async fn forget_item(db: &Db, connector: &str, path: &str) -> Result<(), RunFail
     Ok(())
 }
 
+/// The folders both sides held at the last run.
+async fn load_folders(db: &Db, connector: &str) -> Result<BTreeSet<String>, RunFailure> {
+    let rows: Vec<(String,)> = db_fetch_all!(
+        db,
+        (String,),
+        "SELECT path FROM connector_items WHERE connector_id = $1 AND kind = 'folder'",
+        connector
+    )
+    .map_err(|e| fail(503, format!("reading the sync state failed: {e}")))?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+async fn save_folder(
+    db: &Db,
+    connector: &str,
+    path: &str,
+    drive_id: FolderId,
+) -> Result<(), RunFailure> {
+    let mut tx = db.begin().await.map_err(|e| fail(503, e.to_string()))?;
+    tx_execute!(
+        &mut tx,
+        "INSERT INTO connector_items (connector_id, path, kind, drive_id) VALUES ($1, $2, 'folder', $3) \
+         ON CONFLICT (connector_id, path) DO UPDATE SET kind = 'folder', drive_id = EXCLUDED.drive_id",
+        connector.to_owned(),
+        path.to_owned(),
+        drive_id.to_string()
+    )
+    .map_err(|e| fail(503, format!("recording the sync state failed: {e}")))?;
+    tx.commit().await.map_err(|e| fail(503, e.to_string()))?;
+    Ok(())
+}
+
 /// Forgets the whole state (the connector was deleted).
 pub async fn forget_all(db: &Db, connector: &str) -> Result<(), CommandError> {
     let mut tx = db.begin().await.map_err(store_err)?;
@@ -230,6 +262,8 @@ struct Run<'a> {
     folders: HashMap<String, FolderId>,
     max_size: u64,
     last: Option<Committed>,
+    /// Files this run moved to the drive's trash (relative paths).
+    trashed: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -360,7 +394,7 @@ async fn sync(state: &AppState, id: ConnectorId, counts: &mut RunCounts) -> Resu
             .map_err(|e| fail(503, e.to_string()))?;
     let folder_ids: HashMap<String, FolderId> = folders
         .iter()
-        .filter(|f| !f.is_deleted)
+        .filter(|f| !f.is_deleted && f.trashed_via.is_none())
         .filter_map(|f| f.id.parse().ok().map(|id| (f.path.clone(), id)))
         .collect();
     let prefix = if root == "/" {
@@ -370,7 +404,11 @@ async fn sync(state: &AppState, id: ConnectorId, counts: &mut RunCounts) -> Resu
     };
     let selected = |p: &str| path_selected(p, &s.include_patterns, &s.exclude_patterns);
     let mut drive: BTreeMap<String, DriveFile> = BTreeMap::new();
-    for f in files.iter().filter(|f| !f.is_deleted) {
+    // A file inside a trashed folder is in the trash too.
+    for f in files
+        .iter()
+        .filter(|f| !f.is_deleted && f.trashed_via.is_none())
+    {
         let Some(rel) = f.path.strip_prefix(&prefix) else {
             continue;
         };
@@ -390,13 +428,31 @@ async fn sync(state: &AppState, id: ConnectorId, counts: &mut RunCounts) -> Resu
             },
         );
     }
-    let smb_tree: BTreeMap<String, SmbEntry> = smb
+    let (smb_dirs, smb_tree): (BTreeMap<String, SmbEntry>, BTreeMap<String, SmbEntry>) = smb
         .walk()
         .await?
         .into_iter()
-        .filter(|(p, e)| !e.is_dir && selected(p))
+        .filter(|(p, _)| selected(p))
+        .partition(|(_, e)| e.is_dir);
+    let smb_dirs: BTreeSet<String> = smb_dirs.into_keys().collect();
+    let drive_dirs: BTreeMap<String, (FolderId, String)> = folders
+        .iter()
+        .filter(|f| !f.is_deleted && f.trashed_via.is_none())
+        .filter_map(|f| {
+            let rel = f.path.strip_prefix(&prefix)?;
+            let id = f.id.parse().ok()?;
+            selected(rel).then(|| (rel.to_owned(), (id, f.path.clone())))
+        })
+        .collect();
+    // Every live file of the drive below the root, selected or not: a
+    // folder that still holds one is never removed.
+    let drive_files: Vec<String> = files
+        .iter()
+        .filter(|f| !f.is_deleted && f.trashed_via.is_none())
+        .filter_map(|f| f.path.strip_prefix(&prefix).map(str::to_owned))
         .collect();
     let items = load_items(&state.db, &id.to_string()).await?;
+    let known_dirs = load_folders(&state.db, &id.to_string()).await?;
 
     let mut run = Run {
         state,
@@ -410,6 +466,7 @@ async fn sync(state: &AppState, id: ConnectorId, counts: &mut RunCounts) -> Resu
         folders: folder_ids,
         max_size,
         last: None,
+        trashed: BTreeSet::new(),
     };
     let paths: BTreeSet<String> = smb_tree
         .keys()
@@ -432,7 +489,14 @@ async fn sync(state: &AppState, id: ConnectorId, counts: &mut RunCounts) -> Resu
             )
             .await?;
         }
-        Ok::<(), RunFailure>(())
+        run.mirror_folders(
+            s.sync_direction,
+            &smb_dirs,
+            &drive_dirs,
+            &known_dirs,
+            &drive_files,
+        )
+        .await
     }
     .await;
     if let Some(c) = &run.last {
@@ -442,6 +506,95 @@ async fn sync(state: &AppState, id: ConnectorId, counts: &mut RunCounts) -> Resu
 }
 
 impl Run<'_> {
+    /// Folders, after the files: each side's folders appear on the other
+    /// (files bring their own folders along; this is for the ones that hold
+    /// none), and a folder removed on one side since the last run is
+    /// removed on the other once it is empty, so a folder deleted on
+    /// purpose does not come back. One-way directions keep the target like
+    /// the source.
+    async fn mirror_folders(
+        &mut self,
+        dir: SyncDirection,
+        smb_dirs: &BTreeSet<String>,
+        drive_dirs: &BTreeMap<String, (FolderId, String)>,
+        known: &BTreeSet<String>,
+        drive_files: &[String],
+    ) -> Result<(), RunFailure> {
+        let db = self.state.db.clone();
+        let id = self.id.clone();
+        let pull = dir != SyncDirection::ScaidriveToSmb;
+        let push = dir != SyncDirection::SmbToScaidrive;
+        let all: BTreeSet<&String> = smb_dirs
+            .iter()
+            .chain(drive_dirs.keys())
+            .chain(known.iter())
+            .collect();
+        let mut from_drive = Vec::new();
+        let mut from_smb = Vec::new();
+        // Parents sort before their children: creating follows that order.
+        for rel in all {
+            let (on_smb, in_drive, was) = (
+                smb_dirs.contains(rel),
+                drive_dirs.get(rel),
+                known.contains(rel),
+            );
+            match (on_smb, in_drive) {
+                (true, Some((fid, _))) if !was => save_folder(&db, &id, rel, *fid).await?,
+                (true, Some(_)) => {}
+                // Removed in the drive since the last run.
+                (true, None) if was && push => from_smb.push(rel.clone()),
+                (true, None) if pull => {
+                    let path = self.drive_path(rel);
+                    if let Some(fid) = self.folder(&path).await? {
+                        save_folder(&db, &id, rel, fid).await?;
+                    }
+                }
+                // Removed on the SMB side since the last run.
+                (false, Some((fid, path))) if was && pull => {
+                    from_drive.push((rel.clone(), *fid, path.clone()))
+                }
+                (false, Some((fid, _))) if push => {
+                    self.smb.mkdirs(rel).await?;
+                    save_folder(&db, &id, rel, *fid).await?;
+                }
+                (false, None) if was => forget_item(&db, &id, rel).await?,
+                _ => {}
+            }
+        }
+        // Deepest first: a folder is empty only once its subfolders are gone.
+        for rel in from_smb.iter().rev() {
+            // The file pass may have pulled something into it again.
+            if self.folders.contains_key(&self.drive_path(rel)) {
+                continue;
+            }
+            if self.smb.remove_dir(rel).await? {
+                forget_item(&db, &id, rel).await?;
+            }
+        }
+        // Only the topmost: the trash takes a folder with everything in it.
+        let gone: BTreeSet<&str> = from_drive.iter().map(|(r, _, _)| r.as_str()).collect();
+        for (rel, fid, path) in &from_drive {
+            let under = format!("{rel}/");
+            let holds_files = drive_files
+                .iter()
+                .any(|f| f.starts_with(&under) && !self.trashed.contains(f));
+            let below_another = gone.iter().any(|g| rel.starts_with(&format!("{g}/")));
+            if holds_files || below_another {
+                continue;
+            }
+            // A push of this run may have made it again on the SMB side.
+            if self.smb.stat(rel).await.is_ok() {
+                continue;
+            }
+            let committed = trash_folder(&self.state.bus, &self.ctx, *fid, false, path).await?;
+            self.last = Some(committed);
+            for r in gone.iter().filter(|g| **g == rel || g.starts_with(&under)) {
+                forget_item(&db, &id, r).await?;
+            }
+        }
+        Ok(())
+    }
+
     fn drive_path(&self, rel: &str) -> String {
         if self.root == "/" {
             format!("/{rel}")
@@ -720,6 +873,7 @@ impl Run<'_> {
                     .await?;
                     self.last = Some(committed);
                     counts.files_deleted += 1;
+                    self.trashed.insert(rel.to_owned());
                 }
                 forget_item(&db, &id, rel).await?;
             }

@@ -49,6 +49,10 @@ impl SmbFailure {
                 110 | 62 => Self::new(504, format!("the SMB server timed out ({what}: {io})")),
                 2 => Self::new(404, format!("not found on the SMB server ({what}: {io})")),
                 17 => Self::new(409, format!("already exists on the SMB server ({what})")),
+                39 => Self::new(
+                    409,
+                    format!("the folder is not empty on the SMB server ({what})"),
+                ),
                 _ => Self::new(
                     502,
                     format!("the SMB server is unreachable or failed ({what}: {io})"),
@@ -372,6 +376,27 @@ impl Smb {
                         Ok(())
                     } else {
                         Err(f)
+                    }
+                }
+            },
+            CALL_TIMEOUT,
+        )
+        .await
+    }
+
+    /// Deletes an empty folder: `false` when it still holds something (it
+    /// is left as it is); already gone is fine.
+    pub async fn remove_dir(&self, rel: &str) -> Result<bool, SmbFailure> {
+        let (me, path) = (self.clone(), self.full(rel));
+        blocking(
+            move || match me.client.rmdir(&path) {
+                Ok(()) => Ok(true),
+                Err(e) => {
+                    let f = SmbFailure::of("delete a folder", &e);
+                    match f.status {
+                        404 => Ok(true),
+                        409 => Ok(false),
+                        _ => Err(f),
                     }
                 }
             },

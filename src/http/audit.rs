@@ -13,10 +13,11 @@ use scaidrive_projections::audit::{self, AuditFilter, AuditRow};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::dto::audit as dto;
 use super::error::{ApiError, ApiResult};
 use super::extract::ApiQuery;
-use super::openapi as doc;
 use super::principal::Principal;
+use super::schema as doc;
 use super::state::AppState;
 use super::ts;
 use crate::store::VerifyRange;
@@ -113,13 +114,13 @@ fn entry(r: &AuditRow) -> Value {
 #[utoipa::path(get, path = "/audit/events",
     params(AuditQuery, ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "Default 100")),
     responses(
-    (status = 200, description = "A page of audit entries", body = doc::AuditPage),
+    (status = 200, description = "A page of audit entries", body = dto::AuditPage),
 ))]
 async fn list(
     State(state): State<AppState>,
     p: Principal,
     ApiQuery(q): ApiQuery<AuditQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::AuditPage>> {
     p.require_tenant_admin()?;
     let f = filter(&q)?;
     let from = after(&q)?;
@@ -141,11 +142,11 @@ async fn list(
         .last()
         .map(|r| LogPosition::new(r.commit_id, r.position))
         .unwrap_or(from);
-    Ok(Json(json!({
-        "events": rows.iter().map(entry).collect::<Vec<_>>(),
-        "next_after": next.to_token(),
-        "has_more": rows.len() as i64 == limit,
-    })))
+    Ok(Json(dto::AuditPage {
+        events: rows.iter().map(entry).collect(),
+        next_after: next.to_token(),
+        has_more: rows.len() as i64 == limit,
+    }))
 }
 
 fn csv_field(v: &str) -> String {
@@ -283,13 +284,13 @@ struct VerifyQuery {
 /// range it checked.
 #[utoipa::path(get, path = "/audit/verify", params(VerifyQuery), responses(
     (status = 200, description = "What was checked and the first broken link, if any",
-        body = doc::AuditVerification),
+        body = dto::AuditVerification),
 ))]
 async fn verify(
     State(state): State<AppState>,
     p: Principal,
     ApiQuery(q): ApiQuery<VerifyQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::AuditVerification>> {
     p.require_tenant_admin()?;
     let range = VerifyRange {
         from: parse_time("from", &q.from)?,
@@ -306,16 +307,16 @@ async fn verify(
         .store
         .verify_range(Some(&p.tenant_id.to_string()), range)
         .await?;
-    Ok(Json(json!({
-        "ok": report.first_broken.is_none(),
-        "events_checked": report.events_checked,
-        "streams_checked": report.streams_checked,
-        "first_broken": report.first_broken,
-        "range": {
-            "from": range.from.map(exact),
-            "to": range.to.map(exact),
-            "first_occurred_at": report.first_occurred_at.map(exact),
-            "last_occurred_at": report.last_occurred_at.map(exact),
+    Ok(Json(dto::AuditVerification {
+        ok: report.first_broken.is_none(),
+        events_checked: report.events_checked,
+        streams_checked: report.streams_checked,
+        first_broken: report.first_broken,
+        range: dto::VerifiedRange {
+            from: range.from.map(exact),
+            to: range.to.map(exact),
+            first_occurred_at: report.first_occurred_at.map(exact),
+            last_occurred_at: report.last_occurred_at.map(exact),
         },
-    })))
+    }))
 }

@@ -372,10 +372,10 @@ pub async fn file_dto(state: &AppState, p: &Principal, id: &str) -> ApiResult<dt
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct TargetBody {
     /// The folder to move or copy into (wins over `target_share_id`).
-    #[schema(value_type = Option<super::openapi::FolderId>)]
+    #[schema(value_type = Option<super::schema::FolderId>)]
     pub target_folder_id: Option<FolderId>,
     /// The share whose root to move or copy into.
-    #[schema(value_type = Option<super::openapi::ShareId>)]
+    #[schema(value_type = Option<super::schema::ShareId>)]
     pub target_share_id: Option<ShareId>,
 }
 

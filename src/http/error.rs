@@ -24,7 +24,7 @@ pub struct FieldError {
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// Where: `body` (or `query`, `path`), then field names and list indexes.
-    #[schema(value_type = Vec<super::openapi::LocStep>)]
+    #[schema(value_type = Vec<super::schema::LocStep>)]
     pub loc: Vec<Value>,
     /// A sentence for people, e.g. `Field required`, `Input should be a valid integer`.
     pub msg: String,

@@ -15,10 +15,11 @@ use scaidrive_domain::LogPosition;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::dto::audit as dto;
 use super::error::{ApiError, ApiResult};
 use super::extract::ApiQuery;
-use super::openapi as doc;
 use super::principal::Principal;
+use super::schema as doc;
 use super::state::AppState;
 use crate::store::LogFilter;
 
@@ -53,13 +54,13 @@ struct ListQuery {
 
 /// The tenant's events in log order (tenant admins).
 #[utoipa::path(get, path = "/events", params(ListQuery), responses(
-    (status = 200, description = "A page of events", body = doc::EventPage),
+    (status = 200, description = "A page of events", body = dto::EventPage),
 ))]
 async fn list(
     State(state): State<AppState>,
     p: Principal,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::EventPage>> {
     p.require_tenant_admin()?;
     let after = position(q.after.as_deref())?;
     let limit = q.limit.unwrap_or(100);
@@ -75,11 +76,11 @@ async fn list(
     };
     let events = state.store.read_filtered(after, limit, &filter).await?;
     let next = events.last().map(|e| e.log).unwrap_or(after);
-    Ok(Json(json!({
-        "events": events.iter().map(|e| e.envelope()).collect::<Vec<_>>(),
-        "next_after": next.to_token(),
-        "has_more": events.len() == limit,
-    })))
+    Ok(Json(dto::EventPage {
+        events: events.iter().map(|e| e.envelope()).collect(),
+        next_after: next.to_token(),
+        has_more: events.len() == limit,
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

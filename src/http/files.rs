@@ -27,9 +27,9 @@ use super::drive::{
 use super::dto;
 use super::error::{ApiError, ApiResult, FieldError};
 use super::extract::{ApiJson, ApiMultipart, ApiPath, ApiQuery, Found, Validate, Violations};
-use super::openapi as doc;
 use super::principal::Principal;
 use super::respond::Respond;
+use super::schema as doc;
 use super::state::AppState;
 use crate::blob::content::{read_range, store_stream, StoreContentError};
 use crate::command::drive as cmd;

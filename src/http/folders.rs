@@ -14,9 +14,9 @@ use super::drive::{self, folder_dto, resolve_target, Need, Page, RenameOrRestore
 use super::dto;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
-use super::openapi as doc;
 use super::principal::Principal;
 use super::respond::Respond;
+use super::schema as doc;
 use super::state::AppState;
 use crate::command::drive as cmd;
 

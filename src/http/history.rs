@@ -13,14 +13,17 @@ use scaidrive_domain::history;
 use scaidrive_domain::link::Link;
 use scaidrive_domain::{Aggregate, DecodedEvent, LogPosition, RecordedEvent};
 use serde::Deserialize;
-use serde_json::{json, Value};
+
+use super::dto;
+use super::dto::history::{
+    AclThen, AsOf, FileThen, FolderThen, History, ItemThen, LinkThen, ShareThen,
+};
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiPath, ApiQuery};
-use super::openapi as doc;
 use super::principal::Principal;
+use super::schema as doc;
 use super::state::AppState;
-use super::ts;
 use crate::store::LogFilter;
 
 pub fn router() -> Router<AppState> {
@@ -109,13 +112,6 @@ fn fold<A: Aggregate>(events: &[RecordedEvent]) -> ApiResult<A> {
     history::replay(events).map_err(ApiError::internal)
 }
 
-fn as_of(events: &[RecordedEvent]) -> Value {
-    events
-        .last()
-        .map(|e| json!({"position": e.log.to_token(), "recorded_at": ts(e.recorded_at)}))
-        .unwrap_or(Value::Null)
-}
-
 /// A resource as it was at a moment, replayed from its events (tenant admins).
 #[utoipa::path(get, path = "/history/{resource_type}/{id}",
     params(
@@ -125,7 +121,7 @@ fn as_of(events: &[RecordedEvent]) -> Value {
         HistoryQuery,
     ),
     responses(
-        (status = 200, description = "The resource then (a link's token, short code and URLs show as `[redacted]`)", body = doc::History),
+        (status = 200, description = "The resource then (a link's token, short code and URLs show as `[redacted]`)", body = History),
         (status = 404, description = "No such resource, or it did not exist then"),
     ),
 )]
@@ -134,7 +130,7 @@ async fn history(
     p: Principal,
     ApiPath((resource_type, id)): ApiPath<(String, String)>,
     ApiQuery(q): ApiQuery<HistoryQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<History>> {
     p.require_tenant_admin()?;
     let at = At::parse(q.at.as_deref())?;
     // Each kind's stream is named by its own id (a malformed one answers 400,
@@ -160,79 +156,24 @@ async fn history(
         "file" => {
             let events = stream_until(&state, &p, &id, at).await?;
             let f: File = fold(&events)?;
-            let current = f.current();
-            json!({
-                "resource_type": "file",
-                "id": id,
-                "as_of": as_of(&events),
-                "name": f.name,
-                "path": f.path,
-                "share_id": f.share_id,
-                "folder_id": f.folder_id,
-                "is_deleted": f.deleted || f.purged,
-                "size": current.map(|v| v.content.size),
-                "version": current.map(|v| v.number),
-                "version_id": current.map(|v| v.content.version_id),
-                "checksum_sha256": current.map(|v| v.content.checksum_sha256.clone()),
-                "versions": f.versions.iter().map(|v| json!({
-                    "number": v.number, "version_id": v.content.version_id, "size": v.content.size,
-                    "checksum_sha256": v.content.checksum_sha256, "created_at": ts(v.at),
-                })).collect::<Vec<_>>(),
-            })
+            History::File(FileThen::of(id, AsOf::of(&events), &f))
         }
         "share" => {
             let events = stream_until(&state, &p, &id, at).await?;
             let s: Share = fold(&events)?;
-            json!({
-                "resource_type": "share",
-                "id": id,
-                "as_of": as_of(&events),
-                "name": s.name,
-                "description": s.description,
-                "share_type": s.share_type.map(|t| t.as_str()),
-                "owner_id": s.owner.map(|o| o.to_string()),
-                "members": s.owner.map(|o| json!({"principal_id": o.to_string(), "role": "owner"})).into_iter()
-                    .chain(s.members.iter().map(|(id, m)| json!({
-                        "principal_type": m.principal_type.as_str(), "principal_id": id,
-                        "role": m.role.as_str(), "expires_at": m.expires_at.map(ts),
-                    })))
-                    .collect::<Vec<_>>(),
-                "is_deleted": s.deleted,
-            })
+            History::Share(ShareThen::of(id, AsOf::of(&events), &s))
         }
         "folder" => {
             let events = stream_until(&state, &p, &id, at).await?;
             let f: Folder = fold(&events)?;
-            let children = listing_at(&state, &p, &id, at).await?;
-            json!({
-                "resource_type": "folder",
-                "id": id,
-                "as_of": as_of(&events),
-                "name": f.name,
-                "path": f.path,
-                "share_id": f.share_id,
-                "parent_id": f.parent_id,
-                "is_deleted": f.deleted || f.purged,
-                "items": children,
-                "total": children.len(),
-            })
+            let items = listing_at(&state, &p, &id, at).await?;
+            History::Folder(FolderThen::of(id, AsOf::of(&events), &f, items))
         }
         "acl" => {
             let events =
                 stream_until(&state, &p, &scaidrive_domain::sharing::acl_stream(&id), at).await?;
             let a: scaidrive_domain::sharing::Acl = fold(&events)?;
-            json!({
-                "resource_type": "acl",
-                "id": id,
-                "as_of": as_of(&events),
-                "inherit_from_parent": a.inherit_from_parent,
-                "entries": a.entries.iter().map(|e| json!({
-                    "id": e.id, "principal_type": e.principal_type.as_str(),
-                    "principal_id": super::permissions::shown_principal_id(e.principal_type.as_str(), &e.principal_id),
-                    "permissions": e.permissions, "ace_type": e.ace_type.as_str(),
-                    "inherit_to_children": e.inherit_to_children,
-                })).collect::<Vec<_>>(),
-            })
+            History::Acl(AclThen::of(id, AsOf::of(&events), &a))
         }
         "link" => {
             let _: scaidrive_domain::id::LinkId = super::drive::path_id(&id, "link")?;
@@ -248,9 +189,10 @@ async fn history(
                 At::Now => Utc::now(),
             };
             // History is an outward view: the token and short code never leave.
-            let mut body = super::links::link_json_at(&l, "", when, None);
-            body["as_of"] = as_of(&events);
-            body
+            History::Link(LinkThen {
+                link: dto::Link::of(&l, None, "", when),
+                as_of: AsOf::of(&events),
+            })
         }
         other => {
             return Err(ApiError::BadRequest(format!(
@@ -268,7 +210,7 @@ async fn listing_at(
     p: &Principal,
     folder: &str,
     at: At,
-) -> ApiResult<Vec<Value>> {
+) -> ApiResult<Vec<ItemThen>> {
     let mut listing = history::Listing::default();
     let filter = LogFilter {
         tenant_id: Some(p.tenant_id.to_string()),
@@ -294,10 +236,9 @@ async fn listing_at(
             break;
         }
     }
-    let children: Vec<Value> = listing
+    Ok(listing
         .children(folder)
         .into_iter()
-        .map(|i| json!({"id": i.id, "name": i.name, "type": i.kind.as_str()}))
-        .collect();
-    Ok(children)
+        .map(ItemThen::from)
+        .collect())
 }

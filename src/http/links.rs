@@ -27,9 +27,9 @@ use super::drive::{
 use super::dto::{self, Opened};
 use super::error::{ApiError, ApiResult, FieldError};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Found, Validate, Violations};
-use super::openapi as doc;
 use super::principal::Principal;
 use super::respond::Respond;
+use super::schema as doc;
 use super::state::AppState;
 use super::ts;
 use crate::command::links as cmd;
@@ -368,17 +368,6 @@ async fn link_read_back(state: &AppState, id: LinkId, base: &str) -> ApiResult<d
 /// The plaintext of a sealed token or short code.
 fn opened(secrets: &SecretKey, stored: &str) -> ApiResult<String> {
     secrets.open(stored).map_err(ApiError::internal)
-}
-
-/// A link with its status as of `now` (history shows past states); without
-/// `opened` the token, short code and URLs show as redacted.
-pub(crate) fn link_json_at(
-    l: &Link,
-    base: &str,
-    now: DateTime<Utc>,
-    opened: Option<Opened>,
-) -> Value {
-    serde_json::to_value(dto::Link::of(l, opened, base, now)).unwrap_or(Value::Null)
 }
 
 /// The tenant's sharing policy, from its own stream (exact).

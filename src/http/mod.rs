@@ -36,6 +36,7 @@ pub mod principals;
 pub mod proofs;
 pub mod public_links;
 pub mod quotas;
+pub mod schema;
 pub use crate::read_cache;
 pub mod realtime;
 pub mod respond;

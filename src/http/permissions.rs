@@ -24,9 +24,9 @@ use super::drive::{
 use super::dto::{self, AclEntry, OwnedResource, EVERYONE};
 use super::error::{ApiError, ApiResult, FieldError};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
-use super::openapi as doc;
 use super::principal::Principal;
 use super::respond::Respond;
+use super::schema as doc;
 use super::sharing::principal_exists;
 use super::state::AppState;
 use crate::command::permissions::{self as cmd, AclTarget};

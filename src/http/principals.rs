@@ -6,12 +6,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use scaidrive_projections::{groups, tenancy};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::drive::require_read;
+use super::dto::sharing::{PrincipalGroup, PrincipalSearch, PrincipalUser};
 use super::error::{ApiError, ApiResult};
 use super::extract::ApiQuery;
-use super::openapi as doc;
 use super::principal::Principal;
 use super::state::AppState;
 
@@ -42,13 +41,13 @@ struct SearchQuery {
 
 /// Users and groups of the caller's tenant to share with.
 #[utoipa::path(get, path = "/shares/search/principals", params(SearchQuery), responses(
-    (status = 200, description = "Matching users and groups", body = doc::PrincipalSearch),
+    (status = 200, description = "Matching users and groups", body = PrincipalSearch),
 ))]
 async fn search(
     State(state): State<AppState>,
     p: Principal,
     ApiQuery(q): ApiQuery<SearchQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<PrincipalSearch>> {
     require_read(&p)?;
     let limit = q.limit.unwrap_or(20);
     if !(1..=50).contains(&limit) {
@@ -75,17 +74,8 @@ async fn search(
     } else {
         Vec::new()
     };
-    Ok(Json(json!({
-        "users": users.iter().map(|u| json!({
-            "id": u.id,
-            "email": u.email,
-            "name": u.name,
-            "display_name": u.name.clone().or_else(|| u.email.clone()).unwrap_or_else(|| u.id.clone()),
-        })).collect::<Vec<_>>(),
-        "groups": found_groups.iter().map(|g| json!({
-            "id": g.id,
-            "name": g.name,
-            "member_count": g.member_count,
-        })).collect::<Vec<_>>(),
-    })))
+    Ok(Json(PrincipalSearch {
+        users: users.iter().map(PrincipalUser::from).collect(),
+        groups: found_groups.iter().map(PrincipalGroup::from).collect(),
+    }))
 }

@@ -39,7 +39,7 @@ use super::extract::{
     parse_json_body, ApiJson, ApiMultipart, ApiPath, ApiQuery, Validate, Violations,
 };
 use super::files::content_response;
-use super::openapi as doc;
+use super::schema as doc;
 use super::state::AppState;
 use super::{Positioned, RequestContext};
 use crate::blob::content::{store_stream, StoreContentError};

@@ -29,6 +29,7 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::drive::{require_perm, require_read, visible_share, On};
+use super::dto;
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
 use super::principal::{bearer_token, Principal};
@@ -424,7 +425,7 @@ fn frame(kind: &Kind, share: &str, c: &ChangeRow) -> Value {
             "event_type": "change",
             "share_id": share,
             "position": c.log().to_token(),
-            "data": c.to_json(),
+            "data": dto::Change::from(c),
         }),
         Kind::Realtime => json!({
             "type": realtime_type(c),
@@ -432,7 +433,7 @@ fn frame(kind: &Kind, share: &str, c: &ChangeRow) -> Value {
             "resource_id": c.resource_id,
             "path": c.new_path.clone().or_else(|| c.old_path.clone()),
             "position": c.log().to_token(),
-            "data": c.to_json(),
+            "data": dto::Change::from(c),
         }),
     }
 }

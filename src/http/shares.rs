@@ -19,9 +19,9 @@ use super::drive::{
 use super::dto::{self, Entry};
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
-use super::openapi as doc;
 use super::principal::Principal;
 use super::respond::Respond;
+use super::schema as doc;
 use super::state::AppState;
 use crate::command::shares as cmd;
 

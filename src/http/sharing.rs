@@ -18,9 +18,9 @@ use super::drive::{self, path_id, require_perm, require_read, Need, On, Page};
 use super::dto;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
-use super::openapi as doc;
 use super::principal::Principal;
 use super::respond::Respond;
+use super::schema as doc;
 use super::state::AppState;
 use crate::command::sharing as cmd;
 

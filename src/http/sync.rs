@@ -30,9 +30,9 @@ use super::drive::{
 use super::dto;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Validate, Violations};
-use super::openapi as doc;
 use super::principal::Principal;
 use super::respond::Respond;
+use super::schema as doc;
 use super::state::AppState;
 use super::{ts, Positioned};
 use crate::blob::content::checksum;
@@ -100,14 +100,14 @@ struct ChangesQuery {
 
 /// A share's change feed after a cursor.
 #[utoipa::path(get, path = "/sync/changes", params(ChangesQuery), responses(
-    (status = 200, description = "A page of changes and the next cursor", body = doc::ChangePage),
+    (status = 200, description = "A page of changes and the next cursor", body = dto::ChangePage),
     (status = 404, description = "No such share, or not visible"),
 ))]
 async fn changes(
     State(state): State<AppState>,
     p: Principal,
     ApiQuery(q): ApiQuery<ChangesQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::ChangePage>> {
     let limit = q.limit.unwrap_or(1000);
     if !(1..=MAX_CHANGES).contains(&limit) {
         return Err(ApiError::BadRequest(format!(
@@ -141,12 +141,12 @@ async fn changes(
     rows.truncate(limit as usize);
     let last = rows.last().map(|r| r.log()).unwrap_or(after);
     let next = if has_more { last } else { last.max(end) };
-    Ok(Json(json!({
-        "changes": rows.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
-        "cursor": next.to_token(),
-        "has_more": has_more,
-        "share_id": q.share_id,
-    })))
+    Ok(Json(dto::ChangePage {
+        changes: rows.iter().map(dto::Change::from).collect(),
+        cursor: next.to_token(),
+        has_more,
+        share_id: q.share_id,
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -1028,7 +1028,7 @@ struct ConflictsQuery {
 
 /// The caller's conflicts (every user's for tenant admins).
 #[utoipa::path(get, path = "/sync/conflicts", params(ConflictsQuery), responses(
-    (status = 200, description = "Conflicts", body = doc::ConflictList),
+    (status = 200, description = "Conflicts", body = dto::ConflictList),
     (status = 404, description = "No such share, or not visible"),
     (status = 410, description = "The share is in the trash"),
 ))]
@@ -1036,7 +1036,7 @@ async fn conflicts(
     State(state): State<AppState>,
     p: Principal,
     ApiQuery(q): ApiQuery<ConflictsQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<dto::ConflictList>> {
     require_read(&p)?;
     if let Some(s) = &q.share_id {
         readable_share(&state, &p, s).await?;
@@ -1052,10 +1052,10 @@ async fn conflicts(
         q.include_resolved.unwrap_or(false),
     )
     .await?;
-    Ok(Json(json!({
-        "conflicts": rows.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
-        "total": rows.len(),
-    })))
+    Ok(Json(dto::ConflictList {
+        total: rows.len(),
+        conflicts: rows.iter().map(dto::Conflict::from).collect(),
+    }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -1069,7 +1069,7 @@ struct ResolveQuery {
 #[utoipa::path(post, path = "/sync/conflicts/{id}/resolve",
     params(("id" = inline(doc::ConflictId), Path), ResolveQuery),
     responses(
-        (status = 200, description = "The conflict, resolved, with what resolving did", body = doc::Conflict),
+        (status = 200, description = "The conflict, resolved, with what resolving did", body = dto::Conflict),
         (status = 409, description = "Already resolved, or the resolution conflicts again"),
         (status = 410, description = "The share or the resource is in the trash"),
         (status = 507, description = "A quota would be exceeded (QUOTA_EXCEEDED)"),
@@ -1132,13 +1132,19 @@ async fn resolve(
 }
 
 /// A conflict as stored, with what resolving it did.
-async fn resolved(state: &AppState, tenant: &str, id: &str, out: &Outcome) -> ApiResult<Value> {
+async fn resolved(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+    out: &Outcome,
+) -> ApiResult<dto::Conflict> {
     let row = sq::conflict(&state.db, tenant, id)
         .await?
         .ok_or_else(|| ApiError::not_found("conflict"))?;
-    let mut body = row.to_json();
-    body["result"] = serde_json::to_value(dto::ApplyOutcome::from((0, out))).unwrap_or_default();
-    Ok(body)
+    Ok(dto::Conflict {
+        result: Some(dto::ApplyOutcome::from((0, out))),
+        ..dto::Conflict::from(&row)
+    })
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -7,10 +7,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use scaidrive_domain::id::TenantId;
 use scaidrive_domain::tenancy::{Tenant, TenantSettings};
-use serde_json::json;
+use std::collections::BTreeMap;
 
+use super::dto::system as dto;
 use super::error::ApiResult;
-use super::openapi as doc;
 use super::state::AppState;
 use crate::command::provision::Identity;
 
@@ -29,17 +29,20 @@ pub fn router() -> Router<AppState> {
 
 /// Liveness: answers without checking any dependency.
 #[utoipa::path(get, path = "/health", security(()), responses(
-    (status = 200, description = "The process is up", body = doc::Health),
+    (status = 200, description = "The process is up", body = dto::Health),
 ))]
-async fn health() -> Json<serde_json::Value> {
-    Json(json!({ "status": "healthy", "version": VERSION }))
+async fn health() -> Json<dto::Health> {
+    Json(dto::Health {
+        status: "healthy".into(),
+        version: VERSION.into(),
+    })
 }
 
 /// Readiness: database, blob store, ScaiKey, projections (and Redis, Kafka
 /// when configured); 503 while starting, draining or when a check fails.
 #[utoipa::path(get, path = "/ready", security(()), responses(
-    (status = 200, description = "Ready for traffic", body = doc::Ready),
-    (status = 503, description = "Not ready: the failing checks are false", body = doc::Ready),
+    (status = 200, description = "Ready for traffic", body = dto::Ready),
+    (status = 503, description = "Not ready: the failing checks are false", body = dto::Ready),
 ))]
 async fn ready(State(state): State<AppState>) -> Response {
     // Bounded: with the database down a ping would wait the whole pool
@@ -62,24 +65,37 @@ async fn ready(State(state): State<AppState>) -> Response {
         Vec::new()
     };
     let projections = database && lag.iter().all(|(_, l)| *l <= state.config.ready_max_lag);
-    let mut checks = json!({ "database": database, "storage": storage, "scaikey": scaikey, "projections": projections, "started": started, "draining": draining });
+    let mut checks = BTreeMap::from([
+        ("database".to_owned(), database),
+        ("storage".to_owned(), storage),
+        ("scaikey".to_owned(), scaikey),
+        ("projections".to_owned(), projections),
+        ("started".to_owned(), started),
+        ("draining".to_owned(), draining),
+    ]);
     let mut all = database && storage && scaikey && projections && started && !draining;
     // Optional dependencies appear only when configured.
     if let Some(redis) = state.limiter.redis() {
         let ok = redis.ping().await.is_ok();
-        checks["redis"] = ok.into();
+        checks.insert("redis".to_owned(), ok);
         all &= ok;
     }
     #[cfg(feature = "kafka")]
     if let Some(kafka) = &state.kafka {
         let ok = kafka.check().await;
-        checks["kafka"] = ok.into();
+        checks.insert("kafka".to_owned(), ok);
         all &= ok;
     }
-    let body = json!({
-        "status": if all { "ready" } else if draining { "draining" } else { "not_ready" },
-        "checks": checks,
-    });
+    let body = dto::Ready {
+        status: if all {
+            dto::ReadyStatus::Ready
+        } else if draining {
+            dto::ReadyStatus::Draining
+        } else {
+            dto::ReadyStatus::NotReady
+        },
+        checks,
+    };
     let status = if all {
         StatusCode::OK
     } else {
@@ -93,12 +109,12 @@ async fn ready(State(state): State<AppState>) -> Response {
 /// (else the server defaults). A missing, bad or expired token is not an
 /// error here: the answer is the defaults, with `tenant_id` null.
 #[utoipa::path(get, path = "/config", security(()), responses(
-    (status = 200, description = "Features and limits", body = doc::ClientConfig),
+    (status = 200, description = "Features and limits", body = dto::ClientConfig),
 ))]
 async fn config(
     State(state): State<AppState>,
     headers: HeaderMap,
-) -> ApiResult<Json<doc::ClientConfig>> {
+) -> ApiResult<Json<dto::ClientConfig>> {
     let tenant = caller_tenant(&state, &headers)
         .await?
         .map(|(id, tenant)| (id, tenant.settings));
@@ -107,24 +123,24 @@ async fn config(
     let server = state.config.rate_limits;
     let own = &settings.rate_limits;
     let c = &state.config;
-    Ok(Json(doc::ClientConfig {
+    Ok(Json(dto::ClientConfig {
         version: VERSION.to_owned(),
         tenant_id: tenant.as_ref().map(|(id, _)| id.to_string()),
-        features: doc::ClientFeatures {
-            semantic_search: false,
+        features: dto::ClientFeatures {
+            semantic_search: state.semantic.is_ok(),
             external_sharing: settings.sharing.external_sharing_enabled,
-            smb_connector: false,
+            smb_connector: true,
             sharepoint_connector: false,
-            search: false,
+            search: state.search.is_some(),
             kafka: cfg!(feature = "kafka") && c.kafka.is_some(),
             redis: c.redis_url.is_some(),
             smtp: c.smtp_url.is_some(),
-            connectors: false,
+            connectors: true,
         },
-        limits: doc::ClientLimits {
+        limits: dto::ClientLimits {
             max_file_size_bytes: settings.max_file_size_bytes,
             max_upload_chunk_size_bytes: super::uploads::MAX_CHUNK_BODY as u64,
-            rate_limits: doc::ClientRateLimits {
+            rate_limits: dto::ClientRateLimits {
                 per_token: own.per_token.unwrap_or(server.per_token),
                 per_user: own.per_user.unwrap_or(server.per_user),
                 per_tenant: own.per_tenant.unwrap_or(server.per_tenant),

@@ -23,9 +23,9 @@ use super::dto;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, ApiPath, Validate, Violations};
 use super::files::max_file_size;
-use super::openapi as doc;
 use super::principal::Principal;
 use super::respond::Respond;
+use super::schema as doc;
 use super::state::AppState;
 use super::Positioned;
 use crate::blob::content::checksum;
@@ -332,7 +332,7 @@ async fn chunk(
 
 /// Completes an upload into a new file, or a new version of `replace_file_id`.
 #[utoipa::path(post, path = "/uploads/{id}/complete", params(("id" = inline(doc::UploadId), Path)), responses(
-    (status = 201, description = "The file", body = doc::File),
+    (status = 201, description = "The file", body = super::dto::File),
     (status = 400, description = "The content does not match checksum_sha256 (CHECKSUM_MISMATCH)"),
     (status = 409, description = "Chunks are missing, a sibling has the name, or base_version_id is no longer current"),
     (status = 410, description = "The session expired or was aborted"),

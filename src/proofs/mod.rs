@@ -10,7 +10,8 @@
 //! checkpoint commit in one transaction. Every N leaves or T seconds (when
 //! events other than checkpoints arrived) the follower signs the tree head
 //! as a C2SP signed note and appends it to the log as a
-//! `log-checkpoint-signed` event of the `log-checkpoints` stream.
+//! `log-checkpoint-signed` event of the `log-checkpoints` stream, and, when
+//! configured, writes the note to object storage as well ([`Publisher`]).
 
 pub mod note;
 
@@ -29,6 +30,7 @@ use scaidrive_projections::{db_fetch_optional, tx_insert_rows};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::blob::{BlobError, BlobSettings, BlobStore};
 use crate::lease::Lease;
 use crate::store::{AppendRequest, DynStore, ExpectedVersion, StoreError, StreamAppend};
 pub use note::{Checkpoint, NamedKey, NoteError, Verifier};
@@ -61,6 +63,82 @@ pub enum ProofError {
     Store(#[from] StoreError),
     #[error("stored node {0} is not a hash")]
     BadNode(i64),
+    #[error("checkpoint publishing: {0}")]
+    Publish(String),
+}
+
+// ------------------------------------------------------------ publishing
+
+/// Where signed checkpoints are written besides the log, so a witness or an
+/// auditor can fetch the heads from storage the server cannot rewrite
+/// later (a bucket with object lock, a mirrored directory) without asking
+/// the server. Each note goes to `checkpoints/{size}` (20 digits, so names
+/// sort by size) and to `checkpoint`, the latest.
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    store: BlobStore,
+    prefix: String,
+}
+
+impl Publisher {
+    /// Opens `url`: a directory, a `file://` URL or `s3://bucket[/prefix]`;
+    /// the S3 endpoint, credentials and timeout are the blob store's.
+    pub fn open(url: &str, blob: &BlobSettings, data_dir: &Path) -> Result<Self, ProofError> {
+        let (target, prefix) = match url.strip_prefix("s3://") {
+            Some(rest) => {
+                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                (
+                    format!("s3://{bucket}"),
+                    prefix.trim_matches('/').to_owned(),
+                )
+            }
+            None => (url.to_owned(), String::new()),
+        };
+        let settings = BlobSettings {
+            url: Some(target),
+            ..blob.clone()
+        };
+        let store =
+            BlobStore::open(&settings, data_dir).map_err(|e| ProofError::Publish(e.to_string()))?;
+        Ok(Self { store, prefix })
+    }
+
+    fn path(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{}/{name}", self.prefix)
+        }
+    }
+
+    /// The object name of the checkpoint of `size` leaves.
+    pub fn name_of(size: u64) -> String {
+        format!("checkpoints/{size:020}")
+    }
+
+    /// Writes one signed note: its own object first, then the latest.
+    pub async fn publish(&self, size: u64, note: &str) -> Result<(), BlobError> {
+        let bytes = bytes::Bytes::from(note.to_owned());
+        self.store
+            .put_object(&self.path(&Self::name_of(size)), bytes.clone())
+            .await?;
+        self.store.put_object(&self.path("checkpoint"), bytes).await
+    }
+
+    /// The latest published note, if any was published.
+    pub async fn latest(&self) -> Result<Option<String>, BlobError> {
+        self.read("checkpoint").await
+    }
+
+    /// A published note by its object name (`checkpoint`, or
+    /// [`Publisher::name_of`] a size).
+    pub async fn read(&self, name: &str) -> Result<Option<String>, BlobError> {
+        match self.store.get_object(&self.path(name)).await {
+            Ok(b) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
+            Err(BlobError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// The log's origin (and key name): configured, else the public URL's host
@@ -99,7 +177,9 @@ pub fn key_file(path: &Path) -> Result<[u8; 32], ProofError> {
 
 // ------------------------------------------------------------ storage
 
-fn node_key(id: NodeId) -> i64 {
+/// The key of a node's row in `merkle_nodes`: its level in the top byte,
+/// its index below.
+pub fn node_key(id: NodeId) -> i64 {
     ((id.level as i64) << 56) | id.index as i64
 }
 
@@ -269,6 +349,7 @@ pub fn spawn(
     store: DynStore,
     key: std::sync::Arc<NamedKey>,
     settings: Settings,
+    publish: Option<Publisher>,
     lease: Lease,
     stop: CancellationToken,
 ) -> JoinHandle<()> {
@@ -278,6 +359,7 @@ pub fn spawn(
             store,
             key,
             settings,
+            publish,
             lease,
             stop,
         };
@@ -302,6 +384,7 @@ struct Follower {
     store: DynStore,
     key: std::sync::Arc<NamedKey>,
     settings: Settings,
+    publish: Option<Publisher>,
     lease: Lease,
     stop: CancellationToken,
 }
@@ -437,7 +520,7 @@ impl Follower {
             origin: cp.origin.clone(),
             tree_size: cp.size,
             root_hash: B64.encode(cp.root),
-            note,
+            note: note.clone(),
             key: self.key.verifier().text(),
         }
         .encode();
@@ -468,6 +551,13 @@ impl Follower {
             })
             .await?;
         tracing::info!(tree_size = cp.size, "signed a log checkpoint");
+        // Publishing is a copy for outside readers: a failure is logged and
+        // the next checkpoint tries again; the log holds every note anyway.
+        if let Some(p) = &self.publish {
+            if let Err(e) = p.publish(cp.size, &note).await {
+                tracing::warn!(error = %e, tree_size = cp.size, "could not publish the signed checkpoint");
+            }
+        }
         Ok(())
     }
 }

@@ -298,7 +298,8 @@ impl Ord for Scored {
     }
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+/// The dot product: the cosine of two unit vectors.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     // Eight lanes the compiler can keep in vector registers.
     let mut acc = [0.0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));

@@ -96,7 +96,7 @@ pub struct LogFilter {
 }
 
 /// One broken link found by the hash-chain verifier.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct BrokenLink {
     pub stream_id: String,
     pub stream_version: i64,

@@ -41,15 +41,15 @@ async fn config_reflects_the_process_and_the_callers_tenant(backend: Backend) {
     assert_eq!(
         anonymous.body["features"],
         json!({
-            "semantic_search": false,
+            "semantic_search": app.state.semantic.is_ok(),
             "external_sharing": true,
-            "smb_connector": false,
+            "smb_connector": true,
             "sharepoint_connector": false,
-            "search": false,
+            "search": true,
             "kafka": false,
             "redis": false,
             "smtp": true,
-            "connectors": false,
+            "connectors": true,
         })
     );
     assert!(anonymous.body["version"].is_string());

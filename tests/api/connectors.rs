@@ -527,3 +527,73 @@ async fn large_file_interrupted_and_resumed(backend: Backend) {
 }
 with_samba!(large_file_interrupted_and_resumed
     => connector_large_file_interrupted_and_resumed_sqlite, connector_large_file_interrupted_and_resumed_pg);
+
+/// The names of the live folders at the top of a share.
+async fn top_folders(app: &TestApp, t: &str, share: &str) -> BTreeMap<String, String> {
+    let a = app
+        .get(&format!("/shares/{share}/children?limit=100"), t)
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    a.body["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter(|i| i["type"] == "folder")
+        .map(|i| {
+            (
+                i["name"].as_str().unwrap_or_default().to_owned(),
+                i["id"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn folders_both_ways(backend: Backend) {
+    let samba = Samba::start();
+    std::fs::create_dir_all(samba.share().join("f/made-on-smb")).expect("mkdir");
+    samba.write("f/keep.txt", b"keep");
+    let app = spawn_on(backend).await;
+    let t = app.token("acme", "alice", "");
+    let share = new_share(&app, &t, "Folders").await;
+    let made = app
+        .post(
+            "/folders",
+            &t,
+            json!({"share_id": share, "name": "made-in-drive"}),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    let id = connector(&app, &t, &share, samba.port, json!({"base_path": "f"})).await;
+
+    // Empty folders cross over, each way.
+    let run = sync(&app, &t, &id).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert!(samba.share().join("f/made-in-drive").is_dir());
+    let folders = top_folders(&app, &t, &share).await;
+    assert!(folders.contains_key("made-on-smb"), "{folders:?}");
+    assert!(folders.contains_key("made-in-drive"), "{folders:?}");
+
+    // A folder removed on one side is removed on the other, and stays so.
+    std::fs::remove_dir(samba.share().join("f/made-on-smb")).expect("rmdir");
+    let gone = app
+        .delete(&format!("/folders/{}", folders["made-in-drive"]), &t)
+        .await;
+    assert!(gone.status < 300, "{}", gone.body);
+    for _ in 0..2 {
+        let run = sync(&app, &t, &id).await;
+        assert_eq!(run["status"], "succeeded", "{run}");
+        assert!(!samba.share().join("f/made-in-drive").exists());
+        assert!(!samba.share().join("f/made-on-smb").exists());
+        let folders = top_folders(&app, &t, &share).await;
+        assert!(folders.is_empty(), "{folders:?}");
+    }
+    let trash = app.get(&format!("/shares/{share}/trash"), &t).await;
+    assert!(
+        trash.body.to_string().contains("made-on-smb"),
+        "{}",
+        trash.body
+    );
+    assert!(samba.share().join("f/keep.txt").is_file());
+}
+with_samba!(folders_both_ways => connector_mirrors_folders_sqlite, connector_mirrors_folders_pg);

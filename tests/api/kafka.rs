@@ -248,12 +248,38 @@ pub(crate) mod relay {
             brokers: brokers.clone(),
             topic: topic.clone(),
         };
-        let app = spawn_with(Backend::Sqlite, |c| c.kafka = Some(kafka)).await;
+        let app = spawn_with(Backend::Sqlite, |c| {
+            c.kafka = Some(kafka);
+            c.proofs.every_events = 3;
+        })
+        .await;
         let t = app.token("acme", "alice", "");
         for i in 0..5 {
             new_share(&app, &t, &format!("S{i}")).await;
         }
+        // A signed checkpoint is an event like any other: it is published.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while scaidrive::proofs::latest(&app.state.store)
+            .await
+            .expect("latest checkpoint")
+            .is_none()
+        {
+            assert!(Instant::now() < deadline, "no checkpoint was signed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let records = all_arrive(&log(&app).await, &got, Duration::from_secs(60)).await;
+        let key = scaidrive::proofs::Verifier::parse(&app.state.log_key.verifier().text())
+            .expect("verifier key");
+        let checkpoints: Vec<&Got> = records
+            .iter()
+            .filter(|g| g.envelope["event_type"] == "log-checkpoint-signed")
+            .collect();
+        assert!(!checkpoints.is_empty(), "no checkpoint reached Kafka");
+        for g in checkpoints {
+            assert_eq!(g.key, scaidrive::proofs::STREAM);
+            let note = g.envelope["data"]["note"].as_str().expect("note");
+            key.open(note).expect("a note signed with the server's key");
+        }
         stop.cancel();
         let listed = app.get("/events?limit=1000", &t).await;
         let by_id: HashMap<&str, &Value> = listed.body["events"]

@@ -493,3 +493,218 @@ async fn checkpoints_are_signed_every_n_events(backend: Backend) {
 }
 
 both_backends!(checkpoints_are_signed_every_n_events => checkpoints_are_signed_sqlite, checkpoints_are_signed_pg);
+
+/// Waits until the checkpoint published at `url` covers `at_least` leaves,
+/// then checks it: signed with the server's key, the tree's root at its
+/// size, and the same note under its own name.
+pub(crate) async fn published_checkpoint_holds(app: &TestApp, url: &str, at_least: u64) {
+    let config = &app.state.config;
+    let p = proofs::Publisher::open(url, &config.blob, &config.data_dir).unwrap();
+    let v = proofs::Verifier::parse(&app.state.log_key.verifier().text()).unwrap();
+    for _ in 0..300 {
+        if let Some(note) = p.latest().await.unwrap() {
+            let cp = v.open(&note).expect("signed with the server's key");
+            if cp.size >= at_least {
+                let root = proofs::with_nodes(&app.state.db, |n| merkle::root(n, cp.size))
+                    .await
+                    .unwrap();
+                assert_eq!(root, cp.root);
+                let own = p.read(&proofs::Publisher::name_of(cp.size)).await.unwrap();
+                assert_eq!(own.as_deref(), Some(note.as_str()));
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no checkpoint of {at_least} leaves was published at {url}");
+}
+
+async fn checkpoints_are_published_to_storage(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = dir.path().join("published").to_string_lossy().into_owned();
+    let target = url.clone();
+    let app = spawn_with(backend, move |c| {
+        c.proofs.every_events = 3;
+        c.proofs.every = Duration::from_secs(3600);
+        c.proofs.publish_url = Some(target);
+    })
+    .await;
+    let t = app.token("acme", "alice", "");
+    some_events(&app, &t, 3).await;
+    published_checkpoint_holds(&app, &url, 3).await;
+    // Names sort by size: a listing shows the heads in order.
+    let names: Vec<String> = std::fs::read_dir(dir.path().join("published/checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| n.len() == 20), "{names:?}");
+}
+
+both_backends!(checkpoints_are_published_to_storage
+    => checkpoints_are_published_to_a_directory_sqlite, checkpoints_are_published_to_a_directory_pg);
+
+/// `audit witness --once` as the witness of `dir` (its `witness.key`,
+/// `log.key` and the state file `state`).
+async fn witness_once(app: &TestApp, t: &str, dir: &Path, state: &str) -> Run {
+    let d = |n: &str| dir.join(n).display().to_string();
+    cli(&[
+        "audit",
+        "witness",
+        "--url",
+        &app.base,
+        "--token",
+        t,
+        "--witness-key",
+        &d("witness.key"),
+        "--state",
+        &d(state),
+        "--key",
+        &format!("@{}", d("log.key")),
+        "--once",
+    ])
+    .await
+}
+
+/// An operator with database access rewrites the tail of a stream in place,
+/// recomputes that stream's hash chain (so the chain check passes), rebuilds
+/// the Merkle tree from the rewritten rows and signs the new head with the
+/// server's own key. The chains cannot tell; the tree can: the auditor's
+/// verifier and the witness, holding a head from before, both refuse.
+async fn rewritten_history_is_caught(backend: Backend) {
+    let app = spawn_with(backend, |c| {
+        c.proofs.every_events = 1_000_000;
+        c.proofs.every = Duration::from_secs(3600);
+    })
+    .await;
+    let t = app.token("acme", "alice", "");
+    some_events(&app, &t, 3).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("log.key"),
+        app.state.log_key.verifier().text(),
+    )
+    .unwrap();
+    let trusted = checkpoint_now(&app).await;
+    let ok = verify(&app, &t, dir.path(), &[]).await;
+    assert_eq!(ok.code, 0, "{}", ok.out);
+    let w = witness_once(&app, &t, dir.path(), "w.json").await;
+    assert_eq!(w.code, 0, "{}", w.out);
+
+    // The rewrite: the last share's events (created, then updated) get
+    // another name, and their chain links are recomputed from the link
+    // before them, as the store computes them.
+    let log = app
+        .state
+        .store
+        .read_all(scaidrive_domain::LogPosition::START, 10_000)
+        .await
+        .unwrap();
+    let stream = log
+        .iter()
+        .rev()
+        .find(|e| e.event_type == "share-updated")
+        .map(|e| e.stream_id.clone())
+        .expect("a share stream");
+    let events = app.state.store.read_stream(&stream, 0, 100).await.unwrap();
+    assert!(events.len() >= 2, "{events:?}");
+    let mut prev = String::new();
+    for e in &events {
+        let mut data = e.data.clone();
+        if data.get("name").is_some() {
+            data["name"] = json!("Rewritten");
+        }
+        if data.get("description").is_some() {
+            data["description"] = json!("nothing to see");
+        }
+        let hash = scaidrive_domain::event::chain_hash(
+            &prev,
+            &scaidrive_domain::event::HashInput {
+                stream_id: &e.stream_id,
+                stream_version: e.stream_version,
+                event_id: e.event_id,
+                event_type: &e.event_type,
+                schema_version: e.schema_version,
+                tenant_id: e.tenant_id.as_deref(),
+                data: &data,
+                metadata: &e.metadata,
+            },
+        );
+        let text = data.to_string().replace('\'', "''");
+        exec(
+            &app.state.db,
+            &format!(
+                "UPDATE events SET data = '{text}', hash = '{hash}' WHERE position = {}",
+                e.log.position
+            ),
+        )
+        .await;
+        prev = hash;
+    }
+    exec(
+        &app.state.db,
+        &format!("UPDATE streams SET last_hash = '{prev}' WHERE stream_id = '{stream}'"),
+    )
+    .await;
+    // The hash chains check out: rewriting them whole is what they cannot see.
+    let chains = app.get("/audit/verify", &t).await;
+    assert_eq!(chains.status, 200, "{}", chains.body);
+    assert_eq!(chains.body["ok"], true, "{}", chains.body);
+
+    // The tree, rebuilt from the rewritten rows and stored in place of the
+    // genuine nodes, and its head signed with the server's key.
+    let size = tree_caught_up(&app).await;
+    let rows = app
+        .state
+        .store
+        .read_all(scaidrive_domain::LogPosition::START, 10_000)
+        .await
+        .unwrap();
+    let hash_at: std::collections::HashMap<i64, String> = rows
+        .iter()
+        .map(|e| (e.log.position, e.hash.clone()))
+        .collect();
+    let mut order = Vec::new();
+    for index in 0..size {
+        let position = count(
+            &app.state.db,
+            &format!("SELECT position FROM merkle_leaves WHERE leaf_index = {index}"),
+        )
+        .await;
+        order.push(position);
+    }
+    let mut forged_tree = merkle::Frontier::new();
+    for position in order {
+        let leaf = merkle::event_leaf(&hash_at[&position]).expect("a hex hash");
+        for (id, h) in forged_tree.push(leaf) {
+            exec(
+                &app.state.db,
+                &format!(
+                    "UPDATE merkle_nodes SET hash = '{}' WHERE id = {}",
+                    hex::encode(h),
+                    proofs::node_key(id)
+                ),
+            )
+            .await;
+        }
+    }
+    let forged = Checkpoint {
+        origin: trusted.origin.clone(),
+        size,
+        root: forged_tree.root(),
+    };
+    assert!(size > trusted.size);
+    publish(&app, &forged).await;
+
+    // The server now proves the forged head "consistent" from its forged
+    // nodes; against the head the auditor kept, that proof fails.
+    let bad = verify(&app, &t, dir.path(), &[]).await;
+    assert_ne!(bad.code, 0, "{}", bad.out);
+    assert!(bad.out.contains("history was rewritten"), "{}", bad.out);
+    let w = witness_once(&app, &t, dir.path(), "w.json").await;
+    assert_eq!(w.code, 1, "{}", w.out);
+    assert!(w.out.contains("ALARM (fork)"), "{}", w.out);
+}
+
+both_backends!(rewritten_history_is_caught
+    => a_rewritten_tail_with_recomputed_chains_is_caught_sqlite,
+       a_rewritten_tail_with_recomputed_chains_is_caught_pg);

@@ -124,3 +124,31 @@ async fn a_blob_store_that_never_answers_answers_504() {
     );
     held.abort();
 }
+
+#[tokio::test]
+#[ignore = "needs SCAIDRIVE_TEST_S3_BUCKET and AWS_ENDPOINT_URL (scripts/test starts a local S3 stand-in)"]
+async fn signed_checkpoints_are_published_to_s3() {
+    let bucket = std::env::var("SCAIDRIVE_TEST_S3_BUCKET")
+        .expect("SCAIDRIVE_TEST_S3_BUCKET must be set (scripts/test sets it)");
+    let url = format!("s3://{bucket}/published-log");
+    let target = url.clone();
+    let app = spawn_with(Backend::Sqlite, move |c| {
+        c.proofs.every_events = 3;
+        c.proofs.every = std::time::Duration::from_secs(3600);
+        c.proofs.publish_url = Some(target);
+    })
+    .await;
+    let t = app.token("s3cp", "alice", "");
+    let me = app.get("/users/me", &t).await;
+    for name in ["A", "B", "C"] {
+        let share = app
+            .post(
+                "/shares",
+                &t,
+                json!({"name": name, "share_type": "project", "owner_id": me.body["id"]}),
+            )
+            .await;
+        assert_eq!(share.status, 201, "{}", share.body);
+    }
+    crate::proofs::published_checkpoint_holds(&app, &url, 3).await;
+}

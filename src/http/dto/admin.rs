@@ -6,7 +6,7 @@ use scaidrive_projections::tenancy::{TenantRow, UserRow};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::http::openapi::{AdminRoleDoc, TenantSettings, Timestamp, UserStatusDoc};
+use crate::http::schema::{AdminRoleDoc, TenantSettings, Timestamp, UserStatusDoc};
 use crate::http::ts;
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -5,7 +5,7 @@ use scaidrive_projections::connectors::{ConnectorRow, RunRow};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::http::openapi::{ConnectorId, ShareId, TenantId, Timestamp};
+use crate::http::schema::{ConnectorId, ShareId, TenantId, Timestamp};
 use crate::http::ts;
 
 #[derive(Debug, Serialize, ToSchema)]

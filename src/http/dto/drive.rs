@@ -4,7 +4,7 @@ use scaidrive_projections::drive_queries::{FileRow, FolderRow, VersionRow};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::http::openapi::Timestamp;
+use crate::http::schema::Timestamp;
 use crate::http::ts;
 
 #[derive(Debug, Serialize, ToSchema)]

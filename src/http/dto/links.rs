@@ -11,7 +11,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::Entry;
-use crate::http::openapi::{LinkStatus, LinkTypeDoc, ResourceTypeDoc, Timestamp};
+use crate::http::schema::{LinkStatus, LinkTypeDoc, ResourceTypeDoc, Timestamp};
 use crate::http::ts;
 
 #[derive(Debug, Serialize, ToSchema)]

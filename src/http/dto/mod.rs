@@ -9,14 +9,17 @@
 //! naming a schema-only type in `openapi.rs`.
 
 pub mod admin;
+pub mod audit;
 pub mod connectors;
 pub mod drive;
+pub mod history;
 pub mod links;
 pub mod permissions;
 pub mod quotas;
 pub mod shares;
 pub mod sharing;
 pub mod sync;
+pub mod system;
 pub mod uploads;
 pub mod users;
 pub mod webhooks;
@@ -42,7 +45,8 @@ pub use admin::{
 };
 pub use quotas::{MyQuota, Quota, QuotaList, Usage, UsageList};
 pub use sync::{
-    ApplyOutcome, ApplyResult, CursorMoved, Device, DeviceCursor, DeviceList, SyncStatus,
+    ApplyOutcome, ApplyResult, Change, ChangePage, Conflict, ConflictList, CursorMoved, Device,
+    DeviceCursor, DeviceList, SyncStatus,
 };
 pub use uploads::{ChunkReceipt, UploadSession};
 pub use users::Me;

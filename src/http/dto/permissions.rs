@@ -7,7 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{File, Folder, Share};
-use crate::http::openapi::{AceTypeDoc, AclPrincipalType, PermissionDoc, ResourceTypeDoc};
+use crate::http::schema::{AceTypeDoc, AclPrincipalType, PermissionDoc, ResourceTypeDoc};
 
 /// The `principal_id` an entry has and is answered with for `everyone`
 /// (the documented literal; requests may also leave it out or send null).

@@ -7,7 +7,7 @@ use scaidrive_projections::quota::Usage as Figures;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::http::openapi::{LimitSource, LimitTypeDoc, QuotaLevelDoc, Timestamp};
+use crate::http::schema::{LimitSource, LimitTypeDoc, QuotaLevelDoc, Timestamp};
 use crate::http::ts;
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -4,7 +4,7 @@ use scaidrive_projections::drive_queries::ShareRow;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::http::openapi::{Object, ShareTypeDoc, Timestamp};
+use crate::http::schema::{Object, ShareTypeDoc, Timestamp};
 use crate::http::ts;
 
 #[derive(Debug, Serialize, ToSchema)]

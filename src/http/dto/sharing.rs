@@ -4,10 +4,12 @@
 use chrono::{DateTime, Utc};
 use scaidrive_projections::access::{InvitationRow, MemberRow};
 use scaidrive_projections::drive_queries::ShareRow;
+use scaidrive_projections::groups::GroupRow;
+use scaidrive_projections::tenancy::UserRow;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::http::openapi::{
+use crate::http::schema::{
     InvitationStatus, MemberPrincipalType, RoleDoc, ShareTypeDoc, Timestamp,
 };
 use crate::http::ts;
@@ -170,4 +172,53 @@ impl MyShare {
 pub struct MyShareList {
     pub shares: Vec<MyShare>,
     pub total: i64,
+}
+
+/// A user a principal search found.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PrincipalUser {
+    pub id: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    /// The name, else the email, else the id.
+    pub display_name: String,
+}
+
+impl From<&UserRow> for PrincipalUser {
+    fn from(u: &UserRow) -> Self {
+        Self {
+            id: u.id.clone(),
+            email: u.email.clone(),
+            name: u.name.clone(),
+            display_name: u
+                .name
+                .clone()
+                .or_else(|| u.email.clone())
+                .unwrap_or_else(|| u.id.clone()),
+        }
+    }
+}
+
+/// A group a principal search found.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PrincipalGroup {
+    pub id: String,
+    pub name: String,
+    pub member_count: i64,
+}
+
+impl From<&GroupRow> for PrincipalGroup {
+    fn from(g: &GroupRow) -> Self {
+        Self {
+            id: g.id.clone(),
+            name: g.name.clone(),
+            member_count: g.member_count,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PrincipalSearch {
+    pub users: Vec<PrincipalUser>,
+    pub groups: Vec<PrincipalGroup>,
 }

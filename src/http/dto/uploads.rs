@@ -5,7 +5,7 @@ use scaidrive_domain::drive::upload::UploadSession as Session;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::http::openapi::{Timestamp, UploadStatusDoc};
+use crate::http::schema::{Timestamp, UploadStatusDoc};
 use crate::http::ts;
 
 #[derive(Debug, Serialize, ToSchema)]

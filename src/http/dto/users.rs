@@ -3,8 +3,8 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::http::openapi::{AdminRoleDoc, PartnerId, TenantId, UserId};
 use crate::http::principal::Principal;
+use crate::http::schema::{AdminRoleDoc, PartnerId, TenantId, UserId};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Me {

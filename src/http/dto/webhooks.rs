@@ -7,7 +7,7 @@ use scaidrive_projections::webhooks::{AttemptRow, DeliveryRow, WebhookRow};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::http::openapi::{Timestamp, WebhookStatusDoc};
+use crate::http::schema::{Timestamp, WebhookStatusDoc};
 use crate::http::ts;
 
 // The signing secret never leaves the service (`has_secret` only).
