@@ -234,7 +234,7 @@ async fn the_change_feed_has_one_entry_per_change_in_log_order() {
     .unwrap();
     let folder = Ids::folder(1).to_string();
     let mine: Vec<&sq::ChangeRow> = changes.iter().filter(|c| c.resource_id == folder).collect();
-    let seen: Vec<(&str, &str, Option<&str>)> = mine
+    let seen: Vec<(&str, Option<&str>, Option<&str>)> = mine
         .iter()
         .map(|c| {
             (

@@ -13,13 +13,11 @@ use axum::{Json, Router};
 use futures::Stream;
 use scaidrive_domain::LogPosition;
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::dto::audit as dto;
 use super::error::{ApiError, ApiResult};
 use super::extract::ApiQuery;
 use super::principal::Principal;
-use super::schema as doc;
 use super::state::AppState;
 use crate::store::LogFilter;
 

@@ -309,9 +309,6 @@ async fn effective_permissions(
 
 // ---------------------------------------------------------------------- ACLs
 
-/// An entry's principal id as answered (history shows ACLs too).
-pub(crate) use super::dto::shown_principal_id;
-
 /// The id stored for a requested principal: none for `everyone`.
 fn stored_principal_id(t: PrincipalType, requested: Option<&str>) -> String {
     match t {

@@ -2,10 +2,8 @@
 //! but JSON cannot say by itself. Prefixed ids, timestamps, the string enums
 //! the domain spells as text, the error body, request forms, and the shapes
 //! built outside `http` (the event envelope, audit entries) that webhooks
-//! and the relay send too. Nothing here is built by a handler; each type
-//! exists to be described.
-
-use std::collections::BTreeMap;
+//! and the relay send too. Handlers do not build these: each exists to be
+//! described (and the settings patch to check a request's shape against).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

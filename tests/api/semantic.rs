@@ -73,10 +73,18 @@ async fn enable(app: &TestApp, t: &str, on: bool) -> String {
 }
 
 async fn semantic(app: &TestApp, t: &str, body: Value, position: Option<&str>) -> Answer {
-    let mut req = app
-        .raw(Method::POST, "/search/semantic")
-        .bearer_auth(t)
-        .json(&body);
+    post_at(app, t, "/search/semantic", body, position).await
+}
+
+/// A search POST that reads the caller's writes up to `position`.
+async fn post_at(
+    app: &TestApp,
+    t: &str,
+    path: &str,
+    body: Value,
+    position: Option<&str>,
+) -> Answer {
+    let mut req = app.raw(Method::POST, path).bearer_auth(t).json(&body);
     if let Some(p) = position {
         req = req.header("x-scaidrive-position", p);
     }
@@ -221,17 +229,19 @@ async fn follows_the_drive(backend: Backend) {
     let a = semantic(&app, &t, json!({"query": "tapirs"}), Some(&pos(&r))).await;
     assert_eq!(names(&a)[0], "animal.txt");
 
-    // Hybrid: keyword only, vector only, blended.
-    let h = app
-        .post(
-            "/search/hybrid",
-            &t,
-            json!({"query": "invoices", "alpha": 0}),
-        )
-        .await;
+    // Hybrid: keyword only, vector only, blended. The position makes the
+    // keyword side wait for its own index too.
+    let h = post_at(
+        &app,
+        &t,
+        "/search/hybrid",
+        json!({"query": "invoices", "alpha": 0}),
+        Some(&pos(&r)),
+    )
+    .await;
     assert_eq!(h.status, 200, "{}", h.body);
     let first = &h.body["results"][0];
-    assert_eq!(first["name"], "billing.md");
+    assert_eq!(first["name"], "billing.md", "{}", h.body);
     assert_eq!(first["type"], "file");
     assert!(first["keyword_score"].as_f64().unwrap() > 0.0);
     assert!(first["vector_score"].is_null());

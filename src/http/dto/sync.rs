@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use crate::command::sync::Outcome;
 use crate::http::schema::{
-    ApplyStatus, ChangeTypeDoc, ConflictStrategyDoc, Object, SyncResourceType, Timestamp,
+    ApplyStatus, ChangeTypeDoc, ConflictStrategyDoc, SyncResourceType, Timestamp,
 };
 use crate::http::ts;
 
