@@ -189,10 +189,10 @@ async fn history(
                 At::Now => Utc::now(),
             };
             // History is an outward view: the token and short code never leave.
-            History::Link(LinkThen {
+            History::Link(Box::new(LinkThen {
                 link: dto::Link::of(&l, None, "", when),
                 as_of: AsOf::of(&events),
-            })
+            }))
         }
         other => {
             return Err(ApiError::BadRequest(format!(

@@ -268,7 +268,7 @@ pub enum History {
     Share(ShareThen),
     Folder(FolderThen),
     Acl(AclThen),
-    Link(LinkThen),
+    Link(Box<LinkThen>),
 }
 
 impl PartialSchema for History {
