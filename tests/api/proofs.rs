@@ -309,28 +309,7 @@ async fn proofs_catch_tampering(backend: Backend) {
     .await;
     assert_eq!(offline.code, 0, "{}", offline.out);
     // The witness cosigns the first head.
-    let witness = |state: String| {
-        let (base, t, wk, key) = (app.base.clone(), t.clone(), d("witness.key"), d("log.key"));
-        async move {
-            cli(&[
-                "audit",
-                "witness",
-                "--url",
-                &base,
-                "--token",
-                &t,
-                "--witness-key",
-                &wk,
-                "--state",
-                &state,
-                "--key",
-                &format!("@{key}"),
-                "--once",
-            ])
-            .await
-        }
-    };
-    let w = witness(d("w.json")).await;
+    let w = witness_once(&app, &t, dir.path(), "w.json").await;
     assert_eq!(w.code, 0, "{}", w.out);
     assert!(w.out.contains("\u{2014} witness.local/w1 "), "{}", w.out);
 
@@ -340,7 +319,7 @@ async fn proofs_catch_tampering(backend: Backend) {
     assert!(cp2.size > cp1.size);
     let ok = verify(&app, &t, dir.path(), &[]).await;
     assert_eq!(ok.code, 0, "{}", ok.out);
-    assert_eq!(witness(d("w.json")).await.code, 0);
+    assert_eq!(witness_once(&app, &t, dir.path(), "w.json").await.code, 0);
 
     // 1. Edit one event row (and its hash): its inclusion proof fails.
     let pos = lines[1]["position"].as_i64().unwrap();
@@ -397,7 +376,7 @@ async fn proofs_catch_tampering(backend: Backend) {
         root: forged_tree.root(),
     };
     publish(&app, &forged).await;
-    let w = witness(d("w.json")).await;
+    let w = witness_once(&app, &t, dir.path(), "w.json").await;
     assert_eq!(w.code, 1, "{}", w.out);
     assert!(w.out.contains("ALARM (fork)"), "{}", w.out);
     // The rewritten tree cannot produce a proof either.
@@ -412,14 +391,14 @@ async fn proofs_catch_tampering(backend: Backend) {
 
     // 4. Two different checkpoints of the same size: the witness refuses.
     let genuine_head = checkpoint_now(&app).await;
-    let w = witness(d("w.json")).await;
+    let w = witness_once(&app, &t, dir.path(), "w.json").await;
     assert_eq!(w.code, 0, "{}", w.out);
     let twin = Checkpoint {
         root: [9; 32],
         ..genuine_head.clone()
     };
     publish(&app, &twin).await;
-    let w = witness(d("w.json")).await;
+    let w = witness_once(&app, &t, dir.path(), "w.json").await;
     assert_eq!(w.code, 1, "{}", w.out);
     assert!(w.out.contains("two different checkpoints"), "{}", w.out);
 
