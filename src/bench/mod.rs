@@ -165,7 +165,8 @@ pub async fn run(mut args: BenchArgs) -> Result<(), String> {
         args.skip_commands = false;
     }
     if args.proofs {
-        return proofs::run(args.proofs_leaves, 10_000);
+        proofs::run(args.proofs_leaves, 10_000)?;
+        return proofs::tree_cost(args.postgres_url.as_deref(), args.seconds).await;
     }
     if args.smb {
         return smb::run(args.smb_files, args.smb_big_mb).await;

@@ -5,15 +5,21 @@
 //! - appending leaves to the frontier (what the follower does per event);
 //! - inclusion and consistency proof generation at the given tree size
 //!   (p50/p99), each through the recording pass and the loaded-node pass;
-//! - signing a checkpoint note.
+//! - signing a checkpoint note;
+//! - command throughput of a running server with the tree kept against
+//!   without it ([`tree_cost`]).
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rand::Rng as _;
 use scaidrive_domain::merkle::{self, Frontier, Hash, NodeId, NodeSource, Recorder};
 
+use super::support::{self as s, Load, Server};
+use crate::command::drive::{create_folder, Target};
+use crate::command::CommandContext;
 use crate::proofs::{Checkpoint, NamedKey};
+use scaidrive_domain::id::{ShareId, TenantId, UserId};
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -103,5 +109,111 @@ pub fn run(leaves: u64, samples: usize) -> Result<(), String> {
         t.elapsed().as_secs_f64() * 1e6 / n as f64,
         bytes / n
     );
+    Ok(())
+}
+
+/// Writers of the tree-cost measurement.
+const TREE_WRITERS: usize = 16;
+
+/// The create-folder command on the bus of a running server for `dur`,
+/// with its tree follower on or off, and how many events the tree still
+/// lacked when the load stopped (0 when off).
+async fn commands_with_tree(
+    url: Option<&str>,
+    tree: bool,
+    dur: Duration,
+) -> Result<(Load, u64), String> {
+    let server = Server::start_with(url, |c| c.proofs.enabled = tree).await?;
+    let http = s::client(4)?;
+    let token = server.token("bench", "bench")?;
+    let (me, share) = s::me_and_share(&http, &server.base, &token, "bench-tree").await?;
+    let tenant = TenantId::parse(me["tenant_id"].as_str().unwrap_or_default())
+        .map_err(|e| format!("tenant id: {e}"))?;
+    let user = UserId::parse(me["id"].as_str().unwrap_or_default())
+        .map_err(|e| format!("user id: {e}"))?;
+    let share_id = ShareId::parse(&share).map_err(|e| format!("share id: {e}"))?;
+    let state = server.state.clone();
+    let run = uuid::Uuid::now_v7().simple().to_string();
+    let l = s::load(TREE_WRITERS, dur, move |w, n| {
+        let state = state.clone();
+        let name = format!("t-{run}-{w}-{n}");
+        async move {
+            let ctx = CommandContext::system(Some(tenant.to_string()));
+            let target = Target {
+                share_id,
+                folder_id: None,
+                parent_path: "/".into(),
+            };
+            create_folder(&state.bus, &ctx, tenant, target, &name, user)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        }
+    })
+    .await?;
+    let behind = if tree {
+        let events = server
+            .state
+            .db
+            .fetch_i64_args("SELECT COUNT(*) FROM events", &[])
+            .await
+            .map_err(|e| e.to_string())? as u64;
+        let size = crate::proofs::tree_size(&server.state.db)
+            .await
+            .map_err(|e| e.to_string())?;
+        events.saturating_sub(size)
+    } else {
+        0
+    };
+    server.stop().await;
+    Ok((l, behind))
+}
+
+/// Command throughput with the Merkle tree kept (its follower reading the
+/// log and writing leaves and nodes to the same database while the writers
+/// run) against with it off, alternating on, off, on, off on each backend
+/// (a fresh database each time), so drift shows as spread.
+pub async fn tree_cost(postgres_url: Option<&str>, seconds: u64) -> Result<(), String> {
+    let dur = Duration::from_secs(seconds.max(1));
+    let mut backends: Vec<(&str, Option<&str>)> = vec![("sqlite", None)];
+    if let Some(u) = postgres_url {
+        backends.push(("postgres", Some(u)));
+    }
+    for (name, url) in backends {
+        let (mut on, mut off) = (Vec::new(), Vec::new());
+        for tree in [true, false, true, false] {
+            eprintln!("proofs: {name}, tree {} …", if tree { "on" } else { "off" });
+            let (l, behind) = match url {
+                None => commands_with_tree(None, tree, dur).await?,
+                Some(u) => {
+                    s::with_scratch_postgres(u, "sd_bench_tree", |db| async move {
+                        commands_with_tree(Some(&db), tree, dur).await
+                    })
+                    .await?
+                }
+            };
+            println!(
+                "proofs: {name}: create-folder commands, {TREE_WRITERS} writers, tree {}: {:.0}/s, p99 {:.1} ms{}",
+                if tree { "on " } else { "off" },
+                l.per_sec(),
+                l.hist.value_at_quantile(0.99) as f64 / 1000.0,
+                if tree {
+                    format!(", {behind} events not yet in the tree when the load stopped")
+                } else {
+                    String::new()
+                }
+            );
+            if tree {
+                on.push(l.per_sec());
+            } else {
+                off.push(l.per_sec());
+            }
+        }
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+        println!(
+            "proofs: {name}: with the tree on, {:.2}x the command rate with it off (target >= 0.95)",
+            mean(&on) / mean(&off)
+        );
+    }
     Ok(())
 }

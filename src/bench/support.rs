@@ -33,6 +33,14 @@ impl Server {
     /// directory. Rate limits are lifted (the benchmarks measure throughput,
     /// not limits; the limiter itself still runs on every request).
     pub async fn start(database_url: Option<&str>) -> Result<Server, String> {
+        Self::start_with(database_url, |_| {}).await
+    }
+
+    /// [`Server::start`] with `adjust` applied to the configuration last.
+    pub async fn start_with(
+        database_url: Option<&str>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Result<Server, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let mut config = Config::embedded(dir.path().to_path_buf());
         if let Some(url) = database_url {
@@ -49,6 +57,7 @@ impl Server {
             per_user: u64::MAX / 4,
             per_tenant: u64::MAX / 4,
         };
+        adjust(&mut config);
         let app = Application::build(config)
             .await
             .map_err(|e| e.to_string())?;

@@ -24,7 +24,7 @@ pub struct FieldError {
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// Where: `body` (or `query`, `path`), then field names and list indexes.
-    #[schema(value_type = Vec<super::schema::LocStep>)]
+    #[schema(value_type = Vec<LocStep>)]
     pub loc: Vec<Value>,
     /// A sentence for people, e.g. `Field required`, `Input should be a valid integer`.
     pub msg: String,
@@ -34,6 +34,31 @@ pub struct FieldError {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub ctx: Option<Value>,
+}
+
+/// The error body of every 4xx/5xx answer (SPEC §2). 429 adds
+/// `retry_after` and `dimension`; a sync conflict adds `conflict_id`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub detail: Detail,
+    /// Stable machine-readable code, e.g. `NAME_CONFLICT`, `RATE_LIMITED`.
+    pub code: Option<String>,
+}
+
+/// A message, or (422) one entry per failing field.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum Detail {
+    Message(String),
+    Fields(Vec<FieldError>),
+}
+
+/// One step of a field error's location (`body`, a field name, a list index).
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum LocStep {
+    Name(String),
+    Index(u64),
 }
 
 impl FieldError {

@@ -23,7 +23,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{ContentBuilder, OpenApi as Doc, Ref, RefOr};
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
-use super::schema::ErrorBody;
+use super::error::ErrorBody;
 use super::state::AppState;
 use super::{
     admin, audit, connectors, events, files, folders, history, links, permissions, principals,

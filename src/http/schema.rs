@@ -11,8 +11,6 @@ use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, 
 use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
 
-use super::error::FieldError;
-
 // ------------------------------------------------------------ ids
 
 /// Builds the schema of a prefixed id: the prefix and 26 Crockford base32
@@ -100,33 +98,6 @@ impl PartialSchema for DateTimeInput {
 }
 
 impl ToSchema for DateTimeInput {}
-
-// ------------------------------------------------------------ errors
-
-/// The error body of every 4xx/5xx answer (SPEC §2). 429 adds
-/// `retry_after` and `dimension`; a sync conflict adds `conflict_id`.
-#[derive(Serialize, ToSchema)]
-pub struct ErrorBody {
-    pub detail: Detail,
-    /// Stable machine-readable code, e.g. `NAME_CONFLICT`, `RATE_LIMITED`.
-    pub code: Option<String>,
-}
-
-/// A message, or (422) one entry per failing field.
-#[derive(Serialize, ToSchema)]
-#[serde(untagged)]
-pub enum Detail {
-    Message(String),
-    Fields(Vec<FieldError>),
-}
-
-/// One step of a field error's location (`body`, a field name, a list index).
-#[derive(Serialize, ToSchema)]
-#[serde(untagged)]
-pub enum LocStep {
-    Name(String),
-    Index(u64),
-}
 
 // ------------------------------------------------------------ enums
 

@@ -119,6 +119,8 @@ pub struct KeywordIndex {
     fields: Fields,
     reader: IndexReader,
     writer: parking_lot::Mutex<IndexWriter<TantivyDocument>>,
+    /// Queries run one per core; the rest wait their turn.
+    queries: super::gate::Gate,
 }
 
 impl KeywordIndex {
@@ -139,6 +141,7 @@ impl KeywordIndex {
             fields,
             reader,
             writer: parking_lot::Mutex::new(writer),
+            queries: super::gate::Gate::per_core(),
         })
     }
 
@@ -305,6 +308,7 @@ impl KeywordIndex {
             ));
         }
         let q = BooleanQuery::new(clauses);
+        let _turn = self.queries.enter();
         let searcher = self.reader.searcher();
         let (top, count) = searcher.search(&q, &(TopDocs::with_limit(limit.max(1)), Count))?;
         let mut columns: HashMap<u32, Option<StrColumn>> = HashMap::new();

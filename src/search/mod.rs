@@ -11,6 +11,7 @@
 pub mod chunk;
 pub mod embed;
 pub mod extract;
+pub mod gate;
 pub mod index;
 pub mod indexer;
 pub mod rank;

@@ -13,8 +13,8 @@ use utoipa::openapi::schema::AnyOfBuilder;
 use utoipa::openapi::{Ref, RefOr, Schema};
 use utoipa::{PartialSchema, ToSchema};
 
+use super::links::Link;
 use super::permissions::shown_principal_id;
-use super::Link;
 use crate::http::schema::{PermissionDoc, ShareTypeDoc, Timestamp};
 use crate::http::ts;
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::Entry;
+use super::drive::Entry;
 use crate::http::schema::{LinkStatus, LinkTypeDoc, ResourceTypeDoc, Timestamp};
 use crate::http::ts;
 

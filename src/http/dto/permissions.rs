@@ -6,7 +6,8 @@ use scaidrive_projections::access::AceRow;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{File, Folder, Share};
+use super::drive::{File, Folder};
+use super::shares::Share;
 use crate::http::schema::{AceTypeDoc, AclPrincipalType, PermissionDoc, ResourceTypeDoc};
 
 /// The `principal_id` an entry has and is answered with for `everyone`
