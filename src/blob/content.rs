@@ -1,6 +1,8 @@
-//! Content in and out of the chunk store, with memory bounded by one chunk:
+//! Content in and out of the chunk store, with memory bounded by two chunks:
 //! cutting a byte stream into chunks as it arrives, and streaming a byte
 //! range of a file back out a small piece at a time.
+
+use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
@@ -32,6 +34,11 @@ pub enum StoreContentError {
 
 /// Cuts `body` into `chunk_size` chunks, stores each under its SHA-256 (once
 /// per tenant) and hashes the whole. Stops as soon as `max_size` is passed.
+///
+/// A full chunk is hashed and written by a task of its own while the next
+/// one arrives and is hashed into the whole, so the two hashes of every byte
+/// run on two cores; at most one chunk is in flight besides the one being
+/// filled.
 pub async fn store_stream<S, E>(
     blob: &BlobStore,
     tenant: &str,
@@ -53,6 +60,7 @@ where
         chunks: Vec::new(),
         deduplicated: 0,
     };
+    let mut in_flight = VecDeque::new();
     while let Some(piece) = body.next().await {
         let mut piece = piece.map_err(|e| StoreContentError::Body(e.to_string()))?;
         out.size += piece.len() as u64;
@@ -64,30 +72,49 @@ where
             let take = (cs - buf.len()).min(piece.len());
             buf.extend_from_slice(&piece.split_to(take));
             if buf.len() == cs {
-                flush(blob, tenant, &mut buf, &mut out).await?;
+                if let Some(done) = in_flight.pop_front() {
+                    settle(done, &mut out).await?;
+                }
+                in_flight.push_back(flush(blob, tenant, buf.split().freeze()));
             }
         }
     }
     if !buf.is_empty() {
-        flush(blob, tenant, &mut buf, &mut out).await?;
+        in_flight.push_back(flush(blob, tenant, buf.split().freeze()));
+    }
+    while let Some(done) = in_flight.pop_front() {
+        settle(done, &mut out).await?;
     }
     out.sha256 = hex::encode(whole.finalize());
     Ok(out)
 }
 
-async fn flush(
-    blob: &BlobStore,
-    tenant: &str,
-    buf: &mut BytesMut,
-    out: &mut Stored,
-) -> Result<(), BlobError> {
-    let chunk = buf.split().freeze();
-    let hash = hex::encode(Sha256::digest(&chunk));
-    let size = chunk.len() as u64;
-    if blob.put_chunk(tenant, &hash, chunk).await? {
+type Flushed = tokio::task::JoinHandle<Result<(ChunkRef, bool), BlobError>>;
+
+/// Hashes and stores one chunk on a task of its own: its reference and
+/// whether the tenant had it already.
+fn flush(blob: &BlobStore, tenant: &str, chunk: Bytes) -> Flushed {
+    let (blob, tenant) = (blob.clone(), tenant.to_owned());
+    tokio::spawn(async move {
+        let size = chunk.len() as u64;
+        let (hash, chunk) =
+            tokio::task::spawn_blocking(move || (hex::encode(Sha256::digest(&chunk)), chunk))
+                .await
+                .map_err(|e| BlobError::Unavailable(format!("hashing a chunk failed: {e}")))?;
+        let deduplicated = blob.put_chunk(&tenant, &hash, chunk).await?;
+        Ok((ChunkRef { hash, size }, deduplicated))
+    })
+}
+
+/// Adds a stored chunk to `out`, in order.
+async fn settle(done: Flushed, out: &mut Stored) -> Result<(), BlobError> {
+    let (chunk, deduplicated) = done
+        .await
+        .map_err(|e| BlobError::Unavailable(format!("storing a chunk failed: {e}")))??;
+    if deduplicated {
         out.deduplicated += 1;
     }
-    out.chunks.push(ChunkRef { hash, size });
+    out.chunks.push(chunk);
     Ok(())
 }
 

@@ -46,6 +46,11 @@ pub const KEY_FILE: &str = "log-signing-key";
 const SERVICE_ACCOUNT: &str = "scaidrive-merkle-log";
 /// Events read per batch.
 const BATCH: usize = 1000;
+/// How long the follower lets events gather after a short batch: under a
+/// steady stream of commits, waking for each would spend a transaction on a
+/// handful of leaves and take cores from the writers (the bench measured
+/// 0.81x command throughput on PostgreSQL that way).
+const LINGER: Duration = Duration::from_millis(100);
 
 pub use crate::config::ProofSettings as Settings;
 
@@ -420,6 +425,14 @@ impl Follower {
                 self.sign(&frontier).await?;
                 pending = 0;
                 last_signed = Some(Instant::now());
+                continue;
+            }
+            if !batch.is_empty() && batch.len() < BATCH {
+                tokio::select! {
+                    _ = self.stop.cancelled() => break,
+                    _ = self.lease.lost() => break,
+                    _ = tokio::time::sleep(LINGER) => {}
+                }
                 continue;
             }
             if batch.is_empty() {
