@@ -10,12 +10,9 @@ use std::time::Duration;
 
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use scaidrive_domain::id::{ShareId, TenantId, UserId};
 use serde_json::{json, Value};
 
 use super::support::{self as s, Load, Server};
-use crate::command::drive::{create_folder, Target};
-use crate::command::CommandContext;
 
 /// Children of the folder the listing benchmark reads.
 const LISTED: usize = 20;
@@ -172,11 +169,7 @@ async fn run_backend(
     // authentication, permission check or read-back; first waiting, as the
     // POST does, until the read models show the write (the projection work
     // each write costs), then without waiting (the bare command).
-    let tenant = TenantId::parse(me["tenant_id"].as_str().unwrap_or_default())
-        .map_err(|e| format!("tenant id: {e}"))?;
-    let user = UserId::parse(me["id"].as_str().unwrap_or_default())
-        .map_err(|e| format!("user id: {e}"))?;
-    let share_id = ShareId::parse(&share).map_err(|e| format!("share id: {e}"))?;
+    let ids = s::command_ids(&me, &share)?;
     for (label, wait) in [
         ("command + read-model wait (bus)", true),
         ("command: create folder (bus)", false),
@@ -187,15 +180,7 @@ async fn run_backend(
             let state = state.clone();
             let name = format!("c-{run}-{w}-{n}");
             async move {
-                let ctx = CommandContext::system(Some(tenant.to_string()));
-                let target = Target {
-                    share_id,
-                    folder_id: None,
-                    parent_path: "/".into(),
-                };
-                let (_, committed) = create_folder(&state.bus, &ctx, tenant, target, &name, user)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let committed = s::create_root_folder(&state, ids, &name).await?;
                 if wait {
                     state.caught_up_to(&committed).await;
                 }

@@ -16,10 +16,7 @@ use rand::Rng as _;
 use scaidrive_domain::merkle::{self, Frontier, Hash, NodeId, NodeSource, Recorder};
 
 use super::support::{self as s, Load, Server};
-use crate::command::drive::{create_folder, Target};
-use crate::command::CommandContext;
 use crate::proofs::{Checkpoint, NamedKey};
-use scaidrive_domain::id::{ShareId, TenantId, UserId};
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -127,28 +124,13 @@ async fn commands_with_tree(
     let http = s::client(4)?;
     let token = server.token("bench", "bench")?;
     let (me, share) = s::me_and_share(&http, &server.base, &token, "bench-tree").await?;
-    let tenant = TenantId::parse(me["tenant_id"].as_str().unwrap_or_default())
-        .map_err(|e| format!("tenant id: {e}"))?;
-    let user = UserId::parse(me["id"].as_str().unwrap_or_default())
-        .map_err(|e| format!("user id: {e}"))?;
-    let share_id = ShareId::parse(&share).map_err(|e| format!("share id: {e}"))?;
+    let ids = s::command_ids(&me, &share)?;
     let state = server.state.clone();
     let run = uuid::Uuid::now_v7().simple().to_string();
     let l = s::load(TREE_WRITERS, dur, move |w, n| {
         let state = state.clone();
         let name = format!("t-{run}-{w}-{n}");
-        async move {
-            let ctx = CommandContext::system(Some(tenant.to_string()));
-            let target = Target {
-                share_id,
-                folder_id: None,
-                parent_path: "/".into(),
-            };
-            create_folder(&state.bus, &ctx, tenant, target, &name, user)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(())
-        }
+        async move { s::create_root_folder(&state, ids, &name).await.map(drop) }
     })
     .await?;
     let behind = if tree {

@@ -416,3 +416,48 @@ pub async fn caught_up(
         Err("the projections did not catch up within 10 minutes".into())
     }
 }
+
+/// The ids a bench needs to run commands as the user `me` (a `/users/me`
+/// answer) in `share`.
+pub fn command_ids(
+    me: &Value,
+    share: &str,
+) -> Result<
+    (
+        scaidrive_domain::id::TenantId,
+        scaidrive_domain::id::UserId,
+        scaidrive_domain::id::ShareId,
+    ),
+    String,
+> {
+    use scaidrive_domain::id::{ShareId, TenantId, UserId};
+    let tenant = TenantId::parse(me["tenant_id"].as_str().unwrap_or_default())
+        .map_err(|e| format!("tenant id: {e}"))?;
+    let user = UserId::parse(me["id"].as_str().unwrap_or_default())
+        .map_err(|e| format!("user id: {e}"))?;
+    let share = ShareId::parse(share).map_err(|e| format!("share id: {e}"))?;
+    Ok((tenant, user, share))
+}
+
+/// The create-folder command straight on the bus: a folder `name` at the
+/// root of `share`, as the system.
+pub async fn create_root_folder(
+    state: &AppState,
+    (tenant, user, share): (
+        scaidrive_domain::id::TenantId,
+        scaidrive_domain::id::UserId,
+        scaidrive_domain::id::ShareId,
+    ),
+    name: &str,
+) -> Result<crate::command::Committed, String> {
+    let ctx = crate::command::CommandContext::system(Some(tenant.to_string()));
+    let target = crate::command::drive::Target {
+        share_id: share,
+        folder_id: None,
+        parent_path: "/".into(),
+    };
+    crate::command::drive::create_folder(&state.bus, &ctx, tenant, target, name, user)
+        .await
+        .map(|(_, committed)| committed)
+        .map_err(|e| e.to_string())
+}
