@@ -133,13 +133,12 @@ impl Validate for SearchBody {
 
 /// A keyword result.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-#[allow(dead_code)]
 pub struct SearchResult {
     id: String,
     name: String,
     /// Always `file`.
     #[serde(rename = "type")]
-    kind: String,
+    kind: &'static str,
     share_id: String,
     folder_id: Option<String>,
     path: String,
@@ -149,13 +148,29 @@ pub struct SearchResult {
     score: f32,
 }
 
+impl SearchResult {
+    fn of(row: &FileRow, score: f32) -> Self {
+        Self {
+            id: row.id.clone(),
+            name: row.name.clone(),
+            kind: "file",
+            share_id: row.share_id.clone(),
+            folder_id: row.folder_id.clone(),
+            path: row.path.clone(),
+            mime_type: row.mime_type.clone(),
+            size: row.size,
+            modified_at: ts(row.modified_at),
+            score,
+        }
+    }
+}
+
 /// The keyword answer.
-#[derive(Debug, utoipa::ToSchema)]
-#[allow(dead_code)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct SearchAnswer {
     query: String,
     results: Vec<SearchResult>,
-    total: i64,
+    total: usize,
     has_more: bool,
 }
 
@@ -279,7 +294,7 @@ async fn search_get(
     p: Principal,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<SearchQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SearchAnswer>> {
     require_read(&p)?;
     let text = q.q.as_deref().map(str::trim).unwrap_or_default().to_owned();
     if text.is_empty() {
@@ -322,7 +337,7 @@ async fn search_post(
     p: Principal,
     headers: HeaderMap,
     ApiJson(b): ApiJson<SearchBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SearchAnswer>> {
     require_read(&p)?;
     let query = Keyword {
         text: b.query.trim().to_owned(),
@@ -371,7 +386,7 @@ async fn keyword(
     p: &Principal,
     headers: &HeaderMap,
     q: Keyword,
-) -> ApiResult<Value> {
+) -> ApiResult<SearchAnswer> {
     if let Some(share_id) = &q.share_id {
         visible_share(state, p, share_id).await?;
     }
@@ -424,31 +439,17 @@ async fn keyword(
         visible.push((row, h.score));
     }
     let total = visible.len();
-    let page: Vec<Value> = visible
-        .iter()
-        .skip(q.offset)
-        .take(q.limit)
-        .map(|(row, score)| {
-            json!({
-                "id": row.id,
-                "name": row.name,
-                "type": "file",
-                "share_id": row.share_id,
-                "folder_id": row.folder_id,
-                "path": row.path,
-                "mime_type": row.mime_type,
-                "size": row.size,
-                "modified_at": ts(row.modified_at),
-                "score": score,
-            })
-        })
-        .collect();
-    Ok(json!({
-        "query": q.text,
-        "results": page,
-        "total": total,
-        "has_more": q.offset.saturating_add(q.limit) < total,
-    }))
+    Ok(SearchAnswer {
+        results: visible
+            .iter()
+            .skip(q.offset)
+            .take(q.limit)
+            .map(|(row, score)| SearchResult::of(row, *score))
+            .collect(),
+        has_more: q.offset.saturating_add(q.limit) < total,
+        total,
+        query: q.text,
+    })
 }
 
 /// The drive read model's rows of some files of a tenant, by id.
