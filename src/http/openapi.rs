@@ -149,6 +149,8 @@ const OPTIONAL: &[(&str, &str)] = &[
     ("AclEntry", "inherited_from"),
     ("Landing", "token"),
     ("Conflict", "result"),
+    ("MemberThen", "principal_type"),
+    ("MemberThen", "expires_at"),
     ("Delivery", "attempt_log"),
 ];
 
