@@ -578,18 +578,10 @@ pub async fn semantic(chunks: usize, seconds: u64) -> Result<(), String> {
     let ix = Arc::new(ix);
     let ix2 = ix.clone();
     let hist = tokio::task::spawn_blocking(move || {
-        let mut hist = Histogram::<u64>::new(3).map_err(|e| e.to_string())?;
-        let started = Instant::now();
-        let mut i = 0;
-        while started.elapsed() < dur || i < 50 {
-            let t = Instant::now();
-            let hits = ix2.search(TENANT, &queries[i % queries.len()], 1000, |_| true);
-            std::hint::black_box(hits);
-            hist.record(t.elapsed().as_micros() as u64)
-                .map_err(|e| e.to_string())?;
-            i += 1;
-        }
-        Ok::<_, String>(hist)
+        timed(dur, 50, |i| {
+            std::hint::black_box(ix2.search(TENANT, &queries[i % queries.len()], 1000, |_| true));
+            Ok(())
+        })
     })
     .await
     .map_err(|e| e.to_string())??;
@@ -605,23 +597,16 @@ pub async fn semantic(chunks: usize, seconds: u64) -> Result<(), String> {
         .map_err(|e| e.to_string())??;
     if let Some(m) = model {
         let hist = tokio::task::spawn_blocking(move || {
-            let mut hist = Histogram::<u64>::new(3).map_err(|e| e.to_string())?;
             let qs = [
                 "how many quokkas were counted?",
                 "quarterly revenue in Zürich",
                 "who approves invoices before payment",
             ];
-            let started = Instant::now();
-            let mut i = 0;
-            while started.elapsed() < dur || i < 20 {
-                let t = Instant::now();
+            timed(dur, 20, |i| {
                 m.embed(&[qs[i % qs.len()].to_owned()])
-                    .map_err(|e| e.to_string())?;
-                hist.record(t.elapsed().as_micros() as u64)
-                    .map_err(|e| e.to_string())?;
-                i += 1;
-            }
-            Ok::<_, String>(hist)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            })
         })
         .await
         .map_err(|e| e.to_string())??;
@@ -633,6 +618,26 @@ pub async fn semantic(chunks: usize, seconds: u64) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// Times `op` (given the iteration's number) on this thread, again and
+/// again for `dur` and at least `min` times; a histogram in microseconds.
+fn timed(
+    dur: Duration,
+    min: usize,
+    mut op: impl FnMut(usize) -> Result<(), String>,
+) -> Result<Histogram<u64>, String> {
+    let mut hist = Histogram::<u64>::new(3).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let mut i = 0;
+    while started.elapsed() < dur || i < min {
+        let t = Instant::now();
+        op(i)?;
+        hist.record(t.elapsed().as_micros() as u64)
+            .map_err(|e| e.to_string())?;
+        i += 1;
+    }
+    Ok(hist)
 }
 
 /// A unit vector for the HNSW graph; distance is 1 - cosine.
@@ -684,26 +689,20 @@ fn flat_versus_hnsw(
     let started = Instant::now();
     let graph = Builder::default().seed(384).build(points, ids);
     let build = started.elapsed().as_secs_f64();
-    let mut hnsw = Histogram::<u64>::new(3).map_err(|e| e.to_string())?;
     let mut found = 0usize;
     let mut search = Search::default();
-    let started = Instant::now();
-    let mut i = 0;
-    while started.elapsed() < dur || i < queries.len() {
+    let hnsw = timed(dur, queries.len(), |i| {
         let q = Unit(queries[i % queries.len()].clone());
-        let t = Instant::now();
         let top: Vec<(usize, u32)> = graph
             .search(&q, &mut search)
             .take(10)
             .map(|h| *h.value)
             .collect();
-        hnsw.record(t.elapsed().as_micros() as u64)
-            .map_err(|e| e.to_string())?;
         if i < queries.len() {
             found += top.iter().filter(|id| exact[i].contains(id)).count();
         }
-        i += 1;
-    }
+        Ok(())
+    })?;
     let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     println!(
         "semantic: top 10 over {n} chunks, one thread: exact scan p50 {:.1} ms p99 {:.1} ms (recall 1.000); \
