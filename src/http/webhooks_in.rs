@@ -159,6 +159,7 @@ fn verify(secret: &str, headers: &HeaderMap, body: &[u8]) -> ApiResult<()> {
         (status = 200, description = "Applied", body = dto::WebhookApplied),
         (status = 400, description = "Unsupported event"),
         (status = 401, description = "Signature missing or wrong"),
+        (status = 403, description = "The delivery's tenant belongs to another partner"),
         (status = 404, description = "The webhook is not configured"),
         (status = 422, description = "The delivery or its data fails validation"),
     ),
